@@ -1,0 +1,148 @@
+//! # redis-wasm-sdk: Redis commands as WebAssembly guests
+//!
+//! Write a Redis module in Rust, build it for `wasm32-wasip2`, and load it into a running server
+//! with `WASM.LOAD`. The host (`redis-wasm`) runs it sandboxed; this crate gives guest code the
+//! shape of a native Redis module written with the `redis-module` crate: a command function
+//! gets a [`Context`] and its arguments and returns a [`RedisResult`].
+//!
+//! ```no_run
+//! use redis_wasm_sdk::{redis_module, Context, RedisResult, RedisString, RedisValue, RedisError};
+//!
+//! fn rand(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+//!     if args.len() != 1 {
+//!         return Err(RedisError::WrongArity);
+//!     }
+//!     Ok(RedisValue::Integer(4)) // chosen by fair dice roll
+//! }
+//!
+//! redis_module! {
+//!     name: "helloworld",
+//!     version: 1,
+//!     commands: [
+//!         ["helloworld.rand", rand, "readonly fast", 0, 0, 0],
+//!     ],
+//! }
+//! ```
+//!
+//! ## What lives where
+//! - [`Context`] (`context.rs`): the running command — replies and logging.
+//! - [`InitContext`] (`init.rs`): the guest's init — command registration, load arguments.
+//! - [`RedisString`], [`NextArg`] (`string.rs`): binary-safe arguments and their parsing.
+//! - [`RedisValue`], [`RedisError`] (`value.rs`): what a command returns.
+//! - `runtime.rs`: glue between the WIT exports and your functions (used by [`redis_module!`]).
+//! - [`wit`]: the raw generated bindings of the `redis:module` WIT world, for what the friendly
+//!   layer does not cover yet.
+
+#![deny(missing_docs)]
+
+// Lets the generated bindings name this crate the same way from inside and from guests.
+extern crate self as redis_wasm_sdk;
+
+mod context;
+mod init;
+mod runtime;
+mod string;
+mod value;
+
+pub use context::{Context, LogLevel};
+pub use init::{CommandFn, InitContext, InitFn};
+pub use string::{NextArg, RedisString};
+pub use value::{RedisError, RedisResult, RedisValue};
+
+/// The API version this SDK speaks (`REDISMODULE_APIVER_1`).
+pub const API_VERSION: i32 = 1;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::runtime::{CommandDef, ModuleDef, init, invoke};
+    pub use wit_bindgen;
+}
+
+/// The generated bindings of the `redis:module` WIT world.
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod wit {
+    wit_bindgen::generate!({
+        world: "module",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_guest",
+        default_bindings_module: "redis_wasm_sdk::wit",
+        runtime_path: "redis_wasm_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+/// Declares a guest module: its name, version, commands and optional init function.
+///
+/// Each command row is `[name, handler, flags, first_key, last_key, key_step]`, as in
+/// `RedisModule_CreateCommand`, optionally followed by `arity = N` to let the host check the
+/// argument count (N exact, -N at least N, counting the command name).
+///
+/// ```ignore
+/// redis_module! {
+///     name: "hello",
+///     version: 1,
+///     init: my_init,          // optional: fn(&InitContext, &[RedisString]) -> Result<(), RedisError>
+///     commands: [
+///         ["hello.simple", hello_simple, "readonly", 0, 0, 0],
+///         ["hello.get", hello_get, "readonly", 1, 1, 1, arity = 2],
+///     ],
+/// }
+/// ```
+#[macro_export]
+macro_rules! redis_module {
+    (
+        name: $name:expr,
+        version: $version:expr,
+        $(init: $init:expr,)?
+        commands: [
+            $([
+                $cmd_name:expr,
+                $cmd_fn:expr,
+                $cmd_flags:expr,
+                $first_key:expr,
+                $last_key:expr,
+                $key_step:expr
+                $(, arity = $arity:expr)?
+                $(,)?
+            ]),* $(,)?
+        ] $(,)?
+    ) => {
+        #[doc(hidden)]
+        fn __redis_wasm_module_def() -> $crate::__private::ModuleDef {
+            $crate::__private::ModuleDef {
+                name: $name,
+                version: $version,
+                init: { #[allow(unused_mut)] let mut init: Option<$crate::InitFn> = None; $(init = Some($init);)? init },
+                commands: vec![
+                    $($crate::__private::CommandDef {
+                        name: $cmd_name,
+                        handler: $cmd_fn,
+                        flags: $cmd_flags,
+                        first_key: $first_key,
+                        last_key: $last_key,
+                        key_step: $key_step,
+                        arity: { #[allow(unused_mut)] let mut arity = 0; $(arity = $arity;)? arity },
+                    }),*
+                ],
+            }
+        }
+
+        #[doc(hidden)]
+        struct __RedisWasmGuest;
+
+        impl $crate::wit::exports::redis::module::guest::Guest for __RedisWasmGuest {
+            fn init(args: ::std::vec::Vec<::std::vec::Vec<u8>>) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__private::init(__redis_wasm_module_def(), args)
+            }
+            fn invoke(
+                command: u32,
+                args: ::std::vec::Vec<::std::vec::Vec<u8>>,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__private::invoke(command, args)
+            }
+        }
+
+        $crate::wit::export_guest!(__RedisWasmGuest with_types_in $crate::wit);
+    };
+}

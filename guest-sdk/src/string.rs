@@ -1,0 +1,237 @@
+//! Binary-safe strings: command arguments and their parsing.
+
+use std::fmt;
+
+use crate::value::RedisError;
+
+/// A binary-safe string, such as a command argument (`RedisModuleString`).
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RedisString(Vec<u8>);
+
+const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
+const NOT_A_FLOAT: &str = "ERR value is not a valid float";
+
+impl RedisString {
+    /// Wraps bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        RedisString(bytes.into())
+    }
+
+    /// A string holding the decimal form of `value` (`RedisModule_CreateStringFromLongLong`).
+    pub fn from_i64(value: i64) -> Self {
+        RedisString(value.to_string().into_bytes())
+    }
+
+    /// The bytes (`RedisModule_StringPtrLen`).
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the string is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The bytes, by value.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The string as UTF-8, or an error naming the problem.
+    pub fn try_as_str(&self) -> Result<&str, RedisError> {
+        std::str::from_utf8(&self.0).map_err(|_| RedisError::Str("ERR argument is not valid UTF-8"))
+    }
+
+    /// The string as text, with invalid UTF-8 replaced.
+    pub fn to_string_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+
+    /// Parses the string as Redis parses integers (`RedisModule_StringToLongLong`): an optional
+    /// `-`, decimal digits, no leading zeros, no spaces or `+`, within `i64`.
+    pub fn parse_integer(&self) -> Result<i64, RedisError> {
+        parse_redis_integer(&self.0).ok_or(RedisError::Str(NOT_AN_INTEGER))
+    }
+
+    /// Parses the string as a non-negative integer within `u64`.
+    pub fn parse_unsigned_integer(&self) -> Result<u64, RedisError> {
+        let v = self.parse_integer()?;
+        u64::try_from(v).map_err(|_| RedisError::Str(NOT_AN_INTEGER))
+    }
+
+    /// Parses the string as a double (`RedisModule_StringToDouble`): no spaces, not NaN.
+    pub fn parse_float(&self) -> Result<f64, RedisError> {
+        parse_redis_double(&self.0).ok_or(RedisError::Str(NOT_A_FLOAT))
+    }
+}
+
+/// Redis's `string2ll`: strict decimal integers that round-trip exactly.
+pub(crate) fn parse_redis_integer(bytes: &[u8]) -> Option<i64> {
+    if bytes.is_empty() || bytes.len() > 20 {
+        return None;
+    }
+    if bytes == b"0" {
+        return Some(0);
+    }
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    match digits.first() {
+        Some(b'1'..=b'9') => {}
+        _ => return None,
+    }
+    let mut magnitude: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        magnitude = magnitude.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    if negative {
+        0i64.checked_sub_unsigned(magnitude).or((magnitude == 1 << 63).then_some(i64::MIN))
+    } else {
+        i64::try_from(magnitude).ok()
+    }
+}
+
+/// Redis's `string2d` as used by `RedisModule_StringToDouble`: the whole string must parse, no
+/// leading space, and NaN is refused.
+pub(crate) fn parse_redis_double(bytes: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if text.is_empty() || text.starts_with(|c: char| c.is_ascii_whitespace()) {
+        return None;
+    }
+    let lower = text.to_ascii_lowercase();
+    let value = match lower.as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
+        "-inf" | "-infinity" => f64::NEG_INFINITY,
+        _ => text.parse::<f64>().ok()?,
+    };
+    (!value.is_nan()).then_some(value)
+}
+
+impl fmt::Debug for RedisString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisString({:?})", String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl fmt::Display for RedisString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl From<Vec<u8>> for RedisString {
+    fn from(bytes: Vec<u8>) -> Self {
+        RedisString(bytes)
+    }
+}
+
+impl From<&[u8]> for RedisString {
+    fn from(bytes: &[u8]) -> Self {
+        RedisString(bytes.to_vec())
+    }
+}
+
+impl From<&str> for RedisString {
+    fn from(s: &str) -> Self {
+        RedisString(s.as_bytes().to_vec())
+    }
+}
+
+impl From<String> for RedisString {
+    fn from(s: String) -> Self {
+        RedisString(s.into_bytes())
+    }
+}
+
+impl AsRef<[u8]> for RedisString {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Reading command arguments one at a time, as in the `redis-module` crate.
+///
+/// ```
+/// use redis_wasm_sdk::{NextArg, RedisString, RedisError};
+/// let mut args = vec![RedisString::from("cmd"), RedisString::from("42")].into_iter().skip(1);
+/// assert_eq!(args.next_i64().unwrap(), 42);
+/// assert_eq!(args.next_arg(), Err(RedisError::WrongArity));
+/// ```
+pub trait NextArg {
+    /// The next argument, or [`RedisError::WrongArity`] when there is none.
+    fn next_arg(&mut self) -> Result<RedisString, RedisError>;
+    /// The next argument as an integer.
+    fn next_i64(&mut self) -> Result<i64, RedisError>;
+    /// The next argument as a non-negative integer.
+    fn next_u64(&mut self) -> Result<u64, RedisError>;
+    /// The next argument as a double.
+    fn next_f64(&mut self) -> Result<f64, RedisError>;
+    /// The next argument as UTF-8 text.
+    fn next_string(&mut self) -> Result<String, RedisError>;
+    /// [`RedisError::WrongArity`] if any argument is left.
+    fn done(&mut self) -> Result<(), RedisError>;
+}
+
+impl<T: Iterator<Item = RedisString>> NextArg for T {
+    fn next_arg(&mut self) -> Result<RedisString, RedisError> {
+        self.next().ok_or(RedisError::WrongArity)
+    }
+
+    fn next_i64(&mut self) -> Result<i64, RedisError> {
+        self.next_arg()?.parse_integer()
+    }
+
+    fn next_u64(&mut self) -> Result<u64, RedisError> {
+        self.next_arg()?.parse_unsigned_integer()
+    }
+
+    fn next_f64(&mut self) -> Result<f64, RedisError> {
+        self.next_arg()?.parse_float()
+    }
+
+    fn next_string(&mut self) -> Result<String, RedisError> {
+        Ok(self.next_arg()?.try_as_str()?.to_owned())
+    }
+
+    fn done(&mut self) -> Result<(), RedisError> {
+        match self.next() {
+            None => Ok(()),
+            Some(_) => Err(RedisError::WrongArity),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_parse_like_redis() {
+        assert_eq!(parse_redis_integer(b"0"), Some(0));
+        assert_eq!(parse_redis_integer(b"-1"), Some(-1));
+        assert_eq!(parse_redis_integer(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_redis_integer(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [&b""[..], b"9223372036854775808", b"-9223372036854775809", b"01", b"-0", b"+1", b" 1", b"1 ", b"1a", b"-", b"99999999999999999999999"] {
+            assert_eq!(parse_redis_integer(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn doubles_parse_like_redis() {
+        assert_eq!(parse_redis_double(b"1.5"), Some(1.5));
+        assert_eq!(parse_redis_double(b"-inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_redis_double(b"1e3"), Some(1000.0));
+        for bad in [&b""[..], b" 1", b"nan", b"abc", b"1.5x"] {
+            assert_eq!(parse_redis_double(bad), None);
+        }
+    }
+}

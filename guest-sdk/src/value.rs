@@ -1,0 +1,156 @@
+//! What a command returns: [`RedisValue`] on success, [`RedisError`] on failure.
+
+use std::fmt;
+
+use crate::string::RedisString;
+use crate::wit::redis::module::reply;
+
+/// The result of a command function.
+pub type RedisResult = Result<RedisValue, RedisError>;
+
+/// A reply value. Returned from a command function, it is sent to the client.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum RedisValue {
+    /// A status reply from a static string, such as `OK`.
+    SimpleStringStatic(&'static str),
+    /// A status reply. Must not contain CR or LF.
+    SimpleString(String),
+    /// A bulk string from UTF-8 text.
+    BulkString(String),
+    /// A bulk string from bytes.
+    StringBuffer(Vec<u8>),
+    /// A bulk string from a [`RedisString`].
+    BulkRedisString(RedisString),
+    /// An integer reply.
+    Integer(i64),
+    /// The null reply.
+    Null,
+    /// An array reply.
+    Array(Vec<RedisValue>),
+    /// The command already replied through the [`Context`](crate::Context) `reply_with_*`
+    /// methods; nothing more is sent.
+    NoReply,
+}
+
+impl RedisValue {
+    /// Sends this value through the reply interface.
+    pub(crate) fn emit(&self) {
+        match self {
+            RedisValue::SimpleStringStatic(s) => reply::reply_with_simple_string(s),
+            RedisValue::SimpleString(s) => reply::reply_with_simple_string(s),
+            RedisValue::BulkString(s) => reply::reply_with_string_buffer(s.as_bytes()),
+            RedisValue::StringBuffer(b) => reply::reply_with_string_buffer(b),
+            RedisValue::BulkRedisString(s) => reply::reply_with_string_buffer(s.as_slice()),
+            RedisValue::Integer(i) => reply::reply_with_long_long(*i),
+            RedisValue::Null => reply::reply_with_null(),
+            RedisValue::Array(items) => {
+                // An array longer than u32::MAX cannot be declared; the host rejects the
+                // mismatch rather than sending a corrupt reply.
+                reply::reply_with_array(u32::try_from(items.len()).unwrap_or(u32::MAX));
+                for item in items {
+                    item.emit();
+                }
+            }
+            RedisValue::NoReply => {}
+        }
+    }
+}
+
+impl From<i64> for RedisValue {
+    fn from(i: i64) -> Self {
+        RedisValue::Integer(i)
+    }
+}
+
+impl From<usize> for RedisValue {
+    fn from(i: usize) -> Self {
+        RedisValue::Integer(i64::try_from(i).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<String> for RedisValue {
+    fn from(s: String) -> Self {
+        RedisValue::BulkString(s)
+    }
+}
+
+impl From<&str> for RedisValue {
+    fn from(s: &str) -> Self {
+        RedisValue::BulkString(s.to_owned())
+    }
+}
+
+impl From<Vec<u8>> for RedisValue {
+    fn from(b: Vec<u8>) -> Self {
+        RedisValue::StringBuffer(b)
+    }
+}
+
+impl From<RedisString> for RedisValue {
+    fn from(s: RedisString) -> Self {
+        RedisValue::BulkRedisString(s)
+    }
+}
+
+impl<T: Into<RedisValue>> From<Option<T>> for RedisValue {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(RedisValue::Null, Into::into)
+    }
+}
+
+impl<T: Into<RedisValue>> From<Vec<T>> for RedisValue {
+    fn from(items: Vec<T>) -> Self {
+        RedisValue::Array(items.into_iter().map(Into::into).collect())
+    }
+}
+
+/// A command failure, sent to the client as an error reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisError {
+    /// The standard wrong-number-of-arguments error for the running command.
+    WrongArity,
+    /// The standard `WRONGTYPE` error.
+    WrongType,
+    /// An error message. The leading uppercase word is the error code (`ERR`, ...); the host adds
+    /// `ERR` when there is none.
+    Str(&'static str),
+    /// An error message, like [`RedisError::Str`].
+    String(String),
+}
+
+/// The message of [`RedisError::WrongType`], as Redis words it.
+pub(crate) const WRONGTYPE_MESSAGE: &str =
+    "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+impl RedisError {
+    /// An error from any message.
+    pub fn new(message: impl Into<String>) -> Self {
+        RedisError::String(message.into())
+    }
+}
+
+impl fmt::Display for RedisError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisError::WrongArity => f.write_str("ERR wrong number of arguments"),
+            RedisError::WrongType => f.write_str(WRONGTYPE_MESSAGE),
+            RedisError::Str(s) => f.write_str(s),
+            RedisError::String(s) => f.write_str(s),
+        }
+    }
+}
+
+impl std::error::Error for RedisError {}
+
+impl From<String> for RedisError {
+    fn from(s: String) -> Self {
+        RedisError::String(s)
+    }
+}
+
+impl From<&'static str> for RedisError {
+    fn from(s: &'static str) -> Self {
+        RedisError::Str(s)
+    }
+}

@@ -1,0 +1,40 @@
+//! The host side of the `redis:module` WIT world: one file per interface.
+//!
+//! [`bindings`] is the only `bindgen!` expansion; the rest of the host uses the linker built by
+//! [`linker`] and the trait impls below. Host functions return `wasmtime::Result`: an `Err` is a
+//! host fault and traps the guest; guest mistakes come back as WIT `result` errors or turn the
+//! reply into an error (see `reply.rs`).
+
+mod log;
+mod registration;
+mod reply;
+
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::state::GuestState;
+
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "module",
+        imports: { default: trappable },
+    });
+}
+
+pub use bindings::redis::module::registration::CommandSpec as WitCommandSpec;
+
+/// The WIT package every guest must be built against, and its version.
+pub const WIT_PACKAGE: &str = "redis:module";
+pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 0);
+
+/// A linker with every interface of the world defined.
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
+    let mut linker = Linker::new(engine);
+    bindings::Module::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |state| state)?;
+    crate::wasi::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+impl bindings::redis::module::types::Host for GuestState {}

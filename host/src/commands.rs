@@ -1,0 +1,243 @@
+//! The host's own commands: `WASM.LOAD`, `WASM.UNLOAD`, `WASM.LIST`, `WASM.HELP`.
+//! Their syntax and replies are documented in docs/commands.md.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::ffi::{Args, Ctx, LogLevel};
+use crate::guest::{Guest, Source};
+use crate::reply::{ReplyBuffer, ReplyItem};
+use crate::{loader, registry};
+
+/// What to load: the module (a server path or the bytes themselves) and its init arguments.
+pub struct LoadRequest {
+    pub module: Vec<u8>,
+    pub args: Vec<Vec<u8>>,
+    pub replace: bool,
+}
+
+impl LoadRequest {
+    /// Parses `[REPLACE] <module> [REPLACE] [ARGS arg ...]` (everything after `ARGS` is an
+    /// argument for the guest).
+    pub fn parse<'a>(mut tokens: impl Iterator<Item = &'a [u8]>) -> Result<LoadRequest, String> {
+        let mut replace = false;
+        let mut module = None;
+        let mut args = Vec::new();
+        while let Some(token) = tokens.next() {
+            if module.is_none() && token.eq_ignore_ascii_case(b"replace") {
+                replace = true;
+            } else if module.is_none() {
+                module = Some(token.to_vec());
+            } else if token.eq_ignore_ascii_case(b"replace") {
+                replace = true;
+            } else if token.eq_ignore_ascii_case(b"args") {
+                args.extend(tokens.by_ref().map(<[u8]>::to_vec));
+            } else {
+                return Err(format!("unexpected argument '{}' (expected REPLACE or ARGS)", String::from_utf8_lossy(token)));
+            }
+        }
+        let module = module.ok_or("missing the module: a path on the server or the module's bytes")?;
+        Ok(LoadRequest { module, args, replace })
+    }
+
+    /// Reads the module: bytes given inline start with the wasm magic number, anything else is a
+    /// path on the server.
+    fn read(&self) -> Result<(Arc<[u8]>, Source), String> {
+        if self.module.starts_with(b"\0asm") {
+            return Ok((self.module.as_slice().into(), Source::Bytes));
+        }
+        let path = String::from_utf8(self.module.clone()).map_err(|_| "the module path is not valid UTF-8".to_owned())?;
+        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read '{path}': {e}"))?;
+        Ok((bytes.into(), Source::Path(path)))
+    }
+
+    fn describe(&self) -> String {
+        if self.module.starts_with(b"\0asm") {
+            format!("a module of {} bytes", self.module.len())
+        } else {
+            format!("'{}'", String::from_utf8_lossy(&self.module))
+        }
+    }
+}
+
+/// Loads a guest and registers its commands; on error nothing of it stays registered.
+pub fn load(ctx: Ctx, request: LoadRequest) -> Result<Arc<Guest>, String> {
+    let described = request.describe();
+    let fail_source = |why: String| format!("cannot load {described}: {why}");
+    let (wasm, source) = request.read().map_err(fail_source)?;
+    let program = loader::compile(&wasm).map_err(fail_source)?;
+    let guest = Guest::start(program, Some(ctx), wasm, source, request.args).map_err(fail_source)?;
+    let name = guest.info.name.clone();
+    let fail = |why: String| format!("cannot load guest '{name}': {why}");
+    for spec in &guest.commands {
+        // A name that is a guest command now is not a Redis command (COMMAND INFO is not
+        // rewritten by the filter), so this only finds Redis's and other modules' commands.
+        if ctx.command_exists(&spec.name) {
+            return Err(fail(format!("command '{}' collides with a Redis command", spec.name)));
+        }
+    }
+    let guest = Arc::new(guest);
+    registry::commit(guest.clone(), request.replace).map_err(fail)?;
+    ctx.log(
+        LogLevel::Notice,
+        &format!("loaded guest '{}' version {} with {} command(s)", guest.info.name, guest.info.version, guest.commands.len()),
+    );
+    Ok(guest)
+}
+
+/// `WASM.LOAD [REPLACE] <path | bytes> [ARGS arg ...]` → the guest's name.
+pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
+    let request = match LoadRequest::parse(args.iter().skip(1)) {
+        Ok(request) => request,
+        Err(why) => return ctx.reply_error(&format!("ERR {why}")),
+    };
+    match load(ctx, request) {
+        Ok(guest) => ctx.reply_string_buffer(guest.info.name.as_bytes()),
+        Err(why) => ctx.reply_error(&format!("ERR {why}")),
+    }
+}
+
+/// `WASM.UNLOAD <name>` → OK.
+pub fn wasm_unload(ctx: Ctx, args: Args<'_>) {
+    if args.len() != 2 {
+        return ctx.reply_error(&crate::dispatch::wrong_arity_message("wasm.unload"));
+    }
+    let name = String::from_utf8_lossy(args.get(1).unwrap_or_default());
+    match registry::remove(&name) {
+        Some(guest) => {
+            ctx.log(LogLevel::Notice, &format!("unloaded guest '{}'", guest.info.name));
+            ctx.reply_simple_ok();
+        }
+        None => ctx.reply_error(&format!("ERR no guest named '{name}' is loaded")),
+    }
+}
+
+fn bulk(text: impl AsRef<[u8]>) -> ReplyItem {
+    ReplyItem::Bulk(text.as_ref().to_vec())
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
+    out.push(ReplyItem::Map(8));
+    out.push(bulk("name"));
+    out.push(bulk(&guest.info.name));
+    out.push(bulk("version"));
+    out.push(ReplyItem::Integer(i64::from(guest.info.version)));
+    out.push(bulk("api-version"));
+    out.push(ReplyItem::Integer(i64::from(guest.info.api_version)));
+    out.push(bulk("source"));
+    out.push(match &guest.source {
+        Source::Path(path) => bulk(path),
+        Source::Bytes => bulk("bytes"),
+    });
+    out.push(bulk("size"));
+    out.push(ReplyItem::Integer(i64::try_from(guest.wasm.len()).unwrap_or(i64::MAX)));
+    out.push(bulk("args"));
+    out.push(ReplyItem::Array(count(guest.load_args.len())));
+    for arg in &guest.load_args {
+        out.push(bulk(arg));
+    }
+    out.push(bulk("commands"));
+    out.push(ReplyItem::Array(count(guest.commands.len())));
+    for spec in &guest.commands {
+        out.push(ReplyItem::Map(6));
+        out.push(bulk("name"));
+        out.push(bulk(&spec.name));
+        out.push(bulk("flags"));
+        let flags = spec.flags.to_string();
+        let words: Vec<&str> = flags.split_ascii_whitespace().collect();
+        out.push(ReplyItem::Array(count(words.len())));
+        for word in words {
+            out.push(ReplyItem::Simple(word.to_owned()));
+        }
+        out.push(bulk("first-key"));
+        out.push(ReplyItem::Integer(i64::from(spec.first_key)));
+        out.push(bulk("last-key"));
+        out.push(ReplyItem::Integer(i64::from(spec.last_key)));
+        out.push(bulk("key-step"));
+        out.push(ReplyItem::Integer(i64::from(spec.key_step)));
+        out.push(bulk("arity"));
+        out.push(ReplyItem::Integer(i64::from(spec.arity)));
+    }
+    out.push(bulk("stats"));
+    out.push(ReplyItem::Map(4));
+    for (name, counter) in [
+        ("calls", &guest.stats.calls),
+        ("errors", &guest.stats.errors),
+        ("traps", &guest.stats.traps),
+        ("restarts", &guest.stats.restarts),
+    ] {
+        out.push(bulk(name));
+        out.push(ReplyItem::Integer(i64::try_from(counter.load(Ordering::Relaxed)).unwrap_or(i64::MAX)));
+    }
+}
+
+/// `WASM.LIST [name]` → one map per loaded guest.
+pub fn wasm_list(ctx: Ctx, args: Args<'_>) {
+    if args.len() > 2 {
+        return ctx.reply_error(&crate::dispatch::wrong_arity_message("wasm.list"));
+    }
+    let mut guests = registry::guests();
+    if let Some(name) = args.get(1) {
+        guests.retain(|g| g.info.name.as_bytes() == name);
+    }
+    let mut out = ReplyBuffer::default();
+    out.push(ReplyItem::Array(count(guests.len())));
+    for guest in &guests {
+        describe_guest(&mut out, guest);
+    }
+    match out.finish() {
+        Ok(()) => out.send(ctx),
+        Err(why) => ctx.reply_error(&format!("ERR internal error listing guests: {why}")),
+    }
+}
+
+const HELP: &[&str] = &[
+    "WASM.LOAD [REPLACE] <path|bytes> [ARGS <arg> ...]",
+    "    Load a WebAssembly guest from a file on the server or from the module's bytes,",
+    "    run its init with the arguments, and register its commands. Replies with its name.",
+    "    REPLACE upgrades a loaded guest of the same name.",
+    "WASM.UNLOAD <name>",
+    "    Unload a guest; its commands stop answering.",
+    "WASM.LIST [<name>]",
+    "    List loaded guests: name, versions, source, load arguments, commands, counters.",
+    "WASM.HELP",
+    "    Print this help.",
+];
+
+/// `WASM.HELP`.
+pub fn wasm_help(ctx: Ctx, _args: Args<'_>) {
+    let mut out = ReplyBuffer::default();
+    out.push(ReplyItem::Array(count(HELP.len())));
+    for line in HELP {
+        out.push(ReplyItem::Simple((*line).to_owned()));
+    }
+    match out.finish() {
+        Ok(()) => out.send(ctx),
+        Err(why) => ctx.reply_error(&format!("ERR {why}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<LoadRequest, String> {
+        LoadRequest::parse(words.iter().map(|w| w.as_bytes()))
+    }
+
+    #[test]
+    fn load_syntax() {
+        let r = parse(&["/x.wasm", "ARGS", "a", "REPLACE"]).unwrap();
+        assert_eq!((r.module.as_slice(), r.replace, r.args.len()), (&b"/x.wasm"[..], false, 2));
+        let r = parse(&["REPLACE", "/x.wasm"]).unwrap();
+        assert!(r.replace && r.args.is_empty());
+        let r = parse(&["/x.wasm", "replace", "args"]).unwrap();
+        assert!(r.replace && r.args.is_empty());
+        assert!(parse(&[]).unwrap_err().contains("missing"));
+        assert!(parse(&["/x.wasm", "BOGUS"]).unwrap_err().contains("BOGUS"));
+    }
+}

@@ -1,0 +1,125 @@
+//! How guest commands answer under their own names.
+//!
+//! Redis 7.2+ refuses `RedisModule_CreateCommand` outside `OnLoad`, and commands can never be
+//! removed, so guests loaded at runtime cannot create real commands. Instead the host registers,
+//! once, four *dispatcher* commands (one per access-flag combination, see `flags.rs`) and a
+//! *command filter*. The filter runs before Redis looks a command up — for clients, inside
+//! MULTI, for Lua `redis.call`, for `RM_Call` from any module, for guests — and rewrites
+//!
+//! ```text
+//! HELLOWORLD.RAND a b   →   wasm.invoke-readonly HELLOWORLD.RAND a b
+//! ```
+//!
+//! The dispatcher finds the guest, checks arity and flags, and runs it. Dispatchers are
+//! `getkeys-api` commands, so ACL key patterns, `COMMAND GETKEYS` and cluster routing see the
+//! guest command's real key positions. Limits of this design are documented in docs/commands.md.
+
+use std::sync::OnceLock;
+
+use crate::ffi::{Args, Ctx, FilterCtx, OwnedString, ctx_flags};
+use crate::flags::Variant;
+use crate::registry;
+
+/// The dispatcher names as Redis strings, inserted by the filter (one reference per use).
+static DISPATCHER_NAMES: OnceLock<[OwnedString; 4]> = OnceLock::new();
+
+/// Creates the strings the filter inserts. Called from `OnLoad`.
+pub fn init() {
+    DISPATCHER_NAMES.get_or_init(|| Variant::ALL.map(|v| OwnedString::new(v.command_name().as_bytes())));
+}
+
+/// The command filter. Runs for every command Redis executes: must stay cheap.
+pub fn filter(fctx: &FilterCtx) {
+    let Some(names) = DISPATCHER_NAMES.get() else { return };
+    let Some(name) = fctx.arg(0) else { return };
+    if let Some(variant) = registry::variant_of(name) {
+        fctx.insert_arg(0, &names[variant.index()]);
+        return;
+    }
+    // COMMAND GETKEYS / GETKEYSANDFLAGS <guest command> ... : ask the dispatcher instead.
+    if name.eq_ignore_ascii_case(b"command") && fctx.arg_count() >= 3 {
+        let is_getkeys = fctx
+            .arg(1)
+            .is_some_and(|sub| sub.eq_ignore_ascii_case(b"getkeys") || sub.eq_ignore_ascii_case(b"getkeysandflags"));
+        if is_getkeys {
+            if let Some(variant) = fctx.arg(2).and_then(registry::variant_of) {
+                fctx.insert_arg(2, &names[variant.index()]);
+            }
+        }
+    }
+}
+
+/// Redis's wrong-arity error, in the guest command's name.
+pub fn wrong_arity_message(command: &str) -> String {
+    format!("ERR wrong number of arguments for '{command}' command")
+}
+
+pub fn invoke_write_denyoom(ctx: Ctx, args: Args<'_>) {
+    invoke(ctx, args, Variant::WriteDenyOom);
+}
+
+pub fn invoke_write(ctx: Ctx, args: Args<'_>) {
+    invoke(ctx, args, Variant::Write);
+}
+
+pub fn invoke_readonly(ctx: Ctx, args: Args<'_>) {
+    invoke(ctx, args, Variant::Readonly);
+}
+
+pub fn invoke_plain(ctx: Ctx, args: Args<'_>) {
+    invoke(ctx, args, Variant::Plain);
+}
+
+/// A dispatcher call: `args[0]` is the dispatcher, `args[1]` the guest command.
+fn invoke(ctx: Ctx, args: Args<'_>, variant: Variant) {
+    let keys_request = ctx.is_keys_position_request();
+    let Some(name) = args.get(1) else {
+        if !keys_request {
+            ctx.reply_error(&wrong_arity_message(variant.command_name()));
+        }
+        return;
+    };
+    let Some(route) = registry::route(name) else {
+        // The guest was unloaded after this command was queued (MULTI) or the dispatcher was
+        // called directly with a name that is not a guest command.
+        if !keys_request {
+            ctx.reply_error(&format!("ERR unknown command '{}': no loaded guest provides it", String::from_utf8_lossy(name)));
+        }
+        return;
+    };
+    let guest_argc = args.len() - 1;
+    if keys_request {
+        // Positions are in the dispatcher's argv, one after the guest's.
+        for pos in route.spec.key_positions(guest_argc) {
+            if let Ok(pos) = i32::try_from(pos + 1) {
+                ctx.key_at_pos(pos);
+            }
+        }
+        return;
+    }
+    if route.spec.flags.variant() != variant {
+        // Only reachable by calling a dispatcher by hand; refusing keeps a write command from
+        // running under a read-only dispatcher's checks.
+        ctx.reply_error(&format!(
+            "ERR guest command '{}' runs through '{}', not '{}'",
+            route.spec.name,
+            route.spec.flags.variant().command_name(),
+            variant.command_name()
+        ));
+        return;
+    }
+    if !route.spec.arity_ok(guest_argc) {
+        ctx.reply_error(&wrong_arity_message(&route.spec.name));
+        return;
+    }
+    let flags = ctx.flags();
+    if route.spec.flags.deny_oom && !variant.may_write() && flags & ctx_flags::OOM != 0 {
+        ctx.reply_error("OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    if route.spec.flags.deny_script && flags & ctx_flags::LUA != 0 {
+        ctx.reply_error("ERR This Redis command is not allowed from script");
+        return;
+    }
+    route.guest.clone().invoke(ctx, &route, args.skip(1));
+}

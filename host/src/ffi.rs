@@ -1,0 +1,419 @@
+//! The boundary with Redis: every `extern "C"` entry point and every raw Module API call.
+//!
+//! Nothing outside this module touches a raw pointer. Entry points catch panics (a panic that
+//! escapes an `extern "C"` function aborts redis-server) and hand safe wrappers to the rest of
+//! the host: [`Ctx`] for a `RedisModuleCtx`, [`Args`] for a command's arguments,
+//! [`FilterCtx`] for a command filter, [`OwnedString`] for a string the host keeps.
+//!
+//! The wrappers are only valid for the duration of the callback that created them (or, for
+//! [`OwnedString`], until dropped). All of them are used on the thread that holds Redis's global
+//! lock: the main thread, or a thread that locked a thread-safe context.
+
+use std::any::Any;
+use std::ffi::{CStr, CString, c_char, c_int};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr::{self, NonNull};
+
+use redis_module::raw;
+
+const OK: c_int = raw::REDISMODULE_OK as c_int;
+const ERR: c_int = raw::REDISMODULE_ERR as c_int;
+
+/// Calls a Module API function pointer that Redis filled in at init.
+macro_rules! api {
+    ($name:ident) => {
+        // Copy the function pointer out of the `static mut` the bindings keep; the API table is
+        // written once by `RedisModule_Init` before any of our code runs.
+        match raw::$name {
+            Some(f) => f,
+            None => panic!(concat!("Redis does not export ", stringify!($name))),
+        }
+    };
+}
+
+/// Runs `f`, turning a panic into `None` after logging it. Every entry point goes through here.
+pub fn catch<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(payload) => {
+            log_raw(LogLevel::Warning, &format!("<wasm> internal error in {what}: {}", panic_text(&*payload)));
+            None
+        }
+    }
+}
+
+/// The message inside a panic payload.
+pub fn panic_text(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// Log levels of `RedisModule_Log`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Verbose,
+    Notice,
+    Warning,
+}
+
+impl LogLevel {
+    fn as_cstr(self) -> &'static CStr {
+        match self {
+            LogLevel::Debug => c"debug",
+            LogLevel::Verbose => c"verbose",
+            LogLevel::Notice => c"notice",
+            LogLevel::Warning => c"warning",
+        }
+    }
+}
+
+/// A C string from arbitrary text: interior NULs would truncate it, so they become spaces.
+fn c_string(text: &[u8]) -> CString {
+    CString::new(text.iter().map(|&b| if b == 0 { b' ' } else { b }).collect::<Vec<u8>>())
+        .expect("NUL bytes were replaced")
+}
+
+/// Writes a line to the Redis log without a context (`RedisModule_Log(NULL, ...)`).
+pub fn log_raw(level: LogLevel, message: &str) {
+    let text = c_string(message.as_bytes());
+    // SAFETY: RM_Log accepts a NULL context; the format takes exactly one C string argument and
+    // both strings are valid NUL-terminated buffers for the duration of the call.
+    unsafe { api!(RedisModule_Log)(ptr::null_mut(), level.as_cstr().as_ptr(), c"%s".as_ptr(), text.as_ptr()) };
+}
+
+/// `RedisModuleCtx` flags the host looks at (`RedisModule_GetContextFlags`).
+pub mod ctx_flags {
+    use redis_module::raw;
+    pub const MULTI: u32 = raw::REDISMODULE_CTX_FLAGS_MULTI;
+    pub const LUA: u32 = raw::REDISMODULE_CTX_FLAGS_LUA;
+    pub const REPLICATED: u32 = raw::REDISMODULE_CTX_FLAGS_REPLICATED;
+    pub const LOADING: u32 = raw::REDISMODULE_CTX_FLAGS_LOADING;
+    pub const OOM: u32 = raw::REDISMODULE_CTX_FLAGS_OOM;
+    pub const CLUSTER: u32 = raw::REDISMODULE_CTX_FLAGS_CLUSTER;
+    pub const DENY_BLOCKING: u32 = raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING;
+}
+
+/// A `RedisModuleCtx` for the duration of one callback.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx(NonNull<raw::RedisModuleCtx>);
+
+// SAFETY: a Ctx is only used on the thread holding Redis's global lock, while the callback that
+// created it runs; it is stored in per-call state that is cleared before the callback returns.
+unsafe impl Send for Ctx {}
+
+impl Ctx {
+    /// Writes a line to the Redis log with this module's name.
+    pub fn log(self, level: LogLevel, message: &str) {
+        let text = c_string(message.as_bytes());
+        // SAFETY: valid context; one `%s` argument, a valid C string.
+        unsafe { api!(RedisModule_Log)(self.0.as_ptr(), level.as_cstr().as_ptr(), c"%s".as_ptr(), text.as_ptr()) };
+    }
+
+    /// `RedisModule_GetContextFlags`.
+    pub fn flags(self) -> u32 {
+        // SAFETY: valid context.
+        let flags = unsafe { api!(RedisModule_GetContextFlags)(self.0.as_ptr()) };
+        flags as u32
+    }
+
+    /// Whether this call only asks for the key positions of the command (getkeys-api).
+    pub fn is_keys_position_request(self) -> bool {
+        // SAFETY: valid context.
+        unsafe { api!(RedisModule_IsKeysPositionRequest)(self.0.as_ptr()) != 0 }
+    }
+
+    /// Reports the argument at `pos` as a key (`RedisModule_KeyAtPos`).
+    pub fn key_at_pos(self, pos: i32) {
+        // SAFETY: valid context; Redis ignores the call when this is not a key-position request.
+        unsafe { api!(RedisModule_KeyAtPos)(self.0.as_ptr(), pos) };
+    }
+
+    pub fn reply_long_long(self, value: i64) {
+        // SAFETY: valid context.
+        unsafe { api!(RedisModule_ReplyWithLongLong)(self.0.as_ptr(), value) };
+    }
+
+    /// A status reply. The caller has checked that `text` has no CR, LF or NUL.
+    pub fn reply_simple_string(self, text: &[u8]) {
+        let text = c_string(text);
+        // SAFETY: valid context and C string.
+        unsafe { api!(RedisModule_ReplyWithSimpleString)(self.0.as_ptr(), text.as_ptr()) };
+    }
+
+    /// An error reply; `message` starts with its error code. Redis replaces CR/LF inside it.
+    pub fn reply_error(self, message: &str) {
+        let text = c_string(message.as_bytes());
+        // SAFETY: valid context and C string.
+        unsafe { api!(RedisModule_ReplyWithError)(self.0.as_ptr(), text.as_ptr()) };
+    }
+
+    pub fn reply_string_buffer(self, bytes: &[u8]) {
+        // SAFETY: valid context; Redis copies `bytes.len()` bytes from the pointer.
+        unsafe { api!(RedisModule_ReplyWithStringBuffer)(self.0.as_ptr(), bytes.as_ptr().cast::<c_char>(), bytes.len()) };
+    }
+
+    pub fn reply_null(self) {
+        // SAFETY: valid context.
+        unsafe { api!(RedisModule_ReplyWithNull)(self.0.as_ptr()) };
+    }
+
+    pub fn reply_array(self, len: i64) {
+        // SAFETY: valid context; the caller sends exactly `len` elements next.
+        unsafe { api!(RedisModule_ReplyWithArray)(self.0.as_ptr(), len) };
+    }
+
+    pub fn reply_map(self, len: i64) {
+        // SAFETY: valid context; the caller sends exactly `len` key/value pairs next.
+        unsafe { api!(RedisModule_ReplyWithMap)(self.0.as_ptr(), len) };
+    }
+
+    pub fn reply_simple_ok(self) {
+        self.reply_simple_string(b"OK");
+    }
+
+    /// Whether Redis knows a command by this name (`COMMAND INFO <name>` through `RM_Call`).
+    pub fn command_exists(self, name: &str) -> bool {
+        let name = c_string(name.as_bytes());
+        // SAFETY: valid context; format "c" takes one C string, the reply is freed below.
+        let reply = unsafe { api!(RedisModule_Call)(self.0.as_ptr(), c"COMMAND".as_ptr(), c"cc".as_ptr(), c"INFO".as_ptr(), name.as_ptr()) };
+        if reply.is_null() {
+            return false;
+        }
+        // SAFETY: `reply` is a valid call reply until freed; its first element may be NULL.
+        unsafe {
+            let first = api!(RedisModule_CallReplyArrayElement)(reply, 0);
+            let exists = !first.is_null()
+                && api!(RedisModule_CallReplyType)(first) == raw::REDISMODULE_REPLY_ARRAY as c_int;
+            api!(RedisModule_FreeCallReply)(reply);
+            exists
+        }
+    }
+
+    /// Propagates `command args...` to replicas and the AOF (`RedisModule_Replicate`, format "v").
+    pub fn replicate(self, command: &str, args: &[&[u8]]) -> bool {
+        let strings: Vec<OwnedString> = args.iter().map(|a| OwnedString::new(a)).collect();
+        let mut pointers: Vec<*mut raw::RedisModuleString> = strings.iter().map(|s| s.0.as_ptr()).collect();
+        let command = c_string(command.as_bytes());
+        // SAFETY: valid context; "v" takes an array of RedisModuleString pointers and its length,
+        // all of which outlive the call (Redis retains what it keeps).
+        let status = unsafe {
+            api!(RedisModule_Replicate)(self.0.as_ptr(), command.as_ptr(), c"v".as_ptr(), pointers.as_mut_ptr(), pointers.len())
+        };
+        status == OK
+    }
+}
+
+/// The arguments of a command callback (`RedisModuleString **argv, int argc`).
+#[derive(Clone, Copy, Debug)]
+pub struct Args<'a> {
+    argv: &'a [*mut raw::RedisModuleString],
+}
+
+impl<'a> Args<'a> {
+    pub fn len(&self) -> usize {
+        self.argv.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.argv.is_empty()
+    }
+
+    /// The bytes of argument `i` (`RedisModule_StringPtrLen`).
+    pub fn get(&self, i: usize) -> Option<&'a [u8]> {
+        self.argv.get(i).map(|&s| string_bytes(s))
+    }
+
+    /// The arguments after the first `n`.
+    pub fn skip(self, n: usize) -> Args<'a> {
+        Args { argv: &self.argv[n.min(self.argv.len())..] }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.argv.iter().map(|&s| string_bytes(s))
+    }
+}
+
+fn string_bytes<'a>(s: *mut raw::RedisModuleString) -> &'a [u8] {
+    let mut len = 0usize;
+    // SAFETY: `s` is a live RedisModuleString (an argument or one we own); StringPtrLen returns
+    // a pointer to `len` bytes that stay valid as long as the string does.
+    unsafe {
+        let p = api!(RedisModule_StringPtrLen)(s, &mut len);
+        if p.is_null() || len == 0 { &[] } else { std::slice::from_raw_parts(p.cast::<u8>(), len) }
+    }
+}
+
+/// A `RedisModuleString` the host owns (created without a context, freed on drop).
+#[derive(Debug)]
+pub struct OwnedString(NonNull<raw::RedisModuleString>);
+
+// SAFETY: strings are only created, used and freed under Redis's global lock.
+unsafe impl Send for OwnedString {}
+// SAFETY: as above; shared references only read the string under the lock.
+unsafe impl Sync for OwnedString {}
+
+impl OwnedString {
+    pub fn new(bytes: &[u8]) -> Self {
+        // SAFETY: a NULL context creates a string outside automatic memory management; Redis
+        // copies the bytes.
+        let s = unsafe { api!(RedisModule_CreateString)(ptr::null_mut(), bytes.as_ptr().cast::<c_char>(), bytes.len()) };
+        OwnedString(NonNull::new(s).expect("RedisModule_CreateString returned NULL"))
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        string_bytes(self.0.as_ptr())
+    }
+}
+
+impl Drop for OwnedString {
+    fn drop(&mut self) {
+        // SAFETY: we hold one reference, created by CreateString (or retained) without a context.
+        unsafe { api!(RedisModule_FreeString)(ptr::null_mut(), self.0.as_ptr()) };
+    }
+}
+
+/// A command filter's view of the command about to run.
+#[derive(Debug)]
+pub struct FilterCtx(NonNull<raw::RedisModuleCommandFilterCtx>);
+
+impl FilterCtx {
+    pub fn arg_count(&self) -> usize {
+        // SAFETY: valid filter context for this callback.
+        let n = unsafe { api!(RedisModule_CommandFilterArgsCount)(self.0.as_ptr()) };
+        usize::try_from(n).unwrap_or(0)
+    }
+
+    pub fn arg(&self, pos: usize) -> Option<&[u8]> {
+        let pos = c_int::try_from(pos).ok()?;
+        // SAFETY: valid filter context; returns NULL when `pos` is out of range.
+        let s = unsafe { api!(RedisModule_CommandFilterArgGet)(self.0.as_ptr(), pos) };
+        (!s.is_null()).then(|| string_bytes(s))
+    }
+
+    /// Inserts `arg` at `pos`. Redis takes a reference of its own (we retain one for it).
+    pub fn insert_arg(&self, pos: usize, arg: &OwnedString) -> bool {
+        let Ok(pos) = c_int::try_from(pos) else { return false };
+        // SAFETY: RetainString with a NULL context adds one reference, which the inserted
+        // argument owns and Redis releases with the command's argv.
+        unsafe {
+            api!(RedisModule_RetainString)(ptr::null_mut(), arg.0.as_ptr());
+            if api!(RedisModule_CommandFilterArgInsert)(self.0.as_ptr(), pos, arg.0.as_ptr()) == OK {
+                true
+            } else {
+                api!(RedisModule_FreeString)(ptr::null_mut(), arg.0.as_ptr());
+                false
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points from Redis.
+// ---------------------------------------------------------------------------------------------
+
+/// A command implementation: gets the context and arguments, replies through the context.
+pub type CommandHandler = fn(Ctx, Args<'_>);
+
+/// Runs a command handler, answering an error if it panics.
+fn run_command(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::RedisModuleString, argc: c_int, name: &str, handler: CommandHandler) -> c_int {
+    let Some(ctx) = NonNull::new(ctx).map(Ctx) else { return ERR };
+    let argv: &[*mut raw::RedisModuleString] = match usize::try_from(argc) {
+        // SAFETY: Redis passes `argc` valid string pointers in `argv` for the callback's duration.
+        Ok(n) if n > 0 && !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
+        _ => &[],
+    };
+    if catch(name, || handler(ctx, Args { argv })).is_none() {
+        ctx.reply_error(&format!("ERR internal error in redis-wasm while running '{name}' (see the server log)"));
+    }
+    OK
+}
+
+/// Declares an `extern "C"` command trampoline for a [`CommandHandler`].
+macro_rules! command_entry {
+    ($entry:ident, $name:literal, $handler:path) => {
+        extern "C" fn $entry(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> c_int {
+            run_command(ctx, argv, argc, $name, $handler)
+        }
+    };
+}
+
+command_entry!(wasm_load_entry, "wasm.load", crate::commands::wasm_load);
+command_entry!(wasm_unload_entry, "wasm.unload", crate::commands::wasm_unload);
+command_entry!(wasm_list_entry, "wasm.list", crate::commands::wasm_list);
+command_entry!(wasm_help_entry, "wasm.help", crate::commands::wasm_help);
+command_entry!(dispatch_write_oom_entry, "wasm.invoke-write-denyoom", crate::dispatch::invoke_write_denyoom);
+command_entry!(dispatch_write_entry, "wasm.invoke-write", crate::dispatch::invoke_write);
+command_entry!(dispatch_readonly_entry, "wasm.invoke-readonly", crate::dispatch::invoke_readonly);
+command_entry!(dispatch_plain_entry, "wasm.invoke", crate::dispatch::invoke_plain);
+
+type RawCommandFn = extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisModuleString, c_int) -> c_int;
+
+/// The host's own commands: name, entry point, flags, first key, last key, key step.
+const HOST_COMMANDS: &[(&CStr, RawCommandFn, &CStr, c_int, c_int, c_int)] = &[
+    (c"wasm.load", wasm_load_entry, c"write deny-oom deny-script", 0, 0, 0),
+    (c"wasm.unload", wasm_unload_entry, c"write deny-script", 0, 0, 0),
+    (c"wasm.list", wasm_list_entry, c"readonly", 0, 0, 0),
+    (c"wasm.help", wasm_help_entry, c"readonly fast", 0, 0, 0),
+    (c"wasm.invoke-write-denyoom", dispatch_write_oom_entry, c"write deny-oom getkeys-api", 0, 0, 0),
+    (c"wasm.invoke-write", dispatch_write_entry, c"write getkeys-api", 0, 0, 0),
+    (c"wasm.invoke-readonly", dispatch_readonly_entry, c"readonly getkeys-api", 0, 0, 0),
+    (c"wasm.invoke", dispatch_plain_entry, c"getkeys-api", 0, 0, 0),
+];
+
+extern "C" fn command_filter_entry(fctx: *mut raw::RedisModuleCommandFilterCtx) {
+    if let Some(fctx) = NonNull::new(fctx) {
+        catch("the command filter", || crate::dispatch::filter(&FilterCtx(fctx)));
+    }
+}
+
+/// Called by Redis when the module loads (`MODULE LOAD` or `loadmodule`).
+///
+/// # Safety
+/// Called by Redis with a valid context and `argc` valid argument strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn RedisModule_OnLoad(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> c_int {
+    // Nothing may allocate before Init: the global allocator is Redis's, reached through the
+    // API table that Init fills in.
+    // SAFETY: Redis passes a valid context; the name is a static C string.
+    let status = unsafe { raw::Export_RedisModule_Init(ctx, c"wasm".as_ptr(), crate::MODULE_VERSION, raw::REDISMODULE_APIVER_1 as c_int) };
+    if status == ERR {
+        return ERR;
+    }
+    let Some(ctx) = NonNull::new(ctx).map(Ctx) else { return ERR };
+    let argv: &[*mut raw::RedisModuleString] = match usize::try_from(argc) {
+        // SAFETY: Redis passes `argc` valid module argument strings.
+        Ok(n) if n > 0 && !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
+        _ => &[],
+    };
+    let loaded = catch("module load", || {
+        for &(name, entry, flags, first, last, step) in HOST_COMMANDS {
+            // SAFETY: valid OnLoad context; static C strings; `entry` is a panic-safe trampoline.
+            let status = unsafe { api!(RedisModule_CreateCommand)(ctx.0.as_ptr(), name.as_ptr(), Some(entry), flags.as_ptr(), first, last, step) };
+            if status != OK {
+                ctx.log(LogLevel::Warning, &format!("could not register {}", name.to_string_lossy()));
+                return false;
+            }
+        }
+        // SAFETY: valid OnLoad context; the callback is panic-safe. The filter also sees calls
+        // made by guests (no NOSELF flag), so guests can call each other's commands by name.
+        let filter = unsafe { api!(RedisModule_RegisterCommandFilter)(ctx.0.as_ptr(), Some(command_filter_entry), 0) };
+        if filter.is_null() {
+            ctx.log(LogLevel::Warning, "could not register the command filter");
+            return false;
+        }
+        crate::on_load(ctx, Args { argv })
+    });
+    if loaded == Some(true) { OK } else { ERR }
+}
+
+/// Called by Redis on `MODULE UNLOAD`. The host refuses: guests' compiled code and the engine's
+/// background thread live inside this library.
+#[unsafe(no_mangle)]
+pub extern "C" fn RedisModule_OnUnload(_ctx: *mut raw::RedisModuleCtx) -> c_int {
+    log_raw(LogLevel::Warning, "<wasm> the redis-wasm module cannot be unloaded; restart the server instead");
+    ERR
+}

@@ -1,0 +1,85 @@
+//! # redis-wasm: WebAssembly guests as Redis commands
+//!
+//! A Redis module (`MODULE LOAD libredis_wasm.so`) that embeds wasmtime. Guests are WebAssembly
+//! components targeting the `redis:module` WIT world (`wit/`); `WASM.LOAD` compiles one, runs its
+//! init, and its commands answer under their own names, sandboxed.
+//!
+//! ## What lives where
+//! - `ffi.rs` — the boundary with Redis: every `extern "C"` entry point (panic-safe) and every
+//!   raw Module API call, behind small safe wrappers. The only module with raw pointers.
+//! - `commands.rs` — `WASM.LOAD`, `WASM.UNLOAD`, `WASM.LIST`, `WASM.HELP`.
+//! - `dispatch.rs` — the command filter and dispatcher commands that route guest command names.
+//! - `registry.rs` — loaded guests and their command names.
+//! - `loader.rs` — checking and compiling module bytes; import and WIT-version checks.
+//! - `guest.rs` — a loaded guest: compiled program, long-lived instance, running a command.
+//! - `engine.rs` — the wasmtime engine, linker and epoch ticker.
+//! - `state.rs` — per-store state host functions see.
+//! - `api/` — the host side of each WIT interface (one file per interface).
+//! - `reply.rs` — replies buffered and checked before they reach the client.
+//! - `flags.rs` — guest command flags and which dispatcher carries them.
+//! - `wasi.rs` — the small part of WASI granted to guests (printing goes to the Redis log).
+
+mod api;
+mod commands;
+mod dispatch;
+mod engine;
+mod ffi;
+mod flags;
+mod guest;
+mod loader;
+mod registry;
+mod reply;
+mod state;
+mod wasi;
+
+use ffi::{Args, Ctx, LogLevel};
+
+/// Redis's allocator, so the host's memory shows in `INFO memory` and counts toward `maxmemory`.
+#[cfg(not(test))]
+#[global_allocator]
+static ALLOCATOR: redis_module::alloc::RedisAlloc = redis_module::alloc::RedisAlloc;
+
+/// The module version Redis reports (`MODULE LIST`): major * 10000 + minor * 100 + patch.
+pub const MODULE_VERSION: i32 = 100;
+
+/// Everything `OnLoad` does after the host commands and filter are registered. Returns false
+/// (and logs why) to make the module load fail.
+fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
+    if let Err(e) = engine::start() {
+        ctx.log(LogLevel::Warning, &format!("{e:#}"));
+        return false;
+    }
+    dispatch::init();
+    let requests = match parse_module_args(args) {
+        Ok(requests) => requests,
+        Err(why) => {
+            ctx.log(LogLevel::Warning, &format!("bad module arguments: {why}"));
+            return false;
+        }
+    };
+    for request in requests {
+        if let Err(why) = commands::load(ctx, request) {
+            ctx.log(LogLevel::Warning, &why);
+            return false;
+        }
+    }
+    true
+}
+
+/// Module arguments: `LOAD <path> [ARGS arg ...]`, repeated. A guest's arguments run until the
+/// next `LOAD`.
+fn parse_module_args(args: Args<'_>) -> Result<Vec<commands::LoadRequest>, String> {
+    let mut requests = Vec::new();
+    let mut words = args.iter().peekable();
+    while let Some(word) = words.next() {
+        if !word.eq_ignore_ascii_case(b"load") {
+            return Err(format!("expected LOAD, got '{}'", String::from_utf8_lossy(word)));
+        }
+        let mut tokens: Vec<&[u8]> = Vec::new();
+        while let Some(next) = words.next_if(|w| !w.eq_ignore_ascii_case(b"load")) {
+            tokens.push(next);
+        }
+        requests.push(commands::LoadRequest::parse(tokens.into_iter())?);
+    }
+    Ok(requests)
+}

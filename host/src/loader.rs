@@ -1,0 +1,161 @@
+//! Turning bytes into a compiled guest: format checks, compilation, import and version checks.
+//!
+//! Only WebAssembly components are accepted, compiled from their wasm bytes: never precompiled
+//! artifacts (`Component::deserialize` would run machine code as given). A guest may import only
+//! the interfaces of the `redis:module` world this host implements; anything else is refused at
+//! load with a message naming the import.
+
+use wasmtime::component::Component;
+
+use crate::api::{WIT_PACKAGE, WIT_VERSION};
+use crate::engine;
+use crate::guest::Program;
+
+/// Largest module accepted by default.
+pub const MAX_MODULE_SIZE: usize = 64 << 20;
+
+const WASM_MAGIC: &[u8] = b"\0asm";
+const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
+const COMPONENT_VERSION: [u8; 4] = [0x0d, 0, 1, 0];
+
+/// Interfaces of the world that the host implements.
+const HOST_INTERFACES: &[&str] = &["types", "log", "registration", "reply"];
+
+/// Checks the bytes look like a component before handing them to the compiler.
+pub fn check_format(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() > MAX_MODULE_SIZE {
+        return Err(format!("the module is {} bytes; the limit is {MAX_MODULE_SIZE}", bytes.len()));
+    }
+    if bytes.starts_with(b"\x7fELF") {
+        return Err("precompiled artifacts (ELF, .cwasm) are refused: load the .wasm component".to_owned());
+    }
+    if !bytes.starts_with(WASM_MAGIC) {
+        return Err("not a WebAssembly binary (bad magic number)".to_owned());
+    }
+    match bytes.get(4..8) {
+        Some(v) if v == COMPONENT_VERSION => Ok(()),
+        Some(v) if v == CORE_MODULE_VERSION => Err(
+            "this is a core WebAssembly module, not a component: build the guest for wasm32-wasip2 \
+             (or turn it into a component with `wasm-tools component new`)"
+                .to_owned(),
+        ),
+        Some(_) => Err("unsupported WebAssembly binary version".to_owned()),
+        None => Err("truncated WebAssembly binary".to_owned()),
+    }
+}
+
+/// A parsed import or export name such as `redis:module/log@0.1.0`.
+struct InterfaceName<'a> {
+    package: &'a str,
+    interface: &'a str,
+    version: Option<(u64, u64, u64)>,
+}
+
+fn parse_interface_name(name: &str) -> Option<InterfaceName<'_>> {
+    let (path, version) = match name.split_once('@') {
+        Some((path, version)) => (path, Some(version)),
+        None => (name, None),
+    };
+    let (package, interface) = path.split_once('/')?;
+    let version = match version {
+        None => None,
+        Some(v) => {
+            let core = v.split(['-', '+']).next()?;
+            let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+            Some((parts.next()??, parts.next()??, parts.next()??))
+        }
+    };
+    Some(InterfaceName { package, interface, version })
+}
+
+fn version_text((a, b, c): (u64, u64, u64)) -> String {
+    format!("{a}.{b}.{c}")
+}
+
+/// Whether a guest built against `version` of the world can run on this host (semver; for 0.x
+/// the minor version is the breaking one). Newer minor/patch versions than the host's are refused
+/// because they may import functions this host lacks.
+fn compatible(version: (u64, u64, u64)) -> bool {
+    let host = WIT_VERSION;
+    if host.0 == 0 { version.0 == 0 && version.1 == host.1 && version.2 <= host.2 } else { version.0 == host.0 && (version.1, version.2) <= (host.1, host.2) }
+}
+
+fn check_world_version(name: &str, parsed: &InterfaceName<'_>) -> Result<(), String> {
+    let host = version_text(WIT_VERSION);
+    match parsed.version {
+        None => Err(format!("'{name}' has no version; this host implements {WIT_PACKAGE}@{host}")),
+        Some(v) if !compatible(v) => Err(format!(
+            "the guest was built for {WIT_PACKAGE}@{}, but this host implements {WIT_PACKAGE}@{host}",
+            version_text(v)
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Checks every import is one the host provides, and returns the name of the `guest` export.
+fn check_interfaces(component: &Component) -> Result<String, String> {
+    let engine = engine::engine();
+    let ty = component.component_type();
+    let mut refused = Vec::new();
+    for (name, _) in ty.imports(engine) {
+        match parse_interface_name(name) {
+            Some(parsed) if parsed.package == WIT_PACKAGE => {
+                check_world_version(name, &parsed)?;
+                if !HOST_INTERFACES.contains(&parsed.interface) {
+                    return Err(format!("the guest imports '{name}', which this host does not provide"));
+                }
+            }
+            Some(parsed)
+                if crate::wasi::GRANTED.iter().any(|g| g.split_once('/') == Some((parsed.package, parsed.interface)))
+                    && parsed.version.is_some_and(|(major, minor, _)| (major, minor) == (0, 2)) => {}
+            _ => refused.push(format!("'{name}'")),
+        }
+    }
+    if !refused.is_empty() {
+        return Err(format!("the guest imports {}, which this host does not grant", refused.join(", ")));
+    }
+    let mut guest_export = None;
+    for (name, _) in ty.exports(engine) {
+        if let Some(parsed) = parse_interface_name(name) {
+            if parsed.package == WIT_PACKAGE && parsed.interface == "guest" {
+                check_world_version(name, &parsed)?;
+                guest_export = Some(name.to_owned());
+            }
+        }
+    }
+    guest_export.ok_or_else(|| format!("the component does not export {WIT_PACKAGE}/guest: it is not a redis-wasm guest"))
+}
+
+/// Compiles and links a guest. Slow (tens of milliseconds for small guests).
+pub fn compile(bytes: &[u8]) -> Result<Program, String> {
+    check_format(bytes)?;
+    let component = Component::new(engine::engine(), bytes)
+        .map_err(|e| format!("invalid component: {e:#}").replace(['\r', '\n'], " "))?;
+    let guest_export = check_interfaces(&component)?;
+    Program::new(&component, &guest_export)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_told_apart() {
+        assert!(check_format(b"hello").unwrap_err().contains("bad magic"));
+        assert!(check_format(b"\x7fELF\x02\x01").unwrap_err().contains("precompiled"));
+        assert!(check_format(b"\0asm\x01\0\0\0").unwrap_err().contains("core WebAssembly module"));
+        assert!(check_format(b"\0asm\x0d\0").unwrap_err().contains("truncated"));
+        assert!(check_format(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    #[test]
+    fn versions_follow_semver() {
+        assert!(compatible((0, 1, 0)));
+        assert!(!compatible((0, 2, 0)));
+        assert!(!compatible((1, 1, 0)));
+        assert!(!compatible((0, 1, 9)));
+        let parsed = parse_interface_name("redis:module/log@0.1.0").unwrap();
+        assert_eq!((parsed.package, parsed.interface, parsed.version), ("redis:module", "log", Some((0, 1, 0))));
+        assert!(parse_interface_name("plain").is_none());
+    }
+}

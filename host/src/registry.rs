@@ -1,0 +1,269 @@
+//! Which guests are loaded and which command names route to them.
+//!
+//! One process-wide [`Registry`] behind a mutex. It is only touched under Redis's global lock,
+//! so the mutex is never contended; it exists to make the shared state sound. The lock is never
+//! held while guest code runs (a guest's calls re-enter the command filter and the dispatcher).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::flags::{CommandFlags, Variant};
+use crate::guest::Guest;
+
+/// The module API version guests declare (`REDISMODULE_APIVER_1`).
+pub const API_VERSION: i32 = 1;
+pub const MAX_COMMANDS_PER_GUEST: usize = 1024;
+pub const MAX_NAME_LEN: usize = 128;
+
+/// What a guest declared with `init-module`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleInfo {
+    pub name: String,
+    pub version: i32,
+    pub api_version: i32,
+}
+
+impl ModuleInfo {
+    /// Guest names: 1-128 characters of letters, digits, `_`, `-`, `.`.
+    pub fn check_name(name: &str) -> Result<(), String> {
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return Err(format!("a guest name must have 1 to {MAX_NAME_LEN} characters"));
+        }
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
+            return Err(format!("guest name '{name}' may only contain letters, digits, '_', '-' and '.'"));
+        }
+        Ok(())
+    }
+}
+
+/// One guest command, as registered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// Lowercase.
+    pub name: String,
+    pub flags: CommandFlags,
+    pub first_key: i32,
+    pub last_key: i32,
+    pub key_step: i32,
+    pub arity: i32,
+}
+
+impl CommandSpec {
+    pub fn new(name: &str, flags: &str, first_key: i32, last_key: i32, key_step: i32, arity: i32) -> Result<Self, String> {
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return Err(format!("a command name must have 1 to {MAX_NAME_LEN} characters"));
+        }
+        if !name.bytes().all(|b| b.is_ascii_graphic() && b != b'|') {
+            return Err("a command name may only contain printable characters other than '|' and no spaces".to_owned());
+        }
+        let flags = CommandFlags::parse(flags)?;
+        if first_key < 0 || key_step < 0 {
+            return Err("key positions cannot be negative (only last-key may count from the end)".to_owned());
+        }
+        if first_key == 0 && (last_key != 0 || key_step != 0) {
+            return Err("a command without keys (first-key 0) must have last-key and key-step 0".to_owned());
+        }
+        if first_key > 0 && (key_step == 0 || (last_key > 0 && last_key < first_key)) {
+            return Err("key positions need key-step >= 1 and last-key >= first-key (or negative)".to_owned());
+        }
+        if arity == i32::MIN {
+            return Err("arity out of range".to_owned());
+        }
+        Ok(CommandSpec { name: name.to_ascii_lowercase(), flags, first_key, last_key, key_step, arity })
+    }
+
+    /// Whether `argc` arguments (counting the command name) satisfy the declared arity.
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = i64::try_from(argc).unwrap_or(i64::MAX);
+        let arity = i64::from(self.arity);
+        match self.arity {
+            0 => true,
+            a if a > 0 => argc == arity,
+            _ => argc >= -arity,
+        }
+    }
+
+    /// Positions of the keys among `argc` guest arguments (position 0 is the command name), as
+    /// Redis computes them from first/last/step. Positions beyond the arguments are skipped.
+    pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> + use<> {
+        let argc = i64::try_from(argc).unwrap_or(i64::MAX);
+        let first = i64::from(self.first_key);
+        let step = i64::from(self.key_step).max(1);
+        let last = if self.last_key < 0 { argc + i64::from(self.last_key) } else { i64::from(self.last_key) };
+        let end = if first == 0 { 0 } else { last.min(argc - 1) };
+        (0..)
+            .map(move |i| first + i * step)
+            .take_while(move |&pos| first > 0 && pos <= end)
+            .filter_map(|pos| usize::try_from(pos).ok())
+    }
+}
+
+/// Where a command name leads.
+#[derive(Clone)]
+pub struct Route {
+    pub guest: Arc<Guest>,
+    pub index: u32,
+    pub spec: Arc<CommandSpec>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    guests: HashMap<String, Arc<Guest>>,
+    /// Lowercase command name → route.
+    commands: HashMap<Vec<u8>, Route>,
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+/// Number of registered guest commands: lets the command filter return at once when zero.
+static COMMAND_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Longest registered command name, to skip lowercasing and lookup for longer names.
+static LONGEST_NAME: AtomicUsize = AtomicUsize::new(0);
+
+/// Locks the registry. Our code never panics while holding it, but if it did the data is still
+/// consistent (every update is a single insert/remove sequence), so poisoning is ignored.
+fn lock() -> MutexGuard<'static, Option<Registry>> {
+    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn with<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
+    let mut guard = lock();
+    f(guard.get_or_insert_with(Registry::default))
+}
+
+/// Lowercases `name` into `buf` when it could be a guest command name.
+fn lowercase_key<'b>(name: &[u8], buf: &'b mut [u8; MAX_NAME_LEN]) -> Option<&'b [u8]> {
+    if name.is_empty() || name.len() > LONGEST_NAME.load(Ordering::Relaxed) {
+        return None;
+    }
+    let out = &mut buf[..name.len()];
+    out.copy_from_slice(name);
+    out.make_ascii_lowercase();
+    Some(out)
+}
+
+/// The dispatcher for a command name, if it is a guest command. This runs for every command
+/// Redis executes, so it avoids allocation and returns early when no guest is loaded.
+pub fn variant_of(name: &[u8]) -> Option<Variant> {
+    if COMMAND_COUNT.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let mut buf = [0u8; MAX_NAME_LEN];
+    let key = lowercase_key(name, &mut buf)?;
+    with(|r| r.commands.get(key).map(|route| route.spec.flags.variant()))
+}
+
+/// The route for a command name.
+pub fn route(name: &[u8]) -> Option<Route> {
+    let mut buf = [0u8; MAX_NAME_LEN];
+    let key = lowercase_key(name, &mut buf)?;
+    with(|r| r.commands.get(key).cloned())
+}
+
+pub fn guest(name: &str) -> Option<Arc<Guest>> {
+    with(|r| r.guests.get(name).cloned())
+}
+
+/// All loaded guests, sorted by name.
+pub fn guests() -> Vec<Arc<Guest>> {
+    let mut all: Vec<Arc<Guest>> = with(|r| r.guests.values().cloned().collect());
+    all.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+    all
+}
+
+/// Which guest owns a command name, if any.
+pub fn command_owner(name: &str) -> Option<String> {
+    route(name.as_bytes()).map(|r| r.guest.info.name.clone())
+}
+
+fn refresh_counters(r: &Registry) {
+    COMMAND_COUNT.store(r.commands.len(), Ordering::Relaxed);
+    LONGEST_NAME.store(r.commands.keys().map(Vec::len).max().unwrap_or(0), Ordering::Relaxed);
+}
+
+/// Publishes `guest` and its commands, replacing the guest of the same name when `replace`.
+/// Checks against other guests happen here, atomically with the update; checks against Redis's
+/// own commands are the caller's (they need `RM_Call`, which must not run under this lock).
+pub fn commit(guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<Guest>>, String> {
+    with(|r| {
+        let name = &guest.info.name;
+        let previous = r.guests.get(name).cloned();
+        if previous.is_some() && !replace {
+            return Err(format!("guest '{name}' is already loaded (use REPLACE to upgrade it)"));
+        }
+        for spec in &guest.commands {
+            if let Some(route) = r.commands.get(spec.name.as_bytes()) {
+                if route.guest.info.name != *name {
+                    return Err(format!(
+                        "command '{}' is already registered by guest '{}'",
+                        spec.name, route.guest.info.name
+                    ));
+                }
+            }
+        }
+        if let Some(old) = &previous {
+            for spec in &old.commands {
+                r.commands.remove(spec.name.as_bytes());
+            }
+        }
+        for (index, spec) in guest.commands.iter().enumerate() {
+            let index = u32::try_from(index).expect("bounded by MAX_COMMANDS_PER_GUEST");
+            r.commands.insert(spec.name.as_bytes().to_vec(), Route { guest: guest.clone(), index, spec: spec.clone() });
+        }
+        r.guests.insert(name.clone(), guest);
+        refresh_counters(r);
+        Ok(previous)
+    })
+}
+
+/// Removes a guest and its commands.
+pub fn remove(name: &str) -> Option<Arc<Guest>> {
+    with(|r| {
+        let guest = r.guests.remove(name)?;
+        for spec in &guest.commands {
+            r.commands.remove(spec.name.as_bytes());
+        }
+        refresh_counters(r);
+        Some(guest)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(first: i32, last: i32, step: i32) -> CommandSpec {
+        CommandSpec::new("x.y", "", first, last, step, 0).unwrap()
+    }
+
+    #[test]
+    fn key_positions_follow_redis_rules() {
+        let positions = |s: &CommandSpec, argc| s.key_positions(argc).collect::<Vec<_>>();
+        assert_eq!(positions(&spec(0, 0, 0), 5), Vec::<usize>::new());
+        assert_eq!(positions(&spec(1, 1, 1), 3), vec![1]);
+        assert_eq!(positions(&spec(1, 2, 1), 3), vec![1, 2]);
+        assert_eq!(positions(&spec(1, -1, 2), 6), vec![1, 3, 5]);
+        assert_eq!(positions(&spec(1, -1, 1), 1), Vec::<usize>::new());
+        assert_eq!(positions(&spec(2, 3, 1), 3), vec![2]);
+    }
+
+    #[test]
+    fn arity_is_checked_like_redis() {
+        let s = CommandSpec::new("a", "", 0, 0, 0, 2).unwrap();
+        assert!(s.arity_ok(2) && !s.arity_ok(1) && !s.arity_ok(3));
+        let s = CommandSpec::new("a", "", 0, 0, 0, -2).unwrap();
+        assert!(s.arity_ok(2) && s.arity_ok(9) && !s.arity_ok(1));
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        assert!(CommandSpec::new("", "", 0, 0, 0, 0).is_err());
+        assert!(CommandSpec::new("a b", "", 0, 0, 0, 0).is_err());
+        assert!(CommandSpec::new("a|b", "", 0, 0, 0, 0).is_err());
+        assert!(CommandSpec::new("a", "", -1, 0, 0, 0).is_err());
+        assert!(CommandSpec::new("a", "", 0, 1, 0, 0).is_err());
+        assert!(CommandSpec::new("a", "", 2, 1, 1, 0).is_err());
+        assert!(CommandSpec::new("a", "", 1, 1, 0, 0).is_err());
+        assert_eq!(CommandSpec::new("A.B", "", 1, -1, 1, 0).unwrap().name, "a.b");
+    }
+}
