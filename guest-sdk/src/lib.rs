@@ -78,7 +78,7 @@ pub mod wit {
 /// `RedisModule_CreateCommand`, optionally followed by `arity = N` to let the host check the
 /// argument count (N exact, -N at least N, counting the command name).
 ///
-/// ```ignore
+/// ```text
 /// redis_module! {
 ///     name: "hello",
 ///     version: 1,

@@ -45,9 +45,15 @@ pub(crate) fn add_handler(index: u32, name: &str, function: CommandFn) {
     HANDLERS.with_borrow_mut(|handlers| {
         let index = index as usize;
         if handlers.len() <= index {
-            handlers.resize_with(index + 1, || Handler { name: String::new(), function: |_, _| Err(RedisError::Str("ERR command slot not registered")) });
+            handlers.resize_with(index + 1, || Handler {
+                name: String::new(),
+                function: |_, _| Err(RedisError::Str("ERR command slot not registered")),
+            });
         }
-        handlers[index] = Handler { name: name.to_ascii_lowercase(), function };
+        handlers[index] = Handler {
+            name: name.to_ascii_lowercase(),
+            function,
+        };
     });
 }
 
@@ -106,7 +112,9 @@ pub fn invoke(command: u32, args: Vec<Vec<u8>>) -> Result<(), String> {
         }
         Err(RedisError::WrongArity) => {
             let name = HANDLERS.with_borrow(|handlers| handlers[command as usize].name.clone());
-            Err(format!("ERR wrong number of arguments for '{name}' command"))
+            Err(format!(
+                "ERR wrong number of arguments for '{name}' command"
+            ))
         }
         Err(RedisError::WrongType) => Err(WRONGTYPE_MESSAGE.to_owned()),
         Err(e) => Err(e.to_string()),

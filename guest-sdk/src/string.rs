@@ -91,10 +91,13 @@ pub(crate) fn parse_redis_integer(bytes: &[u8]) -> Option<i64> {
         if !b.is_ascii_digit() {
             return None;
         }
-        magnitude = magnitude.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        magnitude = magnitude
+            .checked_mul(10)?
+            .checked_add(u64::from(b - b'0'))?;
     }
     if negative {
-        0i64.checked_sub_unsigned(magnitude).or((magnitude == 1 << 63).then_some(i64::MIN))
+        0i64.checked_sub_unsigned(magnitude)
+            .or((magnitude == 1 << 63).then_some(i64::MIN))
     } else {
         i64::try_from(magnitude).ok()
     }
@@ -220,8 +223,25 @@ mod tests {
         assert_eq!(parse_redis_integer(b"-1"), Some(-1));
         assert_eq!(parse_redis_integer(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_redis_integer(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b""[..], b"9223372036854775808", b"-9223372036854775809", b"01", b"-0", b"+1", b" 1", b"1 ", b"1a", b"-", b"99999999999999999999999"] {
-            assert_eq!(parse_redis_integer(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b""[..],
+            b"9223372036854775808",
+            b"-9223372036854775809",
+            b"01",
+            b"-0",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"1a",
+            b"-",
+            b"99999999999999999999999",
+        ] {
+            assert_eq!(
+                parse_redis_integer(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::ffi::{Args, Ctx, LogLevel};
+use crate::ffi::{Args, Ctx, LogLevel, ctx_flags};
 use crate::guest::{Guest, Source};
 use crate::reply::{ReplyBuffer, ReplyItem};
 use crate::{loader, registry};
 
+#[derive(Debug)]
 /// What to load: the module (a server path or the bytes themselves) and its init arguments.
 pub struct LoadRequest {
     pub module: Vec<u8>,
@@ -33,11 +34,19 @@ impl LoadRequest {
             } else if token.eq_ignore_ascii_case(b"args") {
                 args.extend(tokens.by_ref().map(<[u8]>::to_vec));
             } else {
-                return Err(format!("unexpected argument '{}' (expected REPLACE or ARGS)", String::from_utf8_lossy(token)));
+                return Err(format!(
+                    "unexpected argument '{}' (expected REPLACE or ARGS)",
+                    String::from_utf8_lossy(token)
+                ));
             }
         }
-        let module = module.ok_or("missing the module: a path on the server or the module's bytes")?;
-        Ok(LoadRequest { module, args, replace })
+        let module =
+            module.ok_or("missing the module: a path on the server or the module's bytes")?;
+        Ok(LoadRequest {
+            module,
+            args,
+            replace,
+        })
     }
 
     /// Reads the module: bytes given inline start with the wasm magic number, anything else is a
@@ -46,7 +55,8 @@ impl LoadRequest {
         if self.module.starts_with(b"\0asm") {
             return Ok((self.module.as_slice().into(), Source::Bytes));
         }
-        let path = String::from_utf8(self.module.clone()).map_err(|_| "the module path is not valid UTF-8".to_owned())?;
+        let path = String::from_utf8(self.module.clone())
+            .map_err(|_| "the module path is not valid UTF-8".to_owned())?;
         let bytes = std::fs::read(&path).map_err(|e| format!("cannot read '{path}': {e}"))?;
         Ok((bytes.into(), Source::Path(path)))
     }
@@ -66,21 +76,37 @@ pub fn load(ctx: Ctx, request: LoadRequest) -> Result<Arc<Guest>, String> {
     let fail_source = |why: String| format!("cannot load {described}: {why}");
     let (wasm, source) = request.read().map_err(fail_source)?;
     let program = loader::compile(&wasm).map_err(fail_source)?;
-    let guest = Guest::start(program, Some(ctx), wasm, source, request.args).map_err(fail_source)?;
+    let guest =
+        Guest::start(program, Some(ctx), wasm, source, request.args).map_err(fail_source)?;
     let name = guest.info.name.clone();
     let fail = |why: String| format!("cannot load guest '{name}': {why}");
+    let cluster = ctx.flags() & ctx_flags::CLUSTER != 0;
     for spec in &guest.commands {
+        if cluster && spec.flags.no_cluster {
+            return Err(fail(format!(
+                "command '{}' is flagged no-cluster and cluster mode is on",
+                spec.name
+            )));
+        }
         // A name that is a guest command now is not a Redis command (COMMAND INFO is not
         // rewritten by the filter), so this only finds Redis's and other modules' commands.
         if ctx.command_exists(&spec.name) {
-            return Err(fail(format!("command '{}' collides with a Redis command", spec.name)));
+            return Err(fail(format!(
+                "command '{}' collides with a Redis command",
+                spec.name
+            )));
         }
     }
     let guest = Arc::new(guest);
     registry::commit(guest.clone(), request.replace).map_err(fail)?;
     ctx.log(
         LogLevel::Notice,
-        &format!("loaded guest '{}' version {} with {} command(s)", guest.info.name, guest.info.version, guest.commands.len()),
+        &format!(
+            "loaded guest '{}' version {} with {} command(s)",
+            guest.info.name,
+            guest.info.version,
+            guest.commands.len()
+        ),
     );
     Ok(guest)
 }
@@ -105,7 +131,10 @@ pub fn wasm_unload(ctx: Ctx, args: Args<'_>) {
     let name = String::from_utf8_lossy(args.get(1).unwrap_or_default());
     match registry::remove(&name) {
         Some(guest) => {
-            ctx.log(LogLevel::Notice, &format!("unloaded guest '{}'", guest.info.name));
+            ctx.log(
+                LogLevel::Notice,
+                &format!("unloaded guest '{}'", guest.info.name),
+            );
             ctx.reply_simple_ok();
         }
         None => ctx.reply_error(&format!("ERR no guest named '{name}' is loaded")),
@@ -134,7 +163,9 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
         Source::Bytes => bulk("bytes"),
     });
     out.push(bulk("size"));
-    out.push(ReplyItem::Integer(i64::try_from(guest.wasm.len()).unwrap_or(i64::MAX)));
+    out.push(ReplyItem::Integer(
+        i64::try_from(guest.wasm.len()).unwrap_or(i64::MAX),
+    ));
     out.push(bulk("args"));
     out.push(ReplyItem::Array(count(guest.load_args.len())));
     for arg in &guest.load_args {
@@ -171,7 +202,9 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
         ("restarts", &guest.stats.restarts),
     ] {
         out.push(bulk(name));
-        out.push(ReplyItem::Integer(i64::try_from(counter.load(Ordering::Relaxed)).unwrap_or(i64::MAX)));
+        out.push(ReplyItem::Integer(
+            i64::try_from(counter.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        ));
     }
 }
 
@@ -232,7 +265,10 @@ mod tests {
     #[test]
     fn load_syntax() {
         let r = parse(&["/x.wasm", "ARGS", "a", "REPLACE"]).unwrap();
-        assert_eq!((r.module.as_slice(), r.replace, r.args.len()), (&b"/x.wasm"[..], false, 2));
+        assert_eq!(
+            (r.module.as_slice(), r.replace, r.args.len()),
+            (&b"/x.wasm"[..], false, 2)
+        );
         let r = parse(&["REPLACE", "/x.wasm"]).unwrap();
         assert!(r.replace && r.args.is_empty());
         let r = parse(&["/x.wasm", "replace", "args"]).unwrap();

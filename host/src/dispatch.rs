@@ -25,12 +25,15 @@ static DISPATCHER_NAMES: OnceLock<[OwnedString; 4]> = OnceLock::new();
 
 /// Creates the strings the filter inserts. Called from `OnLoad`.
 pub fn init() {
-    DISPATCHER_NAMES.get_or_init(|| Variant::ALL.map(|v| OwnedString::new(v.command_name().as_bytes())));
+    DISPATCHER_NAMES
+        .get_or_init(|| Variant::ALL.map(|v| OwnedString::new(v.command_name().as_bytes())));
 }
 
 /// The command filter. Runs for every command Redis executes: must stay cheap.
 pub fn filter(fctx: &FilterCtx) {
-    let Some(names) = DISPATCHER_NAMES.get() else { return };
+    let Some(names) = DISPATCHER_NAMES.get() else {
+        return;
+    };
     let Some(name) = fctx.arg(0) else { return };
     if let Some(variant) = registry::variant_of(name) {
         fctx.insert_arg(0, &names[variant.index()]);
@@ -38,9 +41,9 @@ pub fn filter(fctx: &FilterCtx) {
     }
     // COMMAND GETKEYS / GETKEYSANDFLAGS <guest command> ... : ask the dispatcher instead.
     if name.eq_ignore_ascii_case(b"command") && fctx.arg_count() >= 3 {
-        let is_getkeys = fctx
-            .arg(1)
-            .is_some_and(|sub| sub.eq_ignore_ascii_case(b"getkeys") || sub.eq_ignore_ascii_case(b"getkeysandflags"));
+        let is_getkeys = fctx.arg(1).is_some_and(|sub| {
+            sub.eq_ignore_ascii_case(b"getkeys") || sub.eq_ignore_ascii_case(b"getkeysandflags")
+        });
         if is_getkeys {
             if let Some(variant) = fctx.arg(2).and_then(registry::variant_of) {
                 fctx.insert_arg(2, &names[variant.index()]);
@@ -83,7 +86,10 @@ fn invoke(ctx: Ctx, args: Args<'_>, variant: Variant) {
         // The guest was unloaded after this command was queued (MULTI) or the dispatcher was
         // called directly with a name that is not a guest command.
         if !keys_request {
-            ctx.reply_error(&format!("ERR unknown command '{}': no loaded guest provides it", String::from_utf8_lossy(name)));
+            ctx.reply_error(&format!(
+                "ERR unknown command '{}': no loaded guest provides it",
+                String::from_utf8_lossy(name)
+            ));
         }
         return;
     };

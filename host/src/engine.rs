@@ -30,8 +30,10 @@ pub fn start() -> anyhow::Result<()> {
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.cranelift_opt_level(OptLevel::Speed);
-    let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
-    let linker = crate::api::linker(&engine).map_err(|e| anyhow::anyhow!("cannot build the linker: {e}"))?;
+    let engine =
+        Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+    let linker =
+        crate::api::linker(&engine).map_err(|e| anyhow::anyhow!("cannot build the linker: {e}"))?;
     let ticker = engine.weak();
     std::thread::Builder::new()
         .name("wasm-epoch".into())

@@ -36,7 +36,10 @@ pub fn catch<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => Some(r),
         Err(payload) => {
-            log_raw(LogLevel::Warning, &format!("<wasm> internal error in {what}: {}", panic_text(&*payload)));
+            log_raw(
+                LogLevel::Warning,
+                &format!("<wasm> internal error in {what}: {}", panic_text(&*payload)),
+            );
             None
         }
     }
@@ -73,8 +76,12 @@ impl LogLevel {
 
 /// A C string from arbitrary text: interior NULs would truncate it, so they become spaces.
 fn c_string(text: &[u8]) -> CString {
-    CString::new(text.iter().map(|&b| if b == 0 { b' ' } else { b }).collect::<Vec<u8>>())
-        .expect("NUL bytes were replaced")
+    CString::new(
+        text.iter()
+            .map(|&b| if b == 0 { b' ' } else { b })
+            .collect::<Vec<u8>>(),
+    )
+    .expect("NUL bytes were replaced")
 }
 
 /// Writes a line to the Redis log without a context (`RedisModule_Log(NULL, ...)`).
@@ -82,7 +89,14 @@ pub fn log_raw(level: LogLevel, message: &str) {
     let text = c_string(message.as_bytes());
     // SAFETY: RM_Log accepts a NULL context; the format takes exactly one C string argument and
     // both strings are valid NUL-terminated buffers for the duration of the call.
-    unsafe { api!(RedisModule_Log)(ptr::null_mut(), level.as_cstr().as_ptr(), c"%s".as_ptr(), text.as_ptr()) };
+    unsafe {
+        api!(RedisModule_Log)(
+            ptr::null_mut(),
+            level.as_cstr().as_ptr(),
+            c"%s".as_ptr(),
+            text.as_ptr(),
+        )
+    };
 }
 
 /// `RedisModuleCtx` flags the host looks at (`RedisModule_GetContextFlags`).
@@ -110,7 +124,14 @@ impl Ctx {
     pub fn log(self, level: LogLevel, message: &str) {
         let text = c_string(message.as_bytes());
         // SAFETY: valid context; one `%s` argument, a valid C string.
-        unsafe { api!(RedisModule_Log)(self.0.as_ptr(), level.as_cstr().as_ptr(), c"%s".as_ptr(), text.as_ptr()) };
+        unsafe {
+            api!(RedisModule_Log)(
+                self.0.as_ptr(),
+                level.as_cstr().as_ptr(),
+                c"%s".as_ptr(),
+                text.as_ptr(),
+            )
+        };
     }
 
     /// `RedisModule_GetContextFlags`.
@@ -153,7 +174,13 @@ impl Ctx {
 
     pub fn reply_string_buffer(self, bytes: &[u8]) {
         // SAFETY: valid context; Redis copies `bytes.len()` bytes from the pointer.
-        unsafe { api!(RedisModule_ReplyWithStringBuffer)(self.0.as_ptr(), bytes.as_ptr().cast::<c_char>(), bytes.len()) };
+        unsafe {
+            api!(RedisModule_ReplyWithStringBuffer)(
+                self.0.as_ptr(),
+                bytes.as_ptr().cast::<c_char>(),
+                bytes.len(),
+            )
+        };
     }
 
     pub fn reply_null(self) {
@@ -179,7 +206,15 @@ impl Ctx {
     pub fn command_exists(self, name: &str) -> bool {
         let name = c_string(name.as_bytes());
         // SAFETY: valid context; format "c" takes one C string, the reply is freed below.
-        let reply = unsafe { api!(RedisModule_Call)(self.0.as_ptr(), c"COMMAND".as_ptr(), c"cc".as_ptr(), c"INFO".as_ptr(), name.as_ptr()) };
+        let reply = unsafe {
+            api!(RedisModule_Call)(
+                self.0.as_ptr(),
+                c"COMMAND".as_ptr(),
+                c"cc".as_ptr(),
+                c"INFO".as_ptr(),
+                name.as_ptr(),
+            )
+        };
         if reply.is_null() {
             return false;
         }
@@ -196,12 +231,19 @@ impl Ctx {
     /// Propagates `command args...` to replicas and the AOF (`RedisModule_Replicate`, format "v").
     pub fn replicate(self, command: &str, args: &[&[u8]]) -> bool {
         let strings: Vec<OwnedString> = args.iter().map(|a| OwnedString::new(a)).collect();
-        let mut pointers: Vec<*mut raw::RedisModuleString> = strings.iter().map(|s| s.0.as_ptr()).collect();
+        let mut pointers: Vec<*mut raw::RedisModuleString> =
+            strings.iter().map(|s| s.0.as_ptr()).collect();
         let command = c_string(command.as_bytes());
         // SAFETY: valid context; "v" takes an array of RedisModuleString pointers and its length,
         // all of which outlive the call (Redis retains what it keeps).
         let status = unsafe {
-            api!(RedisModule_Replicate)(self.0.as_ptr(), command.as_ptr(), c"v".as_ptr(), pointers.as_mut_ptr(), pointers.len())
+            api!(RedisModule_Replicate)(
+                self.0.as_ptr(),
+                command.as_ptr(),
+                c"v".as_ptr(),
+                pointers.as_mut_ptr(),
+                pointers.len(),
+            )
         };
         status == OK
     }
@@ -229,7 +271,9 @@ impl<'a> Args<'a> {
 
     /// The arguments after the first `n`.
     pub fn skip(self, n: usize) -> Args<'a> {
-        Args { argv: &self.argv[n.min(self.argv.len())..] }
+        Args {
+            argv: &self.argv[n.min(self.argv.len())..],
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
@@ -243,7 +287,11 @@ fn string_bytes<'a>(s: *mut raw::RedisModuleString) -> &'a [u8] {
     // a pointer to `len` bytes that stay valid as long as the string does.
     unsafe {
         let p = api!(RedisModule_StringPtrLen)(s, &mut len);
-        if p.is_null() || len == 0 { &[] } else { std::slice::from_raw_parts(p.cast::<u8>(), len) }
+        if p.is_null() || len == 0 {
+            &[]
+        } else {
+            std::slice::from_raw_parts(p.cast::<u8>(), len)
+        }
     }
 }
 
@@ -260,7 +308,13 @@ impl OwnedString {
     pub fn new(bytes: &[u8]) -> Self {
         // SAFETY: a NULL context creates a string outside automatic memory management; Redis
         // copies the bytes.
-        let s = unsafe { api!(RedisModule_CreateString)(ptr::null_mut(), bytes.as_ptr().cast::<c_char>(), bytes.len()) };
+        let s = unsafe {
+            api!(RedisModule_CreateString)(
+                ptr::null_mut(),
+                bytes.as_ptr().cast::<c_char>(),
+                bytes.len(),
+            )
+        };
         OwnedString(NonNull::new(s).expect("RedisModule_CreateString returned NULL"))
     }
 
@@ -296,12 +350,15 @@ impl FilterCtx {
 
     /// Inserts `arg` at `pos`. Redis takes a reference of its own (we retain one for it).
     pub fn insert_arg(&self, pos: usize, arg: &OwnedString) -> bool {
-        let Ok(pos) = c_int::try_from(pos) else { return false };
+        let Ok(pos) = c_int::try_from(pos) else {
+            return false;
+        };
         // SAFETY: RetainString with a NULL context adds one reference, which the inserted
         // argument owns and Redis releases with the command's argv.
         unsafe {
             api!(RedisModule_RetainString)(ptr::null_mut(), arg.0.as_ptr());
-            if api!(RedisModule_CommandFilterArgInsert)(self.0.as_ptr(), pos, arg.0.as_ptr()) == OK {
+            if api!(RedisModule_CommandFilterArgInsert)(self.0.as_ptr(), pos, arg.0.as_ptr()) == OK
+            {
                 true
             } else {
                 api!(RedisModule_FreeString)(ptr::null_mut(), arg.0.as_ptr());
@@ -319,15 +376,25 @@ impl FilterCtx {
 pub type CommandHandler = fn(Ctx, Args<'_>);
 
 /// Runs a command handler, answering an error if it panics.
-fn run_command(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::RedisModuleString, argc: c_int, name: &str, handler: CommandHandler) -> c_int {
-    let Some(ctx) = NonNull::new(ctx).map(Ctx) else { return ERR };
+fn run_command(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+    name: &str,
+    handler: CommandHandler,
+) -> c_int {
+    let Some(ctx) = NonNull::new(ctx).map(Ctx) else {
+        return ERR;
+    };
     let argv: &[*mut raw::RedisModuleString] = match usize::try_from(argc) {
         // SAFETY: Redis passes `argc` valid string pointers in `argv` for the callback's duration.
         Ok(n) if n > 0 && !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
         _ => &[],
     };
     if catch(name, || handler(ctx, Args { argv })).is_none() {
-        ctx.reply_error(&format!("ERR internal error in redis-wasm while running '{name}' (see the server log)"));
+        ctx.reply_error(&format!(
+            "ERR internal error in redis-wasm while running '{name}' (see the server log)"
+        ));
     }
     OK
 }
@@ -335,38 +402,130 @@ fn run_command(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::RedisModuleSt
 /// Declares an `extern "C"` command trampoline for a [`CommandHandler`].
 macro_rules! command_entry {
     ($entry:ident, $name:literal, $handler:path) => {
-        extern "C" fn $entry(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> c_int {
+        extern "C" fn $entry(
+            ctx: *mut raw::RedisModuleCtx,
+            argv: *mut *mut raw::RedisModuleString,
+            argc: c_int,
+        ) -> c_int {
             run_command(ctx, argv, argc, $name, $handler)
         }
     };
 }
 
 command_entry!(wasm_load_entry, "wasm.load", crate::commands::wasm_load);
-command_entry!(wasm_unload_entry, "wasm.unload", crate::commands::wasm_unload);
+command_entry!(
+    wasm_unload_entry,
+    "wasm.unload",
+    crate::commands::wasm_unload
+);
 command_entry!(wasm_list_entry, "wasm.list", crate::commands::wasm_list);
 command_entry!(wasm_help_entry, "wasm.help", crate::commands::wasm_help);
-command_entry!(dispatch_write_oom_entry, "wasm.invoke-write-denyoom", crate::dispatch::invoke_write_denyoom);
-command_entry!(dispatch_write_entry, "wasm.invoke-write", crate::dispatch::invoke_write);
-command_entry!(dispatch_readonly_entry, "wasm.invoke-readonly", crate::dispatch::invoke_readonly);
-command_entry!(dispatch_plain_entry, "wasm.invoke", crate::dispatch::invoke_plain);
+command_entry!(
+    dispatch_write_oom_entry,
+    "wasm.invoke-write-denyoom",
+    crate::dispatch::invoke_write_denyoom
+);
+command_entry!(
+    dispatch_write_entry,
+    "wasm.invoke-write",
+    crate::dispatch::invoke_write
+);
+command_entry!(
+    dispatch_readonly_entry,
+    "wasm.invoke-readonly",
+    crate::dispatch::invoke_readonly
+);
+command_entry!(
+    dispatch_plain_entry,
+    "wasm.invoke",
+    crate::dispatch::invoke_plain
+);
 
-type RawCommandFn = extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisModuleString, c_int) -> c_int;
+type RawCommandFn =
+    extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisModuleString, c_int) -> c_int;
 
-/// The host's own commands: name, entry point, flags, first key, last key, key step.
-const HOST_COMMANDS: &[(&CStr, RawCommandFn, &CStr, c_int, c_int, c_int)] = &[
-    (c"wasm.load", wasm_load_entry, c"write deny-oom deny-script", 0, 0, 0),
-    (c"wasm.unload", wasm_unload_entry, c"write deny-script", 0, 0, 0),
-    (c"wasm.list", wasm_list_entry, c"readonly", 0, 0, 0),
-    (c"wasm.help", wasm_help_entry, c"readonly fast", 0, 0, 0),
-    (c"wasm.invoke-write-denyoom", dispatch_write_oom_entry, c"write deny-oom getkeys-api", 0, 0, 0),
-    (c"wasm.invoke-write", dispatch_write_entry, c"write getkeys-api", 0, 0, 0),
-    (c"wasm.invoke-readonly", dispatch_readonly_entry, c"readonly getkeys-api", 0, 0, 0),
-    (c"wasm.invoke", dispatch_plain_entry, c"getkeys-api", 0, 0, 0),
+/// The host's own commands: name, entry point, flags, first key, last key, key step, and the
+/// ACL categories set where Redis supports it (7.2+; 7.0 gives module commands none).
+const HOST_COMMANDS: &[(&CStr, RawCommandFn, &CStr, c_int, c_int, c_int, &CStr)] = &[
+    (
+        c"wasm.load",
+        wasm_load_entry,
+        c"write deny-oom deny-script",
+        0,
+        0,
+        0,
+        c"write slow scripting",
+    ),
+    (
+        c"wasm.unload",
+        wasm_unload_entry,
+        c"write deny-script",
+        0,
+        0,
+        0,
+        c"write slow scripting",
+    ),
+    (
+        c"wasm.list",
+        wasm_list_entry,
+        c"readonly",
+        0,
+        0,
+        0,
+        c"slow scripting",
+    ),
+    (
+        c"wasm.help",
+        wasm_help_entry,
+        c"readonly fast",
+        0,
+        0,
+        0,
+        c"fast scripting",
+    ),
+    (
+        c"wasm.invoke-write-denyoom",
+        dispatch_write_oom_entry,
+        c"write deny-oom getkeys-api",
+        0,
+        0,
+        0,
+        c"write",
+    ),
+    (
+        c"wasm.invoke-write",
+        dispatch_write_entry,
+        c"write getkeys-api",
+        0,
+        0,
+        0,
+        c"write",
+    ),
+    (
+        c"wasm.invoke-readonly",
+        dispatch_readonly_entry,
+        c"readonly getkeys-api",
+        0,
+        0,
+        0,
+        c"read",
+    ),
+    (
+        c"wasm.invoke",
+        dispatch_plain_entry,
+        c"getkeys-api",
+        0,
+        0,
+        0,
+        c"",
+    ),
 ];
 
 extern "C" fn command_filter_entry(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     if let Some(fctx) = NonNull::new(fctx) {
-        catch("the command filter", || crate::dispatch::filter(&FilterCtx(fctx)));
+        catch("the command filter", || {
+            crate::dispatch::filter(&FilterCtx(fctx))
+        });
     }
 }
 
@@ -375,32 +534,70 @@ extern "C" fn command_filter_entry(fctx: *mut raw::RedisModuleCommandFilterCtx) 
 /// # Safety
 /// Called by Redis with a valid context and `argc` valid argument strings.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn RedisModule_OnLoad(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> c_int {
+pub unsafe extern "C" fn RedisModule_OnLoad(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
     // Nothing may allocate before Init: the global allocator is Redis's, reached through the
     // API table that Init fills in.
     // SAFETY: Redis passes a valid context; the name is a static C string.
-    let status = unsafe { raw::Export_RedisModule_Init(ctx, c"wasm".as_ptr(), crate::MODULE_VERSION, raw::REDISMODULE_APIVER_1 as c_int) };
+    let status = unsafe {
+        raw::Export_RedisModule_Init(
+            ctx,
+            c"wasm".as_ptr(),
+            crate::MODULE_VERSION,
+            raw::REDISMODULE_APIVER_1 as c_int,
+        )
+    };
     if status == ERR {
         return ERR;
     }
-    let Some(ctx) = NonNull::new(ctx).map(Ctx) else { return ERR };
+    let Some(ctx) = NonNull::new(ctx).map(Ctx) else {
+        return ERR;
+    };
     let argv: &[*mut raw::RedisModuleString] = match usize::try_from(argc) {
         // SAFETY: Redis passes `argc` valid module argument strings.
         Ok(n) if n > 0 && !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
         _ => &[],
     };
     let loaded = catch("module load", || {
-        for &(name, entry, flags, first, last, step) in HOST_COMMANDS {
+        for &(name, entry, flags, first, last, step, categories) in HOST_COMMANDS {
             // SAFETY: valid OnLoad context; static C strings; `entry` is a panic-safe trampoline.
-            let status = unsafe { api!(RedisModule_CreateCommand)(ctx.0.as_ptr(), name.as_ptr(), Some(entry), flags.as_ptr(), first, last, step) };
+            let status = unsafe {
+                api!(RedisModule_CreateCommand)(
+                    ctx.0.as_ptr(),
+                    name.as_ptr(),
+                    Some(entry),
+                    flags.as_ptr(),
+                    first,
+                    last,
+                    step,
+                )
+            };
             if status != OK {
-                ctx.log(LogLevel::Warning, &format!("could not register {}", name.to_string_lossy()));
+                ctx.log(
+                    LogLevel::Warning,
+                    &format!("could not register {}", name.to_string_lossy()),
+                );
                 return false;
+            }
+            // SAFETY: reading an optional API pointer; Redis 7.0 leaves it NULL.
+            if let Some(set_categories) = unsafe { raw::RedisModule_SetCommandACLCategories } {
+                // SAFETY: valid OnLoad context; the command was just created.
+                unsafe {
+                    let command = api!(RedisModule_GetCommand)(ctx.0.as_ptr(), name.as_ptr());
+                    if !command.is_null() {
+                        set_categories(command, categories.as_ptr());
+                    }
+                }
             }
         }
         // SAFETY: valid OnLoad context; the callback is panic-safe. The filter also sees calls
         // made by guests (no NOSELF flag), so guests can call each other's commands by name.
-        let filter = unsafe { api!(RedisModule_RegisterCommandFilter)(ctx.0.as_ptr(), Some(command_filter_entry), 0) };
+        let filter = unsafe {
+            api!(RedisModule_RegisterCommandFilter)(ctx.0.as_ptr(), Some(command_filter_entry), 0)
+        };
         if filter.is_null() {
             ctx.log(LogLevel::Warning, "could not register the command filter");
             return false;
@@ -414,6 +611,9 @@ pub unsafe extern "C" fn RedisModule_OnLoad(ctx: *mut raw::RedisModuleCtx, argv:
 /// background thread live inside this library.
 #[unsafe(no_mangle)]
 pub extern "C" fn RedisModule_OnUnload(_ctx: *mut raw::RedisModuleCtx) -> c_int {
-    log_raw(LogLevel::Warning, "<wasm> the redis-wasm module cannot be unloaded; restart the server instead");
+    log_raw(
+        LogLevel::Warning,
+        "<wasm> the redis-wasm module cannot be unloaded; restart the server instead",
+    );
     ERR
 }

@@ -22,7 +22,12 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 4] = [Variant::WriteDenyOom, Variant::Write, Variant::Readonly, Variant::Plain];
+    pub const ALL: [Variant; 4] = [
+        Variant::WriteDenyOom,
+        Variant::Write,
+        Variant::Readonly,
+        Variant::Plain,
+    ];
 
     /// The dispatcher command's name.
     pub fn command_name(self) -> &'static str {
@@ -58,18 +63,36 @@ pub struct CommandFlags {
 /// Flags Redis knows but guest commands cannot have, with the reason given to the author.
 const REFUSED: &[(&str, &str)] = &[
     ("admin", "guest commands cannot be administrative commands"),
-    ("allow-loading", "guest commands do not run while the dataset loads"),
-    ("allow-stale", "guest commands do not run on a replica with stale data"),
-    ("allow-busy", "guest commands cannot run while another script or guest is busy"),
+    (
+        "allow-loading",
+        "guest commands do not run while the dataset loads",
+    ),
+    (
+        "allow-stale",
+        "guest commands do not run on a replica with stale data",
+    ),
+    (
+        "allow-busy",
+        "guest commands cannot run while another script or guest is busy",
+    ),
     ("pubsub", "guest commands cannot be pub/sub commands"),
     ("no-monitor", "MONITOR always shows guest commands"),
     ("no-slowlog", "SLOWLOG always records guest commands"),
     ("no-auth", "guest commands always require authentication"),
-    ("getkeys-api", "the host reports key positions from first/last/step"),
+    (
+        "getkeys-api",
+        "the host reports key positions from first/last/step",
+    ),
     ("getchannels-api", "guest commands cannot declare channels"),
 ];
 
-const INFORMATIONAL: &[&str] = &["fast", "random", "blocking", "may-replicate", "no-mandatory-keys"];
+const INFORMATIONAL: &[&str] = &[
+    "fast",
+    "random",
+    "blocking",
+    "may-replicate",
+    "no-mandatory-keys",
+];
 
 impl CommandFlags {
     /// Parses a `RedisModule_CreateCommand` flags string.
@@ -138,22 +161,51 @@ mod tests {
 
     #[test]
     fn variants_follow_access_flags() {
-        assert_eq!(CommandFlags::parse("write deny-oom").unwrap().variant(), Variant::WriteDenyOom);
-        assert_eq!(CommandFlags::parse("WRITE").unwrap().variant(), Variant::Write);
-        assert_eq!(CommandFlags::parse("readonly fast").unwrap().variant(), Variant::Readonly);
+        assert_eq!(
+            CommandFlags::parse("write deny-oom").unwrap().variant(),
+            Variant::WriteDenyOom
+        );
+        assert_eq!(
+            CommandFlags::parse("WRITE").unwrap().variant(),
+            Variant::Write
+        );
+        assert_eq!(
+            CommandFlags::parse("readonly fast").unwrap().variant(),
+            Variant::Readonly
+        );
         assert_eq!(CommandFlags::parse("").unwrap().variant(), Variant::Plain);
-        assert_eq!(CommandFlags::parse("readonly deny-oom").unwrap().variant(), Variant::Readonly);
+        assert_eq!(
+            CommandFlags::parse("readonly deny-oom").unwrap().variant(),
+            Variant::Readonly
+        );
     }
 
     #[test]
     fn bad_flags_are_named() {
-        assert!(CommandFlags::parse("write readonly").unwrap_err().contains("both"));
-        assert!(CommandFlags::parse("admin").unwrap_err().contains("'admin'"));
-        assert!(CommandFlags::parse("frobnicate").unwrap_err().contains("'frobnicate'"));
+        assert!(
+            CommandFlags::parse("write readonly")
+                .unwrap_err()
+                .contains("both")
+        );
+        assert!(
+            CommandFlags::parse("admin")
+                .unwrap_err()
+                .contains("'admin'")
+        );
+        assert!(
+            CommandFlags::parse("frobnicate")
+                .unwrap_err()
+                .contains("'frobnicate'")
+        );
     }
 
     #[test]
     fn display_is_canonical() {
-        assert_eq!(CommandFlags::parse("fast  write deny-oom fast").unwrap().to_string(), "write deny-oom fast");
+        assert_eq!(
+            CommandFlags::parse("fast  write deny-oom fast")
+                .unwrap()
+                .to_string(),
+            "write deny-oom fast"
+        );
     }
 }

@@ -33,16 +33,24 @@ pub struct Program {
 impl Program {
     /// Links a compiled component against the host's world and finds its exports.
     pub fn new(component: &Component, guest_export: &str) -> Result<Program, String> {
-        let pre = engine::linker().instantiate_pre(component).map_err(|e| format!("cannot link the guest: {e:#}"))?;
+        let pre = engine::linker()
+            .instantiate_pre(component)
+            .map_err(|e| format!("cannot link the guest: {e:#}"))?;
         let interface = component
             .get_export_index(None, guest_export)
             .ok_or_else(|| format!("the guest does not export '{guest_export}'"))?;
         let find = |name: &str| {
             component
                 .get_export_index(Some(&interface), name)
-                .ok_or_else(|| format!("the guest's '{guest_export}' export has no function '{name}'"))
+                .ok_or_else(|| {
+                    format!("the guest's '{guest_export}' export has no function '{name}'")
+                })
         };
-        Ok(Program { init: find("init")?, invoke: find("invoke")?, pre })
+        Ok(Program {
+            init: find("init")?,
+            invoke: find("invoke")?,
+            pre,
+        })
     }
 }
 
@@ -65,25 +73,37 @@ impl Live {
         let mut store = Store::new(engine::engine(), GuestState::new(label.into(), limits));
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Continue(1)));
-        let instance = program.pre.instantiate(&mut store).map_err(|e| format!("cannot instantiate the guest: {e:#}").replace(['\r', '\n'], " "))?;
+        let instance = program.pre.instantiate(&mut store).map_err(|e| {
+            format!("cannot instantiate the guest: {e:#}").replace(['\r', '\n'], " ")
+        })?;
         let func = |store: &mut Store<GuestState>, index: &ComponentExportIndex, name: &str| {
-            instance.get_func(&mut *store, index).ok_or_else(|| format!("the guest export '{name}' is not a function"))
+            instance
+                .get_func(&mut *store, index)
+                .ok_or_else(|| format!("the guest export '{name}' is not a function"))
         };
         let init = func(&mut store, &program.init, "init")?;
         let invoke = func(&mut store, &program.invoke, "invoke")?;
         // Check the signatures once; calls then use `new_unchecked` (see `call_init`/`invoke`).
         init.typed::<(&[&[u8]],), (Result<(), String>,)>(&store)
             .map_err(|e| format!("the guest's init export has the wrong type: {e}"))?;
-        invoke.typed::<(u32, &[&[u8]]), (Result<(), String>,)>(&store)
+        invoke
+            .typed::<(u32, &[&[u8]]), (Result<(), String>,)>(&store)
             .map_err(|e| format!("the guest's invoke export has the wrong type: {e}"))?;
-        Ok(Live { store, init, invoke })
+        Ok(Live {
+            store,
+            init,
+            invoke,
+        })
     }
 
     /// Runs the guest's `init` export and returns what it registered.
     fn run_init(&mut self, ctx: Option<Ctx>, args: &[Vec<u8>]) -> Result<InitScope, String> {
         let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let state = self.store.data_mut();
-        state.phase = Phase::Init(InitScope { ctx, ..InitScope::default() });
+        state.phase = Phase::Init(InitScope {
+            ctx,
+            ..InitScope::default()
+        });
         state.panic_message = None;
         self.store.set_epoch_deadline(1);
         // SAFETY: the signature was checked with `typed` in `Live::new`.
@@ -98,7 +118,17 @@ impl Live {
         match result {
             Ok((Ok(()),)) => {}
             Ok((Err(message),)) => return Err(format!("init failed: {message}")),
-            Err(e) => return Err(format!("init {}", describe_trap(&e, state.panic_message.take()))),
+            Err(e) => {
+                return Err(format!(
+                    "init {}",
+                    describe_trap(&e, state.panic_message.take())
+                ));
+            }
+        }
+        if let Some(mistake) = state.reply.error() {
+            let mistake = mistake.to_owned();
+            state.reply.clear();
+            return Err(format!("init failed: {mistake}"));
         }
         if scope.module.is_none() {
             return Err("init did not call init-module".to_owned());
@@ -115,7 +145,9 @@ fn describe_trap(error: &wasmtime::Error, panic_message: Option<String>) -> Stri
     let what = match error.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => "stack overflow".to_owned(),
         Some(Trap::MemoryOutOfBounds) => "out-of-bounds memory access".to_owned(),
-        Some(Trap::UnreachableCodeReached) => "unreachable instruction executed (an abort or panic)".to_owned(),
+        Some(Trap::UnreachableCodeReached) => {
+            "unreachable instruction executed (an abort or panic)".to_owned()
+        }
         Some(trap) => trap.to_string(),
         None => format!("{error:#}").replace(['\r', '\n'], " "),
     };
@@ -155,10 +187,18 @@ pub struct Guest {
 
 impl Guest {
     /// Instantiates a compiled guest and runs its init; the result is not yet registered.
-    pub fn start(program: Program, ctx: Option<Ctx>, wasm: Arc<[u8]>, source: Source, load_args: Vec<Vec<u8>>) -> Result<Guest, String> {
+    pub fn start(
+        program: Program,
+        ctx: Option<Ctx>,
+        wasm: Arc<[u8]>,
+        source: Source,
+        load_args: Vec<Vec<u8>>,
+    ) -> Result<Guest, String> {
         let mut live = Live::new(&program, "(loading)")?;
         let scope = live.run_init(ctx, &load_args)?;
-        let info = scope.module.expect("run_init checks init-module was called");
+        let info = scope
+            .module
+            .expect("run_init checks init-module was called");
         Ok(Guest {
             info,
             commands: scope.commands.into_iter().map(Arc::new).collect(),
@@ -177,9 +217,15 @@ impl Guest {
         let mut live = Live::new(&self.program, &self.info.name)?;
         let scope = live.run_init(Some(ctx), &self.load_args)?;
         let same_commands = scope.commands.len() == self.commands.len()
-            && scope.commands.iter().zip(&self.commands).all(|(a, b)| a == &**b);
+            && scope
+                .commands
+                .iter()
+                .zip(&self.commands)
+                .all(|(a, b)| a == &**b);
         if scope.module.as_ref() != Some(&self.info) || !same_commands {
-            return Err("its init registered different commands when restarted after a trap".to_owned());
+            return Err(
+                "its init registered different commands when restarted after a trap".to_owned(),
+            );
         }
         Ok(live)
     }
@@ -211,7 +257,10 @@ impl Guest {
                 Ok(live) => *slot = Some(live),
                 Err(why) => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    ctx.reply_error(&format!("ERR guest '{}' could not restart: {why}", self.info.name));
+                    ctx.reply_error(&format!(
+                        "ERR guest '{}' could not restart: {why}",
+                        self.info.name
+                    ));
                     return;
                 }
             }
@@ -220,7 +269,10 @@ impl Guest {
 
         let argv: Vec<&[u8]> = args.iter().collect();
         let state = live.store.data_mut();
-        state.phase = Phase::Command(CommandScope { ctx, command: route.spec.clone() });
+        state.phase = Phase::Command(CommandScope {
+            ctx,
+            command: route.spec.clone(),
+        });
         state.reply.clear();
         state.panic_message = None;
         live.store.set_epoch_deadline(1);
@@ -236,7 +288,10 @@ impl Guest {
                 Ok(()) => state.reply.send(ctx),
                 Err(why) => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    ctx.reply_error(&format!("ERR guest '{}' command '{command}' sent a bad reply: {why}", self.info.name));
+                    ctx.reply_error(&format!(
+                        "ERR guest '{}' command '{command}' sent a bad reply: {why}",
+                        self.info.name
+                    ));
                 }
             },
             Ok((Err(message),)) => {
@@ -248,7 +303,10 @@ impl Guest {
                 self.stats.traps.fetch_add(1, Ordering::Relaxed);
                 let why = describe_trap(&error, state.panic_message.take());
                 *slot = None;
-                ctx.reply_error(&format!("ERR guest '{}' command '{command}' {why}", self.info.name));
+                ctx.reply_error(&format!(
+                    "ERR guest '{}' command '{command}' {why}",
+                    self.info.name
+                ));
                 return;
             }
         }

@@ -73,7 +73,10 @@ fn parse_module_args(args: Args<'_>) -> Result<Vec<commands::LoadRequest>, Strin
     let mut words = args.iter().peekable();
     while let Some(word) = words.next() {
         if !word.eq_ignore_ascii_case(b"load") {
-            return Err(format!("expected LOAD, got '{}'", String::from_utf8_lossy(word)));
+            return Err(format!(
+                "expected LOAD, got '{}'",
+                String::from_utf8_lossy(word)
+            ));
         }
         let mut tokens: Vec<&[u8]> = Vec::new();
         while let Some(next) = words.next_if(|w| !w.eq_ignore_ascii_case(b"load")) {

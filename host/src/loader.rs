@@ -24,10 +24,15 @@ const HOST_INTERFACES: &[&str] = &["types", "log", "registration", "reply"];
 /// Checks the bytes look like a component before handing them to the compiler.
 pub fn check_format(bytes: &[u8]) -> Result<(), String> {
     if bytes.len() > MAX_MODULE_SIZE {
-        return Err(format!("the module is {} bytes; the limit is {MAX_MODULE_SIZE}", bytes.len()));
+        return Err(format!(
+            "the module is {} bytes; the limit is {MAX_MODULE_SIZE}",
+            bytes.len()
+        ));
     }
     if bytes.starts_with(b"\x7fELF") {
-        return Err("precompiled artifacts (ELF, .cwasm) are refused: load the .wasm component".to_owned());
+        return Err(
+            "precompiled artifacts (ELF, .cwasm) are refused: load the .wasm component".to_owned(),
+        );
     }
     if !bytes.starts_with(WASM_MAGIC) {
         return Err("not a WebAssembly binary (bad magic number)".to_owned());
@@ -65,7 +70,11 @@ fn parse_interface_name(name: &str) -> Option<InterfaceName<'_>> {
             Some((parts.next()??, parts.next()??, parts.next()??))
         }
     };
-    Some(InterfaceName { package, interface, version })
+    Some(InterfaceName {
+        package,
+        interface,
+        version,
+    })
 }
 
 fn version_text((a, b, c): (u64, u64, u64)) -> String {
@@ -77,13 +86,19 @@ fn version_text((a, b, c): (u64, u64, u64)) -> String {
 /// because they may import functions this host lacks.
 fn compatible(version: (u64, u64, u64)) -> bool {
     let host = WIT_VERSION;
-    if host.0 == 0 { version.0 == 0 && version.1 == host.1 && version.2 <= host.2 } else { version.0 == host.0 && (version.1, version.2) <= (host.1, host.2) }
+    if host.0 == 0 {
+        version.0 == 0 && version.1 == host.1 && version.2 <= host.2
+    } else {
+        version.0 == host.0 && (version.1, version.2) <= (host.1, host.2)
+    }
 }
 
 fn check_world_version(name: &str, parsed: &InterfaceName<'_>) -> Result<(), String> {
     let host = version_text(WIT_VERSION);
     match parsed.version {
-        None => Err(format!("'{name}' has no version; this host implements {WIT_PACKAGE}@{host}")),
+        None => Err(format!(
+            "'{name}' has no version; this host implements {WIT_PACKAGE}@{host}"
+        )),
         Some(v) if !compatible(v) => Err(format!(
             "the guest was built for {WIT_PACKAGE}@{}, but this host implements {WIT_PACKAGE}@{host}",
             version_text(v)
@@ -102,17 +117,26 @@ fn check_interfaces(component: &Component) -> Result<String, String> {
             Some(parsed) if parsed.package == WIT_PACKAGE => {
                 check_world_version(name, &parsed)?;
                 if !HOST_INTERFACES.contains(&parsed.interface) {
-                    return Err(format!("the guest imports '{name}', which this host does not provide"));
+                    return Err(format!(
+                        "the guest imports '{name}', which this host does not provide"
+                    ));
                 }
             }
             Some(parsed)
-                if crate::wasi::GRANTED.iter().any(|g| g.split_once('/') == Some((parsed.package, parsed.interface)))
-                    && parsed.version.is_some_and(|(major, minor, _)| (major, minor) == (0, 2)) => {}
+                if crate::wasi::GRANTED
+                    .iter()
+                    .any(|g| g.split_once('/') == Some((parsed.package, parsed.interface)))
+                    && parsed
+                        .version
+                        .is_some_and(|(major, minor, _)| (major, minor) == (0, 2)) => {}
             _ => refused.push(format!("'{name}'")),
         }
     }
     if !refused.is_empty() {
-        return Err(format!("the guest imports {}, which this host does not grant", refused.join(", ")));
+        return Err(format!(
+            "the guest imports {}, which this host does not grant",
+            refused.join(", ")
+        ));
     }
     let mut guest_export = None;
     for (name, _) in ty.exports(engine) {
@@ -123,7 +147,9 @@ fn check_interfaces(component: &Component) -> Result<String, String> {
             }
         }
     }
-    guest_export.ok_or_else(|| format!("the component does not export {WIT_PACKAGE}/guest: it is not a redis-wasm guest"))
+    guest_export.ok_or_else(|| {
+        format!("the component does not export {WIT_PACKAGE}/guest: it is not a redis-wasm guest")
+    })
 }
 
 /// Compiles and links a guest. Slow (tens of milliseconds for small guests).
@@ -142,9 +168,21 @@ mod tests {
     #[test]
     fn formats_are_told_apart() {
         assert!(check_format(b"hello").unwrap_err().contains("bad magic"));
-        assert!(check_format(b"\x7fELF\x02\x01").unwrap_err().contains("precompiled"));
-        assert!(check_format(b"\0asm\x01\0\0\0").unwrap_err().contains("core WebAssembly module"));
-        assert!(check_format(b"\0asm\x0d\0").unwrap_err().contains("truncated"));
+        assert!(
+            check_format(b"\x7fELF\x02\x01")
+                .unwrap_err()
+                .contains("precompiled")
+        );
+        assert!(
+            check_format(b"\0asm\x01\0\0\0")
+                .unwrap_err()
+                .contains("core WebAssembly module")
+        );
+        assert!(
+            check_format(b"\0asm\x0d\0")
+                .unwrap_err()
+                .contains("truncated")
+        );
         assert!(check_format(b"\0asm\x0d\0\x01\0").is_ok());
     }
 
@@ -155,7 +193,10 @@ mod tests {
         assert!(!compatible((1, 1, 0)));
         assert!(!compatible((0, 1, 9)));
         let parsed = parse_interface_name("redis:module/log@0.1.0").unwrap();
-        assert_eq!((parsed.package, parsed.interface, parsed.version), ("redis:module", "log", Some((0, 1, 0))));
+        assert_eq!(
+            (parsed.package, parsed.interface, parsed.version),
+            ("redis:module", "log", Some((0, 1, 0)))
+        );
         assert!(parse_interface_name("plain").is_none());
     }
 }

@@ -28,10 +28,17 @@ impl ModuleInfo {
     /// Guest names: 1-128 characters of letters, digits, `_`, `-`, `.`.
     pub fn check_name(name: &str) -> Result<(), String> {
         if name.is_empty() || name.len() > MAX_NAME_LEN {
-            return Err(format!("a guest name must have 1 to {MAX_NAME_LEN} characters"));
+            return Err(format!(
+                "a guest name must have 1 to {MAX_NAME_LEN} characters"
+            ));
         }
-        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
-            return Err(format!("guest name '{name}' may only contain letters, digits, '_', '-' and '.'"));
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
+            return Err(format!(
+                "guest name '{name}' may only contain letters, digits, '_', '-' and '.'"
+            ));
         }
         Ok(())
     }
@@ -50,27 +57,54 @@ pub struct CommandSpec {
 }
 
 impl CommandSpec {
-    pub fn new(name: &str, flags: &str, first_key: i32, last_key: i32, key_step: i32, arity: i32) -> Result<Self, String> {
+    pub fn new(
+        name: &str,
+        flags: &str,
+        first_key: i32,
+        last_key: i32,
+        key_step: i32,
+        arity: i32,
+    ) -> Result<Self, String> {
         if name.is_empty() || name.len() > MAX_NAME_LEN {
-            return Err(format!("a command name must have 1 to {MAX_NAME_LEN} characters"));
+            return Err(format!(
+                "a command name must have 1 to {MAX_NAME_LEN} characters"
+            ));
         }
         if !name.bytes().all(|b| b.is_ascii_graphic() && b != b'|') {
-            return Err("a command name may only contain printable characters other than '|' and no spaces".to_owned());
+            return Err(
+                "a command name may only contain printable characters other than '|' and no spaces"
+                    .to_owned(),
+            );
         }
         let flags = CommandFlags::parse(flags)?;
         if first_key < 0 || key_step < 0 {
-            return Err("key positions cannot be negative (only last-key may count from the end)".to_owned());
+            return Err(
+                "key positions cannot be negative (only last-key may count from the end)"
+                    .to_owned(),
+            );
         }
         if first_key == 0 && (last_key != 0 || key_step != 0) {
-            return Err("a command without keys (first-key 0) must have last-key and key-step 0".to_owned());
+            return Err(
+                "a command without keys (first-key 0) must have last-key and key-step 0".to_owned(),
+            );
         }
         if first_key > 0 && (key_step == 0 || (last_key > 0 && last_key < first_key)) {
-            return Err("key positions need key-step >= 1 and last-key >= first-key (or negative)".to_owned());
+            return Err(
+                "key positions need key-step >= 1 and last-key >= first-key (or negative)"
+                    .to_owned(),
+            );
         }
         if arity == i32::MIN {
             return Err("arity out of range".to_owned());
         }
-        Ok(CommandSpec { name: name.to_ascii_lowercase(), flags, first_key, last_key, key_step, arity })
+        Ok(CommandSpec {
+            name: name.to_ascii_lowercase(),
+            flags,
+            first_key,
+            last_key,
+            key_step,
+            arity,
+        })
     }
 
     /// Whether `argc` arguments (counting the command name) satisfy the declared arity.
@@ -90,7 +124,11 @@ impl CommandSpec {
         let argc = i64::try_from(argc).unwrap_or(i64::MAX);
         let first = i64::from(self.first_key);
         let step = i64::from(self.key_step).max(1);
-        let last = if self.last_key < 0 { argc + i64::from(self.last_key) } else { i64::from(self.last_key) };
+        let last = if self.last_key < 0 {
+            argc + i64::from(self.last_key)
+        } else {
+            i64::from(self.last_key)
+        };
         let end = if first == 0 { 0 } else { last.min(argc - 1) };
         (0..)
             .map(move |i| first + i * step)
@@ -178,7 +216,10 @@ pub fn command_owner(name: &str) -> Option<String> {
 
 fn refresh_counters(r: &Registry) {
     COMMAND_COUNT.store(r.commands.len(), Ordering::Relaxed);
-    LONGEST_NAME.store(r.commands.keys().map(Vec::len).max().unwrap_or(0), Ordering::Relaxed);
+    LONGEST_NAME.store(
+        r.commands.keys().map(Vec::len).max().unwrap_or(0),
+        Ordering::Relaxed,
+    );
 }
 
 /// Publishes `guest` and its commands, replacing the guest of the same name when `replace`.
@@ -189,7 +230,9 @@ pub fn commit(guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<Guest>>, St
         let name = &guest.info.name;
         let previous = r.guests.get(name).cloned();
         if previous.is_some() && !replace {
-            return Err(format!("guest '{name}' is already loaded (use REPLACE to upgrade it)"));
+            return Err(format!(
+                "guest '{name}' is already loaded (use REPLACE to upgrade it)"
+            ));
         }
         for spec in &guest.commands {
             if let Some(route) = r.commands.get(spec.name.as_bytes()) {
@@ -208,7 +251,14 @@ pub fn commit(guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<Guest>>, St
         }
         for (index, spec) in guest.commands.iter().enumerate() {
             let index = u32::try_from(index).expect("bounded by MAX_COMMANDS_PER_GUEST");
-            r.commands.insert(spec.name.as_bytes().to_vec(), Route { guest: guest.clone(), index, spec: spec.clone() });
+            r.commands.insert(
+                spec.name.as_bytes().to_vec(),
+                Route {
+                    guest: guest.clone(),
+                    index,
+                    spec: spec.clone(),
+                },
+            );
         }
         r.guests.insert(name.clone(), guest);
         refresh_counters(r);
@@ -264,6 +314,9 @@ mod tests {
         assert!(CommandSpec::new("a", "", 0, 1, 0, 0).is_err());
         assert!(CommandSpec::new("a", "", 2, 1, 1, 0).is_err());
         assert!(CommandSpec::new("a", "", 1, 1, 0, 0).is_err());
-        assert_eq!(CommandSpec::new("A.B", "", 1, -1, 1, 0).unwrap().name, "a.b");
+        assert_eq!(
+            CommandSpec::new("A.B", "", 1, -1, 1, 0).unwrap().name,
+            "a.b"
+        );
     }
 }

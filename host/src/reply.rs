@@ -42,8 +42,9 @@ impl ReplyBuffer {
         self.error = None;
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty() && self.error.is_none()
+    /// The first mistake made so far, if any.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     /// Marks the reply as wrong; the first mistake is the one reported.
@@ -76,7 +77,9 @@ impl ReplyBuffer {
         match opens {
             Some(len) if len > 0 => {
                 if self.open.len() >= MAX_REPLY_DEPTH {
-                    self.fail(format!("the reply nests arrays deeper than {MAX_REPLY_DEPTH} levels"));
+                    self.fail(format!(
+                        "the reply nests arrays deeper than {MAX_REPLY_DEPTH} levels"
+                    ));
                     return;
                 }
                 self.open.push(len);
@@ -111,7 +114,9 @@ impl ReplyBuffer {
         }
         if !self.open.is_empty() {
             let missing: u64 = self.open.iter().sum();
-            return Err(format!("the reply is incomplete: an array still expects {missing} more element(s)"));
+            return Err(format!(
+                "the reply is incomplete: an array still expects {missing} more element(s)"
+            ));
         }
         if !self.complete {
             return Err("the command did not reply".to_owned());
@@ -141,8 +146,14 @@ pub fn normalize_error(message: &str) -> String {
     let code = message.split(' ').next().unwrap_or("");
     let has_code = code.len() >= 2
         && code.starts_with(|c: char| c.is_ascii_uppercase())
-        && code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-    if has_code { message.to_owned() } else { format!("ERR {message}") }
+        && code
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if has_code {
+        message.to_owned()
+    } else {
+        format!("ERR {message}")
+    }
 }
 
 #[cfg(test)]

@@ -124,13 +124,18 @@ impl Output {
 }
 
 fn emit(label: &str, level: LogLevel, buffer: &mut Vec<u8>) {
-    log_raw(level, &format!("<wasm:{label}> {}", String::from_utf8_lossy(buffer)));
+    log_raw(
+        level,
+        &format!("<wasm:{label}> {}", String::from_utf8_lossy(buffer)),
+    );
     buffer.clear();
 }
 
 fn random_bytes(len: u64) -> wasmtime::Result<Vec<u8>> {
     if len > MAX_CHUNK {
-        return Err(wasmtime::Error::msg(format!("the guest asked for {len} random bytes; the limit is {MAX_CHUNK}")));
+        return Err(wasmtime::Error::msg(format!(
+            "the guest asked for {len} random bytes; the limit is {MAX_CHUNK}"
+        )));
     }
     let mut bytes = vec![0u8; usize::try_from(len)?];
     std::fs::File::open("/dev/urandom")
@@ -141,7 +146,9 @@ fn random_bytes(len: u64) -> wasmtime::Result<Vec<u8>> {
 
 fn insecure_u64() -> u64 {
     // Each RandomState gets fresh keys from the OS-seeded generator std keeps per thread.
-    std::collections::hash_map::RandomState::new().build_hasher().finish()
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
 fn process_start() -> Instant {
@@ -168,122 +175,243 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
 
     let mut error = linker.instance(&format!("wasi:io/error@{v}"))?;
     error.resource("error", ResourceType::host::<IoError>(), ignore_drop)?;
-    error.func_wrap("[method]error.to-debug-string", |_: Store<'_>, (_,): (Resource<IoError>,)| {
-        Ok(("the stream is closed".to_owned(),))
-    })?;
+    error.func_wrap(
+        "[method]error.to-debug-string",
+        |_: Store<'_>, (_,): (Resource<IoError>,)| Ok(("the stream is closed".to_owned(),)),
+    )?;
 
     let mut poll = linker.instance(&format!("wasi:io/poll@{v}"))?;
     poll.resource("pollable", ResourceType::host::<Pollable>(), ignore_drop)?;
-    poll.func_wrap("[method]pollable.ready", |_: Store<'_>, (_,): (Resource<Pollable>,)| Ok((true,)))?;
-    poll.func_wrap("[method]pollable.block", |_: Store<'_>, (_,): (Resource<Pollable>,)| Ok(()))?;
-    poll.func_wrap("poll", |_: Store<'_>, (list,): (Vec<Resource<Pollable>>,)| {
-        let ready: Vec<u32> = (0..u32::try_from(list.len())?).collect();
-        Ok((ready,))
-    })?;
+    poll.func_wrap(
+        "[method]pollable.ready",
+        |_: Store<'_>, (_,): (Resource<Pollable>,)| Ok((true,)),
+    )?;
+    poll.func_wrap(
+        "[method]pollable.block",
+        |_: Store<'_>, (_,): (Resource<Pollable>,)| Ok(()),
+    )?;
+    poll.func_wrap(
+        "poll",
+        |_: Store<'_>, (list,): (Vec<Resource<Pollable>>,)| {
+            let ready: Vec<u32> = (0..u32::try_from(list.len())?).collect();
+            Ok((ready,))
+        },
+    )?;
 
     let mut streams = linker.instance(&format!("wasi:io/streams@{v}"))?;
-    streams.resource("input-stream", ResourceType::host::<InputStream>(), ignore_drop)?;
-    streams.resource("output-stream", ResourceType::host::<OutputStream>(), ignore_drop)?;
+    streams.resource(
+        "input-stream",
+        ResourceType::host::<InputStream>(),
+        ignore_drop,
+    )?;
+    streams.resource(
+        "output-stream",
+        ResourceType::host::<OutputStream>(),
+        ignore_drop,
+    )?;
     type ReadResult = Result<Vec<u8>, StreamError>;
     type CountResult = Result<u64, StreamError>;
     type UnitResult = Result<(), StreamError>;
-    for name in ["[method]input-stream.read", "[method]input-stream.blocking-read"] {
-        streams.func_wrap(name, |_: Store<'_>, (_, _): (Resource<InputStream>, u64)| Ok((ReadResult::Err(StreamError::Closed),)))?;
+    for name in [
+        "[method]input-stream.read",
+        "[method]input-stream.blocking-read",
+    ] {
+        streams.func_wrap(
+            name,
+            |_: Store<'_>, (_, _): (Resource<InputStream>, u64)| {
+                Ok((ReadResult::Err(StreamError::Closed),))
+            },
+        )?;
     }
-    for name in ["[method]input-stream.skip", "[method]input-stream.blocking-skip"] {
-        streams.func_wrap(name, |_: Store<'_>, (_, _): (Resource<InputStream>, u64)| Ok((CountResult::Err(StreamError::Closed),)))?;
+    for name in [
+        "[method]input-stream.skip",
+        "[method]input-stream.blocking-skip",
+    ] {
+        streams.func_wrap(
+            name,
+            |_: Store<'_>, (_, _): (Resource<InputStream>, u64)| {
+                Ok((CountResult::Err(StreamError::Closed),))
+            },
+        )?;
     }
-    streams.func_wrap("[method]input-stream.subscribe", |_: Store<'_>, (_,): (Resource<InputStream>,)| {
-        Ok((Resource::<Pollable>::new_own(0),))
-    })?;
-    streams.func_wrap("[method]output-stream.check-write", |_: Store<'_>, (_,): (Resource<OutputStream>,)| {
-        Ok((CountResult::Ok(MAX_CHUNK),))
-    })?;
-    for name in ["[method]output-stream.write", "[method]output-stream.blocking-write-and-flush"] {
-        streams.func_wrap(name, |mut store: Store<'_>, (stream, bytes): (Resource<OutputStream>, Vec<u8>)| {
-            if bytes.len() as u64 > MAX_CHUNK {
-                return Err(trap("the guest wrote more than check-write allowed"));
-            }
-            let state = store.data_mut();
-            let label = state.label.clone();
-            state.output.write(&label, stream.rep(), &bytes);
+    streams.func_wrap(
+        "[method]input-stream.subscribe",
+        |_: Store<'_>, (_,): (Resource<InputStream>,)| Ok((Resource::<Pollable>::new_own(0),)),
+    )?;
+    streams.func_wrap(
+        "[method]output-stream.check-write",
+        |_: Store<'_>, (_,): (Resource<OutputStream>,)| Ok((CountResult::Ok(MAX_CHUNK),)),
+    )?;
+    for name in [
+        "[method]output-stream.write",
+        "[method]output-stream.blocking-write-and-flush",
+    ] {
+        streams.func_wrap(
+            name,
+            |mut store: Store<'_>, (stream, bytes): (Resource<OutputStream>, Vec<u8>)| {
+                if bytes.len() as u64 > MAX_CHUNK {
+                    return Err(trap("the guest wrote more than check-write allowed"));
+                }
+                let state = store.data_mut();
+                let label = state.label.clone();
+                state.output.write(&label, stream.rep(), &bytes);
+                Ok((UnitResult::Ok(()),))
+            },
+        )?;
+    }
+    for name in [
+        "[method]output-stream.flush",
+        "[method]output-stream.blocking-flush",
+    ] {
+        streams.func_wrap(name, |_: Store<'_>, (_,): (Resource<OutputStream>,)| {
             Ok((UnitResult::Ok(()),))
         })?;
     }
-    for name in ["[method]output-stream.flush", "[method]output-stream.blocking-flush"] {
-        streams.func_wrap(name, |_: Store<'_>, (_,): (Resource<OutputStream>,)| Ok((UnitResult::Ok(()),)))?;
+    for name in [
+        "[method]output-stream.write-zeroes",
+        "[method]output-stream.blocking-write-zeroes-and-flush",
+    ] {
+        streams.func_wrap(
+            name,
+            |mut store: Store<'_>, (stream, len): (Resource<OutputStream>, u64)| {
+                if len > MAX_CHUNK {
+                    return Err(trap("the guest wrote more than check-write allowed"));
+                }
+                let state = store.data_mut();
+                let label = state.label.clone();
+                state
+                    .output
+                    .write(&label, stream.rep(), &vec![0; usize::try_from(len)?]);
+                Ok((UnitResult::Ok(()),))
+            },
+        )?;
     }
-    for name in ["[method]output-stream.write-zeroes", "[method]output-stream.blocking-write-zeroes-and-flush"] {
-        streams.func_wrap(name, |mut store: Store<'_>, (stream, len): (Resource<OutputStream>, u64)| {
-            if len > MAX_CHUNK {
-                return Err(trap("the guest wrote more than check-write allowed"));
-            }
-            let state = store.data_mut();
-            let label = state.label.clone();
-            state.output.write(&label, stream.rep(), &vec![0; usize::try_from(len)?]);
-            Ok((UnitResult::Ok(()),))
-        })?;
+    for name in [
+        "[method]output-stream.splice",
+        "[method]output-stream.blocking-splice",
+    ] {
+        streams.func_wrap(
+            name,
+            |_: Store<'_>, (_, _, _): (Resource<OutputStream>, Resource<InputStream>, u64)| {
+                Ok((CountResult::Err(StreamError::Closed),))
+            },
+        )?;
     }
-    for name in ["[method]output-stream.splice", "[method]output-stream.blocking-splice"] {
-        streams.func_wrap(name, |_: Store<'_>, (_, _, _): (Resource<OutputStream>, Resource<InputStream>, u64)| {
-            Ok((CountResult::Err(StreamError::Closed),))
-        })?;
-    }
-    streams.func_wrap("[method]output-stream.subscribe", |_: Store<'_>, (_,): (Resource<OutputStream>,)| {
-        Ok((Resource::<Pollable>::new_own(0),))
-    })?;
+    streams.func_wrap(
+        "[method]output-stream.subscribe",
+        |_: Store<'_>, (_,): (Resource<OutputStream>,)| Ok((Resource::<Pollable>::new_own(0),)),
+    )?;
 
     let mut environment = linker.instance(&format!("wasi:cli/environment@{v}"))?;
-    environment.func_wrap("get-environment", |_: Store<'_>, ()| Ok((Vec::<(String, String)>::new(),)))?;
-    environment.func_wrap("get-arguments", |_: Store<'_>, ()| Ok((Vec::<String>::new(),)))?;
+    environment.func_wrap("get-environment", |_: Store<'_>, ()| {
+        Ok((Vec::<(String, String)>::new(),))
+    })?;
+    environment.func_wrap("get-arguments", |_: Store<'_>, ()| {
+        Ok((Vec::<String>::new(),))
+    })?;
     environment.func_wrap("initial-cwd", |_: Store<'_>, ()| Ok((None::<String>,)))?;
 
-    linker.instance(&format!("wasi:cli/exit@{v}"))?.func_wrap("exit", |_: Store<'_>, (status,): (Result<(), ()>,)| {
-        Err::<(), _>(trap(if status.is_ok() { "the guest called exit (success)" } else { "the guest called exit (failure)" }))
-    })?;
-    linker.instance(&format!("wasi:cli/stdin@{v}"))?.func_wrap("get-stdin", |_: Store<'_>, ()| {
-        Ok((Resource::<InputStream>::new_own(0),))
-    })?;
-    linker.instance(&format!("wasi:cli/stdout@{v}"))?.func_wrap("get-stdout", |_: Store<'_>, ()| {
-        Ok((Resource::<OutputStream>::new_own(STDOUT),))
-    })?;
-    linker.instance(&format!("wasi:cli/stderr@{v}"))?.func_wrap("get-stderr", |_: Store<'_>, ()| {
-        Ok((Resource::<OutputStream>::new_own(STDERR),))
-    })?;
-    linker.instance(&format!("wasi:cli/terminal-input@{v}"))?.resource("terminal-input", ResourceType::host::<TerminalInput>(), ignore_drop)?;
-    linker.instance(&format!("wasi:cli/terminal-output@{v}"))?.resource("terminal-output", ResourceType::host::<TerminalOutput>(), ignore_drop)?;
-    linker.instance(&format!("wasi:cli/terminal-stdin@{v}"))?.func_wrap("get-terminal-stdin", |_: Store<'_>, ()| {
-        Ok((None::<Resource<TerminalInput>>,))
-    })?;
-    for (interface, function) in [("terminal-stdout", "get-terminal-stdout"), ("terminal-stderr", "get-terminal-stderr")] {
-        linker.instance(&format!("wasi:cli/{interface}@{v}"))?.func_wrap(function, |_: Store<'_>, ()| {
-            Ok((None::<Resource<TerminalOutput>>,))
+    linker.instance(&format!("wasi:cli/exit@{v}"))?.func_wrap(
+        "exit",
+        |_: Store<'_>, (status,): (Result<(), ()>,)| {
+            Err::<(), _>(trap(if status.is_ok() {
+                "the guest called exit (success)"
+            } else {
+                "the guest called exit (failure)"
+            }))
+        },
+    )?;
+    linker
+        .instance(&format!("wasi:cli/stdin@{v}"))?
+        .func_wrap("get-stdin", |_: Store<'_>, ()| {
+            Ok((Resource::<InputStream>::new_own(0),))
         })?;
+    linker
+        .instance(&format!("wasi:cli/stdout@{v}"))?
+        .func_wrap("get-stdout", |_: Store<'_>, ()| {
+            Ok((Resource::<OutputStream>::new_own(STDOUT),))
+        })?;
+    linker
+        .instance(&format!("wasi:cli/stderr@{v}"))?
+        .func_wrap("get-stderr", |_: Store<'_>, ()| {
+            Ok((Resource::<OutputStream>::new_own(STDERR),))
+        })?;
+    linker
+        .instance(&format!("wasi:cli/terminal-input@{v}"))?
+        .resource(
+            "terminal-input",
+            ResourceType::host::<TerminalInput>(),
+            ignore_drop,
+        )?;
+    linker
+        .instance(&format!("wasi:cli/terminal-output@{v}"))?
+        .resource(
+            "terminal-output",
+            ResourceType::host::<TerminalOutput>(),
+            ignore_drop,
+        )?;
+    linker
+        .instance(&format!("wasi:cli/terminal-stdin@{v}"))?
+        .func_wrap("get-terminal-stdin", |_: Store<'_>, ()| {
+            Ok((None::<Resource<TerminalInput>>,))
+        })?;
+    for (interface, function) in [
+        ("terminal-stdout", "get-terminal-stdout"),
+        ("terminal-stderr", "get-terminal-stderr"),
+    ] {
+        linker
+            .instance(&format!("wasi:cli/{interface}@{v}"))?
+            .func_wrap(function, |_: Store<'_>, ()| {
+                Ok((None::<Resource<TerminalOutput>>,))
+            })?;
     }
 
     let mut random = linker.instance(&format!("wasi:random/random@{v}"))?;
-    random.func_wrap("get-random-bytes", |_: Store<'_>, (len,): (u64,)| Ok((random_bytes(len)?,)))?;
+    random.func_wrap("get-random-bytes", |_: Store<'_>, (len,): (u64,)| {
+        Ok((random_bytes(len)?,))
+    })?;
     random.func_wrap("get-random-u64", |_: Store<'_>, ()| {
         let bytes = random_bytes(8)?;
         Ok((u64::from_le_bytes(bytes.try_into().expect("8 bytes")),))
     })?;
     let mut insecure = linker.instance(&format!("wasi:random/insecure@{v}"))?;
-    insecure.func_wrap("get-insecure-random-bytes", |_: Store<'_>, (len,): (u64,)| Ok((random_bytes(len)?,)))?;
-    insecure.func_wrap("get-insecure-random-u64", |_: Store<'_>, ()| Ok((insecure_u64(),)))?;
-    linker.instance(&format!("wasi:random/insecure-seed@{v}"))?.func_wrap("insecure-seed", |_: Store<'_>, ()| {
-        Ok(((insecure_u64(), insecure_u64()),))
+    insecure.func_wrap(
+        "get-insecure-random-bytes",
+        |_: Store<'_>, (len,): (u64,)| Ok((random_bytes(len)?,)),
+    )?;
+    insecure.func_wrap("get-insecure-random-u64", |_: Store<'_>, ()| {
+        Ok((insecure_u64(),))
     })?;
+    linker
+        .instance(&format!("wasi:random/insecure-seed@{v}"))?
+        .func_wrap("insecure-seed", |_: Store<'_>, ()| {
+            Ok(((insecure_u64(), insecure_u64()),))
+        })?;
 
     let mut monotonic = linker.instance(&format!("wasi:clocks/monotonic-clock@{v}"))?;
     monotonic.func_wrap("now", |_: Store<'_>, ()| Ok((monotonic_now(),)))?;
     monotonic.func_wrap("resolution", |_: Store<'_>, ()| Ok((1u64,)))?;
-    monotonic.func_wrap("subscribe-instant", |_: Store<'_>, (_,): (u64,)| Ok((Resource::<Pollable>::new_own(0),)))?;
-    monotonic.func_wrap("subscribe-duration", |_: Store<'_>, (_,): (u64,)| Ok((Resource::<Pollable>::new_own(0),)))?;
+    monotonic.func_wrap("subscribe-instant", |_: Store<'_>, (_,): (u64,)| {
+        Ok((Resource::<Pollable>::new_own(0),))
+    })?;
+    monotonic.func_wrap("subscribe-duration", |_: Store<'_>, (_,): (u64,)| {
+        Ok((Resource::<Pollable>::new_own(0),))
+    })?;
     let mut wall = linker.instance(&format!("wasi:clocks/wall-clock@{v}"))?;
     wall.func_wrap("now", |_: Store<'_>, ()| {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        Ok((Datetime { seconds: now.as_secs(), nanoseconds: now.subsec_nanos() },))
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok((Datetime {
+            seconds: now.as_secs(),
+            nanoseconds: now.subsec_nanos(),
+        },))
     })?;
-    wall.func_wrap("resolution", |_: Store<'_>, ()| Ok((Datetime { seconds: 0, nanoseconds: 1 },)))?;
+    wall.func_wrap("resolution", |_: Store<'_>, ()| {
+        Ok((Datetime {
+            seconds: 0,
+            nanoseconds: 1,
+        },))
+    })?;
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! Load:   `redis-cli WASM.LOAD $PWD/target/wasm32-wasip2/guest/helloworld.wasm`
 //! Call:   `redis-cli HELLOWORLD.RAND`  →  `(integer) 1804289383`
 
-use redis_wasm_sdk::{redis_module, Context, RedisError, RedisResult, RedisString, RedisValue};
+use redis_wasm_sdk::{Context, RedisError, RedisResult, RedisString, RedisValue, redis_module};
 
 /// A small xorshift generator; a guest has no access to OS randomness unless the host grants it.
 fn next_random() -> i64 {

@@ -9,9 +9,16 @@ use crate::registry::{API_VERSION, CommandSpec, ModuleInfo};
 use crate::state::{GuestState, Phase};
 
 impl Host for GuestState {
-    fn init_module(&mut self, name: String, version: i32, api_version: i32) -> wasmtime::Result<Result<(), String>> {
+    fn init_module(
+        &mut self,
+        name: String,
+        version: i32,
+        api_version: i32,
+    ) -> wasmtime::Result<Result<(), String>> {
         let Phase::Init(scope) = &mut self.phase else {
-            return Ok(Err("init-module can only be called from the guest's init".to_owned()));
+            return Ok(Err(
+                "init-module can only be called from the guest's init".to_owned()
+            ));
         };
         if scope.module.is_some() {
             return Ok(Err("init-module was already called".to_owned()));
@@ -25,18 +32,31 @@ impl Host for GuestState {
             return Ok(Err(why));
         }
         self.label = name.as_str().into();
-        scope.module = Some(ModuleInfo { name, version, api_version });
+        scope.module = Some(ModuleInfo {
+            name,
+            version,
+            api_version,
+        });
         Ok(Ok(()))
     }
 
     fn create_command(&mut self, spec: WitCommandSpec) -> wasmtime::Result<Result<u32, String>> {
         let Phase::Init(scope) = &mut self.phase else {
-            return Ok(Err("create-command can only be called from the guest's init".to_owned()));
+            return Ok(Err(
+                "create-command can only be called from the guest's init".to_owned(),
+            ));
         };
         if scope.module.is_none() {
             return Ok(Err("call init-module before create-command".to_owned()));
         }
-        let spec = match CommandSpec::new(&spec.name, &spec.flags, spec.first_key, spec.last_key, spec.key_step, spec.arity) {
+        let spec = match CommandSpec::new(
+            &spec.name,
+            &spec.flags,
+            spec.first_key,
+            spec.last_key,
+            spec.key_step,
+            spec.arity,
+        ) {
             Ok(spec) => spec,
             Err(why) => return Ok(Err(format!("command '{}': {why}", spec.name))),
         };
@@ -44,7 +64,10 @@ impl Host for GuestState {
             return Ok(Err(format!("command '{}' is registered twice", spec.name)));
         }
         if scope.commands.len() >= crate::registry::MAX_COMMANDS_PER_GUEST {
-            return Ok(Err(format!("a guest may register at most {} commands", crate::registry::MAX_COMMANDS_PER_GUEST)));
+            return Ok(Err(format!(
+                "a guest may register at most {} commands",
+                crate::registry::MAX_COMMANDS_PER_GUEST
+            )));
         }
         let index = u32::try_from(scope.commands.len()).expect("bounded by MAX_COMMANDS_PER_GUEST");
         scope.commands.push(spec);

@@ -8,7 +8,9 @@ impl GuestState {
     fn reply_item(&mut self, item: ReplyItem) {
         match &self.phase {
             Phase::Command(_) => self.reply.push(item),
-            _ => self.reply.fail("reply functions can only be called while a command runs"),
+            _ => self
+                .reply
+                .fail("reply functions can only be called while a command runs"),
         }
     }
 }

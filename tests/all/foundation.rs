@@ -1,0 +1,724 @@
+//! The walking skeleton: loading, listing, unloading, routing guest commands by name, and the
+//! load errors a user can make.
+
+use redis_wasm_tests::{Reply, Server, ServerOptions, guests, start_expecting_failure};
+
+fn load(server: &Server, path: &str, args: &[&str]) -> Reply {
+    let mut command = vec!["WASM.LOAD", path];
+    if !args.is_empty() {
+        command.push("ARGS");
+        command.extend_from_slice(args);
+    }
+    server.client().cmd(&command)
+}
+
+fn assert_alive(server: &Server) {
+    assert_eq!(server.client().cmd(&["PING"]), Reply::Status("PONG".into()));
+}
+
+#[test]
+fn helloworld_rand_answers_an_integer() {
+    let server = Server::start();
+    assert_eq!(
+        load(&server, guests::HELLOWORLD, &[]),
+        Reply::Bulk(b"helloworld".to_vec())
+    );
+    let mut c = server.client();
+    let a = c.cmd(&["HELLOWORLD.RAND"]).int();
+    let b = c.cmd(&["helloworld.rand"]).int();
+    assert!(a >= 0 && b >= 0 && a != b, "{a} {b}");
+}
+
+#[test]
+fn guests_load_from_module_arguments_with_their_arguments() {
+    let server = Server::with_module_args(&[
+        "LOAD",
+        guests::BASICS,
+        "ARGS",
+        "foo",
+        "bar",
+        "1234",
+        "LOAD",
+        guests::HELLOWORLD,
+    ]);
+    let mut c = server.client();
+    assert!(c.cmd(&["HELLOWORLD.RAND"]).int() >= 0);
+    let args = c.cmd(&["BASICS.LOADARGS"]);
+    assert_eq!(
+        args,
+        Reply::Array(vec![
+            Reply::Bulk(b"foo".to_vec()),
+            Reply::Bulk(b"bar".to_vec()),
+            Reply::Bulk(b"1234".to_vec())
+        ])
+    );
+}
+
+#[test]
+fn bad_module_arguments_refuse_to_start() {
+    let log = start_expecting_failure(&["FROB"]);
+    assert!(log.contains("expected LOAD, got 'FROB'"), "{log}");
+    let log = start_expecting_failure(&["LOAD", "/no/such/guest.wasm"]);
+    assert!(log.contains("cannot read '/no/such/guest.wasm'"), "{log}");
+}
+
+#[test]
+fn host_loads_into_a_running_server_with_module_load() {
+    let server = Server::start_with(ServerOptions {
+        without_host: true,
+        ..Default::default()
+    });
+    let mut c = server.client();
+    let host = redis_wasm_tests::host_library();
+    assert_eq!(
+        c.cmd(&["MODULE", "LOAD", host.to_str().unwrap()]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(
+        load(&server, guests::HELLOWORLD, &[]),
+        Reply::Bulk(b"helloworld".to_vec())
+    );
+    assert!(c.cmd(&["HELLOWORLD.RAND"]).int() >= 0);
+    // The host holds compiled code and a thread: it refuses to be unloaded.
+    assert!(c.cmd(&["MODULE", "UNLOAD", "wasm"]).is_error());
+    assert!(c.cmd(&["HELLOWORLD.RAND"]).int() >= 0);
+}
+
+#[test]
+fn wasm_list_describes_guests_and_commands() {
+    let server = Server::start();
+    load(&server, guests::BASICS, &["a", "b c"]);
+    load(&server, guests::HELLOWORLD, &[]);
+    for resp3 in [false, true] {
+        let mut c = server.client();
+        if resp3 {
+            c.hello3();
+        }
+        let list = c.cmd(&["WASM.LIST"]);
+        let all = list.array();
+        assert_eq!(all.len(), 2);
+        let basics = &all[0];
+        assert_eq!(basics.field("name").text(), "basics");
+        assert_eq!(basics.field("version").int(), 3);
+        assert_eq!(basics.field("api-version").int(), 1);
+        assert_eq!(basics.field("source").text(), guests::BASICS);
+        assert_eq!(
+            basics
+                .field("args")
+                .array()
+                .iter()
+                .map(Reply::text)
+                .collect::<Vec<_>>(),
+            ["a", "b c"]
+        );
+        let keys = basics
+            .field("commands")
+            .array()
+            .iter()
+            .find(|c| c.field("name").text() == "basics.keys")
+            .unwrap();
+        assert_eq!(
+            keys.field("flags")
+                .array()
+                .iter()
+                .map(Reply::text)
+                .collect::<Vec<_>>(),
+            ["readonly"]
+        );
+        assert_eq!(
+            (
+                keys.field("first-key").int(),
+                keys.field("last-key").int(),
+                keys.field("key-step").int()
+            ),
+            (1, -1, 2)
+        );
+        assert_eq!(keys.field("arity").int(), -2);
+        let hello = &all[1];
+        assert_eq!(hello.field("name").text(), "helloworld");
+        let rand = &hello.field("commands").array()[0];
+        assert_eq!(rand.field("name").text(), "helloworld.rand");
+        assert_eq!(
+            rand.field("flags")
+                .array()
+                .iter()
+                .map(Reply::text)
+                .collect::<Vec<_>>(),
+            ["readonly", "fast", "random"]
+        );
+    }
+    let one = server.client().cmd(&["WASM.LIST", "helloworld"]);
+    assert_eq!(one.array().len(), 1);
+    assert_eq!(
+        server.client().cmd(&["WASM.LIST", "nope"]),
+        Reply::Array(vec![])
+    );
+}
+
+#[test]
+fn unload_removes_the_guest_and_its_commands() {
+    let server = Server::start();
+    load(&server, guests::HELLOWORLD, &[]);
+    let mut c = server.client();
+    assert_eq!(
+        c.cmd(&["WASM.UNLOAD", "helloworld"]),
+        Reply::Status("OK".into())
+    );
+    let err = c.cmd(&["HELLOWORLD.RAND"]);
+    assert!(
+        err.error()
+            .starts_with("ERR unknown command 'HELLOWORLD.RAND'"),
+        "{err:?}"
+    );
+    assert_eq!(c.cmd(&["WASM.LIST"]), Reply::Array(vec![]));
+    assert_eq!(
+        c.cmd(&["WASM.UNLOAD", "helloworld"]).error(),
+        "ERR no guest named 'helloworld' is loaded"
+    );
+    // It can be loaded again.
+    assert_eq!(
+        load(&server, guests::HELLOWORLD, &[]),
+        Reply::Bulk(b"helloworld".to_vec())
+    );
+    assert!(c.cmd(&["HELLOWORLD.RAND"]).int() >= 0);
+}
+
+#[test]
+fn a_command_queued_in_multi_before_unload_gets_a_clear_error() {
+    let server = Server::start();
+    load(&server, guests::HELLOWORLD, &[]);
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["MULTI"]), Reply::Status("OK".into()));
+    assert_eq!(c.cmd(&["HELLOWORLD.RAND"]), Reply::Status("QUEUED".into()));
+    server.client().cmd(&["WASM.UNLOAD", "helloworld"]);
+    let exec = c.cmd(&["EXEC"]);
+    assert!(
+        exec.array()[0]
+            .error()
+            .contains("no loaded guest provides it"),
+        "{exec:?}"
+    );
+}
+
+#[test]
+fn guest_commands_answer_in_multi_and_from_lua() {
+    let server = Server::start();
+    load(&server, guests::BASICS, &[]);
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["MULTI"]), Reply::Status("OK".into()));
+    assert_eq!(c.cmd(&["basics.echo", "x"]), Reply::Status("QUEUED".into()));
+    assert_eq!(
+        c.cmd(&["BASICS.ECHO", "y", "z"]),
+        Reply::Status("QUEUED".into())
+    );
+    let exec = c.cmd(&["EXEC"]);
+    assert_eq!(
+        exec.array()[0],
+        Reply::Array(vec![Reply::Bulk(b"x".to_vec())])
+    );
+    assert_eq!(exec.array()[1].array().len(), 2);
+    let lua = c.cmd(&[
+        "EVAL",
+        "return redis.call('basics.echo', 'from', 'lua')",
+        "0",
+    ]);
+    assert_eq!(
+        lua,
+        Reply::Array(vec![
+            Reply::Bulk(b"from".to_vec()),
+            Reply::Bulk(b"lua".to_vec())
+        ])
+    );
+    // Lua's error handling sees the guest's error as a Redis error.
+    let lua = c.cmd(&["EVAL", "return redis.pcall('basics.fail')", "0"]);
+    assert_eq!(lua.error(), "ERR my failure");
+}
+
+#[test]
+fn errors_speak_in_the_guest_commands_name() {
+    let server = Server::start();
+    load(&server, guests::HELLOWORLD, &[]);
+    load(&server, guests::BASICS, &[]);
+    let mut c = server.client();
+    assert_eq!(
+        c.cmd(&["HELLOWORLD.RAND", "extra"]).error(),
+        "ERR wrong number of arguments for 'helloworld.rand' command"
+    );
+    // Declared arity, checked by the host before the guest runs.
+    assert_eq!(
+        c.cmd(&["BASICS.ARITY"]).error(),
+        "ERR wrong number of arguments for 'basics.arity' command"
+    );
+    assert_eq!(
+        c.cmd(&["BASICS.ARITY", "a", "b"]).error(),
+        "ERR wrong number of arguments for 'basics.arity' command"
+    );
+    assert_eq!(c.cmd(&["BASICS.ARITY", "a"]), Reply::Status("OK".into()));
+    assert_eq!(
+        c.cmd(&["BASICS.KEYS"]).error(),
+        "ERR wrong number of arguments for 'basics.keys' command"
+    );
+    // Guest errors: the code is the leading uppercase word, ERR when absent.
+    assert_eq!(c.cmd(&["BASICS.FAIL"]).error(), "ERR my failure");
+    assert_eq!(
+        c.cmd(&["BASICS.FAIL", "MYCODE something broke"]).error(),
+        "MYCODE something broke"
+    );
+    assert_eq!(
+        c.cmd(&["BASICS.FAIL", "lowercase words"]).error(),
+        "ERR lowercase words"
+    );
+}
+
+#[test]
+fn a_panicking_guest_answers_an_error_with_the_message_and_recovers() {
+    let server = Server::start();
+    load(&server, guests::BASICS, &[]);
+    let mut c = server.client();
+    let err = c.cmd(&["BASICS.PANIC", "now"]);
+    let text = err.error();
+    assert!(
+        text.starts_with("ERR guest 'basics' command 'basics.panic' panicked: boom now (at "),
+        "{text}"
+    );
+    assert_alive(&server);
+    // The poisoned instance was replaced: the guest still answers, and its init ran again.
+    assert_eq!(
+        c.cmd(&["BASICS.ECHO", "again"]),
+        Reply::Array(vec![Reply::Bulk(b"again".to_vec())])
+    );
+    let stats = c.cmd(&["WASM.LIST", "basics"]).array()[0]
+        .field("stats")
+        .clone();
+    assert_eq!(
+        (stats.field("traps").int(), stats.field("restarts").int()),
+        (1, 1)
+    );
+    assert_eq!(stats.field("calls").int(), 2);
+}
+
+#[test]
+fn malformed_replies_become_errors_and_the_connection_stays_usable() {
+    let server = Server::start();
+    load(&server, guests::BASICS, &[]);
+    let mut c = server.client();
+    let cases = [
+        (
+            "BASICS.BAD-ARRAY",
+            "an array still expects 1 more element(s)",
+        ),
+        ("BASICS.TWICE", "the command replied more than once"),
+        ("BASICS.SILENT", "the command did not reply"),
+        (
+            "BASICS.CRLF",
+            "a simple string reply cannot contain CR, LF or NUL",
+        ),
+    ];
+    for (command, why) in cases {
+        let raw = c.cmd_raw(&[command]);
+        let expected = format!(
+            "-ERR guest 'basics' command '{}' sent a bad reply: {why}\r\n",
+            command.to_lowercase()
+        );
+        let expected = expected.replace(
+            "reply: an array",
+            "reply: the reply is incomplete: an array",
+        );
+        assert_eq!(String::from_utf8_lossy(&raw), expected);
+        assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+    }
+    // An error returned after a partial reply discards the partial reply.
+    assert_eq!(
+        c.cmd_raw(&["BASICS.PARTIAL-THEN-ERROR"]),
+        b"-ERR gave up half-way\r\n"
+    );
+    let deep = c.cmd(&["BASICS.NESTED", "200"]);
+    assert!(deep.error().contains("deeper than 128 levels"), "{deep:?}");
+    assert_eq!(
+        c.cmd(&["BASICS.NESTED", "2"]),
+        Reply::Array(vec![Reply::Array(vec![Reply::Int(2)])])
+    );
+}
+
+#[test]
+fn replies_of_every_foundation_kind_are_encoded_exactly() {
+    let server = Server::start();
+    load(&server, guests::BASICS, &[]);
+    let mut c = server.client();
+    let raw = c.cmd_raw(&["BASICS.MIXED"]);
+    assert_eq!(
+        raw,
+        b"*6\r\n:-7\r\n+fine\r\n$4\r\nbulk\r\n$4\r\n\x00\xff\r\n\r\n$-1\r\n*0\r\n"
+    );
+    c.hello3();
+    let raw = c.cmd_raw(&["BASICS.MIXED"]);
+    assert_eq!(
+        raw,
+        b"*6\r\n:-7\r\n+fine\r\n$4\r\nbulk\r\n$4\r\n\x00\xff\r\n\r\n_\r\n*0\r\n"
+    );
+}
+
+#[test]
+fn arguments_are_binary_safe() {
+    let server = Server::start();
+    load(&server, guests::BASICS, &[]);
+    let mut c = server.client();
+    let binary: &[u8] = b"\x00\xff\r\nnot utf8 \xc3\x28";
+    let reply = c.cmd_bytes(&[b"BASICS.ECHO", binary, b""]);
+    assert_eq!(
+        reply,
+        Reply::Array(vec![Reply::Bulk(binary.to_vec()), Reply::Bulk(vec![])])
+    );
+}
+
+#[test]
+fn key_positions_reach_command_getkeys_and_acl() {
+    let server = Server::start();
+    load(&server, guests::BASICS, &[]);
+    let mut c = server.client();
+    let keys = c.cmd(&[
+        "COMMAND",
+        "GETKEYS",
+        "BASICS.KEYS",
+        "k1",
+        "v1",
+        "k2",
+        "v2",
+        "k3",
+    ]);
+    assert_eq!(
+        keys.array().iter().map(Reply::text).collect::<Vec<_>>(),
+        ["k1", "k2", "k3"]
+    );
+    assert_eq!(
+        c.cmd(&["COMMAND", "GETKEYS", "basics.write", "mykey"])
+            .array()[0]
+            .text(),
+        "mykey"
+    );
+    // A user limited to keys a* can use a* keys only.
+    assert_eq!(
+        c.cmd(&["ACL", "SETUSER", "alice", "on", "nopass", "~a*", "+@all"]),
+        Reply::Status("OK".into())
+    );
+    let mut alice = server.client();
+    assert_eq!(
+        alice.cmd(&["AUTH", "alice", "x"]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(
+        alice.cmd(&["BASICS.KEYS", "a1", "x", "a2"]),
+        Reply::Status("OK".into())
+    );
+    let denied = alice.cmd(&["BASICS.KEYS", "a1", "x", "b2"]);
+    assert!(denied.error().starts_with("NOPERM"), "{denied:?}");
+    // Permissions for guest commands are granted per dispatcher: this user may run read-only guest
+    // commands but not write ones.
+    c.cmd(&[
+        "ACL",
+        "SETUSER",
+        "reader",
+        "on",
+        "nopass",
+        "~*",
+        "+@read",
+        "+wasm.invoke-readonly",
+    ]);
+    let mut reader = server.client();
+    reader.cmd(&["AUTH", "reader", "x"]);
+    assert_eq!(reader.cmd(&["BASICS.ECHO", "hi"]).array().len(), 1);
+    assert!(
+        reader
+            .cmd(&["BASICS.WRITE", "k"])
+            .error()
+            .starts_with("NOPERM")
+    );
+}
+
+#[test]
+fn declared_flags_are_enforced() {
+    let server = Server::start();
+    load(&server, guests::BASICS, &[]);
+    let mut c = server.client();
+    // deny-script
+    let lua = c.cmd(&["EVAL", "return redis.pcall('basics.noscript')", "0"]);
+    assert_eq!(
+        lua.error(),
+        "ERR This Redis command is not allowed from script"
+    );
+    assert_eq!(c.cmd(&["BASICS.NOSCRIPT"]), Reply::Status("OK".into()));
+    // A read-only Lua script cannot run a write guest command.
+    let ro = c.cmd(&[
+        "EVAL_RO",
+        "return redis.pcall('basics.write', KEYS[1])",
+        "1",
+        "k",
+    ]);
+    assert!(
+        ro.error()
+            .contains("Write commands are not allowed from read-only scripts"),
+        "{ro:?}"
+    );
+    // Calling a dispatcher by hand with a command of another access class is refused.
+    let wrong = c.cmd(&["WASM.INVOKE-READONLY", "basics.write", "k"]);
+    assert_eq!(
+        wrong.error(),
+        "ERR guest command 'basics.write' runs through 'wasm.invoke-write-denyoom', not 'wasm.invoke-readonly'"
+    );
+    // On a read-only replica, write guest commands are refused; read-only ones run.
+    assert_eq!(
+        c.cmd(&["REPLICAOF", "127.0.0.1", "1"]),
+        Reply::Status("OK".into())
+    );
+    assert!(
+        c.cmd(&["BASICS.WRITE", "k"])
+            .error()
+            .starts_with("READONLY")
+    );
+    assert_eq!(c.cmd(&["BASICS.ECHO", "r"]).array().len(), 1);
+    // deny-oom: with maxmemory exhausted the write command is refused before the guest runs.
+    c.cmd(&["REPLICAOF", "NO", "ONE"]);
+    c.cmd(&["CONFIG", "SET", "maxmemory", "1"]);
+    assert!(c.cmd(&["BASICS.WRITE", "k"]).error().starts_with("OOM"));
+    assert_eq!(c.cmd(&["BASICS.ECHO", "still"]).array().len(), 1);
+}
+
+#[test]
+fn printing_goes_to_the_redis_log() {
+    let server = Server::start();
+    load(&server, guests::BASICS, &[]);
+    assert_eq!(
+        server.client().cmd(&["BASICS.PRINT", "hi"]),
+        Reply::Status("OK".into())
+    );
+    let log = server.log();
+    for line in [
+        "<wasm:basics> stdout says hi",
+        "<wasm:basics> stderr says hi",
+        "<wasm:basics> log says hi",
+    ] {
+        assert!(log.contains(line), "missing {line:?} in log:\n{log}");
+    }
+}
+
+#[test]
+fn load_errors_name_the_cause_and_leave_nothing_behind() {
+    let server = Server::start();
+    let dir = &server.dir;
+    let not_wasm = dir.join("text.wasm");
+    std::fs::write(&not_wasm, "hello").unwrap();
+    let core = dir.join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let truncated = dir.join("truncated.wasm");
+    let bytes = std::fs::read(guests::HELLOWORLD).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let elf = dir.join("precompiled.cwasm");
+    std::fs::write(&elf, b"\x7fELF\x02\x01\x01\0").unwrap();
+    let mut c = server.client();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let cases: Vec<(String, Vec<String>, &str)> = vec![
+        (
+            "/no/such/file.wasm".into(),
+            vec![],
+            "cannot read '/no/such/file.wasm': No such file or directory",
+        ),
+        (
+            path(&not_wasm),
+            vec![],
+            "not a WebAssembly binary (bad magic number)",
+        ),
+        (
+            path(&core),
+            vec![],
+            "this is a core WebAssembly module, not a component",
+        ),
+        (path(&truncated), vec![], "invalid component"),
+        (
+            path(&elf),
+            vec![],
+            "precompiled artifacts (ELF, .cwasm) are refused",
+        ),
+        (
+            guests::RAW_GUEST.into(),
+            vec!["api-version-2".into()],
+            "guest 'raw' asks for module API version 2, but this host implements version 1",
+        ),
+        (
+            guests::RAW_GUEST.into(),
+            vec!["no-init-module".into()],
+            "init did not call init-module",
+        ),
+        (
+            guests::RAW_GUEST.into(),
+            vec!["init-error".into()],
+            "init failed: ERR the guest refuses to start",
+        ),
+        (
+            guests::RAW_GUEST.into(),
+            vec!["init-panic".into()],
+            "init trapped: unreachable instruction executed (an abort or panic)",
+        ),
+        (
+            guests::RAW_GUEST.into(),
+            vec!["create-before-init".into()],
+            "call init-module before create-command",
+        ),
+        (
+            guests::FUTURE_WORLD.into(),
+            vec![],
+            "the guest was built for redis:module@0.2.0, but this host implements redis:module@0.1.0",
+        ),
+        (
+            guests::FS_USER.into(),
+            vec![],
+            "the guest imports 'wasi:filesystem/",
+        ),
+        (
+            guests::CONFIGURABLE.into(),
+            vec![
+                "cfg.a".into(),
+                "readonly".into(),
+                "cfg.b".into(),
+                "admin".into(),
+            ],
+            "command 'cfg.b': flag 'admin' is not supported",
+        ),
+        (
+            guests::CONFIGURABLE.into(),
+            vec![
+                "cfg.a".into(),
+                "readonly".into(),
+                "get".into(),
+                "readonly".into(),
+            ],
+            "cannot load guest 'configurable': command 'get' collides with a Redis command",
+        ),
+        (
+            guests::CONFIGURABLE.into(),
+            vec!["wasm.load".into(), "write".into()],
+            "command 'wasm.load' collides with a Redis command",
+        ),
+        (
+            guests::CONFIGURABLE.into(),
+            vec!["cfg.x".into(), "write readonly".into()],
+            "cannot be both 'write' and 'readonly'",
+        ),
+    ];
+    for (module, args, expected) in cases {
+        let mut command = vec!["WASM.LOAD".to_owned(), module.clone()];
+        if !args.is_empty() {
+            command.push("ARGS".into());
+            command.extend(args.iter().cloned());
+        }
+        let command: Vec<&str> = command.iter().map(String::as_str).collect();
+        let reply = c.cmd(&command);
+        assert!(
+            reply.error().contains(expected),
+            "loading {module} {args:?}: expected {expected:?}, got {reply:?}"
+        );
+        assert_eq!(
+            c.cmd(&["WASM.LIST"]),
+            Reply::Array(vec![]),
+            "a failed load left a guest behind"
+        );
+    }
+    // Nothing of a failed guest stays registered.
+    assert!(c.cmd(&["CFG.A"]).error().starts_with("ERR unknown command"));
+    assert_eq!(c.cmd(&["GET", "x"]), Reply::Nil);
+    // Bad syntax.
+    assert!(c.cmd(&["WASM.LOAD"]).error().contains("missing the module"));
+    assert!(
+        c.cmd(&["WASM.LOAD", guests::HELLOWORLD, "BOGUS"])
+            .error()
+            .contains("unexpected argument 'BOGUS'")
+    );
+    assert_alive(&server);
+}
+
+#[test]
+fn duplicate_guest_and_command_names_are_refused() {
+    let server = Server::start();
+    let mut c = server.client();
+    load(&server, guests::HELLOWORLD, &[]);
+    let again = load(&server, guests::HELLOWORLD, &[]);
+    assert_eq!(
+        again.error(),
+        "ERR cannot load guest 'helloworld': guest 'helloworld' is already loaded (use REPLACE to upgrade it)"
+    );
+    let clash = load(
+        &server,
+        guests::CONFIGURABLE,
+        &["cfg.mine", "readonly", "HELLOWORLD.RAND", "readonly"],
+    );
+    assert_eq!(
+        clash.error(),
+        "ERR cannot load guest 'configurable': command 'helloworld.rand' is already registered by guest 'helloworld'"
+    );
+    assert!(
+        c.cmd(&["CFG.MINE"])
+            .error()
+            .starts_with("ERR unknown command")
+    );
+    let dup = load(
+        &server,
+        guests::CONFIGURABLE,
+        &["cfg.one", "readonly", "CFG.ONE", "readonly"],
+    );
+    assert!(
+        dup.error()
+            .contains("command 'cfg.one' is registered twice"),
+        "{dup:?}"
+    );
+    // The original guest is untouched.
+    assert!(c.cmd(&["HELLOWORLD.RAND"]).int() >= 0);
+    assert_eq!(c.cmd(&["WASM.LIST"]).array().len(), 1);
+}
+
+#[test]
+fn module_bytes_can_be_sent_inline() {
+    let server = Server::start();
+    let bytes = std::fs::read(guests::HELLOWORLD).unwrap();
+    let mut c = server.client();
+    assert_eq!(
+        c.cmd_bytes(&[b"WASM.LOAD", &bytes]),
+        Reply::Bulk(b"helloworld".to_vec())
+    );
+    assert!(c.cmd(&["HELLOWORLD.RAND"]).int() >= 0);
+    assert_eq!(
+        c.cmd(&["WASM.LIST"]).array()[0].field("source").text(),
+        "bytes"
+    );
+}
+
+#[test]
+fn reply_functions_outside_a_command_fail_the_load() {
+    let server = Server::start();
+    let reply = load(&server, guests::RAW_GUEST, &["reply-in-init"]);
+    assert!(
+        reply
+            .error()
+            .ends_with("init failed: reply functions can only be called while a command runs"),
+        "{reply:?}"
+    );
+    assert_eq!(
+        load(&server, guests::RAW_GUEST, &["fine"]),
+        Reply::Bulk(b"raw".to_vec())
+    );
+    assert_eq!(
+        server.client().cmd(&["RAW.CMD"]),
+        Reply::Status("OK".into())
+    );
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let server = Server::start();
+    let help = server.client().cmd(&["WASM.HELP"]);
+    let text: Vec<String> = help.array().iter().map(Reply::text).collect();
+    for command in ["WASM.LOAD", "WASM.UNLOAD", "WASM.LIST", "WASM.HELP"] {
+        assert!(
+            text.iter().any(|l| l.starts_with(command)),
+            "{command} missing from help"
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! Test guest: replies of every kind, mistakes on purpose, panics, printing, key positions.
+
+use std::cell::RefCell;
+
+use redis_wasm_sdk::{
+    Context, InitContext, RedisError, RedisResult, RedisString, RedisValue, redis_module,
+};
+
+thread_local!(static LOAD_ARGS: RefCell<Vec<RedisString>> = const { RefCell::new(Vec::new()) });
+
+fn init(_ctx: &InitContext, args: &[RedisString]) -> Result<(), RedisError> {
+    LOAD_ARGS.with_borrow_mut(|saved| *saved = args.to_vec());
+    Ok(())
+}
+
+fn echo(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    Ok(RedisValue::Array(
+        args.into_iter()
+            .skip(1)
+            .map(RedisValue::BulkRedisString)
+            .collect(),
+    ))
+}
+
+fn load_args(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    Ok(LOAD_ARGS.with_borrow(|saved| {
+        RedisValue::Array(
+            saved
+                .iter()
+                .cloned()
+                .map(RedisValue::BulkRedisString)
+                .collect(),
+        )
+    }))
+}
+
+fn panic(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let what = args.get(1).map(|a| a.to_string()).unwrap_or_default();
+    panic!("boom {what}");
+}
+
+fn fail(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    match args.get(1) {
+        Some(message) => Err(RedisError::String(message.to_string())),
+        None => Err(RedisError::Str("my failure")),
+    }
+}
+
+fn bad_array(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    ctx.reply_with_array(3);
+    ctx.reply_with_long_long(1);
+    ctx.reply_with_long_long(2);
+    Ok(RedisValue::NoReply)
+}
+
+fn twice(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    ctx.reply_with_long_long(1);
+    ctx.reply_with_long_long(2);
+    Ok(RedisValue::NoReply)
+}
+
+fn partial_then_error(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    ctx.reply_with_array(2);
+    ctx.reply_with_long_long(1);
+    Err(RedisError::Str("ERR gave up half-way"))
+}
+
+fn silent(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    Ok(RedisValue::NoReply)
+}
+
+fn crlf(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    Ok(RedisValue::SimpleString("OK\r\n+INJECTED".to_owned()))
+}
+
+fn print(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let text = args.get(1).map(|a| a.to_string()).unwrap_or_default();
+    println!("stdout says {text}");
+    eprintln!("stderr says {text}");
+    ctx.log_warning(&format!("log says {text}"));
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+fn ok(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+fn nested(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let depth = args
+        .get(1)
+        .map(|a| a.parse_integer())
+        .transpose()?
+        .unwrap_or(1);
+    let mut value = RedisValue::Integer(depth);
+    for _ in 0..depth {
+        value = RedisValue::Array(vec![value]);
+    }
+    Ok(value)
+}
+
+fn mixed(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    Ok(RedisValue::Array(vec![
+        RedisValue::Integer(-7),
+        RedisValue::SimpleStringStatic("fine"),
+        RedisValue::BulkString("bulk".into()),
+        RedisValue::StringBuffer(vec![0, 255, b'\r', b'\n']),
+        RedisValue::Null,
+        RedisValue::Array(vec![]),
+    ]))
+}
+
+redis_module! {
+    name: "basics",
+    version: 3,
+    init: init,
+    commands: [
+        ["basics.echo", echo, "readonly", 0, 0, 0],
+        ["basics.loadargs", load_args, "readonly", 0, 0, 0],
+        ["basics.panic", panic, "readonly", 0, 0, 0],
+        ["basics.fail", fail, "readonly", 0, 0, 0],
+        ["basics.bad-array", bad_array, "readonly", 0, 0, 0],
+        ["basics.twice", twice, "readonly", 0, 0, 0],
+        ["basics.partial-then-error", partial_then_error, "readonly", 0, 0, 0],
+        ["basics.silent", silent, "readonly", 0, 0, 0],
+        ["basics.crlf", crlf, "readonly", 0, 0, 0],
+        ["basics.print", print, "readonly", 0, 0, 0],
+        ["basics.keys", ok, "readonly", 1, -1, 2, arity = -2],
+        ["basics.arity", ok, "readonly", 0, 0, 0, arity = 2],
+        ["basics.write", ok, "write deny-oom", 1, 1, 1],
+        ["basics.plain", ok, "", 0, 0, 0],
+        ["basics.noscript", ok, "readonly deny-script", 0, 0, 0],
+        ["basics.nested", nested, "readonly", 0, 0, 0],
+        ["basics.mixed", mixed, "readonly", 0, 0, 0],
+    ],
+}

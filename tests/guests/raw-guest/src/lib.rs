@@ -1,0 +1,48 @@
+//! Test guest written against the bare WIT bindings, to break the init rules on purpose.
+//! Its first load argument picks the mistake: `api-version-2`, `no-init-module`, `init-error`,
+//! `init-panic`, `create-before-init`, `reply-in-init`, or `fine`.
+
+use redis_wasm_sdk::wit::exports::redis::module::guest::Guest;
+use redis_wasm_sdk::wit::redis::module::{registration, reply};
+
+struct Raw;
+
+impl Guest for Raw {
+    fn init(args: Vec<Vec<u8>>) -> Result<(), String> {
+        let mode = args
+            .first()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .unwrap_or_default();
+        let spec = registration::CommandSpec {
+            name: "raw.cmd".into(),
+            flags: "readonly".into(),
+            first_key: 0,
+            last_key: 0,
+            key_step: 0,
+            arity: 0,
+        };
+        match mode.as_str() {
+            "api-version-2" => registration::init_module("raw", 1, 2),
+            "no-init-module" => Ok(()),
+            "init-error" => Err("ERR the guest refuses to start".into()),
+            "init-panic" => panic!("init blew up"),
+            "create-before-init" => registration::create_command(&spec).map(|_| ()),
+            "reply-in-init" => {
+                registration::init_module("raw", 1, 1)?;
+                reply::reply_with_long_long(1);
+                Ok(())
+            }
+            _ => {
+                registration::init_module("raw", 1, 1)?;
+                registration::create_command(&spec).map(|_| ())
+            }
+        }
+    }
+
+    fn invoke(_command: u32, _args: Vec<Vec<u8>>) -> Result<(), String> {
+        reply::reply_with_simple_string("OK");
+        Ok(())
+    }
+}
+
+redis_wasm_sdk::wit::export_guest!(Raw with_types_in redis_wasm_sdk::wit);
