@@ -235,6 +235,20 @@ fn guest_commands_answer_in_multi_and_from_lua() {
 }
 
 #[test]
+fn guest_commands_answer_another_modules_rm_call() {
+    let server = Server::start();
+    load(&server, guests::BASICS, &[]);
+    let mut c = server.client();
+    let native = redis_wasm_tests::native_library();
+    assert_eq!(c.cmd(&["MODULE", "LOAD", native.to_str().unwrap()]), Reply::Status("OK".into()));
+    // (the redis-module crate turns bulk strings from RM_Call into status replies)
+    let reply = c.cmd(&["NATIVE.CALL", "basics.echo", "via", "rm_call"]);
+    assert_eq!(reply.array().iter().map(Reply::text).collect::<Vec<_>>(), ["via", "rm_call"]);
+    let err = c.cmd(&["NATIVE.CALL", "BASICS.FAIL"]);
+    assert_eq!(err.error(), "ERR my failure");
+}
+
+#[test]
 fn errors_speak_in_the_guest_commands_name() {
     let server = Server::start();
     load(&server, guests::HELLOWORLD, &[]);
