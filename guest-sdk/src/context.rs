@@ -1,7 +1,16 @@
 //! The context of a running command: replies and logging.
 
-use crate::value::RedisValue;
-use crate::wit::redis::module::{log, reply, types};
+use std::cell::RefCell;
+
+use crate::call::{CallArg, CallFlags, CallReply, collect_args};
+use crate::key::{Key, KeyError};
+use crate::string::RedisString;
+use crate::value::{RedisError, RedisValue};
+use crate::wit::redis::module::keys::OpenMode;
+use crate::wit::redis::module::{call, context, keys, log, replication, reply, types};
+
+pub use crate::wit::redis::module::context::ContextFlags;
+pub use crate::wit::redis::module::replication::ReplicateFlags;
 
 /// Levels of the Redis log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,12 +43,105 @@ impl From<LogLevel> for types::LogLevel {
 /// checks that exactly one complete reply was produced before anything reaches the client.
 #[derive(Debug)]
 pub struct Context {
-    _private: (),
+    /// Chunks of the per-command pool (see [`Context::pool_alloc`]), freed with the context.
+    pool: RefCell<Vec<Box<[u8]>>>,
 }
 
 impl Context {
     pub(crate) const fn new() -> Self {
-        Context { _private: () }
+        Context {
+            pool: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// `RedisModule_PoolAlloc`: zeroed scratch memory that lives until the command returns.
+    pub fn pool_alloc(&self, len: usize) -> &mut [u8] {
+        let mut chunk = vec![0u8; len].into_boxed_slice();
+        let ptr: *mut [u8] = &mut *chunk;
+        self.pool.borrow_mut().push(chunk);
+        // SAFETY: the boxed slice is owned by `self.pool`, which only grows (moving the Box
+        // pointers, never their heap contents) and is freed when the Context is dropped; the
+        // returned borrow is tied to `&self`, and every chunk is handed out exactly once.
+        unsafe { &mut *ptr }
+    }
+
+    /// `RedisModule_Call`: runs a Redis command. Arguments can be text, bytes, [`RedisString`]s,
+    /// integers, or slices of those. Effects are replicated automatically.
+    ///
+    /// `Err` means the command did not run (unknown, wrong arity, not allowed, ...); an error the
+    /// command itself returns (such as `WRONGTYPE`) is an `Ok` reply of type error.
+    pub fn call(
+        &self,
+        command: &str,
+        args: &[&dyn CallArg],
+    ) -> Result<CallReply, crate::call::CallError> {
+        self.call_ext(command, args, CallFlags::empty())
+    }
+
+    /// [`call`](Self::call) with `RedisModule_Call` modifiers (RESP3, no AOF, ...).
+    pub fn call_ext(
+        &self,
+        command: &str,
+        args: &[&dyn CallArg],
+        flags: CallFlags,
+    ) -> Result<CallReply, crate::call::CallError> {
+        call::call(command, &collect_args(args), flags).map(CallReply)
+    }
+
+    /// Opens a key for reading (`RedisModule_OpenKey` with `REDISMODULE_READ`).
+    pub fn open_key(&self, name: impl AsRef<[u8]>) -> Result<Key, KeyError> {
+        keys::open_key(name.as_ref(), OpenMode::READ).map(Key)
+    }
+
+    /// Opens a key for reading and writing (the command must be flagged `write`).
+    pub fn open_key_writable(&self, name: impl AsRef<[u8]>) -> Result<Key, KeyError> {
+        keys::open_key(name.as_ref(), OpenMode::READ | OpenMode::WRITE).map(Key)
+    }
+
+    /// `RedisModule_KeyExists`.
+    pub fn key_exists(&self, name: impl AsRef<[u8]>) -> bool {
+        keys::key_exists(name.as_ref())
+    }
+
+    /// `RedisModule_Replicate`: also propagate `command args` to replicas and the AOF, after the
+    /// command's other effects.
+    pub fn replicate(&self, command: &str, args: &[&dyn CallArg]) -> Result<(), RedisError> {
+        self.replicate_ext(command, args, ReplicateFlags::empty())
+    }
+
+    /// [`replicate`](Self::replicate) with the `A` (no AOF) / `R` (no replicas) modifiers.
+    pub fn replicate_ext(
+        &self,
+        command: &str,
+        args: &[&dyn CallArg],
+        flags: ReplicateFlags,
+    ) -> Result<(), RedisError> {
+        replication::replicate(command, &collect_args(args), flags).map_err(RedisError::String)
+    }
+
+    /// `RedisModule_ReplicateVerbatim`: propagate this command itself instead of its effects.
+    pub fn replicate_verbatim(&self) -> Result<(), RedisError> {
+        replication::replicate_verbatim().map_err(RedisError::String)
+    }
+
+    /// `RedisModule_GetSelectedDb`.
+    pub fn get_selected_db(&self) -> u32 {
+        context::get_selected_db()
+    }
+
+    /// `RedisModule_SelectDb` (also changes the calling client's database, like `SELECT`).
+    pub fn select_db(&self, db: u32) -> Result<(), RedisError> {
+        context::select_db(db).map_err(RedisError::String)
+    }
+
+    /// `RedisModule_GetContextFlags`.
+    pub fn get_context_flags(&self) -> ContextFlags {
+        context::get_context_flags()
+    }
+
+    /// `RedisModule_Milliseconds`: Unix time in milliseconds.
+    pub fn milliseconds(&self) -> i64 {
+        context::milliseconds()
     }
 
     /// Writes a line to the Redis log (`RedisModule_Log`).
@@ -101,6 +203,86 @@ impl Context {
     /// `RedisModule_WrongArity`: the standard wrong-number-of-arguments error for this command.
     pub fn wrong_arity(&self) {
         reply::wrong_arity();
+    }
+
+    /// `RedisModule_ReplyWithString`: a bulk string.
+    pub fn reply_with_string(&self, value: &RedisString) {
+        reply::reply_with_string_buffer(value.as_slice());
+    }
+
+    /// `RedisModule_ReplyWithDouble`.
+    pub fn reply_with_double(&self, value: f64) {
+        reply::reply_with_double(value);
+    }
+
+    /// `RedisModule_ReplyWithBool`.
+    pub fn reply_with_bool(&self, value: bool) {
+        reply::reply_with_bool(value);
+    }
+
+    /// `RedisModule_ReplyWithBigNumber`.
+    pub fn reply_with_big_number(&self, digits: &str) {
+        reply::reply_with_big_number(digits);
+    }
+
+    /// `RedisModule_ReplyWithVerbatimStringType` (`format` is three characters, e.g. `txt`).
+    pub fn reply_with_verbatim_string(&self, format: &str, text: &[u8]) {
+        reply::reply_with_verbatim_string(format, text);
+    }
+
+    /// `RedisModule_ReplyWithMap`: the next `len` key/value pairs are its content.
+    pub fn reply_with_map(&self, len: u32) {
+        reply::reply_with_map(len);
+    }
+
+    /// `RedisModule_ReplyWithSet`.
+    pub fn reply_with_set(&self, len: u32) {
+        reply::reply_with_set(len);
+    }
+
+    /// `RedisModule_ReplyWithNullArray`.
+    pub fn reply_with_null_array(&self) {
+        reply::reply_with_null_array();
+    }
+
+    /// `RedisModule_ReplyWithEmptyArray`.
+    pub fn reply_with_empty_array(&self) {
+        reply::reply_with_empty_array();
+    }
+
+    /// `RedisModule_ReplyWithArray(ctx, REDISMODULE_POSTPONED_LEN)`.
+    pub fn reply_with_postponed_array(&self) {
+        reply::reply_with_postponed_array();
+    }
+
+    /// `RedisModule_ReplySetArrayLength`: closes the innermost postponed array.
+    pub fn reply_set_array_length(&self, len: u32) {
+        reply::reply_set_array_length(len);
+    }
+
+    /// A map whose length is set later with [`reply_set_map_length`](Self::reply_set_map_length).
+    pub fn reply_with_postponed_map(&self) {
+        reply::reply_with_postponed_map();
+    }
+
+    /// `RedisModule_ReplySetMapLength`.
+    pub fn reply_set_map_length(&self, len: u32) {
+        reply::reply_set_map_length(len);
+    }
+
+    /// A set whose length is set later with [`reply_set_set_length`](Self::reply_set_set_length).
+    pub fn reply_with_postponed_set(&self) {
+        reply::reply_with_postponed_set();
+    }
+
+    /// `RedisModule_ReplySetSetLength`.
+    pub fn reply_set_set_length(&self, len: u32) {
+        reply::reply_set_set_length(len);
+    }
+
+    /// `RedisModule_ReplyWithCallReply`: replies with a call's reply as it is.
+    pub fn reply_with_call_reply(&self, reply: &CallReply) {
+        reply::reply_with_call_reply(&reply.0);
     }
 
     /// Sends a whole [`RedisValue`] as the reply.

@@ -25,7 +25,10 @@
 //! ```
 //!
 //! ## What lives where
-//! - [`Context`] (`context.rs`): the running command — replies and logging.
+//! - [`Context`] (`context.rs`): the running command — replies, calls, keys, replication,
+//!   database, logging, pool allocation.
+//! - [`CallReply`], [`CallArg`] (`call.rs`): `RedisModule_Call` and its replies.
+//! - [`Key`] (`key.rs`): low-level key access.
 //! - [`InitContext`] (`init.rs`): the guest's init — command registration, load arguments.
 //! - [`RedisString`], [`NextArg`] (`string.rs`): binary-safe arguments and their parsing.
 //! - [`RedisValue`], [`RedisError`] (`value.rs`): what a command returns.
@@ -38,16 +41,20 @@
 // Lets the generated bindings name this crate the same way from inside and from guests.
 extern crate self as redis_wasm_sdk;
 
+mod call;
 mod context;
 mod init;
+mod key;
 mod runtime;
 mod string;
 mod value;
 
-pub use context::{Context, LogLevel};
+pub use call::{CallArg, CallError, CallFlags, CallReply, ReplyType};
+pub use context::{Context, ContextFlags, LogLevel, ReplicateFlags};
 pub use init::{CommandFn, InitContext, InitFn};
+pub use key::{HashSetFlags, Key, KeyError, KeyType, ListWhere, NO_EXPIRE, ZaddFlags, ZaddOutcome};
 pub use string::{NextArg, RedisString};
-pub use value::{RedisError, RedisResult, RedisValue};
+pub use value::{ERRORMSG_WRONGTYPE, RedisError, RedisResult, RedisValue};
 
 /// The API version this SDK speaks (`REDISMODULE_APIVER_1`).
 pub const API_VERSION: i32 = 1;

@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use crate::context::Context;
 use crate::init::{CommandFn, InitContext, InitFn};
 use crate::string::RedisString;
-use crate::value::{RedisError, WRONGTYPE_MESSAGE};
+use crate::value::{ERRORMSG_WRONGTYPE, RedisError};
 use crate::wit::redis::module::{log, registration};
 
 /// A module as [`redis_module!`](crate::redis_module) declares it.
@@ -116,7 +116,7 @@ pub fn invoke(command: u32, args: Vec<Vec<u8>>) -> Result<(), String> {
                 "ERR wrong number of arguments for '{name}' command"
             ))
         }
-        Err(RedisError::WrongType) => Err(WRONGTYPE_MESSAGE.to_owned()),
+        Err(RedisError::WrongType) => Err(ERRORMSG_WRONGTYPE.to_owned()),
         Err(e) => Err(e.to_string()),
     }
 }

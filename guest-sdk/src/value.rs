@@ -28,6 +28,22 @@ pub enum RedisValue {
     Null,
     /// An array reply.
     Array(Vec<RedisValue>),
+    /// The null array (`*-1` in RESP2).
+    NullArray,
+    /// An error reply as an element (a top-level error is better returned as `Err`).
+    Error(String),
+    /// A double (a bulk string for RESP2 clients).
+    Double(f64),
+    /// A boolean (1 or 0 for RESP2 clients).
+    Bool(bool),
+    /// A big number: decimal digits with an optional `-` (a bulk string for RESP2 clients).
+    BigNumber(String),
+    /// A verbatim string: a three-character format (`txt`, `mkd`) and the text.
+    VerbatimString(String, Vec<u8>),
+    /// A map, in order (a flat array for RESP2 clients).
+    Map(Vec<(RedisValue, RedisValue)>),
+    /// A set (an array for RESP2 clients).
+    Set(Vec<RedisValue>),
     /// The command already replied through the [`Context`](crate::Context) `reply_with_*`
     /// methods; nothing more is sent.
     NoReply,
@@ -52,6 +68,27 @@ impl RedisValue {
                     item.emit();
                 }
             }
+            RedisValue::NullArray => reply::reply_with_null_array(),
+            RedisValue::Error(message) => reply::reply_with_error(message),
+            RedisValue::Double(d) => reply::reply_with_double(*d),
+            RedisValue::Bool(b) => reply::reply_with_bool(*b),
+            RedisValue::BigNumber(n) => reply::reply_with_big_number(n),
+            RedisValue::VerbatimString(format, text) => {
+                reply::reply_with_verbatim_string(format, text)
+            }
+            RedisValue::Map(pairs) => {
+                reply::reply_with_map(u32::try_from(pairs.len()).unwrap_or(u32::MAX));
+                for (k, v) in pairs {
+                    k.emit();
+                    v.emit();
+                }
+            }
+            RedisValue::Set(items) => {
+                reply::reply_with_set(u32::try_from(items.len()).unwrap_or(u32::MAX));
+                for item in items {
+                    item.emit();
+                }
+            }
             RedisValue::NoReply => {}
         }
     }
@@ -66,6 +103,18 @@ impl From<i64> for RedisValue {
 impl From<usize> for RedisValue {
     fn from(i: usize) -> Self {
         RedisValue::Integer(i64::try_from(i).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<f64> for RedisValue {
+    fn from(d: f64) -> Self {
+        RedisValue::Double(d)
+    }
+}
+
+impl From<bool> for RedisValue {
+    fn from(b: bool) -> Self {
+        RedisValue::Bool(b)
     }
 }
 
@@ -119,8 +168,8 @@ pub enum RedisError {
     String(String),
 }
 
-/// The message of [`RedisError::WrongType`], as Redis words it.
-pub(crate) const WRONGTYPE_MESSAGE: &str =
+/// The message of [`RedisError::WrongType`], as Redis words it (`REDISMODULE_ERRORMSG_WRONGTYPE`).
+pub const ERRORMSG_WRONGTYPE: &str =
     "WRONGTYPE Operation against a key holding the wrong kind of value";
 
 impl RedisError {
@@ -134,7 +183,7 @@ impl fmt::Display for RedisError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RedisError::WrongArity => f.write_str("ERR wrong number of arguments"),
-            RedisError::WrongType => f.write_str(WRONGTYPE_MESSAGE),
+            RedisError::WrongType => f.write_str(ERRORMSG_WRONGTYPE),
             RedisError::Str(s) => f.write_str(s),
             RedisError::String(s) => f.write_str(s),
         }

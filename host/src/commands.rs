@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use crate::ffi::{Args, Ctx, LogLevel, ctx_flags};
 use crate::guest::{Guest, Source};
-use crate::reply::{ReplyBuffer, ReplyItem};
+use crate::reply::{Aggregate, ReplyBuffer, ReplyItem};
 use crate::{loader, registry};
 
 #[derive(Debug)]
@@ -141,6 +141,14 @@ pub fn wasm_unload(ctx: Ctx, args: Args<'_>) {
     }
 }
 
+fn array(len: u32) -> ReplyItem {
+    ReplyItem::Aggregate(Aggregate::Array, len)
+}
+
+fn map(pairs: u32) -> ReplyItem {
+    ReplyItem::Aggregate(Aggregate::Map, pairs)
+}
+
 fn bulk(text: impl AsRef<[u8]>) -> ReplyItem {
     ReplyItem::Bulk(text.as_ref().to_vec())
 }
@@ -150,7 +158,7 @@ fn count(n: usize) -> u32 {
 }
 
 fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
-    out.push(ReplyItem::Map(8));
+    out.push(map(8));
     out.push(bulk("name"));
     out.push(bulk(&guest.info.name));
     out.push(bulk("version"));
@@ -167,20 +175,20 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
         i64::try_from(guest.wasm.len()).unwrap_or(i64::MAX),
     ));
     out.push(bulk("args"));
-    out.push(ReplyItem::Array(count(guest.load_args.len())));
+    out.push(array(count(guest.load_args.len())));
     for arg in &guest.load_args {
         out.push(bulk(arg));
     }
     out.push(bulk("commands"));
-    out.push(ReplyItem::Array(count(guest.commands.len())));
+    out.push(array(count(guest.commands.len())));
     for spec in &guest.commands {
-        out.push(ReplyItem::Map(6));
+        out.push(map(6));
         out.push(bulk("name"));
         out.push(bulk(&spec.name));
         out.push(bulk("flags"));
         let flags = spec.flags.to_string();
         let words: Vec<&str> = flags.split_ascii_whitespace().collect();
-        out.push(ReplyItem::Array(count(words.len())));
+        out.push(array(count(words.len())));
         for word in words {
             out.push(ReplyItem::Simple(word.to_owned()));
         }
@@ -194,7 +202,7 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
         out.push(ReplyItem::Integer(i64::from(spec.arity)));
     }
     out.push(bulk("stats"));
-    out.push(ReplyItem::Map(4));
+    out.push(map(4));
     for (name, counter) in [
         ("calls", &guest.stats.calls),
         ("errors", &guest.stats.errors),
@@ -218,7 +226,7 @@ pub fn wasm_list(ctx: Ctx, args: Args<'_>) {
         guests.retain(|g| g.info.name.as_bytes() == name);
     }
     let mut out = ReplyBuffer::default();
-    out.push(ReplyItem::Array(count(guests.len())));
+    out.push(array(count(guests.len())));
     for guest in &guests {
         describe_guest(&mut out, guest);
     }
@@ -244,7 +252,7 @@ const HELP: &[&str] = &[
 /// `WASM.HELP`.
 pub fn wasm_help(ctx: Ctx, _args: Args<'_>) {
     let mut out = ReplyBuffer::default();
-    out.push(ReplyItem::Array(count(HELP.len())));
+    out.push(array(count(HELP.len())));
     for line in HELP {
         out.push(ReplyItem::Simple((*line).to_owned()));
     }

@@ -5,6 +5,7 @@
 //! dropped and the next call makes a fresh one, re-running the guest's `init` with the same load
 //! arguments (which must register the same commands).
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 
@@ -14,7 +15,6 @@ use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use crate::engine;
 use crate::ffi::{Args, Ctx};
 use crate::registry::{CommandSpec, ModuleInfo, Route};
-use crate::reply::normalize_error;
 use crate::state::{CommandScope, GuestState, InitScope, Phase};
 
 /// Largest linear memory a guest instance may grow to.
@@ -269,20 +269,45 @@ impl Guest {
 
         let argv: Vec<&[u8]> = args.iter().collect();
         let state = live.store.data_mut();
-        state.phase = Phase::Command(CommandScope {
-            ctx,
-            command: route.spec.clone(),
-        });
+        state.phase = Phase::Command(CommandScope::new(ctx, route.spec.clone()));
         state.reply.clear();
         state.panic_message = None;
         live.store.set_epoch_deadline(1);
         // SAFETY: the signature was checked with `typed` in `Live::new`.
         let invoke = unsafe { InvokeFunc::new_unchecked(live.invoke) };
-        let result = invoke.call(&mut live.store, (route.index, &argv));
+        // A panic in a host function unwinds through here: catch it so the command's keys are
+        // closed while its context is still valid, then drop the instance.
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            invoke.call(&mut live.store, (route.index, &argv))
+        }));
         let state = live.store.data_mut();
-        state.phase = Phase::Idle;
+        let mut scope = match std::mem::replace(&mut state.phase, Phase::Idle) {
+            Phase::Command(scope) => scope,
+            _ => unreachable!("only this function sets the command phase"),
+        };
         let label = state.label.clone();
         state.output.flush(&label);
+        let result = match result {
+            Ok(result) => result,
+            Err(panic) => {
+                scope.finish(true);
+                *slot = None;
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.traps.fetch_add(1, Ordering::Relaxed);
+                crate::ffi::log_raw(
+                    crate::ffi::LogLevel::Warning,
+                    &format!(
+                        "<wasm> host panic in guest '{}' command '{command}': {}",
+                        self.info.name,
+                        crate::ffi::panic_text(&*panic)
+                    ),
+                );
+                ctx.reply_error(&format!("ERR internal error in redis-wasm while running guest '{}' command '{command}' (see the server log)", self.info.name));
+                return;
+            }
+        };
+        scope.finish(result.is_err());
+        drop(scope);
         match result {
             Ok((Ok(()),)) => match state.reply.finish() {
                 Ok(()) => state.reply.send(ctx),
@@ -296,7 +321,7 @@ impl Guest {
             },
             Ok((Err(message),)) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                ctx.reply_error(&normalize_error(&message));
+                ctx.reply_error(&message);
             }
             Err(error) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);

@@ -16,6 +16,7 @@
 //! - `state.rs` — per-store state host functions see.
 //! - `api/` — the host side of each WIT interface (one file per interface).
 //! - `reply.rs` — replies buffered and checked before they reach the client.
+//! - `scope.rs` — what one running command owns: keys, call replies, replication effects.
 //! - `flags.rs` — guest command flags and which dispatcher carries them.
 //! - `wasi.rs` — the small part of WASI granted to guests (printing goes to the Redis log).
 
@@ -29,6 +30,7 @@ mod guest;
 mod loader;
 mod registry;
 mod reply;
+mod scope;
 mod state;
 mod wasi;
 

@@ -19,7 +19,17 @@ const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
 const COMPONENT_VERSION: [u8; 4] = [0x0d, 0, 1, 0];
 
 /// Interfaces of the world that the host implements.
-const HOST_INTERFACES: &[&str] = &["types", "log", "registration", "reply"];
+const HOST_INTERFACES: &[&str] = &[
+    "types",
+    "log",
+    "registration",
+    "reply",
+    "strings",
+    "call",
+    "keys",
+    "replication",
+    "context",
+];
 
 /// Checks the bytes look like a component before handing them to the compiler.
 pub fn check_format(bytes: &[u8]) -> Result<(), String> {

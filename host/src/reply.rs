@@ -1,37 +1,96 @@
 //! The reply a guest is building, checked before any byte reaches the client.
 //!
-//! Guest reply calls append to a [`ReplyBuffer`]; the structure (array lengths, one top-level
-//! reply) is tracked as items arrive. Only a complete, well-formed reply is sent, with
-//! [`ReplyBuffer::send`]; anything else becomes an error reply naming the mistake, so a buggy
-//! guest can never leave a client's connection with a partial or corrupt RESP stream.
+//! Guest reply calls append to a [`ReplyBuffer`]; the structure (aggregate lengths, postponed
+//! lengths, one top-level reply) is tracked as items arrive. Only a complete, well-formed reply
+//! is sent, with [`ReplyBuffer::send`]; anything else becomes an error reply naming the mistake,
+//! so a buggy guest can never leave a client's connection with a partial or corrupt RESP stream.
+//! RESP2 fallbacks (maps as flat arrays, doubles as bulk strings, ...) are Redis's own: sending
+//! goes through the `RedisModule_ReplyWith*` functions.
 
-use crate::ffi::Ctx;
+use crate::ffi::{CallReply, Ctx, ReplyKind, ctx_flags};
 
-/// Deepest nesting of arrays a guest may reply with.
+/// Deepest nesting of aggregates a guest may reply with.
 pub const MAX_REPLY_DEPTH: usize = 128;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aggregate {
+    Array,
+    Map,
+    Set,
+}
+
+impl Aggregate {
+    fn name(self) -> &'static str {
+        match self {
+            Aggregate::Array => "array",
+            Aggregate::Map => "map",
+            Aggregate::Set => "set",
+        }
+    }
+
+    /// The name with its article.
+    fn a_name(self) -> &'static str {
+        match self {
+            Aggregate::Array => "an array",
+            Aggregate::Map => "a map",
+            Aggregate::Set => "a set",
+        }
+    }
+
+    /// Replies one unit of length stands for (a map pair is two).
+    fn width(self) -> u64 {
+        if self == Aggregate::Map { 2 } else { 1 }
+    }
+}
+
+#[derive(Clone, Debug)]
 pub enum ReplyItem {
     Integer(i64),
     Simple(String),
     Error(String),
     Bulk(Vec<u8>),
     Null,
-    Array(u32),
-    /// A map of `len` key/value pairs (an array of `2 * len` elements in RESP2).
-    Map(u32),
+    NullArray,
+    Double(f64),
+    Bool(bool),
+    BigNumber(String),
+    Verbatim(String, Vec<u8>),
+    /// An aggregate of `len` elements (pairs for a map) that follow.
+    Aggregate(Aggregate, u32),
+    /// An aggregate whose length is set later; patched to `Aggregate` when it is.
+    Postponed(Aggregate),
+    /// A reply from `call`, sent as it is. `resp3` says which protocol the call used.
+    CallReply {
+        reply: CallReply,
+        resp3: bool,
+    },
+}
+
+/// An open aggregate.
+#[derive(Debug)]
+struct Frame {
+    kind: Aggregate,
+    /// Elements expected; `None` while the length is postponed.
+    expected: Option<u64>,
+    received: u64,
+    /// Index of the item to patch when a postponed length is set.
+    item: usize,
 }
 
 /// A reply under construction.
 #[derive(Debug, Default)]
 pub struct ReplyBuffer {
     items: Vec<ReplyItem>,
-    /// Elements still expected by each open aggregate, innermost last.
-    open: Vec<u64>,
+    open: Vec<Frame>,
     /// Whether a complete top-level reply has been produced.
     complete: bool,
     /// The first mistake; once set, the reply is an error.
     error: Option<String>,
+}
+
+fn valid_big_number(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 impl ReplyBuffer {
@@ -54,6 +113,27 @@ impl ReplyBuffer {
         }
     }
 
+    fn check(&self, item: &ReplyItem) -> Result<(), String> {
+        match item {
+            ReplyItem::Simple(text) if text.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) => {
+                Err("a simple string reply cannot contain CR, LF or NUL".to_owned())
+            }
+            ReplyItem::BigNumber(text) if !valid_big_number(text) => Err(format!(
+                "'{}' is not a big number (digits with an optional '-')",
+                text.escape_debug()
+            )),
+            ReplyItem::Verbatim(format, _)
+                if format.len() != 3
+                    || format
+                        .bytes()
+                        .any(|b| matches!(b, b'\r' | b'\n' | b':' | 0)) =>
+            {
+                Err("a verbatim string format must be exactly three characters".to_owned())
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn push(&mut self, item: ReplyItem) {
         if self.error.is_some() {
             return;
@@ -62,48 +142,92 @@ impl ReplyBuffer {
             self.fail("the command replied more than once");
             return;
         }
-        if let ReplyItem::Simple(text) = &item {
-            if text.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-                self.fail("a simple string reply cannot contain CR, LF or NUL");
-                return;
-            }
+        if let Err(why) = self.check(&item) {
+            self.fail(why);
+            return;
         }
-        let opens = match item {
-            ReplyItem::Array(len) => Some(u64::from(len)),
-            ReplyItem::Map(len) => Some(2 * u64::from(len)),
+        let opens = match &item {
+            ReplyItem::Aggregate(kind, len) if *len > 0 => {
+                Some((*kind, Some(u64::from(*len) * kind.width())))
+            }
+            ReplyItem::Postponed(kind) => Some((*kind, None)),
             _ => None,
         };
         self.items.push(item);
         match opens {
-            Some(len) if len > 0 => {
+            Some((kind, expected)) => {
                 if self.open.len() >= MAX_REPLY_DEPTH {
                     self.fail(format!(
-                        "the reply nests arrays deeper than {MAX_REPLY_DEPTH} levels"
+                        "the reply nests aggregates deeper than {MAX_REPLY_DEPTH} levels"
                     ));
                     return;
                 }
-                self.open.push(len);
+                self.open.push(Frame {
+                    kind,
+                    expected,
+                    received: 0,
+                    item: self.items.len() - 1,
+                });
             }
-            _ => self.element_done(),
+            None => self.element_done(),
         }
     }
 
-    /// One element (scalar or finished array) was completed: close every array it fills.
+    /// `RedisModule_ReplySet*Length`: closes the innermost open aggregate, which must be a
+    /// postponed one of this kind that received exactly `len` elements.
+    pub fn set_length(&mut self, kind: Aggregate, len: u32) {
+        if self.error.is_some() {
+            return;
+        }
+        let Some(frame) = self.open.last() else {
+            self.fail(format!(
+                "reply-set-{}-length called with no postponed reply open",
+                kind.name()
+            ));
+            return;
+        };
+        if frame.expected.is_some() {
+            self.fail(format!(
+                "reply-set-{}-length called while {} of fixed length is still open",
+                kind.name(),
+                frame.kind.a_name()
+            ));
+            return;
+        }
+        if frame.kind != kind {
+            self.fail(format!(
+                "reply-set-{}-length called, but the innermost postponed reply is {}",
+                kind.name(),
+                frame.kind.a_name()
+            ));
+            return;
+        }
+        let expected = u64::from(len) * kind.width();
+        if frame.received != expected {
+            self.fail(format!(
+                "a postponed {} was given length {len} but has {} element(s)",
+                kind.name(),
+                frame.received / kind.width()
+            ));
+            return;
+        }
+        let frame = self.open.pop().expect("checked above");
+        self.items[frame.item] = ReplyItem::Aggregate(kind, len);
+        self.element_done();
+    }
+
+    /// One element (scalar or finished aggregate) was completed: close every aggregate it fills.
     fn element_done(&mut self) {
         loop {
-            match self.open.last_mut() {
-                None => {
-                    self.complete = true;
-                    return;
-                }
-                Some(remaining) => {
-                    *remaining -= 1;
-                    if *remaining > 0 {
-                        return;
-                    }
-                    self.open.pop();
-                }
+            let Some(frame) = self.open.last_mut() else {
+                self.complete = true;
+                return;
+            };
+            frame.received += 1;
+            if frame.expected != Some(frame.received) {
+                return;
             }
+            self.open.pop();
         }
     }
 
@@ -112,11 +236,18 @@ impl ReplyBuffer {
         if let Some(error) = &self.error {
             return Err(error.clone());
         }
-        if !self.open.is_empty() {
-            let missing: u64 = self.open.iter().sum();
-            return Err(format!(
-                "the reply is incomplete: an array still expects {missing} more element(s)"
-            ));
+        if let Some(frame) = self.open.last() {
+            return Err(match frame.expected {
+                Some(expected) => format!(
+                    "the reply is incomplete: {} still expects {} more element(s)",
+                    frame.kind.a_name(),
+                    expected - frame.received
+                ),
+                None => format!(
+                    "the reply is incomplete: {} with a postponed length was never given it",
+                    frame.kind.a_name()
+                ),
+            });
         }
         if !self.complete {
             return Err("the command did not reply".to_owned());
@@ -130,35 +261,110 @@ impl ReplyBuffer {
             match item {
                 ReplyItem::Integer(v) => ctx.reply_long_long(*v),
                 ReplyItem::Simple(s) => ctx.reply_simple_string(s.as_bytes()),
-                ReplyItem::Error(e) => ctx.reply_error(&normalize_error(e)),
+                ReplyItem::Error(e) => ctx.reply_error(e),
                 ReplyItem::Bulk(b) => ctx.reply_string_buffer(b),
                 ReplyItem::Null => ctx.reply_null(),
-                ReplyItem::Array(n) => ctx.reply_array(i64::from(*n)),
-                ReplyItem::Map(n) => ctx.reply_map(i64::from(*n)),
+                ReplyItem::NullArray => ctx.reply_null_array(),
+                ReplyItem::Double(d) => ctx.reply_double(*d),
+                ReplyItem::Bool(b) => ctx.reply_bool(*b),
+                ReplyItem::BigNumber(n) => ctx.reply_big_number(n.as_bytes()),
+                ReplyItem::Verbatim(format, text) => ctx.reply_verbatim(format.as_bytes(), text),
+                ReplyItem::Aggregate(kind, n) => send_aggregate(ctx, *kind, i64::from(*n)),
+                ReplyItem::Postponed(_) => {
+                    unreachable!("finish() refuses unclosed postponed replies")
+                }
+                ReplyItem::CallReply { reply, resp3 } => send_call_reply(ctx, reply, *resp3),
             }
         }
     }
 }
 
-/// Gives an error message its code: the leading uppercase word, or `ERR` when there is none.
-pub fn normalize_error(message: &str) -> String {
-    let message = message.strip_prefix('-').unwrap_or(message);
-    let code = message.split(' ').next().unwrap_or("");
-    let has_code = code.len() >= 2
-        && code.starts_with(|c: char| c.is_ascii_uppercase())
-        && code
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-    if has_code {
-        message.to_owned()
-    } else {
-        format!("ERR {message}")
+fn send_aggregate(ctx: Ctx, kind: Aggregate, len: i64) {
+    match kind {
+        Aggregate::Array => ctx.reply_array(len),
+        Aggregate::Map => ctx.reply_map(len),
+        Aggregate::Set => ctx.reply_set(len),
+    }
+}
+
+/// Forwards a call reply. Redis forwards the raw protocol, which it refuses for a RESP3 reply to
+/// a RESP2 client; then the reply is rebuilt element by element with Redis's RESP2 fallbacks.
+fn send_call_reply(ctx: Ctx, reply: &CallReply, resp3: bool) {
+    let client_resp3 = ctx.flags() & ctx_flags::RESP3 != 0;
+    if (!resp3 || client_resp3) && ctx.reply_call_reply(reply) {
+        return;
+    }
+    rebuild(ctx, reply, 0);
+}
+
+fn rebuild(ctx: Ctx, reply: &CallReply, depth: usize) {
+    if depth > 4 * MAX_REPLY_DEPTH {
+        ctx.reply_null();
+        return;
+    }
+    let len = reply.length();
+    match reply.kind() {
+        ReplyKind::String if reply.is_status() => {
+            ctx.reply_simple_string(&reply.string().unwrap_or_default())
+        }
+        ReplyKind::String => ctx.reply_string_buffer(&reply.string().unwrap_or_default()),
+        ReplyKind::Error => ctx.reply_error(&String::from_utf8_lossy(
+            &reply.string().unwrap_or_default(),
+        )),
+        ReplyKind::Integer => ctx.reply_long_long(reply.integer()),
+        ReplyKind::Null | ReplyKind::Unknown | ReplyKind::Attribute => ctx.reply_null(),
+        ReplyKind::Bool => ctx.reply_bool(reply.boolean()),
+        ReplyKind::Double => ctx.reply_double(reply.double()),
+        ReplyKind::BigNumber => {
+            ctx.reply_big_number(reply.big_number().unwrap_or_default().as_bytes())
+        }
+        ReplyKind::Verbatim => {
+            let (format, text) = reply.verbatim().unwrap_or_default();
+            ctx.reply_verbatim(format.as_bytes(), &text);
+        }
+        ReplyKind::Array => {
+            ctx.reply_array(len as i64);
+            for i in 0..len {
+                match reply.array_element(i) {
+                    Some(e) => rebuild(ctx, &e, depth + 1),
+                    None => ctx.reply_null(),
+                }
+            }
+        }
+        ReplyKind::Set => {
+            ctx.reply_set(len as i64);
+            for i in 0..len {
+                match reply.set_element(i) {
+                    Some(e) => rebuild(ctx, &e, depth + 1),
+                    None => ctx.reply_null(),
+                }
+            }
+        }
+        ReplyKind::Map => {
+            ctx.reply_map(len as i64);
+            for i in 0..len {
+                match reply.map_element(i) {
+                    Some((k, v)) => {
+                        rebuild(ctx, &k, depth + 1);
+                        rebuild(ctx, &v, depth + 1);
+                    }
+                    None => {
+                        ctx.reply_null();
+                        ctx.reply_null();
+                    }
+                }
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn array(n: u32) -> ReplyItem {
+        ReplyItem::Aggregate(Aggregate::Array, n)
+    }
 
     #[test]
     fn one_scalar_is_complete() {
@@ -171,37 +377,93 @@ mod tests {
     }
 
     #[test]
-    fn arrays_count_their_elements() {
+    fn aggregates_count_their_elements() {
         let mut r = ReplyBuffer::default();
-        r.push(ReplyItem::Array(2));
-        r.push(ReplyItem::Array(1));
+        r.push(array(2));
+        r.push(array(1));
         r.push(ReplyItem::Integer(1));
         assert!(r.finish().unwrap_err().contains("1 more"));
-        r.push(ReplyItem::Array(0));
+        r.push(array(0));
+        assert!(r.finish().is_ok());
+        let mut r = ReplyBuffer::default();
+        r.push(ReplyItem::Aggregate(Aggregate::Map, 1));
+        r.push(ReplyItem::Integer(1));
+        assert!(r.finish().unwrap_err().contains("map still expects 1 more"));
+        r.push(ReplyItem::Integer(2));
         assert!(r.finish().is_ok());
     }
 
     #[test]
-    fn simple_strings_cannot_break_the_protocol() {
+    fn postponed_lengths_close_innermost_first() {
         let mut r = ReplyBuffer::default();
-        r.push(ReplyItem::Simple("OK\r\n+INJECTED".into()));
-        assert!(r.finish().unwrap_err().contains("CR, LF"));
+        r.push(ReplyItem::Postponed(Aggregate::Array));
+        r.push(ReplyItem::Integer(1));
+        r.push(ReplyItem::Postponed(Aggregate::Map));
+        r.push(ReplyItem::Integer(2));
+        r.push(ReplyItem::Integer(3));
+        r.set_length(Aggregate::Map, 1);
+        assert!(r.finish().unwrap_err().contains("was never given it"));
+        r.set_length(Aggregate::Array, 2);
+        assert!(r.finish().is_ok());
+        assert!(matches!(
+            r.items[0],
+            ReplyItem::Aggregate(Aggregate::Array, 2)
+        ));
+    }
+
+    #[test]
+    fn postponed_length_mistakes_are_named() {
+        let mut r = ReplyBuffer::default();
+        r.set_length(Aggregate::Array, 0);
+        assert!(r.finish().unwrap_err().contains("no postponed reply open"));
+        let mut r = ReplyBuffer::default();
+        r.push(ReplyItem::Postponed(Aggregate::Array));
+        r.push(ReplyItem::Integer(1));
+        r.set_length(Aggregate::Array, 2);
+        assert!(r.finish().unwrap_err().contains("given length 2 but has 1"));
+        let mut r = ReplyBuffer::default();
+        r.push(ReplyItem::Postponed(Aggregate::Array));
+        r.set_length(Aggregate::Set, 0);
+        assert!(
+            r.finish()
+                .unwrap_err()
+                .contains("innermost postponed reply is an array")
+        );
+        let mut r = ReplyBuffer::default();
+        r.push(ReplyItem::Postponed(Aggregate::Array));
+        r.push(array(2));
+        r.push(ReplyItem::Null);
+        r.set_length(Aggregate::Array, 1);
+        assert!(
+            r.finish()
+                .unwrap_err()
+                .contains("fixed length is still open")
+        );
+    }
+
+    #[test]
+    fn unsafe_scalars_are_refused() {
+        for item in [
+            ReplyItem::Simple("OK\r\n+INJECTED".into()),
+            ReplyItem::BigNumber("12\r\n:1".into()),
+            ReplyItem::BigNumber("".into()),
+            ReplyItem::Verbatim("text".into(), vec![]),
+        ] {
+            let mut r = ReplyBuffer::default();
+            r.push(item);
+            assert!(r.finish().is_err());
+        }
+        let mut r = ReplyBuffer::default();
+        r.push(ReplyItem::BigNumber("-1234567890123456789012345".into()));
+        assert!(r.finish().is_ok());
     }
 
     #[test]
     fn depth_is_limited() {
         let mut r = ReplyBuffer::default();
         for _ in 0..=MAX_REPLY_DEPTH {
-            r.push(ReplyItem::Array(1));
+            r.push(array(1));
         }
         assert!(r.finish().unwrap_err().contains("deeper"));
-    }
-
-    #[test]
-    fn errors_get_a_code() {
-        assert_eq!(normalize_error("oops"), "ERR oops");
-        assert_eq!(normalize_error("WRONGTYPE bad"), "WRONGTYPE bad");
-        assert_eq!(normalize_error("-NOPERM x"), "NOPERM x");
-        assert_eq!(normalize_error("Error here"), "ERR Error here");
     }
 }

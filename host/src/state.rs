@@ -7,6 +7,7 @@ use wasmtime::StoreLimits;
 use crate::ffi::Ctx;
 use crate::registry::{CommandSpec, ModuleInfo};
 use crate::reply::ReplyBuffer;
+pub use crate::scope::CommandScope;
 
 /// The data of a guest's `Store`. Host functions get `&mut GuestState`.
 pub struct GuestState {
@@ -19,6 +20,8 @@ pub struct GuestState {
     pub limits: StoreLimits,
     /// What the guest printed (WASI stdout/stderr), on its way to the Redis log.
     pub output: crate::wasi::Output,
+    /// The next handle number (never reused in this store's life; see `scope.rs`).
+    next_handle: u32,
 }
 
 /// What the guest is doing, which decides which host functions it may call.
@@ -37,12 +40,6 @@ pub struct InitScope {
     pub ctx: Option<Ctx>,
 }
 
-/// One running command.
-pub struct CommandScope {
-    pub ctx: Ctx,
-    pub command: Arc<CommandSpec>,
-}
-
 impl GuestState {
     pub fn new(label: Arc<str>, limits: StoreLimits) -> Self {
         GuestState {
@@ -52,6 +49,25 @@ impl GuestState {
             panic_message: None,
             limits,
             output: Default::default(),
+            next_handle: 1,
+        }
+    }
+
+    /// A fresh handle number. Running out would allow an old handle to alias a new one, so it
+    /// is a trap (the instance is then replaced).
+    pub fn new_handle(&mut self) -> wasmtime::Result<u32> {
+        let rep = self.next_handle;
+        self.next_handle = rep
+            .checked_add(1)
+            .ok_or_else(|| wasmtime::Error::msg("the instance used up its handle numbers"))?;
+        Ok(rep)
+    }
+
+    /// The running command, or the message for a function that needs one.
+    pub fn command(&mut self) -> Result<&mut CommandScope, &'static str> {
+        match &mut self.phase {
+            Phase::Command(scope) => Ok(scope),
+            _ => Err("only available while a command runs"),
         }
     }
 

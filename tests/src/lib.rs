@@ -33,7 +33,11 @@ pub fn host_library() -> PathBuf {
 /// The native comparison module (`benchmarks/native`), built like the host.
 pub fn native_library() -> PathBuf {
     let path = Path::new(env!("REDIS_WASM_HOST_DIR")).join("libnative_baseline.so");
-    assert!(path.exists(), "{} is missing: run `cargo build --release -p native-baseline`", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release -p native-baseline`",
+        path.display()
+    );
     path
 }
 

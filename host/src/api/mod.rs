@@ -5,9 +5,14 @@
 //! host fault and traps the guest; guest mistakes come back as WIT `result` errors or turn the
 //! reply into an error (see `reply.rs`).
 
+mod call;
+mod context;
+mod keys;
 mod log;
 mod registration;
+mod replication;
 mod reply;
+mod strings;
 
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
@@ -20,6 +25,10 @@ pub mod bindings {
         path: "../wit",
         world: "module",
         imports: { default: trappable },
+        with: {
+            "redis:module/call.call-reply": crate::scope::ReplyRes,
+            "redis:module/keys.key": crate::scope::KeyRes,
+        },
     });
 }
 

@@ -42,7 +42,7 @@ fn panic(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 fn fail(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     match args.get(1) {
         Some(message) => Err(RedisError::String(message.to_string())),
-        None => Err(RedisError::Str("my failure")),
+        None => Err(RedisError::Str("ERR my failure")),
     }
 }
 

@@ -11,6 +11,7 @@
 
 use std::any::Any;
 use std::ffi::{CStr, CString, c_char, c_int};
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::{self, NonNull};
 
@@ -30,6 +31,14 @@ macro_rules! api {
         }
     };
 }
+
+pub(crate) use api;
+
+mod call;
+mod keys;
+
+pub use call::{CallRefusal, CallReply, ReplyKind};
+pub use keys::{MODE_READ, MODE_WRITE, RawKey};
 
 /// Runs `f`, turning a panic into `None` after logging it. Every entry point goes through here.
 pub fn catch<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
@@ -109,6 +118,9 @@ pub mod ctx_flags {
     pub const OOM: u32 = raw::REDISMODULE_CTX_FLAGS_OOM;
     pub const CLUSTER: u32 = raw::REDISMODULE_CTX_FLAGS_CLUSTER;
     pub const DENY_BLOCKING: u32 = raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING;
+    pub const SLAVE: u32 = raw::REDISMODULE_CTX_FLAGS_SLAVE;
+    pub const READONLY: u32 = raw::REDISMODULE_CTX_FLAGS_READONLY;
+    pub const RESP3: u32 = raw::REDISMODULE_CTX_FLAGS_RESP3;
 }
 
 /// A `RedisModuleCtx` for the duration of one callback.
@@ -198,6 +210,62 @@ impl Ctx {
         unsafe { api!(RedisModule_ReplyWithMap)(self.0.as_ptr(), len) };
     }
 
+    pub fn reply_double(self, value: f64) {
+        // SAFETY: valid context.
+        unsafe { api!(RedisModule_ReplyWithDouble)(self.0.as_ptr(), value) };
+    }
+
+    pub fn reply_bool(self, value: bool) {
+        // SAFETY: valid context.
+        unsafe { api!(RedisModule_ReplyWithBool)(self.0.as_ptr(), c_int::from(value)) };
+    }
+
+    pub fn reply_big_number(self, digits: &[u8]) {
+        // SAFETY: valid context; Redis copies `len` bytes.
+        unsafe {
+            api!(RedisModule_ReplyWithBigNumber)(
+                self.0.as_ptr(),
+                digits.as_ptr().cast::<c_char>(),
+                digits.len(),
+            )
+        };
+    }
+
+    /// A verbatim string; `format` must be exactly three bytes (checked by the caller).
+    pub fn reply_verbatim(self, format: &[u8], text: &[u8]) {
+        let format = c_string(format);
+        // SAFETY: valid context; Redis copies the text and reads 3 bytes of the format.
+        unsafe {
+            api!(RedisModule_ReplyWithVerbatimStringType)(
+                self.0.as_ptr(),
+                text.as_ptr().cast::<c_char>(),
+                text.len(),
+                format.as_ptr(),
+            )
+        };
+    }
+
+    pub fn reply_set(self, len: i64) {
+        // SAFETY: valid context; the caller sends exactly `len` members next.
+        unsafe { api!(RedisModule_ReplyWithSet)(self.0.as_ptr(), len) };
+    }
+
+    pub fn reply_null_array(self) {
+        // SAFETY: valid context.
+        unsafe { api!(RedisModule_ReplyWithNullArray)(self.0.as_ptr()) };
+    }
+
+    pub fn reply_empty_array(self) {
+        // SAFETY: valid context.
+        unsafe { api!(RedisModule_ReplyWithEmptyArray)(self.0.as_ptr()) };
+    }
+
+    /// `RedisModule_ReplicateVerbatim`.
+    pub fn replicate_verbatim(self) {
+        // SAFETY: valid command context.
+        unsafe { api!(RedisModule_ReplicateVerbatim)(self.0.as_ptr()) };
+    }
+
     pub fn reply_simple_ok(self) {
         self.reply_simple_string(b"OK");
     }
@@ -229,24 +297,59 @@ impl Ctx {
     }
 
     /// Propagates `command args...` to replicas and the AOF (`RedisModule_Replicate`, format "v").
-    pub fn replicate(self, command: &str, args: &[&[u8]]) -> bool {
+    /// Propagates `command args...` to replicas and the AOF (`RedisModule_Replicate` with format
+    /// "<modifiers>v"; the modifiers "A" or "R" skip the AOF or the replicas).
+    pub fn replicate(self, command: &str, args: &[&[u8]], modifiers: &str) -> bool {
         let strings: Vec<OwnedString> = args.iter().map(|a| OwnedString::new(a)).collect();
         let mut pointers: Vec<*mut raw::RedisModuleString> =
-            strings.iter().map(|s| s.0.as_ptr()).collect();
+            strings.iter().map(OwnedString::as_ptr).collect();
         let command = c_string(command.as_bytes());
+        let format = c_string(format!("{modifiers}v").as_bytes());
         // SAFETY: valid context; "v" takes an array of RedisModuleString pointers and its length,
         // all of which outlive the call (Redis retains what it keeps).
         let status = unsafe {
             api!(RedisModule_Replicate)(
                 self.0.as_ptr(),
                 command.as_ptr(),
-                c"v".as_ptr(),
+                format.as_ptr(),
                 pointers.as_mut_ptr(),
                 pointers.len(),
             )
         };
         status == OK
     }
+}
+
+/// `RedisModule_StringToLongLong` on bytes.
+pub fn string_to_long_long(bytes: &[u8]) -> Option<i64> {
+    let s = OwnedString::new(bytes);
+    let mut out = 0i64;
+    // SAFETY: a live string and a valid out pointer.
+    (unsafe { api!(RedisModule_StringToLongLong)(s.as_ptr(), &mut out) } == OK).then_some(out)
+}
+
+/// `RedisModule_StringToDouble` on bytes.
+pub fn string_to_double(bytes: &[u8]) -> Option<f64> {
+    let s = OwnedString::new(bytes);
+    let mut out = 0f64;
+    // SAFETY: a live string and a valid out pointer.
+    (unsafe { api!(RedisModule_StringToDouble)(s.as_ptr(), &mut out) } == OK).then_some(out)
+}
+
+/// `RedisModule_CreateStringFromDouble`: Redis's formatting of a double.
+pub fn double_to_string(value: f64) -> Vec<u8> {
+    // SAFETY: a NULL context creates an unmanaged string, which OwnedString frees.
+    let s = unsafe { api!(RedisModule_CreateStringFromDouble)(ptr::null_mut(), value) };
+    match NonNull::new(s) {
+        Some(s) => OwnedString(s).bytes().to_vec(),
+        None => value.to_string().into_bytes(),
+    }
+}
+
+/// `RedisModule_Milliseconds`.
+pub fn milliseconds() -> i64 {
+    // SAFETY: no arguments.
+    unsafe { api!(RedisModule_Milliseconds)() }
 }
 
 /// The arguments of a command callback (`RedisModuleString **argv, int argc`).
@@ -297,7 +400,7 @@ fn string_bytes<'a>(s: *mut raw::RedisModuleString) -> &'a [u8] {
 
 /// A `RedisModuleString` the host owns (created without a context, freed on drop).
 #[derive(Debug)]
-pub struct OwnedString(NonNull<raw::RedisModuleString>);
+pub struct OwnedString(pub(super) NonNull<raw::RedisModuleString>);
 
 // SAFETY: strings are only created, used and freed under Redis's global lock.
 unsafe impl Send for OwnedString {}
@@ -320,6 +423,10 @@ impl OwnedString {
 
     pub fn bytes(&self) -> &[u8] {
         string_bytes(self.0.as_ptr())
+    }
+
+    pub(super) fn as_ptr(&self) -> *mut raw::RedisModuleString {
+        self.0.as_ptr()
     }
 }
 

@@ -1,0 +1,224 @@
+//! Calling Redis commands (`RedisModule_Call`) and reading their replies.
+
+use std::fmt;
+
+use crate::string::RedisString;
+use crate::value::RedisError;
+use crate::wit::redis::module::call as wit;
+
+pub use wit::{CallFlags, ReplyType};
+
+/// Something that can be a `call` argument: text, bytes, a [`RedisString`], an integer (the
+/// seed's `c`, `b`, `s`, `l` kinds) or a slice/`Vec` of them (the `v` kind, spread).
+pub trait CallArg {
+    /// Appends this argument (or these arguments) to `out`.
+    fn push_to(&self, out: &mut Vec<Vec<u8>>);
+}
+
+impl CallArg for str {
+    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
+        out.push(self.as_bytes().to_vec());
+    }
+}
+
+impl CallArg for String {
+    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
+        out.push(self.as_bytes().to_vec());
+    }
+}
+
+impl CallArg for [u8] {
+    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
+        out.push(self.to_vec());
+    }
+}
+
+impl<const N: usize> CallArg for [u8; N] {
+    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
+        out.push(self.to_vec());
+    }
+}
+
+impl CallArg for RedisString {
+    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
+        out.push(self.as_slice().to_vec());
+    }
+}
+
+macro_rules! integer_args {
+    ($($t:ty),*) => {$(
+        impl CallArg for $t {
+            fn push_to(&self, out: &mut Vec<Vec<u8>>) {
+                out.push(self.to_string().into_bytes());
+            }
+        }
+    )*};
+}
+integer_args!(i64, i32, u64, u32, usize);
+
+impl CallArg for f64 {
+    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
+        out.push(crate::wit::redis::module::strings::double_to_string(*self));
+    }
+}
+
+impl<T: CallArg + ?Sized> CallArg for &T {
+    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
+        (**self).push_to(out);
+    }
+}
+
+impl<T: CallArg> CallArg for [T] {
+    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
+        for item in self {
+            item.push_to(out);
+        }
+    }
+}
+
+impl<T: CallArg> CallArg for Vec<T> {
+    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
+        self.as_slice().push_to(out);
+    }
+}
+
+pub(crate) fn collect_args(args: &[&dyn CallArg]) -> Vec<Vec<u8>> {
+    let mut out = Vec::with_capacity(args.len());
+    for arg in args {
+        arg.push_to(&mut out);
+    }
+    out
+}
+
+/// Why a call did not run (errors returned *by* the command are [`ReplyType::Error`] replies).
+pub type CallError = wit::CallError;
+
+impl CallError {
+    /// Redis's message for this error.
+    pub fn message(&self) -> &str {
+        match self {
+            CallError::UnknownCommand(m)
+            | CallError::WrongArity(m)
+            | CallError::NonLocalKey(m)
+            | CallError::ClusterDown(m)
+            | CallError::NoPermission(m)
+            | CallError::OutOfMemory(m)
+            | CallError::WriteNotAllowed(m)
+            | CallError::NotAllowed(m)
+            | CallError::Other(m) => m,
+        }
+    }
+}
+
+impl From<CallError> for RedisError {
+    fn from(e: CallError) -> Self {
+        RedisError::String(e.message().to_owned())
+    }
+}
+
+/// A reply from [`Context::call`](crate::Context::call), or an element of one
+/// (`RedisModuleCallReply`). Released when dropped, and when the command returns.
+pub struct CallReply(pub(crate) wit::CallReply);
+
+impl CallReply {
+    /// The reply's type. Status replies (`+OK`) are [`ReplyType::String`].
+    pub fn reply_type(&self) -> ReplyType {
+        self.0.reply_type()
+    }
+
+    /// Whether this is an error reply.
+    pub fn is_error(&self) -> bool {
+        self.reply_type() == ReplyType::Error
+    }
+
+    /// `RedisModule_CallReplyLength`: bytes of a string, elements of an array or set, pairs of
+    /// a map.
+    pub fn len(&self) -> usize {
+        usize::try_from(self.0.length()).unwrap_or(usize::MAX)
+    }
+
+    /// Whether [`len`](Self::len) is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `RedisModule_CallReplyInteger`: the value, or `i64::MIN` when this is not an integer.
+    pub fn integer(&self) -> i64 {
+        self.0.integer()
+    }
+
+    /// The integer value, if this is an integer reply.
+    pub fn as_integer(&self) -> Option<i64> {
+        (self.reply_type() == ReplyType::Integer).then(|| self.integer())
+    }
+
+    /// The bytes of a string, status or error reply (`RedisModule_CreateStringFromCallReply`).
+    pub fn string(&self) -> Option<RedisString> {
+        self.0.string().map(RedisString::from)
+    }
+
+    /// `RedisModule_CallReplyDouble`.
+    pub fn double(&self) -> Option<f64> {
+        (self.reply_type() == ReplyType::Double).then(|| self.0.double())
+    }
+
+    /// `RedisModule_CallReplyBool`.
+    pub fn boolean(&self) -> Option<bool> {
+        (self.reply_type() == ReplyType::Bool).then(|| self.0.bool())
+    }
+
+    /// `RedisModule_CallReplyBigNumber`.
+    pub fn big_number(&self) -> Option<String> {
+        self.0.big_number()
+    }
+
+    /// `RedisModule_CallReplyVerbatim`: format and text.
+    pub fn verbatim(&self) -> Option<(String, Vec<u8>)> {
+        self.0.verbatim()
+    }
+
+    /// `RedisModule_CallReplyArrayElement`.
+    pub fn element(&self, index: usize) -> Option<CallReply> {
+        self.0.array_element(index as u64).map(CallReply)
+    }
+
+    /// `RedisModule_CallReplySetElement`.
+    pub fn set_element(&self, index: usize) -> Option<CallReply> {
+        self.0.set_element(index as u64).map(CallReply)
+    }
+
+    /// `RedisModule_CallReplyMapElement`: key and value of pair `index`.
+    pub fn map_element(&self, index: usize) -> Option<(CallReply, CallReply)> {
+        self.0
+            .map_element(index as u64)
+            .map(|(k, v)| (CallReply(k), CallReply(v)))
+    }
+
+    /// `RedisModule_CallReplyAttribute`.
+    pub fn attribute(&self) -> Option<CallReply> {
+        self.0.attribute().map(CallReply)
+    }
+
+    /// The elements of an array or set reply.
+    pub fn iter(&self) -> impl Iterator<Item = CallReply> + '_ {
+        let set = self.reply_type() == ReplyType::Set;
+        (0..self.len()).filter_map(move |i| {
+            if set {
+                self.set_element(i)
+            } else {
+                self.element(i)
+            }
+        })
+    }
+
+    /// `RedisModule_CallReplyProto`: the reply's RESP encoding.
+    pub fn proto(&self) -> Vec<u8> {
+        self.0.proto()
+    }
+}
+
+impl fmt::Debug for CallReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CallReply({:?})", String::from_utf8_lossy(&self.proto()))
+    }
+}

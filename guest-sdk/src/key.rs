@@ -1,0 +1,275 @@
+//! Low-level key access (`RedisModule_OpenKey` and the key APIs).
+//!
+//! Besides what the C API does, the host enforces: a key open for writing cannot be opened a
+//! second time in the same command (nor a key open for reading then opened for writing — both
+//! give [`KeyError::AlreadyOpen`]); keys are closed around every `call` and reopened on next use;
+//! and a [`Key`] used after the command returned gives [`KeyError::Closed`].
+
+use crate::string::RedisString;
+use crate::value::RedisError;
+use crate::wit::redis::module::keys as wit;
+
+pub use wit::{HashSetFlags, KeyType, ListWhere, ZaddFlags, ZaddOutcome};
+
+/// Why a key operation failed.
+pub type KeyError = wit::KeyError;
+
+impl From<KeyError> for RedisError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::WrongType => RedisError::WrongType,
+            KeyError::NotWritable => RedisError::Str("ERR the key is not open for writing"),
+            KeyError::AlreadyOpen => RedisError::Str("ERR the key is already open in this command"),
+            KeyError::Closed => RedisError::Str("ERR the key handle is closed"),
+            KeyError::OutOfRange => RedisError::Str("ERR index out of range"),
+            KeyError::Invalid(message) => RedisError::String(message),
+            KeyError::NoRange => RedisError::Str("ERR no sorted set range is active"),
+        }
+    }
+}
+
+/// The no-expire value of [`Key::get_expire`] (`REDISMODULE_NO_EXPIRE`).
+pub const NO_EXPIRE: i64 = -1;
+
+/// An open key (`RedisModuleKey`). Closed when dropped.
+pub struct Key(pub(crate) wit::Key);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key")
+    }
+}
+
+type Result<T> = std::result::Result<T, KeyError>;
+
+impl Key {
+    /// `RedisModule_CloseKey` (dropping the key does the same).
+    pub fn close(self) {}
+
+    /// `RedisModule_KeyType`: [`KeyType::Empty`] for a missing key.
+    pub fn key_type(&self) -> Result<KeyType> {
+        self.0.key_type()
+    }
+
+    /// Whether the key is missing.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.key_type()? == KeyType::Empty)
+    }
+
+    /// `RedisModule_ValueLength`.
+    pub fn value_length(&self) -> Result<usize> {
+        self.0
+            .value_length()
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    /// `RedisModule_DeleteKey`.
+    pub fn delete(&self) -> Result<()> {
+        self.0.delete()
+    }
+
+    /// `RedisModule_UnlinkKey`.
+    pub fn unlink(&self) -> Result<()> {
+        self.0.unlink()
+    }
+
+    /// `RedisModule_GetExpire`: milliseconds left, or [`NO_EXPIRE`].
+    pub fn get_expire(&self) -> Result<i64> {
+        self.0.get_expire()
+    }
+
+    /// `RedisModule_SetExpire`: milliseconds from now; [`NO_EXPIRE`] removes the expire.
+    pub fn set_expire(&self, milliseconds: i64) -> Result<()> {
+        self.0.set_expire(milliseconds)
+    }
+
+    /// `RedisModule_GetAbsExpire`: Unix milliseconds, or [`NO_EXPIRE`].
+    pub fn get_abs_expire(&self) -> Result<i64> {
+        self.0.get_abs_expire()
+    }
+
+    /// `RedisModule_SetAbsExpire`.
+    pub fn set_abs_expire(&self, unix_milliseconds: i64) -> Result<()> {
+        self.0.set_abs_expire(unix_milliseconds)
+    }
+
+    /// `RedisModule_StringSet`.
+    pub fn string_set(&self, value: impl AsRef<[u8]>) -> Result<()> {
+        self.0.string_set(value.as_ref())
+    }
+
+    /// The whole string value (empty for a missing key).
+    pub fn string_get(&self) -> Result<RedisString> {
+        self.0.string_read(0, u64::MAX).map(RedisString::from)
+    }
+
+    /// Reads `len` bytes at `offset` (the read half of `RedisModule_StringDMA`).
+    pub fn string_read(&self, offset: usize, len: usize) -> Result<Vec<u8>> {
+        self.0.string_read(offset as u64, len as u64)
+    }
+
+    /// Overwrites bytes at `offset` in place (the write half of `RedisModule_StringDMA`).
+    pub fn string_write(&self, offset: usize, data: &[u8]) -> Result<()> {
+        self.0.string_write(offset as u64, data)
+    }
+
+    /// `RedisModule_StringTruncate`: shortens, or enlarges with zero bytes.
+    pub fn string_truncate(&self, len: usize) -> Result<()> {
+        self.0.string_truncate(len as u64)
+    }
+
+    /// `RedisModule_ListPush`.
+    pub fn list_push(&self, where_: ListWhere, value: impl AsRef<[u8]>) -> Result<()> {
+        self.0.list_push(where_, value.as_ref())
+    }
+
+    /// `RedisModule_ListPop`: `None` when the list is empty.
+    pub fn list_pop(&self, where_: ListWhere) -> Result<Option<RedisString>> {
+        self.0.list_pop(where_).map(|v| v.map(RedisString::from))
+    }
+
+    /// `RedisModule_ListGet`.
+    pub fn list_get(&self, index: i64) -> Result<RedisString> {
+        self.0.list_get(index).map(RedisString::from)
+    }
+
+    /// `RedisModule_ListSet`.
+    pub fn list_set(&self, index: i64, value: impl AsRef<[u8]>) -> Result<()> {
+        self.0.list_set(index, value.as_ref())
+    }
+
+    /// `RedisModule_ListInsert`.
+    pub fn list_insert(&self, index: i64, value: impl AsRef<[u8]>) -> Result<()> {
+        self.0.list_insert(index, value.as_ref())
+    }
+
+    /// `RedisModule_ListDelete`.
+    pub fn list_delete(&self, index: i64) -> Result<()> {
+        self.0.list_delete(index)
+    }
+
+    /// `RedisModule_ZsetAdd`.
+    pub fn zset_add(
+        &self,
+        score: f64,
+        member: impl AsRef<[u8]>,
+        flags: ZaddFlags,
+    ) -> Result<ZaddOutcome> {
+        self.0.zset_add(score, member.as_ref(), flags)
+    }
+
+    /// `RedisModule_ZsetIncrby`: the new score.
+    pub fn zset_incrby(
+        &self,
+        increment: f64,
+        member: impl AsRef<[u8]>,
+        flags: ZaddFlags,
+    ) -> Result<(f64, ZaddOutcome)> {
+        self.0.zset_incrby(increment, member.as_ref(), flags)
+    }
+
+    /// `RedisModule_ZsetScore`.
+    pub fn zset_score(&self, member: impl AsRef<[u8]>) -> Result<Option<f64>> {
+        self.0.zset_score(member.as_ref())
+    }
+
+    /// `RedisModule_ZsetRem`: whether it was removed.
+    pub fn zset_rem(&self, member: impl AsRef<[u8]>) -> Result<bool> {
+        self.0.zset_rem(member.as_ref())
+    }
+
+    /// `RedisModule_ZsetFirstInScoreRange`.
+    pub fn zset_first_in_score_range(
+        &self,
+        min: f64,
+        max: f64,
+        min_exclusive: bool,
+        max_exclusive: bool,
+    ) -> Result<()> {
+        self.0
+            .zset_first_in_score_range(min, max, min_exclusive, max_exclusive)
+    }
+
+    /// `RedisModule_ZsetLastInScoreRange`.
+    pub fn zset_last_in_score_range(
+        &self,
+        min: f64,
+        max: f64,
+        min_exclusive: bool,
+        max_exclusive: bool,
+    ) -> Result<()> {
+        self.0
+            .zset_last_in_score_range(min, max, min_exclusive, max_exclusive)
+    }
+
+    /// `RedisModule_ZsetFirstInLexRange` (`[a`, `(a`, `-`, `+` bounds).
+    pub fn zset_first_in_lex_range(
+        &self,
+        min: impl AsRef<[u8]>,
+        max: impl AsRef<[u8]>,
+    ) -> Result<()> {
+        self.0.zset_first_in_lex_range(min.as_ref(), max.as_ref())
+    }
+
+    /// `RedisModule_ZsetLastInLexRange`.
+    pub fn zset_last_in_lex_range(
+        &self,
+        min: impl AsRef<[u8]>,
+        max: impl AsRef<[u8]>,
+    ) -> Result<()> {
+        self.0.zset_last_in_lex_range(min.as_ref(), max.as_ref())
+    }
+
+    /// `RedisModule_ZsetRangeCurrentElement`: member and score.
+    pub fn zset_range_current_element(&self) -> Result<Option<(RedisString, f64)>> {
+        self.0
+            .zset_range_current_element()
+            .map(|e| e.map(|(m, s)| (RedisString::from(m), s)))
+    }
+
+    /// `RedisModule_ZsetRangeNext`.
+    pub fn zset_range_next(&self) -> Result<bool> {
+        self.0.zset_range_next()
+    }
+
+    /// `RedisModule_ZsetRangePrev`.
+    pub fn zset_range_prev(&self) -> Result<bool> {
+        self.0.zset_range_prev()
+    }
+
+    /// `RedisModule_ZsetRangeEndReached`.
+    pub fn zset_range_end_reached(&self) -> Result<bool> {
+        self.0.zset_range_end_reached()
+    }
+
+    /// `RedisModule_ZsetRangeStop`.
+    pub fn zset_range_stop(&self) {
+        self.0.zset_range_stop();
+    }
+
+    /// `RedisModule_HashSet`: sets fields, deletes those whose value is `None`.
+    pub fn hash_set(&self, flags: HashSetFlags, fields: &[(&[u8], Option<&[u8]>)]) -> Result<u64> {
+        let fields: Vec<(Vec<u8>, Option<Vec<u8>>)> = fields
+            .iter()
+            .map(|(f, v)| (f.to_vec(), v.map(<[u8]>::to_vec)))
+            .collect();
+        self.0.hash_set(flags, &fields)
+    }
+
+    /// `RedisModule_HashGet`.
+    pub fn hash_get(&self, fields: &[&[u8]]) -> Result<Vec<Option<RedisString>>> {
+        let fields: Vec<Vec<u8>> = fields.iter().map(|f| f.to_vec()).collect();
+        self.0.hash_get(&fields).map(|values| {
+            values
+                .into_iter()
+                .map(|v| v.map(RedisString::from))
+                .collect()
+        })
+    }
+
+    /// `RedisModule_HashGet` with `REDISMODULE_HASH_EXISTS`.
+    pub fn hash_exists(&self, fields: &[&[u8]]) -> Result<Vec<bool>> {
+        let fields: Vec<Vec<u8>> = fields.iter().map(|f| f.to_vec()).collect();
+        self.0.hash_exists(&fields)
+    }
+}

@@ -1,0 +1,55 @@
+//! `redis:module/context`: the selected database, context flags, time.
+
+use super::bindings::redis::module::context::{ContextFlags, Host};
+use crate::ffi::{self, ctx_flags};
+use crate::state::GuestState;
+
+impl Host for GuestState {
+    fn get_selected_db(&mut self) -> wasmtime::Result<u32> {
+        Ok(self
+            .ctx()
+            .map_or(0, |ctx| u32::try_from(ctx.selected_db()).unwrap_or(0)))
+    }
+
+    fn select_db(&mut self, db: u32) -> wasmtime::Result<Result<(), String>> {
+        let scope = match self.command() {
+            Ok(scope) => scope,
+            Err(why) => return Ok(Err(format!("ERR select-db is {why}"))),
+        };
+        let Ok(id) = i32::try_from(db) else {
+            return Ok(Err("ERR DB index is out of range".to_owned()));
+        };
+        // Writes recorded so far belong to the current database.
+        scope.effects.flush(scope.ctx);
+        Ok(if scope.ctx.select_db(id) {
+            Ok(())
+        } else {
+            Err("ERR DB index is out of range".to_owned())
+        })
+    }
+
+    fn get_context_flags(&mut self) -> wasmtime::Result<ContextFlags> {
+        let raw = self.ctx().map_or(0, |ctx| ctx.flags());
+        let mut flags = ContextFlags::empty();
+        for (bit, flag) in [
+            (ctx_flags::MULTI, ContextFlags::MULTI),
+            (ctx_flags::LUA, ContextFlags::LUA),
+            (ctx_flags::SLAVE, ContextFlags::REPLICA),
+            (ctx_flags::READONLY, ContextFlags::READONLY),
+            (ctx_flags::REPLICATED, ContextFlags::REPLICATED),
+            (ctx_flags::LOADING, ContextFlags::LOADING),
+            (ctx_flags::OOM, ContextFlags::OUT_OF_MEMORY),
+            (ctx_flags::CLUSTER, ContextFlags::CLUSTER),
+            (ctx_flags::RESP3, ContextFlags::RESP3),
+        ] {
+            if raw & bit != 0 {
+                flags |= flag;
+            }
+        }
+        Ok(flags)
+    }
+
+    fn milliseconds(&mut self) -> wasmtime::Result<i64> {
+        Ok(ffi::milliseconds())
+    }
+}

@@ -1,0 +1,716 @@
+//! `redis:module/keys`: low-level key access, with the safety rules and effect recording of
+//! `scope.rs`. Each write records the Redis command that reproduces it on replicas and in the
+//! AOF.
+
+use redis_module::raw;
+use wasmtime::component::Resource;
+
+use super::bindings::redis::module::keys::{
+    HashSetFlags, Host, HostKey, KeyError, KeyType, ListWhere, OpenMode, ZaddFlags, ZaddOutcome,
+};
+use crate::ffi::{self, RawKey};
+use crate::scope::{Effects, KeyFault, KeyHandle, KeyRes, MAX_HANDLES, RangeState, tombstone};
+use crate::state::GuestState;
+
+type R<T> = wasmtime::Result<Result<T, KeyError>>;
+
+impl From<KeyFault> for KeyError {
+    fn from(fault: KeyFault) -> Self {
+        match fault {
+            KeyFault::WrongType => KeyError::WrongType,
+            KeyFault::NotWritable => KeyError::NotWritable,
+            KeyFault::AlreadyOpen => KeyError::AlreadyOpen,
+            KeyFault::Closed => KeyError::Closed,
+            KeyFault::OutOfRange => KeyError::OutOfRange,
+            KeyFault::Invalid(why) => KeyError::Invalid(why),
+            KeyFault::NoRange => KeyError::NoRange,
+        }
+    }
+}
+
+const EMPTY: isize = raw::REDISMODULE_KEYTYPE_EMPTY;
+const STRING: isize = raw::REDISMODULE_KEYTYPE_STRING;
+const LIST: isize = raw::REDISMODULE_KEYTYPE_LIST;
+const HASH: isize = raw::REDISMODULE_KEYTYPE_HASH;
+const ZSET: isize = raw::REDISMODULE_KEYTYPE_ZSET;
+
+fn type_of(key: &KeyHandle) -> isize {
+    key.raw.as_ref().map_or(EMPTY, RawKey::key_type)
+}
+
+/// Checks the key is empty or of `expected` type.
+fn expect_type(key: &KeyHandle, expected: isize) -> Result<(), KeyFault> {
+    match type_of(key) {
+        t if t == EMPTY || t == expected => Ok(()),
+        _ => Err(KeyFault::WrongType),
+    }
+}
+
+fn writable(key: &KeyHandle) -> Result<&RawKey, KeyFault> {
+    if !key.write {
+        return Err(KeyFault::NotWritable);
+    }
+    key.raw.as_ref().ok_or(KeyFault::Closed)
+}
+
+fn num(n: impl ToString) -> Vec<u8> {
+    n.to_string().into_bytes()
+}
+
+/// Normalizes a list index against a length (negative counts from the tail).
+fn list_index(index: i64, len: u64) -> Result<u64, KeyFault> {
+    let len = i64::try_from(len).map_err(|_| KeyFault::OutOfRange)?;
+    let i = if index < 0 {
+        len.checked_add(index).ok_or(KeyFault::OutOfRange)?
+    } else {
+        index
+    };
+    if (0..len).contains(&i) {
+        Ok(i as u64)
+    } else {
+        Err(KeyFault::OutOfRange)
+    }
+}
+
+fn zadd_flags(flags: ZaddFlags) -> i32 {
+    let mut out = 0;
+    for (flag, bit) in [
+        (ZaddFlags::NX, raw::REDISMODULE_ZADD_NX),
+        (ZaddFlags::XX, raw::REDISMODULE_ZADD_XX),
+        (ZaddFlags::GT, raw::REDISMODULE_ZADD_GT),
+        (ZaddFlags::LT, raw::REDISMODULE_ZADD_LT),
+    ] {
+        if flags.contains(flag) {
+            out |= bit as i32;
+        }
+    }
+    out
+}
+
+fn zadd_outcome(out: i32) -> ZaddOutcome {
+    let mut outcome = ZaddOutcome::empty();
+    for (bit, flag) in [
+        (raw::REDISMODULE_ZADD_ADDED, ZaddOutcome::ADDED),
+        (raw::REDISMODULE_ZADD_UPDATED, ZaddOutcome::UPDATED),
+        (raw::REDISMODULE_ZADD_NOP, ZaddOutcome::NOP),
+    ] {
+        if out & bit as i32 != 0 {
+            outcome |= flag;
+        }
+    }
+    outcome
+}
+
+fn zset_changed(out: i32) -> bool {
+    out & (raw::REDISMODULE_ZADD_ADDED | raw::REDISMODULE_ZADD_UPDATED) as i32 != 0
+}
+
+impl GuestState {
+    /// Runs `op` on the key behind `handle`, with the command's effects log.
+    fn with_key<T>(
+        &mut self,
+        handle: &Resource<KeyRes>,
+        op: impl FnOnce(&mut KeyHandle, &mut Effects) -> Result<T, KeyFault>,
+    ) -> R<T> {
+        let Ok(scope) = self.command() else {
+            return Ok(Err(KeyError::Closed));
+        };
+        Ok(scope
+            .key(handle.rep())
+            .and_then(|(key, effects)| op(key, effects))
+            .map_err(Into::into))
+    }
+}
+
+impl Host for GuestState {
+    fn open_key(&mut self, name: Vec<u8>, mode: OpenMode) -> R<Resource<KeyRes>> {
+        let rep = self.new_handle()?;
+        let Ok(scope) = self.command() else {
+            return Ok(Err(KeyError::Invalid(
+                "ERR open-key is only available while a command runs".into(),
+            )));
+        };
+        if scope.handle_count() >= MAX_HANDLES {
+            return Ok(Err(KeyError::Invalid(format!(
+                "ERR a command may hold at most {MAX_HANDLES} handles"
+            ))));
+        }
+        match scope.open_key(&name, mode.contains(OpenMode::WRITE)) {
+            Ok(key) => {
+                scope.keys.insert(rep, key);
+                Ok(Ok(Resource::new_own(rep)))
+            }
+            Err(fault) => Ok(Err(fault.into())),
+        }
+    }
+
+    fn key_exists(&mut self, name: Vec<u8>) -> wasmtime::Result<bool> {
+        Ok(self.ctx().is_some_and(|ctx| ctx.key_exists(&name)))
+    }
+}
+
+impl HostKey for GuestState {
+    fn key_type(&mut self, this: Resource<KeyRes>) -> R<KeyType> {
+        self.with_key(&this, |key, _| {
+            Ok(match type_of(key) {
+                STRING => KeyType::String,
+                LIST => KeyType::List,
+                HASH => KeyType::Hash,
+                ZSET => KeyType::Zset,
+                t if t == raw::REDISMODULE_KEYTYPE_SET => KeyType::Set,
+                t if t == raw::REDISMODULE_KEYTYPE_MODULE => KeyType::Module,
+                t if t == raw::REDISMODULE_KEYTYPE_STREAM => KeyType::Stream,
+                _ => KeyType::Empty,
+            })
+        })
+    }
+
+    fn value_length(&mut self, this: Resource<KeyRes>) -> R<u64> {
+        self.with_key(&this, |key, _| {
+            Ok(key.raw.as_ref().map_or(0, RawKey::value_length))
+        })
+    }
+
+    fn delete(&mut self, this: Resource<KeyRes>) -> R<()> {
+        self.with_key(&this, |key, effects| {
+            let existed = type_of(key) != EMPTY;
+            if !writable(key)?.delete() {
+                return Err(KeyFault::Invalid("ERR the key could not be deleted".into()));
+            }
+            if existed {
+                effects.record(key.db, "DEL", vec![key.name.clone()]);
+            }
+            Ok(())
+        })
+    }
+
+    fn unlink(&mut self, this: Resource<KeyRes>) -> R<()> {
+        self.with_key(&this, |key, effects| {
+            let existed = type_of(key) != EMPTY;
+            if !writable(key)?.unlink() {
+                return Err(KeyFault::Invalid(
+                    "ERR the key could not be unlinked".into(),
+                ));
+            }
+            if existed {
+                effects.record(key.db, "UNLINK", vec![key.name.clone()]);
+            }
+            Ok(())
+        })
+    }
+
+    fn get_expire(&mut self, this: Resource<KeyRes>) -> R<i64> {
+        self.with_key(&this, |key, _| {
+            Ok(key.raw.as_ref().map_or(-1, RawKey::get_expire))
+        })
+    }
+
+    fn set_expire(&mut self, this: Resource<KeyRes>, milliseconds: i64) -> R<()> {
+        self.with_key(&this, |key, effects| {
+            let raw = writable(key)?;
+            if !raw.set_expire(milliseconds) {
+                return Err(KeyFault::Invalid(
+                    "ERR cannot set the expire: the key is empty or the time is negative".into(),
+                ));
+            }
+            record_expire(key, effects);
+            Ok(())
+        })
+    }
+
+    fn get_abs_expire(&mut self, this: Resource<KeyRes>) -> R<i64> {
+        self.with_key(&this, |key, _| {
+            Ok(key.raw.as_ref().map_or(-1, RawKey::get_abs_expire))
+        })
+    }
+
+    fn set_abs_expire(&mut self, this: Resource<KeyRes>, unix_milliseconds: i64) -> R<()> {
+        self.with_key(&this, |key, effects| {
+            let raw = writable(key)?;
+            if !raw.set_abs_expire(unix_milliseconds) {
+                return Err(KeyFault::Invalid(
+                    "ERR cannot set the expire: the key is empty or the time is negative".into(),
+                ));
+            }
+            record_expire(key, effects);
+            Ok(())
+        })
+    }
+
+    fn string_set(&mut self, this: Resource<KeyRes>, value: Vec<u8>) -> R<()> {
+        self.with_key(&this, |key, effects| {
+            if !writable(key)?.string_set(&value) {
+                return Err(KeyFault::Invalid("ERR the string could not be set".into()));
+            }
+            effects.record(key.db, "SET", vec![key.name.clone(), value]);
+            Ok(())
+        })
+    }
+
+    fn string_read(&mut self, this: Resource<KeyRes>, offset: u64, len: u64) -> R<Vec<u8>> {
+        self.with_key(&this, |key, _| {
+            expect_type(key, STRING)?;
+            match &key.raw {
+                None => Ok(Vec::new()),
+                Some(raw) => raw.string_read(offset, len).ok_or(KeyFault::WrongType),
+            }
+        })
+    }
+
+    fn string_write(&mut self, this: Resource<KeyRes>, offset: u64, data: Vec<u8>) -> R<()> {
+        self.with_key(&this, |key, effects| {
+            expect_type(key, STRING)?;
+            writable(key)?
+                .string_write(offset, &data)
+                .map_err(|why| KeyFault::Invalid(format!("ERR {why}")))?;
+            if !data.is_empty() {
+                effects.record(
+                    key.db,
+                    "SETRANGE",
+                    vec![key.name.clone(), num(offset), data],
+                );
+            }
+            Ok(())
+        })
+    }
+
+    fn string_truncate(&mut self, this: Resource<KeyRes>, len: u64) -> R<()> {
+        self.with_key(&this, |key, effects| {
+            expect_type(key, STRING)?;
+            let was_empty = type_of(key) == EMPTY;
+            let raw = writable(key)?;
+            let old = raw.value_length();
+            if len > 512 << 20 || !raw.string_truncate(len) {
+                return Err(KeyFault::Invalid(
+                    "ERR string length out of range (at most 512 MB)".into(),
+                ));
+            }
+            if was_empty && type_of(key) == STRING {
+                let value = key
+                    .raw
+                    .as_ref()
+                    .and_then(|r| r.string_read(0, len))
+                    .unwrap_or_default();
+                effects.record(key.db, "SET", vec![key.name.clone(), value]);
+            } else if len > old {
+                effects.record(
+                    key.db,
+                    "SETRANGE",
+                    vec![key.name.clone(), num(len - 1), vec![0]],
+                );
+            } else if len < old {
+                let value = key
+                    .raw
+                    .as_ref()
+                    .and_then(|r| r.string_read(0, len))
+                    .unwrap_or_default();
+                effects.record(
+                    key.db,
+                    "SET",
+                    vec![key.name.clone(), value, b"KEEPTTL".to_vec()],
+                );
+            }
+            Ok(())
+        })
+    }
+
+    fn list_push(&mut self, this: Resource<KeyRes>, where_: ListWhere, value: Vec<u8>) -> R<()> {
+        self.with_key(&this, |key, effects| {
+            expect_type(key, LIST)?;
+            let tail = where_ == ListWhere::Tail;
+            if !writable(key)?.list_push(tail, &value) {
+                return Err(KeyFault::Invalid(
+                    "ERR the element could not be pushed".into(),
+                ));
+            }
+            effects.record(
+                key.db,
+                if tail { "RPUSH" } else { "LPUSH" },
+                vec![key.name.clone(), value],
+            );
+            Ok(())
+        })
+    }
+
+    fn list_pop(&mut self, this: Resource<KeyRes>, where_: ListWhere) -> R<Option<Vec<u8>>> {
+        self.with_key(&this, |key, effects| {
+            expect_type(key, LIST)?;
+            let raw = writable(key)?;
+            if type_of(key) == EMPTY {
+                return Ok(None);
+            }
+            let tail = where_ == ListWhere::Tail;
+            let value = raw.list_pop(tail);
+            if value.is_some() {
+                effects.record(
+                    key.db,
+                    if tail { "RPOP" } else { "LPOP" },
+                    vec![key.name.clone()],
+                );
+            }
+            Ok(value)
+        })
+    }
+
+    fn list_get(&mut self, this: Resource<KeyRes>, index: i64) -> R<Vec<u8>> {
+        self.with_key(&this, |key, _| {
+            expect_type(key, LIST)?;
+            let raw = key.raw.as_ref().ok_or(KeyFault::OutOfRange)?;
+            list_index(index, raw.value_length())?;
+            raw.list_get(index).ok_or(KeyFault::OutOfRange)
+        })
+    }
+
+    fn list_set(&mut self, this: Resource<KeyRes>, index: i64, value: Vec<u8>) -> R<()> {
+        self.with_key(&this, |key, effects| {
+            expect_type(key, LIST)?;
+            let raw = writable(key)?;
+            let at = list_index(index, raw.value_length())?;
+            if !raw.list_set(index, &value) {
+                return Err(KeyFault::OutOfRange);
+            }
+            effects.record(key.db, "LSET", vec![key.name.clone(), num(at), value]);
+            Ok(())
+        })
+    }
+
+    fn list_insert(&mut self, this: Resource<KeyRes>, index: i64, value: Vec<u8>) -> R<()> {
+        self.with_key(&this, |key, effects| {
+            expect_type(key, LIST)?;
+            let raw = writable(key)?;
+            let before = raw.value_length();
+            let len = i64::try_from(before).map_err(|_| KeyFault::OutOfRange)?;
+            // Where the new element lands: before `index`, or after it when negative.
+            let at = if index >= 0 { index } else { len + index + 1 };
+            if !(0..=len).contains(&at) || !raw.list_insert(index, &value) {
+                return Err(KeyFault::OutOfRange);
+            }
+            let name = key.name.clone();
+            if at == len {
+                effects.record(key.db, "RPUSH", vec![name, value]);
+            } else if at == 0 {
+                effects.record(key.db, "LPUSH", vec![name, value]);
+            } else {
+                // No command inserts by index: mark the element now after the new one, insert
+                // before the mark, then restore the element.
+                let displaced = raw.list_get(at + 1).unwrap_or_default();
+                let mark = tombstone().to_vec();
+                effects.record(key.db, "LSET", vec![name.clone(), num(at), mark.clone()]);
+                effects.record(
+                    key.db,
+                    "LINSERT",
+                    vec![name.clone(), b"BEFORE".to_vec(), mark, value],
+                );
+                effects.record(key.db, "LSET", vec![name, num(at + 1), displaced]);
+            }
+            Ok(())
+        })
+    }
+
+    fn list_delete(&mut self, this: Resource<KeyRes>, index: i64) -> R<()> {
+        self.with_key(&this, |key, effects| {
+            expect_type(key, LIST)?;
+            let raw = writable(key)?;
+            let at = list_index(index, raw.value_length())?;
+            if !raw.list_delete(index) {
+                return Err(KeyFault::OutOfRange);
+            }
+            let mark = tombstone().to_vec();
+            effects.record(
+                key.db,
+                "LSET",
+                vec![key.name.clone(), num(at), mark.clone()],
+            );
+            effects.record(key.db, "LREM", vec![key.name.clone(), b"1".to_vec(), mark]);
+            Ok(())
+        })
+    }
+
+    fn zset_add(
+        &mut self,
+        this: Resource<KeyRes>,
+        score: f64,
+        member: Vec<u8>,
+        flags: ZaddFlags,
+    ) -> R<ZaddOutcome> {
+        self.with_key(&this, |key, effects| {
+            expect_type(key, ZSET)?;
+            if score.is_nan() {
+                return Err(KeyFault::Invalid("ERR the score is not a number".into()));
+            }
+            let out = writable(key)?
+                .zset_add(score, &member, zadd_flags(flags))
+                .ok_or_else(|| {
+                    KeyFault::Invalid(
+                        "ERR invalid zset-add flags (NX and XX, or GT/LT with NX)".into(),
+                    )
+                })?;
+            if zset_changed(out) {
+                effects.record(
+                    key.db,
+                    "ZADD",
+                    vec![key.name.clone(), ffi::double_to_string(score), member],
+                );
+            }
+            Ok(zadd_outcome(out))
+        })
+    }
+
+    fn zset_incrby(
+        &mut self,
+        this: Resource<KeyRes>,
+        increment: f64,
+        member: Vec<u8>,
+        flags: ZaddFlags,
+    ) -> R<(f64, ZaddOutcome)> {
+        self.with_key(&this, |key, effects| {
+            expect_type(key, ZSET)?;
+            if increment.is_nan() {
+                return Err(KeyFault::Invalid(
+                    "ERR the increment is not a number".into(),
+                ));
+            }
+            let (score, out) = writable(key)?
+                .zset_incrby(increment, &member, zadd_flags(flags))
+                .ok_or_else(|| {
+                    KeyFault::Invalid(
+                        "ERR invalid flags, or the resulting score is not a number".into(),
+                    )
+                })?;
+            if zset_changed(out) {
+                effects.record(
+                    key.db,
+                    "ZADD",
+                    vec![key.name.clone(), ffi::double_to_string(score), member],
+                );
+            }
+            Ok((score, zadd_outcome(out)))
+        })
+    }
+
+    fn zset_score(&mut self, this: Resource<KeyRes>, member: Vec<u8>) -> R<Option<f64>> {
+        self.with_key(&this, |key, _| {
+            expect_type(key, ZSET)?;
+            Ok(key
+                .raw
+                .as_ref()
+                .filter(|_| type_of(key) == ZSET)
+                .and_then(|raw| raw.zset_score(&member)))
+        })
+    }
+
+    fn zset_rem(&mut self, this: Resource<KeyRes>, member: Vec<u8>) -> R<bool> {
+        self.with_key(&this, |key, effects| {
+            expect_type(key, ZSET)?;
+            let raw = writable(key)?;
+            if type_of(key) == EMPTY {
+                return Ok(false);
+            }
+            let deleted = raw.zset_rem(&member).unwrap_or(false);
+            if deleted {
+                effects.record(key.db, "ZREM", vec![key.name.clone(), member]);
+            }
+            Ok(deleted)
+        })
+    }
+
+    fn zset_first_in_score_range(
+        &mut self,
+        this: Resource<KeyRes>,
+        min: f64,
+        max: f64,
+        min_ex: bool,
+        max_ex: bool,
+    ) -> R<()> {
+        self.with_key(&this, |key, _| {
+            start_range(key, |raw| {
+                raw.zset_score_range(false, min, max, min_ex, max_ex)
+            })
+        })
+    }
+
+    fn zset_last_in_score_range(
+        &mut self,
+        this: Resource<KeyRes>,
+        min: f64,
+        max: f64,
+        min_ex: bool,
+        max_ex: bool,
+    ) -> R<()> {
+        self.with_key(&this, |key, _| {
+            start_range(key, |raw| {
+                raw.zset_score_range(true, min, max, min_ex, max_ex)
+            })
+        })
+    }
+
+    fn zset_first_in_lex_range(
+        &mut self,
+        this: Resource<KeyRes>,
+        min: Vec<u8>,
+        max: Vec<u8>,
+    ) -> R<()> {
+        self.with_key(&this, |key, _| {
+            start_range(key, |raw| raw.zset_lex_range(false, &min, &max))
+        })
+    }
+
+    fn zset_last_in_lex_range(
+        &mut self,
+        this: Resource<KeyRes>,
+        min: Vec<u8>,
+        max: Vec<u8>,
+    ) -> R<()> {
+        self.with_key(&this, |key, _| {
+            start_range(key, |raw| raw.zset_lex_range(true, &min, &max))
+        })
+    }
+
+    fn zset_range_current_element(&mut self, this: Resource<KeyRes>) -> R<Option<(Vec<u8>, f64)>> {
+        self.with_key(&this, |key, _| {
+            Ok(range(key)?.and_then(RawKey::zset_range_current))
+        })
+    }
+
+    fn zset_range_next(&mut self, this: Resource<KeyRes>) -> R<bool> {
+        self.with_key(&this, |key, _| {
+            Ok(range(key)?.is_some_and(RawKey::zset_range_next))
+        })
+    }
+
+    fn zset_range_prev(&mut self, this: Resource<KeyRes>) -> R<bool> {
+        self.with_key(&this, |key, _| {
+            Ok(range(key)?.is_some_and(RawKey::zset_range_prev))
+        })
+    }
+
+    fn zset_range_end_reached(&mut self, this: Resource<KeyRes>) -> R<bool> {
+        self.with_key(&this, |key, _| {
+            Ok(range(key)?.is_none_or(RawKey::zset_range_end_reached))
+        })
+    }
+
+    fn zset_range_stop(&mut self, this: Resource<KeyRes>) -> wasmtime::Result<()> {
+        let _ = self.with_key(&this, |key, _| {
+            if key.range == RangeState::Active {
+                if let Some(raw) = &key.raw {
+                    raw.zset_range_stop();
+                }
+            }
+            key.range = RangeState::None;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn hash_set(
+        &mut self,
+        this: Resource<KeyRes>,
+        flags: HashSetFlags,
+        fields: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> R<u64> {
+        self.with_key(&this, |key, effects| {
+            expect_type(key, HASH)?;
+            if flags.contains(HashSetFlags::NX) && flags.contains(HashSetFlags::XX) {
+                return Err(KeyFault::Invalid(
+                    "ERR hash-set flags NX and XX are exclusive".into(),
+                ));
+            }
+            let raw = writable(key)?;
+            let mut base = raw::REDISMODULE_HASH_COUNT_ALL as i32;
+            if flags.contains(HashSetFlags::NX) {
+                base |= raw::REDISMODULE_HASH_NX as i32;
+            }
+            if flags.contains(HashSetFlags::XX) {
+                base |= raw::REDISMODULE_HASH_XX as i32;
+            }
+            let mut count = 0u64;
+            for (field, value) in fields {
+                // A deletion on a missing hash does nothing (and the key must not be created).
+                if value.is_none() && type_of(key) == EMPTY {
+                    continue;
+                }
+                let existed = type_of(key) == HASH && raw.hash_exists(&field);
+                let changed = raw.hash_set(base, &field, value.as_deref()).unwrap_or(0) > 0;
+                if !changed {
+                    continue;
+                }
+                if existed || flags.contains(HashSetFlags::COUNT_ALL) {
+                    count += 1;
+                }
+                match value {
+                    Some(value) => {
+                        effects.record(key.db, "HSET", vec![key.name.clone(), field, value])
+                    }
+                    None => effects.record(key.db, "HDEL", vec![key.name.clone(), field]),
+                }
+            }
+            Ok(count)
+        })
+    }
+
+    fn hash_get(
+        &mut self,
+        this: Resource<KeyRes>,
+        fields: Vec<Vec<u8>>,
+    ) -> R<Vec<Option<Vec<u8>>>> {
+        self.with_key(&this, |key, _| {
+            expect_type(key, HASH)?;
+            Ok(match key.raw.as_ref().filter(|_| type_of(key) == HASH) {
+                Some(raw) => fields.iter().map(|f| raw.hash_get(f)).collect(),
+                None => vec![None; fields.len()],
+            })
+        })
+    }
+
+    fn hash_exists(&mut self, this: Resource<KeyRes>, fields: Vec<Vec<u8>>) -> R<Vec<bool>> {
+        self.with_key(&this, |key, _| {
+            expect_type(key, HASH)?;
+            Ok(match key.raw.as_ref().filter(|_| type_of(key) == HASH) {
+                Some(raw) => fields.iter().map(|f| raw.hash_exists(f)).collect(),
+                None => vec![false; fields.len()],
+            })
+        })
+    }
+
+    fn drop(&mut self, this: Resource<KeyRes>) -> wasmtime::Result<()> {
+        if let Ok(scope) = self.command() {
+            scope.keys.remove(&this.rep());
+        }
+        Ok(())
+    }
+}
+
+/// Replicates a key's expire as it now is.
+fn record_expire(key: &KeyHandle, effects: &mut Effects) {
+    let at = key.raw.as_ref().map_or(-1, RawKey::get_abs_expire);
+    if at == -1 {
+        effects.record(key.db, "PERSIST", vec![key.name.clone()]);
+    } else {
+        effects.record(key.db, "PEXPIREAT", vec![key.name.clone(), num(at)]);
+    }
+}
+
+/// Starts a sorted-set range. A missing key is an empty range.
+fn start_range(key: &mut KeyHandle, start: impl FnOnce(&RawKey) -> bool) -> Result<(), KeyFault> {
+    expect_type(key, ZSET)?;
+    if let (Some(raw), RangeState::Active) = (&key.raw, key.range) {
+        raw.zset_range_stop();
+    }
+    key.range = RangeState::Active;
+    if let Some(raw) = key.raw.as_ref().filter(|_| type_of(key) == ZSET) {
+        if !start(raw) {
+            key.range = RangeState::None;
+            return Err(KeyFault::Invalid("invalid range".into()));
+        }
+    }
+    Ok(())
+}
+
+/// The key of an active range (`None`: the range is over an empty key).
+fn range(key: &KeyHandle) -> Result<Option<&RawKey>, KeyFault> {
+    match key.range {
+        RangeState::Active => Ok(key.raw.as_ref().filter(|_| type_of(key) == ZSET)),
+        RangeState::None | RangeState::Interrupted => Err(KeyFault::NoRange),
+    }
+}

@@ -1,0 +1,302 @@
+//! `RedisModule_Call` and call replies.
+
+use std::ffi::{CString, c_char, c_int};
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+
+use redis_module::raw;
+
+use super::{Ctx, OwnedString};
+
+unsafe extern "C" {
+    /// glibc's errno location: RM_Call reports why it refused a command through errno.
+    fn __errno_location() -> *mut c_int;
+}
+
+fn set_errno(value: c_int) {
+    // SAFETY: glibc returns a valid thread-local pointer.
+    unsafe { *__errno_location() = value };
+}
+
+fn errno() -> c_int {
+    // SAFETY: as above.
+    unsafe { *__errno_location() }
+}
+
+/// The type of a call reply (`REDISMODULE_REPLY_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyKind {
+    Unknown,
+    String,
+    Error,
+    Integer,
+    Array,
+    Null,
+    Map,
+    Set,
+    Bool,
+    Double,
+    BigNumber,
+    Verbatim,
+    Attribute,
+}
+
+/// The top-level reply of one `RM_Call`; freed when the last reference goes.
+#[derive(Debug)]
+struct Root(NonNull<raw::RedisModuleCallReply>);
+
+// SAFETY: call replies are only used and freed under Redis's global lock.
+unsafe impl Send for Root {}
+// SAFETY: as above; shared references only read.
+unsafe impl Sync for Root {}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        // SAFETY: we own the top-level reply; elements are only reachable through it.
+        unsafe { super::api!(RedisModule_FreeCallReply)(self.0.as_ptr()) };
+    }
+}
+
+/// A call reply or an element of one. Elements keep their root alive.
+#[derive(Clone, Debug)]
+pub struct CallReply {
+    root: Arc<Root>,
+    ptr: NonNull<raw::RedisModuleCallReply>,
+}
+
+// SAFETY: the element pointer is only dereferenced under Redis's global lock while `root` keeps
+// the reply alive.
+unsafe impl Send for CallReply {}
+// SAFETY: as above; shared references only read.
+unsafe impl Sync for CallReply {}
+
+fn bytes_from(p: *const c_char, len: usize) -> Option<Vec<u8>> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: Redis returned a pointer to `len` bytes owned by the reply, which is alive.
+    Some(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }.to_vec())
+}
+
+impl CallReply {
+    fn child(&self, ptr: *mut raw::RedisModuleCallReply) -> Option<CallReply> {
+        NonNull::new(ptr).map(|ptr| CallReply {
+            root: self.root.clone(),
+            ptr,
+        })
+    }
+
+    pub fn kind(&self) -> ReplyKind {
+        // SAFETY: `ptr` is alive while `root` is.
+        let t = unsafe { super::api!(RedisModule_CallReplyType)(self.ptr.as_ptr()) } as isize;
+        match t {
+            raw::REDISMODULE_REPLY_STRING => ReplyKind::String,
+            raw::REDISMODULE_REPLY_ERROR => ReplyKind::Error,
+            raw::REDISMODULE_REPLY_INTEGER => ReplyKind::Integer,
+            raw::REDISMODULE_REPLY_ARRAY => ReplyKind::Array,
+            raw::REDISMODULE_REPLY_NULL => ReplyKind::Null,
+            raw::REDISMODULE_REPLY_MAP => ReplyKind::Map,
+            raw::REDISMODULE_REPLY_SET => ReplyKind::Set,
+            raw::REDISMODULE_REPLY_BOOL => ReplyKind::Bool,
+            raw::REDISMODULE_REPLY_DOUBLE => ReplyKind::Double,
+            raw::REDISMODULE_REPLY_BIG_NUMBER => ReplyKind::BigNumber,
+            raw::REDISMODULE_REPLY_VERBATIM_STRING => ReplyKind::Verbatim,
+            raw::REDISMODULE_REPLY_ATTRIBUTE => ReplyKind::Attribute,
+            _ => ReplyKind::Unknown,
+        }
+    }
+
+    pub fn length(&self) -> u64 {
+        // SAFETY: as in `kind`.
+        unsafe { super::api!(RedisModule_CallReplyLength)(self.ptr.as_ptr()) as u64 }
+    }
+
+    pub fn integer(&self) -> i64 {
+        // SAFETY: as in `kind`; returns LLONG_MIN for other types.
+        unsafe { super::api!(RedisModule_CallReplyInteger)(self.ptr.as_ptr()) }
+    }
+
+    /// The bytes of a string, status or error reply.
+    pub fn string(&self) -> Option<Vec<u8>> {
+        if !matches!(self.kind(), ReplyKind::String | ReplyKind::Error) {
+            return None;
+        }
+        let mut len = 0usize;
+        // SAFETY: as in `kind`.
+        let p = unsafe { super::api!(RedisModule_CallReplyStringPtr)(self.ptr.as_ptr(), &mut len) };
+        bytes_from(p, len)
+    }
+
+    pub fn double(&self) -> f64 {
+        // SAFETY: as in `kind`.
+        unsafe { super::api!(RedisModule_CallReplyDouble)(self.ptr.as_ptr()) }
+    }
+
+    pub fn boolean(&self) -> bool {
+        // SAFETY: as in `kind`.
+        unsafe { super::api!(RedisModule_CallReplyBool)(self.ptr.as_ptr()) != 0 }
+    }
+
+    pub fn big_number(&self) -> Option<String> {
+        if self.kind() != ReplyKind::BigNumber {
+            return None;
+        }
+        let mut len = 0usize;
+        // SAFETY: as in `kind`.
+        let p = unsafe { super::api!(RedisModule_CallReplyBigNumber)(self.ptr.as_ptr(), &mut len) };
+        bytes_from(p, len).map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    pub fn verbatim(&self) -> Option<(String, Vec<u8>)> {
+        if self.kind() != ReplyKind::Verbatim {
+            return None;
+        }
+        let mut len = 0usize;
+        let mut format: *const c_char = ptr::null();
+        // SAFETY: as in `kind`; the format is 3 bytes inside the reply.
+        let p = unsafe {
+            super::api!(RedisModule_CallReplyVerbatim)(self.ptr.as_ptr(), &mut len, &mut format)
+        };
+        let text = bytes_from(p, len)?;
+        let format = bytes_from(format, 3)
+            .map(|f| String::from_utf8_lossy(&f).into_owned())
+            .unwrap_or_default();
+        Some((format, text))
+    }
+
+    pub fn array_element(&self, index: u64) -> Option<CallReply> {
+        if self.kind() != ReplyKind::Array || index >= self.length() {
+            return None;
+        }
+        // SAFETY: an in-range element of an array reply.
+        self.child(unsafe {
+            super::api!(RedisModule_CallReplyArrayElement)(self.ptr.as_ptr(), index as usize)
+        })
+    }
+
+    pub fn set_element(&self, index: u64) -> Option<CallReply> {
+        if self.kind() != ReplyKind::Set || index >= self.length() {
+            return None;
+        }
+        // SAFETY: an in-range element of a set reply.
+        self.child(unsafe {
+            super::api!(RedisModule_CallReplySetElement)(self.ptr.as_ptr(), index as usize)
+        })
+    }
+
+    pub fn map_element(&self, index: u64) -> Option<(CallReply, CallReply)> {
+        if self.kind() != ReplyKind::Map || index >= self.length() {
+            return None;
+        }
+        let mut key = ptr::null_mut();
+        let mut value = ptr::null_mut();
+        // SAFETY: an in-range pair of a map reply; Redis writes two element pointers.
+        let status = unsafe {
+            super::api!(RedisModule_CallReplyMapElement)(
+                self.ptr.as_ptr(),
+                index as usize,
+                &mut key,
+                &mut value,
+            )
+        };
+        if status != super::OK {
+            return None;
+        }
+        Some((self.child(key)?, self.child(value)?))
+    }
+
+    pub fn attribute(&self) -> Option<CallReply> {
+        // SAFETY: as in `kind`; NULL when the reply has no attribute.
+        self.child(unsafe { super::api!(RedisModule_CallReplyAttribute)(self.ptr.as_ptr()) })
+    }
+
+    /// The reply's RESP encoding.
+    pub fn proto(&self) -> Vec<u8> {
+        let mut len = 0usize;
+        // SAFETY: as in `kind`.
+        let p = unsafe { super::api!(RedisModule_CallReplyProto)(self.ptr.as_ptr(), &mut len) };
+        bytes_from(p, len).unwrap_or_default()
+    }
+
+    /// Whether this is a status reply (`+...`) rather than a bulk string.
+    pub fn is_status(&self) -> bool {
+        self.kind() == ReplyKind::String && self.proto().first() == Some(&b'+')
+    }
+}
+
+/// Why `RM_Call` did not run the command (its `errno`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallRefusal {
+    UnknownCommand,
+    WrongArity,
+    NotAllowed,
+    NoSpace,
+    NoPermission,
+    NonLocalKey,
+    ClusterDown,
+    Other(c_int),
+}
+
+const ENOENT: c_int = 2;
+const EBADF: c_int = 9;
+const EACCES: c_int = 13;
+const EPERM: c_int = 1;
+const EINVAL: c_int = 22;
+const ENOSPC: c_int = 28;
+const ESPIPE: c_int = 29;
+const EROFS: c_int = 30;
+const ENETDOWN: c_int = 100;
+
+impl Ctx {
+    /// `RedisModule_Call(ctx, command, "<modifiers>v", argv, argc)`.
+    pub fn call(
+        self,
+        command: &str,
+        args: &[&[u8]],
+        modifiers: &str,
+    ) -> Result<CallReply, CallRefusal> {
+        let strings: Vec<OwnedString> = args.iter().map(|a| OwnedString::new(a)).collect();
+        let mut argv: Vec<*mut raw::RedisModuleString> =
+            strings.iter().map(OwnedString::as_ptr).collect();
+        let command = super::c_string(command.as_bytes());
+        let format = CString::new(format!("{modifiers}v")).unwrap_or_default();
+        set_errno(0);
+        // SAFETY: valid context; format "v" takes an array of RedisModuleString pointers and its
+        // length, all alive for the call; Redis copies what it keeps.
+        let reply = unsafe {
+            super::api!(RedisModule_Call)(
+                self.0.as_ptr(),
+                command.as_ptr(),
+                format.as_ptr(),
+                argv.as_mut_ptr(),
+                argv.len(),
+            )
+        };
+        match NonNull::new(reply) {
+            Some(ptr) => Ok(CallReply {
+                root: Arc::new(Root(ptr)),
+                ptr,
+            }),
+            None => Err(match errno() {
+                ENOENT => CallRefusal::UnknownCommand,
+                EINVAL => CallRefusal::WrongArity,
+                ESPIPE => CallRefusal::NotAllowed,
+                ENOSPC => CallRefusal::NoSpace,
+                EACCES => CallRefusal::NoPermission,
+                EPERM => CallRefusal::NonLocalKey,
+                EROFS | ENETDOWN => CallRefusal::ClusterDown,
+                EBADF => CallRefusal::Other(EBADF),
+                other => CallRefusal::Other(other),
+            }),
+        }
+    }
+
+    /// `RedisModule_ReplyWithCallReply`: false if Redis refused (a RESP3 reply to a RESP2 client).
+    pub fn reply_call_reply(self, reply: &CallReply) -> bool {
+        // SAFETY: valid context and a live reply.
+        unsafe {
+            super::api!(RedisModule_ReplyWithCallReply)(self.0.as_ptr(), reply.ptr.as_ptr())
+                == super::OK
+        }
+    }
+}

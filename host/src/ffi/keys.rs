@@ -1,0 +1,372 @@
+//! Open keys (`RedisModuleKey`) and the low-level key API.
+//!
+//! A [`RawKey`] is closed when dropped. The host (`keyspace.rs`) guarantees what the C API does
+//! not: no two handles conflict on one key, and every key is closed before `RM_Call` runs and
+//! before the command returns.
+
+use std::ffi::c_int;
+use std::ptr::{self, NonNull};
+
+use redis_module::raw;
+
+use super::{Ctx, OwnedString};
+
+#[derive(Debug)]
+pub struct RawKey(NonNull<raw::RedisModuleKey>);
+
+// SAFETY: keys are only used and closed under Redis's global lock, within the command that
+// opened them.
+unsafe impl Send for RawKey {}
+
+impl Drop for RawKey {
+    fn drop(&mut self) {
+        // SAFETY: we own this open key.
+        unsafe { api!(RedisModule_CloseKey)(self.0.as_ptr()) };
+    }
+}
+
+/// Takes ownership of a string Redis returned (not under automatic memory) and copies it out.
+fn take_string(s: *mut raw::RedisModuleString) -> Option<Vec<u8>> {
+    let s = NonNull::new(s)?;
+    let owned = OwnedString(s);
+    Some(owned.bytes().to_vec())
+}
+
+const OK: c_int = super::OK;
+
+pub const MODE_READ: c_int = raw::REDISMODULE_READ as c_int;
+pub const MODE_WRITE: c_int = raw::REDISMODULE_WRITE as c_int;
+
+impl Ctx {
+    /// `RedisModule_OpenKey`. `None` for a missing key opened for reading only.
+    pub fn open_key(self, name: &[u8], mode: c_int) -> Option<RawKey> {
+        let name = OwnedString::new(name);
+        // SAFETY: valid context; Redis retains the name string for the key's life.
+        let key = unsafe { api!(RedisModule_OpenKey)(self.0.as_ptr(), name.as_ptr(), mode) };
+        NonNull::new(key.cast::<raw::RedisModuleKey>()).map(RawKey)
+    }
+
+    /// `RedisModule_KeyExists`.
+    pub fn key_exists(self, name: &[u8]) -> bool {
+        let name = OwnedString::new(name);
+        // SAFETY: valid context and string.
+        unsafe { api!(RedisModule_KeyExists)(self.0.as_ptr(), name.as_ptr()) != 0 }
+    }
+
+    pub fn selected_db(self) -> i32 {
+        // SAFETY: valid context.
+        unsafe { api!(RedisModule_GetSelectedDb)(self.0.as_ptr()) }
+    }
+
+    pub fn select_db(self, db: i32) -> bool {
+        // SAFETY: valid context; Redis checks the id.
+        unsafe { api!(RedisModule_SelectDb)(self.0.as_ptr(), db) == OK }
+    }
+}
+
+/// Runs `f` with the key pointer. Every call below is a Module API function on a key we hold open.
+macro_rules! key_call {
+    ($self:ident, $f:ident $(, $arg:expr)*) => {
+        // SAFETY: `$self.0` is an open key owned by this RawKey; arguments are valid for the call.
+        unsafe { api!($f)($self.0.as_ptr() $(, $arg)*) }
+    };
+}
+
+impl RawKey {
+    /// `REDISMODULE_KEYTYPE_*`.
+    pub fn key_type(&self) -> isize {
+        key_call!(self, RedisModule_KeyType) as isize
+    }
+
+    pub fn value_length(&self) -> u64 {
+        key_call!(self, RedisModule_ValueLength) as u64
+    }
+
+    pub fn delete(&self) -> bool {
+        key_call!(self, RedisModule_DeleteKey) == OK
+    }
+
+    pub fn unlink(&self) -> bool {
+        key_call!(self, RedisModule_UnlinkKey) == OK
+    }
+
+    pub fn get_expire(&self) -> i64 {
+        key_call!(self, RedisModule_GetExpire)
+    }
+
+    pub fn set_expire(&self, ms: i64) -> bool {
+        key_call!(self, RedisModule_SetExpire, ms) == OK
+    }
+
+    pub fn get_abs_expire(&self) -> i64 {
+        key_call!(self, RedisModule_GetAbsExpire)
+    }
+
+    pub fn set_abs_expire(&self, unix_ms: i64) -> bool {
+        key_call!(self, RedisModule_SetAbsExpire, unix_ms) == OK
+    }
+
+    pub fn string_set(&self, value: &[u8]) -> bool {
+        let value = OwnedString::new(value);
+        key_call!(self, RedisModule_StringSet, value.as_ptr()) == OK
+    }
+
+    /// `RedisModule_StringDMA`: the value's bytes, or `None` if the key is not a string.
+    fn dma(&self, mode: c_int) -> Option<(*mut u8, usize)> {
+        let mut len = 0usize;
+        let p = key_call!(self, RedisModule_StringDMA, &mut len, mode);
+        (!p.is_null()).then_some((p.cast::<u8>(), len))
+    }
+
+    /// Copies bytes `offset..offset+len` (clipped to the string).
+    pub fn string_read(&self, offset: u64, len: u64) -> Option<Vec<u8>> {
+        let (p, size) = self.dma(MODE_READ)?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(size);
+        let end = start
+            .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
+            .min(size);
+        if start == end {
+            return Some(Vec::new());
+        }
+        // SAFETY: DMA gives `size` readable bytes; start..end is inside them.
+        Some(unsafe { std::slice::from_raw_parts(p.add(start), end - start) }.to_vec())
+    }
+
+    /// Overwrites bytes in place; false if not a string or the range is outside it.
+    pub fn string_write(&self, offset: u64, data: &[u8]) -> Result<(), &'static str> {
+        let (p, size) = self.dma(MODE_WRITE).ok_or("not a string")?;
+        let start = usize::try_from(offset).map_err(|_| "offset out of range")?;
+        let end = start.checked_add(data.len()).ok_or("offset out of range")?;
+        if end > size {
+            return Err(
+                "the write goes past the end of the string (enlarge it with string-truncate)",
+            );
+        }
+        if !data.is_empty() {
+            // SAFETY: DMA in write mode gives `size` writable bytes, unshared; start..end fits.
+            unsafe { ptr::copy_nonoverlapping(data.as_ptr(), p.add(start), data.len()) };
+        }
+        Ok(())
+    }
+
+    pub fn string_truncate(&self, len: u64) -> bool {
+        let Ok(len) = usize::try_from(len) else {
+            return false;
+        };
+        key_call!(self, RedisModule_StringTruncate, len) == OK
+    }
+
+    pub fn list_push(&self, tail: bool, value: &[u8]) -> bool {
+        let value = OwnedString::new(value);
+        let where_ = if tail {
+            raw::REDISMODULE_LIST_TAIL
+        } else {
+            raw::REDISMODULE_LIST_HEAD
+        } as c_int;
+        key_call!(self, RedisModule_ListPush, where_, value.as_ptr()) == OK
+    }
+
+    pub fn list_pop(&self, tail: bool) -> Option<Vec<u8>> {
+        let where_ = if tail {
+            raw::REDISMODULE_LIST_TAIL
+        } else {
+            raw::REDISMODULE_LIST_HEAD
+        } as c_int;
+        take_string(key_call!(self, RedisModule_ListPop, where_))
+    }
+
+    pub fn list_get(&self, index: i64) -> Option<Vec<u8>> {
+        take_string(key_call!(self, RedisModule_ListGet, index))
+    }
+
+    pub fn list_set(&self, index: i64, value: &[u8]) -> bool {
+        let value = OwnedString::new(value);
+        key_call!(self, RedisModule_ListSet, index, value.as_ptr()) == OK
+    }
+
+    pub fn list_insert(&self, index: i64, value: &[u8]) -> bool {
+        let value = OwnedString::new(value);
+        key_call!(self, RedisModule_ListInsert, index, value.as_ptr()) == OK
+    }
+
+    pub fn list_delete(&self, index: i64) -> bool {
+        key_call!(self, RedisModule_ListDelete, index) == OK
+    }
+
+    /// `RedisModule_ZsetAdd`: the output flags, or `None` on error.
+    pub fn zset_add(&self, score: f64, member: &[u8], flags: c_int) -> Option<c_int> {
+        let member = OwnedString::new(member);
+        let mut flags = flags;
+        (key_call!(
+            self,
+            RedisModule_ZsetAdd,
+            score,
+            member.as_ptr(),
+            &mut flags
+        ) == OK)
+            .then_some(flags)
+    }
+
+    /// `RedisModule_ZsetIncrby`: the new score and output flags.
+    pub fn zset_incrby(&self, increment: f64, member: &[u8], flags: c_int) -> Option<(f64, c_int)> {
+        let member = OwnedString::new(member);
+        let mut flags = flags;
+        let mut score = 0.0;
+        (key_call!(
+            self,
+            RedisModule_ZsetIncrby,
+            increment,
+            member.as_ptr(),
+            &mut flags,
+            &mut score
+        ) == OK)
+            .then_some((score, flags))
+    }
+
+    pub fn zset_score(&self, member: &[u8]) -> Option<f64> {
+        let member = OwnedString::new(member);
+        let mut score = 0.0;
+        (key_call!(self, RedisModule_ZsetScore, member.as_ptr(), &mut score) == OK).then_some(score)
+    }
+
+    /// `RedisModule_ZsetRem`: whether the member was deleted, or `None` on error.
+    pub fn zset_rem(&self, member: &[u8]) -> Option<bool> {
+        let member = OwnedString::new(member);
+        let mut deleted: c_int = 0;
+        (key_call!(self, RedisModule_ZsetRem, member.as_ptr(), &mut deleted) == OK)
+            .then_some(deleted != 0)
+    }
+
+    pub fn zset_score_range(
+        &self,
+        last: bool,
+        min: f64,
+        max: f64,
+        min_ex: bool,
+        max_ex: bool,
+    ) -> bool {
+        let (minex, maxex) = (c_int::from(min_ex), c_int::from(max_ex));
+        if last {
+            key_call!(
+                self,
+                RedisModule_ZsetLastInScoreRange,
+                min,
+                max,
+                minex,
+                maxex
+            ) == OK
+        } else {
+            key_call!(
+                self,
+                RedisModule_ZsetFirstInScoreRange,
+                min,
+                max,
+                minex,
+                maxex
+            ) == OK
+        }
+    }
+
+    pub fn zset_lex_range(&self, last: bool, min: &[u8], max: &[u8]) -> bool {
+        let (min, max) = (OwnedString::new(min), OwnedString::new(max));
+        if last {
+            key_call!(
+                self,
+                RedisModule_ZsetLastInLexRange,
+                min.as_ptr(),
+                max.as_ptr()
+            ) == OK
+        } else {
+            key_call!(
+                self,
+                RedisModule_ZsetFirstInLexRange,
+                min.as_ptr(),
+                max.as_ptr()
+            ) == OK
+        }
+    }
+
+    pub fn zset_range_current(&self) -> Option<(Vec<u8>, f64)> {
+        let mut score = 0.0;
+        let member = take_string(key_call!(
+            self,
+            RedisModule_ZsetRangeCurrentElement,
+            &mut score
+        ))?;
+        Some((member, score))
+    }
+
+    pub fn zset_range_next(&self) -> bool {
+        key_call!(self, RedisModule_ZsetRangeNext) != 0
+    }
+
+    pub fn zset_range_prev(&self) -> bool {
+        key_call!(self, RedisModule_ZsetRangePrev) != 0
+    }
+
+    pub fn zset_range_end_reached(&self) -> bool {
+        key_call!(self, RedisModule_ZsetRangeEndReached) != 0
+    }
+
+    pub fn zset_range_stop(&self) {
+        key_call!(self, RedisModule_ZsetRangeStop);
+    }
+
+    /// `RedisModule_HashSet` for one field (`None` deletes it). Returns Redis's count, or `None`
+    /// on error.
+    pub fn hash_set(&self, flags: c_int, field: &[u8], value: Option<&[u8]>) -> Option<c_int> {
+        let field = OwnedString::new(field);
+        let value = value.map(OwnedString::new);
+        // REDISMODULE_HASH_DELETE is the pointer value 1.
+        let value_ptr = value
+            .as_ref()
+            .map_or(1usize as *mut raw::RedisModuleString, OwnedString::as_ptr);
+        let null: *mut raw::RedisModuleString = ptr::null_mut();
+        let n = key_call!(
+            self,
+            RedisModule_HashSet,
+            flags,
+            field.as_ptr(),
+            value_ptr,
+            null
+        );
+        (n >= 0).then_some(n)
+    }
+
+    /// `RedisModule_HashGet` for one field.
+    pub fn hash_get(&self, field: &[u8]) -> Option<Vec<u8>> {
+        let field = OwnedString::new(field);
+        let mut out: *mut raw::RedisModuleString = ptr::null_mut();
+        let null: *mut raw::RedisModuleString = ptr::null_mut();
+        let flags = raw::REDISMODULE_HASH_NONE as c_int;
+        if key_call!(
+            self,
+            RedisModule_HashGet,
+            flags,
+            field.as_ptr(),
+            &mut out as *mut _,
+            null
+        ) != OK
+        {
+            return None;
+        }
+        take_string(out)
+    }
+
+    /// `RedisModule_HashGet` with `REDISMODULE_HASH_EXISTS` for one field.
+    pub fn hash_exists(&self, field: &[u8]) -> bool {
+        let field = OwnedString::new(field);
+        let mut exists: c_int = 0;
+        let null: *mut raw::RedisModuleString = ptr::null_mut();
+        let flags = raw::REDISMODULE_HASH_EXISTS as c_int;
+        key_call!(
+            self,
+            RedisModule_HashGet,
+            flags,
+            field.as_ptr(),
+            &mut exists as *mut c_int,
+            null
+        ) == OK
+            && exists != 0
+    }
+}

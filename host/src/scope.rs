@@ -1,0 +1,267 @@
+//! What one running command owns: its context, open keys, call replies and write effects.
+//!
+//! Handles given to the guest are numbers (`rep`s) into the tables here. Numbers come from a
+//! per-store counter and are never reused, and every table is emptied when the command returns,
+//! so a handle kept past its command, or used after being dropped, is simply not found: the
+//! guest gets an error, never a dangling pointer.
+//!
+//! **Keys.** A key open for writing cannot be opened again in the same command, and a key open
+//! for reading cannot then be opened for writing (the C API leaves both undefined). Before every
+//! `RM_Call` all keys are closed (the call may delete or replace them) and reopened on next use.
+//!
+//! **Effects.** Low-level writes are recorded as the equivalent Redis commands and replicated in
+//! order: before each call (so replicas see writes in the order they happened), before `SELECT`,
+//! and when the command ends. See [`Effects`].
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use crate::ffi::{CallReply, Ctx, MODE_READ, MODE_WRITE, RawKey};
+use crate::registry::CommandSpec;
+
+/// Marker types naming the guest-visible resources in the generated bindings.
+pub struct KeyRes;
+pub struct ReplyRes;
+
+/// Most handles (keys plus call replies) one command may hold at once.
+pub const MAX_HANDLES: usize = 100_000;
+
+/// A key handle.
+pub struct KeyHandle {
+    pub name: Vec<u8>,
+    pub db: i32,
+    pub write: bool,
+    /// `None` when the key was missing at a read-only open, or while suspended.
+    pub raw: Option<RawKey>,
+    /// Closed for a call; reopened on next use.
+    pub suspended: bool,
+    pub range: RangeState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeState {
+    None,
+    Active,
+    /// A call closed the key under an active range.
+    Interrupted,
+}
+
+/// A call reply handle.
+pub struct ReplyHandle {
+    pub reply: CallReply,
+    /// Whether the call that produced it used RESP3.
+    pub resp3: bool,
+}
+
+/// Why a key operation could not run (mapped to the WIT `key-error`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyFault {
+    WrongType,
+    NotWritable,
+    AlreadyOpen,
+    Closed,
+    OutOfRange,
+    Invalid(String),
+    NoRange,
+}
+
+/// One replicated command, in the database it applies to.
+struct Effect {
+    db: i32,
+    command: Cow<'static, str>,
+    args: Vec<Vec<u8>>,
+    /// `RM_Replicate` modifiers ("", "A", "R").
+    modifiers: &'static str,
+}
+
+/// The replication of one command's effects.
+///
+/// - Low-level key writes are recorded as commands (`LPUSH`, `SETRANGE`, `ZADD`, ...) and
+///   flushed in order before each call, before `SELECT`, and at the end.
+/// - Calls replicate themselves (`!`), between those flushes.
+/// - Explicit `replicate` requests are emitted last, as the Modules API documents.
+/// - `replicate-verbatim` replicates the command instead; recorded writes are then dropped — or,
+///   if the guest trapped (replicas might not fail the same way), emitted instead of it.
+#[derive(Default)]
+pub struct Effects {
+    pending: Vec<Effect>,
+    explicit: Vec<Effect>,
+    pub verbatim: bool,
+    /// A call already propagated effects (replicate-verbatim is then refused).
+    pub calls_replicated: bool,
+}
+
+impl Effects {
+    pub fn record(&mut self, db: i32, command: &'static str, args: Vec<Vec<u8>>) {
+        self.pending.push(Effect {
+            db,
+            command: Cow::Borrowed(command),
+            args,
+            modifiers: "",
+        });
+    }
+
+    pub fn record_explicit(
+        &mut self,
+        db: i32,
+        command: String,
+        args: Vec<Vec<u8>>,
+        modifiers: &'static str,
+    ) {
+        self.explicit.push(Effect {
+            db,
+            command: Cow::Owned(command),
+            args,
+            modifiers,
+        });
+    }
+
+    fn emit(ctx: Ctx, effects: impl Iterator<Item = Effect>) {
+        let current = ctx.selected_db();
+        let mut selected = current;
+        for effect in effects {
+            if effect.db != selected && ctx.select_db(effect.db) {
+                selected = effect.db;
+            }
+            let args: Vec<&[u8]> = effect.args.iter().map(Vec::as_slice).collect();
+            ctx.replicate(&effect.command, &args, effect.modifiers);
+        }
+        if selected != current {
+            ctx.select_db(current);
+        }
+    }
+
+    /// Emits recorded low-level writes (unless the command replicates verbatim).
+    pub fn flush(&mut self, ctx: Ctx) {
+        if !self.verbatim && !self.pending.is_empty() {
+            Effects::emit(ctx, self.pending.drain(..));
+        }
+    }
+
+    /// Emits everything at the end of the command.
+    pub fn finish(&mut self, ctx: Ctx, trapped: bool) {
+        if self.verbatim && !trapped {
+            self.pending.clear();
+            ctx.replicate_verbatim();
+        } else {
+            self.verbatim = false;
+            self.flush(ctx);
+        }
+        Effects::emit(ctx, self.explicit.drain(..));
+    }
+}
+
+/// A unique list element used to replicate index-based list edits with LSET/LINSERT/LREM.
+pub fn tombstone() -> &'static [u8] {
+    static TOMBSTONE: OnceLock<Vec<u8>> = OnceLock::new();
+    TOMBSTONE.get_or_init(|| {
+        let mut random = [0u8; 16];
+        let _ = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random));
+        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        format!("redis-wasm:tombstone:{hex}").into_bytes()
+    })
+}
+
+/// One running command.
+pub struct CommandScope {
+    pub ctx: Ctx,
+    pub command: Arc<CommandSpec>,
+    /// Whether the command is flagged `write`.
+    pub may_write: bool,
+    pub keys: HashMap<u32, KeyHandle>,
+    pub replies: HashMap<u32, ReplyHandle>,
+    pub effects: Effects,
+}
+
+impl CommandScope {
+    pub fn new(ctx: Ctx, command: Arc<CommandSpec>) -> Self {
+        let may_write = command.flags.variant().may_write();
+        CommandScope {
+            ctx,
+            command,
+            may_write,
+            keys: HashMap::new(),
+            replies: HashMap::new(),
+            effects: Effects::default(),
+        }
+    }
+
+    pub fn handle_count(&self) -> usize {
+        self.keys.len() + self.replies.len()
+    }
+
+    /// Opens a key, enforcing the conflict rules.
+    pub fn open_key(&mut self, name: &[u8], write: bool) -> Result<KeyHandle, KeyFault> {
+        if write && !self.may_write {
+            return Err(KeyFault::NotWritable);
+        }
+        let db = self.ctx.selected_db();
+        let conflict = self
+            .keys
+            .values()
+            .any(|k| k.db == db && k.name == name && (k.write || write));
+        if conflict {
+            return Err(KeyFault::AlreadyOpen);
+        }
+        let mode = if write {
+            MODE_READ | MODE_WRITE
+        } else {
+            MODE_READ
+        };
+        let raw = self.ctx.open_key(name, mode);
+        Ok(KeyHandle {
+            name: name.to_vec(),
+            db,
+            write,
+            raw,
+            suspended: false,
+            range: RangeState::None,
+        })
+    }
+
+    /// The key behind a handle, reopened if a call suspended it, with the effects log.
+    pub fn key(&mut self, rep: u32) -> Result<(&mut KeyHandle, &mut Effects), KeyFault> {
+        let CommandScope {
+            ctx, keys, effects, ..
+        } = self;
+        let ctx = *ctx;
+        let key = keys.get_mut(&rep).ok_or(KeyFault::Closed)?;
+        if key.suspended {
+            let current = ctx.selected_db();
+            let switched = key.db != current && ctx.select_db(key.db);
+            let mode = if key.write {
+                MODE_READ | MODE_WRITE
+            } else {
+                MODE_READ
+            };
+            key.raw = ctx.open_key(&key.name, mode);
+            if switched {
+                ctx.select_db(current);
+            }
+            key.suspended = false;
+        }
+        Ok((key, effects))
+    }
+
+    /// Closes every key before something that may change the keyspace under them (a call), and
+    /// emits recorded writes so they precede the call's own effects.
+    pub fn suspend_keys(&mut self) {
+        self.effects.flush(self.ctx);
+        for key in self.keys.values_mut() {
+            key.raw = None;
+            key.suspended = true;
+            if key.range == RangeState::Active {
+                key.range = RangeState::Interrupted;
+            }
+        }
+    }
+
+    /// Ends the command: closes keys, releases replies, emits replication.
+    pub fn finish(&mut self, trapped: bool) {
+        self.keys.clear();
+        self.replies.clear();
+        self.effects.finish(self.ctx, trapped);
+    }
+}
