@@ -179,8 +179,7 @@ impl Context {
         reply::reply_with_simple_string(value);
     }
 
-    /// `RedisModule_ReplyWithError`. The leading uppercase word is the error code; `ERR` is added
-    /// when there is none.
+    /// `RedisModule_ReplyWithError`, sent as written: start it with an error code (`ERR ...`).
     pub fn reply_with_error(&self, message: &str) {
         reply::reply_with_error(message);
     }

@@ -161,8 +161,7 @@ pub enum RedisError {
     WrongArity,
     /// The standard `WRONGTYPE` error.
     WrongType,
-    /// An error message. The leading uppercase word is the error code (`ERR`, ...); the host adds
-    /// `ERR` when there is none.
+    /// An error message, sent as written: start it with an error code (`ERR`, ...).
     Str(&'static str),
     /// An error message, like [`RedisError::Str`].
     String(String),
