@@ -2,6 +2,7 @@
 //! Each test starts its own server (see `redis_wasm_tests::Server`).
 
 mod foundation;
+mod hello;
 
 /// Every guest the build compiles must be used by some test: adding a guest without a test fails.
 #[test]

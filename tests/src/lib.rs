@@ -234,6 +234,23 @@ impl Client {
         (0..n).map(|_| self.read()).collect()
     }
 
+    /// Reads the RDB payload that follows `SYNC` (`$<len>\r\n` and the bytes, no CRLF), after
+    /// the master's keepalive newlines.
+    fn read_sync_payload(&mut self) {
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            self.reader.read_until(b'\n', &mut line).expect("read from redis");
+            if line.starts_with(b"$") {
+                break;
+            }
+            assert!(line.trim_ascii().is_empty(), "unexpected SYNC reply {:?}", String::from_utf8_lossy(&line));
+        }
+        let len: usize = String::from_utf8_lossy(&line[1..]).trim().parse().expect("RDB length");
+        let mut rdb = vec![0u8; len];
+        self.reader.read_exact(&mut rdb).expect("read the RDB");
+    }
+
     /// Reads one reply.
     pub fn read(&mut self) -> Reply {
         let line = self.line();
@@ -268,6 +285,41 @@ impl Client {
             "~" => Reply::Set(self.items(rest)),
             ">" => Reply::Push(self.items(rest)),
             other => panic!("unknown RESP type {other:?} in line {line:?}"),
+        }
+    }
+}
+
+/// Reads the replication stream a replica of `server` receives: attaches with `SYNC` and
+/// returns the commands propagated after that.
+pub struct ReplicationTap {
+    client: Client,
+    marker: u32,
+}
+
+impl ReplicationTap {
+    pub fn attach(server: &Server) -> ReplicationTap {
+        let mut client = server.client();
+        client.send(&[b"SYNC"]);
+        client.read_sync_payload();
+        ReplicationTap { client, marker: 0 }
+    }
+
+    /// Every command propagated since the last call (PINGs left out), as text. Writes a marker
+    /// key on `server` and reads until it arrives.
+    pub fn commands(&mut self, server: &Server) -> Vec<Vec<String>> {
+        self.marker += 1;
+        let marker = format!("tap-marker-{}", self.marker);
+        server.client().cmd(&["SET", "__tap__", &marker]);
+        let mut out = Vec::new();
+        loop {
+            let command: Vec<String> = self.client.read().array().iter().map(Reply::text).collect();
+            if command.first().is_some_and(|c| c.eq_ignore_ascii_case("ping")) {
+                continue;
+            }
+            if command.len() == 3 && command[1] == "__tap__" && command[2] == marker {
+                return out;
+            }
+            out.push(command);
         }
     }
 }
@@ -389,6 +441,28 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Makes this server a replica of `master` and waits until it is in sync.
+    pub fn replicate_from(&self, master: &Server) {
+        let mut c = self.client();
+        assert_eq!(c.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]), Reply::Status("OK".into()));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !c.cmd(&["INFO", "replication"]).text().contains("master_link_status:up") {
+            assert!(Instant::now() < deadline, "replica did not connect; its log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until every replica acknowledged everything written so far.
+    pub fn wait_replicas(&self) {
+        let acked = self.client().cmd(&["WAIT", "1", "10000"]).int();
+        assert!(acked >= 1, "no replica acknowledged the writes");
+    }
+
+    /// `DEBUG DIGEST` of the dataset.
+    pub fn digest(&self) -> String {
+        self.client().cmd(&["DEBUG", "DIGEST"]).text()
     }
 
     pub fn client(&self) -> Client {

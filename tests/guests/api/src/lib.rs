@@ -1,0 +1,462 @@
+//! Test guest: exercises the module API piece by piece. `API.KEY <op> <key> [args]` runs one
+//! low-level key operation; the other commands each probe one behaviour.
+
+use std::cell::RefCell;
+
+use redis_wasm_sdk::{
+    redis_module, CallFlags, CallReply, Context, HashSetFlags, Key, KeyError, ListWhere, NextArg, RedisError,
+    RedisResult, RedisString, RedisValue, ReplyType, ZaddFlags,
+};
+
+fn bulk(s: impl Into<Vec<u8>>) -> RedisValue {
+    RedisValue::StringBuffer(s.into())
+}
+
+fn describe_key_error(e: &KeyError) -> String {
+    match e {
+        KeyError::WrongType => "wrong-type".into(),
+        KeyError::NotWritable => "not-writable".into(),
+        KeyError::AlreadyOpen => "already-open".into(),
+        KeyError::Closed => "closed".into(),
+        KeyError::OutOfRange => "out-of-range".into(),
+        KeyError::Invalid(m) => format!("invalid: {m}"),
+        KeyError::NoRange => "no-range".into(),
+    }
+}
+
+/// Turns a key result into a reply: the value, or an error naming the key error.
+fn key_result(r: Result<RedisValue, KeyError>) -> RedisResult {
+    r.map_err(|e| RedisError::String(format!("KEYERR {}", describe_key_error(&e))))
+}
+
+/// Describes a call reply as nested arrays: [type, payload...].
+fn describe(reply: &CallReply) -> RedisValue {
+    let t = reply.reply_type();
+    let name = format!("{t:?}").to_lowercase();
+    let mut out = vec![bulk(name)];
+    match t {
+        ReplyType::String | ReplyType::Error => out.push(RedisValue::BulkRedisString(reply.string().unwrap_or_default())),
+        ReplyType::Integer => out.push(RedisValue::Integer(reply.integer())),
+        ReplyType::Double => out.push(RedisValue::Double(reply.double().unwrap_or(f64::NAN))),
+        ReplyType::Bool => out.push(RedisValue::Integer(i64::from(reply.boolean().unwrap_or(false)))),
+        ReplyType::BigNumber => out.push(bulk(reply.big_number().unwrap_or_default())),
+        ReplyType::VerbatimString => {
+            let (format, text) = reply.verbatim().unwrap_or_default();
+            out.push(bulk(format));
+            out.push(bulk(text));
+        }
+        ReplyType::Array | ReplyType::Set => out.push(RedisValue::Array(reply.iter().map(|e| describe(&e)).collect())),
+        ReplyType::Map => {
+            let mut pairs = Vec::new();
+            for i in 0..reply.len() {
+                if let Some((k, v)) = reply.map_element(i) {
+                    pairs.push(describe(&k));
+                    pairs.push(describe(&v));
+                }
+            }
+            out.push(RedisValue::Array(pairs));
+        }
+        _ => {}
+    }
+    RedisValue::Array(out)
+}
+
+fn resp_flags(which: &RedisString) -> Result<CallFlags, RedisError> {
+    Ok(match which.as_slice() {
+        b"2" => CallFlags::empty(),
+        b"3" => CallFlags::RESP3,
+        b"auto" => CallFlags::RESP_AUTO,
+        _ => return Err(RedisError::Str("ERR protocol must be 2, 3 or auto")),
+    })
+}
+
+fn call_args(args: &[RedisString]) -> Vec<&dyn redis_wasm_sdk::CallArg> {
+    args.iter().map(|a| a as &dyn redis_wasm_sdk::CallArg).collect()
+}
+
+fn call_error(e: redis_wasm_sdk::CallError) -> RedisError {
+    let kind = match &e {
+        redis_wasm_sdk::CallError::UnknownCommand(_) => "unknown-command",
+        redis_wasm_sdk::CallError::WrongArity(_) => "wrong-arity",
+        redis_wasm_sdk::CallError::NonLocalKey(_) => "non-local-key",
+        redis_wasm_sdk::CallError::ClusterDown(_) => "cluster-down",
+        redis_wasm_sdk::CallError::NoPermission(_) => "no-permission",
+        redis_wasm_sdk::CallError::OutOfMemory(_) => "out-of-memory",
+        redis_wasm_sdk::CallError::WriteNotAllowed(_) => "write-not-allowed",
+        redis_wasm_sdk::CallError::NotAllowed(_) => "not-allowed",
+        redis_wasm_sdk::CallError::Other(_) => "other",
+    };
+    RedisError::String(format!("CALLERR {kind}: {}", e.message()))
+}
+
+/// `API.CALL <2|3|auto> <command> [args]`: calls and describes the reply.
+fn api_call(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() < 3 {
+        return Err(RedisError::WrongArity);
+    }
+    let flags = resp_flags(&args[1])?;
+    let reply = ctx.call_ext(args[2].try_as_str()?, &call_args(&args[3..]), flags).map_err(call_error)?;
+    Ok(describe(&reply))
+}
+
+/// `API.FORWARD <2|3|auto> <command> [args]`: calls and replies with the call's reply as it is.
+fn api_forward(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() < 3 {
+        return Err(RedisError::WrongArity);
+    }
+    let flags = resp_flags(&args[1])?;
+    let reply = ctx.call_ext(args[2].try_as_str()?, &call_args(&args[3..]), flags).map_err(call_error)?;
+    ctx.reply_with_call_reply(&reply);
+    Ok(RedisValue::NoReply)
+}
+
+/// Same as API.CALL, from a command flagged `write`.
+fn api_wcall(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    api_call(ctx, args)
+}
+
+/// `API.PARSE <value>`: [SDK integer parse, host integer parse, host double parse].
+fn api_parse(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let value = args.into_iter().nth(1).ok_or(RedisError::WrongArity)?;
+    let show = |r: Result<RedisValue, RedisError>| r.unwrap_or_else(|e| RedisValue::Error(e.to_string()));
+    let host_int = redis_wasm_sdk::wit::redis::module::strings::string_to_long_long(value.as_slice())
+        .map(RedisValue::Integer)
+        .map_err(RedisError::String);
+    Ok(RedisValue::Array(vec![
+        show(value.parse_integer().map(RedisValue::Integer)),
+        show(host_int),
+        show(value.parse_float().map(RedisValue::Double)),
+    ]))
+}
+
+/// `API.TYPES`: one reply of every RESP3 type.
+fn api_types(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    Ok(RedisValue::Array(vec![
+        RedisValue::Map(vec![(bulk("a"), RedisValue::Integer(1))]),
+        RedisValue::Set(vec![bulk("x")]),
+        RedisValue::Double(1.5),
+        RedisValue::Bool(true),
+        RedisValue::Bool(false),
+        RedisValue::BigNumber("-12345678901234567890123".into()),
+        RedisValue::VerbatimString("txt".into(), b"some text".to_vec()),
+        RedisValue::NullArray,
+        RedisValue::Null,
+        RedisValue::Error("ERR inner".into()),
+    ]))
+}
+
+/// `API.POSTPONED`: nested postponed aggregates closed innermost first.
+fn api_postponed(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    ctx.reply_with_postponed_array();
+    ctx.reply_with_long_long(1);
+    ctx.reply_with_postponed_map();
+    ctx.reply_with_simple_string("k");
+    ctx.reply_with_postponed_set();
+    ctx.reply_with_long_long(2);
+    ctx.reply_with_long_long(3);
+    ctx.reply_set_set_length(2);
+    ctx.reply_set_map_length(1);
+    ctx.reply_with_empty_array();
+    ctx.reply_set_array_length(3);
+    Ok(RedisValue::NoReply)
+}
+
+/// `API.BADPOSTPONED <case>`: postponed-length mistakes.
+fn api_bad_postponed(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    match args.get(1).map(RedisString::as_slice) {
+        Some(b"never-set") => {
+            ctx.reply_with_postponed_array();
+            ctx.reply_with_long_long(1);
+        }
+        Some(b"wrong-count") => {
+            ctx.reply_with_postponed_array();
+            ctx.reply_with_long_long(1);
+            ctx.reply_set_array_length(2);
+        }
+        Some(b"wrong-kind") => {
+            ctx.reply_with_postponed_map();
+            ctx.reply_set_array_length(0);
+        }
+        _ => ctx.reply_set_array_length(0),
+    }
+    Ok(RedisValue::NoReply)
+}
+
+fn where_(arg: &RedisString) -> Result<ListWhere, RedisError> {
+    match arg.as_slice() {
+        b"head" => Ok(ListWhere::Head),
+        b"tail" => Ok(ListWhere::Tail),
+        _ => Err(RedisError::Str("ERR where must be head or tail")),
+    }
+}
+
+fn zflags(arg: &RedisString) -> ZaddFlags {
+    let mut flags = ZaddFlags::empty();
+    for word in arg.to_string().split(',') {
+        match word {
+            "nx" => flags |= ZaddFlags::NX,
+            "xx" => flags |= ZaddFlags::XX,
+            "gt" => flags |= ZaddFlags::GT,
+            "lt" => flags |= ZaddFlags::LT,
+            _ => {}
+        }
+    }
+    flags
+}
+
+fn opt(s: &RedisString) -> Option<&[u8]> {
+    (s.as_slice() != b"-").then_some(s.as_slice())
+}
+
+/// Runs one key operation on an open key.
+fn key_op(ctx: &Context, key: &Key, op: &str, args: &mut impl Iterator<Item = RedisString>) -> Result<RedisValue, RedisError> {
+    let r: Result<RedisValue, KeyError> = match op {
+        "type" => key.key_type().map(|t| bulk(format!("{t:?}").to_lowercase())),
+        "len" => key.value_length().map(RedisValue::from),
+        "delete" => key.delete().map(|()| RedisValue::SimpleStringStatic("OK")),
+        "unlink" => key.unlink().map(|()| RedisValue::SimpleStringStatic("OK")),
+        "get-expire" => key.get_expire().map(RedisValue::Integer),
+        "set-expire" => key.set_expire(args.next_i64()?).map(|()| RedisValue::SimpleStringStatic("OK")),
+        "get-abs-expire" => key.get_abs_expire().map(RedisValue::Integer),
+        "set-abs-expire" => key.set_abs_expire(args.next_i64()?).map(|()| RedisValue::SimpleStringStatic("OK")),
+        "string-set" => key.string_set(args.next_arg()?).map(|()| RedisValue::SimpleStringStatic("OK")),
+        "string-get" => key.string_get().map(RedisValue::BulkRedisString),
+        "string-read" => {
+            let (offset, len) = (args.next_u64()? as usize, args.next_u64()? as usize);
+            key.string_read(offset, len).map(RedisValue::StringBuffer)
+        }
+        "string-write" => {
+            let offset = args.next_u64()? as usize;
+            key.string_write(offset, args.next_arg()?.as_slice()).map(|()| RedisValue::SimpleStringStatic("OK"))
+        }
+        "string-truncate" => key.string_truncate(args.next_u64()? as usize).map(|()| RedisValue::SimpleStringStatic("OK")),
+        "list-push" => {
+            let w = where_(&args.next_arg()?)?;
+            key.list_push(w, args.next_arg()?).map(|()| RedisValue::SimpleStringStatic("OK"))
+        }
+        "list-pop" => key.list_pop(where_(&args.next_arg()?)?).map(RedisValue::from),
+        "list-get" => key.list_get(args.next_i64()?).map(RedisValue::BulkRedisString),
+        "list-set" => {
+            let i = args.next_i64()?;
+            key.list_set(i, args.next_arg()?).map(|()| RedisValue::SimpleStringStatic("OK"))
+        }
+        "list-insert" => {
+            let i = args.next_i64()?;
+            key.list_insert(i, args.next_arg()?).map(|()| RedisValue::SimpleStringStatic("OK"))
+        }
+        "list-delete" => key.list_delete(args.next_i64()?).map(|()| RedisValue::SimpleStringStatic("OK")),
+        "zset-add" => {
+            let (flags, score, member) = (zflags(&args.next_arg()?), args.next_f64()?, args.next_arg()?);
+            key.zset_add(score, member, flags).map(|o| bulk(format!("{o:?}")))
+        }
+        "zset-incrby" => {
+            let (flags, incr, member) = (zflags(&args.next_arg()?), args.next_f64()?, args.next_arg()?);
+            key.zset_incrby(incr, member, flags).map(|(score, o)| RedisValue::Array(vec![RedisValue::Double(score), bulk(format!("{o:?}"))]))
+        }
+        "zset-score" => key.zset_score(args.next_arg()?).map(|s| s.map_or(RedisValue::Null, RedisValue::Double)),
+        "zset-rem" => key.zset_rem(args.next_arg()?).map(RedisValue::Bool),
+        "zset-range" => {
+            // zset-range <score|lex> <first|last> <min> <max> [minex maxex]
+            let by = args.next_string()?;
+            let last = args.next_string()? == "last";
+            let (min, max) = (args.next_arg()?, args.next_arg()?);
+            let started = if by == "lex" {
+                if last { key.zset_last_in_lex_range(&min, &max) } else { key.zset_first_in_lex_range(&min, &max) }
+            } else {
+                let (lo, hi) = (min.parse_float()?, max.parse_float()?);
+                let minex = args.next().is_some_and(|a| a.as_slice() == b"1");
+                let maxex = args.next().is_some_and(|a| a.as_slice() == b"1");
+                if last { key.zset_last_in_score_range(lo, hi, minex, maxex) } else { key.zset_first_in_score_range(lo, hi, minex, maxex) }
+            };
+            started.and_then(|()| {
+                let mut out = Vec::new();
+                while !key.zset_range_end_reached()? {
+                    if let Some((m, s)) = key.zset_range_current_element()? {
+                        out.push(RedisValue::BulkRedisString(m));
+                        out.push(RedisValue::Double(s));
+                    }
+                    if last { key.zset_range_prev()? } else { key.zset_range_next()? };
+                }
+                key.zset_range_stop();
+                Ok(RedisValue::Array(out))
+            })
+        }
+        "hash-set" => {
+            // hash-set <flags> field value|- [field value|-]...
+            let words = args.next_string()?;
+            let mut flags = HashSetFlags::empty();
+            for w in words.split(',') {
+                match w {
+                    "nx" => flags |= HashSetFlags::NX,
+                    "xx" => flags |= HashSetFlags::XX,
+                    "count-all" => flags |= HashSetFlags::COUNT_ALL,
+                    _ => {}
+                }
+            }
+            let rest: Vec<RedisString> = args.collect();
+            let pairs: Vec<(&[u8], Option<&[u8]>)> = rest.chunks(2).map(|p| (p[0].as_slice(), p.get(1).and_then(opt))).collect();
+            key.hash_set(flags, &pairs).map(|n| RedisValue::Integer(n as i64))
+        }
+        "hash-get" => {
+            let rest: Vec<RedisString> = args.collect();
+            let fields: Vec<&[u8]> = rest.iter().map(RedisString::as_slice).collect();
+            key.hash_get(&fields).map(RedisValue::from)
+        }
+        "hash-exists" => {
+            let rest: Vec<RedisString> = args.collect();
+            let fields: Vec<&[u8]> = rest.iter().map(RedisString::as_slice).collect();
+            key.hash_exists(&fields).map(|v| RedisValue::Array(v.into_iter().map(RedisValue::Bool).collect()))
+        }
+        other => return Err(RedisError::String(format!("ERR unknown op {other}"))),
+    };
+    let _ = ctx;
+    key_result(r)
+}
+
+/// `API.KEY <op> <key> [args]`: opens the key for writing and runs one operation.
+fn api_key(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let mut args = args.into_iter().skip(1);
+    let op = args.next_string()?;
+    let key = ctx.open_key_writable(args.next_arg()?).map_err(|e| RedisError::String(format!("KEYERR {}", describe_key_error(&e))))?;
+    key_op(ctx, &key, &op, &mut args)
+}
+
+/// `API.RKEY <op> <key> [args]`: the same from a read-only command, opening for reading.
+fn api_rkey(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let mut args = args.into_iter().skip(1);
+    let op = args.next_string()?;
+    let key = ctx.open_key(args.next_arg()?).map_err(|e| RedisError::String(format!("KEYERR {}", describe_key_error(&e))))?;
+    key_op(ctx, &key, &op, &mut args)
+}
+
+/// `API.OPEN2 <key> <r|w> <key> <r|w>`: opens two keys; reports what the second open gave.
+fn api_open2(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let open = |name: &RedisString, mode: &RedisString| {
+        if mode.as_slice() == b"w" { ctx.open_key_writable(name) } else { ctx.open_key(name) }
+    };
+    let _first = open(&args[1], &args[2]).map_err(|e| RedisError::String(describe_key_error(&e)))?;
+    Ok(match open(&args[3], &args[4]) {
+        Ok(_) => bulk("opened"),
+        Err(e) => bulk(describe_key_error(&e)),
+    })
+}
+
+/// `API.DELWHILEOPEN <key>`: pushes through a handle, deletes the key with a call, pushes again
+/// through the same handle (reopened after the call). Replies [len before DEL, len after].
+fn api_del_while_open(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = ctx.open_key_writable(&args[1])?;
+    key.list_push(ListWhere::Tail, "a")?;
+    let before = key.value_length()?;
+    ctx.call("DEL", &[&args[1]])?;
+    key.list_push(ListWhere::Tail, "b")?;
+    Ok(RedisValue::Array(vec![RedisValue::from(before), RedisValue::from(key.value_length()?)]))
+}
+
+thread_local!(static KEPT: RefCell<Option<Key>> = const { RefCell::new(None) });
+
+/// `API.KEEP <key>`: stores a key handle past the command.
+fn api_keep(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = ctx.open_key(&args[1])?;
+    KEPT.with_borrow_mut(|kept| *kept = Some(key));
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `API.USEKEPT`: uses the stored handle in a later command.
+fn api_use_kept(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    KEPT.with_borrow(|kept| match kept {
+        Some(key) => key_result(key.key_type().map(|t| bulk(format!("{t:?}")))),
+        None => Err(RedisError::Str("ERR nothing kept")),
+    })
+}
+
+/// `API.RANGECALL <key>`: a sorted-set range interrupted by a call.
+fn api_range_call(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = ctx.open_key(&args[1])?;
+    key.zset_first_in_score_range(f64::NEG_INFINITY, f64::INFINITY, false, false)?;
+    ctx.call("PING", &[])?;
+    key_result(key.zset_range_next().map(RedisValue::Bool))
+}
+
+/// `API.REPLICATE <command> [args]`: explicit replication.
+fn api_replicate(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    ctx.replicate(args[1].try_as_str()?, &call_args(&args[2..]))?;
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `API.ORDER <key>`: explicit replicate first, then a key write, then a call. Replicas get the
+/// key write, the call, then the explicit command.
+fn api_order(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    ctx.replicate("ECHO", &[&"explicit"])?;
+    ctx.open_key_writable(&args[1])?.list_push(ListWhere::Tail, "low-level")?;
+    ctx.call("RPUSH", &[&args[1], &"called"])?;
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `API.VERBATIMAFTERCALL <key>`: asks for verbatim replication after a replicated call.
+fn api_verbatim_after_call(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    ctx.call("INCR", &[&args[1]])?;
+    ctx.replicate_verbatim()?;
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `API.FAILAFTERWRITE <key>`: writes, then fails.
+fn api_fail_after_write(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    ctx.open_key_writable(&args[1])?.list_push(ListWhere::Tail, "written")?;
+    ctx.call("INCR", &[&"counter"])?;
+    Err(RedisError::Str("ERR failed after writing"))
+}
+
+/// `API.SELECTWRITE <db> <key> <value>`: selects a database, writes, selects back.
+fn api_select_write(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let original = ctx.get_selected_db();
+    ctx.select_db(args[1].parse_unsigned_integer()? as u32)?;
+    ctx.open_key_writable(&args[2])?.string_set(&args[3])?;
+    ctx.select_db(original)?;
+    Ok(RedisValue::Integer(i64::from(ctx.get_selected_db())))
+}
+
+/// `API.FLAGS`: the context flags, and the time.
+fn api_flags(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    let flags = format!("{:?}", ctx.get_context_flags());
+    Ok(RedisValue::Array(vec![bulk(flags), RedisValue::Integer(ctx.milliseconds())]))
+}
+
+/// `API.POOL <n>`: fills `n` pool allocations and sums them.
+fn api_pool(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let n = args[1].parse_unsigned_integer()? as usize;
+    let mut total = 0u64;
+    for i in 0..n {
+        let buf = ctx.pool_alloc(100);
+        buf.fill((i % 256) as u8);
+        total += buf.iter().map(|&b| u64::from(b)).sum::<u64>();
+    }
+    Ok(RedisValue::Integer(total as i64))
+}
+
+redis_module! {
+    name: "api",
+    version: 1,
+    commands: [
+        ["api.call", api_call, "readonly", 0, 0, 0],
+        ["api.wcall", api_wcall, "write", 0, 0, 0],
+        ["api.forward", api_forward, "readonly", 0, 0, 0],
+        ["api.parse", api_parse, "readonly", 0, 0, 0],
+        ["api.types", api_types, "readonly", 0, 0, 0],
+        ["api.postponed", api_postponed, "readonly", 0, 0, 0],
+        ["api.badpostponed", api_bad_postponed, "readonly", 0, 0, 0],
+        ["api.key", api_key, "write", 2, 2, 1],
+        ["api.rkey", api_rkey, "readonly", 2, 2, 1],
+        ["api.open2", api_open2, "write", 1, 3, 2],
+        ["api.delwhileopen", api_del_while_open, "write", 1, 1, 1],
+        ["api.keep", api_keep, "readonly", 1, 1, 1],
+        ["api.usekept", api_use_kept, "readonly", 0, 0, 0],
+        ["api.rangecall", api_range_call, "readonly", 1, 1, 1],
+        ["api.replicate", api_replicate, "write", 0, 0, 0],
+        ["api.order", api_order, "write", 1, 1, 1],
+        ["api.verbatimaftercall", api_verbatim_after_call, "write", 1, 1, 1],
+        ["api.failafterwrite", api_fail_after_write, "write", 1, 1, 1],
+        ["api.selectwrite", api_select_write, "write", 2, 2, 1],
+        ["api.flags", api_flags, "readonly", 0, 0, 0],
+        ["api.pool", api_pool, "", 0, 0, 0],
+    ],
+}
