@@ -4,7 +4,7 @@
 //! RESP3, against Redis 7.0.15 with `src/modules/helloworld.c` built as a native module. The
 //! guest must give byte-identical replies.
 
-use redis_wasm_tests::{Reply, ReplicationTap, Server, ServerOptions, guests};
+use redis_wasm_tests::{ReplicationTap, Reply, Server, ServerOptions, guests};
 
 fn hello_server() -> Server {
     Server::with_module_args(&["LOAD", guests::HELLO])
@@ -15,80 +15,244 @@ const C_MODULE_REPLIES: &[(&str, &[u8], &[u8])] = &[
     ("select 3", b"+OK\r\n", b"+OK\r\n"),
     ("hello.simple", b":3\r\n", b":3\r\n"),
     ("select 0", b"+OK\r\n", b"+OK\r\n"),
-    ("hello.push.native", b"-ERR wrong number of arguments for 'hello.push.native' command\r\n", b"-ERR wrong number of arguments for 'hello.push.native' command\r\n"),
+    (
+        "hello.push.native",
+        b"-ERR wrong number of arguments for 'hello.push.native' command\r\n",
+        b"-ERR wrong number of arguments for 'hello.push.native' command\r\n",
+    ),
     ("hello.push.native l1 a", b":1\r\n", b":1\r\n"),
     ("hello.push.native l1 b", b":2\r\n", b":2\r\n"),
     ("hello.push.call l1 c", b":3\r\n", b":3\r\n"),
     ("hello.push.call2 l1 d", b":4\r\n", b":4\r\n"),
     ("set s1 hello", b"+OK\r\n", b"+OK\r\n"),
     ("hello.push.native s1 x", b":5\r\n", b":5\r\n"),
-    ("hello.push.call s1 x", b":-9223372036854775808\r\n", b":-9223372036854775808\r\n"),
-    ("hello.push.call2 s1 x", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
+    (
+        "hello.push.call s1 x",
+        b":-9223372036854775808\r\n",
+        b":-9223372036854775808\r\n",
+    ),
+    (
+        "hello.push.call2 s1 x",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    ),
     ("hello.list.sum.len l1", b":4\r\n", b":4\r\n"),
     ("hello.list.sum.len nokey", b":0\r\n", b":0\r\n"),
-    ("hello.list.sum.len", b"-ERR wrong number of arguments for 'hello.list.sum.len' command\r\n", b"-ERR wrong number of arguments for 'hello.list.sum.len' command\r\n"),
+    (
+        "hello.list.sum.len",
+        b"-ERR wrong number of arguments for 'hello.list.sum.len' command\r\n",
+        b"-ERR wrong number of arguments for 'hello.list.sum.len' command\r\n",
+    ),
     ("hello.list.splice l1 l2 2", b":2\r\n", b":2\r\n"),
     ("hello.list.splice l1 l2 100", b":0\r\n", b":0\r\n"),
-    ("hello.list.splice l1 l2 -1", b"-ERR invalid count\r\n", b"-ERR invalid count\r\n"),
-    ("hello.list.splice l1 l2 abc", b"-ERR invalid count\r\n", b"-ERR invalid count\r\n"),
-    ("hello.list.splice s1 l2 1", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
-    ("hello.list.splice l2 s1 1", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
+    (
+        "hello.list.splice l1 l2 -1",
+        b"-ERR invalid count\r\n",
+        b"-ERR invalid count\r\n",
+    ),
+    (
+        "hello.list.splice l1 l2 abc",
+        b"-ERR invalid count\r\n",
+        b"-ERR invalid count\r\n",
+    ),
+    (
+        "hello.list.splice s1 l2 1",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    ),
+    (
+        "hello.list.splice l2 s1 1",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    ),
     ("hello.list.splice.auto l2 l3 1", b":3\r\n", b":3\r\n"),
-    ("hello.list.splice.auto l2 l3 x", b"-ERR invalid count\r\n", b"-ERR invalid count\r\n"),
-    ("hello.list.splice.auto s1 l3 1", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
+    (
+        "hello.list.splice.auto l2 l3 x",
+        b"-ERR invalid count\r\n",
+        b"-ERR invalid count\r\n",
+    ),
+    (
+        "hello.list.splice.auto s1 l3 1",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    ),
     ("hello.rand.array 0", b"*0\r\n", b"*0\r\n"),
-    ("hello.rand.array -1", b"-ERR invalid count\r\n", b"-ERR invalid count\r\n"),
-    ("hello.rand.array x", b"-ERR invalid count\r\n", b"-ERR invalid count\r\n"),
+    (
+        "hello.rand.array -1",
+        b"-ERR invalid count\r\n",
+        b"-ERR invalid count\r\n",
+    ),
+    (
+        "hello.rand.array x",
+        b"-ERR invalid count\r\n",
+        b"-ERR invalid count\r\n",
+    ),
     ("hello.repl1", b":0\r\n", b":0\r\n"),
     ("get foo", b"$1\r\n1\r\n", b"$1\r\n1\r\n"),
     ("hello.repl1", b":0\r\n", b":0\r\n"),
     ("get bar", b"$1\r\n2\r\n", b"$1\r\n2\r\n"),
     ("rpush nums 1 2 3 x", b":4\r\n", b":4\r\n"),
     ("hello.repl2 nums", b":10\r\n", b":10\r\n"),
-    ("lrange nums 0 -1", b"*4\r\n$1\r\n2\r\n$1\r\n3\r\n$1\r\n4\r\n$1\r\n1\r\n", b"*4\r\n$1\r\n2\r\n$1\r\n3\r\n$1\r\n4\r\n$1\r\n1\r\n"),
-    ("hello.repl2 s1", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
-    ("hello.repl2 nokey", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
-    ("hello.repl2", b"-ERR wrong number of arguments for 'hello.repl2' command\r\n", b"-ERR wrong number of arguments for 'hello.repl2' command\r\n"),
+    (
+        "lrange nums 0 -1",
+        b"*4\r\n$1\r\n2\r\n$1\r\n3\r\n$1\r\n4\r\n$1\r\n1\r\n",
+        b"*4\r\n$1\r\n2\r\n$1\r\n3\r\n$1\r\n4\r\n$1\r\n1\r\n",
+    ),
+    (
+        "hello.repl2 s1",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    ),
+    (
+        "hello.repl2 nokey",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    ),
+    (
+        "hello.repl2",
+        b"-ERR wrong number of arguments for 'hello.repl2' command\r\n",
+        b"-ERR wrong number of arguments for 'hello.repl2' command\r\n",
+    ),
     ("set tc HeLLo123", b"+OK\r\n", b"+OK\r\n"),
     ("hello.toggle.case tc", b"+OK\r\n", b"+OK\r\n"),
     ("get tc", b"$8\r\nhEllO123\r\n", b"$8\r\nhEllO123\r\n"),
     ("hello.toggle.case nokey", b"+OK\r\n", b"+OK\r\n"),
-    ("hello.toggle.case l3", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
+    (
+        "hello.toggle.case l3",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    ),
     ("set ex v", b"+OK\r\n", b"+OK\r\n"),
     ("hello.more.expire ex 1000", b"+OK\r\n", b"+OK\r\n"),
     ("expire ex 100", b":1\r\n", b":1\r\n"),
     ("hello.more.expire ex 100000", b"+OK\r\n", b"+OK\r\n"),
-    ("hello.more.expire ex abc", b"-ERR invalid expire time\r\n", b"-ERR invalid expire time\r\n"),
+    (
+        "hello.more.expire ex abc",
+        b"-ERR invalid expire time\r\n",
+        b"-ERR invalid expire time\r\n",
+    ),
     ("hello.more.expire nokey 10", b"+OK\r\n", b"+OK\r\n"),
     ("zadd z 1 a 2 b 3 c 4 d", b":4\r\n", b":4\r\n"),
-    ("hello.zsumrange z 1 3", b"*2\r\n$1\r\n6\r\n$1\r\n6\r\n", b"*2\r\n,6\r\n,6\r\n"),
-    ("hello.zsumrange z -inf +inf", b"*2\r\n$2\r\n10\r\n$2\r\n10\r\n", b"*2\r\n,10\r\n,10\r\n"),
-    ("hello.zsumrange z 3 1", b"*2\r\n$1\r\n0\r\n$1\r\n0\r\n", b"*2\r\n,0\r\n,0\r\n"),
-    ("hello.zsumrange z x 1", b"-ERR invalid range\r\n", b"-ERR invalid range\r\n"),
-    ("hello.zsumrange nokey 1 2", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
-    ("hello.zsumrange s1 1 2", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
-    ("zadd lx 0 Anna:52 0 Bob:30 0 Carl:40 0 Dan:20", b":4\r\n", b":4\r\n"),
-    ("hello.lexrange lx [A [C 0 100", b"*2\r\n$7\r\nAnna:52\r\n$6\r\nBob:30\r\n", b"*2\r\n$7\r\nAnna:52\r\n$6\r\nBob:30\r\n"),
-    ("hello.lexrange lx - + 0 100", b"*4\r\n$7\r\nAnna:52\r\n$6\r\nBob:30\r\n$7\r\nCarl:40\r\n$6\r\nDan:20\r\n", b"*4\r\n$7\r\nAnna:52\r\n$6\r\nBob:30\r\n$7\r\nCarl:40\r\n$6\r\nDan:20\r\n"),
-    ("hello.lexrange lx (Bob + 0 1", b"*3\r\n$6\r\nBob:30\r\n$7\r\nCarl:40\r\n$6\r\nDan:20\r\n", b"*3\r\n$6\r\nBob:30\r\n$7\r\nCarl:40\r\n$6\r\nDan:20\r\n"),
-    ("hello.lexrange lx bad + 0 1", b"-invalid range\r\n", b"-invalid range\r\n"),
+    (
+        "hello.zsumrange z 1 3",
+        b"*2\r\n$1\r\n6\r\n$1\r\n6\r\n",
+        b"*2\r\n,6\r\n,6\r\n",
+    ),
+    (
+        "hello.zsumrange z -inf +inf",
+        b"*2\r\n$2\r\n10\r\n$2\r\n10\r\n",
+        b"*2\r\n,10\r\n,10\r\n",
+    ),
+    (
+        "hello.zsumrange z 3 1",
+        b"*2\r\n$1\r\n0\r\n$1\r\n0\r\n",
+        b"*2\r\n,0\r\n,0\r\n",
+    ),
+    (
+        "hello.zsumrange z x 1",
+        b"-ERR invalid range\r\n",
+        b"-ERR invalid range\r\n",
+    ),
+    (
+        "hello.zsumrange nokey 1 2",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    ),
+    (
+        "hello.zsumrange s1 1 2",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    ),
+    (
+        "zadd lx 0 Anna:52 0 Bob:30 0 Carl:40 0 Dan:20",
+        b":4\r\n",
+        b":4\r\n",
+    ),
+    (
+        "hello.lexrange lx [A [C 0 100",
+        b"*2\r\n$7\r\nAnna:52\r\n$6\r\nBob:30\r\n",
+        b"*2\r\n$7\r\nAnna:52\r\n$6\r\nBob:30\r\n",
+    ),
+    (
+        "hello.lexrange lx - + 0 100",
+        b"*4\r\n$7\r\nAnna:52\r\n$6\r\nBob:30\r\n$7\r\nCarl:40\r\n$6\r\nDan:20\r\n",
+        b"*4\r\n$7\r\nAnna:52\r\n$6\r\nBob:30\r\n$7\r\nCarl:40\r\n$6\r\nDan:20\r\n",
+    ),
+    (
+        "hello.lexrange lx (Bob + 0 1",
+        b"*3\r\n$6\r\nBob:30\r\n$7\r\nCarl:40\r\n$6\r\nDan:20\r\n",
+        b"*3\r\n$6\r\nBob:30\r\n$7\r\nCarl:40\r\n$6\r\nDan:20\r\n",
+    ),
+    (
+        "hello.lexrange lx bad + 0 1",
+        b"-invalid range\r\n",
+        b"-invalid range\r\n",
+    ),
     ("hello.lexrange lx [Z [A 0 1", b"*0\r\n", b"*0\r\n"),
-    ("hello.lexrange nokey - + 0 1", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
-    ("hello.lexrange s1 - + 0 1", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
-    ("hello.lexrange lx - +", b"-ERR wrong number of arguments for 'hello.lexrange' command\r\n", b"-ERR wrong number of arguments for 'hello.lexrange' command\r\n"),
+    (
+        "hello.lexrange nokey - + 0 1",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    ),
+    (
+        "hello.lexrange s1 - + 0 1",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    ),
+    (
+        "hello.lexrange lx - +",
+        b"-ERR wrong number of arguments for 'hello.lexrange' command\r\n",
+        b"-ERR wrong number of arguments for 'hello.lexrange' command\r\n",
+    ),
     ("hset h f1 v1", b":1\r\n", b":1\r\n"),
     ("hello.hcopy h f1 f2", b":1\r\n", b":1\r\n"),
-    ("hgetall h", b"*4\r\n$2\r\nf1\r\n$2\r\nv1\r\n$2\r\nf2\r\n$2\r\nv1\r\n", b"%2\r\n$2\r\nf1\r\n$2\r\nv1\r\n$2\r\nf2\r\n$2\r\nv1\r\n"),
+    (
+        "hgetall h",
+        b"*4\r\n$2\r\nf1\r\n$2\r\nv1\r\n$2\r\nf2\r\n$2\r\nv1\r\n",
+        b"%2\r\n$2\r\nf1\r\n$2\r\nv1\r\n$2\r\nf2\r\n$2\r\nv1\r\n",
+    ),
     ("hello.hcopy h nofield f3", b":0\r\n", b":0\r\n"),
     ("hello.hcopy newh a b", b":0\r\n", b":0\r\n"),
-    ("hello.hcopy s1 a b", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
-    ("hello.leftpad hello 10 *", b"$10\r\n*****hello\r\n", b"$10\r\n*****hello\r\n"),
-    ("hello.leftpad hello 3 *", b"$5\r\nhello\r\n", b"$5\r\nhello\r\n"),
-    ("hello.leftpad hello 10 ab", b"-ERR padding must be a single char\r\n", b"-ERR padding must be a single char\r\n"),
-    ("hello.leftpad hello -1 *", b"-ERR invalid padding length\r\n", b"-ERR invalid padding length\r\n"),
-    ("hello.leftpad hello x *", b"-ERR invalid padding length\r\n", b"-ERR invalid padding length\r\n"),
-    ("hello.leftpad hello 5 *", b"$5\r\nhello\r\n", b"$5\r\nhello\r\n"),
-    ("hello.leftpad", b"-ERR wrong number of arguments for 'hello.leftpad' command\r\n", b"-ERR wrong number of arguments for 'hello.leftpad' command\r\n"),
+    (
+        "hello.hcopy s1 a b",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    ),
+    (
+        "hello.leftpad hello 10 *",
+        b"$10\r\n*****hello\r\n",
+        b"$10\r\n*****hello\r\n",
+    ),
+    (
+        "hello.leftpad hello 3 *",
+        b"$5\r\nhello\r\n",
+        b"$5\r\nhello\r\n",
+    ),
+    (
+        "hello.leftpad hello 10 ab",
+        b"-ERR padding must be a single char\r\n",
+        b"-ERR padding must be a single char\r\n",
+    ),
+    (
+        "hello.leftpad hello -1 *",
+        b"-ERR invalid padding length\r\n",
+        b"-ERR invalid padding length\r\n",
+    ),
+    (
+        "hello.leftpad hello x *",
+        b"-ERR invalid padding length\r\n",
+        b"-ERR invalid padding length\r\n",
+    ),
+    (
+        "hello.leftpad hello 5 *",
+        b"$5\r\nhello\r\n",
+        b"$5\r\nhello\r\n",
+    ),
+    (
+        "hello.leftpad",
+        b"-ERR wrong number of arguments for 'hello.leftpad' command\r\n",
+        b"-ERR wrong number of arguments for 'hello.leftpad' command\r\n",
+    ),
 ];
 
 #[test]
@@ -121,10 +285,20 @@ fn inputs_that_crash_the_c_module_answer_errors() {
     c.cmd(&["RPUSH", "list", "a", "b", "c"]);
     c.cmd(&["ZADD", "zset", "1", "a"]);
     // Same key twice for writing: the C module corrupts memory and crashes.
-    assert_eq!(c.cmd(&["HELLO.LIST.SPLICE", "list", "list", "3"]).error(), "ERR source and destination must be different keys");
-    assert_eq!(c.cmd(&["HELLO.LIST.SPLICE.AUTO", "list", "list", "3"]).error(), "ERR source and destination must be different keys");
+    assert_eq!(
+        c.cmd(&["HELLO.LIST.SPLICE", "list", "list", "3"]).error(),
+        "ERR source and destination must be different keys"
+    );
+    assert_eq!(
+        c.cmd(&["HELLO.LIST.SPLICE.AUTO", "list", "list", "3"])
+            .error(),
+        "ERR source and destination must be different keys"
+    );
     // An error reply walked as an array: the C module dereferences NULL.
-    assert_eq!(c.cmd(&["HELLO.LIST.SUM.LEN", "zset"]).error(), "WRONGTYPE Operation against a key holding the wrong kind of value");
+    assert_eq!(
+        c.cmd(&["HELLO.LIST.SUM.LEN", "zset"]).error(),
+        "WRONGTYPE Operation against a key holding the wrong kind of value"
+    );
     assert_eq!(c.cmd(&["LRANGE", "list", "0", "-1"]).array().len(), 3);
     assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
 }
@@ -135,7 +309,12 @@ fn random_arrays_have_the_requested_length() {
     let mut c = server.client();
     let array = c.cmd(&["HELLO.RAND.ARRAY", "5"]);
     assert_eq!(array.array().len(), 5);
-    assert!(array.array().iter().all(|v| (0..=i64::from(i32::MAX)).contains(&v.int())));
+    assert!(
+        array
+            .array()
+            .iter()
+            .all(|v| (0..=i64::from(i32::MAX)).contains(&v.int()))
+    );
 }
 
 #[test]
@@ -143,7 +322,10 @@ fn expires_are_extended_only_when_set() {
     let server = hello_server();
     let mut c = server.client();
     c.cmd(&["SET", "k", "v"]);
-    assert_eq!(c.cmd(&["HELLO.MORE.EXPIRE", "k", "5000"]), Reply::Status("OK".into()));
+    assert_eq!(
+        c.cmd(&["HELLO.MORE.EXPIRE", "k", "5000"]),
+        Reply::Status("OK".into())
+    );
     assert_eq!(c.cmd(&["PTTL", "k"]).int(), -1);
     c.cmd(&["PEXPIRE", "k", "10000"]);
     c.cmd(&["HELLO.MORE.EXPIRE", "k", "50000"]);
@@ -156,15 +338,34 @@ fn key_positions_are_those_declared() {
     let server = hello_server();
     let mut c = server.client();
     let keys = c.cmd(&["COMMAND", "GETKEYS", "HELLO.LIST.SPLICE", "src", "dst", "3"]);
-    assert_eq!(keys.array().iter().map(Reply::text).collect::<Vec<_>>(), ["src", "dst"]);
+    assert_eq!(
+        keys.array().iter().map(Reply::text).collect::<Vec<_>>(),
+        ["src", "dst"]
+    );
     let keys = c.cmd(&["COMMAND", "GETKEYS", "HELLO.LEFTPAD", "str", "10", "*"]);
-    assert_eq!(keys.array().iter().map(Reply::text).collect::<Vec<_>>(), ["str"]);
+    assert_eq!(
+        keys.array().iter().map(Reply::text).collect::<Vec<_>>(),
+        ["str"]
+    );
     // ACL key patterns apply to both keys of the splice.
-    c.cmd(&["ACL", "SETUSER", "u", "on", "nopass", "~a*", "+@all", "+wasm.invoke-write-denyoom"]);
+    c.cmd(&[
+        "ACL",
+        "SETUSER",
+        "u",
+        "on",
+        "nopass",
+        "~a*",
+        "+@all",
+        "+wasm.invoke-write-denyoom",
+    ]);
     let mut u = server.client();
     u.cmd(&["AUTH", "u", "x"]);
     assert_eq!(u.cmd(&["HELLO.LIST.SPLICE", "a1", "a2", "1"]).int(), 0);
-    assert!(u.cmd(&["HELLO.LIST.SPLICE", "a1", "b2", "1"]).error().starts_with("NOPERM"));
+    assert!(
+        u.cmd(&["HELLO.LIST.SPLICE", "a1", "b2", "1"])
+            .error()
+            .starts_with("NOPERM")
+    );
 }
 
 #[test]
@@ -218,7 +419,10 @@ fn verbatim_commands_replicate_as_the_guest_command() {
     c.cmd(&["SET", "s", "aBc"]);
     let mut tap = ReplicationTap::attach(&server);
     assert_eq!(c.cmd(&["HELLO.REPL2", "nums"]).int(), 5);
-    assert_eq!(c.cmd(&["HELLO.TOGGLE.CASE", "s"]), Reply::Status("OK".into()));
+    assert_eq!(
+        c.cmd(&["HELLO.TOGGLE.CASE", "s"]),
+        Reply::Status("OK".into())
+    );
     let stream = tap.commands(&server);
     let expected: Vec<Vec<&str>> = vec![
         vec!["SELECT", "0"],
@@ -232,7 +436,10 @@ fn verbatim_commands_replicate_as_the_guest_command() {
 fn a_replica_ends_with_the_same_dataset() {
     let master = hello_server();
     // Verbatim-replicated commands run the guest on the replica too.
-    let replica = Server::start_with(ServerOptions { module_args: vec!["LOAD".into(), guests::HELLO.into()], ..Default::default() });
+    let replica = Server::start_with(ServerOptions {
+        module_args: vec!["LOAD".into(), guests::HELLO.into()],
+        ..Default::default()
+    });
     replica.replicate_from(&master);
     let mut c = master.client();
     let workload: &[&[&str]] = &[

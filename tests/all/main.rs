@@ -3,6 +3,7 @@
 
 mod foundation;
 mod hello;
+mod module_api;
 
 /// Every guest the build compiles must be used by some test: adding a guest without a test fails.
 #[test]

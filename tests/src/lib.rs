@@ -240,13 +240,22 @@ impl Client {
         let mut line = Vec::new();
         loop {
             line.clear();
-            self.reader.read_until(b'\n', &mut line).expect("read from redis");
+            self.reader
+                .read_until(b'\n', &mut line)
+                .expect("read from redis");
             if line.starts_with(b"$") {
                 break;
             }
-            assert!(line.trim_ascii().is_empty(), "unexpected SYNC reply {:?}", String::from_utf8_lossy(&line));
+            assert!(
+                line.trim_ascii().is_empty(),
+                "unexpected SYNC reply {:?}",
+                String::from_utf8_lossy(&line)
+            );
         }
-        let len: usize = String::from_utf8_lossy(&line[1..]).trim().parse().expect("RDB length");
+        let len: usize = String::from_utf8_lossy(&line[1..])
+            .trim()
+            .parse()
+            .expect("RDB length");
         let mut rdb = vec![0u8; len];
         self.reader.read_exact(&mut rdb).expect("read the RDB");
     }
@@ -313,7 +322,10 @@ impl ReplicationTap {
         let mut out = Vec::new();
         loop {
             let command: Vec<String> = self.client.read().array().iter().map(Reply::text).collect();
-            if command.first().is_some_and(|c| c.eq_ignore_ascii_case("ping")) {
+            if command
+                .first()
+                .is_some_and(|c| c.eq_ignore_ascii_case("ping"))
+            {
                 continue;
             }
             if command.len() == 3 && command[1] == "__tap__" && command[2] == marker {
@@ -446,10 +458,21 @@ impl Server {
     /// Makes this server a replica of `master` and waits until it is in sync.
     pub fn replicate_from(&self, master: &Server) {
         let mut c = self.client();
-        assert_eq!(c.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]), Reply::Status("OK".into()));
+        assert_eq!(
+            c.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]),
+            Reply::Status("OK".into())
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !c.cmd(&["INFO", "replication"]).text().contains("master_link_status:up") {
-            assert!(Instant::now() < deadline, "replica did not connect; its log:\n{}", self.log());
+        while !c
+            .cmd(&["INFO", "replication"])
+            .text()
+            .contains("master_link_status:up")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "replica did not connect; its log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -4,9 +4,15 @@
 use std::cell::RefCell;
 
 use redis_wasm_sdk::{
-    redis_module, CallFlags, CallReply, Context, HashSetFlags, Key, KeyError, ListWhere, NextArg, RedisError,
-    RedisResult, RedisString, RedisValue, ReplyType, ZaddFlags,
+    CallFlags, CallReply, Context, HashSetFlags, Key, KeyError, ListWhere, NextArg, RedisError,
+    RedisResult, RedisString, RedisValue, ReplyType, ZaddFlags, redis_module,
 };
+
+/// `KeyType::Empty` → `empty`.
+fn debug_name(value: &impl std::fmt::Debug) -> String {
+    let text = format!("{value:?}");
+    text.rsplit("::").next().unwrap_or(&text).to_lowercase()
+}
 
 fn bulk(s: impl Into<Vec<u8>>) -> RedisValue {
     RedisValue::StringBuffer(s.into())
@@ -32,20 +38,26 @@ fn key_result(r: Result<RedisValue, KeyError>) -> RedisResult {
 /// Describes a call reply as nested arrays: [type, payload...].
 fn describe(reply: &CallReply) -> RedisValue {
     let t = reply.reply_type();
-    let name = format!("{t:?}").to_lowercase();
+    let name = debug_name(&t);
     let mut out = vec![bulk(name)];
     match t {
-        ReplyType::String | ReplyType::Error => out.push(RedisValue::BulkRedisString(reply.string().unwrap_or_default())),
+        ReplyType::String | ReplyType::Error => out.push(RedisValue::BulkRedisString(
+            reply.string().unwrap_or_default(),
+        )),
         ReplyType::Integer => out.push(RedisValue::Integer(reply.integer())),
         ReplyType::Double => out.push(RedisValue::Double(reply.double().unwrap_or(f64::NAN))),
-        ReplyType::Bool => out.push(RedisValue::Integer(i64::from(reply.boolean().unwrap_or(false)))),
+        ReplyType::Bool => out.push(RedisValue::Integer(i64::from(
+            reply.boolean().unwrap_or(false),
+        ))),
         ReplyType::BigNumber => out.push(bulk(reply.big_number().unwrap_or_default())),
         ReplyType::VerbatimString => {
             let (format, text) = reply.verbatim().unwrap_or_default();
             out.push(bulk(format));
             out.push(bulk(text));
         }
-        ReplyType::Array | ReplyType::Set => out.push(RedisValue::Array(reply.iter().map(|e| describe(&e)).collect())),
+        ReplyType::Array | ReplyType::Set => out.push(RedisValue::Array(
+            reply.iter().map(|e| describe(&e)).collect(),
+        )),
         ReplyType::Map => {
             let mut pairs = Vec::new();
             for i in 0..reply.len() {
@@ -71,7 +83,9 @@ fn resp_flags(which: &RedisString) -> Result<CallFlags, RedisError> {
 }
 
 fn call_args(args: &[RedisString]) -> Vec<&dyn redis_wasm_sdk::CallArg> {
-    args.iter().map(|a| a as &dyn redis_wasm_sdk::CallArg).collect()
+    args.iter()
+        .map(|a| a as &dyn redis_wasm_sdk::CallArg)
+        .collect()
 }
 
 fn call_error(e: redis_wasm_sdk::CallError) -> RedisError {
@@ -95,7 +109,9 @@ fn api_call(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let flags = resp_flags(&args[1])?;
-    let reply = ctx.call_ext(args[2].try_as_str()?, &call_args(&args[3..]), flags).map_err(call_error)?;
+    let reply = ctx
+        .call_ext(args[2].try_as_str()?, &call_args(&args[3..]), flags)
+        .map_err(call_error)?;
     Ok(describe(&reply))
 }
 
@@ -105,7 +121,9 @@ fn api_forward(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let flags = resp_flags(&args[1])?;
-    let reply = ctx.call_ext(args[2].try_as_str()?, &call_args(&args[3..]), flags).map_err(call_error)?;
+    let reply = ctx
+        .call_ext(args[2].try_as_str()?, &call_args(&args[3..]), flags)
+        .map_err(call_error)?;
     ctx.reply_with_call_reply(&reply);
     Ok(RedisValue::NoReply)
 }
@@ -118,10 +136,12 @@ fn api_wcall(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// `API.PARSE <value>`: [SDK integer parse, host integer parse, host double parse].
 fn api_parse(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let value = args.into_iter().nth(1).ok_or(RedisError::WrongArity)?;
-    let show = |r: Result<RedisValue, RedisError>| r.unwrap_or_else(|e| RedisValue::Error(e.to_string()));
-    let host_int = redis_wasm_sdk::wit::redis::module::strings::string_to_long_long(value.as_slice())
-        .map(RedisValue::Integer)
-        .map_err(RedisError::String);
+    let show =
+        |r: Result<RedisValue, RedisError>| r.unwrap_or_else(|e| RedisValue::Error(e.to_string()));
+    let host_int =
+        redis_wasm_sdk::wit::redis::module::strings::string_to_long_long(value.as_slice())
+            .map(RedisValue::Integer)
+            .map_err(RedisError::String);
     Ok(RedisValue::Array(vec![
         show(value.parse_integer().map(RedisValue::Integer)),
         show(host_int),
@@ -204,22 +224,44 @@ fn zflags(arg: &RedisString) -> ZaddFlags {
     flags
 }
 
+fn outcome(o: redis_wasm_sdk::ZaddOutcome) -> &'static str {
+    use redis_wasm_sdk::ZaddOutcome;
+    if o.contains(ZaddOutcome::ADDED) {
+        "ADDED"
+    } else if o.contains(ZaddOutcome::UPDATED) {
+        "UPDATED"
+    } else {
+        "NOP"
+    }
+}
+
 fn opt(s: &RedisString) -> Option<&[u8]> {
     (s.as_slice() != b"-").then_some(s.as_slice())
 }
 
 /// Runs one key operation on an open key.
-fn key_op(ctx: &Context, key: &Key, op: &str, args: &mut impl Iterator<Item = RedisString>) -> Result<RedisValue, RedisError> {
+fn key_op(
+    ctx: &Context,
+    key: &Key,
+    op: &str,
+    args: &mut impl Iterator<Item = RedisString>,
+) -> Result<RedisValue, RedisError> {
     let r: Result<RedisValue, KeyError> = match op {
-        "type" => key.key_type().map(|t| bulk(format!("{t:?}").to_lowercase())),
+        "type" => key.key_type().map(|t| bulk(debug_name(&t))),
         "len" => key.value_length().map(RedisValue::from),
         "delete" => key.delete().map(|()| RedisValue::SimpleStringStatic("OK")),
         "unlink" => key.unlink().map(|()| RedisValue::SimpleStringStatic("OK")),
         "get-expire" => key.get_expire().map(RedisValue::Integer),
-        "set-expire" => key.set_expire(args.next_i64()?).map(|()| RedisValue::SimpleStringStatic("OK")),
+        "set-expire" => key
+            .set_expire(args.next_i64()?)
+            .map(|()| RedisValue::SimpleStringStatic("OK")),
         "get-abs-expire" => key.get_abs_expire().map(RedisValue::Integer),
-        "set-abs-expire" => key.set_abs_expire(args.next_i64()?).map(|()| RedisValue::SimpleStringStatic("OK")),
-        "string-set" => key.string_set(args.next_arg()?).map(|()| RedisValue::SimpleStringStatic("OK")),
+        "set-abs-expire" => key
+            .set_abs_expire(args.next_i64()?)
+            .map(|()| RedisValue::SimpleStringStatic("OK")),
+        "string-set" => key
+            .string_set(args.next_arg()?)
+            .map(|()| RedisValue::SimpleStringStatic("OK")),
         "string-get" => key.string_get().map(RedisValue::BulkRedisString),
         "string-read" => {
             let (offset, len) = (args.next_u64()? as usize, args.next_u64()? as usize);
@@ -227,33 +269,57 @@ fn key_op(ctx: &Context, key: &Key, op: &str, args: &mut impl Iterator<Item = Re
         }
         "string-write" => {
             let offset = args.next_u64()? as usize;
-            key.string_write(offset, args.next_arg()?.as_slice()).map(|()| RedisValue::SimpleStringStatic("OK"))
+            key.string_write(offset, args.next_arg()?.as_slice())
+                .map(|()| RedisValue::SimpleStringStatic("OK"))
         }
-        "string-truncate" => key.string_truncate(args.next_u64()? as usize).map(|()| RedisValue::SimpleStringStatic("OK")),
+        "string-truncate" => key
+            .string_truncate(args.next_u64()? as usize)
+            .map(|()| RedisValue::SimpleStringStatic("OK")),
         "list-push" => {
             let w = where_(&args.next_arg()?)?;
-            key.list_push(w, args.next_arg()?).map(|()| RedisValue::SimpleStringStatic("OK"))
+            key.list_push(w, args.next_arg()?)
+                .map(|()| RedisValue::SimpleStringStatic("OK"))
         }
-        "list-pop" => key.list_pop(where_(&args.next_arg()?)?).map(RedisValue::from),
-        "list-get" => key.list_get(args.next_i64()?).map(RedisValue::BulkRedisString),
+        "list-pop" => key
+            .list_pop(where_(&args.next_arg()?)?)
+            .map(RedisValue::from),
+        "list-get" => key
+            .list_get(args.next_i64()?)
+            .map(RedisValue::BulkRedisString),
         "list-set" => {
             let i = args.next_i64()?;
-            key.list_set(i, args.next_arg()?).map(|()| RedisValue::SimpleStringStatic("OK"))
+            key.list_set(i, args.next_arg()?)
+                .map(|()| RedisValue::SimpleStringStatic("OK"))
         }
         "list-insert" => {
             let i = args.next_i64()?;
-            key.list_insert(i, args.next_arg()?).map(|()| RedisValue::SimpleStringStatic("OK"))
+            key.list_insert(i, args.next_arg()?)
+                .map(|()| RedisValue::SimpleStringStatic("OK"))
         }
-        "list-delete" => key.list_delete(args.next_i64()?).map(|()| RedisValue::SimpleStringStatic("OK")),
+        "list-delete" => key
+            .list_delete(args.next_i64()?)
+            .map(|()| RedisValue::SimpleStringStatic("OK")),
         "zset-add" => {
-            let (flags, score, member) = (zflags(&args.next_arg()?), args.next_f64()?, args.next_arg()?);
-            key.zset_add(score, member, flags).map(|o| bulk(format!("{o:?}")))
+            let (flags, score, member) = (
+                zflags(&args.next_arg()?),
+                args.next_f64()?,
+                args.next_arg()?,
+            );
+            key.zset_add(score, member, flags).map(|o| bulk(outcome(o)))
         }
         "zset-incrby" => {
-            let (flags, incr, member) = (zflags(&args.next_arg()?), args.next_f64()?, args.next_arg()?);
-            key.zset_incrby(incr, member, flags).map(|(score, o)| RedisValue::Array(vec![RedisValue::Double(score), bulk(format!("{o:?}"))]))
+            let (flags, incr, member) = (
+                zflags(&args.next_arg()?),
+                args.next_f64()?,
+                args.next_arg()?,
+            );
+            key.zset_incrby(incr, member, flags).map(|(score, o)| {
+                RedisValue::Array(vec![RedisValue::Double(score), bulk(outcome(o))])
+            })
         }
-        "zset-score" => key.zset_score(args.next_arg()?).map(|s| s.map_or(RedisValue::Null, RedisValue::Double)),
+        "zset-score" => key
+            .zset_score(args.next_arg()?)
+            .map(|s| s.map_or(RedisValue::Null, RedisValue::Double)),
         "zset-rem" => key.zset_rem(args.next_arg()?).map(RedisValue::Bool),
         "zset-range" => {
             // zset-range <score|lex> <first|last> <min> <max> [minex maxex]
@@ -261,12 +327,20 @@ fn key_op(ctx: &Context, key: &Key, op: &str, args: &mut impl Iterator<Item = Re
             let last = args.next_string()? == "last";
             let (min, max) = (args.next_arg()?, args.next_arg()?);
             let started = if by == "lex" {
-                if last { key.zset_last_in_lex_range(&min, &max) } else { key.zset_first_in_lex_range(&min, &max) }
+                if last {
+                    key.zset_last_in_lex_range(&min, &max)
+                } else {
+                    key.zset_first_in_lex_range(&min, &max)
+                }
             } else {
                 let (lo, hi) = (min.parse_float()?, max.parse_float()?);
                 let minex = args.next().is_some_and(|a| a.as_slice() == b"1");
                 let maxex = args.next().is_some_and(|a| a.as_slice() == b"1");
-                if last { key.zset_last_in_score_range(lo, hi, minex, maxex) } else { key.zset_first_in_score_range(lo, hi, minex, maxex) }
+                if last {
+                    key.zset_last_in_score_range(lo, hi, minex, maxex)
+                } else {
+                    key.zset_first_in_score_range(lo, hi, minex, maxex)
+                }
             };
             started.and_then(|()| {
                 let mut out = Vec::new();
@@ -275,7 +349,11 @@ fn key_op(ctx: &Context, key: &Key, op: &str, args: &mut impl Iterator<Item = Re
                         out.push(RedisValue::BulkRedisString(m));
                         out.push(RedisValue::Double(s));
                     }
-                    if last { key.zset_range_prev()? } else { key.zset_range_next()? };
+                    if last {
+                        key.zset_range_prev()?
+                    } else {
+                        key.zset_range_next()?
+                    };
                 }
                 key.zset_range_stop();
                 Ok(RedisValue::Array(out))
@@ -294,8 +372,12 @@ fn key_op(ctx: &Context, key: &Key, op: &str, args: &mut impl Iterator<Item = Re
                 }
             }
             let rest: Vec<RedisString> = args.collect();
-            let pairs: Vec<(&[u8], Option<&[u8]>)> = rest.chunks(2).map(|p| (p[0].as_slice(), p.get(1).and_then(opt))).collect();
-            key.hash_set(flags, &pairs).map(|n| RedisValue::Integer(n as i64))
+            let pairs: Vec<(&[u8], Option<&[u8]>)> = rest
+                .chunks(2)
+                .map(|p| (p[0].as_slice(), p.get(1).and_then(opt)))
+                .collect();
+            key.hash_set(flags, &pairs)
+                .map(|n| RedisValue::Integer(n as i64))
         }
         "hash-get" => {
             let rest: Vec<RedisString> = args.collect();
@@ -305,7 +387,8 @@ fn key_op(ctx: &Context, key: &Key, op: &str, args: &mut impl Iterator<Item = Re
         "hash-exists" => {
             let rest: Vec<RedisString> = args.collect();
             let fields: Vec<&[u8]> = rest.iter().map(RedisString::as_slice).collect();
-            key.hash_exists(&fields).map(|v| RedisValue::Array(v.into_iter().map(RedisValue::Bool).collect()))
+            key.hash_exists(&fields)
+                .map(|v| RedisValue::Array(v.into_iter().map(RedisValue::Bool).collect()))
         }
         other => return Err(RedisError::String(format!("ERR unknown op {other}"))),
     };
@@ -317,7 +400,9 @@ fn key_op(ctx: &Context, key: &Key, op: &str, args: &mut impl Iterator<Item = Re
 fn api_key(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let mut args = args.into_iter().skip(1);
     let op = args.next_string()?;
-    let key = ctx.open_key_writable(args.next_arg()?).map_err(|e| RedisError::String(format!("KEYERR {}", describe_key_error(&e))))?;
+    let key = ctx
+        .open_key_writable(args.next_arg()?)
+        .map_err(|e| RedisError::String(format!("KEYERR {}", describe_key_error(&e))))?;
     key_op(ctx, &key, &op, &mut args)
 }
 
@@ -325,16 +410,23 @@ fn api_key(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 fn api_rkey(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let mut args = args.into_iter().skip(1);
     let op = args.next_string()?;
-    let key = ctx.open_key(args.next_arg()?).map_err(|e| RedisError::String(format!("KEYERR {}", describe_key_error(&e))))?;
+    let key = ctx
+        .open_key(args.next_arg()?)
+        .map_err(|e| RedisError::String(format!("KEYERR {}", describe_key_error(&e))))?;
     key_op(ctx, &key, &op, &mut args)
 }
 
 /// `API.OPEN2 <key> <r|w> <key> <r|w>`: opens two keys; reports what the second open gave.
 fn api_open2(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let open = |name: &RedisString, mode: &RedisString| {
-        if mode.as_slice() == b"w" { ctx.open_key_writable(name) } else { ctx.open_key(name) }
+        if mode.as_slice() == b"w" {
+            ctx.open_key_writable(name)
+        } else {
+            ctx.open_key(name)
+        }
     };
-    let _first = open(&args[1], &args[2]).map_err(|e| RedisError::String(describe_key_error(&e)))?;
+    let _first =
+        open(&args[1], &args[2]).map_err(|e| RedisError::String(describe_key_error(&e)))?;
     Ok(match open(&args[3], &args[4]) {
         Ok(_) => bulk("opened"),
         Err(e) => bulk(describe_key_error(&e)),
@@ -349,7 +441,10 @@ fn api_del_while_open(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let before = key.value_length()?;
     ctx.call("DEL", &[&args[1]])?;
     key.list_push(ListWhere::Tail, "b")?;
-    Ok(RedisValue::Array(vec![RedisValue::from(before), RedisValue::from(key.value_length()?)]))
+    Ok(RedisValue::Array(vec![
+        RedisValue::from(before),
+        RedisValue::from(key.value_length()?),
+    ]))
 }
 
 thread_local!(static KEPT: RefCell<Option<Key>> = const { RefCell::new(None) });
@@ -387,7 +482,8 @@ fn api_replicate(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// key write, the call, then the explicit command.
 fn api_order(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     ctx.replicate("ECHO", &[&"explicit"])?;
-    ctx.open_key_writable(&args[1])?.list_push(ListWhere::Tail, "low-level")?;
+    ctx.open_key_writable(&args[1])?
+        .list_push(ListWhere::Tail, "low-level")?;
     ctx.call("RPUSH", &[&args[1], &"called"])?;
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
@@ -401,7 +497,8 @@ fn api_verbatim_after_call(ctx: &Context, args: Vec<RedisString>) -> RedisResult
 
 /// `API.FAILAFTERWRITE <key>`: writes, then fails.
 fn api_fail_after_write(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    ctx.open_key_writable(&args[1])?.list_push(ListWhere::Tail, "written")?;
+    ctx.open_key_writable(&args[1])?
+        .list_push(ListWhere::Tail, "written")?;
     ctx.call("INCR", &[&"counter"])?;
     Err(RedisError::Str("ERR failed after writing"))
 }
@@ -418,7 +515,10 @@ fn api_select_write(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// `API.FLAGS`: the context flags, and the time.
 fn api_flags(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     let flags = format!("{:?}", ctx.get_context_flags());
-    Ok(RedisValue::Array(vec![bulk(flags), RedisValue::Integer(ctx.milliseconds())]))
+    Ok(RedisValue::Array(vec![
+        bulk(flags),
+        RedisValue::Integer(ctx.milliseconds()),
+    ]))
 }
 
 /// `API.POOL <n>`: fills `n` pool allocations and sums them.
@@ -439,7 +539,7 @@ redis_module! {
     commands: [
         ["api.call", api_call, "readonly", 0, 0, 0],
         ["api.wcall", api_wcall, "write", 0, 0, 0],
-        ["api.forward", api_forward, "readonly", 0, 0, 0],
+        ["api.forward", api_forward, "write", 0, 0, 0],
         ["api.parse", api_parse, "readonly", 0, 0, 0],
         ["api.types", api_types, "readonly", 0, 0, 0],
         ["api.postponed", api_postponed, "readonly", 0, 0, 0],

@@ -109,6 +109,25 @@ fn mixed(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     ]))
 }
 
+/// Every RESP3 type, for calls and forwarding from other guests.
+fn types(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    Ok(RedisValue::Array(vec![
+        RedisValue::Map(vec![(
+            RedisValue::BulkString("a".into()),
+            RedisValue::Integer(1),
+        )]),
+        RedisValue::Set(vec![RedisValue::BulkString("x".into())]),
+        RedisValue::Double(1.5),
+        RedisValue::Bool(true),
+        RedisValue::Bool(false),
+        RedisValue::BigNumber("-12345678901234567890123".into()),
+        RedisValue::VerbatimString("txt".into(), b"some text".to_vec()),
+        RedisValue::NullArray,
+        RedisValue::Null,
+        RedisValue::Error("ERR inner".into()),
+    ]))
+}
+
 redis_module! {
     name: "basics",
     version: 3,
@@ -131,5 +150,6 @@ redis_module! {
         ["basics.noscript", ok, "readonly deny-script", 0, 0, 0],
         ["basics.nested", nested, "readonly", 0, 0, 0],
         ["basics.mixed", mixed, "readonly", 0, 0, 0],
+        ["basics.types", types, "readonly", 0, 0, 0],
     ],
 }

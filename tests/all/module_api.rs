@@ -1,0 +1,662 @@
+//! The module API as guests see it: strings, calls and call replies, replies, low-level keys and
+//! their safety rules, replication of effects, context.
+
+use redis_wasm_tests::{ReplicationTap, Reply, Server, guests};
+
+fn api_server() -> Server {
+    Server::with_module_args(&["LOAD", guests::API_GUEST, "LOAD", guests::BASICS])
+}
+
+fn texts(reply: &Reply) -> Vec<String> {
+    reply.array().iter().map(Reply::text).collect()
+}
+
+fn bulk(s: &str) -> Reply {
+    Reply::Bulk(s.as_bytes().to_vec())
+}
+
+#[test]
+fn numbers_parse_exactly_as_redis_parses_them() {
+    let server = api_server();
+    let mut c = server.client();
+    let not_int = Reply::Error("ERR value is not an integer or out of range".into());
+    let not_float = Reply::Error("ERR value is not a valid float".into());
+    let cases: Vec<(&str, Reply, Reply)> = vec![
+        ("123", Reply::Int(123), bulk("123")),
+        (
+            "-9223372036854775808",
+            Reply::Int(i64::MIN),
+            bulk("-9.2233720368547758e+18"),
+        ),
+        (
+            "9223372036854775808",
+            not_int.clone(),
+            bulk("9.2233720368547758e+18"),
+        ),
+        ("01", not_int.clone(), bulk("1")),
+        ("-0", not_int.clone(), bulk("-0")),
+        ("+1", not_int.clone(), bulk("1")),
+        (" 1", not_int.clone(), not_float.clone()),
+        ("1e3", not_int.clone(), bulk("1000")),
+        ("0x10", not_int.clone(), bulk("16")),
+        ("inf", not_int.clone(), bulk("inf")),
+        ("nan", not_int.clone(), not_float.clone()),
+        ("", not_int.clone(), not_float.clone()),
+    ];
+    for (input, integer, double) in cases {
+        let reply = c.cmd(&["API.PARSE", input]);
+        let parts = reply.array();
+        assert_eq!(parts[0], integer, "SDK integer parse of {input:?}");
+        assert_eq!(parts[1], integer, "host integer parse of {input:?}");
+        assert_eq!(parts[2], double, "double parse of {input:?}");
+    }
+}
+
+#[test]
+fn calls_return_every_reply_type() {
+    let server = api_server();
+    let mut c = server.client();
+    c.cmd(&["HSET", "h", "f", "v"]);
+    c.cmd(&["SADD", "s", "m"]);
+    c.cmd(&["ZADD", "z", "1.5", "a"]);
+    c.cmd(&["SET", "str", "x"]);
+    let call = |c: &mut redis_wasm_tests::Client, args: &[&str]| {
+        let mut command = vec!["API.CALL"];
+        command.extend_from_slice(args);
+        c.cmd(&command)
+    };
+    assert_eq!(
+        call(&mut c, &["2", "PING"]),
+        Reply::Array(vec![bulk("string"), bulk("PONG")])
+    );
+    assert_eq!(
+        call(&mut c, &["2", "GET", "nokey"]),
+        Reply::Array(vec![bulk("null")])
+    );
+    assert_eq!(
+        call(&mut c, &["2", "STRLEN", "str"]),
+        Reply::Array(vec![bulk("integer"), Reply::Int(1)])
+    );
+    assert_eq!(
+        call(&mut c, &["2", "ZSCORE", "z", "a"]),
+        Reply::Array(vec![bulk("string"), bulk("1.5")])
+    );
+    assert_eq!(
+        call(&mut c, &["3", "ZSCORE", "z", "a"]),
+        Reply::Array(vec![bulk("double"), bulk("1.5")])
+    );
+    let map = call(&mut c, &["3", "HGETALL", "h"]);
+    assert_eq!(
+        map,
+        Reply::Array(vec![
+            bulk("map"),
+            Reply::Array(vec![
+                Reply::Array(vec![bulk("string"), bulk("f")]),
+                Reply::Array(vec![bulk("string"), bulk("v")]),
+            ])
+        ])
+    );
+    assert_eq!(
+        call(&mut c, &["3", "SMEMBERS", "s"]).array()[0],
+        bulk("set")
+    );
+    assert_eq!(
+        call(&mut c, &["2", "SMEMBERS", "s"]).array()[0],
+        bulk("array")
+    );
+    let info = call(&mut c, &["3", "INFO", "server"]);
+    assert_eq!(info.array()[0..2], [bulk("verbatimstring"), bulk("txt")]);
+    // Errors returned by the command itself are replies of type error.
+    let wrongtype = call(&mut c, &["2", "LLEN", "str"]);
+    assert_eq!(
+        wrongtype,
+        Reply::Array(vec![
+            bulk("error"),
+            bulk("WRONGTYPE Operation against a key holding the wrong kind of value")
+        ])
+    );
+    // Calling another guest's command returns its RESP3 types, bools and big numbers included.
+    let types = call(&mut c, &["3", "BASICS.TYPES"]);
+    let kinds: Vec<String> = types.array()[1]
+        .array()
+        .iter()
+        .map(|e| e.array()[0].text())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "map",
+            "set",
+            "double",
+            "bool",
+            "bool",
+            "bignumber",
+            "verbatimstring",
+            "null",
+            "null",
+            "error"
+        ]
+    );
+    assert_eq!(
+        types.array()[1].array()[5].array()[1],
+        bulk("-12345678901234567890123")
+    );
+    // Blocking commands cannot run in a guest (as in scripts): they are refused, never block.
+    assert!(
+        call(&mut c, &["2", "BLPOP", "nolist", "0"])
+            .error()
+            .starts_with("CALLERR not-allowed")
+    );
+}
+
+#[test]
+fn calls_that_cannot_run_are_distinct_errors() {
+    let server = api_server();
+    let mut c = server.client();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["API.CALL", "2", "NOSUCHCOMMAND"],
+            "CALLERR unknown-command",
+        ),
+        (&["API.CALL", "2", "GET"], "CALLERR wrong-arity"),
+        (&["API.CALL", "2", "MULTI"], "CALLERR not-allowed"),
+        (
+            &["API.CALL", "2", "EVAL", "return 1", "0"],
+            "CALLERR not-allowed",
+        ),
+        (&["API.CALL", "2", "FCALL", "f", "0"], "CALLERR not-allowed"),
+        (
+            &["API.CALL", "2", "CONFIG", "SET", "maxmemory", "1"],
+            "CALLERR not-allowed",
+        ),
+        (&["API.CALL", "2", "SUBSCRIBE", "ch"], "CALLERR not-allowed"),
+        (&["API.CALL", "2", "MONITOR"], "CALLERR not-allowed"),
+        (&["API.CALL", "2", "SHUTDOWN"], "CALLERR not-allowed"),
+        (&["API.CALL", "2", "WASM.LOAD", "/x"], "CALLERR not-allowed"),
+        (
+            &["API.CALL", "2", "SET", "k", "v"],
+            "CALLERR write-not-allowed",
+        ),
+    ];
+    for (command, expected) in cases {
+        let reply = c.cmd(command);
+        assert!(
+            reply.error().starts_with(expected),
+            "{command:?}: {reply:?}"
+        );
+    }
+    assert_eq!(c.cmd(&["GET", "k"]), Reply::Nil);
+    // A guest calling itself gets an error reply; the server is fine.
+    let nested = c.cmd(&["API.CALL", "2", "API.CALL", "2", "PING"]);
+    assert_eq!(nested.array()[0], bulk("error"));
+    assert!(
+        nested.array()[1]
+            .text()
+            .contains("guest 'api' is already running: command 'api.call' cannot re-enter it")
+    );
+    // Out of memory: writes through call are refused, reads still work.
+    c.cmd(&["CONFIG", "SET", "maxmemory", "1"]);
+    assert!(
+        c.cmd(&["API.WCALL", "2", "SET", "k", "v"])
+            .error()
+            .starts_with("CALLERR out-of-memory: OOM")
+    );
+    assert_eq!(
+        c.cmd(&["API.WCALL", "2", "GET", "k"]).array()[0],
+        bulk("null")
+    );
+    c.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
+    // Calls run as the calling user.
+    c.cmd(&[
+        "ACL", "SETUSER", "limited", "on", "nopass", "~*", "+@all", "-set",
+    ]);
+    let mut limited = server.client();
+    limited.cmd(&["AUTH", "limited", "x"]);
+    assert!(
+        limited
+            .cmd(&["API.WCALL", "2", "SET", "k", "v"])
+            .error()
+            .starts_with("CALLERR no-permission")
+    );
+    assert_eq!(
+        limited.cmd(&["API.WCALL", "2", "INCR", "n"]).array()[1],
+        Reply::Int(1)
+    );
+    assert_eq!(c.cmd(&["GET", "k"]), Reply::Nil);
+}
+
+#[test]
+fn call_replies_are_forwarded_as_they_are() {
+    let server = api_server();
+    let mut c = server.client();
+    c.cmd(&["HSET", "h", "f", "v"]);
+    assert_eq!(
+        c.cmd_raw(&["API.FORWARD", "2", "SET", "k", "v"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        c.cmd_raw(&["API.FORWARD", "2", "HGETALL", "h"]),
+        b"*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    );
+    // A RESP3 reply to a RESP2 client is converted with Redis's RESP2 fallbacks.
+    assert_eq!(
+        c.cmd_raw(&["API.FORWARD", "3", "HGETALL", "h"]),
+        b"*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    );
+    let resp2 = c.cmd_raw(&["API.FORWARD", "3", "BASICS.TYPES"]);
+    c.hello3();
+    assert_eq!(
+        c.cmd_raw(&["API.FORWARD", "3", "HGETALL", "h"]),
+        b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    );
+    assert_eq!(
+        c.cmd_raw(&["API.FORWARD", "auto", "HGETALL", "h"]),
+        b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    );
+    let resp3 = c.cmd_raw(&["API.FORWARD", "3", "BASICS.TYPES"]);
+    // Forwarding gives exactly what the other guest sends itself.
+    assert_eq!(resp3, c.cmd_raw(&["BASICS.TYPES"]));
+    // Converted to RESP2, it is what a RESP2 client gets from the guest directly, except that
+    // RESP3 has a single null, so the null array arrives as a null bulk string.
+    let mut c2 = server.client();
+    let direct =
+        String::from_utf8_lossy(&c2.cmd_raw(&["BASICS.TYPES"])).replace("*-1\r\n", "$-1\r\n");
+    assert_eq!(String::from_utf8_lossy(&resp2), direct);
+}
+
+#[test]
+fn every_reply_type_has_redis_encodings_in_resp2_and_resp3() {
+    let server = api_server();
+    let mut c = server.client();
+    assert_eq!(
+        String::from_utf8_lossy(&c.cmd_raw(&["API.TYPES"])),
+        "*10\r\n*2\r\n$1\r\na\r\n:1\r\n*1\r\n$1\r\nx\r\n$3\r\n1.5\r\n:1\r\n:0\r\n$24\r\n-12345678901234567890123\r\n$9\r\nsome text\r\n*-1\r\n$-1\r\n-ERR inner\r\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&c.cmd_raw(&["API.POSTPONED"])),
+        "*3\r\n:1\r\n*2\r\n+k\r\n*2\r\n:2\r\n:3\r\n*0\r\n"
+    );
+    c.hello3();
+    assert_eq!(
+        String::from_utf8_lossy(&c.cmd_raw(&["API.TYPES"])),
+        "*10\r\n%1\r\n$1\r\na\r\n:1\r\n~1\r\n$1\r\nx\r\n,1.5\r\n#t\r\n#f\r\n(-12345678901234567890123\r\n=13\r\ntxt:some text\r\n_\r\n_\r\n-ERR inner\r\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&c.cmd_raw(&["API.POSTPONED"])),
+        "*3\r\n:1\r\n%1\r\n+k\r\n~2\r\n:2\r\n:3\r\n*0\r\n"
+    );
+}
+
+#[test]
+fn postponed_length_mistakes_become_errors() {
+    let server = api_server();
+    let mut c = server.client();
+    for (case, why) in [
+        (
+            "never-set",
+            "an array with a postponed length was never given it",
+        ),
+        (
+            "wrong-count",
+            "a postponed array was given length 2 but has 1 element(s)",
+        ),
+        (
+            "wrong-kind",
+            "reply-set-array-length called, but the innermost postponed reply is a map",
+        ),
+        (
+            "none-open",
+            "reply-set-array-length called with no postponed reply open",
+        ),
+    ] {
+        let reply = c.cmd(&["API.BADPOSTPONED", case]);
+        assert!(reply.error().ends_with(why), "{case}: {reply:?}");
+        assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+    }
+}
+
+/// Runs `API.KEY op key args...`.
+fn key(c: &mut redis_wasm_tests::Client, words: &[&str]) -> Reply {
+    let mut command = vec!["API.KEY"];
+    command.extend_from_slice(words);
+    c.cmd(&command)
+}
+
+#[test]
+fn low_level_keys_work_and_replicate_exactly() {
+    let master = api_server();
+    let replica = Server::start();
+    replica.replicate_from(&master);
+    let mut c = master.client();
+    let ok = Reply::Status("OK".into());
+    // Strings.
+    assert_eq!(key(&mut c, &["type", "s"]), bulk("empty"));
+    assert_eq!(key(&mut c, &["string-set", "s", "hello"]), ok);
+    assert_eq!(key(&mut c, &["string-write", "s", "1", "EL"]), ok);
+    assert_eq!(key(&mut c, &["string-read", "s", "0", "3"]), bulk("hEL"));
+    assert!(
+        key(&mut c, &["string-write", "s", "4", "xx"])
+            .error()
+            .contains("past the end")
+    );
+    assert_eq!(key(&mut c, &["string-truncate", "s", "8"]), ok);
+    assert_eq!(c.cmd(&["GET", "s"]), Reply::Bulk(b"hELlo\0\0\0".to_vec()));
+    assert_eq!(key(&mut c, &["string-truncate", "s", "2"]), ok);
+    assert_eq!(key(&mut c, &["string-get", "s"]), bulk("hE"));
+    assert_eq!(key(&mut c, &["string-truncate", "fresh", "3"]), ok);
+    assert_eq!(key(&mut c, &["len", "fresh"]), Reply::Int(3));
+    // Lists, including index edits that have no single Redis command.
+    for (where_, value) in [("tail", "b"), ("tail", "c"), ("head", "a")] {
+        assert_eq!(key(&mut c, &["list-push", "l", where_, value]), ok);
+    }
+    assert_eq!(key(&mut c, &["list-insert", "l", "1", "X"]), ok);
+    assert_eq!(key(&mut c, &["list-insert", "l", "-2", "Y"]), ok);
+    assert_eq!(key(&mut c, &["list-insert", "l", "0", "first"]), ok);
+    assert_eq!(key(&mut c, &["list-insert", "l", "-1", "last"]), ok);
+    assert_eq!(
+        texts(&c.cmd(&["LRANGE", "l", "0", "-1"])),
+        ["first", "a", "X", "b", "Y", "c", "last"]
+    );
+    assert_eq!(key(&mut c, &["list-delete", "l", "2"]), ok);
+    assert_eq!(key(&mut c, &["list-delete", "l", "-1"]), ok);
+    assert_eq!(key(&mut c, &["list-set", "l", "-1", "C"]), ok);
+    assert_eq!(key(&mut c, &["list-get", "l", "1"]), bulk("a"));
+    assert_eq!(key(&mut c, &["list-pop", "l", "head"]), bulk("first"));
+    assert_eq!(
+        texts(&c.cmd(&["LRANGE", "l", "0", "-1"])),
+        ["a", "b", "Y", "C"]
+    );
+    assert_eq!(
+        key(&mut c, &["list-get", "l", "10"]).error(),
+        "KEYERR out-of-range"
+    );
+    assert_eq!(
+        key(&mut c, &["list-set", "l", "-5", "v"]).error(),
+        "KEYERR out-of-range"
+    );
+    assert_eq!(key(&mut c, &["list-pop", "nolist", "tail"]), Reply::Nil);
+    assert_eq!(
+        key(&mut c, &["list-push", "s", "tail", "x"]).error(),
+        "KEYERR wrong-type"
+    );
+    // Sorted sets.
+    assert_eq!(key(&mut c, &["zset-add", "z", "", "1", "a"]), bulk("ADDED"));
+    assert_eq!(key(&mut c, &["zset-add", "z", "nx", "5", "a"]), bulk("NOP"));
+    assert_eq!(
+        key(&mut c, &["zset-add", "z", "xx", "2", "a"]),
+        bulk("UPDATED")
+    );
+    assert_eq!(key(&mut c, &["zset-add", "z", "gt", "1", "a"]), bulk("NOP"));
+    assert_eq!(
+        key(&mut c, &["zset-add", "z", "", "0.1", "b"]),
+        bulk("ADDED")
+    );
+    assert_eq!(key(&mut c, &["zset-add", "z", "", "3", "c"]), bulk("ADDED"));
+    assert_eq!(
+        key(&mut c, &["zset-incrby", "z", "", "0.2", "b"]),
+        Reply::Array(vec![bulk("0.30000000000000004"), bulk("UPDATED")])
+    );
+    assert_eq!(key(&mut c, &["zset-score", "z", "a"]), bulk("2"));
+    assert_eq!(key(&mut c, &["zset-score", "z", "nobody"]), Reply::Nil);
+    assert_eq!(
+        key(
+            &mut c,
+            &["zset-range", "z", "score", "first", "0", "3", "1", "1"]
+        ),
+        Reply::Array(vec![
+            bulk("b"),
+            bulk("0.30000000000000004"),
+            bulk("a"),
+            bulk("2")
+        ])
+    );
+    assert_eq!(
+        texts(&key(
+            &mut c,
+            &["zset-range", "z", "score", "last", "-inf", "+inf"]
+        )),
+        ["c", "3", "a", "2", "b", "0.30000000000000004"]
+    );
+    assert_eq!(key(&mut c, &["zset-rem", "z", "c"]), Reply::Int(1));
+    assert_eq!(key(&mut c, &["zset-rem", "z", "c"]), Reply::Int(0));
+    c.cmd(&["ZADD", "lex", "0", "a", "0", "b", "0", "c", "0", "d"]);
+    assert_eq!(
+        texts(&key(
+            &mut c,
+            &["zset-range", "lex", "lex", "first", "(a", "[c"]
+        )),
+        ["b", "0", "c", "0"]
+    );
+    assert_eq!(
+        texts(&key(
+            &mut c,
+            &["zset-range", "lex", "lex", "last", "-", "+"]
+        )),
+        ["d", "0", "c", "0", "b", "0", "a", "0"]
+    );
+    assert_eq!(
+        key(&mut c, &["zset-range", "lex", "lex", "first", "bad", "+"]).error(),
+        "KEYERR invalid: invalid range"
+    );
+    assert_eq!(
+        key(
+            &mut c,
+            &["zset-range", "nozset", "score", "first", "0", "1"]
+        ),
+        Reply::Array(vec![])
+    );
+    // Hashes.
+    assert_eq!(
+        key(&mut c, &["hash-set", "h", "", "f1", "v1", "f2", "v2"]),
+        Reply::Int(0)
+    );
+    assert_eq!(
+        key(
+            &mut c,
+            &["hash-set", "h", "count-all", "f3", "v3", "f1", "V1"]
+        ),
+        Reply::Int(2)
+    );
+    assert_eq!(
+        key(&mut c, &["hash-set", "h", "nx", "f1", "no", "f4", "v4"]),
+        Reply::Int(0)
+    );
+    assert_eq!(
+        key(&mut c, &["hash-set", "h", "xx", "f5", "no", "f2", "V2"]),
+        Reply::Int(1)
+    );
+    assert_eq!(
+        key(&mut c, &["hash-set", "h", "", "f3", "-"]),
+        Reply::Int(1)
+    );
+    assert_eq!(
+        key(&mut c, &["hash-get", "h", "f1", "f2", "f3", "f4", "f5"]),
+        Reply::Array(vec![
+            bulk("V1"),
+            bulk("V2"),
+            Reply::Nil,
+            bulk("v4"),
+            Reply::Nil
+        ])
+    );
+    assert_eq!(
+        key(&mut c, &["hash-exists", "h", "f1", "f3"]),
+        Reply::Array(vec![Reply::Int(1), Reply::Int(0)])
+    );
+    assert_eq!(
+        key(&mut c, &["hash-set", "nohash", "", "f", "-"]),
+        Reply::Int(0)
+    );
+    assert_eq!(c.cmd(&["EXISTS", "nohash"]), Reply::Int(0));
+    // Expires.
+    assert_eq!(key(&mut c, &["get-expire", "h"]), Reply::Int(-1));
+    assert_eq!(key(&mut c, &["set-expire", "h", "100000"]), ok);
+    let left = key(&mut c, &["get-expire", "h"]).int();
+    assert!((99_000..=100_000).contains(&left), "{left}");
+    assert_eq!(key(&mut c, &["set-expire", "h", "-1"]), ok);
+    assert_eq!(c.cmd(&["PTTL", "h"]).int(), -1);
+    assert_eq!(key(&mut c, &["set-abs-expire", "l", "4102444800000"]), ok);
+    assert_eq!(
+        key(&mut c, &["get-abs-expire", "l"]),
+        Reply::Int(4_102_444_800_000)
+    );
+    assert!(
+        key(&mut c, &["set-expire", "nokey", "1000"])
+            .error()
+            .contains("the key is empty")
+    );
+    // Deleting.
+    c.cmd(&["SET", "d1", "x"]);
+    c.cmd(&["SET", "d2", "x"]);
+    assert_eq!(key(&mut c, &["delete", "d1"]), ok);
+    assert_eq!(key(&mut c, &["unlink", "d2"]), ok);
+    assert_eq!(c.cmd(&["EXISTS", "d1", "d2"]), Reply::Int(0));
+    // The replica saw every change as plain commands and holds the same data.
+    master.wait_replicas();
+    assert_eq!(master.digest(), replica.digest());
+    assert_eq!(
+        replica.client().cmd(&["PEXPIRETIME", "l"]).int(),
+        4_102_444_800_000
+    );
+}
+
+#[test]
+fn conflicting_key_handles_are_refused() {
+    let server = api_server();
+    let mut c = server.client();
+    for (first, second, expected) in [
+        ("w", "w", "already-open"),
+        ("w", "r", "already-open"),
+        ("r", "w", "already-open"),
+        ("r", "r", "opened"),
+    ] {
+        assert_eq!(
+            c.cmd(&["API.OPEN2", "k", first, "k", second]),
+            bulk(expected),
+            "{first} then {second}"
+        );
+    }
+    assert_eq!(
+        c.cmd(&["API.OPEN2", "k", "w", "other", "w"]),
+        bulk("opened")
+    );
+    // The same name in another database is another key.
+    c.cmd(&["SELECT", "1"]);
+    assert_eq!(
+        c.cmd(&["API.OPEN2", "k", "w", "k", "r"]),
+        bulk("already-open")
+    );
+}
+
+#[test]
+fn keys_survive_calls_that_change_them() {
+    let server = api_server();
+    let mut c = server.client();
+    c.cmd(&["RPUSH", "k", "old1", "old2"]);
+    // DEL through a call while the key is open: the handle reopens and sees the new state.
+    assert_eq!(
+        c.cmd(&["API.DELWHILEOPEN", "k"]),
+        Reply::Array(vec![Reply::Int(3), Reply::Int(1)])
+    );
+    assert_eq!(texts(&c.cmd(&["LRANGE", "k", "0", "-1"])), ["b"]);
+    // A sorted-set range cannot continue across a call.
+    c.cmd(&["ZADD", "z", "1", "a", "2", "b"]);
+    assert_eq!(c.cmd(&["API.RANGECALL", "z"]).error(), "KEYERR no-range");
+    // A handle kept past its command is closed.
+    assert_eq!(c.cmd(&["API.KEEP", "k"]), Reply::Status("OK".into()));
+    assert_eq!(c.cmd(&["API.USEKEPT"]).error(), "KEYERR closed");
+    assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+}
+
+#[test]
+fn read_only_commands_cannot_write() {
+    let server = api_server();
+    let mut c = server.client();
+    c.cmd(&["RPUSH", "l", "a"]);
+    assert_eq!(
+        c.cmd(&["API.RKEY", "list-push", "l", "tail", "x"]).error(),
+        "KEYERR not-writable"
+    );
+    assert_eq!(c.cmd(&["API.RKEY", "len", "l"]), Reply::Int(1));
+    // A missing key opened for reading is empty.
+    assert_eq!(c.cmd(&["API.RKEY", "type", "missing"]), bulk("empty"));
+    assert_eq!(c.cmd(&["API.RKEY", "len", "missing"]), Reply::Int(0));
+    assert_eq!(c.cmd(&["API.RKEY", "string-get", "missing"]), bulk(""));
+    assert_eq!(c.cmd(&["EXISTS", "missing"]), Reply::Int(0));
+}
+
+#[test]
+fn replication_order_verbatim_rules_and_failures() {
+    let server = api_server();
+    let mut tap = ReplicationTap::attach(&server);
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["API.ORDER", "k"]), Reply::Status("OK".into()));
+    let expected: Vec<Vec<&str>> = vec![
+        vec!["SELECT", "0"],
+        vec!["MULTI"],
+        vec!["RPUSH", "k", "low-level"],
+        vec!["RPUSH", "k", "called"],
+        vec!["ECHO", "explicit"],
+        vec!["EXEC"],
+    ];
+    assert_eq!(tap.commands(&server), expected);
+    let refused = c.cmd(&["API.VERBATIMAFTERCALL", "n"]);
+    assert_eq!(
+        refused.error(),
+        "ERR replicate-verbatim must come before any call that replicates effects"
+    );
+    assert_eq!(tap.commands(&server), vec![vec!["INCR", "n"]]);
+    // An error after writing still replicates the writes made before it.
+    assert_eq!(
+        c.cmd(&["API.FAILAFTERWRITE", "w"]).error(),
+        "ERR failed after writing"
+    );
+    assert_eq!(
+        tap.commands(&server),
+        vec![
+            vec!["MULTI"],
+            vec!["RPUSH", "w", "written"],
+            vec!["INCR", "counter"],
+            vec!["EXEC"]
+        ]
+    );
+    // Writes go to the database they were made in.
+    assert_eq!(c.cmd(&["API.SELECTWRITE", "3", "k3", "v"]), Reply::Int(0));
+    // (the SELECT 0 is Redis's own, for the marker the tap writes in database 0)
+    assert_eq!(
+        tap.commands(&server),
+        vec![
+            vec!["SELECT", "3"],
+            vec!["SET", "k3", "v"],
+            vec!["SELECT", "0"]
+        ]
+    );
+    assert_eq!(
+        c.cmd(&["API.REPLICATE", "NOSUCH", "x"]).error(),
+        "ERR cannot replicate unknown command 'NOSUCH'"
+    );
+}
+
+#[test]
+fn context_flags_and_pool() {
+    let server = api_server();
+    let mut c = server.client();
+    let flags = c.cmd(&["API.FLAGS"]).array()[0].text();
+    assert!(
+        !flags.contains("MULTI") && !flags.contains("LUA"),
+        "{flags}"
+    );
+    c.cmd(&["MULTI"]);
+    c.cmd(&["API.FLAGS"]);
+    let exec = c.cmd(&["EXEC"]);
+    assert!(exec.array()[0].array()[0].text().contains("MULTI"));
+    let lua = c.cmd(&["EVAL", "return redis.call('api.flags')", "0"]);
+    assert!(lua.array()[0].text().contains("LUA"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!((c.cmd(&["API.FLAGS"]).array()[1].int() - now).abs() < 5_000);
+    // 10 buffers of 100 bytes filled with 0..9.
+    assert_eq!(c.cmd(&["API.POOL", "10"]), Reply::Int(100 * 45));
+}
