@@ -660,3 +660,39 @@ fn context_flags_and_pool() {
     // 10 buffers of 100 bytes filled with 0..9.
     assert_eq!(c.cmd(&["API.POOL", "10"]), Reply::Int(100 * 45));
 }
+
+#[test]
+fn calls_to_keys_this_cluster_node_does_not_serve_are_a_distinct_error() {
+    let server = Server::start_with(redis_wasm_tests::ServerOptions {
+        module_args: vec!["LOAD".into(), guests::API_GUEST.into()],
+        config: vec![("cluster-enabled".into(), "yes".into())],
+        ..Default::default()
+    });
+    let mut c = server.client();
+    // No slot is assigned: every key belongs to no node.
+    let reply = c.cmd(&["API.CALL", "2", "GET", "k"]);
+    assert!(
+        reply.error().starts_with("CALLERR non-local-key"),
+        "{reply:?}"
+    );
+    assert_eq!(
+        c.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]),
+        Reply::Status("OK".into())
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !c
+        .cmd(&["CLUSTER", "INFO"])
+        .text()
+        .contains("cluster_state:ok")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cluster did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        c.cmd(&["API.CALL", "2", "GET", "k"]),
+        Reply::Array(vec![bulk("null")])
+    );
+}
