@@ -57,6 +57,7 @@ impl LoadRequest {
         }
         let path = String::from_utf8(self.module.clone())
             .map_err(|_| "the module path is not valid UTF-8".to_owned())?;
+        check_load_dir(&path)?;
         let bytes = std::fs::read(&path).map_err(|e| format!("cannot read '{path}': {e}"))?;
         Ok((bytes.into(), Source::Path(path)))
     }
@@ -70,14 +71,36 @@ impl LoadRequest {
     }
 }
 
+/// Refuses paths outside `wasm.load-dir` (when set).
+fn check_load_dir(path: &str) -> Result<(), String> {
+    let dir = crate::config::LOAD_DIR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if dir.is_empty() {
+        return Ok(());
+    }
+    let canonical =
+        |p: &str| std::fs::canonicalize(p).map_err(|e| format!("cannot read '{p}': {e}"));
+    let (file, dir_path) = (canonical(path)?, canonical(&dir)?);
+    if file.starts_with(&dir_path) {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{path}' is outside wasm.load-dir ('{dir}'); send the module's bytes instead"
+        ))
+    }
+}
+
 /// Loads a guest and registers its commands; on error nothing of it stays registered.
-pub fn load(ctx: Ctx, request: LoadRequest) -> Result<Arc<Guest>, String> {
+/// `from_client`: the load is a client's command (its init may yield to other clients).
+pub fn load(ctx: Ctx, request: LoadRequest, from_client: bool) -> Result<Arc<Guest>, String> {
     let described = request.describe();
     let fail_source = |why: String| format!("cannot load {described}: {why}");
     let (wasm, source) = request.read().map_err(fail_source)?;
     let program = loader::compile(&wasm).map_err(fail_source)?;
-    let guest =
-        Guest::start(program, Some(ctx), wasm, source, request.args).map_err(fail_source)?;
+    let guest = Guest::start(program, Some(ctx), from_client, wasm, source, request.args)
+        .map_err(fail_source)?;
     let name = guest.info.name.clone();
     let fail = |why: String| format!("cannot load guest '{name}': {why}");
     let cluster = ctx.flags() & ctx_flags::CLUSTER != 0;
@@ -117,7 +140,7 @@ pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
         Ok(request) => request,
         Err(why) => return ctx.reply_error(&format!("ERR {why}")),
     };
-    match load(ctx, request) {
+    match load(ctx, request, true) {
         Ok(guest) => ctx.reply_string_buffer(guest.info.name.as_bytes()),
         Err(why) => ctx.reply_error(&format!("ERR {why}")),
     }
@@ -181,8 +204,8 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
     }
     out.push(bulk("commands"));
     out.push(array(count(guest.commands.len())));
-    for spec in &guest.commands {
-        out.push(map(6));
+    for (spec, stats) in guest.commands.iter().zip(&guest.command_stats) {
+        out.push(map(9));
         out.push(bulk("name"));
         out.push(bulk(&spec.name));
         out.push(bulk("flags"));
@@ -200,13 +223,24 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
         out.push(ReplyItem::Integer(i64::from(spec.key_step)));
         out.push(bulk("arity"));
         out.push(ReplyItem::Integer(i64::from(spec.arity)));
+        for (name, counter) in [
+            ("calls", &stats.calls),
+            ("errors", &stats.errors),
+            ("usec", &stats.microseconds),
+        ] {
+            out.push(bulk(name));
+            out.push(ReplyItem::Integer(
+                i64::try_from(counter.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+            ));
+        }
     }
     out.push(bulk("stats"));
-    out.push(map(4));
+    out.push(map(7));
     for (name, counter) in [
         ("calls", &guest.stats.calls),
         ("errors", &guest.stats.errors),
         ("traps", &guest.stats.traps),
+        ("kills", &guest.stats.kills),
         ("restarts", &guest.stats.restarts),
     ] {
         out.push(bulk(name));
@@ -214,6 +248,22 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
             i64::try_from(counter.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
         ));
     }
+    out.push(bulk("memory"));
+    out.push(ReplyItem::Integer(
+        i64::try_from(guest.stats.memory.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+    ));
+    out.push(bulk("last-error"));
+    let last_error = guest
+        .stats
+        .last_error
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    out.push(if last_error.is_empty() {
+        ReplyItem::Null
+    } else {
+        bulk(last_error)
+    });
 }
 
 /// `WASM.LIST [name]` → one map per loaded guest.
@@ -236,6 +286,20 @@ pub fn wasm_list(ctx: Ctx, args: Args<'_>) {
     }
 }
 
+/// `WASM.KILL`: stops the running guest command (allowed while Redis is busy).
+pub fn wasm_kill(ctx: Ctx, args: Args<'_>) {
+    if args.len() != 1 {
+        return ctx.reply_error(&crate::dispatch::wrong_arity_message("wasm.kill"));
+    }
+    match crate::busy::kill() {
+        crate::busy::KillOutcome::Killed => ctx.reply_simple_ok(),
+        crate::busy::KillOutcome::NotBusy => ctx.reply_error("NOTBUSY No guest command is running right now."),
+        crate::busy::KillOutcome::Unkillable { guest, command } => ctx.reply_error(&format!(
+            "UNKILLABLE Guest '{guest}' command '{command}' already wrote to the dataset: killing it would leave it half done. Wait for it to finish, or stop the server with SHUTDOWN NOSAVE."
+        )),
+    }
+}
+
 const HELP: &[&str] = &[
     "WASM.LOAD [REPLACE] <path|bytes> [ARGS <arg> ...]",
     "    Load a WebAssembly guest from a file on the server or from the module's bytes,",
@@ -244,7 +308,10 @@ const HELP: &[&str] = &[
     "WASM.UNLOAD <name>",
     "    Unload a guest; its commands stop answering.",
     "WASM.LIST [<name>]",
-    "    List loaded guests: name, versions, source, load arguments, commands, counters.",
+    "    List loaded guests: name, versions, source, load arguments, commands, counters,",
+    "    memory, last error.",
+    "WASM.KILL",
+    "    Stop the guest command that keeps Redis busy (unless it already wrote).",
     "WASM.HELP",
     "    Print this help.",
 ];

@@ -30,8 +30,13 @@ pub fn start() -> anyhow::Result<()> {
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.cranelift_opt_level(OptLevel::Speed);
+    crate::ffi::signals::before_engine();
     let engine =
         Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+    // wasmtime installs its trap handlers lazily, with the first store: make one now so they are
+    // in place (and remembered) before any guest runs.
+    drop(wasmtime::Store::new(&engine, ()));
+    crate::ffi::signals::after_engine();
     let linker =
         crate::api::linker(&engine).map_err(|e| anyhow::anyhow!("cannot build the linker: {e}"))?;
     let ticker = engine.weak();

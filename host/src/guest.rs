@@ -6,19 +6,19 @@
 //! arguments (which must register the same commands).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
+use std::time::Instant;
 
 use wasmtime::component::{Component, ComponentExportIndex, Func, InstancePre, TypedFunc};
-use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::engine;
-use crate::ffi::{Args, Ctx};
+use crate::busy::{Clock, RunningGuard, Stop};
+use crate::ffi::{Args, Ctx, LogLevel, ctx_flags, log_raw, panic_text};
+use crate::limits::GuestLimiter;
 use crate::registry::{CommandSpec, ModuleInfo, Route};
 use crate::state::{CommandScope, GuestState, InitScope, Phase};
-
-/// Largest linear memory a guest instance may grow to.
-pub const MAX_GUEST_MEMORY: usize = 256 << 20;
+use crate::{config, engine};
 
 type InitFunc<'a> = TypedFunc<(&'a [&'a [u8]],), (Result<(), String>,)>;
 type InvokeFunc<'a> = TypedFunc<(u32, &'a [&'a [u8]]), (Result<(), String>,)>;
@@ -54,6 +54,21 @@ impl Program {
     }
 }
 
+/// One epoch tick of a running guest: time limits, yielding, kills (see `busy.rs`).
+fn on_tick(state: &mut GuestState) -> wasmtime::Result<UpdateDeadline> {
+    let GuestState { clock, phase, .. } = state;
+    if let Some(clock) = clock {
+        clock
+            .tick(|| {
+                if let Phase::Command(scope) = phase {
+                    scope.suspend_keys();
+                }
+            })
+            .map_err(wasmtime::Error::new)?;
+    }
+    Ok(UpdateDeadline::Continue(1))
+}
+
 /// A running instance of a guest.
 pub struct Live {
     store: Store<GuestState>,
@@ -62,19 +77,16 @@ pub struct Live {
 }
 
 impl Live {
-    fn new(program: &Program, label: &str) -> Result<Live, String> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(MAX_GUEST_MEMORY)
-            .instances(64)
-            .tables(64)
-            .memories(8)
-            .trap_on_grow_failure(false)
-            .build();
-        let mut store = Store::new(engine::engine(), GuestState::new(label.into(), limits));
-        store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Continue(1)));
+    fn new(program: &Program, label: &str, memory: Arc<AtomicUsize>) -> Result<Live, String> {
+        let state = GuestState::new(label.into(), GuestLimiter::new(memory));
+        let mut store = Store::new(engine::engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_callback(|mut store| on_tick(store.data_mut()));
         let instance = program.pre.instantiate(&mut store).map_err(|e| {
-            format!("cannot instantiate the guest: {e:#}").replace(['\r', '\n'], " ")
+            format!(
+                "cannot instantiate the guest: {}",
+                describe_trap(&e, &mut store)
+            )
         })?;
         let func = |store: &mut Store<GuestState>, index: &ComponentExportIndex, name: &str| {
             instance
@@ -83,7 +95,7 @@ impl Live {
         };
         let init = func(&mut store, &program.init, "init")?;
         let invoke = func(&mut store, &program.invoke, "invoke")?;
-        // Check the signatures once; calls then use `new_unchecked` (see `call_init`/`invoke`).
+        // Check the signatures once; calls then use `new_unchecked` (see `run_init`/`invoke`).
         init.typed::<(&[&[u8]],), (Result<(), String>,)>(&store)
             .map_err(|e| format!("the guest's init export has the wrong type: {e}"))?;
         invoke
@@ -96,20 +108,38 @@ impl Live {
         })
     }
 
-    /// Runs the guest's `init` export and returns what it registered.
-    fn run_init(&mut self, ctx: Option<Ctx>, args: &[Vec<u8>]) -> Result<InitScope, String> {
+    /// Runs the guest's `init` export and returns what it registered. `ctx` may yield to other
+    /// clients when it is a client's command (not the module's OnLoad).
+    fn run_init(
+        &mut self,
+        ctx: Option<Ctx>,
+        may_yield: bool,
+        args: &[Vec<u8>],
+    ) -> Result<InitScope, String> {
         let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        let replayed =
+            ctx.is_some_and(|c| c.flags() & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0);
+        let label = self.store.data().label.to_string();
+        let clock = if replayed {
+            Clock::unlimited()
+        } else {
+            let limit = config::get_ms(&config::MAX_INIT_MS).map(|d| (d, "wasm.max-init-ms"));
+            Clock::new(&label, "init", limit, ctx.filter(|_| may_yield))
+        };
+        let _running = RunningGuard::enter(&label, "init", Arc::new(AtomicBool::new(replayed)));
         let state = self.store.data_mut();
         state.phase = Phase::Init(InitScope {
             ctx,
             ..InitScope::default()
         });
         state.panic_message = None;
+        state.clock = Some(clock);
         self.store.set_epoch_deadline(1);
         // SAFETY: the signature was checked with `typed` in `Live::new`.
         let init = unsafe { InitFunc::new_unchecked(self.init) };
         let result = init.call(&mut self.store, (&argv,));
         let state = self.store.data_mut();
+        state.clock = None;
         let label = state.label.clone();
         state.output.flush(&label);
         let Phase::Init(scope) = std::mem::replace(&mut state.phase, Phase::Idle) else {
@@ -118,13 +148,9 @@ impl Live {
         match result {
             Ok((Ok(()),)) => {}
             Ok((Err(message),)) => return Err(format!("init failed: {message}")),
-            Err(e) => {
-                return Err(format!(
-                    "init {}",
-                    describe_trap(&e, state.panic_message.take())
-                ));
-            }
+            Err(e) => return Err(format!("init {}", describe_trap(&e, &mut self.store))),
         }
+        let state = self.store.data_mut();
         if let Some(mistake) = state.reply.error() {
             let mistake = mistake.to_owned();
             state.reply.clear();
@@ -137,10 +163,24 @@ impl Live {
     }
 }
 
-/// Explains a trap or instantiation error in one line, with the guest's panic message if any.
-fn describe_trap(error: &wasmtime::Error, panic_message: Option<String>) -> String {
-    if let Some(message) = panic_message {
-        return format!("panicked: {message}");
+/// Explains a trap or instantiation error in one line: the guest's panic message, a kill or
+/// time limit, a refused memory growth, or the trap itself.
+fn describe_trap(error: &wasmtime::Error, store: &mut Store<GuestState>) -> String {
+    let state = store.data_mut();
+    if let Some(stop) = error.downcast_ref::<Stop>() {
+        return stop.to_string();
+    }
+    let refused = state.limiter.refused.take();
+    if let Some(message) = state.panic_message.take() {
+        return match refused {
+            Some((size, limit)) => {
+                format!("ran out of memory ({limit} refused growing to {size} bytes): {message}")
+            }
+            None => format!("panicked: {message}"),
+        };
+    }
+    if let Some((size, limit)) = refused {
+        return format!("ran out of memory ({limit} refused growing to {size} bytes)");
     }
     let what = match error.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => "stack overflow".to_owned(),
@@ -154,13 +194,35 @@ fn describe_trap(error: &wasmtime::Error, panic_message: Option<String>) -> Stri
     format!("trapped: {what}")
 }
 
+/// Counters of one command.
+#[derive(Default)]
+pub struct CommandStats {
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
+    pub microseconds: AtomicU64,
+}
+
 /// Counters shown by `WASM.LIST` and `INFO`.
 #[derive(Default)]
 pub struct GuestStats {
     pub calls: AtomicU64,
     pub errors: AtomicU64,
     pub traps: AtomicU64,
+    pub kills: AtomicU64,
     pub restarts: AtomicU64,
+    /// Linear memory of the instance, in bytes.
+    pub memory: Arc<AtomicUsize>,
+    pub last_error: Mutex<String>,
+}
+
+impl GuestStats {
+    fn error(&self, message: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = message.to_owned();
+    }
 }
 
 /// Where a guest's code came from.
@@ -174,6 +236,7 @@ pub enum Source {
 pub struct Guest {
     pub info: ModuleInfo,
     pub commands: Vec<Arc<CommandSpec>>,
+    pub command_stats: Vec<CommandStats>,
     pub load_args: Vec<Vec<u8>>,
     pub source: Source,
     /// The module as loaded; kept to persist and replicate the guest.
@@ -187,25 +250,31 @@ pub struct Guest {
 
 impl Guest {
     /// Instantiates a compiled guest and runs its init; the result is not yet registered.
+    /// `may_yield`: the load comes from a client command (not `OnLoad`), so a slow init may let
+    /// other clients in.
     pub fn start(
         program: Program,
         ctx: Option<Ctx>,
+        may_yield: bool,
         wasm: Arc<[u8]>,
         source: Source,
         load_args: Vec<Vec<u8>>,
     ) -> Result<Guest, String> {
-        let mut live = Live::new(&program, "(loading)")?;
-        let scope = live.run_init(ctx, &load_args)?;
+        let stats = GuestStats::default();
+        let mut live = Live::new(&program, "(loading)", stats.memory.clone())?;
+        let scope = live.run_init(ctx, may_yield, &load_args)?;
         let info = scope
             .module
             .expect("run_init checks init-module was called");
+        let commands: Vec<Arc<CommandSpec>> = scope.commands.into_iter().map(Arc::new).collect();
         Ok(Guest {
             info,
-            commands: scope.commands.into_iter().map(Arc::new).collect(),
+            command_stats: commands.iter().map(|_| CommandStats::default()).collect(),
+            commands,
             load_args,
             source,
             wasm,
-            stats: GuestStats::default(),
+            stats,
             program,
             live: Mutex::new(Some(live)),
         })
@@ -214,8 +283,8 @@ impl Guest {
     /// A fresh instance after a trap; its init must register exactly what the first one did.
     fn restart(&self, ctx: Ctx) -> Result<Live, String> {
         self.stats.restarts.fetch_add(1, Ordering::Relaxed);
-        let mut live = Live::new(&self.program, &self.info.name)?;
-        let scope = live.run_init(Some(ctx), &self.load_args)?;
+        let mut live = Live::new(&self.program, &self.info.name, self.stats.memory.clone())?;
+        let scope = live.run_init(Some(ctx), true, &self.load_args)?;
         let same_commands = scope.commands.len() == self.commands.len()
             && scope
                 .commands
@@ -232,17 +301,35 @@ impl Guest {
 
     /// Runs one command and sends its reply (or an error) through `ctx`.
     pub fn invoke(&self, ctx: Ctx, route: &Route, args: Args<'_>) {
+        let started = Instant::now();
+        let stats = &self.command_stats[route.index as usize];
+        stats.calls.fetch_add(1, Ordering::Relaxed);
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let failed = self.run(ctx, route, args);
+        if failed {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        stats.microseconds.fetch_add(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Replies `message` as a failure of this guest. Returns true (failed).
+    fn fail(&self, ctx: Ctx, message: &str) -> bool {
+        self.stats.error(message);
+        ctx.reply_error(message);
+        true
+    }
+
+    /// The body of [`invoke`](Self::invoke); returns whether the reply was an error.
+    fn run(&self, ctx: Ctx, route: &Route, args: Args<'_>) -> bool {
+        let guest = &self.info.name;
         let command = &route.spec.name;
         let mut slot = match self.live.try_lock() {
             Ok(slot) => slot,
             Err(TryLockError::WouldBlock) => {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                ctx.reply_error(&format!(
-                    "ERR guest '{}' is already running: command '{command}' cannot re-enter it",
-                    self.info.name
-                ));
-                return;
+                return self.fail(ctx, &format!("ERR guest '{guest}' is already running: command '{command}' cannot re-enter it"));
             }
             Err(TryLockError::Poisoned(poisoned)) => {
                 // A host panic interrupted a call: the instance may be mid-way; start afresh.
@@ -256,22 +343,35 @@ impl Guest {
             match self.restart(ctx) {
                 Ok(live) => *slot = Some(live),
                 Err(why) => {
-                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    ctx.reply_error(&format!(
-                        "ERR guest '{}' could not restart: {why}",
-                        self.info.name
-                    ));
-                    return;
+                    return self.fail(
+                        ctx,
+                        &format!("ERR guest '{guest}' could not restart: {why}"),
+                    );
                 }
             }
         }
         let live = slot.as_mut().expect("instance ensured above");
 
+        // Commands from the master or the AOF must run to the end: replicas must not diverge.
+        let replayed = ctx.flags() & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0;
+        let scope = CommandScope::new(ctx, route.spec.clone());
+        if replayed {
+            scope.effects.wrote.store(true, Ordering::SeqCst);
+        }
+        let _running = RunningGuard::enter(guest, command, scope.effects.wrote.clone());
+        let clock = if replayed {
+            Clock::unlimited()
+        } else {
+            let limit = config::get_ms(&config::MAX_CALL_MS).map(|d| (d, "wasm.max-call-ms"));
+            Clock::new(guest, command, limit, Some(ctx))
+        };
         let argv: Vec<&[u8]> = args.iter().collect();
         let state = live.store.data_mut();
-        state.phase = Phase::Command(CommandScope::new(ctx, route.spec.clone()));
+        state.phase = Phase::Command(scope);
+        state.clock = Some(clock);
         state.reply.clear();
         state.panic_message = None;
+        state.limiter.refused = None;
         live.store.set_epoch_deadline(1);
         // SAFETY: the signature was checked with `typed` in `Live::new`.
         let invoke = unsafe { InvokeFunc::new_unchecked(live.invoke) };
@@ -281,6 +381,7 @@ impl Guest {
             invoke.call(&mut live.store, (route.index, &argv))
         }));
         let state = live.store.data_mut();
+        state.clock = None;
         let mut scope = match std::mem::replace(&mut state.phase, Phase::Idle) {
             Phase::Command(scope) => scope,
             _ => unreachable!("only this function sets the command phase"),
@@ -292,49 +393,60 @@ impl Guest {
             Err(panic) => {
                 scope.finish(true);
                 *slot = None;
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 self.stats.traps.fetch_add(1, Ordering::Relaxed);
-                crate::ffi::log_raw(
-                    crate::ffi::LogLevel::Warning,
+                log_raw(
+                    LogLevel::Warning,
                     &format!(
-                        "<wasm> host panic in guest '{}' command '{command}': {}",
-                        self.info.name,
-                        crate::ffi::panic_text(&*panic)
+                        "<wasm> host panic in guest '{guest}' command '{command}': {}",
+                        panic_text(&*panic)
                     ),
                 );
-                ctx.reply_error(&format!("ERR internal error in redis-wasm while running guest '{}' command '{command}' (see the server log)", self.info.name));
-                return;
+                return self.fail(ctx, &format!("ERR internal error in redis-wasm while running guest '{guest}' command '{command}' (see the server log)"));
             }
         };
         scope.finish(result.is_err());
         drop(scope);
         match result {
-            Ok((Ok(()),)) => match state.reply.finish() {
-                Ok(()) => state.reply.send(ctx),
-                Err(why) => {
-                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    ctx.reply_error(&format!(
-                        "ERR guest '{}' command '{command}' sent a bad reply: {why}",
-                        self.info.name
-                    ));
-                }
-            },
+            Ok((Ok(()),)) => {
+                let state = live.store.data_mut();
+                let checked = state.reply.finish();
+                let failed = match checked {
+                    Ok(()) => {
+                        state.reply.send(ctx);
+                        false
+                    }
+                    Err(why) => self.fail(
+                        ctx,
+                        &format!("ERR guest '{guest}' command '{command}' sent a bad reply: {why}"),
+                    ),
+                };
+                live.store.data_mut().reply.clear();
+                failed
+            }
             Ok((Err(message),)) => {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                ctx.reply_error(&message);
+                live.store.data_mut().reply.clear();
+                self.fail(ctx, &message)
             }
             Err(error) => {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 self.stats.traps.fetch_add(1, Ordering::Relaxed);
-                let why = describe_trap(&error, state.panic_message.take());
+                if matches!(error.downcast_ref::<Stop>(), Some(Stop::Killed)) {
+                    self.stats.kills.fetch_add(1, Ordering::Relaxed);
+                }
+                let why = describe_trap(&error, &mut live.store);
                 *slot = None;
-                ctx.reply_error(&format!(
-                    "ERR guest '{}' command '{command}' {why}",
-                    self.info.name
-                ));
-                return;
+                self.fail(
+                    ctx,
+                    &format!("ERR guest '{guest}' command '{command}' {why}"),
+                )
             }
         }
-        state.reply.clear();
+    }
+
+    /// Whether an instance exists now (it is re-created lazily after a trap).
+    pub fn has_instance(&self) -> bool {
+        match self.live.try_lock() {
+            Ok(slot) => slot.is_some(),
+            Err(_) => true,
+        }
     }
 }

@@ -13,6 +13,10 @@
 //! - `loader.rs` — checking and compiling module bytes; import and WIT-version checks.
 //! - `guest.rs` — a loaded guest: compiled program, long-lived instance, running a command.
 //! - `engine.rs` — the wasmtime engine, linker and epoch ticker.
+//! - `busy.rs` — runaway guests: yielding while busy, `WASM.KILL`, time limits.
+//! - `limits.rs` — memory limits per guest and across guests.
+//! - `config.rs` — the `wasm.*` configs.
+//! - `info.rs` — the `INFO wasm` section.
 //! - `state.rs` — per-store state host functions see.
 //! - `api/` — the host side of each WIT interface (one file per interface).
 //! - `reply.rs` — replies buffered and checked before they reach the client.
@@ -21,12 +25,16 @@
 //! - `wasi.rs` — the small part of WASI granted to guests (printing goes to the Redis log).
 
 mod api;
+mod busy;
 mod commands;
+mod config;
 mod dispatch;
 mod engine;
 mod ffi;
 mod flags;
 mod guest;
+mod info;
+mod limits;
 mod loader;
 mod registry;
 mod reply;
@@ -47,6 +55,17 @@ pub const MODULE_VERSION: i32 = 100;
 /// Everything `OnLoad` does after the host commands and filter are registered. Returns false
 /// (and logs why) to make the module load fail.
 fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
+    if !config::register(ctx) {
+        return false;
+    }
+    busy::refresh_threshold(ctx);
+    if !ctx.on_config_change(on_config_change) || !ctx.on_info(info::write) {
+        ctx.log(
+            LogLevel::Warning,
+            "cannot subscribe to config changes or register the INFO section",
+        );
+        return false;
+    }
     if let Err(e) = engine::start() {
         ctx.log(LogLevel::Warning, &format!("{e:#}"));
         return false;
@@ -60,12 +79,19 @@ fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
         }
     };
     for request in requests {
-        if let Err(why) = commands::load(ctx, request) {
+        if let Err(why) = commands::load(ctx, request, false) {
             ctx.log(LogLevel::Warning, &why);
             return false;
         }
     }
     true
+}
+
+/// After any `CONFIG SET`: keep wasmtime's signal handlers in front (Redis re-installs its own
+/// on `crash-log-enabled`) and follow `busy-reply-threshold`.
+fn on_config_change(ctx: Ctx, _names: &[&str]) {
+    ffi::signals::after_config_change();
+    busy::refresh_threshold(ctx);
 }
 
 /// Module arguments: `LOAD <path> [ARGS arg ...]`, repeated. A guest's arguments run until the

@@ -11,9 +11,6 @@ use crate::api::{WIT_PACKAGE, WIT_VERSION};
 use crate::engine;
 use crate::guest::Program;
 
-/// Largest module accepted by default.
-pub const MAX_MODULE_SIZE: usize = 64 << 20;
-
 const WASM_MAGIC: &[u8] = b"\0asm";
 const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
 const COMPONENT_VERSION: [u8; 4] = [0x0d, 0, 1, 0];
@@ -33,9 +30,10 @@ const HOST_INTERFACES: &[&str] = &[
 
 /// Checks the bytes look like a component before handing them to the compiler.
 pub fn check_format(bytes: &[u8]) -> Result<(), String> {
-    if bytes.len() > MAX_MODULE_SIZE {
+    let limit = crate::config::get_usize(&crate::config::MAX_MODULE_SIZE);
+    if bytes.len() > limit {
         return Err(format!(
-            "the module is {} bytes; the limit is {MAX_MODULE_SIZE}",
+            "the module is {} bytes, more than wasm.max-module-size ({limit})",
             bytes.len()
         ));
     }

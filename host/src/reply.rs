@@ -86,6 +86,8 @@ pub struct ReplyBuffer {
     complete: bool,
     /// The first mistake; once set, the reply is an error.
     error: Option<String>,
+    /// Bytes of payload so far (checked against `wasm.max-reply-bytes`).
+    bytes: usize,
 }
 
 fn valid_big_number(text: &str) -> bool {
@@ -99,6 +101,7 @@ impl ReplyBuffer {
         self.open.clear();
         self.complete = false;
         self.error = None;
+        self.bytes = 0;
     }
 
     /// The first mistake made so far, if any.
@@ -144,6 +147,18 @@ impl ReplyBuffer {
         }
         if let Err(why) = self.check(&item) {
             self.fail(why);
+            return;
+        }
+        self.bytes += match &item {
+            ReplyItem::Simple(t) | ReplyItem::Error(t) | ReplyItem::BigNumber(t) => t.len(),
+            ReplyItem::Bulk(b) | ReplyItem::Verbatim(_, b) => b.len(),
+            _ => 0,
+        } + 16;
+        let limit = crate::config::get_usize(&crate::config::MAX_REPLY_BYTES);
+        if self.bytes > limit {
+            self.fail(format!(
+                "the reply is larger than wasm.max-reply-bytes ({limit} bytes)"
+            ));
             return;
         }
         let opens = match &item {

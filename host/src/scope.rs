@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::ffi::{CallReply, Ctx, MODE_READ, MODE_WRITE, RawKey};
@@ -85,6 +86,8 @@ struct Effect {
 ///   if the guest trapped (replicas might not fail the same way), emitted instead of it.
 #[derive(Default)]
 pub struct Effects {
+    /// Whether the command has written (shared with `busy.rs`: a writer cannot be killed).
+    pub wrote: Arc<AtomicBool>,
     pending: Vec<Effect>,
     explicit: Vec<Effect>,
     pub verbatim: bool,
@@ -94,6 +97,7 @@ pub struct Effects {
 
 impl Effects {
     pub fn record(&mut self, db: i32, command: &'static str, args: Vec<Vec<u8>>) {
+        self.wrote.store(true, Ordering::SeqCst);
         self.pending.push(Effect {
             db,
             command: Cow::Borrowed(command),

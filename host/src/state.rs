@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use wasmtime::StoreLimits;
-
 use crate::ffi::Ctx;
 use crate::registry::{CommandSpec, ModuleInfo};
 use crate::reply::ReplyBuffer;
@@ -17,7 +15,9 @@ pub struct GuestState {
     pub reply: ReplyBuffer,
     /// Set by the guest's panic hook just before it aborts.
     pub panic_message: Option<String>,
-    pub limits: StoreLimits,
+    pub limiter: crate::limits::GuestLimiter,
+    /// How the current call may run (time limits, yielding); `None` when idle.
+    pub clock: Option<crate::busy::Clock>,
     /// What the guest printed (WASI stdout/stderr), on its way to the Redis log.
     pub output: crate::wasi::Output,
     /// The next handle number (never reused in this store's life; see `scope.rs`).
@@ -41,13 +41,14 @@ pub struct InitScope {
 }
 
 impl GuestState {
-    pub fn new(label: Arc<str>, limits: StoreLimits) -> Self {
+    pub fn new(label: Arc<str>, limiter: crate::limits::GuestLimiter) -> Self {
         GuestState {
             label,
             phase: Phase::Idle,
             reply: ReplyBuffer::default(),
             panic_message: None,
-            limits,
+            limiter,
+            clock: None,
             output: Default::default(),
             next_handle: 1,
         }

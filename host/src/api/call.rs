@@ -97,6 +97,12 @@ impl Host for GuestState {
             Ok(reply) => {
                 if modifiers.contains('!') {
                     scope.effects.calls_replicated = true;
+                    if reply.kind() != ReplyKind::Error {
+                        scope
+                            .effects
+                            .wrote
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
                 }
                 scope.replies.insert(rep, ReplyHandle { reply, resp3 });
                 Ok(Ok(Resource::new_own(rep)))

@@ -36,9 +36,12 @@ pub(crate) use api;
 
 mod call;
 mod keys;
+mod server;
+pub mod signals;
 
 pub use call::{CallRefusal, CallReply, ReplyKind};
 pub use keys::{MODE_READ, MODE_WRITE, RawKey};
+pub use server::{InfoCtx, NumericConfig, StringConfig};
 
 /// Runs `f`, turning a panic into `None` after logging it. Every entry point goes through here.
 pub fn catch<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
@@ -384,7 +387,7 @@ impl<'a> Args<'a> {
     }
 }
 
-fn string_bytes<'a>(s: *mut raw::RedisModuleString) -> &'a [u8] {
+pub(super) fn string_bytes<'a>(s: *mut raw::RedisModuleString) -> &'a [u8] {
     let mut len = 0usize;
     // SAFETY: `s` is a live RedisModuleString (an argument or one we own); StringPtrLen returns
     // a pointer to `len` bytes that stay valid as long as the string does.
@@ -527,6 +530,7 @@ command_entry!(
 );
 command_entry!(wasm_list_entry, "wasm.list", crate::commands::wasm_list);
 command_entry!(wasm_help_entry, "wasm.help", crate::commands::wasm_help);
+command_entry!(wasm_kill_entry, "wasm.kill", crate::commands::wasm_kill);
 command_entry!(
     dispatch_write_oom_entry,
     "wasm.invoke-write-denyoom",
@@ -575,11 +579,20 @@ const HOST_COMMANDS: &[(&CStr, RawCommandFn, &CStr, c_int, c_int, c_int, &CStr)]
     (
         c"wasm.list",
         wasm_list_entry,
-        c"readonly",
+        c"readonly allow-busy",
         0,
         0,
         0,
         c"slow scripting",
+    ),
+    (
+        c"wasm.kill",
+        wasm_kill_entry,
+        c"readonly allow-busy deny-script fast",
+        0,
+        0,
+        0,
+        c"fast scripting",
     ),
     (
         c"wasm.help",

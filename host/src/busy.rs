@@ -1,0 +1,174 @@
+//! Runaway guests: yielding to other clients, `WASM.KILL`, and time limits.
+//!
+//! Every running guest gets a callback each epoch tick (`engine.rs`). Once a command has run
+//! longer than Redis's `busy-reply-threshold`, the callback calls `RedisModule_Yield`: other
+//! clients get `-BUSY`, and commands flagged `allow-busy` (`WASM.KILL`, `SHUTDOWN NOSAVE`, ...)
+//! run. Keys are closed before yielding, as around calls, so nothing that runs meanwhile can
+//! leave a handle dangling.
+//!
+//! `WASM.KILL` sets a flag that makes the next tick of every running guest trap — a trap cannot
+//! be caught by guest code. Like Lua's `SCRIPT KILL`, it refuses (`-UNKILLABLE`) once the
+//! running command has written: killing it would leave the command half applied. Only
+//! `SHUTDOWN NOSAVE` (or the hard `wasm.max-call-ms` limit) stops such a command.
+
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::ffi::Ctx;
+
+/// Redis's `busy-reply-threshold` in milliseconds (kept up to date on config changes).
+pub static BUSY_THRESHOLD_MS: AtomicI64 = AtomicI64::new(5000);
+
+/// Set by `WASM.KILL`; cleared when the outermost guest call ends.
+static KILL: AtomicBool = AtomicBool::new(false);
+
+/// One guest invocation on the stack (guests can call each other through Redis).
+struct Running {
+    guest: String,
+    command: String,
+    wrote: Arc<AtomicBool>,
+}
+
+static RUNNING: Mutex<Vec<Running>> = Mutex::new(Vec::new());
+
+/// How a guest call may run: set when it starts, read by every tick.
+pub struct Clock {
+    started: Instant,
+    /// A hard limit (`wasm.max-call-ms`, or `wasm.max-init-ms` for init).
+    limit: Option<(Duration, &'static str)>,
+    /// The context to yield with, when this call may yield.
+    yield_ctx: Option<Ctx>,
+    busy_message: CString,
+}
+
+/// Why a tick stopped the guest.
+#[derive(Debug)]
+pub enum Stop {
+    Killed,
+    TimedOut(Duration, &'static str),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Killed => f.write_str("was killed by WASM.KILL"),
+            Stop::TimedOut(limit, config) => {
+                write!(f, "ran longer than {} ms ({config})", limit.as_millis())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Stop {}
+
+/// Marks a guest invocation as running until dropped.
+pub struct RunningGuard {
+    _private: (),
+}
+
+impl RunningGuard {
+    pub fn enter(guest: &str, command: &str, wrote: Arc<AtomicBool>) -> RunningGuard {
+        let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+        running.push(Running {
+            guest: guest.to_owned(),
+            command: command.to_owned(),
+            wrote,
+        });
+        RunningGuard { _private: () }
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+        running.pop();
+        if running.is_empty() {
+            KILL.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Clock {
+    pub fn new(
+        guest: &str,
+        command: &str,
+        limit: Option<(Duration, &'static str)>,
+        yield_ctx: Option<Ctx>,
+    ) -> Clock {
+        let message = format!(
+            "Redis is busy running guest '{guest}' command '{command}'. You can only call WASM.KILL or SHUTDOWN NOSAVE."
+        );
+        Clock {
+            started: Instant::now(),
+            limit,
+            yield_ctx,
+            busy_message: CString::new(message).unwrap_or_default(),
+        }
+    }
+
+    /// A clock that never yields nor stops (loads replayed from the master or the AOF).
+    pub fn unlimited() -> Clock {
+        Clock {
+            started: Instant::now(),
+            limit: None,
+            yield_ctx: None,
+            busy_message: CString::default(),
+        }
+    }
+
+    /// One epoch tick. `suspend` closes the command's keys before yielding.
+    pub fn tick(&self, suspend: impl FnOnce()) -> Result<(), Stop> {
+        if KILL.load(Ordering::SeqCst) {
+            return Err(Stop::Killed);
+        }
+        let elapsed = self.started.elapsed();
+        if let Some((limit, config)) = self.limit {
+            if elapsed > limit {
+                return Err(Stop::TimedOut(limit, config));
+            }
+        }
+        let threshold =
+            Duration::from_millis(BUSY_THRESHOLD_MS.load(Ordering::Relaxed).max(0) as u64);
+        if let Some(ctx) = self.yield_ctx {
+            if elapsed >= threshold {
+                suspend();
+                ctx.yield_to_clients(&self.busy_message);
+                if KILL.load(Ordering::SeqCst) {
+                    return Err(Stop::Killed);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `WASM.KILL`'s decision.
+pub enum KillOutcome {
+    Killed,
+    NotBusy,
+    Unkillable { guest: String, command: String },
+}
+
+pub fn kill() -> KillOutcome {
+    let running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+    if running.is_empty() {
+        return KillOutcome::NotBusy;
+    }
+    if let Some(writer) = running.iter().find(|r| r.wrote.load(Ordering::SeqCst)) {
+        return KillOutcome::Unkillable {
+            guest: writer.guest.clone(),
+            command: writer.command.clone(),
+        };
+    }
+    KILL.store(true, Ordering::SeqCst);
+    KillOutcome::Killed
+}
+
+/// Reads `busy-reply-threshold` from Redis.
+pub fn refresh_threshold(ctx: Ctx) {
+    if let Some(ms) = ctx.config_get_i64("busy-reply-threshold") {
+        BUSY_THRESHOLD_MS.store(ms, Ordering::Relaxed);
+    }
+}

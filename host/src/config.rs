@@ -1,0 +1,95 @@
+//! The host's configs (`CONFIG GET/SET wasm.*`), documented in docs/configuration.md.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::ffi::{Ctx, NumericConfig, StringConfig};
+
+/// Largest linear memory one guest instance may have, in bytes.
+pub static MAX_MEMORY: AtomicI64 = AtomicI64::new(0);
+/// Largest total linear memory of all guests, in bytes.
+pub static MAX_TOTAL_MEMORY: AtomicI64 = AtomicI64::new(0);
+/// Hard limit on one guest command, in milliseconds (0: none; the busy mechanism still applies).
+pub static MAX_CALL_MS: AtomicI64 = AtomicI64::new(0);
+/// Limit on a guest's init, in milliseconds (loads from the master or the AOF are not limited).
+pub static MAX_INIT_MS: AtomicI64 = AtomicI64::new(0);
+/// Largest module accepted by `WASM.LOAD`, in bytes.
+pub static MAX_MODULE_SIZE: AtomicI64 = AtomicI64::new(0);
+/// Largest reply a guest command may build, in bytes.
+pub static MAX_REPLY_BYTES: AtomicI64 = AtomicI64::new(0);
+/// Directory that `WASM.LOAD <path>` may read from ("" allows any path).
+pub static LOAD_DIR: Mutex<String> = Mutex::new(String::new());
+
+const MB: i64 = 1 << 20;
+
+const NUMERIC: &[NumericConfig] = &[
+    NumericConfig {
+        name: c"max-memory",
+        default: 128 * MB,
+        min: MB,
+        max: 4096 * MB,
+        memory: true,
+        value: &MAX_MEMORY,
+    },
+    NumericConfig {
+        name: c"max-total-memory",
+        default: 1024 * MB,
+        min: MB,
+        max: i64::MAX / 2,
+        memory: true,
+        value: &MAX_TOTAL_MEMORY,
+    },
+    NumericConfig {
+        name: c"max-call-ms",
+        default: 0,
+        min: 0,
+        max: i64::MAX / 2,
+        memory: false,
+        value: &MAX_CALL_MS,
+    },
+    NumericConfig {
+        name: c"max-init-ms",
+        default: 10_000,
+        min: 1,
+        max: i64::MAX / 2,
+        memory: false,
+        value: &MAX_INIT_MS,
+    },
+    NumericConfig {
+        name: c"max-module-size",
+        default: 64 * MB,
+        min: 1024,
+        max: 1024 * MB,
+        memory: true,
+        value: &MAX_MODULE_SIZE,
+    },
+    NumericConfig {
+        name: c"max-reply-bytes",
+        default: 256 * MB,
+        min: 1024,
+        max: 4096 * MB,
+        memory: true,
+        value: &MAX_REPLY_BYTES,
+    },
+];
+
+const STRINGS: &[StringConfig] = &[StringConfig {
+    name: c"load-dir",
+    default: c"",
+    value: &LOAD_DIR,
+}];
+
+pub fn register(ctx: Ctx) -> bool {
+    ctx.register_configs(NUMERIC, STRINGS)
+}
+
+/// A numeric config as `usize`.
+pub fn get_usize(config: &AtomicI64) -> usize {
+    usize::try_from(config.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+/// A millisecond config as a duration, `None` for 0.
+pub fn get_ms(config: &AtomicI64) -> Option<std::time::Duration> {
+    let ms = config.load(Ordering::Relaxed);
+    (ms > 0).then(|| std::time::Duration::from_millis(ms as u64))
+}

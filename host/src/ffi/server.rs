@@ -1,0 +1,282 @@
+//! Module configs, the INFO section, server events and `RedisModule_Yield`.
+
+use std::ffi::{CStr, c_char, c_int, c_longlong, c_uint, c_void};
+use std::ptr;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use redis_module::raw;
+
+use super::{Ctx, LogLevel, OK, c_string, catch};
+
+/// A numeric module config backed by a static atomic.
+pub struct NumericConfig {
+    /// Name without the module prefix (`max-memory` is `wasm.max-memory`).
+    pub name: &'static CStr,
+    pub default: i64,
+    pub min: i64,
+    pub max: i64,
+    /// Accepts memory units (`64mb`).
+    pub memory: bool,
+    pub value: &'static AtomicI64,
+}
+
+extern "C" fn get_numeric(_name: *const c_char, privdata: *mut c_void) -> c_longlong {
+    // SAFETY: privdata is the `&'static AtomicI64` given at registration.
+    let value = unsafe { &*(privdata as *const AtomicI64) };
+    value.load(Ordering::Relaxed)
+}
+
+extern "C" fn set_numeric(
+    _name: *const c_char,
+    val: c_longlong,
+    privdata: *mut c_void,
+    _err: *mut *mut raw::RedisModuleString,
+) -> c_int {
+    // SAFETY: as in `get_numeric`; Redis already checked min and max.
+    let value = unsafe { &*(privdata as *const AtomicI64) };
+    value.store(val, Ordering::Relaxed);
+    OK
+}
+
+/// A string module config backed by a static mutex.
+pub struct StringConfig {
+    pub name: &'static CStr,
+    pub default: &'static CStr,
+    pub value: &'static std::sync::Mutex<String>,
+}
+
+extern "C" fn get_string(
+    _name: *const c_char,
+    privdata: *mut c_void,
+) -> *mut raw::RedisModuleString {
+    // SAFETY: privdata is the `&'static Mutex<String>` given at registration.
+    let value = unsafe { &*(privdata as *const std::sync::Mutex<String>) };
+    let text = value
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    // Redis frees the returned string; a NULL context makes an unmanaged one.
+    // SAFETY: Redis copies the bytes.
+    unsafe {
+        api!(RedisModule_CreateString)(ptr::null_mut(), text.as_ptr().cast::<c_char>(), text.len())
+    }
+}
+
+extern "C" fn set_string(
+    _name: *const c_char,
+    val: *mut raw::RedisModuleString,
+    privdata: *mut c_void,
+    _err: *mut *mut raw::RedisModuleString,
+) -> c_int {
+    // SAFETY: as in `get_string`; `val` is a live string for the call.
+    let value = unsafe { &*(privdata as *const std::sync::Mutex<String>) };
+    let text = String::from_utf8_lossy(super::string_bytes(val)).into_owned();
+    *value
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = text;
+    OK
+}
+
+/// Called for every change of a Redis config (`CONFIG SET`), with the names changed.
+pub type ConfigChangeHandler = fn(Ctx, &[&str]);
+
+static CONFIG_CHANGE_HANDLER: std::sync::OnceLock<ConfigChangeHandler> = std::sync::OnceLock::new();
+
+extern "C" fn config_change_event(
+    ctx: *mut raw::RedisModuleCtx,
+    _eid: raw::RedisModuleEvent,
+    subevent: u64,
+    data: *mut c_void,
+) {
+    let Some(ctx) = std::ptr::NonNull::new(ctx).map(Ctx) else {
+        return;
+    };
+    if subevent != raw::REDISMODULE_SUBEVENT_CONFIG_CHANGE || data.is_null() {
+        return;
+    }
+    catch("the config change event", || {
+        // SAFETY: for this event Redis passes a RedisModuleConfigChange with `num_changes` names.
+        let names: Vec<String> = unsafe {
+            let change = &*(data as *const raw::RedisModuleConfigChange);
+            (0..change.num_changes as usize)
+                .map(|i| {
+                    CStr::from_ptr(*change.config_names.add(i))
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect()
+        };
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        if let Some(handler) = CONFIG_CHANGE_HANDLER.get() {
+            handler(ctx, &names);
+        }
+    });
+}
+
+/// The INFO section writer.
+pub struct InfoCtx(*mut raw::RedisModuleInfoCtx);
+
+impl InfoCtx {
+    pub fn section(&self, name: &str) {
+        let name = c_string(name.as_bytes());
+        // SAFETY: valid info context for this callback.
+        unsafe { api!(RedisModule_InfoAddSection)(self.0, name.as_ptr()) };
+    }
+
+    pub fn field_i64(&self, field: &str, value: i64) {
+        let field = c_string(field.as_bytes());
+        // SAFETY: valid info context.
+        unsafe { api!(RedisModule_InfoAddFieldLongLong)(self.0, field.as_ptr(), value) };
+    }
+
+    pub fn field_str(&self, field: &str, value: &str) {
+        let (field, value) = (c_string(field.as_bytes()), c_string(value.as_bytes()));
+        // SAFETY: valid info context.
+        unsafe { api!(RedisModule_InfoAddFieldCString)(self.0, field.as_ptr(), value.as_ptr()) };
+    }
+
+    /// A `name:k=v,k=v` line.
+    pub fn dict(&self, name: &str, fields: &[(&str, i64)]) {
+        let name = c_string(name.as_bytes());
+        // SAFETY: valid info context; every begin is matched by an end.
+        unsafe {
+            api!(RedisModule_InfoBeginDictField)(self.0, name.as_ptr());
+            for (field, value) in fields {
+                let field = c_string(field.as_bytes());
+                api!(RedisModule_InfoAddFieldLongLong)(self.0, field.as_ptr(), *value);
+            }
+            api!(RedisModule_InfoEndDictField)(self.0);
+        }
+    }
+}
+
+static INFO_HANDLER: std::sync::OnceLock<fn(&InfoCtx)> = std::sync::OnceLock::new();
+
+extern "C" fn info_func(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) {
+    if ctx.is_null() {
+        return;
+    }
+    catch("INFO", || {
+        if let Some(handler) = INFO_HANDLER.get() {
+            handler(&InfoCtx(ctx));
+        }
+    });
+}
+
+impl Ctx {
+    /// Registers numeric and string configs, then applies values from the config file and
+    /// command line (`RedisModule_LoadConfigs`).
+    pub fn register_configs(self, numeric: &[NumericConfig], strings: &[StringConfig]) -> bool {
+        for config in numeric {
+            let flags = if config.memory {
+                raw::REDISMODULE_CONFIG_MEMORY
+            } else {
+                raw::REDISMODULE_CONFIG_DEFAULT
+            } as c_uint;
+            config.value.store(config.default, Ordering::Relaxed);
+            // SAFETY: valid OnLoad context; the name is static; callbacks are panic-free and
+            // privdata is a `'static` atomic.
+            let status = unsafe {
+                api!(RedisModule_RegisterNumericConfig)(
+                    self.0.as_ptr(),
+                    config.name.as_ptr(),
+                    config.default,
+                    flags,
+                    config.min,
+                    config.max,
+                    Some(get_numeric),
+                    Some(set_numeric),
+                    None,
+                    ptr::from_ref(config.value).cast_mut().cast::<c_void>(),
+                )
+            };
+            if status != OK {
+                self.log(
+                    LogLevel::Warning,
+                    &format!(
+                        "cannot register config wasm.{}",
+                        config.name.to_string_lossy()
+                    ),
+                );
+                return false;
+            }
+        }
+        for config in strings {
+            *config
+                .value
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                config.default.to_string_lossy().into_owned();
+            // SAFETY: as above, with a `'static` mutex as privdata.
+            let status = unsafe {
+                api!(RedisModule_RegisterStringConfig)(
+                    self.0.as_ptr(),
+                    config.name.as_ptr(),
+                    config.default.as_ptr(),
+                    raw::REDISMODULE_CONFIG_DEFAULT as c_uint,
+                    Some(get_string),
+                    Some(set_string),
+                    None,
+                    ptr::from_ref(config.value).cast_mut().cast::<c_void>(),
+                )
+            };
+            if status != OK {
+                self.log(
+                    LogLevel::Warning,
+                    &format!(
+                        "cannot register config wasm.{}",
+                        config.name.to_string_lossy()
+                    ),
+                );
+                return false;
+            }
+        }
+        // SAFETY: valid OnLoad context.
+        unsafe { api!(RedisModule_LoadConfigs)(self.0.as_ptr()) == OK }
+    }
+
+    /// Calls `handler` after every `CONFIG SET`.
+    pub fn on_config_change(self, handler: ConfigChangeHandler) -> bool {
+        let _ = CONFIG_CHANGE_HANDLER.set(handler);
+        // SAFETY: valid OnLoad context; the id and version are those of RedisModuleEvent_Config;
+        // the callback is panic-safe.
+        unsafe {
+            api!(RedisModule_SubscribeToServerEvent)(
+                self.0.as_ptr(),
+                raw::RedisModuleEvent {
+                    id: raw::REDISMODULE_EVENT_CONFIG,
+                    dataver: 1,
+                },
+                Some(config_change_event),
+            ) == OK
+        }
+    }
+
+    /// A numeric Redis config (`CONFIG GET <name>`).
+    pub fn config_get_i64(self, name: &str) -> Option<i64> {
+        let reply = self.call("CONFIG", &[b"GET", name.as_bytes()], "").ok()?;
+        let value = reply.array_element(1)?.string()?;
+        String::from_utf8_lossy(&value).trim().parse().ok()
+    }
+
+    /// Registers the module's INFO section writer.
+    pub fn on_info(self, handler: fn(&InfoCtx)) -> bool {
+        let _ = INFO_HANDLER.set(handler);
+        // SAFETY: valid OnLoad context; the callback is panic-safe.
+        unsafe { api!(RedisModule_RegisterInfoFunc)(self.0.as_ptr(), Some(info_func)) == OK }
+    }
+
+    /// `RedisModule_Yield(ctx, REDISMODULE_YIELD_FLAG_CLIENTS, message)`: lets Redis serve other
+    /// clients (they get `-BUSY <message>`; `allow-busy` commands run) once the command has run
+    /// past `busy-reply-threshold`.
+    pub fn yield_to_clients(self, message: &CStr) {
+        // SAFETY: valid command context; Redis keeps the message pointer only during the call.
+        unsafe {
+            api!(RedisModule_Yield)(
+                self.0.as_ptr(),
+                raw::REDISMODULE_YIELD_FLAG_CLIENTS as c_int,
+                message.as_ptr(),
+            )
+        };
+    }
+}

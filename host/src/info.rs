@@ -1,0 +1,52 @@
+//! The `INFO wasm` section.
+
+use std::sync::atomic::Ordering;
+
+use crate::ffi::InfoCtx;
+use crate::{limits, registry};
+
+fn n(value: impl TryInto<i64>) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
+pub fn write(info: &InfoCtx) {
+    let guests = registry::guests();
+    info.section("");
+    info.field_i64("guests", n(guests.len()));
+    info.field_i64(
+        "commands",
+        n(guests.iter().map(|g| g.commands.len()).sum::<usize>()),
+    );
+    info.field_i64(
+        "memory_bytes",
+        n(limits::TOTAL_MEMORY.load(Ordering::Relaxed)),
+    );
+    let total = |f: fn(&crate::guest::Guest) -> u64| n(guests.iter().map(|g| f(g)).sum::<u64>());
+    info.field_i64("calls", total(|g| g.stats.calls.load(Ordering::Relaxed)));
+    info.field_i64("errors", total(|g| g.stats.errors.load(Ordering::Relaxed)));
+    info.field_i64("traps", total(|g| g.stats.traps.load(Ordering::Relaxed)));
+    info.field_i64("kills", total(|g| g.stats.kills.load(Ordering::Relaxed)));
+    info.field_i64(
+        "restarts",
+        total(|g| g.stats.restarts.load(Ordering::Relaxed)),
+    );
+    info.field_i64(
+        "instances",
+        n(guests.iter().filter(|g| g.has_instance()).count()),
+    );
+    for guest in &guests {
+        let s = &guest.stats;
+        info.dict(
+            &format!("guest_{}", guest.info.name),
+            &[
+                ("commands", n(guest.commands.len())),
+                ("memory", n(s.memory.load(Ordering::Relaxed))),
+                ("calls", n(s.calls.load(Ordering::Relaxed))),
+                ("errors", n(s.errors.load(Ordering::Relaxed))),
+                ("traps", n(s.traps.load(Ordering::Relaxed))),
+                ("kills", n(s.kills.load(Ordering::Relaxed))),
+                ("restarts", n(s.restarts.load(Ordering::Relaxed))),
+            ],
+        );
+    }
+}
