@@ -33,6 +33,12 @@ impl CallArg for [u8] {
     }
 }
 
+impl CallArg for Vec<u8> {
+    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
+        out.push(self.clone());
+    }
+}
+
 impl<const N: usize> CallArg for [u8; N] {
     fn push_to(&self, out: &mut Vec<Vec<u8>>) {
         out.push(self.to_vec());

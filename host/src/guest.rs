@@ -20,6 +20,9 @@ use crate::registry::{CommandSpec, ModuleInfo, Route};
 use crate::state::{CommandScope, GuestState, InitScope, Phase};
 use crate::{config, engine};
 
+/// Bytes one guest-to-host call may transfer (see `Live::new`).
+const HOSTCALL_FUEL: usize = (512 + 64) << 20;
+
 type InitFunc<'a> = TypedFunc<(&'a [&'a [u8]],), (Result<(), String>,)>;
 type InvokeFunc<'a> = TypedFunc<(u32, &'a [&'a [u8]]), (Result<(), String>,)>;
 
@@ -81,6 +84,10 @@ impl Live {
         let state = GuestState::new(label.into(), GuestLimiter::new(memory));
         let mut store = Store::new(engine::engine(), state);
         store.limiter(|state| &mut state.limiter);
+        // What one host call may copy out of the guest: enough for a 512 MB argument (Redis's
+        // largest bulk string), while bounding how far a guest can amplify one buffer into many
+        // host copies.
+        store.set_hostcall_fuel(HOSTCALL_FUEL);
         store.epoch_deadline_callback(|mut store| on_tick(store.data_mut()));
         let instance = program.pre.instantiate(&mut store).map_err(|e| {
             format!(

@@ -55,6 +55,29 @@ pub struct ReplyHandle {
     pub resp3: bool,
 }
 
+impl KeyHandle {
+    /// Closes and reopens the key (in its own database): after a call, or to drop iterator state
+    /// Redis keeps inside an open key.
+    pub fn reopen(&mut self, ctx: Ctx) {
+        self.raw = None;
+        let current = ctx.selected_db();
+        let switched = self.db != current && ctx.select_db(self.db);
+        let mode = if self.write {
+            MODE_READ | MODE_WRITE
+        } else {
+            MODE_READ
+        };
+        self.raw = ctx.open_key(&self.name, mode);
+        if switched {
+            ctx.select_db(current);
+        }
+        self.suspended = false;
+        if self.range == RangeState::Active {
+            self.range = RangeState::Interrupted;
+        }
+    }
+}
+
 /// Why a key operation could not run (mapped to the WIT `key-error`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyFault {
@@ -226,27 +249,16 @@ impl CommandScope {
     }
 
     /// The key behind a handle, reopened if a call suspended it, with the effects log.
-    pub fn key(&mut self, rep: u32) -> Result<(&mut KeyHandle, &mut Effects), KeyFault> {
+    pub fn key(&mut self, rep: u32) -> Result<(&mut KeyHandle, &mut Effects, Ctx), KeyFault> {
         let CommandScope {
             ctx, keys, effects, ..
         } = self;
         let ctx = *ctx;
         let key = keys.get_mut(&rep).ok_or(KeyFault::Closed)?;
         if key.suspended {
-            let current = ctx.selected_db();
-            let switched = key.db != current && ctx.select_db(key.db);
-            let mode = if key.write {
-                MODE_READ | MODE_WRITE
-            } else {
-                MODE_READ
-            };
-            key.raw = ctx.open_key(&key.name, mode);
-            if switched {
-                ctx.select_db(current);
-            }
-            key.suspended = false;
+            key.reopen(ctx);
         }
-        Ok((key, effects))
+        Ok((key, effects, ctx))
     }
 
     /// Closes every key before something that may change the keyspace under them (a call), and

@@ -356,11 +356,21 @@ pub struct ServerOptions {
     pub without_host: bool,
 }
 
+/// A free loopback port. Ports come from a per-process sequence, so two tests of this process
+/// never get the same one, and are checked by binding them (and the cluster bus port, +10000).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 35_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() * 7919) % COUNT;
+    loop {
+        let port = FIRST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
+        let port = u16::try_from(port).expect("below 55000");
+        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
 }
 
 impl Server {
@@ -416,6 +426,7 @@ impl Server {
                 "--enable-module-command",
                 "yes",
             ])
+            .args(["--repl-diskless-sync-delay", "0"])
             .arg("--dir")
             .arg(&dir)
             .arg("--logfile")
@@ -481,6 +492,26 @@ impl Server {
     pub fn wait_replicas(&self) {
         let acked = self.client().cmd(&["WAIT", "1", "10000"]).int();
         assert!(acked >= 1, "no replica acknowledged the writes");
+    }
+
+    /// Waits until this master and `replica` hold the same dataset (`DEBUG DIGEST`), and returns
+    /// the digest. Panics with both logs if they do not converge.
+    pub fn assert_same_dataset(&self, replica: &Server) -> String {
+        self.wait_replicas();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (a, b) = (self.digest(), replica.digest());
+            if a == b {
+                return a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "master digest {a} != replica digest {b}\nmaster log:\n{}\nreplica log:\n{}",
+                self.log(),
+                replica.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `DEBUG DIGEST` of the dataset.

@@ -112,12 +112,21 @@ impl GuestState {
         handle: &Resource<KeyRes>,
         op: impl FnOnce(&mut KeyHandle, &mut Effects) -> Result<T, KeyFault>,
     ) -> R<T> {
+        self.with_key_ctx(handle, |key, effects, _| op(key, effects))
+    }
+
+    /// Like `with_key`, also giving the command's context.
+    fn with_key_ctx<T>(
+        &mut self,
+        handle: &Resource<KeyRes>,
+        op: impl FnOnce(&mut KeyHandle, &mut Effects, crate::ffi::Ctx) -> Result<T, KeyFault>,
+    ) -> R<T> {
         let Ok(scope) = self.command() else {
             return Ok(Err(KeyError::Closed));
         };
         Ok(scope
             .key(handle.rep())
-            .and_then(|(key, effects)| op(key, effects))
+            .and_then(|(key, effects, ctx)| op(key, effects, ctx))
             .map_err(Into::into))
     }
 }
@@ -172,7 +181,10 @@ impl HostKey for GuestState {
     }
 
     fn delete(&mut self, this: Resource<KeyRes>) -> R<()> {
-        self.with_key(&this, |key, effects| {
+        self.with_key_ctx(&this, |key, effects, ctx| {
+            // Redis keeps a list iterator inside an open key after index operations, and
+            // deleting then would free the list under it: start from a fresh handle.
+            key.reopen(ctx);
             let existed = type_of(key) != EMPTY;
             if !writable(key)?.delete() {
                 return Err(KeyFault::Invalid("ERR the key could not be deleted".into()));
@@ -185,7 +197,10 @@ impl HostKey for GuestState {
     }
 
     fn unlink(&mut self, this: Resource<KeyRes>) -> R<()> {
-        self.with_key(&this, |key, effects| {
+        self.with_key_ctx(&this, |key, effects, ctx| {
+            // Redis keeps a list iterator inside an open key after index operations, and
+            // deleting then would free the list under it: start from a fresh handle.
+            key.reopen(ctx);
             let existed = type_of(key) != EMPTY;
             if !writable(key)?.unlink() {
                 return Err(KeyFault::Invalid(
@@ -438,13 +453,11 @@ impl HostKey for GuestState {
             if score.is_nan() {
                 return Err(KeyFault::Invalid("ERR the score is not a number".into()));
             }
-            let out = writable(key)?
-                .zset_add(score, &member, zadd_flags(flags))
-                .ok_or_else(|| {
-                    KeyFault::Invalid(
-                        "ERR invalid zset-add flags (NX and XX, or GT/LT with NX)".into(),
-                    )
-                })?;
+            let out = writable(key)?.zset_add(score, &member, zadd_flags(flags));
+            remove_if_empty_zset(key);
+            let out = out.ok_or_else(|| {
+                KeyFault::Invalid("ERR invalid zset-add flags (NX and XX, or GT/LT with NX)".into())
+            })?;
             if zset_changed(out) {
                 effects.record(
                     key.db,
@@ -470,13 +483,13 @@ impl HostKey for GuestState {
                     "ERR the increment is not a number".into(),
                 ));
             }
-            let (score, out) = writable(key)?
-                .zset_incrby(increment, &member, zadd_flags(flags))
-                .ok_or_else(|| {
-                    KeyFault::Invalid(
-                        "ERR invalid flags, or the resulting score is not a number".into(),
-                    )
-                })?;
+            let result = writable(key)?.zset_incrby(increment, &member, zadd_flags(flags));
+            remove_if_empty_zset(key);
+            let (score, out) = result.ok_or_else(|| {
+                KeyFault::Invalid(
+                    "ERR invalid flags, or the resulting score is not a number".into(),
+                )
+            })?;
             if zset_changed(out) {
                 effects.record(
                     key.db,
@@ -678,6 +691,17 @@ impl HostKey for GuestState {
             scope.keys.remove(&this.rep());
         }
         Ok(())
+    }
+}
+
+/// Redis 7.0's `RM_ZsetAdd`/`RM_ZsetIncrby` create an empty sorted set for a missing key and
+/// leave it when nothing is added (`XX` on a missing member); Redis never allows empty
+/// aggregates (`DEBUG DIGEST` asserts on one). Remove it: the key was missing before.
+fn remove_if_empty_zset(key: &KeyHandle) {
+    if let Some(raw) = &key.raw {
+        if raw.key_type() == ZSET && raw.value_length() == 0 {
+            raw.delete();
+        }
     }
 }
 

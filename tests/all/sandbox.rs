@@ -1,0 +1,356 @@
+//! The sandbox: runaway guests, memory and stack, bad inputs, capabilities, signal handlers.
+
+use std::time::{Duration, Instant};
+
+use redis_wasm_tests::{Reply, Server, ServerOptions, guests};
+
+/// A server with the evil guest loaded and a short busy threshold.
+fn evil_server(extra: &[(&str, &str)]) -> Server {
+    let mut config = vec![("busy-reply-threshold".to_owned(), "100".to_owned())];
+    config.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Server::start_with(ServerOptions {
+        module_args: vec!["LOAD".into(), guests::EVIL.into()],
+        config,
+        ..Default::default()
+    })
+}
+
+fn pong(server: &Server) {
+    assert_eq!(server.client().cmd(&["PING"]), Reply::Status("PONG".into()));
+}
+
+/// Waits until other clients get -BUSY.
+fn wait_busy(server: &Server) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = server.client().cmd(&["GET", "x"]);
+        if let Reply::Error(e) = &reply {
+            if e.starts_with("BUSY") {
+                return e.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never reported BUSY: {reply:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_runaway_guest_is_busy_then_killed_and_pipelined_commands_run() {
+    let server = evil_server(&[]);
+    let mut runner = server.client();
+    runner.send(&[b"EVIL.LOOP"]);
+    runner.send(&[b"PING"]);
+    let busy = wait_busy(&server);
+    assert_eq!(
+        busy,
+        "BUSY Redis is busy running guest 'evil' command 'evil.loop'. You can only call WASM.KILL or SHUTDOWN NOSAVE."
+    );
+    // Introspection still works while busy.
+    assert_eq!(server.client().cmd(&["WASM.LIST"]).array().len(), 1);
+    assert_eq!(
+        server.client().cmd(&["WASM.KILL"]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(
+        runner.read().error(),
+        "ERR guest 'evil' command 'evil.loop' was killed by WASM.KILL"
+    );
+    assert_eq!(runner.read(), Reply::Status("PONG".into()));
+    pong(&server);
+    // The guest works again (a fresh instance).
+    assert_eq!(runner.cmd(&["EVIL.CALLS", "3"]), Reply::Int(3));
+    assert_eq!(
+        server.client().cmd(&["WASM.KILL"]).error(),
+        "NOTBUSY No guest command is running right now."
+    );
+    let stats = runner.cmd(&["WASM.LIST", "evil"]).array()[0]
+        .field("stats")
+        .clone();
+    assert_eq!(stats.field("kills").int(), 1);
+}
+
+#[test]
+fn a_guest_cannot_swallow_a_kill() {
+    let server = evil_server(&[]);
+    let mut runner = server.client();
+    runner.send(&[b"EVIL.LOOPCALLS"]);
+    wait_busy(&server);
+    assert_eq!(
+        server.client().cmd(&["WASM.KILL"]),
+        Reply::Status("OK".into())
+    );
+    assert!(runner.read().error().ends_with("was killed by WASM.KILL"));
+    pong(&server);
+}
+
+#[test]
+fn a_guest_that_wrote_is_unkillable_and_shutdown_nosave_still_works() {
+    let mut server = evil_server(&[]);
+    let mut runner = server.client();
+    runner.send(&[b"EVIL.WRITELOOP", b"k"]);
+    wait_busy(&server);
+    let refused = server.client().cmd(&["WASM.KILL"]);
+    assert!(
+        refused.error().starts_with(
+            "UNKILLABLE Guest 'evil' command 'evil.writeloop' already wrote to the dataset"
+        ),
+        "{refused:?}"
+    );
+    let shutdown = server.client().cmd(&["SHUTDOWN"]);
+    assert!(shutdown.error().starts_with("BUSY"), "{shutdown:?}");
+    let mut c = server.client();
+    c.send(&[b"SHUTDOWN", b"NOSAVE"]);
+    assert!(
+        server.wait_exit(Duration::from_secs(10)),
+        "SHUTDOWN NOSAVE did not stop the server"
+    );
+}
+
+#[test]
+fn long_but_finite_guests_complete() {
+    let server = evil_server(&[]);
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["EVIL.CALLS", "100000"]), Reply::Int(100_000));
+    assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+}
+
+#[test]
+fn hard_time_limits_for_calls_and_init() {
+    let server = evil_server(&[("wasm.max-call-ms", "200"), ("wasm.max-init-ms", "300")]);
+    let mut c = server.client();
+    let started = Instant::now();
+    assert_eq!(
+        c.cmd(&["EVIL.LOOP"]).error(),
+        "ERR guest 'evil' command 'evil.loop' ran longer than 200 ms (wasm.max-call-ms)"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let load = c.cmd(&["WASM.LOAD", guests::EVIL, "REPLACE", "ARGS", "loop-in-init"]);
+    assert!(
+        load.error()
+            .ends_with("init ran longer than 300 ms (wasm.max-init-ms)"),
+        "{load:?}"
+    );
+    // The loaded version is untouched.
+    assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "wasm.max-call-ms"]).array()[1].text(),
+        "200"
+    );
+}
+
+#[test]
+fn memory_limits_hold_and_nothing_leaks() {
+    let server = evil_server(&[("wasm.max-memory", "32mb")]);
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["EVIL.GROW", "8"]), Reply::Int(8 << 20));
+    let refused = c.cmd(&["EVIL.GROW", "64"]);
+    assert!(refused.error().starts_with("ERR guest 'evil' command 'evil.grow' ran out of memory (wasm.max-memory refused growing to"), "{refused:?}");
+    let memory = || {
+        let info = server.client().cmd(&["INFO", "wasm"]).text();
+        info.lines()
+            .find_map(|l| l.strip_prefix("wasm_memory_bytes:"))
+            .expect("memory_bytes in INFO")
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    for _ in 0..50 {
+        assert!(c.cmd(&["EVIL.GROW", "64"]).is_error());
+    }
+    assert!(
+        memory() <= 33 << 20,
+        "guest memory {} over the cap",
+        memory()
+    );
+    assert_eq!(c.cmd(&["EVIL.GROW", "4"]), Reply::Int(4 << 20));
+    // A global cap across guests.
+    c.cmd(&["CONFIG", "SET", "wasm.max-memory", "64mb"]);
+    c.cmd(&["CONFIG", "SET", "wasm.max-total-memory", "24mb"]);
+    let refused = c.cmd(&["EVIL.GROW", "30"]);
+    assert!(
+        refused.error().contains("wasm.max-total-memory refused"),
+        "{refused:?}"
+    );
+    pong(&server);
+}
+
+#[test]
+fn stack_overflow_and_out_of_bounds_reads_are_errors() {
+    let server = evil_server(&[]);
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["EVIL.RECURSE", "100"]), Reply::Int(100));
+    assert_eq!(
+        c.cmd(&["EVIL.RECURSE", "100000000"]).error(),
+        "ERR guest 'evil' command 'evil.recurse' trapped: stack overflow"
+    );
+    assert_eq!(
+        c.cmd(&["EVIL.OOB"]).error(),
+        "ERR guest 'evil' command 'evil.oob' trapped: out-of-bounds memory access"
+    );
+    // Redis re-installs its crash handlers when crash-log-enabled changes; guests must still trap.
+    for value in ["no", "yes", "no", "yes"] {
+        assert_eq!(
+            c.cmd(&["CONFIG", "SET", "crash-log-enabled", value]),
+            Reply::Status("OK".into())
+        );
+        assert_eq!(
+            c.cmd(&["EVIL.OOB"]).error(),
+            "ERR guest 'evil' command 'evil.oob' trapped: out-of-bounds memory access"
+        );
+    }
+    pong(&server);
+}
+
+#[test]
+fn sizes_at_the_limits() {
+    let server = evil_server(&[
+        ("wasm.max-memory", "1200mb"),
+        ("wasm.max-total-memory", "2gb"),
+    ]);
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["EVIL.ARGS", "8000"]), Reply::Int(0));
+    assert_eq!(c.cmd(&["EVIL.BIGARG", "big", "512"]), Reply::Int(512 << 20));
+    assert_eq!(c.cmd(&["STRLEN", "big"]), Reply::Int(512 << 20));
+    c.cmd(&["DEL", "big"]);
+    c.cmd(&["CONFIG", "SET", "wasm.max-reply-bytes", "1mb"]);
+    let big = c.cmd(&["EVIL.BIGREPLY", "2"]);
+    assert!(
+        big.error()
+            .ends_with("the reply is larger than wasm.max-reply-bytes (1048576 bytes)"),
+        "{big:?}"
+    );
+    c.cmd(&["CONFIG", "SET", "wasm.max-module-size", "1024"]);
+    let load = c.cmd(&["WASM.LOAD", guests::HELLOWORLD]);
+    assert!(
+        load.error()
+            .contains("more than wasm.max-module-size (1024)"),
+        "{load:?}"
+    );
+}
+
+#[test]
+fn edge_integers_for_every_host_function() {
+    let server = evil_server(&[]);
+    let mut c = server.client();
+    let survived = c.cmd(&["EVIL.EDGES"]);
+    assert!(survived.int() > 100, "{survived:?}");
+    pong(&server);
+}
+
+#[test]
+fn random_host_calls_keep_master_and_replica_identical() {
+    let master = evil_server(&[]);
+    let replica = Server::start();
+    replica.replicate_from(&master);
+    let mut c = master.client();
+    for seed in 1..=150 {
+        let reply = c.cmd(&["EVIL.FUZZ", &seed.to_string(), "200"]);
+        assert!(
+            matches!(reply, Reply::Int(200) | Reply::Error(_)),
+            "seed {seed}: {reply:?}"
+        );
+    }
+    pong(&master);
+    master.assert_same_dataset(&replica);
+}
+
+#[test]
+fn forged_handles_trap_without_harm() {
+    let server = evil_server(&[]);
+    let mut c = server.client();
+    for handle in ["0", "1", "7", "4294967295"] {
+        let reply = c.cmd(&["EVIL.FORGED", handle]);
+        assert!(
+            reply
+                .error()
+                .starts_with("ERR guest 'evil' command 'evil.forged' trapped"),
+            "{reply:?}"
+        );
+    }
+    assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
+}
+
+#[test]
+fn loading_from_paths_can_be_restricted() {
+    let server = evil_server(&[]);
+    let mut c = server.client();
+    let dir = server.dir.join("guests");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(guests::HELLOWORLD, dir.join("hw.wasm")).unwrap();
+    c.cmd(&["CONFIG", "SET", "wasm.load-dir", dir.to_str().unwrap()]);
+    let outside = c.cmd(&["WASM.LOAD", guests::HELLOWORLD]);
+    assert!(
+        outside.error().contains("is outside wasm.load-dir"),
+        "{outside:?}"
+    );
+    std::fs::copy(guests::HELLOWORLD, server.dir.join("outside.wasm")).unwrap();
+    let escape = format!("{}/../outside.wasm", dir.display());
+    assert!(
+        c.cmd(&["WASM.LOAD", &escape])
+            .error()
+            .contains("is outside wasm.load-dir")
+    );
+    assert_eq!(
+        c.cmd(&["WASM.LOAD", dir.join("hw.wasm").to_str().unwrap()]),
+        Reply::Bulk(b"helloworld".to_vec())
+    );
+    // Bytes sent by a client are always accepted.
+    c.cmd(&["WASM.UNLOAD", "helloworld"]);
+    let bytes = std::fs::read(guests::HELLOWORLD).unwrap();
+    assert_eq!(
+        c.cmd_bytes(&[b"WASM.LOAD", &bytes]),
+        Reply::Bulk(b"helloworld".to_vec())
+    );
+}
+
+#[test]
+fn info_and_configs_describe_the_host() {
+    let server = evil_server(&[]);
+    let mut c = server.client();
+    c.cmd(&["EVIL.CALLS", "2"]);
+    c.cmd(&["EVIL.OOB"]);
+    let info = c.cmd(&["INFO", "wasm"]).text();
+    for field in [
+        "wasm_guests:1",
+        "wasm_calls:2",
+        "wasm_errors:1",
+        "wasm_traps:1",
+        "wasm_instances:0",
+        "wasm_guest_evil:commands=13,",
+    ] {
+        assert!(info.contains(field), "{field} missing from:\n{info}");
+    }
+    let configs = c.cmd(&["CONFIG", "GET", "wasm.*"]);
+    let names: Vec<String> = configs.array().iter().step_by(2).map(Reply::text).collect();
+    for name in [
+        "wasm.max-memory",
+        "wasm.max-total-memory",
+        "wasm.max-call-ms",
+        "wasm.max-init-ms",
+        "wasm.max-module-size",
+        "wasm.max-reply-bytes",
+        "wasm.load-dir",
+    ] {
+        assert!(
+            names.contains(&name.to_owned()),
+            "{name} missing from {names:?}"
+        );
+    }
+    let list = c.cmd(&["WASM.LIST", "evil"]).array()[0].clone();
+    assert_eq!(
+        list.field("stats").field("last-error").text(),
+        "ERR guest 'evil' command 'evil.oob' trapped: out-of-bounds memory access"
+    );
+    let calls = list
+        .field("commands")
+        .array()
+        .iter()
+        .find(|c| c.field("name").text() == "evil.calls")
+        .unwrap()
+        .field("calls")
+        .int();
+    assert_eq!(calls, 1);
+}
