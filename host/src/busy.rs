@@ -124,20 +124,20 @@ impl Clock {
             return Err(Stop::Killed);
         }
         let elapsed = self.started.elapsed();
-        if let Some((limit, config)) = self.limit {
-            if elapsed > limit {
-                return Err(Stop::TimedOut(limit, config));
-            }
+        if let Some((limit, config)) = self.limit
+            && elapsed > limit
+        {
+            return Err(Stop::TimedOut(limit, config));
         }
         let threshold =
             Duration::from_millis(BUSY_THRESHOLD_MS.load(Ordering::Relaxed).max(0) as u64);
-        if let Some(ctx) = self.yield_ctx {
-            if elapsed >= threshold {
-                suspend();
-                ctx.yield_to_clients(&self.busy_message);
-                if KILL.load(Ordering::SeqCst) {
-                    return Err(Stop::Killed);
-                }
+        if let Some(ctx) = self.yield_ctx
+            && elapsed >= threshold
+        {
+            suspend();
+            ctx.yield_to_clients(&self.busy_message);
+            if KILL.load(Ordering::SeqCst) {
+                return Err(Stop::Killed);
             }
         }
         Ok(())

@@ -44,10 +44,8 @@ pub fn filter(fctx: &FilterCtx) {
         let is_getkeys = fctx.arg(1).is_some_and(|sub| {
             sub.eq_ignore_ascii_case(b"getkeys") || sub.eq_ignore_ascii_case(b"getkeysandflags")
         });
-        if is_getkeys {
-            if let Some(variant) = fctx.arg(2).and_then(registry::variant_of) {
-                fctx.insert_arg(2, &names[variant.index()]);
-            }
+        if is_getkeys && let Some(variant) = fctx.arg(2).and_then(registry::variant_of) {
+            fctx.insert_arg(2, &names[variant.index()]);
         }
     }
 }

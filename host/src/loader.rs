@@ -148,11 +148,12 @@ fn check_interfaces(component: &Component) -> Result<String, String> {
     }
     let mut guest_export = None;
     for (name, _) in ty.exports(engine) {
-        if let Some(parsed) = parse_interface_name(name) {
-            if parsed.package == WIT_PACKAGE && parsed.interface == "guest" {
-                check_world_version(name, &parsed)?;
-                guest_export = Some(name.to_owned());
-            }
+        if let Some(parsed) = parse_interface_name(name)
+            && parsed.package == WIT_PACKAGE
+            && parsed.interface == "guest"
+        {
+            check_world_version(name, &parsed)?;
+            guest_export = Some(name.to_owned());
         }
     }
     guest_export.ok_or_else(|| {

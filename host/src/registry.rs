@@ -198,20 +198,11 @@ pub fn route(name: &[u8]) -> Option<Route> {
     with(|r| r.commands.get(key).cloned())
 }
 
-pub fn guest(name: &str) -> Option<Arc<Guest>> {
-    with(|r| r.guests.get(name).cloned())
-}
-
 /// All loaded guests, sorted by name.
 pub fn guests() -> Vec<Arc<Guest>> {
     let mut all: Vec<Arc<Guest>> = with(|r| r.guests.values().cloned().collect());
     all.sort_by(|a, b| a.info.name.cmp(&b.info.name));
     all
-}
-
-/// Which guest owns a command name, if any.
-pub fn command_owner(name: &str) -> Option<String> {
-    route(name.as_bytes()).map(|r| r.guest.info.name.clone())
 }
 
 fn refresh_counters(r: &Registry) {
@@ -235,13 +226,13 @@ pub fn commit(guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<Guest>>, St
             ));
         }
         for spec in &guest.commands {
-            if let Some(route) = r.commands.get(spec.name.as_bytes()) {
-                if route.guest.info.name != *name {
-                    return Err(format!(
-                        "command '{}' is already registered by guest '{}'",
-                        spec.name, route.guest.info.name
-                    ));
-                }
+            if let Some(route) = r.commands.get(spec.name.as_bytes())
+                && route.guest.info.name != *name
+            {
+                return Err(format!(
+                    "command '{}' is already registered by guest '{}'",
+                    spec.name, route.guest.info.name
+                ));
             }
         }
         if let Some(old) = &previous {

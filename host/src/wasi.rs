@@ -72,6 +72,7 @@ const STDERR: u32 = 2;
 
 #[derive(ComponentType, Lower)]
 #[component(variant)]
+#[allow(dead_code)] // the WIT variant's shape; the host only ever reports `closed`
 enum StreamError {
     #[component(name = "last-operation-failed")]
     LastOperationFailed(Resource<IoError>),

@@ -605,10 +605,10 @@ impl HostKey for GuestState {
 
     fn zset_range_stop(&mut self, this: Resource<KeyRes>) -> wasmtime::Result<()> {
         let _ = self.with_key(&this, |key, _| {
-            if key.range == RangeState::Active {
-                if let Some(raw) = &key.raw {
-                    raw.zset_range_stop();
-                }
+            if key.range == RangeState::Active
+                && let Some(raw) = &key.raw
+            {
+                raw.zset_range_stop();
             }
             key.range = RangeState::None;
             Ok(())
@@ -698,10 +698,11 @@ impl HostKey for GuestState {
 /// leave it when nothing is added (`XX` on a missing member); Redis never allows empty
 /// aggregates (`DEBUG DIGEST` asserts on one). Remove it: the key was missing before.
 fn remove_if_empty_zset(key: &KeyHandle) {
-    if let Some(raw) = &key.raw {
-        if raw.key_type() == ZSET && raw.value_length() == 0 {
-            raw.delete();
-        }
+    if let Some(raw) = &key.raw
+        && raw.key_type() == ZSET
+        && raw.value_length() == 0
+    {
+        raw.delete();
     }
 }
 
@@ -722,11 +723,11 @@ fn start_range(key: &mut KeyHandle, start: impl FnOnce(&RawKey) -> bool) -> Resu
         raw.zset_range_stop();
     }
     key.range = RangeState::Active;
-    if let Some(raw) = key.raw.as_ref().filter(|_| type_of(key) == ZSET) {
-        if !start(raw) {
-            key.range = RangeState::None;
-            return Err(KeyFault::Invalid("invalid range".into()));
-        }
+    if let Some(raw) = key.raw.as_ref().filter(|_| type_of(key) == ZSET)
+        && !start(raw)
+    {
+        key.range = RangeState::None;
+        return Err(KeyFault::Invalid("invalid range".into()));
     }
     Ok(())
 }

@@ -317,10 +317,10 @@ impl RawKey {
     pub fn hash_set(&self, flags: c_int, field: &[u8], value: Option<&[u8]>) -> Option<c_int> {
         let field = OwnedString::new(field);
         let value = value.map(OwnedString::new);
-        // REDISMODULE_HASH_DELETE is the pointer value 1.
-        let value_ptr = value
-            .as_ref()
-            .map_or(1usize as *mut raw::RedisModuleString, OwnedString::as_ptr);
+        // REDISMODULE_HASH_DELETE is the pointer value 1 exactly (not an aligned dangling pointer).
+        #[allow(clippy::manual_dangling_ptr)]
+        let hash_delete = 1usize as *mut raw::RedisModuleString;
+        let value_ptr = value.as_ref().map_or(hash_delete, OwnedString::as_ptr);
         let null: *mut raw::RedisModuleString = ptr::null_mut();
         let n = key_call!(
             self,

@@ -120,7 +120,6 @@ pub mod ctx_flags {
     pub const LOADING: u32 = raw::REDISMODULE_CTX_FLAGS_LOADING;
     pub const OOM: u32 = raw::REDISMODULE_CTX_FLAGS_OOM;
     pub const CLUSTER: u32 = raw::REDISMODULE_CTX_FLAGS_CLUSTER;
-    pub const DENY_BLOCKING: u32 = raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING;
     pub const SLAVE: u32 = raw::REDISMODULE_CTX_FLAGS_SLAVE;
     pub const READONLY: u32 = raw::REDISMODULE_CTX_FLAGS_READONLY;
     pub const RESP3: u32 = raw::REDISMODULE_CTX_FLAGS_RESP3;
@@ -258,11 +257,6 @@ impl Ctx {
         unsafe { api!(RedisModule_ReplyWithNullArray)(self.0.as_ptr()) };
     }
 
-    pub fn reply_empty_array(self) {
-        // SAFETY: valid context.
-        unsafe { api!(RedisModule_ReplyWithEmptyArray)(self.0.as_ptr()) };
-    }
-
     /// `RedisModule_ReplicateVerbatim`.
     pub fn replicate_verbatim(self) {
         // SAFETY: valid command context.
@@ -364,10 +358,6 @@ pub struct Args<'a> {
 impl<'a> Args<'a> {
     pub fn len(&self) -> usize {
         self.argv.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.argv.is_empty()
     }
 
     /// The bytes of argument `i` (`RedisModule_StringPtrLen`).

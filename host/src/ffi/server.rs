@@ -129,12 +129,6 @@ impl InfoCtx {
         unsafe { api!(RedisModule_InfoAddFieldLongLong)(self.0, field.as_ptr(), value) };
     }
 
-    pub fn field_str(&self, field: &str, value: &str) {
-        let (field, value) = (c_string(field.as_bytes()), c_string(value.as_bytes()));
-        // SAFETY: valid info context.
-        unsafe { api!(RedisModule_InfoAddFieldCString)(self.0, field.as_ptr(), value.as_ptr()) };
-    }
-
     /// A `name:k=v,k=v` line.
     pub fn dict(&self, name: &str, fields: &[(&str, i64)]) {
         let name = c_string(name.as_bytes());

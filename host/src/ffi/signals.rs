@@ -75,7 +75,9 @@ pub fn before_engine() {
         // SAFETY: installs a handler that is async-signal-safe (see `forward_to_redis`).
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = forward_to_redis as usize;
+            let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                forward_to_redis;
+            action.sa_sigaction = handler as usize;
             action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(sig, &action, ptr::null_mut());
