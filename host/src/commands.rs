@@ -92,9 +92,22 @@ fn check_load_dir(path: &str) -> Result<(), String> {
     }
 }
 
+/// Where a load comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A client's `WASM.LOAD` (or a command replayed from the master or the AOF): a slow init
+    /// may let other clients in.
+    Command,
+    /// The module's arguments, at startup.
+    ModuleArgs,
+    /// The RDB: there is no client to call Redis with, and the guest's command names were
+    /// checked against Redis's when it was first loaded.
+    Rdb,
+}
+
 /// Loads a guest and registers its commands; on error nothing of it stays registered.
-/// `from_client`: the load is a client's command (its init may yield to other clients).
-pub fn load(ctx: Ctx, request: LoadRequest, from_client: bool) -> Result<Arc<Guest>, String> {
+pub fn load(ctx: Ctx, request: LoadRequest, origin: Origin) -> Result<Arc<Guest>, String> {
+    let from_client = origin == Origin::Command;
     let described = request.describe();
     let fail_source = |why: String| format!("cannot load {described}: {why}");
     let (wasm, source) = request.read().map_err(fail_source)?;
@@ -113,7 +126,7 @@ pub fn load(ctx: Ctx, request: LoadRequest, from_client: bool) -> Result<Arc<Gue
         }
         // A name that is a guest command now is not a Redis command (COMMAND INFO is not
         // rewritten by the filter), so this only finds Redis's and other modules' commands.
-        if ctx.command_exists(&spec.name) {
+        if origin != Origin::Rdb && ctx.command_exists(&spec.name) {
             return Err(fail(format!(
                 "command '{}' collides with a Redis command",
                 spec.name
@@ -140,10 +153,24 @@ pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
         Ok(request) => request,
         Err(why) => return ctx.reply_error(&format!("ERR {why}")),
     };
-    match load(ctx, request, true) {
-        Ok(guest) => ctx.reply_string_buffer(guest.info.name.as_bytes()),
+    match load(ctx, request, Origin::Command) {
+        Ok(guest) => {
+            replicate_load(ctx, &guest);
+            ctx.reply_string_buffer(guest.info.name.as_bytes());
+        }
         Err(why) => ctx.reply_error(&format!("ERR {why}")),
     }
+}
+
+/// Propagates a load to replicas and the AOF as the module's bytes (never a server path), with
+/// REPLACE so that replaying it over a dataset that already has the guest is harmless.
+fn replicate_load(ctx: Ctx, guest: &Guest) {
+    let mut args: Vec<&[u8]> = vec![b"REPLACE", &guest.wasm];
+    if !guest.load_args.is_empty() {
+        args.push(b"ARGS");
+        args.extend(guest.load_args.iter().map(Vec::as_slice));
+    }
+    ctx.replicate("WASM.LOAD", &args, "");
 }
 
 /// `WASM.UNLOAD <name>` → OK.
@@ -158,6 +185,7 @@ pub fn wasm_unload(ctx: Ctx, args: Args<'_>) {
                 LogLevel::Notice,
                 &format!("unloaded guest '{}'", guest.info.name),
             );
+            ctx.replicate("WASM.UNLOAD", &[guest.info.name.as_bytes()], "");
             ctx.reply_simple_ok();
         }
         None => ctx.reply_error(&format!("ERR no guest named '{name}' is loaded")),
@@ -286,6 +314,45 @@ pub fn wasm_list(ctx: Ctx, args: Args<'_>) {
     }
 }
 
+/// `WASM.DUMP` → a payload holding every guest (name, module bytes, load arguments).
+pub fn wasm_dump(ctx: Ctx, args: Args<'_>) {
+    if args.len() != 1 {
+        return ctx.reply_error(&crate::dispatch::wrong_arity_message("wasm.dump"));
+    }
+    ctx.reply_string_buffer(&crate::persist::dump());
+}
+
+/// `WASM.RESTORE <payload> [APPEND | REPLACE | FLUSH]` → OK.
+pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
+    use crate::persist::{Mode, parse_dump, restore};
+    let mode = match args.get(2) {
+        None => Mode::Append,
+        Some(m) if m.eq_ignore_ascii_case(b"append") => Mode::Append,
+        Some(m) if m.eq_ignore_ascii_case(b"replace") => Mode::Replace,
+        Some(m) if m.eq_ignore_ascii_case(b"flush") => Mode::Flush,
+        Some(m) => {
+            return ctx.reply_error(&format!(
+                "ERR unknown policy '{}' (expected APPEND, REPLACE or FLUSH)",
+                String::from_utf8_lossy(m)
+            ));
+        }
+    };
+    if args.len() < 2 || args.len() > 3 {
+        return ctx.reply_error(&crate::dispatch::wrong_arity_message("wasm.restore"));
+    }
+    let saved = match parse_dump(args.get(1).unwrap_or_default()) {
+        Ok(saved) => saved,
+        Err(why) => return ctx.reply_error(&format!("ERR {why}")),
+    };
+    match restore(ctx, saved, mode, Origin::Command) {
+        Ok(_) => {
+            ctx.replicate_verbatim();
+            ctx.reply_simple_ok();
+        }
+        Err(why) => ctx.reply_error(&format!("ERR {why}")),
+    }
+}
+
 /// `WASM.KILL`: stops the running guest command (allowed while Redis is busy).
 pub fn wasm_kill(ctx: Ctx, args: Args<'_>) {
     if args.len() != 1 {
@@ -310,6 +377,11 @@ const HELP: &[&str] = &[
     "WASM.LIST [<name>]",
     "    List loaded guests: name, versions, source, load arguments, commands, counters,",
     "    memory, last error.",
+    "WASM.DUMP",
+    "    A payload with every loaded guest, for WASM.RESTORE on another server.",
+    "WASM.RESTORE <payload> [APPEND|REPLACE|FLUSH]",
+    "    Load the guests of a WASM.DUMP payload. APPEND (default) fails if a name is taken,",
+    "    REPLACE replaces guests of the same name, FLUSH unloads every guest first.",
     "WASM.KILL",
     "    Stop the guest command that keeps Redis busy (unless it already wrote).",
     "WASM.HELP",

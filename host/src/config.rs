@@ -79,6 +79,13 @@ const STRINGS: &[StringConfig] = &[StringConfig {
     value: &LOAD_DIR,
 }];
 
+/// Sets every config to its default (done by `register` in Redis; used alone by the fuzz targets).
+pub fn set_defaults() {
+    for config in NUMERIC {
+        config.value.store(config.default, Ordering::Relaxed);
+    }
+}
+
 pub fn register(ctx: Ctx) -> bool {
     ctx.register_configs(NUMERIC, STRINGS)
 }

@@ -16,6 +16,7 @@
 //! - `busy.rs` — runaway guests: yielding while busy, `WASM.KILL`, time limits.
 //! - `limits.rs` — memory limits per guest and across guests.
 //! - `config.rs` — the `wasm.*` configs.
+//! - `persist.rs` — guests in the RDB (aux record) and `WASM.DUMP`/`WASM.RESTORE` payloads.
 //! - `info.rs` — the `INFO wasm` section.
 //! - `state.rs` — per-store state host functions see.
 //! - `api/` — the host side of each WIT interface (one file per interface).
@@ -36,6 +37,7 @@ mod guest;
 mod info;
 mod limits;
 mod loader;
+mod persist;
 mod registry;
 mod reply;
 mod scope;
@@ -45,9 +47,33 @@ mod wasi;
 use ffi::{Args, Ctx, LogLevel};
 
 /// Redis's allocator, so the host's memory shows in `INFO memory` and counts toward `maxmemory`.
-#[cfg(not(test))]
+#[cfg(not(any(test, fuzzing)))]
 #[global_allocator]
 static ALLOCATOR: redis_module::alloc::RedisAlloc = redis_module::alloc::RedisAlloc;
+
+/// Entry points for the fuzz targets in `fuzz/`: the load path without a Redis server.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Checks, compiles, instantiates and initializes arbitrary bytes as a guest. Must never
+    /// panic or crash, whatever the bytes.
+    pub fn load(bytes: &[u8]) {
+        static START: std::sync::Once = std::sync::Once::new();
+        START.call_once(|| {
+            crate::config::set_defaults();
+            crate::engine::start().expect("engine");
+        });
+        if let Ok(program) = crate::loader::compile(bytes) {
+            let _ = crate::guest::Guest::start(
+                program,
+                None,
+                false,
+                bytes.into(),
+                crate::guest::Source::Bytes,
+                Vec::new(),
+            );
+        }
+    }
+}
 
 /// The module version Redis reports (`MODULE LIST`): major * 10000 + minor * 100 + patch.
 pub const MODULE_VERSION: i32 = 100;
@@ -71,6 +97,21 @@ fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
         return false;
     }
     dispatch::init();
+    let aux = ffi::AuxHandlers {
+        has_data: persist::has_guests,
+        save: persist::save_aux,
+        load: persist::load_aux,
+    };
+    if !ctx.register_guest_aux(persist::AUX_ENCVER, aux) {
+        ctx.log(
+            LogLevel::Warning,
+            "cannot register the data type that persists guests",
+        );
+        return false;
+    }
+    if ctx.config_get("aof-use-rdb-preamble").as_deref() == Some("no") {
+        ctx.log(LogLevel::Warning, "aof-use-rdb-preamble is no: guests are not kept across AOF rewrites (see docs/persistence.md)");
+    }
     let requests = match parse_module_args(args) {
         Ok(requests) => requests,
         Err(why) => {
@@ -79,7 +120,7 @@ fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
         }
     };
     for request in requests {
-        if let Err(why) = commands::load(ctx, request, false) {
+        if let Err(why) = commands::load(ctx, request, commands::Origin::ModuleArgs) {
             ctx.log(LogLevel::Warning, &why);
             return false;
         }

@@ -4,6 +4,7 @@
 mod foundation;
 mod hello;
 mod module_api;
+mod persistence;
 mod sandbox;
 
 /// Every guest the build compiles must be used by some test: adding a guest without a test fails.

@@ -156,6 +156,18 @@ pub struct Client {
 }
 
 impl Client {
+    /// Whether a server answers PING on `port` (never panics).
+    pub fn ping(port: u16) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut reply = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
     pub fn connect(port: u16) -> std::io::Result<Client> {
         let stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
@@ -343,6 +355,7 @@ pub struct Server {
     pub port: u16,
     pub dir: PathBuf,
     child: Child,
+    options: ServerOptions,
 }
 
 /// Options for [`Server::start_with`].
@@ -408,6 +421,27 @@ impl Server {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create server dir");
+        Server::spawn(options, port, dir)
+    }
+
+    /// Stops the server (without saving) and starts it again in the same directory and port,
+    /// with `options` (e.g. to load its data from the RDB or AOF). Returns the log if it fails.
+    pub fn restart_with(&mut self, options: ServerOptions) -> Result<(), String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let restarted = Server::spawn(&options, self.port, self.dir.clone())?;
+        let old = std::mem::replace(self, restarted);
+        // `old` is the stopped process: dropping it would remove the directory.
+        std::mem::forget(old);
+        Ok(())
+    }
+
+    /// Restarts with the same options.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.restart_with(self.options.clone())
+    }
+
+    fn spawn(options: &ServerOptions, port: u16, dir: PathBuf) -> Result<Server, String> {
         let mut command = Command::new("redis-server");
         command
             .args([
@@ -445,16 +479,19 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("cannot run redis-server (is it installed?)");
-        let mut server = Server { port, dir, child };
+        let mut server = Server {
+            port,
+            dir,
+            child,
+            options: options.clone(),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(_)) = server.child.try_wait() {
                 return Err(server.log());
             }
-            if let Ok(mut client) = Client::connect(port) {
-                if client.cmd(&["PING"]) == Reply::Status("PONG".into()) {
-                    return Ok(server);
-                }
+            if Client::ping(port) {
+                return Ok(server);
             }
             if Instant::now() > deadline {
                 return Err(format!(

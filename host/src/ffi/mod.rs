@@ -36,11 +36,13 @@ pub(crate) use api;
 
 mod call;
 mod keys;
+mod rdb;
 mod server;
 pub mod signals;
 
 pub use call::{CallRefusal, CallReply, ReplyKind};
 pub use keys::{MODE_READ, MODE_WRITE, RawKey};
+pub use rdb::{AuxHandlers, Io};
 pub use server::{InfoCtx, NumericConfig, StringConfig};
 
 /// Runs `f`, turning a panic into `None` after logging it. Every entry point goes through here.
@@ -98,6 +100,10 @@ fn c_string(text: &[u8]) -> CString {
 
 /// Writes a line to the Redis log without a context (`RedisModule_Log(NULL, ...)`).
 pub fn log_raw(level: LogLevel, message: &str) {
+    // SAFETY: reads the API pointer, which is only missing outside Redis (the fuzz targets).
+    if unsafe { raw::RedisModule_Log }.is_none() {
+        return;
+    }
     let text = c_string(message.as_bytes());
     // SAFETY: RM_Log accepts a NULL context; the format takes exactly one C string argument and
     // both strings are valid NUL-terminated buffers for the duration of the call.
@@ -521,6 +527,12 @@ command_entry!(
 command_entry!(wasm_list_entry, "wasm.list", crate::commands::wasm_list);
 command_entry!(wasm_help_entry, "wasm.help", crate::commands::wasm_help);
 command_entry!(wasm_kill_entry, "wasm.kill", crate::commands::wasm_kill);
+command_entry!(wasm_dump_entry, "wasm.dump", crate::commands::wasm_dump);
+command_entry!(
+    wasm_restore_entry,
+    "wasm.restore",
+    crate::commands::wasm_restore
+);
 command_entry!(
     dispatch_write_oom_entry,
     "wasm.invoke-write-denyoom",
@@ -574,6 +586,24 @@ const HOST_COMMANDS: &[(&CStr, RawCommandFn, &CStr, c_int, c_int, c_int, &CStr)]
         0,
         0,
         c"slow scripting",
+    ),
+    (
+        c"wasm.dump",
+        wasm_dump_entry,
+        c"readonly",
+        0,
+        0,
+        0,
+        c"slow scripting",
+    ),
+    (
+        c"wasm.restore",
+        wasm_restore_entry,
+        c"write deny-oom deny-script",
+        0,
+        0,
+        0,
+        c"write slow scripting",
     ),
     (
         c"wasm.kill",

@@ -246,11 +246,16 @@ impl Ctx {
         }
     }
 
-    /// A numeric Redis config (`CONFIG GET <name>`).
-    pub fn config_get_i64(self, name: &str) -> Option<i64> {
+    /// A Redis config (`CONFIG GET <name>`).
+    pub fn config_get(self, name: &str) -> Option<String> {
         let reply = self.call("CONFIG", &[b"GET", name.as_bytes()], "").ok()?;
         let value = reply.array_element(1)?.string()?;
-        String::from_utf8_lossy(&value).trim().parse().ok()
+        Some(String::from_utf8_lossy(&value).trim().to_owned())
+    }
+
+    /// A numeric Redis config.
+    pub fn config_get_i64(self, name: &str) -> Option<i64> {
+        self.config_get(name)?.parse().ok()
     }
 
     /// Registers the module's INFO section writer.

@@ -1,0 +1,264 @@
+//! Guests as data: the RDB aux record, `WASM.DUMP` / `WASM.RESTORE` payloads.
+//!
+//! A guest is persisted as its module bytes and load arguments; loading it again compiles the
+//! bytes and runs its init, exactly like `WASM.LOAD`. Compiled code is never stored.
+
+use std::sync::Arc;
+
+use crate::commands::{self, LoadRequest, Origin};
+use crate::ffi::{Ctx, Io, LogLevel, log_raw};
+use crate::guest::Guest;
+use crate::registry;
+
+/// The encoding version of the aux record.
+pub const AUX_ENCVER: i32 = 1;
+/// More guests than this in one record or payload means it is corrupt.
+const MAX_GUESTS: u64 = 100_000;
+
+/// One persisted guest.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SavedGuest {
+    pub name: String,
+    pub wasm: Vec<u8>,
+    pub args: Vec<Vec<u8>>,
+}
+
+impl SavedGuest {
+    fn of(guest: &Guest) -> SavedGuest {
+        SavedGuest {
+            name: guest.info.name.clone(),
+            wasm: guest.wasm.to_vec(),
+            args: guest.load_args.clone(),
+        }
+    }
+
+    /// Whether `guest` is this saved guest already.
+    fn matches(&self, guest: &Guest) -> bool {
+        guest.info.name == self.name && *guest.wasm == *self.wasm && guest.load_args == self.args
+    }
+}
+
+pub fn has_guests() -> bool {
+    !registry::guests().is_empty()
+}
+
+/// Writes the aux record: the guests, sorted by name.
+pub fn save_aux(io: &Io) {
+    let guests = registry::guests();
+    io.save_unsigned(guests.len() as u64);
+    for guest in guests {
+        io.save_bytes(guest.info.name.as_bytes());
+        io.save_bytes(&guest.wasm);
+        io.save_unsigned(guest.load_args.len() as u64);
+        for arg in &guest.load_args {
+            io.save_bytes(arg);
+        }
+    }
+}
+
+fn read_aux(io: &Io) -> Option<Vec<SavedGuest>> {
+    let count = io.load_unsigned()?;
+    if count > MAX_GUESTS {
+        return None;
+    }
+    let mut guests = Vec::new();
+    for _ in 0..count {
+        let name = String::from_utf8(io.load_bytes()?).ok()?;
+        let wasm = io.load_bytes()?;
+        let argc = io.load_unsigned()?;
+        if argc > 1 << 20 {
+            return None;
+        }
+        let args = (0..argc)
+            .map(|_| io.load_bytes())
+            .collect::<Option<Vec<_>>>()?;
+        guests.push(SavedGuest { name, wasm, args });
+    }
+    Some(guests)
+}
+
+/// Reads the aux record and loads its guests. False makes the RDB load fail.
+pub fn load_aux(io: &Io, encver: i32) -> bool {
+    if encver != AUX_ENCVER {
+        log_raw(
+            LogLevel::Warning,
+            &format!(
+                "<wasm> the RDB's guest record has encoding version {encver}; this host reads {AUX_ENCVER}"
+            ),
+        );
+        return false;
+    }
+    let Some(saved) = read_aux(io) else {
+        log_raw(
+            LogLevel::Warning,
+            "<wasm> the RDB's guest record is corrupt or truncated",
+        );
+        return false;
+    };
+    let Some(ctx) = io.ctx() else { return false };
+    match restore(ctx, saved, Mode::Replace, Origin::Rdb) {
+        Ok(_) => true,
+        Err(why) => {
+            log_raw(
+                LogLevel::Warning,
+                &format!("<wasm> cannot restore the guests saved in the RDB: {why}"),
+            );
+            false
+        }
+    }
+}
+
+/// How restored guests meet loaded ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Fail if a guest of the same name is loaded.
+    Append,
+    /// Replace guests of the same name.
+    Replace,
+    /// Unload every guest first.
+    Flush,
+}
+
+/// Loads saved guests. Guests identical to a loaded one are left as they are.
+pub fn restore(
+    ctx: Ctx,
+    saved: Vec<SavedGuest>,
+    mode: Mode,
+    origin: Origin,
+) -> Result<Vec<Arc<Guest>>, String> {
+    if mode == Mode::Append {
+        if let Some(clash) = saved
+            .iter()
+            .find(|s| registry::guests().iter().any(|g| g.info.name == s.name))
+        {
+            return Err(format!(
+                "guest '{}' is already loaded (use REPLACE or FLUSH)",
+                clash.name
+            ));
+        }
+    }
+    if mode == Mode::Flush {
+        for guest in registry::guests() {
+            registry::remove(&guest.info.name);
+        }
+    }
+    let mut loaded = Vec::new();
+    for guest in saved {
+        if registry::guests().iter().any(|g| guest.matches(g)) {
+            continue;
+        }
+        let request = LoadRequest {
+            module: guest.wasm,
+            args: guest.args,
+            replace: mode != Mode::Append,
+        };
+        let loaded_guest = commands::load(ctx, request, origin)?;
+        if loaded_guest.info.name != guest.name {
+            return Err(format!(
+                "the module saved as guest '{}' now declares the name '{}'",
+                guest.name, loaded_guest.info.name
+            ));
+        }
+        loaded.push(loaded_guest);
+    }
+    Ok(loaded)
+}
+
+const DUMP_MAGIC: &[u8] = b"RWASMDUMP\x01";
+
+/// FNV-1a, to detect a damaged payload.
+fn checksum(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// `WASM.DUMP`'s payload: every guest's name, module and load arguments, with a checksum.
+pub fn dump() -> Vec<u8> {
+    let guests: Vec<SavedGuest> = registry::guests()
+        .iter()
+        .map(|g| SavedGuest::of(g))
+        .collect();
+    let mut out = DUMP_MAGIC.to_vec();
+    out.extend_from_slice(&(guests.len() as u64).to_le_bytes());
+    for guest in &guests {
+        put(&mut out, guest.name.as_bytes());
+        put(&mut out, &guest.wasm);
+        out.extend_from_slice(&(guest.args.len() as u64).to_le_bytes());
+        for arg in &guest.args {
+            put(&mut out, arg);
+        }
+    }
+    let sum = checksum(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
+}
+
+/// Reads a `WASM.DUMP` payload.
+pub fn parse_dump(payload: &[u8]) -> Result<Vec<SavedGuest>, String> {
+    let bad = || "the payload is not a WASM.DUMP payload, or it is damaged".to_owned();
+    if payload.len() < DUMP_MAGIC.len() + 16 || !payload.starts_with(DUMP_MAGIC) {
+        return Err(bad());
+    }
+    let (body, sum) = payload.split_at(payload.len() - 8);
+    if checksum(body) != u64::from_le_bytes(sum.try_into().map_err(|_| bad())?) {
+        return Err(bad());
+    }
+    let mut rest = &body[DUMP_MAGIC.len()..];
+    let take_u64 = |rest: &mut &[u8]| -> Result<u64, String> {
+        let (head, tail) = rest.split_at_checked(8).ok_or_else(bad)?;
+        *rest = tail;
+        Ok(u64::from_le_bytes(head.try_into().map_err(|_| bad())?))
+    };
+    let count = take_u64(&mut rest)?;
+    if count > MAX_GUESTS {
+        return Err(bad());
+    }
+    let mut guests = Vec::new();
+    for _ in 0..count {
+        let take_bytes = |rest: &mut &[u8]| -> Result<Vec<u8>, String> {
+            let len = usize::try_from(take_u64(rest)?).map_err(|_| bad())?;
+            let (head, tail) = rest.split_at_checked(len).ok_or_else(bad)?;
+            *rest = tail;
+            Ok(head.to_vec())
+        };
+        let name = String::from_utf8(take_bytes(&mut rest)?).map_err(|_| bad())?;
+        let wasm = take_bytes(&mut rest)?;
+        let argc = take_u64(&mut rest)?;
+        if argc > 1 << 20 {
+            return Err(bad());
+        }
+        let args = (0..argc)
+            .map(|_| take_bytes(&mut rest))
+            .collect::<Result<Vec<_>, _>>()?;
+        guests.push(SavedGuest { name, wasm, args });
+    }
+    if !rest.is_empty() {
+        return Err(bad());
+    }
+    Ok(guests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_payloads_are_refused() {
+        assert!(parse_dump(b"").is_err());
+        assert!(parse_dump(b"RWASMDUMP\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0").is_err());
+        let mut empty = DUMP_MAGIC.to_vec();
+        empty.extend_from_slice(&0u64.to_le_bytes());
+        let sum = checksum(&empty);
+        empty.extend_from_slice(&sum.to_le_bytes());
+        assert_eq!(parse_dump(&empty).unwrap(), vec![]);
+        let last = empty.len() - 1;
+        empty[last] ^= 1;
+        assert!(parse_dump(&empty).is_err());
+    }
+}

@@ -1,0 +1,322 @@
+//! Guests as data: kept in the RDB and the AOF, replicated, dumped and restored, replaced
+//! atomically.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis_wasm_tests::{ReplicationTap, Reply, Server, ServerOptions, guests};
+
+fn names(server: &Server) -> Vec<String> {
+    server
+        .client()
+        .cmd(&["WASM.LIST"])
+        .array()
+        .iter()
+        .map(|g| g.field("name").text())
+        .collect()
+}
+
+fn load_two(server: &Server) {
+    let mut c = server.client();
+    assert_eq!(
+        c.cmd(&["WASM.LOAD", guests::BASICS, "ARGS", "a", "b c"]),
+        Reply::Bulk(b"basics".to_vec())
+    );
+    assert_eq!(
+        c.cmd(&["WASM.LOAD", guests::HELLO]),
+        Reply::Bulk(b"hello".to_vec())
+    );
+}
+
+fn check_two(server: &Server) {
+    let mut c = server.client();
+    assert_eq!(names(server), ["basics", "hello"]);
+    assert_eq!(
+        c.cmd(&["BASICS.LOADARGS"]),
+        Reply::Array(vec![
+            Reply::Bulk(b"a".to_vec()),
+            Reply::Bulk(b"b c".to_vec())
+        ])
+    );
+    assert_eq!(c.cmd(&["HELLO.PUSH.NATIVE", "after", "x"]).int(), 1);
+}
+
+#[test]
+fn guests_survive_debug_reload_and_restart_from_rdb() {
+    let mut server = Server::start();
+    load_two(&server);
+    let mut c = server.client();
+    c.cmd(&["HELLO.PUSH.NATIVE", "list", "v"]);
+    assert_eq!(c.cmd(&["DEBUG", "RELOAD"]), Reply::Status("OK".into()));
+    check_two(&server);
+    // FLUSHALL removes keys, not guests.
+    c.cmd(&["FLUSHALL"]);
+    assert_eq!(names(&server), ["basics", "hello"]);
+    c.cmd(&["HELLO.PUSH.NATIVE", "list", "v"]);
+    assert_eq!(c.cmd(&["SAVE"]), Reply::Status("OK".into()));
+    let digest = server.digest();
+    server.restart().expect("restart from the RDB");
+    check_two(&server);
+    server.client().cmd(&["DEL", "after"]);
+    assert_eq!(server.digest(), digest);
+    // The guest's source is now its bytes.
+    assert_eq!(
+        server.client().cmd(&["WASM.LIST", "hello"]).array()[0]
+            .field("source")
+            .text(),
+        "bytes"
+    );
+}
+
+#[test]
+fn an_rdb_without_guests_loads_and_unloading_persists() {
+    let mut server = Server::start();
+    load_two(&server);
+    let mut c = server.client();
+    assert_eq!(
+        c.cmd(&["WASM.UNLOAD", "basics"]),
+        Reply::Status("OK".into())
+    );
+    c.cmd(&["WASM.UNLOAD", "hello"]);
+    c.cmd(&["SAVE"]);
+    server.restart().expect("restart");
+    assert_eq!(names(&server), Vec::<String>::new());
+}
+
+#[test]
+fn the_aof_restores_guests_and_data() {
+    let aof = ServerOptions {
+        config: vec![("appendonly".into(), "yes".into())],
+        ..Default::default()
+    };
+    let mut server = Server::start_with(aof.clone());
+    load_two(&server);
+    let mut c = server.client();
+    for i in 0..20 {
+        c.cmd(&["HELLO.PUSH.NATIVE", "list", &i.to_string()]);
+        c.cmd(&["HELLO.REPL2", "list"]);
+    }
+    let digest = server.digest();
+    // Replaying the AOF (WASM.LOAD with the module bytes, then the effects) reproduces the data.
+    server.restart().expect("restart from the AOF");
+    assert_eq!(server.digest(), digest);
+    check_two(&server);
+    // After a rewrite (with the RDB preamble, the default), the guests are in the preamble.
+    let mut c = server.client();
+    c.cmd(&["DEL", "after"]);
+    assert_eq!(
+        c.cmd(&["BGREWRITEAOF"]).text(),
+        "Background append only file rewriting started"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while c
+        .cmd(&["INFO", "persistence"])
+        .text()
+        .contains("aof_rewrite_in_progress:1")
+    {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    server.restart().expect("restart after the rewrite");
+    assert_eq!(server.digest(), digest);
+    check_two(&server);
+}
+
+#[test]
+fn loads_and_unloads_replicate_as_bytes() {
+    let master = Server::start();
+    let mut tap = ReplicationTap::attach(&master);
+    let replica = Server::start();
+    replica.replicate_from(&master);
+    let mut c = master.client();
+    c.cmd(&["WASM.LOAD", guests::BASICS, "ARGS", "x"]);
+    let stream = tap.commands(&master);
+    let load = stream
+        .iter()
+        .find(|cmd| cmd[0] == "WASM.LOAD")
+        .expect("WASM.LOAD replicated");
+    assert_eq!(load[1], "REPLACE");
+    assert!(
+        load[2].starts_with("\0asm"),
+        "replicated as bytes, not a path"
+    );
+    assert_eq!(&load[3..], ["ARGS", "x"]);
+    master.wait_replicas();
+    assert_eq!(names(&replica), ["basics"]);
+    assert_eq!(
+        replica.client().cmd(&["BASICS.LOADARGS"]),
+        Reply::Array(vec![Reply::Bulk(b"x".to_vec())])
+    );
+    // A replica refuses loads from its clients (like any write).
+    assert!(
+        replica
+            .client()
+            .cmd(&["WASM.LOAD", guests::HELLOWORLD])
+            .error()
+            .starts_with("READONLY")
+    );
+    c.cmd(&["WASM.UNLOAD", "basics"]);
+    assert!(
+        tap.commands(&master)
+            .contains(&vec!["WASM.UNLOAD".to_owned(), "basics".to_owned()])
+    );
+    master.wait_replicas();
+    assert_eq!(names(&replica), Vec::<String>::new());
+}
+
+#[test]
+fn a_new_replica_gets_the_guests_in_its_full_sync() {
+    let master = Server::start();
+    load_two(&master);
+    master.client().cmd(&["HELLO.PUSH.NATIVE", "k", "v"]);
+    let replica = Server::start();
+    replica.replicate_from(&master);
+    assert_eq!(names(&replica), ["basics", "hello"]);
+    master.assert_same_dataset(&replica);
+    assert_eq!(replica.client().cmd(&["BASICS.LOADARGS"]).array().len(), 2);
+}
+
+#[test]
+fn a_corrupted_guest_in_the_rdb_is_a_load_error() {
+    // Uncompressed, so the damage reaches the module bytes rather than Redis's LZF decoder.
+    let mut server = Server::start_with(ServerOptions {
+        config: vec![("rdbcompression".into(), "no".into())],
+        ..Default::default()
+    });
+    server.client().cmd(&["WASM.LOAD", guests::HELLOWORLD]);
+    server.client().cmd(&["SAVE"]);
+    let rdb = server.dir.join("dump.rdb");
+    let mut bytes = std::fs::read(&rdb).unwrap();
+    // Damage the module inside the aux record (after its magic number).
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"\0asm")
+        .expect("module bytes in the RDB")
+        + 100;
+    for b in &mut bytes[at..at + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&rdb, &bytes).unwrap();
+    let options = ServerOptions {
+        config: vec![("rdbchecksum".into(), "no".into())],
+        ..Default::default()
+    };
+    let log = server
+        .restart_with(options)
+        .expect_err("the server must refuse the damaged RDB");
+    assert!(
+        log.contains("<wasm> cannot restore the guests saved in the RDB"),
+        "{log}"
+    );
+    assert!(!log.contains("crashed by signal"), "{log}");
+}
+
+#[test]
+fn dump_and_restore_move_guests_between_servers() {
+    let a = Server::start();
+    load_two(&a);
+    let payload = match a.client().cmd(&["WASM.DUMP"]) {
+        Reply::Bulk(payload) => payload,
+        other => panic!("{other:?}"),
+    };
+    let b = Server::start();
+    let mut c = b.client();
+    assert_eq!(
+        c.cmd_bytes(&[b"WASM.RESTORE", &payload]),
+        Reply::Status("OK".into())
+    );
+    check_two(&b);
+    let clash = c.cmd_bytes(&[b"WASM.RESTORE", &payload, b"APPEND"]);
+    assert_eq!(
+        clash.error(),
+        "ERR guest 'basics' is already loaded (use REPLACE or FLUSH)"
+    );
+    assert_eq!(
+        c.cmd_bytes(&[b"WASM.RESTORE", &payload, b"REPLACE"]),
+        Reply::Status("OK".into())
+    );
+    c.cmd(&["WASM.LOAD", guests::HELLOWORLD]);
+    assert_eq!(
+        c.cmd_bytes(&[b"WASM.RESTORE", &payload, b"FLUSH"]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(names(&b), ["basics", "hello"]);
+    let mut damaged = payload.clone();
+    damaged[payload.len() / 2] ^= 1;
+    assert_eq!(
+        c.cmd_bytes(&[b"WASM.RESTORE", &damaged]).error(),
+        "ERR the payload is not a WASM.DUMP payload, or it is damaged"
+    );
+    assert!(
+        c.cmd_bytes(&[b"WASM.RESTORE", &payload, b"SIDEWAYS"])
+            .error()
+            .contains("unknown policy")
+    );
+    assert_eq!(names(&b), ["basics", "hello"]);
+}
+
+#[test]
+fn replace_is_atomic_under_traffic_and_a_failed_replace_keeps_the_old_version() {
+    let server = Server::start();
+    let mut c = server.client();
+    let load = |c: &mut redis_wasm_tests::Client, args: &[&str]| {
+        let mut command = vec!["WASM.LOAD", "REPLACE", guests::CONFIGURABLE, "ARGS"];
+        command.extend_from_slice(args);
+        c.cmd(&command)
+    };
+    assert_eq!(
+        load(&mut c, &["cfg.a", "readonly", "cfg.shared", "readonly"]),
+        Reply::Bulk(b"configurable".to_vec())
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let calls = Arc::new(AtomicU64::new(0));
+    let port = server.port;
+    let hammer = {
+        let (stop, failures, calls) = (stop.clone(), failures.clone(), calls.clone());
+        std::thread::spawn(move || {
+            let mut h = redis_wasm_tests::Client::connect(port).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                if h.cmd(&["CFG.SHARED"]) != Reply::Bulk(b"CFG.SHARED".to_vec()) {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                calls.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    for round in 0..20 {
+        let (old, new) = if round % 2 == 0 {
+            ("cfg.a", "cfg.b")
+        } else {
+            ("cfg.b", "cfg.a")
+        };
+        assert_eq!(
+            load(&mut c, &[new, "readonly", "cfg.shared", "readonly"]),
+            Reply::Bulk(b"configurable".to_vec())
+        );
+        assert!(
+            c.cmd(&[old]).error().starts_with("ERR unknown command"),
+            "{old} must stop answering"
+        );
+        assert_eq!(c.cmd(&[new]), Reply::Bulk(new.as_bytes().to_vec()));
+    }
+    stop.store(true, Ordering::Relaxed);
+    hammer.join().unwrap();
+    assert!(calls.load(Ordering::Relaxed) > 20);
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "a call saw a half-loaded guest"
+    );
+    // A failed replace keeps the old version.
+    let failed = load(&mut c, &["cfg.new", "admin"]);
+    assert!(failed.error().contains("flag 'admin' is not supported"));
+    assert_eq!(c.cmd(&["CFG.SHARED"]), Reply::Bulk(b"CFG.SHARED".to_vec()));
+    assert!(
+        c.cmd(&["CFG.NEW"])
+            .error()
+            .starts_with("ERR unknown command")
+    );
+}
