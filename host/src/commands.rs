@@ -325,22 +325,34 @@ pub fn wasm_dump(ctx: Ctx, args: Args<'_>) {
 /// `WASM.RESTORE <payload> [APPEND | REPLACE | FLUSH]` → OK.
 pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
     use crate::persist::{Mode, parse_dump, restore};
-    let mode = match args.get(2) {
-        None => Mode::Append,
-        Some(m) if m.eq_ignore_ascii_case(b"append") => Mode::Append,
-        Some(m) if m.eq_ignore_ascii_case(b"replace") => Mode::Replace,
-        Some(m) if m.eq_ignore_ascii_case(b"flush") => Mode::Flush,
-        Some(m) => {
-            return ctx.reply_error(&format!(
-                "ERR unknown policy '{}' (expected APPEND, REPLACE or FLUSH)",
-                String::from_utf8_lossy(m)
-            ));
-        }
-    };
     if args.len() < 2 || args.len() > 3 {
         return ctx.reply_error(&crate::dispatch::wrong_arity_message("wasm.restore"));
     }
-    let saved = match parse_dump(args.get(1).unwrap_or_default()) {
+    let policy = |word: &[u8]| -> Option<Mode> {
+        [
+            (&b"append"[..], Mode::Append),
+            (b"replace", Mode::Replace),
+            (b"flush", Mode::Flush),
+        ]
+        .into_iter()
+        .find(|(name, _)| word.eq_ignore_ascii_case(name))
+        .map(|(_, mode)| mode)
+    };
+    // The policy may come before the payload (as `redis-cli -x` sends it) or after it.
+    let (payload, mode) = match (args.get(1).unwrap_or_default(), args.get(2)) {
+        (payload, None) => (payload, Mode::Append),
+        (first, Some(second)) => match (policy(first), policy(second)) {
+            (Some(mode), _) => (second, mode),
+            (None, Some(mode)) => (first, mode),
+            (None, None) => {
+                return ctx.reply_error(&format!(
+                    "ERR unknown policy '{}' (expected APPEND, REPLACE or FLUSH)",
+                    String::from_utf8_lossy(second)
+                ));
+            }
+        },
+    };
+    let saved = match parse_dump(payload) {
         Ok(saved) => saved,
         Err(why) => return ctx.reply_error(&format!("ERR {why}")),
     };
@@ -379,7 +391,7 @@ const HELP: &[&str] = &[
     "    memory, last error.",
     "WASM.DUMP",
     "    A payload with every loaded guest, for WASM.RESTORE on another server.",
-    "WASM.RESTORE <payload> [APPEND|REPLACE|FLUSH]",
+    "WASM.RESTORE [APPEND|REPLACE|FLUSH] <payload>",
     "    Load the guests of a WASM.DUMP payload. APPEND (default) fails if a name is taken,",
     "    REPLACE replaces guests of the same name, FLUSH unloads every guest first.",
     "WASM.KILL",

@@ -258,6 +258,31 @@ fn dump_and_restore_move_guests_between_servers() {
 }
 
 #[test]
+fn dump_and_restore_work_with_redis_cli_as_documented() {
+    let (a, b) = (Server::start(), Server::start());
+    load_two(&a);
+    let file = b.dir.join("guests.dump");
+    let shell = format!(
+        "redis-cli -p {} --raw WASM.DUMP | head -c -1 > {f} && redis-cli -p {} -x WASM.RESTORE REPLACE < {f}",
+        a.port,
+        b.port,
+        f = file.display()
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&shell)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "OK",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_two(&b);
+}
+
+#[test]
 fn replace_is_atomic_under_traffic_and_a_failed_replace_keeps_the_old_version() {
     let server = Server::start();
     let mut c = server.client();
