@@ -661,6 +661,50 @@ const HOST_COMMANDS: &[(&CStr, RawCommandFn, &CStr, c_int, c_int, c_int, &CStr)]
     ),
 ];
 
+/// Command tips for cluster-aware clients (as on `FUNCTION LOAD`): guests are per node, so loads
+/// go to every shard.
+const COMMAND_TIPS: &[(&CStr, &CStr)] = &[
+    (
+        c"wasm.load",
+        c"request_policy:all_shards response_policy:all_succeeded",
+    ),
+    (
+        c"wasm.unload",
+        c"request_policy:all_shards response_policy:all_succeeded",
+    ),
+    (
+        c"wasm.restore",
+        c"request_policy:all_shards response_policy:all_succeeded",
+    ),
+];
+
+/// Sets a command's tips (`RedisModule_SetCommandInfo`).
+fn set_command_tips(ctx: Ctx, name: &CStr, tips: &CStr) -> bool {
+    let version = raw::RedisModuleCommandInfoVersion {
+        version: 1,
+        sizeof_historyentry: std::mem::size_of::<raw::RedisModuleCommandHistoryEntry>(),
+        sizeof_keyspec: std::mem::size_of::<raw::RedisModuleCommandKeySpec>(),
+        sizeof_arg: std::mem::size_of::<raw::RedisModuleCommandArg>(),
+    };
+    let info = raw::RedisModuleCommandInfo {
+        version: &version,
+        summary: ptr::null(),
+        complexity: ptr::null(),
+        since: ptr::null(),
+        history: ptr::null_mut(),
+        tips: tips.as_ptr(),
+        arity: 0,
+        key_specs: ptr::null_mut(),
+        args: ptr::null_mut(),
+    };
+    // SAFETY: valid OnLoad context; the command exists; Redis copies what it keeps from `info`,
+    // whose arrays are all NULL.
+    unsafe {
+        let command = api!(RedisModule_GetCommand)(ctx.0.as_ptr(), name.as_ptr());
+        !command.is_null() && api!(RedisModule_SetCommandInfo)(command, &info) == OK
+    }
+}
+
 extern "C" fn command_filter_entry(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     if let Some(fctx) = NonNull::new(fctx) {
         catch("the command filter", || {
@@ -731,6 +775,14 @@ pub unsafe extern "C" fn RedisModule_OnLoad(
                         set_categories(command, categories.as_ptr());
                     }
                 }
+            }
+        }
+        for &(name, tips) in COMMAND_TIPS {
+            if !set_command_tips(ctx, name, tips) {
+                ctx.log(
+                    LogLevel::Warning,
+                    &format!("could not set the tips of {}", name.to_string_lossy()),
+                );
             }
         }
         // SAFETY: valid OnLoad context; the callback is panic-safe. The filter also sees calls
