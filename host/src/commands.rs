@@ -365,6 +365,29 @@ pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
     }
 }
 
+/// `WASM.DEBUG PANIC <site>`: arms a panic (see `inject.rs`). Needs `wasm.enable-debug 1`.
+pub fn wasm_debug(ctx: Ctx, args: Args<'_>) {
+    if crate::config::ENABLE_DEBUG.load(Ordering::Relaxed) == 0 {
+        return ctx.reply_error(
+            "ERR WASM.DEBUG is disabled (CONFIG SET wasm.enable-debug 1 to allow it)",
+        );
+    }
+    match (args.get(1), args.get(2)) {
+        (Some(sub), Some(site)) if sub.eq_ignore_ascii_case(b"panic") && args.len() == 3 => {
+            let site = String::from_utf8_lossy(site);
+            if !crate::inject::SITES.contains(&site.as_ref()) {
+                return ctx.reply_error(&format!(
+                    "ERR unknown site '{site}'; sites: {}",
+                    crate::inject::SITES.join(", ")
+                ));
+            }
+            crate::inject::arm(&site);
+            ctx.reply_simple_ok();
+        }
+        _ => ctx.reply_error("ERR syntax: WASM.DEBUG PANIC <site>"),
+    }
+}
+
 /// `WASM.KILL`: stops the running guest command (allowed while Redis is busy).
 pub fn wasm_kill(ctx: Ctx, args: Args<'_>) {
     if args.len() != 1 {

@@ -17,6 +17,8 @@ pub static MAX_INIT_MS: AtomicI64 = AtomicI64::new(0);
 pub static MAX_MODULE_SIZE: AtomicI64 = AtomicI64::new(0);
 /// Largest reply a guest command may build, in bytes.
 pub static MAX_REPLY_BYTES: AtomicI64 = AtomicI64::new(0);
+/// Whether `WASM.DEBUG` (fault injection for tests) is allowed: 1 or 0.
+pub static ENABLE_DEBUG: AtomicI64 = AtomicI64::new(0);
 /// Directory that `WASM.LOAD <path>` may read from ("" allows any path).
 pub static LOAD_DIR: Mutex<String> = Mutex::new(String::new());
 
@@ -70,6 +72,14 @@ const NUMERIC: &[NumericConfig] = &[
         max: 4096 * MB,
         memory: true,
         value: &MAX_REPLY_BYTES,
+    },
+    NumericConfig {
+        name: c"enable-debug",
+        default: 0,
+        min: 0,
+        max: 1,
+        memory: false,
+        value: &ENABLE_DEBUG,
     },
 ];
 

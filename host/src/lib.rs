@@ -18,6 +18,7 @@
 //! - `config.rs` — the `wasm.*` configs.
 //! - `persist.rs` — guests in the RDB (aux record) and `WASM.DUMP`/`WASM.RESTORE` payloads.
 //! - `info.rs` — the `INFO wasm` section.
+//! - `inject.rs` — fault injection for tests (`WASM.DEBUG`, off unless `wasm.enable-debug`).
 //! - `state.rs` — per-store state host functions see.
 //! - `api/` — the host side of each WIT interface (one file per interface).
 //! - `reply.rs` — replies buffered and checked before they reach the client.
@@ -35,6 +36,7 @@ mod ffi;
 mod flags;
 mod guest;
 mod info;
+mod inject;
 mod limits;
 mod loader;
 mod persist;

@@ -42,7 +42,8 @@ pub fn has_guests() -> bool {
     !registry::guests().is_empty()
 }
 
-/// Writes the aux record: the guests, sorted by name.
+/// Writes the aux record: the guests, sorted by name. Everything that could fail happens before
+/// the first write (see `ffi::rdb`).
 pub fn save_aux(io: &Io) {
     let guests = registry::guests();
     io.save_unsigned(guests.len() as u64);

@@ -66,6 +66,7 @@ impl GuestState {
 
     /// The running command, or the message for a function that needs one.
     pub fn command(&mut self) -> Result<&mut CommandScope, &'static str> {
+        crate::inject::maybe_panic("host-function");
         match &mut self.phase {
             Phase::Command(scope) => Ok(scope),
             _ => Err("only available while a command runs"),

@@ -354,3 +354,134 @@ fn info_and_configs_describe_the_host() {
         .int();
     assert_eq!(calls, 1);
 }
+
+#[test]
+fn a_panic_in_any_entry_point_or_host_function_is_an_error_reply() {
+    let mut server = Server::start_with(ServerOptions {
+        module_args: vec!["LOAD".into(), guests::API_GUEST.into()],
+        config: vec![("wasm.enable-debug".into(), "1".into())],
+        ..Default::default()
+    });
+    let mut c = server.client();
+    let internal = |site: &str| format!("ERR internal error in redis-wasm while running {site}");
+    let arm = |c: &mut redis_wasm_tests::Client, site: &str| {
+        assert_eq!(
+            c.cmd(&["WASM.DEBUG", "PANIC", site]),
+            Reply::Status("OK".into())
+        );
+    };
+    arm(&mut c, "host-function");
+    let reply = c.cmd(&["API.KEY", "type", "k"]);
+    assert!(
+        reply
+            .error()
+            .starts_with(&internal("guest 'api' command 'api.key'")),
+        "{reply:?}"
+    );
+    assert_eq!(
+        c.cmd(&["API.KEY", "type", "k"]),
+        Reply::Bulk(b"empty".to_vec())
+    );
+    arm(&mut c, "wasm.list");
+    assert!(
+        c.cmd(&["WASM.LIST"])
+            .error()
+            .starts_with(&internal("'wasm.list'"))
+    );
+    arm(&mut c, "wasm.invoke-readonly");
+    assert!(
+        c.cmd(&["API.PARSE", "1"])
+            .error()
+            .starts_with(&internal("'wasm.invoke-readonly'"))
+    );
+    // A panic in the command filter lets the command through unchanged.
+    arm(&mut c, "the command filter");
+    assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+    arm(&mut c, "INFO");
+    assert!(!c.cmd(&["INFO", "wasm"]).text().contains("wasm_guests"));
+    assert!(c.cmd(&["INFO", "wasm"]).text().contains("wasm_guests:1"));
+    arm(&mut c, "the config change event");
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "busy-reply-threshold", "1000"]),
+        Reply::Status("OK".into())
+    );
+    // A failed save of the guest record leaves a readable RDB (without guests).
+    arm(&mut c, "saving guests to the RDB");
+    assert_eq!(c.cmd(&["SAVE"]), Reply::Status("OK".into()));
+    server.restart().expect("the RDB stays readable");
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+    assert!(server.log().contains("panic injected into"));
+    // Without the config, WASM.DEBUG is refused.
+    c.cmd(&["CONFIG", "SET", "wasm.enable-debug", "0"]);
+    assert!(
+        c.cmd(&["WASM.DEBUG", "PANIC", "INFO"])
+            .error()
+            .contains("disabled")
+    );
+}
+
+/// One test per class of known Redis scripting vulnerabilities.
+#[test]
+fn scripting_vulnerability_classes_are_closed() {
+    let server = evil_server(&[]);
+    let mut c = server.client();
+    c.cmd(&["WASM.LOAD", guests::BASICS]);
+    c.cmd(&["WASM.LOAD", guests::API_GUEST]);
+    // Deeply nested replies (CVE-2021-32675-style protocol abuse): refused, not sent.
+    assert!(
+        c.cmd(&["BASICS.NESTED", "1000"])
+            .error()
+            .contains("deeper than 128")
+    );
+    // Size overflows and edge integers: covered by `sizes_at_the_limits` and
+    // `edge_integers_for_every_host_function`; one more: a length over the 512 MB limit.
+    assert!(
+        c.cmd(&["API.KEY", "string-truncate", "s", "600000000"])
+            .error()
+            .contains("out of range")
+    );
+    // State leaking between callers: a half-built reply or a handle never reaches the next call.
+    assert_eq!(
+        c.cmd(&["BASICS.PARTIAL-THEN-ERROR"]).error(),
+        "ERR gave up half-way"
+    );
+    assert_eq!(
+        c.cmd(&["BASICS.ECHO", "clean"]),
+        Reply::Array(vec![Reply::Bulk(b"clean".to_vec())])
+    );
+    c.cmd(&["API.KEEP", "k"]);
+    assert_eq!(c.cmd(&["API.USEKEPT"]).error(), "KEYERR closed");
+    // Unloading while running: refused while busy, and not callable from a guest.
+    assert!(
+        c.cmd(&["API.WCALL", "2", "WASM.UNLOAD", "evil"])
+            .error()
+            .starts_with("CALLERR not-allowed")
+    );
+    let mut runner = server.client();
+    runner.send(&[b"EVIL.LOOP"]);
+    wait_busy(&server);
+    assert!(
+        server
+            .client()
+            .cmd(&["WASM.UNLOAD", "evil"])
+            .error()
+            .starts_with("BUSY")
+    );
+    server.client().cmd(&["WASM.KILL"]);
+    assert!(runner.read().is_error());
+    // Precompiled code and extra capabilities: refused at load (see foundation tests too).
+    let elf = server.dir.join("x.cwasm");
+    std::fs::write(&elf, b"\x7fELF\x02\x01\x01\0").unwrap();
+    assert!(
+        c.cmd(&["WASM.LOAD", elf.to_str().unwrap()])
+            .error()
+            .contains("precompiled")
+    );
+    assert!(
+        c.cmd(&["WASM.LOAD", guests::FS_USER])
+            .error()
+            .contains("wasi:filesystem")
+    );
+    pong(&server);
+}

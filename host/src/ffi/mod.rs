@@ -47,7 +47,10 @@ pub use server::{InfoCtx, NumericConfig, StringConfig};
 
 /// Runs `f`, turning a panic into `None` after logging it. Every entry point goes through here.
 pub fn catch<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        crate::inject::maybe_panic(what);
+        f()
+    })) {
         Ok(r) => Some(r),
         Err(payload) => {
             log_raw(
@@ -527,6 +530,7 @@ command_entry!(
 command_entry!(wasm_list_entry, "wasm.list", crate::commands::wasm_list);
 command_entry!(wasm_help_entry, "wasm.help", crate::commands::wasm_help);
 command_entry!(wasm_kill_entry, "wasm.kill", crate::commands::wasm_kill);
+command_entry!(wasm_debug_entry, "wasm.debug", crate::commands::wasm_debug);
 command_entry!(wasm_dump_entry, "wasm.dump", crate::commands::wasm_dump);
 command_entry!(
     wasm_restore_entry,
@@ -586,6 +590,15 @@ const HOST_COMMANDS: &[(&CStr, RawCommandFn, &CStr, c_int, c_int, c_int, &CStr)]
         0,
         0,
         c"slow scripting",
+    ),
+    (
+        c"wasm.debug",
+        wasm_debug_entry,
+        c"admin",
+        0,
+        0,
+        0,
+        c"admin dangerous",
     ),
     (
         c"wasm.dump",

@@ -74,7 +74,11 @@ extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, _when: c_int) {
     let (Some(io), Some(handlers)) = (NonNull::new(rdb).map(Io), AUX.get()) else {
         return;
     };
-    catch("saving guests to the RDB", || (handlers.save)(&io));
+    if catch("saving guests to the RDB", || (handlers.save)(&io)).is_none() {
+        // The save handler prepares everything before its first write, so a failure means
+        // nothing was written: record no guests, keeping the RDB readable.
+        io.save_unsigned(0);
+    }
 }
 
 /// Redis 7.2+: an aux record is written only if this writes something.

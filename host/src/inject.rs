@@ -1,0 +1,46 @@
+//! Fault injection for tests: `WASM.DEBUG PANIC <site>` makes the next run of that site panic,
+//! to prove every entry point and host function turns a host bug into an error reply. Only
+//! available with `wasm.enable-debug yes` (off by default).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether a panic is armed (checked first, so the common path is one relaxed load).
+static ARMED: AtomicBool = AtomicBool::new(false);
+static SITE: Mutex<String> = Mutex::new(String::new());
+
+/// Sites that can be armed: entry points are named as in `ffi::catch`, guest-facing host
+/// functions as `host-function`.
+pub const SITES: &[&str] = &[
+    "host-function",
+    "wasm.list",
+    "wasm.invoke-readonly",
+    "wasm.invoke-write",
+    "the command filter",
+    "INFO",
+    "the config change event",
+    "saving guests to the RDB",
+];
+
+pub fn arm(site: &str) {
+    *SITE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = site.to_owned();
+    ARMED.store(true, Ordering::SeqCst);
+}
+
+/// Panics if `site` is armed (once).
+pub fn maybe_panic(site: &str) {
+    if !ARMED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut armed = SITE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if *armed == site {
+        armed.clear();
+        ARMED.store(false, Ordering::SeqCst);
+        drop(armed);
+        panic!("panic injected into {site} by WASM.DEBUG");
+    }
+}
