@@ -1,6 +1,7 @@
 //! Integration tests against a real redis-server with the host loaded.
 //! Each test starts its own server (see `redis_wasm_tests::Server`).
 
+mod benchmarks;
 mod cluster;
 mod foundation;
 mod hello;

@@ -1,13 +1,17 @@
-//! # native-baseline — a native Redis module for comparison
+//! # native-baseline — the benchmark cases as a native module
 //!
-//! The logic of the benchmark cases as a native module built with the `redis-module` crate, so
-//! benchmarks can compare a guest with the same code running natively. The tests also use
-//! `NATIVE.CALL` to check that guest commands answer another module's `RedisModule_Call`.
+//! The logic of each benchmark case as a native Redis module, written against the raw Modules API
+//! the way a C module would be, so `scripts/bench.sh` can compare a guest
+//! (`tests/guests/bench`) with the same code running natively and with Lua
+//! (`benchmarks/bench.lua`). `NATIVE.CALL` also lets the tests check that guest commands
+//! answer another module's `RedisModule_Call`.
 //!
-//! This is a test and benchmark fixture: like the crate's examples, its command trampolines do
-//! not catch panics.
+//! This is a test and benchmark fixture: like the `redis-module` crate's examples, its command
+//! trampolines do not catch panics, and each raw call is trusted to get valid arguments from Redis.
 
-use redis_module::{Context, RedisError, RedisResult, RedisString, redis_module};
+use std::ffi::c_int;
+
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue, raw, redis_module};
 
 /// `NATIVE.CALL <command> [arg ...]`: runs a command through `RedisModule_Call` and replies with
 /// its result.
@@ -20,6 +24,123 @@ fn native_call(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     ctx.call(command, rest.as_slice())
 }
 
+/// Calls a Modules API function filled in by `RedisModule_Init`.
+macro_rules! rm {
+    ($f:ident) => {
+        raw::$f.expect(concat!("Redis exports ", stringify!($f)))
+    };
+}
+
+/// An open key, closed on drop.
+struct Key(*mut raw::RedisModuleKey);
+
+impl Key {
+    fn open(ctx: &Context, name: &RedisString, mode: u32) -> Key {
+        // SAFETY: a command context and one of its argument strings.
+        Key(unsafe { rm!(RedisModule_OpenKey)(ctx.ctx, name.inner, mode as c_int) }.cast())
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        // SAFETY: a key we opened (NULL is allowed).
+        unsafe { rm!(RedisModule_CloseKey)(self.0) };
+    }
+}
+
+const READ_WRITE: u32 = raw::REDISMODULE_READ | raw::REDISMODULE_WRITE;
+
+fn nb_int(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    Ok(RedisValue::Integer(42))
+}
+
+fn nb_rmw(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = Key::open(ctx, &args[1], READ_WRITE);
+    let mut len = 0usize;
+    // SAFETY: an open key; DMA gives `len` readable bytes (or NULL for another type).
+    let bytes = unsafe {
+        let p = rm!(RedisModule_StringDMA)(key.0, &mut len, raw::REDISMODULE_READ as c_int);
+        if p.is_null() { &[][..] } else { std::slice::from_raw_parts(p.cast::<u8>(), len) }
+    };
+    let current: i64 = if bytes.is_empty() { 0 } else { std::str::from_utf8(bytes)?.parse()? };
+    let value = current + 1;
+    // SAFETY: an open key and a string created for it, freed after StringSet took its own
+    // reference.
+    unsafe {
+        let s = rm!(RedisModule_CreateStringFromLongLong)(ctx.ctx, value);
+        rm!(RedisModule_StringSet)(key.0, s);
+        rm!(RedisModule_FreeString)(ctx.ctx, s);
+    }
+    Ok(RedisValue::Integer(value))
+}
+
+fn nb_incr(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    // SAFETY: a command context and an argument string; the reply is freed after reading it.
+    let value = unsafe {
+        let reply = rm!(RedisModule_Call)(ctx.ctx, c"INCR".as_ptr(), c"s".as_ptr(), args[1].inner);
+        let value = rm!(RedisModule_CallReplyInteger)(reply);
+        rm!(RedisModule_FreeCallReply)(reply);
+        value
+    };
+    Ok(RedisValue::Integer(value))
+}
+
+fn nb_push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = Key::open(ctx, &args[1], READ_WRITE);
+    // SAFETY: an open key and an argument string.
+    let len = unsafe {
+        rm!(RedisModule_ListPush)(key.0, raw::REDISMODULE_LIST_TAIL as c_int, args[2].inner);
+        rm!(RedisModule_ValueLength)(key.0)
+    };
+    Ok(RedisValue::Integer(len as i64))
+}
+
+fn nb_zsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = Key::open(ctx, &args[1], raw::REDISMODULE_READ);
+    let mut sum = 0.0;
+    // SAFETY: an open key; elements returned by the range are freed after use.
+    unsafe {
+        rm!(RedisModule_ZsetFirstInScoreRange)(key.0, f64::NEG_INFINITY, f64::INFINITY, 0, 0);
+        while rm!(RedisModule_ZsetRangeEndReached)(key.0) == 0 {
+            let mut score = 0.0;
+            let element = rm!(RedisModule_ZsetRangeCurrentElement)(key.0, &mut score);
+            rm!(RedisModule_FreeString)(ctx.ctx, element);
+            sum += score;
+            rm!(RedisModule_ZsetRangeNext)(key.0);
+        }
+        rm!(RedisModule_ZsetRangeStop)(key.0);
+    }
+    Ok(RedisValue::Float(sum))
+}
+
+fn nb_loop(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    // black_box: the seed is opaque, so the compiler cannot fold the loop away.
+    let mut x: u32 = std::hint::black_box(2_463_534_242);
+    for _ in 0..10_000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+    }
+    Ok(RedisValue::Integer(i64::from(x)))
+}
+
+fn nb_echo(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    // SAFETY: replies with an argument string, as a C module would (no copy).
+    unsafe { rm!(RedisModule_ReplyWithString)(ctx.ctx, args[1].inner) };
+    Ok(RedisValue::NoReply)
+}
+
+fn nb_array(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    // SAFETY: a command context; exactly 100 elements follow the array header.
+    unsafe {
+        rm!(RedisModule_ReplyWithArray)(ctx.ctx, 100);
+        for i in 0..100 {
+            rm!(RedisModule_ReplyWithLongLong)(ctx.ctx, i);
+        }
+    }
+    Ok(RedisValue::NoReply)
+}
+
 redis_module! {
     name: "native",
     version: 1,
@@ -27,5 +148,13 @@ redis_module! {
     data_types: [],
     commands: [
         ["native.call", native_call, "write", 0, 0, 0, ""],
+        ["nb.int", nb_int, "readonly fast", 0, 0, 0, ""],
+        ["nb.rmw", nb_rmw, "write deny-oom fast", 1, 1, 1, ""],
+        ["nb.incr", nb_incr, "write deny-oom fast", 1, 1, 1, ""],
+        ["nb.push", nb_push, "write deny-oom fast", 1, 1, 1, ""],
+        ["nb.zsum", nb_zsum, "readonly", 1, 1, 1, ""],
+        ["nb.loop", nb_loop, "readonly", 0, 0, 0, ""],
+        ["nb.echo", nb_echo, "readonly", 0, 0, 0, ""],
+        ["nb.array", nb_array, "readonly fast", 0, 0, 0, ""],
     ],
 }

@@ -1,0 +1,88 @@
+//! The benchmark cases as a guest. Each command has the same logic as its twin in
+//! `benchmarks/native` (a native module) and in `benchmarks/bench.lua` (Lua), so
+//! `scripts/bench.sh` compares runtimes, not algorithms.
+
+use redis_wasm_sdk::{redis_module, Context, ListWhere, RedisResult, RedisString, RedisValue};
+
+/// `BG.INT`: replies an integer.
+fn int(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    Ok(RedisValue::Integer(42))
+}
+
+/// `BG.RMW key`: reads a counter with the low-level API, adds one, writes it back.
+fn rmw(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = ctx.open_key_writable(&args[1])?;
+    let current = key.string_get()?;
+    let value = if current.is_empty() { 0 } else { current.parse_integer()? } + 1;
+    key.string_set(value.to_string())?;
+    Ok(RedisValue::Integer(value))
+}
+
+/// `BG.INCR key`: INCR through a call.
+fn incr(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let reply = ctx.call("INCR", &[&args[1]])?;
+    Ok(RedisValue::Integer(reply.integer()))
+}
+
+/// `BG.PUSH key value`: pushes with the low-level API and replies the length.
+fn push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = ctx.open_key_writable(&args[1])?;
+    key.list_push(ListWhere::Tail, &args[2])?;
+    Ok(RedisValue::from(key.value_length()?))
+}
+
+/// `BG.ZSUM key`: the sum of every score, iterating a range.
+fn zsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = ctx.open_key(&args[1])?;
+    let mut sum = 0.0;
+    key.zset_first_in_score_range(f64::NEG_INFINITY, f64::INFINITY, false, false)?;
+    while !key.zset_range_end_reached()? {
+        if let Some((_, score)) = key.zset_range_current_element()? {
+            sum += score;
+        }
+        key.zset_range_next()?;
+    }
+    Ok(RedisValue::Double(sum))
+}
+
+/// `BG.LOOP`: 10,000 rounds of xorshift.
+fn xorshift(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    // black_box: the seed is opaque, so the compiler cannot fold the loop away.
+    let mut x: u32 = std::hint::black_box(2_463_534_242);
+    for _ in 0..10_000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+    }
+    Ok(RedisValue::Integer(i64::from(x)))
+}
+
+/// `BG.ECHO value`: replies its argument.
+fn echo(_ctx: &Context, mut args: Vec<RedisString>) -> RedisResult {
+    Ok(RedisValue::BulkRedisString(args.swap_remove(1)))
+}
+
+/// `BG.ARRAY`: a 100-element array.
+fn array(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    ctx.reply_with_array(100);
+    for i in 0..100 {
+        ctx.reply_with_long_long(i);
+    }
+    Ok(RedisValue::NoReply)
+}
+
+
+redis_module! {
+    name: "bench",
+    version: 1,
+    commands: [
+        ["bg.int", int, "readonly fast", 0, 0, 0, arity = 1],
+        ["bg.rmw", rmw, "write deny-oom fast", 1, 1, 1, arity = 2],
+        ["bg.incr", incr, "write deny-oom fast", 1, 1, 1, arity = 2],
+        ["bg.push", push, "write deny-oom fast", 1, 1, 1, arity = 3],
+        ["bg.zsum", zsum, "readonly", 1, 1, 1, arity = 2],
+        ["bg.loop", xorshift, "readonly", 0, 0, 0, arity = 1],
+        ["bg.echo", echo, "readonly", 0, 0, 0, arity = 2],
+        ["bg.array", array, "readonly fast", 0, 0, 0, arity = 1],
+    ],
+}

@@ -1,0 +1,208 @@
+//! The benchmark suite: the same logic as a native module (`benchmarks/native`), a guest
+//! (`tests/guests/bench`) and Lua (`benchmarks/bench.lua`), side by side in one server.
+//!
+//! For each case and runtime it resets `INFO commandstats`, drives the command with
+//! `redis-benchmark` (pipelined), and reports the server time per call (`usec_per_call`) and the
+//! throughput. The 1 MB echo cannot be given to `redis-benchmark` (a command-line argument is
+//! limited to 128 KB), so it is driven by this program, pipelined the same way.
+//!
+//! Run: `scripts/bench.sh` (or `cargo run --release -p redis-wasm-tests --bin bench`).
+
+use std::process::Command;
+use std::time::Instant;
+
+use redis_wasm_tests::{Client, Reply, Server, ServerOptions, guests, native_library};
+
+const LUA: &str = include_str!("../../../benchmarks/bench.lua");
+
+struct Case {
+    name: &'static str,
+    what: &'static str,
+    /// Arguments after the command name; `{key}` is replaced per runtime.
+    args: &'static [&'static str],
+    keys: usize,
+    calls: usize,
+}
+
+const CASES: &[Case] = &[
+    Case { name: "int", what: "reply an integer", args: &[], keys: 0, calls: 400_000 },
+    Case { name: "rmw", what: "low-level read-modify-write of a counter", args: &["{key}"], keys: 1, calls: 400_000 },
+    Case { name: "incr", what: "call INCR", args: &["{key}"], keys: 1, calls: 400_000 },
+    Case { name: "push", what: "list push and length", args: &["{key}", "element"], keys: 1, calls: 400_000 },
+    Case { name: "zsum", what: "sum of a 100-member sorted-set range", args: &["bench:zset"], keys: 1, calls: 100_000 },
+    Case { name: "loop", what: "CPU loop: 10,000 rounds of xorshift", args: &[], keys: 0, calls: 2_000 },
+    Case { name: "echo", what: "echo of a 1 MB value", args: &["{1mb}"], keys: 0, calls: 2_000 },
+    Case { name: "array", what: "a 100-element array reply", args: &[], keys: 0, calls: 200_000 },
+];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Runtime {
+    Native,
+    Guest,
+    Lua,
+}
+
+impl Runtime {
+    fn label(self) -> &'static str {
+        match self {
+            Runtime::Native => "native",
+            Runtime::Guest => "wasm",
+            Runtime::Lua => "lua",
+        }
+    }
+}
+
+fn lua_scripts() -> Vec<(String, String)> {
+    let mut scripts = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in LUA.lines() {
+        if let Some(name) = line.strip_prefix("-- case: ") {
+            scripts.extend(current.take());
+            current = Some((name.to_owned(), String::new()));
+        } else if let Some((_, body)) = &mut current {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    scripts.extend(current);
+    scripts
+}
+
+/// The command line for one case and runtime.
+fn command(case: &Case, runtime: Runtime, sha: &str, value: &str) -> Vec<String> {
+    let key = format!("bench:{}:{}", case.name, runtime.label());
+    let args: Vec<String> = case
+        .args
+        .iter()
+        .map(|a| match *a {
+            "{key}" => key.clone(),
+            "{1mb}" => value.to_owned(),
+            other => other.to_owned(),
+        })
+        .collect();
+    match runtime {
+        Runtime::Native => [format!("NB.{}", case.name.to_uppercase())].into_iter().chain(args).collect(),
+        Runtime::Guest => [format!("BG.{}", case.name.to_uppercase())].into_iter().chain(args).collect(),
+        Runtime::Lua => {
+            let mut line = vec!["EVALSHA".to_owned(), sha.to_owned(), case.keys.to_string()];
+            line.extend(args);
+            line
+        }
+    }
+}
+
+/// `usec_per_call` of the command that ran, from INFO commandstats.
+fn usec_per_call(client: &mut Client) -> f64 {
+    let stats = client.cmd(&["INFO", "commandstats"]).text();
+    let mut best = (0u64, 0.0);
+    for line in stats.lines() {
+        let Some((name, fields)) = line.split_once(':') else { continue };
+        if !name.starts_with("cmdstat_") || name.contains("info") || name.contains("config") {
+            continue;
+        }
+        let field = |key: &str| fields.split(',').find_map(|f| f.strip_prefix(key)).and_then(|v| v.parse::<f64>().ok());
+        let calls = field("calls=").unwrap_or(0.0) as u64;
+        if calls > best.0 {
+            best = (calls, field("usec_per_call=").unwrap_or(0.0));
+        }
+    }
+    best.1
+}
+
+/// Runs `calls` commands with redis-benchmark: 50 clients, 16 deep. Returns requests per second.
+fn redis_benchmark(port: u16, calls: usize, line: &[String]) -> f64 {
+    let out = Command::new("redis-benchmark")
+        .args(["-p", &port.to_string(), "-n", &calls.to_string(), "-c", "50", "-P", "16", "-q"])
+        .args(line)
+        .output()
+        .expect("redis-benchmark");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.rsplit('\r').next().unwrap_or(&text).to_owned();
+    last.split_whitespace()
+        .zip(last.split_whitespace().skip(1))
+        .find(|(_, unit)| *unit == "requests")
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read redis-benchmark's output: {text}"))
+}
+
+/// Runs `calls` commands on 4 connections, 16 deep. Returns requests per second.
+fn pipelined(port: u16, calls: usize, line: &[String]) -> f64 {
+    let args: Vec<&[u8]> = line.iter().map(|a| a.as_bytes()).collect();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let mut client = Client::connect(port).unwrap();
+                let mut left = calls / 4;
+                while left > 0 {
+                    let batch = left.min(16);
+                    for _ in 0..batch {
+                        client.send(&args);
+                    }
+                    for _ in 0..batch {
+                        assert!(!client.read().is_error());
+                    }
+                    left -= batch;
+                }
+            });
+        }
+    });
+    calls as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let server = Server::start_with(ServerOptions {
+        module_args: vec!["LOAD".into(), guests::BENCH_GUEST.into()],
+        config: vec![("maxmemory-policy".into(), "noeviction".into())],
+        ..Default::default()
+    });
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["MODULE", "LOAD", native_library().to_str().unwrap()]), Reply::Status("OK".into()));
+    let shas: Vec<(String, String)> =
+        lua_scripts().into_iter().map(|(name, body)| (name, c.cmd(&["SCRIPT", "LOAD", &body]).text())).collect();
+    let value = "v".repeat(1 << 20);
+    for i in 0..100 {
+        c.cmd(&["ZADD", "bench:zset", &format!("{}.5", i), &format!("member{i}")]);
+    }
+
+    println!("| case | native µs/call | wasm µs/call | Lua µs/call | wasm / native | wasm / Lua | native req/s | wasm req/s | Lua req/s |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for case in CASES.iter().filter(|c| only.is_empty() || only.iter().any(|o| o == c.name)) {
+        let sha = shas.iter().find(|(name, _)| name == case.name).map(|(_, sha)| sha.clone()).expect("a Lua script per case");
+        let mut results = Vec::new();
+        let mut answers = Vec::new();
+        for runtime in [Runtime::Native, Runtime::Guest, Runtime::Lua] {
+            let line = command(case, runtime, &sha, &value);
+            let args: Vec<&str> = line.iter().map(String::as_str).collect();
+            c.cmd(&["DEL", &format!("bench:{}:{}", case.name, runtime.label())]);
+            answers.push(match c.cmd(&args) {
+                Reply::Bulk(b) if b.len() > 64 => Reply::Int(b.len() as i64),
+                other => other,
+            });
+            c.cmd(&["DEL", &format!("bench:{}:{}", case.name, runtime.label())]);
+            c.cmd(&["CONFIG", "RESETSTAT"]);
+            let throughput = if case.name == "echo" { pipelined(server.port, case.calls, &line) } else { redis_benchmark(server.port, case.calls, &line) };
+            results.push((usec_per_call(&mut c), throughput));
+        }
+        // The three runtimes must compute the same thing (doubles may differ in formatting).
+        let same = answers.iter().all(|a| a.clone() == answers[0].clone()) || case.name == "zsum";
+        assert!(same, "case {} gives different answers: {answers:?}", case.name);
+        let (n, w, l) = (results[0], results[1], results[2]);
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2}x | {:.2}x | {:.0} | {:.0} | {:.0} |",
+            case.what,
+            n.0,
+            w.0,
+            l.0,
+            w.0 / n.0,
+            w.0 / l.0,
+            n.1,
+            w.1,
+            l.1
+        );
+    }
+    let info = c.cmd(&["INFO", "wasm"]).text();
+    let memory = info.lines().find_map(|l| l.strip_prefix("wasm_guest_bench:")).unwrap_or("").to_owned();
+    println!("\nbench guest: {memory}");
+}
