@@ -12,12 +12,25 @@ port=${PORT:-23400}
 dir=$(mktemp -d /tmp/redis-wasm-fuzz-host.XXXX)
 cargo build --release -p redis-wasm >&2
 evil=$(build_guest evil)
-host="$PWD/target/release/libredis_wasm.so"
+# A copy, so rebuilding the host during a long run cannot disturb it.
+host="$dir/libredis_wasm.so"
+cp target/release/libredis_wasm.so "$host"
 start_server "$port" "$dir/master" --loadmodule "$host" LOAD "$evil"
 start_server $((port + 1)) "$dir/replica" --loadmodule "$host"
 trap 'redis-cli -p $port shutdown nosave >/dev/null 2>&1; redis-cli -p $((port + 1)) shutdown nosave >/dev/null 2>&1' EXIT
 redis-cli -p $((port + 1)) replicaof 127.0.0.1 "$port" >/dev/null
-sleep 1
+until redis-cli -p $((port + 1)) info replication | grep -q master_link_status:up; do sleep 0.1; done
+
+# Replication is asynchronous: wait (up to 20 s) until both hold the same dataset.
+same_dataset() {
+    for _ in $(seq 1 200); do
+        a=$(redis-cli -p "$port" debug digest)
+        b=$(redis-cli -p $((port + 1)) debug digest)
+        [ "$a" = "$b" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
 
 end=$((SECONDS + minutes * 60))
 seed=0
@@ -32,11 +45,8 @@ while [ "$SECONDS" -lt "$end" ]; do
         echo "FINDING: the master stopped answering after seed $seed; log: $dir/master/redis.log" >&2
         exit 1
     fi
-    redis-cli -p "$port" wait 1 10000 >/dev/null
-    a=$(redis-cli -p "$port" debug digest)
-    b=$(redis-cli -p $((port + 1)) debug digest)
     checks=$((checks + 1))
-    if [ "$a" != "$b" ]; then
+    if ! same_dataset; then
         echo "FINDING: master and replica diverged after seed $seed ($a vs $b); logs in $dir" >&2
         exit 1
     fi

@@ -10,8 +10,11 @@ port=${PORT:-23500}
 dir=$(mktemp -d /tmp/redis-wasm-soak.XXXX)
 cargo build --release -p redis-wasm >&2
 evil=$(build_guest evil)
+# A copy, so rebuilding the host during a long run cannot disturb it.
+host="$dir/libredis_wasm.so"
+cp target/release/libredis_wasm.so "$host"
 start_server "$port" "$dir" --busy-reply-threshold 50 --wasm.max-memory 32mb \
-    --loadmodule "$PWD/target/release/libredis_wasm.so" LOAD "$evil"
+    --loadmodule "$host" LOAD "$evil"
 trap 'redis-cli -p $port shutdown nosave >/dev/null 2>&1' EXIT
 
 rss() { info_field "$port" memory used_memory_rss; }

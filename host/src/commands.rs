@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::ffi::{Args, Ctx, LogLevel, ctx_flags};
+use crate::ffi::{Args, Ctx, LogLevel, ctx_flags, log_raw};
 use crate::guest::{Guest, Source};
 use crate::reply::{Aggregate, ReplyBuffer, ReplyItem};
 use crate::{loader, registry};
@@ -105,15 +105,52 @@ pub enum Origin {
     Rdb,
 }
 
-/// Loads a guest and registers its commands; on error nothing of it stays registered.
-pub fn load(ctx: Ctx, request: LoadRequest, origin: Origin) -> Result<Arc<Guest>, String> {
-    let from_client = origin == Origin::Command;
+/// A module read and compiled, ready for its init (which needs the main thread).
+pub struct Prepared {
+    described: String,
+    wasm: Arc<[u8]>,
+    source: Source,
+    program: crate::guest::Program,
+    args: Vec<Vec<u8>>,
+    replace: bool,
+}
+
+/// Reads and compiles a module: the slow part of a load, safe on any thread.
+pub fn prepare(request: LoadRequest) -> Result<Prepared, String> {
     let described = request.describe();
-    let fail_source = |why: String| format!("cannot load {described}: {why}");
-    let (wasm, source) = request.read().map_err(fail_source)?;
-    let program = loader::compile(&wasm).map_err(fail_source)?;
-    let guest = Guest::start(program, Some(ctx), from_client, wasm, source, request.args)
-        .map_err(fail_source)?;
+    let fail = |why: String| format!("cannot load {described}: {why}");
+    let (wasm, source) = request.read().map_err(fail)?;
+    let program = loader::compile(&wasm).map_err(fail)?;
+    Ok(Prepared {
+        described,
+        wasm,
+        source,
+        program,
+        args: request.args,
+        replace: request.replace,
+    })
+}
+
+/// Runs a prepared guest's init and registers its commands; on error nothing of it stays
+/// registered.
+pub fn finish(ctx: Ctx, prepared: Prepared, origin: Origin) -> Result<Arc<Guest>, String> {
+    let Prepared {
+        described,
+        wasm,
+        source,
+        program,
+        args,
+        replace,
+    } = prepared;
+    let guest = Guest::start(
+        program,
+        Some(ctx),
+        origin == Origin::Command,
+        wasm,
+        source,
+        args,
+    )
+    .map_err(|why| format!("cannot load {described}: {why}"))?;
     let name = guest.info.name.clone();
     let fail = |why: String| format!("cannot load guest '{name}': {why}");
     let cluster = ctx.flags() & ctx_flags::CLUSTER != 0;
@@ -134,7 +171,7 @@ pub fn load(ctx: Ctx, request: LoadRequest, origin: Origin) -> Result<Arc<Guest>
         }
     }
     let guest = Arc::new(guest);
-    registry::commit(guest.clone(), request.replace).map_err(fail)?;
+    registry::commit(guest.clone(), replace).map_err(fail)?;
     ctx.log(
         LogLevel::Notice,
         &format!(
@@ -147,13 +184,44 @@ pub fn load(ctx: Ctx, request: LoadRequest, origin: Origin) -> Result<Arc<Guest>
     Ok(guest)
 }
 
+/// Loads a guest on this thread (compiling included).
+pub fn load(ctx: Ctx, request: LoadRequest, origin: Origin) -> Result<Arc<Guest>, String> {
+    finish(ctx, prepare(request)?, origin)
+}
+
 /// `WASM.LOAD [REPLACE] <path | bytes> [ARGS arg ...]` → the guest's name.
 pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
     let request = match LoadRequest::parse(args.iter().skip(1)) {
         Ok(request) => request,
         Err(why) => return ctx.reply_error(&format!("ERR {why}")),
     };
-    match load(ctx, request, Origin::Command) {
+    // Compiling takes milliseconds to seconds: do it on another thread while the client waits
+    // and others are served. Where the client cannot be blocked (MULTI, scripts, the master, the
+    // AOF), compile here.
+    match ctx.block() {
+        Some(blocked) => {
+            let spawned = std::thread::Builder::new()
+                .name("wasm-compile".into())
+                .spawn(move || {
+                    let prepared = prepare(request);
+                    blocked.resume(Box::new(move |ctx| {
+                        reply_load(ctx, prepared.and_then(|p| finish(ctx, p, Origin::Command)))
+                    }));
+                });
+            if let Err(e) = spawned {
+                log_raw(
+                    LogLevel::Warning,
+                    &format!("<wasm> cannot start a compile thread: {e}"),
+                );
+            }
+        }
+        None => reply_load(ctx, load(ctx, request, Origin::Command)),
+    }
+}
+
+/// Replies to a `WASM.LOAD` and replicates it when it worked.
+fn reply_load(ctx: Ctx, loaded: Result<Arc<Guest>, String>) {
+    match loaded {
         Ok(guest) => {
             replicate_load(ctx, &guest);
             ctx.reply_string_buffer(guest.info.name.as_bytes());

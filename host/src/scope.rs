@@ -38,6 +38,8 @@ pub struct KeyHandle {
     /// Closed for a call; reopened on next use.
     pub suspended: bool,
     pub range: RangeState,
+    /// An index-based list operation left Redis's cached list iterator in the key.
+    pub list_iterator: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,9 +74,22 @@ impl KeyHandle {
             ctx.select_db(current);
         }
         self.suspended = false;
+        self.list_iterator = false;
         if self.range == RangeState::Active {
             self.range = RangeState::Interrupted;
         }
+    }
+}
+
+impl KeyHandle {
+    /// Call before an index-based list operation. Redis 7.0 caches a list iterator in an open
+    /// key between such operations, and some sequences leave it out of step with the list (an
+    /// assertion in `moduleListIteratorSeek`); reopening drops it.
+    pub fn fresh_list_iterator(&mut self, ctx: Ctx) {
+        if self.list_iterator {
+            self.reopen(ctx);
+        }
+        self.list_iterator = true;
     }
 }
 
@@ -245,6 +260,7 @@ impl CommandScope {
             raw,
             suspended: false,
             range: RangeState::None,
+            list_iterator: false,
         })
     }
 

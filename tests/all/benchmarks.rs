@@ -6,7 +6,10 @@ use redis_wasm_tests::{Reply, Server, guests, native_library};
 fn guest_native_and_lua_benchmark_cases_agree() {
     let server = Server::with_module_args(&["LOAD", guests::BENCH_GUEST]);
     let mut c = server.client();
-    assert_eq!(c.cmd(&["MODULE", "LOAD", native_library().to_str().unwrap()]), Reply::Status("OK".into()));
+    assert_eq!(
+        c.cmd(&["MODULE", "LOAD", native_library().to_str().unwrap()]),
+        Reply::Status("OK".into())
+    );
     for i in 0..100 {
         c.cmd(&["ZADD", "z", &format!("{i}.5"), &format!("m{i}")]);
     }
@@ -26,7 +29,13 @@ fn guest_native_and_lua_benchmark_cases_agree() {
         let run = |c: &mut redis_wasm_tests::Client, prefix: &str| {
             let key = format!("{prefix}:{case}");
             let mut line = vec![format!("{prefix}.{case}")];
-            line.extend(args.iter().map(|a| if *a == "{key}" { key.clone() } else { a.to_string() }));
+            line.extend(args.iter().map(|a| {
+                if *a == "{key}" {
+                    key.clone()
+                } else {
+                    a.to_string()
+                }
+            }));
             let line: Vec<&str> = line.iter().map(String::as_str).collect();
             c.cmd(&line)
         };
@@ -35,6 +44,13 @@ fn guest_native_and_lua_benchmark_cases_agree() {
     }
     // The Lua twin of the CPU loop (benchmarks/bench.lua) gets the same number.
     let lua = include_str!("../../benchmarks/bench.lua");
-    let lua_loop = lua.split("-- case: loop\n").nth(1).and_then(|rest| rest.split("-- case:").next()).unwrap();
-    assert_eq!(c.cmd(&["BG.LOOP"]), Reply::Int(c.cmd(&["EVAL", lua_loop, "0"]).int()));
+    let lua_loop = lua
+        .split("-- case: loop\n")
+        .nth(1)
+        .and_then(|rest| rest.split("-- case:").next())
+        .unwrap();
+    assert_eq!(
+        c.cmd(&["BG.LOOP"]),
+        Reply::Int(c.cmd(&["EVAL", lua_loop, "0"]).int())
+    );
 }

@@ -17,6 +17,18 @@ fn names(server: &Server) -> Vec<String> {
         .collect()
 }
 
+/// Waits (up to 10 s) for asynchronous replication to show something.
+fn wait_for(mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replication did not arrive"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn load_two(server: &Server) {
     let mut c = server.client();
     assert_eq!(
@@ -143,8 +155,7 @@ fn loads_and_unloads_replicate_as_bytes() {
         "replicated as bytes, not a path"
     );
     assert_eq!(&load[3..], ["ARGS", "x"]);
-    master.wait_replicas();
-    assert_eq!(names(&replica), ["basics"]);
+    wait_for(|| names(&replica) == ["basics"]);
     assert_eq!(
         replica.client().cmd(&["BASICS.LOADARGS"]),
         Reply::Array(vec![Reply::Bulk(b"x".to_vec())])
@@ -162,8 +173,7 @@ fn loads_and_unloads_replicate_as_bytes() {
         tap.commands(&master)
             .contains(&vec!["WASM.UNLOAD".to_owned(), "basics".to_owned()])
     );
-    master.wait_replicas();
-    assert_eq!(names(&replica), Vec::<String>::new());
+    wait_for(|| names(&replica).is_empty());
 }
 
 #[test]
@@ -343,5 +353,37 @@ fn replace_is_atomic_under_traffic_and_a_failed_replace_keeps_the_old_version() 
         c.cmd(&["CFG.NEW"])
             .error()
             .starts_with("ERR unknown command")
+    );
+}
+
+#[test]
+fn loads_compile_in_the_background_or_inline_where_blocking_is_impossible() {
+    let server = Server::start();
+    let mut c = server.client();
+    // Pipelined behind a load, other commands of other clients are served meanwhile, and the
+    // loading client gets its reply in order.
+    c.send(&[b"WASM.LOAD", guests::HELLO.as_bytes()]);
+    c.send(&[b"PING"]);
+    assert_eq!(server.client().cmd(&["PING"]), Reply::Status("PONG".into()));
+    assert_eq!(c.read(), Reply::Bulk(b"hello".to_vec()));
+    assert_eq!(c.read(), Reply::Status("PONG".into()));
+    // Inside MULTI the client cannot block: the load compiles inline.
+    c.cmd(&["MULTI"]);
+    c.cmd(&["WASM.LOAD", guests::HELLOWORLD]);
+    c.cmd(&["PING"]);
+    let exec = c.cmd(&["EXEC"]);
+    assert_eq!(
+        exec.array(),
+        [
+            Reply::Bulk(b"helloworld".to_vec()),
+            Reply::Status("PONG".into())
+        ]
+    );
+    assert!(c.cmd(&["HELLOWORLD.RAND"]).int() >= 0);
+    // A load that fails in the background answers its error.
+    assert!(
+        c.cmd(&["WASM.LOAD", "/no/such.wasm"])
+            .error()
+            .contains("No such file")
     );
 }

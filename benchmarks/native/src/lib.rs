@@ -60,9 +60,17 @@ fn nb_rmw(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     // SAFETY: an open key; DMA gives `len` readable bytes (or NULL for another type).
     let bytes = unsafe {
         let p = rm!(RedisModule_StringDMA)(key.0, &mut len, raw::REDISMODULE_READ as c_int);
-        if p.is_null() { &[][..] } else { std::slice::from_raw_parts(p.cast::<u8>(), len) }
+        if p.is_null() {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(p.cast::<u8>(), len)
+        }
     };
-    let current: i64 = if bytes.is_empty() { 0 } else { std::str::from_utf8(bytes)?.parse()? };
+    let current: i64 = if bytes.is_empty() {
+        0
+    } else {
+        std::str::from_utf8(bytes)?.parse()?
+    };
     let value = current + 1;
     // SAFETY: an open key and a string created for it, freed after StringSet took its own
     // reference.

@@ -368,7 +368,8 @@ impl HostKey for GuestState {
     }
 
     fn list_get(&mut self, this: Resource<KeyRes>, index: i64) -> R<Vec<u8>> {
-        self.with_key(&this, |key, _| {
+        self.with_key_ctx(&this, |key, _, ctx| {
+            key.fresh_list_iterator(ctx);
             expect_type(key, LIST)?;
             let raw = key.raw.as_ref().ok_or(KeyFault::OutOfRange)?;
             list_index(index, raw.value_length())?;
@@ -377,7 +378,8 @@ impl HostKey for GuestState {
     }
 
     fn list_set(&mut self, this: Resource<KeyRes>, index: i64, value: Vec<u8>) -> R<()> {
-        self.with_key(&this, |key, effects| {
+        self.with_key_ctx(&this, |key, effects, ctx| {
+            key.fresh_list_iterator(ctx);
             expect_type(key, LIST)?;
             let raw = writable(key)?;
             let at = list_index(index, raw.value_length())?;
@@ -390,7 +392,8 @@ impl HostKey for GuestState {
     }
 
     fn list_insert(&mut self, this: Resource<KeyRes>, index: i64, value: Vec<u8>) -> R<()> {
-        self.with_key(&this, |key, effects| {
+        self.with_key_ctx(&this, |key, effects, ctx| {
+            key.fresh_list_iterator(ctx);
             expect_type(key, LIST)?;
             let raw = writable(key)?;
             let before = raw.value_length();
@@ -423,7 +426,8 @@ impl HostKey for GuestState {
     }
 
     fn list_delete(&mut self, this: Resource<KeyRes>, index: i64) -> R<()> {
-        self.with_key(&this, |key, effects| {
+        self.with_key_ctx(&this, |key, effects, ctx| {
+            key.fresh_list_iterator(ctx);
             expect_type(key, LIST)?;
             let raw = writable(key)?;
             let at = list_index(index, raw.value_length())?;

@@ -34,6 +34,7 @@ macro_rules! api {
 
 pub(crate) use api;
 
+mod blocking;
 mod call;
 mod keys;
 mod rdb;
@@ -132,6 +133,7 @@ pub mod ctx_flags {
     pub const SLAVE: u32 = raw::REDISMODULE_CTX_FLAGS_SLAVE;
     pub const READONLY: u32 = raw::REDISMODULE_CTX_FLAGS_READONLY;
     pub const RESP3: u32 = raw::REDISMODULE_CTX_FLAGS_RESP3;
+    pub const DENY_BLOCKING: u32 = raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING;
 }
 
 /// A `RedisModuleCtx` for the duration of one callback.

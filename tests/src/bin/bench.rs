@@ -25,14 +25,62 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "int", what: "reply an integer", args: &[], keys: 0, calls: 400_000 },
-    Case { name: "rmw", what: "low-level read-modify-write of a counter", args: &["{key}"], keys: 1, calls: 400_000 },
-    Case { name: "incr", what: "call INCR", args: &["{key}"], keys: 1, calls: 400_000 },
-    Case { name: "push", what: "list push and length", args: &["{key}", "element"], keys: 1, calls: 400_000 },
-    Case { name: "zsum", what: "sum of a 100-member sorted-set range", args: &["bench:zset"], keys: 1, calls: 100_000 },
-    Case { name: "loop", what: "CPU loop: 10,000 rounds of xorshift", args: &[], keys: 0, calls: 2_000 },
-    Case { name: "echo", what: "echo of a 1 MB value", args: &["{1mb}"], keys: 0, calls: 2_000 },
-    Case { name: "array", what: "a 100-element array reply", args: &[], keys: 0, calls: 200_000 },
+    Case {
+        name: "int",
+        what: "reply an integer",
+        args: &[],
+        keys: 0,
+        calls: 400_000,
+    },
+    Case {
+        name: "rmw",
+        what: "low-level read-modify-write of a counter",
+        args: &["{key}"],
+        keys: 1,
+        calls: 400_000,
+    },
+    Case {
+        name: "incr",
+        what: "call INCR",
+        args: &["{key}"],
+        keys: 1,
+        calls: 400_000,
+    },
+    Case {
+        name: "push",
+        what: "list push and length",
+        args: &["{key}", "element"],
+        keys: 1,
+        calls: 400_000,
+    },
+    Case {
+        name: "zsum",
+        what: "sum of a 100-member sorted-set range",
+        args: &["bench:zset"],
+        keys: 1,
+        calls: 100_000,
+    },
+    Case {
+        name: "loop",
+        what: "CPU loop: 10,000 rounds of xorshift",
+        args: &[],
+        keys: 0,
+        calls: 2_000,
+    },
+    Case {
+        name: "echo",
+        what: "echo of a 1 MB value",
+        args: &["{1mb}"],
+        keys: 0,
+        calls: 2_000,
+    },
+    Case {
+        name: "array",
+        what: "a 100-element array reply",
+        args: &[],
+        keys: 0,
+        calls: 200_000,
+    },
 ];
 
 #[derive(Clone, Copy, PartialEq)]
@@ -81,8 +129,14 @@ fn command(case: &Case, runtime: Runtime, sha: &str, value: &str) -> Vec<String>
         })
         .collect();
     match runtime {
-        Runtime::Native => [format!("NB.{}", case.name.to_uppercase())].into_iter().chain(args).collect(),
-        Runtime::Guest => [format!("BG.{}", case.name.to_uppercase())].into_iter().chain(args).collect(),
+        Runtime::Native => [format!("NB.{}", case.name.to_uppercase())]
+            .into_iter()
+            .chain(args)
+            .collect(),
+        Runtime::Guest => [format!("BG.{}", case.name.to_uppercase())]
+            .into_iter()
+            .chain(args)
+            .collect(),
         Runtime::Lua => {
             let mut line = vec!["EVALSHA".to_owned(), sha.to_owned(), case.keys.to_string()];
             line.extend(args);
@@ -96,11 +150,18 @@ fn usec_per_call(client: &mut Client) -> f64 {
     let stats = client.cmd(&["INFO", "commandstats"]).text();
     let mut best = (0u64, 0.0);
     for line in stats.lines() {
-        let Some((name, fields)) = line.split_once(':') else { continue };
+        let Some((name, fields)) = line.split_once(':') else {
+            continue;
+        };
         if !name.starts_with("cmdstat_") || name.contains("info") || name.contains("config") {
             continue;
         }
-        let field = |key: &str| fields.split(',').find_map(|f| f.strip_prefix(key)).and_then(|v| v.parse::<f64>().ok());
+        let field = |key: &str| {
+            fields
+                .split(',')
+                .find_map(|f| f.strip_prefix(key))
+                .and_then(|v| v.parse::<f64>().ok())
+        };
         let calls = field("calls=").unwrap_or(0.0) as u64;
         if calls > best.0 {
             best = (calls, field("usec_per_call=").unwrap_or(0.0));
@@ -112,7 +173,17 @@ fn usec_per_call(client: &mut Client) -> f64 {
 /// Runs `calls` commands with redis-benchmark: 50 clients, 16 deep. Returns requests per second.
 fn redis_benchmark(port: u16, calls: usize, line: &[String]) -> f64 {
     let out = Command::new("redis-benchmark")
-        .args(["-p", &port.to_string(), "-n", &calls.to_string(), "-c", "50", "-P", "16", "-q"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-n",
+            &calls.to_string(),
+            "-c",
+            "50",
+            "-P",
+            "16",
+            "-q",
+        ])
         .args(line)
         .output()
         .expect("redis-benchmark");
@@ -158,18 +229,37 @@ fn main() {
         ..Default::default()
     });
     let mut c = server.client();
-    assert_eq!(c.cmd(&["MODULE", "LOAD", native_library().to_str().unwrap()]), Reply::Status("OK".into()));
-    let shas: Vec<(String, String)> =
-        lua_scripts().into_iter().map(|(name, body)| (name, c.cmd(&["SCRIPT", "LOAD", &body]).text())).collect();
+    assert_eq!(
+        c.cmd(&["MODULE", "LOAD", native_library().to_str().unwrap()]),
+        Reply::Status("OK".into())
+    );
+    let shas: Vec<(String, String)> = lua_scripts()
+        .into_iter()
+        .map(|(name, body)| (name, c.cmd(&["SCRIPT", "LOAD", &body]).text()))
+        .collect();
     let value = "v".repeat(1 << 20);
     for i in 0..100 {
-        c.cmd(&["ZADD", "bench:zset", &format!("{}.5", i), &format!("member{i}")]);
+        c.cmd(&[
+            "ZADD",
+            "bench:zset",
+            &format!("{}.5", i),
+            &format!("member{i}"),
+        ]);
     }
 
-    println!("| case | native µs/call | wasm µs/call | Lua µs/call | wasm / native | wasm / Lua | native req/s | wasm req/s | Lua req/s |");
+    println!(
+        "| case | native µs/call | wasm µs/call | Lua µs/call | wasm / native | wasm / Lua | native req/s | wasm req/s | Lua req/s |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for case in CASES.iter().filter(|c| only.is_empty() || only.iter().any(|o| o == c.name)) {
-        let sha = shas.iter().find(|(name, _)| name == case.name).map(|(_, sha)| sha.clone()).expect("a Lua script per case");
+    for case in CASES
+        .iter()
+        .filter(|c| only.is_empty() || only.iter().any(|o| o == c.name))
+    {
+        let sha = shas
+            .iter()
+            .find(|(name, _)| name == case.name)
+            .map(|(_, sha)| sha.clone())
+            .expect("a Lua script per case");
         let mut results = Vec::new();
         let mut answers = Vec::new();
         for runtime in [Runtime::Native, Runtime::Guest, Runtime::Lua] {
@@ -182,12 +272,20 @@ fn main() {
             });
             c.cmd(&["DEL", &format!("bench:{}:{}", case.name, runtime.label())]);
             c.cmd(&["CONFIG", "RESETSTAT"]);
-            let throughput = if case.name == "echo" { pipelined(server.port, case.calls, &line) } else { redis_benchmark(server.port, case.calls, &line) };
+            let throughput = if case.name == "echo" {
+                pipelined(server.port, case.calls, &line)
+            } else {
+                redis_benchmark(server.port, case.calls, &line)
+            };
             results.push((usec_per_call(&mut c), throughput));
         }
         // The three runtimes must compute the same thing (doubles may differ in formatting).
         let same = answers.iter().all(|a| a.clone() == answers[0].clone()) || case.name == "zsum";
-        assert!(same, "case {} gives different answers: {answers:?}", case.name);
+        assert!(
+            same,
+            "case {} gives different answers: {answers:?}",
+            case.name
+        );
         let (n, w, l) = (results[0], results[1], results[2]);
         println!(
             "| {} | {:.2} | {:.2} | {:.2} | {:.2}x | {:.2}x | {:.0} | {:.0} | {:.0} |",
@@ -203,6 +301,10 @@ fn main() {
         );
     }
     let info = c.cmd(&["INFO", "wasm"]).text();
-    let memory = info.lines().find_map(|l| l.strip_prefix("wasm_guest_bench:")).unwrap_or("").to_owned();
+    let memory = info
+        .lines()
+        .find_map(|l| l.strip_prefix("wasm_guest_bench:"))
+        .unwrap_or("")
+        .to_owned();
     println!("\nbench guest: {memory}");
 }

@@ -2,7 +2,7 @@
 //! `benchmarks/native` (a native module) and in `benchmarks/bench.lua` (Lua), so
 //! `scripts/bench.sh` compares runtimes, not algorithms.
 
-use redis_wasm_sdk::{redis_module, Context, ListWhere, RedisResult, RedisString, RedisValue};
+use redis_wasm_sdk::{Context, ListWhere, RedisResult, RedisString, RedisValue, redis_module};
 
 /// `BG.INT`: replies an integer.
 fn int(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
@@ -13,7 +13,11 @@ fn int(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
 fn rmw(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let key = ctx.open_key_writable(&args[1])?;
     let current = key.string_get()?;
-    let value = if current.is_empty() { 0 } else { current.parse_integer()? } + 1;
+    let value = if current.is_empty() {
+        0
+    } else {
+        current.parse_integer()?
+    } + 1;
     key.string_set(value.to_string())?;
     Ok(RedisValue::Integer(value))
 }
@@ -70,7 +74,6 @@ fn array(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     }
     Ok(RedisValue::NoReply)
 }
-
 
 redis_module! {
     name: "bench",
