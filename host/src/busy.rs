@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::ffi::Ctx;
+use crate::registry::CommandSpec;
 
 /// Redis's `busy-reply-threshold` in milliseconds (kept up to date on config changes).
 pub static BUSY_THRESHOLD_MS: AtomicI64 = AtomicI64::new(5000);
@@ -26,9 +27,16 @@ static KILL: AtomicBool = AtomicBool::new(false);
 
 /// One guest invocation on the stack (guests can call each other through Redis).
 struct Running {
-    guest: String,
-    command: String,
+    guest: Arc<str>,
+    /// `None` while the guest's init runs.
+    command: Option<Arc<CommandSpec>>,
     wrote: Arc<AtomicBool>,
+}
+
+impl Running {
+    fn command_name(&self) -> &str {
+        self.command.as_ref().map_or("init", |c| c.name.as_str())
+    }
 }
 
 static RUNNING: Mutex<Vec<Running>> = Mutex::new(Vec::new());
@@ -40,7 +48,10 @@ pub struct Clock {
     limit: Option<(Duration, &'static str)>,
     /// The context to yield with, when this call may yield.
     yield_ctx: Option<Ctx>,
-    busy_message: CString,
+    /// The `-BUSY` message, made the first time the call yields.
+    busy_message: Option<CString>,
+    guest: Arc<str>,
+    command: Option<Arc<CommandSpec>>,
 }
 
 /// Why a tick stopped the guest.
@@ -69,11 +80,15 @@ pub struct RunningGuard {
 }
 
 impl RunningGuard {
-    pub fn enter(guest: &str, command: &str, wrote: Arc<AtomicBool>) -> RunningGuard {
+    pub fn enter(
+        guest: Arc<str>,
+        command: Option<Arc<CommandSpec>>,
+        wrote: Arc<AtomicBool>,
+    ) -> RunningGuard {
         let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
         running.push(Running {
-            guest: guest.to_owned(),
-            command: command.to_owned(),
+            guest,
+            command,
             wrote,
         });
         RunningGuard { _private: () }
@@ -92,34 +107,35 @@ impl Drop for RunningGuard {
 
 impl Clock {
     pub fn new(
-        guest: &str,
-        command: &str,
+        guest: Arc<str>,
+        command: Option<Arc<CommandSpec>>,
         limit: Option<(Duration, &'static str)>,
         yield_ctx: Option<Ctx>,
     ) -> Clock {
-        let message = format!(
-            "Redis is busy running guest '{guest}' command '{command}'. You can only call WASM.KILL or SHUTDOWN NOSAVE."
-        );
         Clock {
             started: Instant::now(),
             limit,
             yield_ctx,
-            busy_message: CString::new(message).unwrap_or_default(),
+            busy_message: None,
+            guest,
+            command,
         }
     }
 
     /// A clock that never yields nor stops (loads replayed from the master or the AOF).
-    pub fn unlimited() -> Clock {
+    pub fn unlimited(guest: Arc<str>) -> Clock {
         Clock {
             started: Instant::now(),
             limit: None,
             yield_ctx: None,
-            busy_message: CString::default(),
+            busy_message: None,
+            guest,
+            command: None,
         }
     }
 
     /// One epoch tick. `suspend` closes the command's keys before yielding.
-    pub fn tick(&self, suspend: impl FnOnce()) -> Result<(), Stop> {
+    pub fn tick(&mut self, suspend: impl FnOnce()) -> Result<(), Stop> {
         if KILL.load(Ordering::SeqCst) {
             return Err(Stop::Killed);
         }
@@ -135,7 +151,15 @@ impl Clock {
             && elapsed >= threshold
         {
             suspend();
-            ctx.yield_to_clients(&self.busy_message);
+            let (guest, command) = (
+                &self.guest,
+                self.command.as_ref().map_or("init", |c| c.name.as_str()),
+            );
+            let message = self.busy_message.get_or_insert_with(|| {
+                let text = format!("Redis is busy running guest '{guest}' command '{command}'. You can only call WASM.KILL or SHUTDOWN NOSAVE.");
+                CString::new(text).unwrap_or_default()
+            });
+            ctx.yield_to_clients(message);
             if KILL.load(Ordering::SeqCst) {
                 return Err(Stop::Killed);
             }
@@ -158,8 +182,8 @@ pub fn kill() -> KillOutcome {
     }
     if let Some(writer) = running.iter().find(|r| r.wrote.load(Ordering::SeqCst)) {
         return KillOutcome::Unkillable {
-            guest: writer.guest.clone(),
-            command: writer.command.clone(),
+            guest: writer.guest.to_string(),
+            command: writer.command_name().to_owned(),
         };
     }
     KILL.store(true, Ordering::SeqCst);

@@ -331,7 +331,7 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
         }
     }
     out.push(bulk("stats"));
-    out.push(map(7));
+    out.push(map(8));
     for (name, counter) in [
         ("calls", &guest.stats.calls),
         ("errors", &guest.stats.errors),
@@ -347,6 +347,10 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
     out.push(bulk("memory"));
     out.push(ReplyItem::Integer(
         i64::try_from(guest.stats.memory.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+    ));
+    out.push(bulk("code"));
+    out.push(ReplyItem::Integer(
+        i64::try_from(guest.code_size()).unwrap_or(i64::MAX),
     ));
     out.push(bulk("last-error"));
     let last_error = guest

@@ -5,29 +5,35 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::ffi::{Ctx, NumericConfig, StringConfig};
 
+const MB: i64 = 1 << 20;
+
+const DEFAULT_MAX_MEMORY: i64 = 128 * MB;
+const DEFAULT_MAX_TOTAL_MEMORY: i64 = 1024 * MB;
+const DEFAULT_MAX_INIT_MS: i64 = 10_000;
+const DEFAULT_MAX_MODULE_SIZE: i64 = 64 * MB;
+const DEFAULT_MAX_REPLY_BYTES: i64 = 256 * MB;
+
 /// Largest linear memory one guest instance may have, in bytes.
-pub static MAX_MEMORY: AtomicI64 = AtomicI64::new(0);
+pub static MAX_MEMORY: AtomicI64 = AtomicI64::new(DEFAULT_MAX_MEMORY);
 /// Largest total linear memory of all guests, in bytes.
-pub static MAX_TOTAL_MEMORY: AtomicI64 = AtomicI64::new(0);
+pub static MAX_TOTAL_MEMORY: AtomicI64 = AtomicI64::new(DEFAULT_MAX_TOTAL_MEMORY);
 /// Hard limit on one guest command, in milliseconds (0: none; the busy mechanism still applies).
 pub static MAX_CALL_MS: AtomicI64 = AtomicI64::new(0);
 /// Limit on a guest's init, in milliseconds (loads from the master or the AOF are not limited).
-pub static MAX_INIT_MS: AtomicI64 = AtomicI64::new(0);
+pub static MAX_INIT_MS: AtomicI64 = AtomicI64::new(DEFAULT_MAX_INIT_MS);
 /// Largest module accepted by `WASM.LOAD`, in bytes.
-pub static MAX_MODULE_SIZE: AtomicI64 = AtomicI64::new(0);
+pub static MAX_MODULE_SIZE: AtomicI64 = AtomicI64::new(DEFAULT_MAX_MODULE_SIZE);
 /// Largest reply a guest command may build, in bytes.
-pub static MAX_REPLY_BYTES: AtomicI64 = AtomicI64::new(0);
+pub static MAX_REPLY_BYTES: AtomicI64 = AtomicI64::new(DEFAULT_MAX_REPLY_BYTES);
 /// Whether `WASM.DEBUG` (fault injection for tests) is allowed: 1 or 0.
 pub static ENABLE_DEBUG: AtomicI64 = AtomicI64::new(0);
 /// Directory that `WASM.LOAD <path>` may read from ("" allows any path).
 pub static LOAD_DIR: Mutex<String> = Mutex::new(String::new());
 
-const MB: i64 = 1 << 20;
-
 const NUMERIC: &[NumericConfig] = &[
     NumericConfig {
         name: c"max-memory",
-        default: 128 * MB,
+        default: DEFAULT_MAX_MEMORY,
         min: MB,
         max: 4096 * MB,
         memory: true,
@@ -35,7 +41,7 @@ const NUMERIC: &[NumericConfig] = &[
     },
     NumericConfig {
         name: c"max-total-memory",
-        default: 1024 * MB,
+        default: DEFAULT_MAX_TOTAL_MEMORY,
         min: MB,
         max: i64::MAX / 2,
         memory: true,
@@ -51,7 +57,7 @@ const NUMERIC: &[NumericConfig] = &[
     },
     NumericConfig {
         name: c"max-init-ms",
-        default: 10_000,
+        default: DEFAULT_MAX_INIT_MS,
         min: 1,
         max: i64::MAX / 2,
         memory: false,
@@ -59,7 +65,7 @@ const NUMERIC: &[NumericConfig] = &[
     },
     NumericConfig {
         name: c"max-module-size",
-        default: 64 * MB,
+        default: DEFAULT_MAX_MODULE_SIZE,
         min: 1024,
         max: 1024 * MB,
         memory: true,
@@ -67,7 +73,7 @@ const NUMERIC: &[NumericConfig] = &[
     },
     NumericConfig {
         name: c"max-reply-bytes",
-        default: 256 * MB,
+        default: DEFAULT_MAX_REPLY_BYTES,
         min: 1024,
         max: 4096 * MB,
         memory: true,

@@ -28,6 +28,8 @@ type InvokeFunc<'a> = TypedFunc<(u32, &'a [&'a [u8]]), (Result<(), String>,)>;
 
 /// A compiled guest, ready to instantiate.
 pub struct Program {
+    /// Bytes of compiled machine code.
+    pub code_size: usize,
     pre: InstancePre<GuestState>,
     init: ComponentExportIndex,
     invoke: ComponentExportIndex,
@@ -49,7 +51,10 @@ impl Program {
                     format!("the guest's '{guest_export}' export has no function '{name}'")
                 })
         };
+        let image = component.image_range();
+        let code_size = (image.end as usize).saturating_sub(image.start as usize);
         Ok(Program {
+            code_size,
             init: find("init")?,
             invoke: find("invoke")?,
             pre,
@@ -126,14 +131,14 @@ impl Live {
         let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let replayed =
             ctx.is_some_and(|c| c.flags() & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0);
-        let label = self.store.data().label.to_string();
+        let label = self.store.data().label.clone();
         let clock = if replayed {
-            Clock::unlimited()
+            Clock::unlimited(label.clone())
         } else {
             let limit = config::get_ms(&config::MAX_INIT_MS).map(|d| (d, "wasm.max-init-ms"));
-            Clock::new(&label, "init", limit, ctx.filter(|_| may_yield))
+            Clock::new(label.clone(), None, limit, ctx.filter(|_| may_yield))
         };
-        let _running = RunningGuard::enter(&label, "init", Arc::new(AtomicBool::new(replayed)));
+        let _running = RunningGuard::enter(label, None, Arc::new(AtomicBool::new(replayed)));
         let state = self.store.data_mut();
         state.phase = Phase::Init(InitScope {
             ctx,
@@ -307,12 +312,13 @@ impl Guest {
     }
 
     /// Runs one command and sends its reply (or an error) through `ctx`.
-    pub fn invoke(&self, ctx: Ctx, route: &Route, args: Args<'_>) {
+    /// `flags` are the context's (`RedisModule_GetContextFlags`), read once by the dispatcher.
+    pub fn invoke(&self, ctx: Ctx, flags: u32, route: &Route, args: Args<'_>) {
         let started = Instant::now();
         let stats = &self.command_stats[route.index as usize];
         stats.calls.fetch_add(1, Ordering::Relaxed);
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let failed = self.run(ctx, route, args);
+        let failed = self.run(ctx, flags, route, args);
         if failed {
             stats.errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -330,7 +336,7 @@ impl Guest {
     }
 
     /// The body of [`invoke`](Self::invoke); returns whether the reply was an error.
-    fn run(&self, ctx: Ctx, route: &Route, args: Args<'_>) -> bool {
+    fn run(&self, ctx: Ctx, flags: u32, route: &Route, args: Args<'_>) -> bool {
         let guest = &self.info.name;
         let command = &route.spec.name;
         let mut slot = match self.live.try_lock() {
@@ -360,17 +366,22 @@ impl Guest {
         let live = slot.as_mut().expect("instance ensured above");
 
         // Commands from the master or the AOF must run to the end: replicas must not diverge.
-        let replayed = ctx.flags() & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0;
-        let scope = CommandScope::new(ctx, route.spec.clone());
+        let replayed = flags & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0;
+        let label = live.store.data().label.clone();
+        let scope = CommandScope::new(ctx, route.spec.clone(), live.store.data().wrote.clone());
         if replayed {
             scope.effects.wrote.store(true, Ordering::SeqCst);
         }
-        let _running = RunningGuard::enter(guest, command, scope.effects.wrote.clone());
+        let _running = RunningGuard::enter(
+            label.clone(),
+            Some(route.spec.clone()),
+            scope.effects.wrote.clone(),
+        );
         let clock = if replayed {
-            Clock::unlimited()
+            Clock::unlimited(label)
         } else {
             let limit = config::get_ms(&config::MAX_CALL_MS).map(|d| (d, "wasm.max-call-ms"));
-            Clock::new(guest, command, limit, Some(ctx))
+            Clock::new(label, Some(route.spec.clone()), limit, Some(ctx))
         };
         let argv: Vec<&[u8]> = args.iter().collect();
         let state = live.store.data_mut();
@@ -447,6 +458,11 @@ impl Guest {
                 )
             }
         }
+    }
+
+    /// Bytes of compiled machine code.
+    pub fn code_size(&self) -> usize {
+        self.program.code_size
     }
 
     /// Whether an instance exists now (it is re-created lazily after a trap).

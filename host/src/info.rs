@@ -41,6 +41,7 @@ pub fn write(info: &InfoCtx) {
             &[
                 ("commands", n(guest.commands.len())),
                 ("memory", n(s.memory.load(Ordering::Relaxed))),
+                ("code", n(guest.code_size())),
                 ("calls", n(s.calls.load(Ordering::Relaxed))),
                 ("errors", n(s.errors.load(Ordering::Relaxed))),
                 ("traps", n(s.traps.load(Ordering::Relaxed))),

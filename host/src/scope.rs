@@ -218,15 +218,21 @@ pub struct CommandScope {
 }
 
 impl CommandScope {
-    pub fn new(ctx: Ctx, command: Arc<CommandSpec>) -> Self {
+    /// `wrote` is the instance's flag (see `GuestState::wrote`); it is reset here.
+    pub fn new(ctx: Ctx, command: Arc<CommandSpec>, wrote: Arc<AtomicBool>) -> Self {
         let may_write = command.flags.variant().may_write();
+        wrote.store(false, Ordering::SeqCst);
+        let effects = Effects {
+            wrote,
+            ..Effects::default()
+        };
         CommandScope {
             ctx,
             command,
             may_write,
             keys: HashMap::new(),
             replies: HashMap::new(),
-            effects: Effects::default(),
+            effects,
         }
     }
 

@@ -22,6 +22,9 @@ pub struct GuestState {
     pub output: crate::wasi::Output,
     /// The next handle number (never reused in this store's life; see `scope.rs`).
     next_handle: u32,
+    /// Whether the running command has written; one flag per instance, reset for each command
+    /// (a guest never runs twice at once).
+    pub wrote: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the guest is doing, which decides which host functions it may call.
@@ -51,6 +54,7 @@ impl GuestState {
             clock: None,
             output: Default::default(),
             next_handle: 1,
+            wrote: Arc::default(),
         }
     }
 

@@ -54,3 +54,20 @@ fn guest_native_and_lua_benchmark_cases_agree() {
         Reply::Int(c.cmd(&["EVAL", lua_loop, "0"]).int())
     );
 }
+
+#[test]
+fn a_large_guest_loads_and_runs() {
+    let server = Server::start();
+    let module = std::fs::read(guests::BIG).unwrap();
+    assert!(
+        module.len() > 900_000,
+        "the big guest should be about 1 MB, is {}",
+        module.len()
+    );
+    let mut c = server.client();
+    assert_eq!(
+        c.cmd_bytes(&[b"WASM.LOAD", &module]),
+        Reply::Bulk(b"big".to_vec())
+    );
+    assert!(matches!(c.cmd(&["BIG.RUN", "12345"]), Reply::Int(_)));
+}
