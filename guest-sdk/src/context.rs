@@ -55,6 +55,7 @@ impl Context {
     }
 
     /// `RedisModule_PoolAlloc`: zeroed scratch memory that lives until the command returns.
+    #[allow(clippy::mut_from_ref)] // each chunk is a fresh allocation, handed out once
     pub fn pool_alloc(&self, len: usize) -> &mut [u8] {
         let mut chunk = vec![0u8; len].into_boxed_slice();
         let ptr: *mut [u8] = &mut *chunk;

@@ -11,7 +11,7 @@ use crate::context::Context;
 use crate::init::{CommandFn, InitContext, InitFn};
 use crate::string::RedisString;
 use crate::value::{ERRORMSG_WRONGTYPE, RedisError};
-use crate::wit::redis::module::{log, registration};
+use crate::wit::redis::module::{log, registration, reply};
 
 /// A module as [`redis_module!`](crate::redis_module) declares it.
 pub struct ModuleDef {
@@ -33,7 +33,8 @@ pub struct CommandDef {
 }
 
 struct Handler {
-    name: String,
+    /// The lowercase name, passed to the command function as `args[0]`.
+    name_bytes: Vec<u8>,
     function: CommandFn,
 }
 
@@ -46,12 +47,12 @@ pub(crate) fn add_handler(index: u32, name: &str, function: CommandFn) {
         let index = index as usize;
         if handlers.len() <= index {
             handlers.resize_with(index + 1, || Handler {
-                name: String::new(),
+                name_bytes: Vec::new(),
                 function: |_, _| Err(RedisError::Str("ERR command slot not registered")),
             });
         }
         handlers[index] = Handler {
-            name: name.to_ascii_lowercase(),
+            name_bytes: name.to_ascii_lowercase().into_bytes(),
             function,
         };
     });
@@ -98,25 +99,29 @@ pub fn init(def: ModuleDef, args: Vec<Vec<u8>>) -> Result<(), String> {
     Ok(())
 }
 
-/// The `guest.invoke` export.
-pub fn invoke(command: u32, args: Vec<Vec<u8>>) -> Result<(), String> {
-    let function = HANDLERS
-        .with_borrow(|handlers| handlers.get(command as usize).map(|h| h.function))
-        .ok_or_else(|| format!("ERR no command with index {command} in this guest"))?;
-    let args: Vec<RedisString> = args.into_iter().map(RedisString::from).collect();
+/// The `guest.invoke` export. The host passes the arguments without the command name (one
+/// string less to copy across the boundary); command functions still see it as `args[0]`, in
+/// the lowercase form it was registered under.
+pub fn invoke(command: u32, args: Vec<Vec<u8>>) {
+    let found = HANDLERS.with_borrow(|handlers| {
+        handlers
+            .get(command as usize)
+            .map(|h| (h.function, h.name_bytes.clone()))
+    });
+    let Some((function, name)) = found else {
+        reply::fail(&format!(
+            "ERR no command with index {command} in this guest"
+        ));
+        return;
+    };
+    let mut full = Vec::with_capacity(args.len() + 1);
+    full.push(RedisString::from(name));
+    full.extend(args.into_iter().map(RedisString::from));
     let ctx = Context::new();
-    match function(&ctx, args) {
-        Ok(value) => {
-            value.emit();
-            Ok(())
-        }
-        Err(RedisError::WrongArity) => {
-            let name = HANDLERS.with_borrow(|handlers| handlers[command as usize].name.clone());
-            Err(format!(
-                "ERR wrong number of arguments for '{name}' command"
-            ))
-        }
-        Err(RedisError::WrongType) => Err(ERRORMSG_WRONGTYPE.to_owned()),
-        Err(e) => Err(e.to_string()),
+    match function(&ctx, full) {
+        Ok(value) => value.emit(),
+        Err(RedisError::WrongArity) => reply::wrong_arity(),
+        Err(RedisError::WrongType) => reply::fail(ERRORMSG_WRONGTYPE),
+        Err(e) => reply::fail(&e.to_string()),
     }
 }

@@ -125,5 +125,5 @@ fn invoke(ctx: Ctx, args: Args<'_>, variant: Variant) {
         ctx.reply_error("ERR This Redis command is not allowed from script");
         return;
     }
-    route.guest.clone().invoke(ctx, flags, &route, args.skip(1));
+    route.guest.clone().invoke(ctx, flags, &route, args.skip(2));
 }

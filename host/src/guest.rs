@@ -24,7 +24,7 @@ use crate::{config, engine};
 const HOSTCALL_FUEL: usize = (512 + 64) << 20;
 
 type InitFunc<'a> = TypedFunc<(&'a [&'a [u8]],), (Result<(), String>,)>;
-type InvokeFunc<'a> = TypedFunc<(u32, &'a [&'a [u8]]), (Result<(), String>,)>;
+type InvokeFunc<'a> = TypedFunc<(u32, &'a [&'a [u8]]), ()>;
 
 /// A compiled guest, ready to instantiate.
 pub struct Program {
@@ -111,7 +111,7 @@ impl Live {
         init.typed::<(&[&[u8]],), (Result<(), String>,)>(&store)
             .map_err(|e| format!("the guest's init export has the wrong type: {e}"))?;
         invoke
-            .typed::<(u32, &[&[u8]]), (Result<(), String>,)>(&store)
+            .typed::<(u32, &[&[u8]]), ()>(&store)
             .map_err(|e| format!("the guest's invoke export has the wrong type: {e}"))?;
         Ok(Live {
             store,
@@ -425,13 +425,17 @@ impl Guest {
         scope.finish(result.is_err());
         drop(scope);
         match result {
-            Ok((Ok(()),)) => {
+            Ok(()) => {
                 let state = live.store.data_mut();
-                let checked = state.reply.finish();
-                let failed = match checked {
+                let failed = match state.reply.finish() {
                     Ok(()) => {
                         state.reply.send(ctx);
-                        false
+                        if let Some(message) = state.reply.top_level_error() {
+                            self.stats.error(message);
+                            true
+                        } else {
+                            false
+                        }
                     }
                     Err(why) => self.fail(
                         ctx,
@@ -440,10 +444,6 @@ impl Guest {
                 };
                 live.store.data_mut().reply.clear();
                 failed
-            }
-            Ok((Err(message),)) => {
-                live.store.data_mut().reply.clear();
-                self.fail(ctx, &message)
             }
             Err(error) => {
                 self.stats.traps.fetch_add(1, Ordering::Relaxed);

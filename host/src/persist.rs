@@ -127,16 +127,15 @@ pub fn restore(
     mode: Mode,
     origin: Origin,
 ) -> Result<Vec<Arc<Guest>>, String> {
-    if mode == Mode::Append {
-        if let Some(clash) = saved
+    if mode == Mode::Append
+        && let Some(clash) = saved
             .iter()
             .find(|s| registry::guests().iter().any(|g| g.info.name == s.name))
-        {
-            return Err(format!(
-                "guest '{}' is already loaded (use REPLACE or FLUSH)",
-                clash.name
-            ));
-        }
+    {
+        return Err(format!(
+            "guest '{}' is already loaded (use REPLACE or FLUSH)",
+            clash.name
+        ));
     }
     if mode == Mode::Flush {
         for guest in registry::guests() {

@@ -116,6 +116,23 @@ impl ReplyBuffer {
         }
     }
 
+    /// The guest's `reply.fail`: whatever was replied so far (mistakes included) is dropped and
+    /// the reply becomes this one error.
+    pub fn replace_with_error(&mut self, message: String) {
+        self.clear();
+        self.bytes = message.len();
+        self.items.push(ReplyItem::Error(message));
+        self.complete = true;
+    }
+
+    /// The message, when the whole reply is one error.
+    pub fn top_level_error(&self) -> Option<&str> {
+        match self.items.as_slice() {
+            [ReplyItem::Error(message)] if self.error.is_none() => Some(message),
+            _ => None,
+        }
+    }
+
     fn check(&self, item: &ReplyItem) -> Result<(), String> {
         match item {
             ReplyItem::Simple(text) if text.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) => {
@@ -480,5 +497,19 @@ mod tests {
             r.push(array(1));
         }
         assert!(r.finish().unwrap_err().contains("deeper"));
+    }
+
+    #[test]
+    fn fail_replaces_a_partial_or_broken_reply() {
+        let mut r = ReplyBuffer::default();
+        r.push(array(3));
+        r.push(ReplyItem::Simple("bad\r\n".into()));
+        assert!(r.finish().is_err());
+        r.replace_with_error("ERR gave up".into());
+        assert!(r.finish().is_ok());
+        assert_eq!(r.top_level_error(), Some("ERR gave up"));
+        r.push(ReplyItem::Integer(1));
+        assert!(r.finish().unwrap_err().contains("more than once"));
+        assert_eq!(r.top_level_error(), None);
     }
 }

@@ -314,7 +314,7 @@ fn replace_is_atomic_under_traffic_and_a_failed_replace_keeps_the_old_version() 
         std::thread::spawn(move || {
             let mut h = redis_wasm_tests::Client::connect(port).unwrap();
             while !stop.load(Ordering::Relaxed) {
-                if h.cmd(&["CFG.SHARED"]) != Reply::Bulk(b"CFG.SHARED".to_vec()) {
+                if h.cmd(&["CFG.SHARED"]) != Reply::Bulk(b"cfg.shared".to_vec()) {
                     failures.fetch_add(1, Ordering::Relaxed);
                 }
                 calls.fetch_add(1, Ordering::Relaxed);
@@ -348,7 +348,7 @@ fn replace_is_atomic_under_traffic_and_a_failed_replace_keeps_the_old_version() 
     // A failed replace keeps the old version.
     let failed = load(&mut c, &["cfg.new", "admin"]);
     assert!(failed.error().contains("flag 'admin' is not supported"));
-    assert_eq!(c.cmd(&["CFG.SHARED"]), Reply::Bulk(b"CFG.SHARED".to_vec()));
+    assert_eq!(c.cmd(&["CFG.SHARED"]), Reply::Bulk(b"cfg.shared".to_vec()));
     assert!(
         c.cmd(&["CFG.NEW"])
             .error()

@@ -24,10 +24,10 @@ fn wait_busy(server: &Server) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let reply = server.client().cmd(&["GET", "x"]);
-        if let Reply::Error(e) = &reply {
-            if e.starts_with("BUSY") {
-                return e.clone();
-            }
+        if let Reply::Error(e) = &reply
+            && e.starts_with("BUSY")
+        {
+            return e.clone();
         }
         assert!(
             Instant::now() < deadline,

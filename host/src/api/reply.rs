@@ -64,6 +64,16 @@ impl Host for GuestState {
         self.reply_item(ReplyItem::Error(message))
     }
 
+    fn fail(&mut self, message: String) -> Done {
+        match &self.phase {
+            Phase::Command(_) => self.reply.replace_with_error(message),
+            _ => self
+                .reply
+                .fail("reply functions can only be called while a command runs"),
+        }
+        Ok(())
+    }
+
     fn reply_with_double(&mut self, value: f64) -> Done {
         self.reply_item(ReplyItem::Double(value))
     }

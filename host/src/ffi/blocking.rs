@@ -43,18 +43,18 @@ extern "C" fn on_reply(
         .cast::<Option<Continuation>>();
     // SAFETY: `privdata` is the live box from `resume`; `free_continuation` frees it later.
     let then = NonNull::new(privdata).and_then(|mut p| unsafe { p.as_mut() }.take());
-    if let Some(then) = then {
-        if catch("a blocked client's reply", || then(ctx)).is_none() {
-            ctx.reply_error("ERR internal error in redis-wasm (see the server log)");
-        }
+    if let Some(then) = then
+        && catch("a blocked client's reply", || then(ctx)).is_none()
+    {
+        ctx.reply_error("ERR internal error in redis-wasm (see the server log)");
     }
     OK
 }
 
 extern "C" fn free_continuation(_ctx: *mut raw::RedisModuleCtx, privdata: *mut c_void) {
     if !privdata.is_null() {
-        // SAFETY: the box allocated in `resume`, freed exactly once here.
         catch("freeing a blocked client's data", || {
+            // SAFETY: the box allocated in `resume`, freed exactly once here.
             drop(unsafe { Box::from_raw(privdata.cast::<Option<Continuation>>()) })
         });
     }

@@ -145,15 +145,19 @@ fn command(case: &Case, runtime: Runtime, sha: &str, value: &str) -> Vec<String>
     }
 }
 
-/// `usec_per_call` of the command that ran, from INFO commandstats.
-fn usec_per_call(client: &mut Client) -> f64 {
+/// `usec_per_call` of the command that ran (the busiest whose name starts with `prefix`; the
+/// commands it called through `call` have their own rows), from INFO commandstats.
+fn usec_per_call(client: &mut Client, prefix: &str) -> f64 {
     let stats = client.cmd(&["INFO", "commandstats"]).text();
     let mut best = (0u64, 0.0);
     for line in stats.lines() {
         let Some((name, fields)) = line.split_once(':') else {
             continue;
         };
-        if !name.starts_with("cmdstat_") || name.contains("info") || name.contains("config") {
+        let Some(command) = name.strip_prefix("cmdstat_") else {
+            continue;
+        };
+        if !command.starts_with(prefix) {
             continue;
         }
         let field = |key: &str| {
@@ -277,7 +281,12 @@ fn main() {
             } else {
                 redis_benchmark(server.port, case.calls, &line)
             };
-            results.push((usec_per_call(&mut c), throughput));
+            let prefix = match runtime {
+                Runtime::Native => "nb.",
+                Runtime::Guest => "wasm.invoke",
+                Runtime::Lua => "evalsha",
+            };
+            results.push((usec_per_call(&mut c, prefix), throughput));
         }
         // The three runtimes must compute the same thing (doubles may differ in formatting).
         let same = answers.iter().all(|a| a.clone() == answers[0].clone()) || case.name == "zsum";

@@ -39,9 +39,8 @@ impl Guest for Raw {
         }
     }
 
-    fn invoke(_command: u32, _args: Vec<Vec<u8>>) -> Result<(), String> {
+    fn invoke(_command: u32, _args: Vec<Vec<u8>>) {
         reply::reply_with_simple_string("OK");
-        Ok(())
     }
 }
 
