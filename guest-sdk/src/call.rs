@@ -123,13 +123,40 @@ impl From<CallError> for RedisError {
 }
 
 /// A reply from [`Context::call`](crate::Context::call), or an element of one
-/// (`RedisModuleCallReply`). Released when dropped, and when the command returns.
-pub struct CallReply(pub(crate) wit::CallReply);
+/// (`RedisModuleCallReply`). Integers, errors, status replies and short bulk strings arrive with
+/// the call (no further crossing into the host to read them); other replies are host handles,
+/// released when dropped and, at the latest, when the command returns.
+pub struct CallReply(Inner);
+
+enum Inner {
+    Integer(i64),
+    Bulk(Vec<u8>),
+    Status(Vec<u8>),
+    Error(Vec<u8>),
+    Handle(wit::CallReply),
+}
+
+impl From<wit::CallValue> for CallReply {
+    fn from(value: wit::CallValue) -> Self {
+        CallReply(match value {
+            wit::CallValue::Integer(n) => Inner::Integer(n),
+            wit::CallValue::Bulk(b) => Inner::Bulk(b),
+            wit::CallValue::Status(s) => Inner::Status(s),
+            wit::CallValue::Error(e) => Inner::Error(e),
+            wit::CallValue::Reply(handle) => Inner::Handle(handle),
+        })
+    }
+}
 
 impl CallReply {
     /// The reply's type. Status replies (`+OK`) are [`ReplyType::String`].
     pub fn reply_type(&self) -> ReplyType {
-        self.0.reply_type()
+        match &self.0 {
+            Inner::Integer(_) => ReplyType::Integer,
+            Inner::Bulk(_) | Inner::Status(_) => ReplyType::String,
+            Inner::Error(_) => ReplyType::Error,
+            Inner::Handle(h) => h.reply_type(),
+        }
     }
 
     /// Whether this is an error reply.
@@ -140,7 +167,11 @@ impl CallReply {
     /// `RedisModule_CallReplyLength`: bytes of a string, elements of an array or set, pairs of
     /// a map.
     pub fn len(&self) -> usize {
-        usize::try_from(self.0.length()).unwrap_or(usize::MAX)
+        match &self.0 {
+            Inner::Integer(_) => 0,
+            Inner::Bulk(b) | Inner::Status(b) | Inner::Error(b) => b.len(),
+            Inner::Handle(h) => usize::try_from(h.length()).unwrap_or(usize::MAX),
+        }
     }
 
     /// Whether [`len`](Self::len) is 0.
@@ -150,7 +181,11 @@ impl CallReply {
 
     /// `RedisModule_CallReplyInteger`: the value, or `i64::MIN` when this is not an integer.
     pub fn integer(&self) -> i64 {
-        self.0.integer()
+        match &self.0 {
+            Inner::Integer(n) => *n,
+            Inner::Handle(h) => h.integer(),
+            _ => i64::MIN,
+        }
     }
 
     /// The integer value, if this is an integer reply.
@@ -160,49 +195,71 @@ impl CallReply {
 
     /// The bytes of a string, status or error reply (`RedisModule_CreateStringFromCallReply`).
     pub fn string(&self) -> Option<RedisString> {
-        self.0.string().map(RedisString::from)
+        match &self.0 {
+            Inner::Integer(_) => None,
+            Inner::Bulk(b) | Inner::Status(b) | Inner::Error(b) => Some(RedisString::from(b.clone())),
+            Inner::Handle(h) => h.string().map(RedisString::from),
+        }
+    }
+
+    /// The bytes of a string, status or error reply, without copying them when the reply came
+    /// inline.
+    pub fn bytes(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
+        match &self.0 {
+            Inner::Integer(_) => None,
+            Inner::Bulk(b) | Inner::Status(b) | Inner::Error(b) => Some(b.as_slice().into()),
+            Inner::Handle(h) => h.string().map(Into::into),
+        }
     }
 
     /// `RedisModule_CallReplyDouble`.
     pub fn double(&self) -> Option<f64> {
-        (self.reply_type() == ReplyType::Double).then(|| self.0.double())
+        match &self.0 {
+            Inner::Handle(h) if h.reply_type() == ReplyType::Double => Some(h.double()),
+            _ => None,
+        }
     }
 
     /// `RedisModule_CallReplyBool`.
     pub fn boolean(&self) -> Option<bool> {
-        (self.reply_type() == ReplyType::Bool).then(|| self.0.bool())
+        match &self.0 {
+            Inner::Handle(h) if h.reply_type() == ReplyType::Bool => Some(h.bool()),
+            _ => None,
+        }
     }
 
     /// `RedisModule_CallReplyBigNumber`.
     pub fn big_number(&self) -> Option<String> {
-        self.0.big_number()
+        self.handle()?.big_number()
     }
 
     /// `RedisModule_CallReplyVerbatim`: format and text.
     pub fn verbatim(&self) -> Option<(String, Vec<u8>)> {
-        self.0.verbatim()
+        self.handle()?.verbatim()
     }
 
     /// `RedisModule_CallReplyArrayElement`.
     pub fn element(&self, index: usize) -> Option<CallReply> {
-        self.0.array_element(index as u64).map(CallReply)
+        self.handle()?.array_element(index as u64).map(CallReply::from)
     }
 
     /// `RedisModule_CallReplySetElement`.
     pub fn set_element(&self, index: usize) -> Option<CallReply> {
-        self.0.set_element(index as u64).map(CallReply)
+        self.handle()?.set_element(index as u64).map(CallReply::from)
     }
 
     /// `RedisModule_CallReplyMapElement`: key and value of pair `index`.
     pub fn map_element(&self, index: usize) -> Option<(CallReply, CallReply)> {
-        self.0
+        self.handle()?
             .map_element(index as u64)
-            .map(|(k, v)| (CallReply(k), CallReply(v)))
+            .map(|(k, v)| (CallReply::from(k), CallReply::from(v)))
     }
 
     /// `RedisModule_CallReplyAttribute`.
     pub fn attribute(&self) -> Option<CallReply> {
-        self.0.attribute().map(CallReply)
+        self.handle()?
+            .attribute()
+            .map(|h| CallReply(Inner::Handle(h)))
     }
 
     /// The elements of an array or set reply.
@@ -219,7 +276,44 @@ impl CallReply {
 
     /// `RedisModule_CallReplyProto`: the reply's RESP encoding.
     pub fn proto(&self) -> Vec<u8> {
-        self.0.proto()
+        let line = |kind: u8, text: &[u8]| {
+            let mut out = Vec::with_capacity(text.len() + 3);
+            out.push(kind);
+            out.extend_from_slice(text);
+            out.extend_from_slice(b"\r\n");
+            out
+        };
+        match &self.0 {
+            Inner::Integer(n) => line(b':', n.to_string().as_bytes()),
+            Inner::Status(s) => line(b'+', s),
+            Inner::Error(e) => line(b'-', e),
+            Inner::Bulk(b) => {
+                let mut out = line(b'$', b.len().to_string().as_bytes());
+                out.extend_from_slice(b);
+                out.extend_from_slice(b"\r\n");
+                out
+            }
+            Inner::Handle(h) => h.proto(),
+        }
+    }
+
+    /// Replies with this reply as it is (`RedisModule_ReplyWithCallReply`).
+    pub(crate) fn reply_with(&self) {
+        use crate::wit::redis::module::reply;
+        match &self.0 {
+            Inner::Integer(n) => reply::reply_with_long_long(*n),
+            Inner::Bulk(b) => reply::reply_with_string_buffer(b),
+            Inner::Status(s) => reply::reply_with_simple_string(&String::from_utf8_lossy(s)),
+            Inner::Error(e) => reply::reply_with_error(&String::from_utf8_lossy(e)),
+            Inner::Handle(h) => reply::reply_with_call_reply(h),
+        }
+    }
+
+    fn handle(&self) -> Option<&wit::CallReply> {
+        match &self.0 {
+            Inner::Handle(h) => Some(h),
+            _ => None,
+        }
     }
 }
 

@@ -86,7 +86,7 @@ impl Context {
         args: &[&dyn CallArg],
         flags: CallFlags,
     ) -> Result<CallReply, crate::call::CallError> {
-        call::call(command, &collect_args(args), flags).map(CallReply)
+        call::call(command, &collect_args(args), flags).map(CallReply::from)
     }
 
     /// Opens a key for reading (`RedisModule_OpenKey` with `REDISMODULE_READ`).
@@ -282,7 +282,7 @@ impl Context {
 
     /// `RedisModule_ReplyWithCallReply`: replies with a call's reply as it is.
     pub fn reply_with_call_reply(&self, reply: &CallReply) {
-        reply::reply_with_call_reply(&reply.0);
+        reply.reply_with();
     }
 
     /// Sends a whole [`RedisValue`] as the reply.

@@ -7,35 +7,92 @@
 
 use wasmtime::component::Resource;
 
-use super::bindings::redis::module::call::{CallError, CallFlags, Host, HostCallReply, ReplyType};
-use crate::ffi::{CallRefusal, ReplyKind, ctx_flags};
+use super::bindings::redis::module::call::{
+    CallError, CallFlags, CallValue, Host, HostCallReply, ReplyType,
+};
+use crate::ffi::{CallRefusal, CallReply, ReplyKind, ctx_flags};
 use crate::scope::{MAX_HANDLES, ReplyHandle, ReplyRes};
 use crate::state::GuestState;
 
 type R<T> = wasmtime::Result<T>;
 
-fn modifiers(flags: CallFlags, may_write: bool, verbatim: bool, ctx_flags_now: u32) -> String {
-    let mut m = String::from("SM");
-    if ctx_flags_now & (ctx_flags::REPLICATED | ctx_flags::LOADING) == 0 {
-        m.push('C');
+/// Bulk strings up to this size are copied to the guest with the reply; longer ones stay behind
+/// a handle, so forwarding one with `reply-with-call-reply` copies nothing through the guest.
+const INLINE_BULK_MAX: usize = 8 * 1024;
+
+/// The reply as an inline value, when it is a small scalar (see `call-value` in the WIT).
+fn inline_value(reply: &CallReply, resp3: bool) -> Option<CallValue> {
+    let kind = reply.kind();
+    if resp3 && kind != ReplyKind::Attribute && reply.attribute().is_some() {
+        return None; // the guest may want the attribute: keep the handle
     }
-    if !may_write || flags.contains(CallFlags::NO_WRITES) {
-        m.push('W');
-    } else if !verbatim {
-        m.push('!');
+    match kind {
+        ReplyKind::Integer => Some(CallValue::Integer(reply.integer())),
+        ReplyKind::Error => Some(CallValue::Error(reply.string_bytes()?.to_vec())),
+        ReplyKind::String => {
+            let bytes = reply.string_bytes()?;
+            if reply.is_status() {
+                Some(CallValue::Status(bytes.to_vec()))
+            } else if bytes.len() <= INLINE_BULK_MAX {
+                Some(CallValue::Bulk(bytes.to_vec()))
+            } else {
+                None
+            }
+        }
+        _ => None,
     }
-    if flags.contains(CallFlags::NO_AOF) {
-        m.push('A');
+}
+
+/// The `RedisModule_Call` format for a call: modifiers then `v` (an argv array), built without
+/// allocating.
+struct Modifiers {
+    text: [u8; 12],
+    len: usize,
+}
+
+impl Modifiers {
+    fn new(flags: CallFlags, may_write: bool, verbatim: bool, ctx_flags_now: u32) -> Self {
+        let mut m = Modifiers {
+            text: [0; 12],
+            len: 0,
+        };
+        m.push(b'S');
+        m.push(b'M');
+        if ctx_flags_now & (ctx_flags::REPLICATED | ctx_flags::LOADING) == 0 {
+            m.push(b'C');
+        }
+        if !may_write || flags.contains(CallFlags::NO_WRITES) {
+            m.push(b'W');
+        } else if !verbatim {
+            m.push(b'!');
+        }
+        if flags.contains(CallFlags::NO_AOF) {
+            m.push(b'A');
+        }
+        if flags.contains(CallFlags::NO_REPLICAS) {
+            m.push(b'R');
+        }
+        if flags.contains(CallFlags::RESP3) {
+            m.push(b'3');
+        } else if flags.contains(CallFlags::RESP_AUTO) {
+            m.push(b'0');
+        }
+        m
     }
-    if flags.contains(CallFlags::NO_REPLICAS) {
-        m.push('R');
+
+    fn push(&mut self, byte: u8) {
+        self.text[self.len] = byte;
+        self.len += 1;
     }
-    if flags.contains(CallFlags::RESP3) {
-        m.push('3');
-    } else if flags.contains(CallFlags::RESP_AUTO) {
-        m.push('0');
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.text[..self.len]).unwrap_or("")
     }
-    m
+
+    /// Whether the call replicates its effects (`!`).
+    fn replicates(&self) -> bool {
+        self.text[..self.len].contains(&b'!')
+    }
 }
 
 fn refusal(refusal: CallRefusal, command: &str, oom: bool) -> CallError {
@@ -76,8 +133,7 @@ impl Host for GuestState {
         command: String,
         args: Vec<Vec<u8>>,
         flags: CallFlags,
-    ) -> R<Result<Resource<ReplyRes>, CallError>> {
-        let rep = self.new_handle()?;
+    ) -> R<Result<CallValue, CallError>> {
         let scope = match self.command() {
             Ok(scope) => scope,
             Err(why) => return Ok(Err(CallError::Other(format!("ERR call is {why}")))),
@@ -88,14 +144,13 @@ impl Host for GuestState {
             ))));
         }
         let now = scope.ctx.flags();
-        let modifiers = modifiers(flags, scope.may_write, scope.effects.verbatim, now);
+        let modifiers = Modifiers::new(flags, scope.may_write, scope.effects.verbatim, now);
         let resp3 = flags.contains(CallFlags::RESP3)
             || (flags.contains(CallFlags::RESP_AUTO) && now & ctx_flags::RESP3 != 0);
         scope.suspend_keys();
-        let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        match scope.ctx.call(&command, &argv, &modifiers) {
+        match scope.ctx.call(&command, &args, modifiers.as_str()) {
             Ok(reply) => {
-                if modifiers.contains('!') {
+                if modifiers.replicates() {
                     scope.effects.calls_replicated = true;
                     if reply.kind() != ReplyKind::Error {
                         scope
@@ -104,8 +159,7 @@ impl Host for GuestState {
                             .store(true, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
-                scope.replies.insert(rep, ReplyHandle { reply, resp3 });
-                Ok(Ok(Resource::new_own(rep)))
+                self.value_of(ReplyHandle { reply, resp3 }).map(Ok)
             }
             Err(why) => {
                 let oom = scope.ctx.flags() & ctx_flags::OOM != 0;
@@ -121,35 +175,38 @@ impl GuestState {
         self.command().ok()?.replies.get(&handle.rep())
     }
 
-    /// A handle for an element of a reply.
-    fn element(
-        &mut self,
-        parent: &Resource<ReplyRes>,
-        get: impl FnOnce(&crate::ffi::CallReply) -> Option<crate::ffi::CallReply>,
-    ) -> R<Option<Resource<ReplyRes>>> {
-        let Some((element, resp3)) = self
-            .reply(parent)
-            .and_then(|p| Some((get(&p.reply)?, p.resp3)))
-        else {
-            return Ok(None);
-        };
+    /// A reply as the guest receives it: small scalars inline, anything else behind a new
+    /// handle (a trap past `MAX_HANDLES`: the guest is leaking them).
+    fn value_of(&mut self, reply: ReplyHandle) -> R<CallValue> {
+        if let Some(value) = inline_value(&reply.reply, reply.resp3) {
+            return Ok(value);
+        }
         let rep = self.new_handle()?;
-        let Ok(scope) = self.command() else {
-            return Ok(None);
-        };
+        let scope = self.command().map_err(wasmtime::Error::msg)?;
         if scope.handle_count() >= MAX_HANDLES {
             return Err(wasmtime::Error::msg(format!(
                 "the guest holds more than {MAX_HANDLES} handles"
             )));
         }
-        scope.replies.insert(
-            rep,
-            ReplyHandle {
-                reply: element,
-                resp3,
-            },
-        );
-        Ok(Some(Resource::new_own(rep)))
+        scope.replies.insert(rep, reply);
+        Ok(CallValue::Reply(Resource::new_own(rep)))
+    }
+
+    /// An element of a reply, as a value.
+    fn element(
+        &mut self,
+        parent: &Resource<ReplyRes>,
+        get: impl FnOnce(&CallReply) -> Option<CallReply>,
+    ) -> R<Option<CallValue>> {
+        let Some(element) = self.reply(parent).and_then(|p| {
+            Some(ReplyHandle {
+                reply: get(&p.reply)?,
+                resp3: p.resp3,
+            })
+        }) else {
+            return Ok(None);
+        };
+        self.value_of(element).map(Some)
     }
 }
 
@@ -208,19 +265,11 @@ impl HostCallReply for GuestState {
         Ok(self.reply(&this).and_then(|r| r.reply.verbatim()))
     }
 
-    fn array_element(
-        &mut self,
-        this: Resource<ReplyRes>,
-        index: u64,
-    ) -> R<Option<Resource<ReplyRes>>> {
+    fn array_element(&mut self, this: Resource<ReplyRes>, index: u64) -> R<Option<CallValue>> {
         self.element(&this, |r| r.array_element(index))
     }
 
-    fn set_element(
-        &mut self,
-        this: Resource<ReplyRes>,
-        index: u64,
-    ) -> R<Option<Resource<ReplyRes>>> {
+    fn set_element(&mut self, this: Resource<ReplyRes>, index: u64) -> R<Option<CallValue>> {
         self.element(&this, |r| r.set_element(index))
     }
 
@@ -228,35 +277,39 @@ impl HostCallReply for GuestState {
         &mut self,
         this: Resource<ReplyRes>,
         index: u64,
-    ) -> R<Option<(Resource<ReplyRes>, Resource<ReplyRes>)>> {
-        let Some((key, value)) = self
-            .reply(&this)
-            .and_then(|p| p.reply.map_element(index).map(|kv| (kv, p.resp3)))
-            .map(|((k, v), resp3)| {
-                (
-                    ReplyHandle { reply: k, resp3 },
-                    ReplyHandle { reply: v, resp3 },
-                )
+    ) -> R<Option<(CallValue, CallValue)>> {
+        let Some((key, value)) = self.reply(&this).and_then(|p| {
+            let (k, v) = p.reply.map_element(index)?;
+            let resp3 = p.resp3;
+            Some((
+                ReplyHandle { reply: k, resp3 },
+                ReplyHandle { reply: v, resp3 },
+            ))
+        }) else {
+            return Ok(None);
+        };
+        Ok(Some((self.value_of(key)?, self.value_of(value)?)))
+    }
+
+    fn attribute(&mut self, this: Resource<ReplyRes>) -> R<Option<Resource<ReplyRes>>> {
+        // Always a handle: an attribute is a map the guest walks.
+        let Some(attribute) = self.reply(&this).and_then(|p| {
+            Some(ReplyHandle {
+                reply: p.reply.attribute()?,
+                resp3: p.resp3,
             })
-        else {
+        }) else {
             return Ok(None);
         };
-        let (kr, vr) = (self.new_handle()?, self.new_handle()?);
-        let Ok(scope) = self.command() else {
-            return Ok(None);
-        };
-        if scope.handle_count() + 1 >= MAX_HANDLES {
+        let rep = self.new_handle()?;
+        let scope = self.command().map_err(wasmtime::Error::msg)?;
+        if scope.handle_count() >= MAX_HANDLES {
             return Err(wasmtime::Error::msg(format!(
                 "the guest holds more than {MAX_HANDLES} handles"
             )));
         }
-        scope.replies.insert(kr, key);
-        scope.replies.insert(vr, value);
-        Ok(Some((Resource::new_own(kr), Resource::new_own(vr))))
-    }
-
-    fn attribute(&mut self, this: Resource<ReplyRes>) -> R<Option<Resource<ReplyRes>>> {
-        self.element(&this, |r| r.attribute())
+        scope.replies.insert(rep, attribute);
+        Ok(Some(Resource::new_own(rep)))
     }
 
     fn proto(&mut self, this: Resource<ReplyRes>) -> R<Vec<u8>> {

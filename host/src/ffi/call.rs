@@ -1,6 +1,6 @@
 //! `RedisModule_Call` and call replies.
 
-use std::ffi::{CString, c_char, c_int};
+use std::ffi::{c_char, c_int};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
@@ -21,6 +21,21 @@ fn set_errno(value: c_int) {
 fn errno() -> c_int {
     // SAFETY: as above.
     unsafe { *__errno_location() }
+}
+
+/// Runs `f` with a NUL-terminated copy of `text` (NULs replaced by spaces, as in `c_string`),
+/// on the stack when it is short.
+fn with_c_str<R>(text: &[u8], f: impl FnOnce(*const c_char) -> R) -> R {
+    let mut buf = [0u8; 64];
+    if text.len() < buf.len() {
+        for (to, &from) in buf.iter_mut().zip(text) {
+            *to = if from == 0 { b' ' } else { from };
+        }
+        f(buf.as_ptr().cast())
+    } else {
+        let owned = super::c_string(text);
+        f(owned.as_ptr())
+    }
 }
 
 /// The type of a call reply (`REDISMODULE_REPLY_*`).
@@ -118,13 +133,22 @@ impl CallReply {
 
     /// The bytes of a string, status or error reply.
     pub fn string(&self) -> Option<Vec<u8>> {
+        self.string_bytes().map(<[u8]>::to_vec)
+    }
+
+    /// The bytes of a string, status or error reply, borrowed from the reply.
+    pub fn string_bytes(&self) -> Option<&[u8]> {
         if !matches!(self.kind(), ReplyKind::String | ReplyKind::Error) {
             return None;
         }
         let mut len = 0usize;
         // SAFETY: as in `kind`.
         let p = unsafe { super::api!(RedisModule_CallReplyStringPtr)(self.ptr.as_ptr(), &mut len) };
-        bytes_from(p, len)
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: `len` bytes owned by the reply, which lives as long as `self` (via `root`).
+        Some(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) })
     }
 
     pub fn double(&self) -> f64 {
@@ -220,7 +244,11 @@ impl CallReply {
 
     /// Whether this is a status reply (`+...`) rather than a bulk string.
     pub fn is_status(&self) -> bool {
-        self.kind() == ReplyKind::String && self.proto().first() == Some(&b'+')
+        let mut len = 0usize;
+        // SAFETY: as in `kind`.
+        let p = unsafe { super::api!(RedisModule_CallReplyProto)(self.ptr.as_ptr(), &mut len) };
+        // SAFETY: when non-NULL, `p` points at `len` bytes of the live reply.
+        self.kind() == ReplyKind::String && !p.is_null() && len > 0 && unsafe { *p } == b'+' as c_char
     }
 }
 
@@ -249,46 +277,71 @@ const ENETDOWN: c_int = 100;
 
 impl Ctx {
     /// `RedisModule_Call(ctx, command, "<modifiers>v", argv, argc)`.
-    pub fn call(
+    pub fn call<A: AsRef<[u8]>>(
         self,
         command: &str,
-        args: &[&[u8]],
+        args: &[A],
         modifiers: &str,
     ) -> Result<CallReply, CallRefusal> {
-        let strings: Vec<OwnedString> = args.iter().map(|a| OwnedString::new(a)).collect();
-        let mut argv: Vec<*mut raw::RedisModuleString> =
-            strings.iter().map(OwnedString::as_ptr).collect();
-        let command = super::c_string(command.as_bytes());
-        let format = CString::new(format!("{modifiers}v")).unwrap_or_default();
-        set_errno(0);
-        // SAFETY: valid context; format "v" takes an array of RedisModuleString pointers and its
-        // length, all alive for the call; Redis copies what it keeps.
-        let reply = unsafe {
-            super::api!(RedisModule_Call)(
-                self.0.as_ptr(),
-                command.as_ptr(),
-                format.as_ptr(),
-                argv.as_mut_ptr(),
-                argv.len(),
-            )
+        // The argument strings, in a stack array for the usual few (this runs for every call).
+        const ON_STACK: usize = 16;
+        let mut stack = [const { None::<OwnedString> }; ON_STACK];
+        let mut heap = Vec::new();
+        let strings: &mut [Option<OwnedString>] = if args.len() <= ON_STACK {
+            &mut stack[..args.len()]
+        } else {
+            heap.resize_with(args.len(), || None);
+            &mut heap
         };
-        match NonNull::new(reply) {
-            Some(ptr) => Ok(CallReply {
-                root: Arc::new(Root(ptr)),
-                ptr,
-            }),
-            None => Err(match errno() {
-                ENOENT => CallRefusal::UnknownCommand,
-                EINVAL => CallRefusal::WrongArity,
-                ESPIPE => CallRefusal::NotAllowed,
-                ENOSPC => CallRefusal::NoSpace,
-                EACCES => CallRefusal::NoPermission,
-                EPERM => CallRefusal::NonLocalKey,
-                EROFS | ENETDOWN => CallRefusal::ClusterDown,
-                EBADF => CallRefusal::Other(EBADF),
-                other => CallRefusal::Other(other),
-            }),
+        let mut pointers = [ptr::null_mut(); ON_STACK];
+        let mut pointers_heap = Vec::new();
+        let argv: &mut [*mut raw::RedisModuleString] = if args.len() <= ON_STACK {
+            &mut pointers[..args.len()]
+        } else {
+            pointers_heap.resize(args.len(), ptr::null_mut());
+            &mut pointers_heap
+        };
+        for ((slot, pointer), arg) in strings.iter_mut().zip(argv.iter_mut()).zip(args) {
+            let string = OwnedString::new(arg.as_ref());
+            *pointer = string.as_ptr();
+            *slot = Some(string);
         }
+        let mut format = [0u8; 16];
+        let format_len = modifiers.len().min(format.len() - 2);
+        format[..format_len].copy_from_slice(&modifiers.as_bytes()[..format_len]);
+        format[format_len] = b'v';
+        with_c_str(command.as_bytes(), |command| {
+            set_errno(0);
+            // SAFETY: valid context; `command` and `format` are NUL-terminated; format "v" takes
+            // an array of RedisModuleString pointers and its length, all alive for the call
+            // (`strings` owns them); Redis retains what it keeps.
+            let reply = unsafe {
+                super::api!(RedisModule_Call)(
+                    self.0.as_ptr(),
+                    command,
+                    format.as_ptr().cast::<c_char>(),
+                    argv.as_mut_ptr(),
+                    argv.len(),
+                )
+            };
+            match NonNull::new(reply) {
+                Some(ptr) => Ok(CallReply {
+                    root: Arc::new(Root(ptr)),
+                    ptr,
+                }),
+                None => Err(match errno() {
+                    ENOENT => CallRefusal::UnknownCommand,
+                    EINVAL => CallRefusal::WrongArity,
+                    ESPIPE => CallRefusal::NotAllowed,
+                    ENOSPC => CallRefusal::NoSpace,
+                    EACCES => CallRefusal::NoPermission,
+                    EPERM => CallRefusal::NonLocalKey,
+                    EROFS | ENETDOWN => CallRefusal::ClusterDown,
+                    EBADF => CallRefusal::Other(EBADF),
+                    other => CallRefusal::Other(other),
+                }),
+            }
+        })
     }
 
     /// `RedisModule_ReplyWithCallReply`: false if Redis refused (a RESP3 reply to a RESP2 client).
