@@ -197,7 +197,9 @@ impl CallReply {
     pub fn string(&self) -> Option<RedisString> {
         match &self.0 {
             Inner::Integer(_) => None,
-            Inner::Bulk(b) | Inner::Status(b) | Inner::Error(b) => Some(RedisString::from(b.clone())),
+            Inner::Bulk(b) | Inner::Status(b) | Inner::Error(b) => {
+                Some(RedisString::from(b.clone()))
+            }
             Inner::Handle(h) => h.string().map(RedisString::from),
         }
     }
@@ -240,12 +242,16 @@ impl CallReply {
 
     /// `RedisModule_CallReplyArrayElement`.
     pub fn element(&self, index: usize) -> Option<CallReply> {
-        self.handle()?.array_element(index as u64).map(CallReply::from)
+        self.handle()?
+            .array_element(index as u64)
+            .map(CallReply::from)
     }
 
     /// `RedisModule_CallReplySetElement`.
     pub fn set_element(&self, index: usize) -> Option<CallReply> {
-        self.handle()?.set_element(index as u64).map(CallReply::from)
+        self.handle()?
+            .set_element(index as u64)
+            .map(CallReply::from)
     }
 
     /// `RedisModule_CallReplyMapElement`: key and value of pair `index`.

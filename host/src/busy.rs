@@ -106,14 +106,16 @@ impl Drop for RunningGuard {
 }
 
 impl Clock {
+    /// `started` is when the call began (the caller has read the time already).
     pub fn new(
+        started: Instant,
         guest: Arc<str>,
         command: Option<Arc<CommandSpec>>,
         limit: Option<(Duration, &'static str)>,
         yield_ctx: Option<Ctx>,
     ) -> Clock {
         Clock {
-            started: Instant::now(),
+            started,
             limit,
             yield_ctx,
             busy_message: None,
@@ -123,9 +125,9 @@ impl Clock {
     }
 
     /// A clock that never yields nor stops (loads replayed from the master or the AOF).
-    pub fn unlimited(guest: Arc<str>) -> Clock {
+    pub fn unlimited(started: Instant, guest: Arc<str>) -> Clock {
         Clock {
-            started: Instant::now(),
+            started,
             limit: None,
             yield_ctx: None,
             busy_message: None,

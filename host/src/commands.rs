@@ -437,7 +437,9 @@ pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
     }
 }
 
-/// `WASM.DEBUG PANIC <site>`: arms a panic (see `inject.rs`). Needs `wasm.enable-debug 1`.
+/// `WASM.DEBUG PANIC <site>`: arms a panic (see `inject.rs`). `WASM.DEBUG HANDLES <guest> <n>`:
+/// jumps a live instance's handle numbers to `n` (to test their recycling). Needs
+/// `wasm.enable-debug 1`.
 pub fn wasm_debug(ctx: Ctx, args: Args<'_>) {
     if crate::config::ENABLE_DEBUG.load(Ordering::Relaxed) == 0 {
         return ctx.reply_error(
@@ -456,7 +458,27 @@ pub fn wasm_debug(ctx: Ctx, args: Args<'_>) {
             crate::inject::arm(&site);
             ctx.reply_simple_ok();
         }
-        _ => ctx.reply_error("ERR syntax: WASM.DEBUG PANIC <site>"),
+        (Some(sub), Some(name)) if sub.eq_ignore_ascii_case(b"handles") && args.len() == 4 => {
+            let name = String::from_utf8_lossy(name);
+            let Some(next) = args
+                .get(3)
+                .and_then(|n| std::str::from_utf8(n).ok()?.parse::<u32>().ok())
+            else {
+                return ctx
+                    .reply_error("ERR the handle number must be an integer from 0 to 4294967295");
+            };
+            let guest = crate::registry::guests()
+                .into_iter()
+                .find(|g| g.info.name == name.as_ref());
+            match guest {
+                Some(guest) if guest.debug_set_next_handle(next) => ctx.reply_simple_ok(),
+                Some(_) => ctx.reply_error(&format!("ERR guest '{name}' has no live instance")),
+                None => ctx.reply_error(&format!("ERR no guest named '{name}'")),
+            }
+        }
+        _ => ctx.reply_error(
+            "ERR syntax: WASM.DEBUG PANIC <site> | WASM.DEBUG HANDLES <guest> <number>",
+        ),
     }
 }
 
@@ -491,6 +513,8 @@ const HELP: &[&str] = &[
     "    REPLACE replaces guests of the same name, FLUSH unloads every guest first.",
     "WASM.KILL",
     "    Stop the guest command that keeps Redis busy (unless it already wrote).",
+    "WASM.DEBUG PANIC <site> | WASM.DEBUG HANDLES <guest> <number>",
+    "    Test hooks (needs wasm.enable-debug 1): inject a host panic; jump handle numbers.",
     "WASM.HELP",
     "    Print this help.",
 ];

@@ -133,10 +133,16 @@ impl Live {
             ctx.is_some_and(|c| c.flags() & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0);
         let label = self.store.data().label.clone();
         let clock = if replayed {
-            Clock::unlimited(label.clone())
+            Clock::unlimited(Instant::now(), label.clone())
         } else {
             let limit = config::get_ms(&config::MAX_INIT_MS).map(|d| (d, "wasm.max-init-ms"));
-            Clock::new(label.clone(), None, limit, ctx.filter(|_| may_yield))
+            Clock::new(
+                Instant::now(),
+                label.clone(),
+                None,
+                limit,
+                ctx.filter(|_| may_yield),
+            )
         };
         let _running = RunningGuard::enter(label, None, Arc::new(AtomicBool::new(replayed)));
         let state = self.store.data_mut();
@@ -318,7 +324,7 @@ impl Guest {
         let stats = &self.command_stats[route.index as usize];
         stats.calls.fetch_add(1, Ordering::Relaxed);
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let failed = self.run(ctx, flags, route, args);
+        let failed = self.run(ctx, flags, route, args, started);
         if failed {
             stats.errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -336,7 +342,7 @@ impl Guest {
     }
 
     /// The body of [`invoke`](Self::invoke); returns whether the reply was an error.
-    fn run(&self, ctx: Ctx, flags: u32, route: &Route, args: Args<'_>) -> bool {
+    fn run(&self, ctx: Ctx, flags: u32, route: &Route, args: Args<'_>, started: Instant) -> bool {
         let guest = &self.info.name;
         let command = &route.spec.name;
         let mut slot = match self.live.try_lock() {
@@ -352,9 +358,19 @@ impl Guest {
                 slot
             }
         };
+        let mut started = started;
+        if slot
+            .as_ref()
+            .is_some_and(|live| live.store.data().handles_running_low())
+        {
+            *slot = None; // a fresh instance starts its handle numbers again
+        }
         if slot.is_none() {
             match self.restart(ctx) {
-                Ok(live) => *slot = Some(live),
+                Ok(live) => {
+                    *slot = Some(live);
+                    started = Instant::now(); // the command's time limit starts after the restart
+                }
                 Err(why) => {
                     return self.fail(
                         ctx,
@@ -378,10 +394,10 @@ impl Guest {
             scope.effects.wrote.clone(),
         );
         let clock = if replayed {
-            Clock::unlimited(label)
+            Clock::unlimited(started, label)
         } else {
             let limit = config::get_ms(&config::MAX_CALL_MS).map(|d| (d, "wasm.max-call-ms"));
-            Clock::new(label, Some(route.spec.clone()), limit, Some(ctx))
+            Clock::new(started, label, Some(route.spec.clone()), limit, Some(ctx))
         };
         let argv: Vec<&[u8]> = args.iter().collect();
         let state = live.store.data_mut();
@@ -466,6 +482,20 @@ impl Guest {
     }
 
     /// Whether an instance exists now (it is re-created lazily after a trap).
+    /// For `WASM.DEBUG HANDLES`: sets the next handle number of the live instance, if any.
+    pub fn debug_set_next_handle(&self, next: u32) -> bool {
+        match self.live.try_lock() {
+            Ok(mut slot) => match slot.as_mut() {
+                Some(live) => {
+                    live.store.data_mut().set_next_handle(next);
+                    true
+                }
+                None => false,
+            },
+            Err(_) => false,
+        }
+    }
+
     pub fn has_instance(&self) -> bool {
         match self.live.try_lock() {
             Ok(slot) => slot.is_some(),

@@ -166,8 +166,7 @@ impl Effects {
             if effect.db != selected && ctx.select_db(effect.db) {
                 selected = effect.db;
             }
-            let args: Vec<&[u8]> = effect.args.iter().map(Vec::as_slice).collect();
-            ctx.replicate(&effect.command, &args, effect.modifiers);
+            ctx.replicate(&effect.command, &effect.args, effect.modifiers);
         }
         if selected != current {
             ctx.select_db(current);

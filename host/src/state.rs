@@ -60,6 +60,18 @@ impl GuestState {
 
     /// A fresh handle number. Running out would allow an old handle to alias a new one, so it
     /// is a trap (the instance is then replaced).
+    /// Whether handle numbers are running low: the instance should be replaced (between
+    /// commands, quietly) before `new_handle` can fail. Numbers are never reused, so a handle a
+    /// guest kept by mistake can never alias a newer one.
+    pub fn handles_running_low(&self) -> bool {
+        self.next_handle > u32::MAX / 2
+    }
+
+    /// For `WASM.DEBUG HANDLES`: jumps the handle numbers ahead.
+    pub fn set_next_handle(&mut self, next: u32) {
+        self.next_handle = next.max(1);
+    }
+
     pub fn new_handle(&mut self) -> wasmtime::Result<u32> {
         let rep = self.next_handle;
         self.next_handle = rep

@@ -421,6 +421,54 @@ fn a_panic_in_any_entry_point_or_host_function_is_an_error_reply() {
     );
 }
 
+/// Handle numbers are never reused; an instance that used half of them is replaced between
+/// commands, quietly, instead of failing a command when they run out.
+#[test]
+fn handle_numbers_run_out_into_a_quiet_restart() {
+    let server = Server::start_with(ServerOptions {
+        module_args: vec!["LOAD".into(), guests::API_GUEST.into()],
+        config: vec![("wasm.enable-debug".into(), "1".into())],
+        ..Default::default()
+    });
+    let mut c = server.client();
+    c.cmd(&["RPUSH", "list", "a", "b"]);
+    let forward = |c: &mut redis_wasm_tests::Client| {
+        c.cmd(&["API.FORWARD", "2", "LRANGE", "list", "0", "-1"])
+    };
+    let both = Reply::Array(vec![Reply::Bulk(b"a".to_vec()), Reply::Bulk(b"b".to_vec())]);
+    assert_eq!(forward(&mut c), both);
+    let restarts = |c: &mut redis_wasm_tests::Client| {
+        let info = c.cmd(&["INFO", "wasm"]).text();
+        info.lines()
+            .find_map(|l| l.strip_prefix("wasm_restarts:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .expect("wasm_restarts in INFO")
+    };
+    assert_eq!(restarts(&mut c), 0);
+    // Just below the limit: the instance still serves, and its next handles cross it.
+    let below = (u32::MAX / 2).to_string();
+    assert_eq!(
+        c.cmd(&["WASM.DEBUG", "HANDLES", "api", &below]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(forward(&mut c), both);
+    assert_eq!(restarts(&mut c), 0);
+    // The next command gets a fresh instance, with no error.
+    assert_eq!(forward(&mut c), both);
+    assert_eq!(restarts(&mut c), 1);
+    // Even at the very last number, a command is answered.
+    assert_eq!(
+        c.cmd(&["WASM.DEBUG", "HANDLES", "api", &u32::MAX.to_string()]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(forward(&mut c), both);
+    assert!(
+        c.cmd(&["WASM.DEBUG", "HANDLES", "nope", "1"])
+            .error()
+            .contains("no guest named 'nope'")
+    );
+}
+
 /// One test per class of known Redis scripting vulnerabilities.
 #[test]
 fn scripting_vulnerability_classes_are_closed() {

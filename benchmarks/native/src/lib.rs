@@ -78,6 +78,8 @@ fn nb_rmw(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         let s = rm!(RedisModule_CreateStringFromLongLong)(ctx.ctx, value);
         rm!(RedisModule_StringSet)(key.0, s);
         rm!(RedisModule_FreeString)(ctx.ctx, s);
+        // A correct module replicates its low-level writes (the host does it for guests).
+        rm!(RedisModule_ReplicateVerbatim)(ctx.ctx);
     }
     Ok(RedisValue::Integer(value))
 }
@@ -98,6 +100,7 @@ fn nb_push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     // SAFETY: an open key and an argument string.
     let len = unsafe {
         rm!(RedisModule_ListPush)(key.0, raw::REDISMODULE_LIST_TAIL as c_int, args[2].inner);
+        rm!(RedisModule_ReplicateVerbatim)(ctx.ctx);
         rm!(RedisModule_ValueLength)(key.0)
     };
     Ok(RedisValue::Integer(len as i64))

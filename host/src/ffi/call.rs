@@ -23,9 +23,57 @@ fn errno() -> c_int {
     unsafe { *__errno_location() }
 }
 
+/// Runs `f` with `args` as an array of `RedisModuleString` pointers, alive until `f` returns. A
+/// stack array holds the usual few (this runs for every call and every replicated write).
+pub(super) fn with_argv<A: AsRef<[u8]>, R>(
+    args: &[A],
+    f: impl FnOnce(&mut [*mut raw::RedisModuleString]) -> R,
+) -> R {
+    const ON_STACK: usize = 16;
+    let mut stack = [const { None::<OwnedString> }; ON_STACK];
+    let mut heap = Vec::new();
+    let strings: &mut [Option<OwnedString>] = if args.len() <= ON_STACK {
+        &mut stack[..args.len()]
+    } else {
+        heap.resize_with(args.len(), || None);
+        &mut heap
+    };
+    let mut pointers = [ptr::null_mut(); ON_STACK];
+    let mut pointers_heap = Vec::new();
+    let argv: &mut [*mut raw::RedisModuleString] = if args.len() <= ON_STACK {
+        &mut pointers[..args.len()]
+    } else {
+        pointers_heap.resize(args.len(), ptr::null_mut());
+        &mut pointers_heap
+    };
+    for ((slot, pointer), arg) in strings.iter_mut().zip(argv.iter_mut()).zip(args) {
+        let string = OwnedString::new(arg.as_ref());
+        *pointer = string.as_ptr();
+        *slot = Some(string);
+    }
+    f(argv)
+}
+
+/// A `RedisModule_Call`/`Replicate` format: the modifiers, then `v` (an argv array), NUL-ended.
+pub(super) struct Format([u8; 16]);
+
+impl Format {
+    pub(super) fn new(modifiers: &str) -> Self {
+        let mut text = [0u8; 16];
+        let len = modifiers.len().min(text.len() - 2);
+        text[..len].copy_from_slice(&modifiers.as_bytes()[..len]);
+        text[len] = b'v';
+        Format(text)
+    }
+
+    pub(super) fn as_ptr(&self) -> *const c_char {
+        self.0.as_ptr().cast()
+    }
+}
+
 /// Runs `f` with a NUL-terminated copy of `text` (NULs replaced by spaces, as in `c_string`),
 /// on the stack when it is short.
-fn with_c_str<R>(text: &[u8], f: impl FnOnce(*const c_char) -> R) -> R {
+pub(super) fn with_c_str<R>(text: &[u8], f: impl FnOnce(*const c_char) -> R) -> R {
     let mut buf = [0u8; 64];
     if text.len() < buf.len() {
         for (to, &from) in buf.iter_mut().zip(text) {
@@ -248,7 +296,10 @@ impl CallReply {
         // SAFETY: as in `kind`.
         let p = unsafe { super::api!(RedisModule_CallReplyProto)(self.ptr.as_ptr(), &mut len) };
         // SAFETY: when non-NULL, `p` points at `len` bytes of the live reply.
-        self.kind() == ReplyKind::String && !p.is_null() && len > 0 && unsafe { *p } == b'+' as c_char
+        self.kind() == ReplyKind::String
+            && !p.is_null()
+            && len > 0
+            && unsafe { *p } == b'+' as c_char
     }
 }
 
@@ -283,64 +334,40 @@ impl Ctx {
         args: &[A],
         modifiers: &str,
     ) -> Result<CallReply, CallRefusal> {
-        // The argument strings, in a stack array for the usual few (this runs for every call).
-        const ON_STACK: usize = 16;
-        let mut stack = [const { None::<OwnedString> }; ON_STACK];
-        let mut heap = Vec::new();
-        let strings: &mut [Option<OwnedString>] = if args.len() <= ON_STACK {
-            &mut stack[..args.len()]
-        } else {
-            heap.resize_with(args.len(), || None);
-            &mut heap
-        };
-        let mut pointers = [ptr::null_mut(); ON_STACK];
-        let mut pointers_heap = Vec::new();
-        let argv: &mut [*mut raw::RedisModuleString] = if args.len() <= ON_STACK {
-            &mut pointers[..args.len()]
-        } else {
-            pointers_heap.resize(args.len(), ptr::null_mut());
-            &mut pointers_heap
-        };
-        for ((slot, pointer), arg) in strings.iter_mut().zip(argv.iter_mut()).zip(args) {
-            let string = OwnedString::new(arg.as_ref());
-            *pointer = string.as_ptr();
-            *slot = Some(string);
-        }
-        let mut format = [0u8; 16];
-        let format_len = modifiers.len().min(format.len() - 2);
-        format[..format_len].copy_from_slice(&modifiers.as_bytes()[..format_len]);
-        format[format_len] = b'v';
-        with_c_str(command.as_bytes(), |command| {
-            set_errno(0);
-            // SAFETY: valid context; `command` and `format` are NUL-terminated; format "v" takes
-            // an array of RedisModuleString pointers and its length, all alive for the call
-            // (`strings` owns them); Redis retains what it keeps.
-            let reply = unsafe {
-                super::api!(RedisModule_Call)(
-                    self.0.as_ptr(),
-                    command,
-                    format.as_ptr().cast::<c_char>(),
-                    argv.as_mut_ptr(),
-                    argv.len(),
-                )
-            };
-            match NonNull::new(reply) {
-                Some(ptr) => Ok(CallReply {
-                    root: Arc::new(Root(ptr)),
-                    ptr,
-                }),
-                None => Err(match errno() {
-                    ENOENT => CallRefusal::UnknownCommand,
-                    EINVAL => CallRefusal::WrongArity,
-                    ESPIPE => CallRefusal::NotAllowed,
-                    ENOSPC => CallRefusal::NoSpace,
-                    EACCES => CallRefusal::NoPermission,
-                    EPERM => CallRefusal::NonLocalKey,
-                    EROFS | ENETDOWN => CallRefusal::ClusterDown,
-                    EBADF => CallRefusal::Other(EBADF),
-                    other => CallRefusal::Other(other),
-                }),
-            }
+        with_argv(args, |argv| {
+            let format = Format::new(modifiers);
+            with_c_str(command.as_bytes(), |command| {
+                set_errno(0);
+                // SAFETY: valid context; `command` and `format` are NUL-terminated; format "v" takes
+                // an array of RedisModuleString pointers and its length, alive for the call (see
+                // `with_argv`); Redis retains what it keeps.
+                let reply = unsafe {
+                    super::api!(RedisModule_Call)(
+                        self.0.as_ptr(),
+                        command,
+                        format.as_ptr(),
+                        argv.as_mut_ptr(),
+                        argv.len(),
+                    )
+                };
+                match NonNull::new(reply) {
+                    Some(ptr) => Ok(CallReply {
+                        root: Arc::new(Root(ptr)),
+                        ptr,
+                    }),
+                    None => Err(match errno() {
+                        ENOENT => CallRefusal::UnknownCommand,
+                        EINVAL => CallRefusal::WrongArity,
+                        ESPIPE => CallRefusal::NotAllowed,
+                        ENOSPC => CallRefusal::NoSpace,
+                        EACCES => CallRefusal::NoPermission,
+                        EPERM => CallRefusal::NonLocalKey,
+                        EROFS | ENETDOWN => CallRefusal::ClusterDown,
+                        EBADF => CallRefusal::Other(EBADF),
+                        other => CallRefusal::Other(other),
+                    }),
+                }
+            })
         })
     }
 

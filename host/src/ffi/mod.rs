@@ -307,24 +307,25 @@ impl Ctx {
     /// Propagates `command args...` to replicas and the AOF (`RedisModule_Replicate`, format "v").
     /// Propagates `command args...` to replicas and the AOF (`RedisModule_Replicate` with format
     /// "<modifiers>v"; the modifiers "A" or "R" skip the AOF or the replicas).
-    pub fn replicate(self, command: &str, args: &[&[u8]], modifiers: &str) -> bool {
-        let strings: Vec<OwnedString> = args.iter().map(|a| OwnedString::new(a)).collect();
-        let mut pointers: Vec<*mut raw::RedisModuleString> =
-            strings.iter().map(OwnedString::as_ptr).collect();
-        let command = c_string(command.as_bytes());
-        let format = c_string(format!("{modifiers}v").as_bytes());
-        // SAFETY: valid context; "v" takes an array of RedisModuleString pointers and its length,
-        // all of which outlive the call (Redis retains what it keeps).
-        let status = unsafe {
-            api!(RedisModule_Replicate)(
-                self.0.as_ptr(),
-                command.as_ptr(),
-                format.as_ptr(),
-                pointers.as_mut_ptr(),
-                pointers.len(),
-            )
-        };
-        status == OK
+    pub fn replicate<A: AsRef<[u8]>>(self, command: &str, args: &[A], modifiers: &str) -> bool {
+        call::with_argv(args, |argv| {
+            let format = call::Format::new(modifiers);
+            call::with_c_str(command.as_bytes(), |command| {
+                // SAFETY: valid context; NUL-terminated command and format; "v" takes an array
+                // of RedisModuleString pointers and its length, alive for the call (see
+                // `with_argv`); Redis retains what it keeps.
+                let status = unsafe {
+                    api!(RedisModule_Replicate)(
+                        self.0.as_ptr(),
+                        command,
+                        format.as_ptr(),
+                        argv.as_mut_ptr(),
+                        argv.len(),
+                    )
+                };
+                status == OK
+            })
+        })
     }
 }
 

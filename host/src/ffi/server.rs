@@ -248,7 +248,9 @@ impl Ctx {
 
     /// A Redis config (`CONFIG GET <name>`).
     pub fn config_get(self, name: &str) -> Option<String> {
-        let reply = self.call("CONFIG", &[&b"GET"[..], name.as_bytes()], "").ok()?;
+        let reply = self
+            .call("CONFIG", &[&b"GET"[..], name.as_bytes()], "")
+            .ok()?;
         let value = reply.array_element(1)?.string()?;
         Some(String::from_utf8_lossy(&value).trim().to_owned())
     }

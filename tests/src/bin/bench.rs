@@ -316,4 +316,54 @@ fn main() {
         .unwrap_or("")
         .to_owned();
     println!("\nbench guest: {memory}");
+
+    println!("\n| guest | module bytes | compiled code | linear memory | host heap (`used_memory`) | RSS |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, path) in [("helloworld", guests::HELLOWORLD), ("hello", guests::HELLO)] {
+        memory_cost(&mut c, name, path);
+    }
+}
+
+/// What loading one guest costs: its code, its instance's linear memory, and how much Redis's
+/// heap (`used_memory`, where the host's own allocations are counted) and the process (RSS) grew.
+fn memory_cost(c: &mut Client, name: &str, path: &str) {
+    let field = |c: &mut Client, section: &str, key: &str| -> i64 {
+        c.cmd(&["INFO", section])
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let before = (
+        field(c, "memory", "used_memory"),
+        field(c, "memory", "used_memory_rss"),
+    );
+    assert!(!c.cmd(&["WASM.LOAD", path]).is_error(), "{name} loads");
+    let after = (
+        field(c, "memory", "used_memory"),
+        field(c, "memory", "used_memory_rss"),
+    );
+    let stats = c.cmd(&["INFO", "wasm"]).text();
+    let guest_field = |key: &str| -> i64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("wasm_guest_{name}:")))
+            .and_then(|fields| {
+                fields
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(&format!("{key}=")))
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let module_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "| {name} | {module_bytes} | {} | {} | {} | {} |",
+        guest_field("code"),
+        guest_field("memory"),
+        after.0 - before.0,
+        after.1 - before.1
+    );
+    c.cmd(&["WASM.UNLOAD", name]);
 }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The benchmark suite (see BENCHMARKS.md): every case as a native module, a guest and Lua, side by
+# side in one server, then other clients' latency while a ~1 MB guest loads.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release -p redis-wasm -p native-baseline
+cargo run --release -q -p redis-wasm-tests --bin bench
+cargo run --release -q -p redis-wasm-tests --bin load_latency
