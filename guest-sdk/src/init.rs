@@ -1,6 +1,7 @@
 //! The guest's init: registering commands (`RedisModule_CreateCommand`).
 
 use crate::context::{Context, LogLevel};
+use crate::datatype::DataType;
 use crate::string::RedisString;
 use crate::value::{RedisError, RedisResult};
 use crate::wit::redis::module::registration;
@@ -61,6 +62,15 @@ impl InitContext {
         };
         let index = registration::create_command(&spec).map_err(RedisError::String)?;
         crate::runtime::add_handler(index, name, handler);
+        Ok(())
+    }
+
+    /// `RedisModule_CreateDataType`: registers a data type for this guest's values. Types listed
+    /// in [`redis_module!`](crate::redis_module)'s `data_types` are registered for you.
+    pub fn create_data_type(&self, data_type: &'static DataType) -> Result<(), RedisError> {
+        let index = registration::create_data_type(data_type.name(), data_type.encoding_version())
+            .map_err(RedisError::String)?;
+        data_type.set_index(index);
         Ok(())
     }
 

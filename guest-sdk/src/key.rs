@@ -5,6 +5,7 @@
 //! give [`KeyError::AlreadyOpen`]); keys are closed around every `call` and reopened on next use;
 //! and a [`Key`] used after the command returned gives [`KeyError::Closed`].
 
+use crate::datatype::{DataType, DataValue};
 use crate::string::RedisString;
 use crate::value::RedisError;
 use crate::wit::redis::module::keys as wit;
@@ -106,6 +107,31 @@ impl Key {
     /// Reads `len` bytes at `offset` (the read half of `RedisModule_StringDMA`).
     pub fn string_read(&self, offset: usize, len: usize) -> Result<Vec<u8>> {
         self.0.string_read(offset as u64, len as u64)
+    }
+
+    /// `RedisModule_ModuleTypeGetValue`: the key's value of `data_type` (`None` for an empty
+    /// key; [`KeyError::WrongType`] for any other value).
+    pub fn get_value(&self, data_type: &DataType) -> Result<Option<DataValue>> {
+        Ok(self
+            .0
+            .module_type_get_value(data_type.index()?)?
+            .map(|v| DataValue {
+                encoding_version: v.encoding_version,
+                data: v.data,
+            }))
+    }
+
+    /// `RedisModule_ModuleTypeSetValue`: stores `data` as the key's value of `data_type`, with
+    /// the type's encoding version. Replacing a value of the same type keeps the key's expire;
+    /// any other value (or none) is replaced. Needs a key opened for writing.
+    pub fn set_value(&self, data_type: &DataType, data: impl AsRef<[u8]>) -> Result<()> {
+        self.0
+            .module_type_set_value(data_type.index()?, data.as_ref())
+    }
+
+    /// The name of the guest data type the key holds, if it holds one (any guest's).
+    pub fn data_type_name(&self) -> Result<Option<String>> {
+        self.0.module_type_name()
     }
 
     /// Overwrites bytes at `offset` in place (the write half of `RedisModule_StringDMA`).

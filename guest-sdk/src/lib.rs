@@ -29,7 +29,9 @@
 //!   database, logging, pool allocation.
 //! - [`CallReply`], [`CallArg`] (`call.rs`): `RedisModule_Call` and its replies.
 //! - [`Key`] (`key.rs`): low-level key access.
+//! - [`BlockedClient`] (`blocking.rs`): blocking commands and background jobs.
 //! - [`InitContext`] (`init.rs`): the guest's init — command registration, load arguments.
+//! - [`DataType`], [`DataValue`] (`datatype.rs`): data types whose values live in keys.
 //! - [`RedisString`], [`NextArg`] (`string.rs`): binary-safe arguments and their parsing.
 //! - [`RedisValue`], [`RedisError`] (`value.rs`): what a command returns.
 //! - `runtime.rs`: glue between the WIT exports and your functions (used by [`redis_module!`]).
@@ -41,16 +43,20 @@
 // Lets the generated bindings name this crate the same way from inside and from guests.
 extern crate self as redis_wasm_sdk;
 
+mod blocking;
 mod call;
 mod context;
+mod datatype;
 mod init;
 mod key;
 mod runtime;
 mod string;
 mod value;
 
+pub use blocking::{BlockedClient, BlockedPhase};
 pub use call::{CallArg, CallError, CallFlags, CallReply, ReplyType};
 pub use context::{Context, ContextFlags, LogLevel, ReplicateFlags};
+pub use datatype::{DataType, DataValue};
 pub use init::{CommandFn, InitContext, InitFn};
 pub use key::{HashSetFlags, Key, KeyError, KeyType, ListWhere, NO_EXPIRE, ZaddFlags, ZaddOutcome};
 pub use string::{NextArg, RedisString};
@@ -90,6 +96,7 @@ pub mod wit {
 ///     name: "hello",
 ///     version: 1,
 ///     init: my_init,          // optional: fn(&InitContext, &[RedisString]) -> Result<(), RedisError>
+///     data_types: [MY_TYPE],  // optional: statics of type DataType, registered before commands
 ///     commands: [
 ///         ["hello.simple", hello_simple, "readonly", 0, 0, 0],
 ///         ["hello.get", hello_get, "readonly", 1, 1, 1, arity = 2],
@@ -102,6 +109,7 @@ macro_rules! redis_module {
         name: $name:expr,
         version: $version:expr,
         $(init: $init:expr,)?
+        $(data_types: [$($data_type:expr),* $(,)?],)?
         commands: [
             $([
                 $cmd_name:expr,
@@ -121,6 +129,7 @@ macro_rules! redis_module {
                 name: $name,
                 version: $version,
                 init: { #[allow(unused_mut)] let mut init: Option<$crate::InitFn> = None; $(init = Some($init);)? init },
+                data_types: vec![$($(&$data_type),*)?],
                 commands: vec![
                     $($crate::__private::CommandDef {
                         name: $cmd_name,

@@ -18,6 +18,7 @@ pub struct ModuleDef {
     pub name: &'static str,
     pub version: i32,
     pub init: Option<InitFn>,
+    pub data_types: Vec<&'static crate::DataType>,
     pub commands: Vec<CommandDef>,
 }
 
@@ -80,6 +81,9 @@ pub fn init(def: ModuleDef, args: Vec<Vec<u8>>) -> Result<(), String> {
     install_panic_hook();
     registration::init_module(def.name, def.version, crate::API_VERSION)?;
     let ctx = InitContext::new();
+    for data_type in &def.data_types {
+        ctx.create_data_type(data_type).map_err(|e| e.to_string())?;
+    }
     for command in &def.commands {
         ctx.create_command_with_arity(
             command.name,

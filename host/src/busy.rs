@@ -52,6 +52,9 @@ pub struct Clock {
     busy_message: Option<CString>,
     guest: Arc<str>,
     command: Option<Arc<CommandSpec>>,
+    /// Set for a background job: its cancel flag (it ignores `WASM.KILL`, which is about the
+    /// main thread).
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 /// Why a tick stopped the guest.
@@ -59,12 +62,15 @@ pub struct Clock {
 pub enum Stop {
     Killed,
     TimedOut(Duration, &'static str),
+    /// A background job whose client went away (timeout, disconnection, guest unloaded).
+    Cancelled,
 }
 
 impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Stop::Killed => f.write_str("was killed by WASM.KILL"),
+            Stop::Cancelled => f.write_str("was cancelled (its client is no longer waiting)"),
             Stop::TimedOut(limit, config) => {
                 write!(f, "ran longer than {} ms ({config})", limit.as_millis())
             }
@@ -121,6 +127,7 @@ impl Clock {
             busy_message: None,
             guest,
             command,
+            cancel: None,
         }
     }
 
@@ -133,11 +140,26 @@ impl Clock {
             busy_message: None,
             guest,
             command: None,
+            cancel: None,
+        }
+    }
+
+    /// A background job's clock: no time limit, no yielding; stops when `cancel` is set.
+    pub fn background(started: Instant, guest: Arc<str>, cancel: Arc<AtomicBool>) -> Clock {
+        Clock {
+            cancel: Some(cancel),
+            ..Clock::unlimited(started, guest)
         }
     }
 
     /// One epoch tick. `suspend` closes the command's keys before yielding.
     pub fn tick(&mut self, suspend: impl FnOnce()) -> Result<(), Stop> {
+        if let Some(cancel) = &self.cancel {
+            return match cancel.load(Ordering::SeqCst) {
+                true => Err(Stop::Cancelled),
+                false => Ok(()),
+            };
+        }
         if KILL.load(Ordering::SeqCst) {
             return Err(Stop::Killed);
         }

@@ -277,7 +277,7 @@ fn count(n: usize) -> u32 {
 }
 
 fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
-    out.push(map(8));
+    out.push(map(9));
     out.push(bulk("name"));
     out.push(bulk(&guest.info.name));
     out.push(bulk("version"));
@@ -329,6 +329,15 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
                 i64::try_from(counter.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
             ));
         }
+    }
+    out.push(bulk("data-types"));
+    out.push(array(count(guest.data_types.len())));
+    for (name, encver) in &guest.data_types {
+        out.push(map(2));
+        out.push(bulk("name"));
+        out.push(bulk(name));
+        out.push(bulk("encoding-version"));
+        out.push(ReplyItem::Integer(i64::from(*encver)));
     }
     out.push(bulk("stats"));
     out.push(map(8));
@@ -480,6 +489,53 @@ pub fn wasm_debug(ctx: Ctx, args: Args<'_>) {
             "ERR syntax: WASM.DEBUG PANIC <site> | WASM.DEBUG HANDLES <guest> <number>",
         ),
     }
+}
+
+/// `WASM.SETVALUE <key> <type> <encoding-version> <bytes>`: stores a value of a guest data type.
+/// The host replicates guest writes of data type values with it and rewrites the AOF with it;
+/// it needs no guest (values are the host's bytes, see `ffi/datatype.rs`). A value of the same
+/// type is replaced in place, keeping the key's expire.
+pub fn wasm_setvalue(ctx: Ctx, args: Args<'_>) {
+    if args.len() != 5 {
+        return ctx.reply_error(&crate::dispatch::wrong_arity_message("wasm.setvalue"));
+    }
+    let (Some(key), Some(type_name), Some(encver), Some(data)) =
+        (args.get(1), args.get(2), args.get(3), args.get(4))
+    else {
+        return;
+    };
+    let Ok(type_name) = std::str::from_utf8(type_name) else {
+        return ctx.reply_error("ERR the type name is not valid UTF-8");
+    };
+    let Some(encver) = std::str::from_utf8(encver)
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|v| *v >= 0)
+    else {
+        return ctx.reply_error("ERR the encoding version must be an integer from 0 to 2147483647");
+    };
+    // A replayed AOF without an RDB preamble may set values before any guest declared the type.
+    let ty = match crate::ffi::find_type(type_name) {
+        Some(ty) => ty,
+        None => match ctx.register_guest_type(type_name) {
+            Ok(ty) => ty,
+            Err(why) => return ctx.reply_error(&format!("ERR {why}")),
+        },
+    };
+    let Some(mut raw) = ctx.open_key(key, crate::ffi::MODE_READ | crate::ffi::MODE_WRITE) else {
+        return ctx.reply_error("ERR the key could not be opened for writing");
+    };
+    let value = crate::ffi::TypeValue {
+        ty,
+        encver,
+        data: data.to_vec(),
+    };
+    if !raw.set_guest_value(value) {
+        return ctx.reply_error("ERR the value could not be stored");
+    }
+    drop(raw);
+    ctx.replicate_verbatim();
+    ctx.reply_simple_ok();
 }
 
 /// `WASM.KILL`: stops the running guest command (allowed while Redis is busy).

@@ -12,6 +12,7 @@ const DEFAULT_MAX_TOTAL_MEMORY: i64 = 1024 * MB;
 const DEFAULT_MAX_INIT_MS: i64 = 10_000;
 const DEFAULT_MAX_MODULE_SIZE: i64 = 64 * MB;
 const DEFAULT_MAX_REPLY_BYTES: i64 = 256 * MB;
+const DEFAULT_MAX_BACKGROUND_JOBS: i64 = 16;
 
 /// Largest linear memory one guest instance may have, in bytes.
 pub static MAX_MEMORY: AtomicI64 = AtomicI64::new(DEFAULT_MAX_MEMORY);
@@ -25,6 +26,8 @@ pub static MAX_INIT_MS: AtomicI64 = AtomicI64::new(DEFAULT_MAX_INIT_MS);
 pub static MAX_MODULE_SIZE: AtomicI64 = AtomicI64::new(DEFAULT_MAX_MODULE_SIZE);
 /// Largest reply a guest command may build, in bytes.
 pub static MAX_REPLY_BYTES: AtomicI64 = AtomicI64::new(DEFAULT_MAX_REPLY_BYTES);
+/// Most background jobs (`run-in-background`) running at once, across guests.
+pub static MAX_BACKGROUND_JOBS: AtomicI64 = AtomicI64::new(DEFAULT_MAX_BACKGROUND_JOBS);
 /// Whether `WASM.DEBUG` (fault injection for tests) is allowed: 1 or 0.
 pub static ENABLE_DEBUG: AtomicI64 = AtomicI64::new(0);
 /// Directory that `WASM.LOAD <path>` may read from ("" allows any path).
@@ -78,6 +81,14 @@ const NUMERIC: &[NumericConfig] = &[
         max: 4096 * MB,
         memory: true,
         value: &MAX_REPLY_BYTES,
+    },
+    NumericConfig {
+        name: c"max-background-jobs",
+        default: DEFAULT_MAX_BACKGROUND_JOBS,
+        min: 0,
+        max: 1024,
+        memory: false,
+        value: &MAX_BACKGROUND_JOBS,
     },
     NumericConfig {
         name: c"enable-debug",

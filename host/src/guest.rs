@@ -13,11 +13,22 @@ use std::time::Instant;
 use wasmtime::component::{Component, ComponentExportIndex, Func, InstancePre, TypedFunc};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use crate::blocked::Payload;
 use crate::busy::{Clock, RunningGuard, Stop};
-use crate::ffi::{Args, Ctx, LogLevel, ctx_flags, log_raw, panic_text};
+use crate::ffi::{Args, Ctx, LogLevel, ThreadSafeCtx, ctx_flags, log_raw, panic_text};
 use crate::limits::GuestLimiter;
 use crate::registry::{CommandSpec, ModuleInfo, Route};
+use crate::scope::CallPhase;
 use crate::state::{CommandScope, GuestState, InitScope, Phase};
+
+/// What a command run sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// A reply (or an error reply) went to the client, now or through its block.
+    Sent { error: bool },
+    /// Nothing: the command blocked its client, or a callback chose not to reply yet.
+    Nothing,
+}
 use crate::{config, engine};
 
 /// Bytes one guest-to-host call may transfer (see `Live::new`).
@@ -127,24 +138,31 @@ impl Live {
         ctx: Option<Ctx>,
         may_yield: bool,
         args: &[Vec<u8>],
+        background: Option<&Arc<AtomicBool>>,
     ) -> Result<InitScope, String> {
         let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let replayed =
             ctx.is_some_and(|c| c.flags() & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0);
         let label = self.store.data().label.clone();
-        let clock = if replayed {
-            Clock::unlimited(Instant::now(), label.clone())
-        } else {
-            let limit = config::get_ms(&config::MAX_INIT_MS).map(|d| (d, "wasm.max-init-ms"));
-            Clock::new(
-                Instant::now(),
-                label.clone(),
-                None,
-                limit,
-                ctx.filter(|_| may_yield),
-            )
+        let clock = match background {
+            Some(stop) => Clock::background(Instant::now(), label.clone(), stop.clone()),
+            None if replayed => Clock::unlimited(Instant::now(), label.clone()),
+            None => {
+                let limit = config::get_ms(&config::MAX_INIT_MS).map(|d| (d, "wasm.max-init-ms"));
+                Clock::new(
+                    Instant::now(),
+                    label.clone(),
+                    None,
+                    limit,
+                    ctx.filter(|_| may_yield),
+                )
+            }
         };
-        let _running = RunningGuard::enter(label, None, Arc::new(AtomicBool::new(replayed)));
+        // Background jobs are not "running" for WASM.KILL and the busy state: they do not hold
+        // the main thread.
+        let _running = background
+            .is_none()
+            .then(|| RunningGuard::enter(label, None, Arc::new(AtomicBool::new(replayed))));
         let state = self.store.data_mut();
         state.phase = Phase::Init(InitScope {
             ctx,
@@ -254,6 +272,8 @@ pub enum Source {
 pub struct Guest {
     pub info: ModuleInfo,
     pub commands: Vec<Arc<CommandSpec>>,
+    /// The data types it declared: name and encoding version.
+    pub data_types: Vec<(String, i32)>,
     pub command_stats: Vec<CommandStats>,
     pub load_args: Vec<Vec<u8>>,
     pub source: Source,
@@ -280,13 +300,14 @@ impl Guest {
     ) -> Result<Guest, String> {
         let stats = GuestStats::default();
         let mut live = Live::new(&program, "(loading)", stats.memory.clone())?;
-        let scope = live.run_init(ctx, may_yield, &load_args)?;
+        let scope = live.run_init(ctx, may_yield, &load_args, None)?;
         let info = scope
             .module
             .expect("run_init checks init-module was called");
         let commands: Vec<Arc<CommandSpec>> = scope.commands.into_iter().map(Arc::new).collect();
         Ok(Guest {
             info,
+            data_types: scope.data_types,
             command_stats: commands.iter().map(|_| CommandStats::default()).collect(),
             commands,
             load_args,
@@ -302,53 +323,194 @@ impl Guest {
     fn restart(&self, ctx: Ctx) -> Result<Live, String> {
         self.stats.restarts.fetch_add(1, Ordering::Relaxed);
         let mut live = Live::new(&self.program, &self.info.name, self.stats.memory.clone())?;
-        let scope = live.run_init(Some(ctx), true, &self.load_args)?;
+        let scope = live.run_init(Some(ctx), true, &self.load_args, None)?;
+        self.check_same_registration(scope)?;
+        Ok(live)
+    }
+
+    /// A re-run init must register exactly what the first one did.
+    fn check_same_registration(&self, scope: InitScope) -> Result<(), String> {
         let same_commands = scope.commands.len() == self.commands.len()
             && scope
                 .commands
                 .iter()
                 .zip(&self.commands)
                 .all(|(a, b)| a == &**b);
-        if scope.module.as_ref() != Some(&self.info) || !same_commands {
+        if scope.module.as_ref() != Some(&self.info)
+            || !same_commands
+            || scope.data_types != self.data_types
+        {
             return Err(
-                "its init registered different commands when restarted after a trap".to_owned(),
+                "its init registered different commands or data types when run again".to_owned(),
             );
         }
-        Ok(live)
+        Ok(())
+    }
+
+    /// A background job (see `blocked.rs`): runs command `index` with `args` in a fresh instance
+    /// on this thread, with `ctx` (thread-safe, bound to the blocked client) for its calls made
+    /// as `user`. Returns what to answer the blocked client.
+    pub fn run_background(
+        &self,
+        ctx: ThreadSafeCtx,
+        user: Option<Vec<u8>>,
+        id: u64,
+        index: u32,
+        args: &[Vec<u8>],
+        stop: &Arc<AtomicBool>,
+    ) -> Payload {
+        let guest = &self.info.name;
+        let Some(spec) = self.commands.get(index as usize).cloned() else {
+            return Payload::Error(format!("ERR guest '{guest}' has no command {index}"));
+        };
+        let command = spec.name.clone();
+        let failed = |why: String| {
+            self.stats.error(&why);
+            Payload::Error(why)
+        };
+        // Its own memory counter: a job's instance is not the guest's instance.
+        let mut live = match Live::new(&self.program, guest, Arc::default()) {
+            Ok(live) => live,
+            Err(why) => return failed(format!("ERR guest '{guest}' background job: {why}")),
+        };
+        let registered = live
+            .run_init(None, false, &self.load_args, Some(stop))
+            .and_then(|scope| self.check_same_registration(scope));
+        if let Err(why) = registered {
+            return failed(format!("ERR guest '{guest}' background job: {why}"));
+        }
+        let mut scope = CommandScope::new(
+            ctx.ctx(),
+            spec,
+            index,
+            live.store.data().wrote.clone(),
+            CallPhase::Background { id },
+        );
+        scope.background = Some(crate::scope::Background { ctx, user });
+        let state = live.store.data_mut();
+        state.phase = Phase::Command(scope);
+        state.clock = Some(Clock::background(
+            Instant::now(),
+            state.label.clone(),
+            stop.clone(),
+        ));
+        state.reply.clear();
+        live.store.set_epoch_deadline(1);
+        let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        // SAFETY: the signature was checked with `typed` in `Live::new`.
+        let invoke = unsafe { InvokeFunc::new_unchecked(live.invoke) };
+        let result = invoke.call(&mut live.store, (index, &argv));
+        let state = live.store.data_mut();
+        state.clock = None;
+        let label = state.label.clone();
+        state.output.flush(&label);
+        let Phase::Command(mut scope) = std::mem::replace(&mut state.phase, Phase::Idle) else {
+            unreachable!("set above")
+        };
+        let payload = match &result {
+            Ok(()) => match state.reply.finish() {
+                // Detached while the thread-safe context (which call replies point to) lives,
+                // under Redis's lock since it frees call replies.
+                Ok(()) => {
+                    let _lock = scope.background.as_ref().map(|b| b.ctx.lock());
+                    Payload::Reply(std::mem::take(&mut state.reply).detach())
+                }
+                Err(_) if state.reply.is_empty() => Payload::Nothing,
+                Err(why) => failed(format!(
+                    "ERR guest '{guest}' command '{command}' sent a bad reply: {why}"
+                )),
+            },
+            Err(_) => Payload::Nothing,
+        };
+        {
+            let _lock = scope.background.as_ref().map(|b| b.ctx.lock());
+            state.reply.clear();
+        }
+        scope.finish(result.is_err());
+        drop(scope);
+        match result {
+            Ok(()) => payload,
+            Err(error) => {
+                self.stats.traps.fetch_add(1, Ordering::Relaxed);
+                let why = describe_trap(&error, &mut live.store);
+                failed(format!(
+                    "ERR guest '{guest}' command '{command}' background job {why}"
+                ))
+            }
+        }
     }
 
     /// Runs one command and sends its reply (or an error) through `ctx`.
     /// `flags` are the context's (`RedisModule_GetContextFlags`), read once by the dispatcher.
     pub fn invoke(&self, ctx: Ctx, flags: u32, route: &Route, args: Args<'_>) {
+        self.invoke_in(ctx, flags, route, args, CallPhase::Command);
+    }
+
+    /// Runs a command in a blocked client's callback phase (see `blocked.rs`). Returns whether
+    /// it replied.
+    pub fn invoke_callback(
+        &self,
+        ctx: Ctx,
+        route: &Route,
+        args: Args<'_>,
+        phase: CallPhase,
+    ) -> bool {
+        let flags = ctx.flags();
+        self.invoke_in(ctx, flags, route, args, phase) != Delivery::Nothing
+    }
+
+    fn invoke_in(
+        &self,
+        ctx: Ctx,
+        flags: u32,
+        route: &Route,
+        args: Args<'_>,
+        phase: CallPhase,
+    ) -> Delivery {
         let started = Instant::now();
         let stats = &self.command_stats[route.index as usize];
         stats.calls.fetch_add(1, Ordering::Relaxed);
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let failed = self.run(ctx, flags, route, args, started);
-        if failed {
+        let delivery = self.run(ctx, flags, route, args, started, phase);
+        if delivery == (Delivery::Sent { error: true }) {
             stats.errors.fetch_add(1, Ordering::Relaxed);
         }
         stats.microseconds.fetch_add(
             u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+        delivery
     }
 
-    /// Replies `message` as a failure of this guest. Returns true (failed).
-    fn fail(&self, ctx: Ctx, message: &str) -> bool {
+    /// Answers `message` as a failure of this guest: to the client, or, when the command has
+    /// blocked its client, through the blocked client (the client cannot be answered directly).
+    fn fail(&self, ctx: Ctx, blocked: Option<u64>, message: &str) -> Delivery {
         self.stats.error(message);
-        ctx.reply_error(message);
-        true
+        match blocked {
+            Some(id) => {
+                crate::blocked::finish_blocking_command(id, Payload::Error(message.to_owned()))
+            }
+            None => ctx.reply_error(message),
+        }
+        Delivery::Sent { error: true }
     }
 
-    /// The body of [`invoke`](Self::invoke); returns whether the reply was an error.
-    fn run(&self, ctx: Ctx, flags: u32, route: &Route, args: Args<'_>, started: Instant) -> bool {
+    /// The body of [`invoke`](Self::invoke).
+    fn run(
+        &self,
+        ctx: Ctx,
+        flags: u32,
+        route: &Route,
+        args: Args<'_>,
+        started: Instant,
+        phase: CallPhase,
+    ) -> Delivery {
         let guest = &self.info.name;
         let command = &route.spec.name;
         let mut slot = match self.live.try_lock() {
             Ok(slot) => slot,
             Err(TryLockError::WouldBlock) => {
-                return self.fail(ctx, &format!("ERR guest '{guest}' is already running: command '{command}' cannot re-enter it"));
+                return self.fail(ctx, None, &format!("ERR guest '{guest}' is already running: command '{command}' cannot re-enter it"));
             }
             Err(TryLockError::Poisoned(poisoned)) => {
                 // A host panic interrupted a call: the instance may be mid-way; start afresh.
@@ -374,6 +536,7 @@ impl Guest {
                 Err(why) => {
                     return self.fail(
                         ctx,
+                        None,
                         &format!("ERR guest '{guest}' could not restart: {why}"),
                     );
                 }
@@ -383,8 +546,15 @@ impl Guest {
 
         // Commands from the master or the AOF must run to the end: replicas must not diverge.
         let replayed = flags & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0;
+        let is_callback = !matches!(phase, CallPhase::Command);
         let label = live.store.data().label.clone();
-        let scope = CommandScope::new(ctx, route.spec.clone(), live.store.data().wrote.clone());
+        let scope = CommandScope::new(
+            ctx,
+            route.spec.clone(),
+            route.index,
+            live.store.data().wrote.clone(),
+            phase,
+        );
         if replayed {
             scope.effects.wrote.store(true, Ordering::SeqCst);
         }
@@ -422,6 +592,7 @@ impl Guest {
         };
         let label = state.label.clone();
         state.output.flush(&label);
+        let blocked = scope.blocked;
         let result = match result {
             Ok(result) => result,
             Err(panic) => {
@@ -435,7 +606,7 @@ impl Guest {
                         panic_text(&*panic)
                     ),
                 );
-                return self.fail(ctx, &format!("ERR internal error in redis-wasm while running guest '{guest}' command '{command}' (see the server log)"));
+                return self.fail(ctx, blocked, &format!("ERR internal error in redis-wasm while running guest '{guest}' command '{command}' (see the server log)"));
             }
         };
         scope.finish(result.is_err());
@@ -443,23 +614,40 @@ impl Guest {
         match result {
             Ok(()) => {
                 let state = live.store.data_mut();
-                let failed = match state.reply.finish() {
+                let delivery = match state.reply.finish() {
+                    Ok(()) if blocked.is_some() => {
+                        // A reply from a command that blocked its client goes through the block.
+                        // Detached now: call replies must not outlive this command's context.
+                        let reply = std::mem::take(&mut state.reply).detach();
+                        let error = reply.top_level_error().is_some();
+                        crate::blocked::finish_blocking_command(
+                            blocked.expect("checked"),
+                            Payload::Reply(reply),
+                        );
+                        Delivery::Sent { error }
+                    }
                     Ok(()) => {
                         state.reply.send(ctx);
-                        if let Some(message) = state.reply.top_level_error() {
-                            self.stats.error(message);
-                            true
-                        } else {
-                            false
+                        match state.reply.top_level_error() {
+                            Some(message) => {
+                                self.stats.error(message);
+                                Delivery::Sent { error: true }
+                            }
+                            None => Delivery::Sent { error: false },
                         }
+                    }
+                    // Blocked, or serving a blocked client that stays blocked: no reply yet.
+                    Err(_) if state.reply.is_empty() && (blocked.is_some() || is_callback) => {
+                        Delivery::Nothing
                     }
                     Err(why) => self.fail(
                         ctx,
+                        blocked,
                         &format!("ERR guest '{guest}' command '{command}' sent a bad reply: {why}"),
                     ),
                 };
                 live.store.data_mut().reply.clear();
-                failed
+                delivery
             }
             Err(error) => {
                 self.stats.traps.fetch_add(1, Ordering::Relaxed);
@@ -470,6 +658,7 @@ impl Guest {
                 *slot = None;
                 self.fail(
                     ctx,
+                    blocked,
                     &format!("ERR guest '{guest}' command '{command}' {why}"),
                 )
             }

@@ -30,6 +30,8 @@ pub fn write(info: &InfoCtx) {
         "restarts",
         total(|g| g.stats.restarts.load(Ordering::Relaxed)),
     );
+    info.field_i64("blocked_clients", n(crate::blocked::blocked_count()));
+    info.field_i64("background_jobs", n(crate::blocked::job_count()));
     info.field_i64(
         "instances",
         n(guests.iter().filter(|g| g.has_instance()).count()),

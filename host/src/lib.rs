@@ -27,6 +27,7 @@
 //! - `wasi.rs` — the small part of WASI granted to guests (printing goes to the Redis log).
 
 mod api;
+mod blocked;
 mod busy;
 mod commands;
 mod config;
@@ -100,8 +101,9 @@ fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
     }
     dispatch::init();
     let aux = ffi::AuxHandlers {
-        has_data: persist::has_guests,
+        has_data: persist::has_data,
         save: persist::save_aux,
+        save_empty: persist::save_empty_aux,
         load: persist::load_aux,
     };
     if !ctx.register_guest_aux(persist::AUX_ENCVER, aux) {
@@ -114,13 +116,20 @@ fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
     if ctx.config_get("aof-use-rdb-preamble").as_deref() == Some("no") {
         ctx.log(LogLevel::Warning, "aof-use-rdb-preamble is no: guests are not kept across AOF rewrites (see docs/persistence.md)");
     }
-    let requests = match parse_module_args(args) {
-        Ok(requests) => requests,
+    let (types, requests) = match parse_module_args(args) {
+        Ok(parsed) => parsed,
         Err(why) => {
             ctx.log(LogLevel::Warning, &format!("bad module arguments: {why}"));
             return false;
         }
     };
+    // Reserved now, while Redis accepts new types on every version (7.2+ refuses them later).
+    for name in types {
+        if let Err(why) = ctx.register_guest_type(&name) {
+            ctx.log(LogLevel::Warning, &why);
+            return false;
+        }
+    }
     for request in requests {
         if let Err(why) = commands::load(ctx, request, commands::Origin::ModuleArgs) {
             ctx.log(LogLevel::Warning, &why);
@@ -137,15 +146,24 @@ fn on_config_change(ctx: Ctx, _names: &[&str]) {
     busy::refresh_threshold(ctx);
 }
 
-/// Module arguments: `LOAD <path> [ARGS arg ...]`, repeated. A guest's arguments run until the
-/// next `LOAD`.
-fn parse_module_args(args: Args<'_>) -> Result<Vec<commands::LoadRequest>, String> {
+/// Module arguments: `TYPE <name>`, repeated, then `LOAD <path> [ARGS arg ...]`, repeated. A
+/// guest's arguments run until the next `LOAD`. Returns the type names and the loads.
+fn parse_module_args(args: Args<'_>) -> Result<(Vec<String>, Vec<commands::LoadRequest>), String> {
+    let mut types = Vec::new();
     let mut requests = Vec::new();
     let mut words = args.iter().peekable();
     while let Some(word) = words.next() {
+        if word.eq_ignore_ascii_case(b"type") && requests.is_empty() {
+            let name = words.next().ok_or("TYPE needs a data type name")?;
+            let name = String::from_utf8(name.to_vec())
+                .map_err(|_| "a data type name must be UTF-8".to_owned())?;
+            ffi::check_type_name(&name)?;
+            types.push(name);
+            continue;
+        }
         if !word.eq_ignore_ascii_case(b"load") {
             return Err(format!(
-                "expected LOAD, got '{}'",
+                "expected TYPE or LOAD, got '{}'",
                 String::from_utf8_lossy(word)
             ));
         }
@@ -155,5 +173,5 @@ fn parse_module_args(args: Args<'_>) -> Result<Vec<commands::LoadRequest>, Strin
         }
         requests.push(commands::LoadRequest::parse(tokens.into_iter())?);
     }
-    Ok(requests)
+    Ok((types, requests))
 }

@@ -26,6 +26,7 @@ const HOST_INTERFACES: &[&str] = &[
     "keys",
     "replication",
     "context",
+    "blocking",
 ];
 
 /// Checks the bytes look like a component before handing them to the compiler.

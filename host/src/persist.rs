@@ -10,8 +10,10 @@ use crate::ffi::{Ctx, Io, LogLevel, log_raw};
 use crate::guest::Guest;
 use crate::registry;
 
-/// The encoding version of the aux record.
-pub const AUX_ENCVER: i32 = 1;
+/// The encoding version of the aux record: 1 holds the guests; 2 adds, after them, the names of
+/// the guest data types registered in the server (so their values load even when no guest owns
+/// the type any more).
+pub const AUX_ENCVER: i32 = 2;
 /// More guests than this in one record or payload means it is corrupt.
 const MAX_GUESTS: u64 = 100_000;
 
@@ -38,14 +40,16 @@ impl SavedGuest {
     }
 }
 
-pub fn has_guests() -> bool {
-    !registry::guests().is_empty()
+/// Whether the aux record has anything to hold.
+pub fn has_data() -> bool {
+    !registry::guests().is_empty() || !crate::ffi::type_names().is_empty()
 }
 
 /// Writes the aux record: the guests, sorted by name. Everything that could fail happens before
 /// the first write (see `ffi::rdb`).
 pub fn save_aux(io: &Io) {
     let guests = registry::guests();
+    let types = crate::ffi::type_names();
     io.save_unsigned(guests.len() as u64);
     for guest in guests {
         io.save_bytes(guest.info.name.as_bytes());
@@ -55,6 +59,27 @@ pub fn save_aux(io: &Io) {
             io.save_bytes(arg);
         }
     }
+    io.save_unsigned(types.len() as u64);
+    for name in types {
+        io.save_bytes(name.as_bytes());
+    }
+}
+
+/// An aux record with no guests and no types.
+pub fn save_empty_aux(io: &Io) {
+    io.save_unsigned(0);
+    io.save_unsigned(0);
+}
+
+/// The type names of an encoding-version-2 record.
+fn read_type_names(io: &Io) -> Option<Vec<String>> {
+    let count = io.load_unsigned()?;
+    if count > 1 << 16 {
+        return None;
+    }
+    (0..count)
+        .map(|_| String::from_utf8(io.load_bytes()?).ok())
+        .collect()
 }
 
 fn read_aux(io: &Io) -> Option<Vec<SavedGuest>> {
@@ -80,16 +105,24 @@ fn read_aux(io: &Io) -> Option<Vec<SavedGuest>> {
 
 /// Reads the aux record and loads its guests. False makes the RDB load fail.
 pub fn load_aux(io: &Io, encver: i32) -> bool {
-    if encver != AUX_ENCVER {
+    if !(1..=AUX_ENCVER).contains(&encver) {
         log_raw(
             LogLevel::Warning,
             &format!(
-                "<wasm> the RDB's guest record has encoding version {encver}; this host reads {AUX_ENCVER}"
+                "<wasm> the RDB's guest record has encoding version {encver}; this host reads 1 to {AUX_ENCVER}"
             ),
         );
         return false;
     }
-    let Some(saved) = read_aux(io) else {
+    let saved = read_aux(io).and_then(|guests| {
+        let types = if encver >= 2 {
+            read_type_names(io)?
+        } else {
+            Vec::new()
+        };
+        Some((guests, types))
+    });
+    let Some((saved, types)) = saved else {
         log_raw(
             LogLevel::Warning,
             "<wasm> the RDB's guest record is corrupt or truncated",
@@ -97,6 +130,16 @@ pub fn load_aux(io: &Io, encver: i32) -> bool {
         return false;
     };
     let Some(ctx) = io.ctx() else { return false };
+    // The types first: the keys that follow may hold values of types no guest owns now.
+    for name in &types {
+        if let Err(why) = ctx.register_guest_type(name) {
+            log_raw(
+                LogLevel::Warning,
+                &format!("<wasm> cannot register data type '{name}' saved in the RDB: {why}"),
+            );
+            return false;
+        }
+    }
     match restore(ctx, saved, Mode::Replace, Origin::Rdb) {
         Ok(_) => true,
         Err(why) => {

@@ -223,6 +223,11 @@ pub fn route(name: &[u8]) -> Option<Route> {
     with(|r| r.commands.get(key).cloned())
 }
 
+/// The loaded guest of this name.
+pub fn guest(name: &str) -> Option<Arc<Guest>> {
+    with(|r| r.guests.get(name).cloned())
+}
+
 /// All loaded guests, sorted by name.
 pub fn guests() -> Vec<Arc<Guest>> {
     let mut all: Vec<Arc<Guest>> = with(|r| r.guests.values().cloned().collect());
@@ -242,56 +247,76 @@ fn refresh_counters(r: &Registry) {
 /// Checks against other guests happen here, atomically with the update; checks against Redis's
 /// own commands are the caller's (they need `RM_Call`, which must not run under this lock).
 pub fn commit(guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<Guest>>, String> {
-    with(|r| {
-        let name = &guest.info.name;
-        let previous = r.guests.get(name).cloned();
-        if previous.is_some() && !replace {
-            return Err(format!(
-                "guest '{name}' is already loaded (use REPLACE to upgrade it)"
-            ));
-        }
-        for spec in &guest.commands {
-            if let Some(route) = r.commands.get(spec.name.as_bytes())
-                && route.guest.info.name != *name
-            {
+    let committed =
+        with(|r| {
+            let name = &guest.info.name;
+            let previous = r.guests.get(name).cloned();
+            if previous.is_some() && !replace {
                 return Err(format!(
-                    "command '{}' is already registered by guest '{}'",
-                    spec.name, route.guest.info.name
+                    "guest '{name}' is already loaded (use REPLACE to upgrade it)"
                 ));
             }
-        }
-        if let Some(old) = &previous {
-            for spec in &old.commands {
-                r.commands.remove(spec.name.as_bytes());
+            for spec in &guest.commands {
+                if let Some(route) = r.commands.get(spec.name.as_bytes())
+                    && route.guest.info.name != *name
+                {
+                    return Err(format!(
+                        "command '{}' is already registered by guest '{}'",
+                        spec.name, route.guest.info.name
+                    ));
+                }
             }
-        }
-        for (index, spec) in guest.commands.iter().enumerate() {
-            let index = u32::try_from(index).expect("bounded by MAX_COMMANDS_PER_GUEST");
-            r.commands.insert(
-                spec.name.as_bytes().to_vec(),
-                Route {
-                    guest: guest.clone(),
-                    index,
-                    spec: spec.clone(),
-                },
-            );
-        }
-        r.guests.insert(name.clone(), guest);
-        refresh_counters(r);
-        Ok(previous)
-    })
+            for (type_name, _) in &guest.data_types {
+                if let Some(owner) = r.guests.values().find(|g| {
+                    g.info.name != *name && g.data_types.iter().any(|(t, _)| t == type_name)
+                }) {
+                    return Err(format!(
+                        "data type '{type_name}' belongs to guest '{}'",
+                        owner.info.name
+                    ));
+                }
+            }
+            if let Some(old) = &previous {
+                for spec in &old.commands {
+                    r.commands.remove(spec.name.as_bytes());
+                }
+            }
+            for (index, spec) in guest.commands.iter().enumerate() {
+                let index = u32::try_from(index).expect("bounded by MAX_COMMANDS_PER_GUEST");
+                r.commands.insert(
+                    spec.name.as_bytes().to_vec(),
+                    Route {
+                        guest: guest.clone(),
+                        index,
+                        spec: spec.clone(),
+                    },
+                );
+            }
+            r.guests.insert(name.clone(), guest);
+            refresh_counters(r);
+            Ok(previous)
+        });
+    // Outside the registry's lock: releasing clients blocked on keys runs their callbacks.
+    if let Ok(Some(previous)) = &committed {
+        crate::blocked::release_guest(previous);
+    }
+    committed
 }
 
-/// Removes a guest and its commands.
+/// Removes a guest and its commands; its blocked clients get an error.
 pub fn remove(name: &str) -> Option<Arc<Guest>> {
-    with(|r| {
+    let removed = with(|r| {
         let guest = r.guests.remove(name)?;
         for spec in &guest.commands {
             r.commands.remove(spec.name.as_bytes());
         }
         refresh_counters(r);
         Some(guest)
-    })
+    });
+    if let Some(guest) = &removed {
+        crate::blocked::release_guest(guest);
+    }
+    removed
 }
 
 #[cfg(test)]

@@ -104,6 +104,11 @@ impl ReplyBuffer {
         self.bytes = 0;
     }
 
+    /// Whether nothing was replied (and no mistake made).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty() && self.error.is_none()
+    }
+
     /// The first mistake made so far, if any.
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
@@ -290,24 +295,48 @@ impl ReplyBuffer {
     /// Sends the buffered reply. Call only after [`finish`](Self::finish) succeeded.
     pub fn send(&self, ctx: Ctx) {
         for item in &self.items {
-            match item {
-                ReplyItem::Integer(v) => ctx.reply_long_long(*v),
-                ReplyItem::Simple(s) => ctx.reply_simple_string(s.as_bytes()),
-                ReplyItem::Error(e) => ctx.reply_error(e),
-                ReplyItem::Bulk(b) => ctx.reply_string_buffer(b),
-                ReplyItem::Null => ctx.reply_null(),
-                ReplyItem::NullArray => ctx.reply_null_array(),
-                ReplyItem::Double(d) => ctx.reply_double(*d),
-                ReplyItem::Bool(b) => ctx.reply_bool(*b),
-                ReplyItem::BigNumber(n) => ctx.reply_big_number(n.as_bytes()),
-                ReplyItem::Verbatim(format, text) => ctx.reply_verbatim(format.as_bytes(), text),
-                ReplyItem::Aggregate(kind, n) => send_aggregate(ctx, *kind, i64::from(*n)),
-                ReplyItem::Postponed(_) => {
-                    unreachable!("finish() refuses unclosed postponed replies")
-                }
-                ReplyItem::CallReply { reply, resp3 } => send_call_reply(ctx, reply, *resp3),
-            }
+            send_item(ctx, item);
         }
+    }
+
+    /// The same reply with every call reply turned into plain items, so it can be sent after
+    /// the context the calls were made with is gone (call replies point to it).
+    pub fn detach(mut self) -> ReplyBuffer {
+        if self
+            .items
+            .iter()
+            .any(|i| matches!(i, ReplyItem::CallReply { .. }))
+        {
+            let mut items = Vec::with_capacity(self.items.len());
+            for item in self.items.drain(..) {
+                match item {
+                    ReplyItem::CallReply { reply, .. } => flatten(&reply, 0, &mut items),
+                    other => items.push(other),
+                }
+            }
+            self.items = items;
+        }
+        self
+    }
+}
+
+fn send_item(ctx: Ctx, item: &ReplyItem) {
+    match item {
+        ReplyItem::Integer(v) => ctx.reply_long_long(*v),
+        ReplyItem::Simple(s) => ctx.reply_simple_string(s.as_bytes()),
+        ReplyItem::Error(e) => ctx.reply_error(e),
+        ReplyItem::Bulk(b) => ctx.reply_string_buffer(b),
+        ReplyItem::Null => ctx.reply_null(),
+        ReplyItem::NullArray => ctx.reply_null_array(),
+        ReplyItem::Double(d) => ctx.reply_double(*d),
+        ReplyItem::Bool(b) => ctx.reply_bool(*b),
+        ReplyItem::BigNumber(n) => ctx.reply_big_number(n.as_bytes()),
+        ReplyItem::Verbatim(format, text) => ctx.reply_verbatim(format.as_bytes(), text),
+        ReplyItem::Aggregate(kind, n) => send_aggregate(ctx, *kind, i64::from(*n)),
+        ReplyItem::Postponed(_) => {
+            unreachable!("finish() refuses unclosed postponed replies")
+        }
+        ReplyItem::CallReply { reply, resp3 } => send_call_reply(ctx, reply, *resp3),
     }
 }
 
@@ -326,64 +355,70 @@ fn send_call_reply(ctx: Ctx, reply: &CallReply, resp3: bool) {
     if (!resp3 || client_resp3) && ctx.reply_call_reply(reply) {
         return;
     }
-    rebuild(ctx, reply, 0);
+    // A RESP3 reply to a RESP2 client: rebuilt with the reply functions, which downgrade it.
+    let mut items = Vec::new();
+    flatten(reply, 0, &mut items);
+    for item in &items {
+        send_item(ctx, item);
+    }
 }
 
-fn rebuild(ctx: Ctx, reply: &CallReply, depth: usize) {
+/// A call reply as reply items (no reference to the call reply left).
+fn flatten(reply: &CallReply, depth: usize, out: &mut Vec<ReplyItem>) {
     if depth > 4 * MAX_REPLY_DEPTH {
-        ctx.reply_null();
+        out.push(ReplyItem::Null);
         return;
     }
     let len = reply.length();
+    let count = |len: u64| u32::try_from(len).unwrap_or(u32::MAX);
     match reply.kind() {
-        ReplyKind::String if reply.is_status() => {
-            ctx.reply_simple_string(&reply.string().unwrap_or_default())
-        }
-        ReplyKind::String => ctx.reply_string_buffer(&reply.string().unwrap_or_default()),
-        ReplyKind::Error => ctx.reply_error(&String::from_utf8_lossy(
-            &reply.string().unwrap_or_default(),
+        ReplyKind::String if reply.is_status() => out.push(ReplyItem::Simple(
+            String::from_utf8_lossy(&reply.string().unwrap_or_default()).into_owned(),
         )),
-        ReplyKind::Integer => ctx.reply_long_long(reply.integer()),
-        ReplyKind::Null | ReplyKind::Unknown | ReplyKind::Attribute => ctx.reply_null(),
-        ReplyKind::Bool => ctx.reply_bool(reply.boolean()),
-        ReplyKind::Double => ctx.reply_double(reply.double()),
+        ReplyKind::String => out.push(ReplyItem::Bulk(reply.string().unwrap_or_default())),
+        ReplyKind::Error => out.push(ReplyItem::Error(
+            String::from_utf8_lossy(&reply.string().unwrap_or_default()).into_owned(),
+        )),
+        ReplyKind::Integer => out.push(ReplyItem::Integer(reply.integer())),
+        ReplyKind::Null | ReplyKind::Unknown | ReplyKind::Attribute => out.push(ReplyItem::Null),
+        ReplyKind::Bool => out.push(ReplyItem::Bool(reply.boolean())),
+        ReplyKind::Double => out.push(ReplyItem::Double(reply.double())),
         ReplyKind::BigNumber => {
-            ctx.reply_big_number(reply.big_number().unwrap_or_default().as_bytes())
+            out.push(ReplyItem::BigNumber(reply.big_number().unwrap_or_default()))
         }
         ReplyKind::Verbatim => {
             let (format, text) = reply.verbatim().unwrap_or_default();
-            ctx.reply_verbatim(format.as_bytes(), &text);
+            out.push(ReplyItem::Verbatim(format, text));
         }
-        ReplyKind::Array => {
-            ctx.reply_array(len as i64);
-            for i in 0..len {
-                match reply.array_element(i) {
-                    Some(e) => rebuild(ctx, &e, depth + 1),
-                    None => ctx.reply_null(),
-                }
-            }
-        }
-        ReplyKind::Set => {
-            ctx.reply_set(len as i64);
-            for i in 0..len {
-                match reply.set_element(i) {
-                    Some(e) => rebuild(ctx, &e, depth + 1),
-                    None => ctx.reply_null(),
+        ReplyKind::Array | ReplyKind::Set => {
+            let set = reply.kind() == ReplyKind::Set;
+            let kind = if set {
+                Aggregate::Set
+            } else {
+                Aggregate::Array
+            };
+            out.push(ReplyItem::Aggregate(kind, count(len)));
+            for i in 0..u64::from(count(len)) {
+                let element = if set {
+                    reply.set_element(i)
+                } else {
+                    reply.array_element(i)
+                };
+                match element {
+                    Some(e) => flatten(&e, depth + 1, out),
+                    None => out.push(ReplyItem::Null),
                 }
             }
         }
         ReplyKind::Map => {
-            ctx.reply_map(len as i64);
-            for i in 0..len {
+            out.push(ReplyItem::Aggregate(Aggregate::Map, count(len)));
+            for i in 0..u64::from(count(len)) {
                 match reply.map_element(i) {
                     Some((k, v)) => {
-                        rebuild(ctx, &k, depth + 1);
-                        rebuild(ctx, &v, depth + 1);
+                        flatten(&k, depth + 1, out);
+                        flatten(&v, depth + 1, out);
                     }
-                    None => {
-                        ctx.reply_null();
-                        ctx.reply_null();
-                    }
+                    None => out.extend([ReplyItem::Null, ReplyItem::Null]),
                 }
             }
         }

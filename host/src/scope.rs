@@ -205,21 +205,64 @@ pub fn tombstone() -> &'static [u8] {
     })
 }
 
+/// Why a guest command runs (see `blocked.rs` and the WIT `blocking` interface).
+#[derive(Debug, Default)]
+pub enum CallPhase {
+    /// A client called it.
+    #[default]
+    Command,
+    /// Its blocked client was unblocked or a key it waits on is ready.
+    Reply {
+        id: u64,
+        private_data: Option<Vec<u8>>,
+        ready_key: Option<Vec<u8>>,
+    },
+    /// Its blocked client's timeout passed.
+    Timeout {
+        id: u64,
+        private_data: Option<Vec<u8>>,
+    },
+    /// A background job for a blocked client, on another thread with a thread-safe context.
+    Background { id: u64 },
+}
+
 /// One running command.
 pub struct CommandScope {
     pub ctx: Ctx,
     pub command: Arc<CommandSpec>,
+    /// The command's index in its guest.
+    pub index: u32,
     /// Whether the command is flagged `write`.
     pub may_write: bool,
     pub keys: HashMap<u32, KeyHandle>,
     pub replies: HashMap<u32, ReplyHandle>,
     pub effects: Effects,
+    pub phase: CallPhase,
+    /// The client this command blocked, if it did (it then replies later, from a callback).
+    pub blocked: Option<u64>,
+    /// Set for a background job: its thread-safe context and the user its calls run as.
+    pub background: Option<Background>,
+}
+
+/// What a background job needs to call Redis from its thread.
+pub struct Background {
+    pub ctx: crate::ffi::ThreadSafeCtx,
+    /// The ACL user of the blocked client (`None`: no user; calls are refused).
+    pub user: Option<Vec<u8>>,
 }
 
 impl CommandScope {
     /// `wrote` is the instance's flag (see `GuestState::wrote`); it is reset here.
-    pub fn new(ctx: Ctx, command: Arc<CommandSpec>, wrote: Arc<AtomicBool>) -> Self {
-        let may_write = command.flags.variant().may_write();
+    pub fn new(
+        ctx: Ctx,
+        command: Arc<CommandSpec>,
+        index: u32,
+        wrote: Arc<AtomicBool>,
+        phase: CallPhase,
+    ) -> Self {
+        // A background job's calls are read-only (see `blocked.rs`).
+        let may_write =
+            command.flags.variant().may_write() && !matches!(phase, CallPhase::Background { .. });
         wrote.store(false, Ordering::SeqCst);
         let effects = Effects {
             wrote,
@@ -228,11 +271,20 @@ impl CommandScope {
         CommandScope {
             ctx,
             command,
+            index,
             may_write,
             keys: HashMap::new(),
             replies: HashMap::new(),
             effects,
+            phase,
+            blocked: None,
+            background: None,
         }
+    }
+
+    /// Whether this runs as a background job (off the main thread).
+    pub fn in_background(&self) -> bool {
+        matches!(self.phase, CallPhase::Background { .. })
     }
 
     pub fn handle_count(&self) -> usize {
@@ -241,6 +293,11 @@ impl CommandScope {
 
     /// Opens a key, enforcing the conflict rules.
     pub fn open_key(&mut self, name: &[u8], write: bool) -> Result<KeyHandle, KeyFault> {
+        if self.in_background() {
+            return Err(KeyFault::Invalid(
+                "ERR keys cannot be opened in a background job (use call)".into(),
+            ));
+        }
         if write && !self.may_write {
             return Err(KeyFault::NotWritable);
         }
@@ -298,6 +355,12 @@ impl CommandScope {
     /// Ends the command: closes keys, releases replies, emits replication.
     pub fn finish(&mut self, trapped: bool) {
         self.keys.clear();
+        if let Some(background) = &self.background {
+            // Call replies are Redis's memory: free them under its lock.
+            let _lock = background.ctx.lock();
+            self.replies.clear();
+            return;
+        }
         self.replies.clear();
         self.effects.finish(self.ctx, trapped);
     }

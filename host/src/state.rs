@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::ffi::Ctx;
+use crate::ffi::{Ctx, GuestType};
 use crate::registry::{CommandSpec, ModuleInfo};
 use crate::reply::ReplyBuffer;
 pub use crate::scope::CommandScope;
@@ -25,6 +25,8 @@ pub struct GuestState {
     /// Whether the running command has written; one flag per instance, reset for each command
     /// (a guest never runs twice at once).
     pub wrote: Arc<std::sync::atomic::AtomicBool>,
+    /// The data types the guest declared in init, by index, with their encoding versions.
+    pub data_types: Vec<(&'static GuestType, i32)>,
 }
 
 /// What the guest is doing, which decides which host functions it may call.
@@ -39,6 +41,8 @@ pub enum Phase {
 pub struct InitScope {
     pub module: Option<ModuleInfo>,
     pub commands: Vec<CommandSpec>,
+    /// Declared data types: name and encoding version.
+    pub data_types: Vec<(String, i32)>,
     /// The context of the load, when there is one (not for background re-instantiation).
     pub ctx: Option<Ctx>,
 }
@@ -55,7 +59,18 @@ impl GuestState {
             output: Default::default(),
             next_handle: 1,
             wrote: Arc::default(),
+            data_types: Vec::new(),
         }
+    }
+
+    /// A data type the guest declared, by index.
+    pub fn data_type(&self, index: u32) -> Option<&'static GuestType> {
+        self.data_type_with_version(index).map(|(ty, _)| ty)
+    }
+
+    /// A data type the guest declared and its encoding version.
+    pub fn data_type_with_version(&self, index: u32) -> Option<(&'static GuestType, i32)> {
+        self.data_types.get(index as usize).copied()
     }
 
     /// A fresh handle number. Running out would allow an old handle to alias a new one, so it
@@ -89,11 +104,13 @@ impl GuestState {
         }
     }
 
-    /// The context of whatever is running, if any.
+    /// The context of whatever is running on the main thread, if any (`None` in a background
+    /// job, whose thread-safe context is only used under Redis's lock, by `call`).
     pub fn ctx(&self) -> Option<Ctx> {
         match &self.phase {
             Phase::Idle => None,
             Phase::Init(scope) => scope.ctx,
+            Phase::Command(scope) if scope.in_background() => None,
             Phase::Command(scope) => Some(scope.ctx),
         }
     }

@@ -57,7 +57,7 @@ fn guests_load_from_module_arguments_with_their_arguments() {
 #[test]
 fn bad_module_arguments_refuse_to_start() {
     let log = start_expecting_failure(&["FROB"]);
-    assert!(log.contains("expected LOAD, got 'FROB'"), "{log}");
+    assert!(log.contains("expected TYPE or LOAD, got 'FROB'"), "{log}");
     let log = start_expecting_failure(&["LOAD", "/no/such/guest.wasm"]);
     assert!(log.contains("cannot read '/no/such/guest.wasm'"), "{log}");
 }

@@ -2,7 +2,9 @@
 //! Each test starts its own server (see `redis_wasm_tests::Server`).
 
 mod benchmarks;
+mod blocking;
 mod cluster;
+mod data_types;
 mod foundation;
 mod hello;
 mod module_api;

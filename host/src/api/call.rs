@@ -143,12 +143,27 @@ impl Host for GuestState {
                 "ERR a command may hold at most {MAX_HANDLES} handles"
             ))));
         }
-        let now = scope.ctx.flags();
+        scope.suspend_keys();
+        let ctx = scope.ctx;
+        // A background job calls from its own thread: under Redis's lock, as the blocked
+        // client's user.
+        let lock = scope
+            .background
+            .as_ref()
+            .map(|b| (b.ctx.lock(), b.user.as_deref()));
+        let now = ctx.flags();
         let modifiers = Modifiers::new(flags, scope.may_write, scope.effects.verbatim, now);
         let resp3 = flags.contains(CallFlags::RESP3)
             || (flags.contains(CallFlags::RESP_AUTO) && now & ctx_flags::RESP3 != 0);
-        scope.suspend_keys();
-        match scope.ctx.call(&command, &args, modifiers.as_str()) {
+        let called = match &lock {
+            None => ctx.call(&command, &args, modifiers.as_str()),
+            Some((_, Some(user))) => ctx
+                .as_user(user, || ctx.call(&command, &args, modifiers.as_str()))
+                .unwrap_or(Err(CallRefusal::NoPermission)),
+            Some((_, None)) => Err(CallRefusal::NoPermission),
+        };
+        drop(lock);
+        match called {
             Ok(reply) => {
                 if modifiers.replicates() {
                     scope.effects.calls_replicated = true;
@@ -162,7 +177,7 @@ impl Host for GuestState {
                 self.value_of(ReplyHandle { reply, resp3 }).map(Ok)
             }
             Err(why) => {
-                let oom = scope.ctx.flags() & ctx_flags::OOM != 0;
+                let oom = now & ctx_flags::OOM != 0;
                 Ok(Err(refusal(why, &command.to_ascii_lowercase(), oom)))
             }
         }

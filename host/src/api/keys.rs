@@ -6,9 +6,10 @@ use redis_module::raw;
 use wasmtime::component::Resource;
 
 use super::bindings::redis::module::keys::{
-    HashSetFlags, Host, HostKey, KeyError, KeyType, ListWhere, OpenMode, ZaddFlags, ZaddOutcome,
+    DataValue, HashSetFlags, Host, HostKey, KeyError, KeyType, ListWhere, OpenMode, ZaddFlags,
+    ZaddOutcome,
 };
-use crate::ffi::{self, RawKey};
+use crate::ffi::{self, KeyValue, RawKey, TypeValue};
 use crate::scope::{Effects, KeyFault, KeyHandle, KeyRes, MAX_HANDLES, RangeState, tombstone};
 use crate::state::GuestState;
 
@@ -129,6 +130,12 @@ impl GuestState {
             .and_then(|(key, effects, ctx)| op(key, effects, ctx))
             .map_err(Into::into))
     }
+}
+
+fn unknown_data_type(index: u32) -> KeyError {
+    KeyError::Invalid(format!(
+        "ERR this guest declared no data type with index {index}"
+    ))
 }
 
 impl Host for GuestState {
@@ -687,6 +694,71 @@ impl HostKey for GuestState {
                 Some(raw) => fields.iter().map(|f| raw.hash_exists(f)).collect(),
                 None => vec![false; fields.len()],
             })
+        })
+    }
+
+    fn module_type_get_value(
+        &mut self,
+        this: Resource<KeyRes>,
+        data_type: u32,
+    ) -> R<Option<DataValue>> {
+        let Some(ty) = self.data_type(data_type) else {
+            return Ok(Err(unknown_data_type(data_type)));
+        };
+        self.with_key(&this, |key, _| {
+            let Some(raw) = key.raw.as_mut() else {
+                return Ok(None);
+            };
+            match raw.guest_value() {
+                KeyValue::Empty => Ok(None),
+                KeyValue::Guest(value) if std::ptr::eq(value.ty, ty) => Ok(Some(DataValue {
+                    encoding_version: value.encver,
+                    data: value.data.clone(),
+                })),
+                _ => Err(KeyFault::WrongType),
+            }
+        })
+    }
+
+    fn module_type_set_value(
+        &mut self,
+        this: Resource<KeyRes>,
+        data_type: u32,
+        data: Vec<u8>,
+    ) -> R<()> {
+        let Some((ty, encver)) = self.data_type_with_version(data_type) else {
+            return Ok(Err(unknown_data_type(data_type)));
+        };
+        self.with_key(&this, |key, effects| {
+            if !key.write {
+                return Err(KeyFault::NotWritable);
+            }
+            let raw = key.raw.as_mut().ok_or(KeyFault::Closed)?;
+            let value = TypeValue {
+                ty,
+                encver,
+                data: data.clone(),
+            };
+            if !raw.set_guest_value(value) {
+                return Err(KeyFault::Invalid("ERR the value could not be set".into()));
+            }
+            effects.record(
+                key.db,
+                "WASM.SETVALUE",
+                vec![
+                    key.name.clone(),
+                    ty.name.clone().into_bytes(),
+                    num(encver),
+                    data,
+                ],
+            );
+            Ok(())
+        })
+    }
+
+    fn module_type_name(&mut self, this: Resource<KeyRes>) -> R<Option<String>> {
+        self.with_key(&this, |key, _| {
+            Ok(key.raw.as_mut().and_then(RawKey::guest_type_name))
         })
     }
 

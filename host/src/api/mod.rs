@@ -5,6 +5,7 @@
 //! host fault and traps the guest; guest mistakes come back as WIT `result` errors or turn the
 //! reply into an error (see `reply.rs`).
 
+mod blocking;
 mod call;
 mod context;
 mod keys;

@@ -8,6 +8,9 @@ use super::bindings::redis::module::registration::Host;
 use crate::registry::{API_VERSION, CommandSpec, ModuleInfo};
 use crate::state::{GuestState, Phase};
 
+/// Most data types one guest may declare.
+pub const MAX_DATA_TYPES_PER_GUEST: usize = 64;
+
 impl Host for GuestState {
     fn init_module(
         &mut self,
@@ -71,6 +74,55 @@ impl Host for GuestState {
         }
         let index = u32::try_from(scope.commands.len()).expect("bounded by MAX_COMMANDS_PER_GUEST");
         scope.commands.push(spec);
+        Ok(Ok(index))
+    }
+
+    fn create_data_type(
+        &mut self,
+        name: String,
+        encoding_version: i32,
+    ) -> wasmtime::Result<Result<u32, String>> {
+        let Phase::Init(scope) = &mut self.phase else {
+            return Ok(Err(
+                "create-data-type can only be called from the guest's init".to_owned(),
+            ));
+        };
+        if scope.module.is_none() {
+            return Ok(Err("call init-module before create-data-type".to_owned()));
+        }
+        if let Err(why) = crate::ffi::check_type_name(&name) {
+            return Ok(Err(why));
+        }
+        if encoding_version < 0 {
+            return Ok(Err(format!(
+                "data type '{name}': the encoding version cannot be negative"
+            )));
+        }
+        if scope.data_types.iter().any(|(n, _)| *n == name) {
+            return Ok(Err(format!("data type '{name}' is declared twice")));
+        }
+        if scope.data_types.len() >= MAX_DATA_TYPES_PER_GUEST {
+            return Ok(Err(format!(
+                "a guest may declare at most {MAX_DATA_TYPES_PER_GUEST} data types"
+            )));
+        }
+        // Registered with Redis now (a type can only be created with a context); if the load
+        // fails later the type stays registered, unowned, which is harmless.
+        let ty = match (crate::ffi::find_type(&name), scope.ctx) {
+            (Some(ty), _) => ty,
+            (None, Some(ctx)) => match ctx.register_guest_type(&name) {
+                Ok(ty) => ty,
+                Err(why) => return Ok(Err(why)),
+            },
+            (None, None) => {
+                return Ok(Err(format!(
+                    "data type '{name}' can only be registered while a client loads the guest"
+                )));
+            }
+        };
+        let index = u32::try_from(scope.data_types.len()).expect("bounded above");
+        scope.data_types.push((name, encoding_version));
+        self.data_types.push((ty, encoding_version));
         Ok(Ok(index))
     }
 }

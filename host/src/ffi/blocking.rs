@@ -5,7 +5,7 @@
 //! dropped unrun.
 
 use std::ffi::{c_int, c_void};
-use std::ptr::NonNull;
+use std::ptr::{self, NonNull};
 
 use redis_module::raw;
 
@@ -84,5 +84,296 @@ impl Ctx {
             )
         };
         NonNull::new(blocked).map(Blocked)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guests' blocked clients. The state machine lives in `blocked.rs`; these are the raw calls and
+// the callbacks Redis makes, which hand over to it.
+
+/// A client blocked by a guest command (`RedisModuleBlockedClient`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockedClient(NonNull<raw::RedisModuleBlockedClient>);
+
+// SAFETY: Redis documents RedisModule_UnblockClient and thread-safe contexts as usable from any
+// thread; `blocked.rs` makes sure each handle is unblocked at most once and never after Redis
+// freed it.
+unsafe impl Send for BlockedClient {}
+// SAFETY: as above; the handle is only compared or passed to Redis.
+unsafe impl Sync for BlockedClient {}
+
+/// What a guest blocked client carries (Redis's private data): always non-NULL, so Redis always
+/// calls `guest_free` and `blocked.rs` learns when the handle is gone.
+pub type GuestPrivdata = crate::blocked::Privdata;
+
+extern "C" fn guest_reply(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
+    guest_callback(ctx, argv, argc, "a blocked client's reply", |ctx, args| {
+        crate::blocked::on_reply(ctx, args)
+    })
+}
+
+extern "C" fn guest_timeout(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
+    guest_callback(
+        ctx,
+        argv,
+        argc,
+        "a blocked client's timeout",
+        |ctx, args| {
+            crate::blocked::on_timeout(ctx, args);
+            true
+        },
+    )
+}
+
+/// Runs a reply or timeout callback; `served` false keeps a client blocked on keys waiting.
+fn guest_callback(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+    what: &str,
+    callback: impl FnOnce(Ctx, super::Args<'_>) -> bool,
+) -> c_int {
+    let Some(ctx) = NonNull::new(ctx).map(Ctx) else {
+        return OK;
+    };
+    let argv: &[*mut raw::RedisModuleString] = match usize::try_from(argc) {
+        // SAFETY: Redis passes the blocked client's `argc` argument strings.
+        Ok(n) if n > 0 && !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
+        _ => &[],
+    };
+    match catch(what, || callback(ctx, super::Args { argv })) {
+        Some(true) => OK,
+        Some(false) => super::ERR,
+        None => {
+            ctx.reply_error("ERR internal error in redis-wasm (see the server log)");
+            OK
+        }
+    }
+}
+
+extern "C" fn guest_free(_ctx: *mut raw::RedisModuleCtx, privdata: *mut c_void) {
+    if !privdata.is_null() {
+        catch("freeing a blocked client's data", || {
+            // SAFETY: every guest blocked client's private data is a Box<GuestPrivdata> made by
+            // `into_privdata`; Redis frees each one once.
+            let privdata = unsafe { Box::from_raw(privdata.cast::<GuestPrivdata>()) };
+            crate::blocked::on_free(*privdata);
+        });
+    }
+}
+
+extern "C" fn guest_disconnect(
+    _ctx: *mut raw::RedisModuleCtx,
+    client: *mut raw::RedisModuleBlockedClient,
+) {
+    if let Some(client) = NonNull::new(client).map(BlockedClient) {
+        catch("a blocked client's disconnection", || {
+            crate::blocked::on_disconnect(client)
+        });
+    }
+}
+
+fn into_privdata(privdata: GuestPrivdata) -> *mut c_void {
+    Box::into_raw(Box::new(privdata)).cast()
+}
+
+impl BlockedClient {
+    /// `RedisModule_UnblockClient`: Redis runs the reply callback with `privdata` on the main
+    /// thread. Callable from any thread.
+    pub fn unblock(self, privdata: GuestPrivdata) {
+        // SAFETY: a live handle (see `blocked.rs`); Redis owns the private data from here and
+        // frees it with `guest_free`.
+        unsafe { api!(RedisModule_UnblockClient)(self.0.as_ptr(), into_privdata(privdata)) };
+    }
+
+    /// `RedisModule_UnblockClient` for a client blocked on keys: Redis answers it through the
+    /// timeout callback (the private data given here would be ignored, so none is).
+    pub fn unblock_keys(self) {
+        // SAFETY: a live handle of a client blocked on keys.
+        unsafe { api!(RedisModule_UnblockClient)(self.0.as_ptr(), ptr::null_mut()) };
+    }
+
+    /// `RedisModule_AbortBlock`: unblocks without running any callback.
+    pub fn abort(self) {
+        // SAFETY: a live handle, in the command that blocked it.
+        unsafe { api!(RedisModule_AbortBlock)(self.0.as_ptr()) };
+    }
+
+    /// A thread-safe context bound to this client (`RedisModule_GetThreadSafeContext`).
+    pub fn thread_safe_ctx(self) -> Option<ThreadSafeCtx> {
+        // SAFETY: a live handle; the context is freed when the ThreadSafeCtx drops.
+        let ctx = unsafe { api!(RedisModule_GetThreadSafeContext)(self.0.as_ptr()) };
+        NonNull::new(ctx).map(|ctx| ThreadSafeCtx(Ctx(ctx)))
+    }
+}
+
+/// A thread-safe context; Redis's lock must be held to use it for anything but replies.
+pub struct ThreadSafeCtx(Ctx);
+
+// SAFETY: thread-safe contexts are made to be used from other threads (under the lock).
+unsafe impl Send for ThreadSafeCtx {}
+
+impl ThreadSafeCtx {
+    /// The context, to use only while [`lock`](Self::lock)'s guard lives.
+    pub fn ctx(&self) -> Ctx {
+        self.0
+    }
+
+    /// Takes Redis's global lock (`RedisModule_ThreadSafeContextLock`) until the guard drops.
+    pub fn lock(&self) -> RedisLock<'_> {
+        // SAFETY: a live thread-safe context, not already locked by this thread.
+        unsafe { api!(RedisModule_ThreadSafeContextLock)(self.0.0.as_ptr()) };
+        RedisLock(self)
+    }
+}
+
+impl Drop for ThreadSafeCtx {
+    fn drop(&mut self) {
+        // SAFETY: we own the context.
+        unsafe { api!(RedisModule_FreeThreadSafeContext)(self.0.0.as_ptr()) };
+    }
+}
+
+/// Redis's global lock, held for a background job's call.
+pub struct RedisLock<'a>(&'a ThreadSafeCtx);
+
+impl Drop for RedisLock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: locked by `ThreadSafeCtx::lock`.
+        unsafe { api!(RedisModule_ThreadSafeContextUnlock)(self.0.0.0.as_ptr()) };
+    }
+}
+
+impl Ctx {
+    /// Why this context cannot block its client, if it cannot.
+    pub fn cannot_block(self) -> Option<&'static str> {
+        let flags = self.flags();
+        if flags & super::ctx_flags::MULTI != 0 {
+            Some("inside MULTI")
+        } else if flags & super::ctx_flags::LUA != 0 {
+            Some("from a script")
+        } else if flags & (super::ctx_flags::REPLICATED | super::ctx_flags::LOADING) != 0 {
+            Some("for the master or the AOF")
+        } else if flags & super::ctx_flags::DENY_BLOCKING != 0 {
+            Some("for a client that cannot block (a call from another command)")
+        } else {
+            None
+        }
+    }
+
+    /// `RedisModule_BlockClient` for a guest command, with the host's callbacks.
+    pub fn block_guest_client(self, timeout_ms: i64) -> Option<BlockedClient> {
+        // SAFETY: valid command context that may block (checked by the caller); the callbacks
+        // are panic-safe.
+        let client = unsafe {
+            api!(RedisModule_BlockClient)(
+                self.0.as_ptr(),
+                Some(guest_reply),
+                Some(guest_timeout),
+                Some(guest_free),
+                timeout_ms,
+            )
+        };
+        let client = NonNull::new(client).map(BlockedClient)?;
+        // SAFETY: a handle just made.
+        unsafe {
+            api!(RedisModule_SetDisconnectCallback)(client.0.as_ptr(), Some(guest_disconnect))
+        };
+        Some(client)
+    }
+
+    /// `RedisModule_BlockClientOnKeys` for a guest command.
+    pub fn block_guest_client_on_keys(
+        self,
+        keys: &[Vec<u8>],
+        timeout_ms: i64,
+        privdata: GuestPrivdata,
+    ) -> Option<BlockedClient> {
+        let strings: Vec<super::OwnedString> =
+            keys.iter().map(|k| super::OwnedString::new(k)).collect();
+        let mut pointers: Vec<*mut raw::RedisModuleString> =
+            strings.iter().map(super::OwnedString::as_ptr).collect();
+        let numkeys = c_int::try_from(pointers.len()).ok()?;
+        // SAFETY: valid command context that may block; Redis retains the key names it keeps;
+        // the private data is Redis's from here (freed by `guest_free`).
+        let client = unsafe {
+            api!(RedisModule_BlockClientOnKeys)(
+                self.0.as_ptr(),
+                Some(guest_reply),
+                Some(guest_timeout),
+                Some(guest_free),
+                timeout_ms,
+                pointers.as_mut_ptr(),
+                numkeys,
+                into_privdata(privdata),
+            )
+        };
+        NonNull::new(client).map(BlockedClient)
+    }
+
+    /// In a reply or timeout callback: the blocked client's private data.
+    pub fn guest_privdata<'a>(self) -> Option<&'a mut GuestPrivdata> {
+        // SAFETY: in a callback of a guest blocked client, the private data is a live
+        // Box<GuestPrivdata> (see `into_privdata`), owned by Redis until `guest_free`.
+        unsafe {
+            api!(RedisModule_GetBlockedClientPrivateData)(self.0.as_ptr())
+                .cast::<GuestPrivdata>()
+                .as_mut()
+        }
+    }
+
+    /// In a reply callback of a client blocked on keys: the key that is ready.
+    pub fn blocked_ready_key(self) -> Option<Vec<u8>> {
+        // SAFETY: valid callback context; the string belongs to Redis.
+        let key = unsafe { api!(RedisModule_GetBlockedClientReadyKey)(self.0.as_ptr()) };
+        (!key.is_null()).then(|| super::string_bytes(key).to_vec())
+    }
+
+    /// In a callback: the blocked client's handle.
+    pub fn blocked_client(self) -> Option<BlockedClient> {
+        // SAFETY: valid callback context.
+        NonNull::new(unsafe { api!(RedisModule_GetBlockedClientHandle)(self.0.as_ptr()) })
+            .map(BlockedClient)
+    }
+
+    /// `RedisModule_SignalKeyAsReady`.
+    pub fn signal_key_as_ready(self, key: &[u8]) {
+        let key = super::OwnedString::new(key);
+        // SAFETY: valid context and string.
+        unsafe { api!(RedisModule_SignalKeyAsReady)(self.0.as_ptr(), key.as_ptr()) };
+    }
+
+    /// `RedisModule_GetCurrentUserName`: the user the context's client runs as.
+    pub fn current_user_name(self) -> Option<Vec<u8>> {
+        // SAFETY: valid command context with a client; the string is freed by OwnedString.
+        let name = unsafe { api!(RedisModule_GetCurrentUserName)(self.0.as_ptr()) };
+        NonNull::new(name).map(|name| super::OwnedString(name).bytes().to_vec())
+    }
+
+    /// Runs `f` with the context's calls made as the ACL user `name` (`RedisModule_SetContextUser`),
+    /// or returns `None` if no such user exists now. Call with Redis's lock held.
+    pub fn as_user<T>(self, name: &[u8], f: impl FnOnce() -> T) -> Option<T> {
+        let name = super::OwnedString::new(name);
+        // SAFETY: the lock is held (the caller's contract); the user is looked up now and
+        // released (only the wrapper: it is not a module user) before the lock is.
+        unsafe {
+            let user = api!(RedisModule_GetModuleUserFromUserName)(name.as_ptr());
+            if user.is_null() {
+                return None;
+            }
+            api!(RedisModule_SetContextUser)(self.0.as_ptr(), user);
+            let result = f();
+            api!(RedisModule_SetContextUser)(self.0.as_ptr(), ptr::null());
+            api!(RedisModule_FreeModuleUser)(user);
+            Some(result)
+        }
     }
 }

@@ -18,6 +18,12 @@ pub struct RawKey(NonNull<raw::RedisModuleKey>);
 // opened them.
 unsafe impl Send for RawKey {}
 
+impl RawKey {
+    pub(super) fn as_ptr(&self) -> *mut raw::RedisModuleKey {
+        self.0.as_ptr()
+    }
+}
+
 impl Drop for RawKey {
     fn drop(&mut self) {
         // SAFETY: we own this open key.

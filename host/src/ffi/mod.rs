@@ -36,12 +36,15 @@ pub(crate) use api;
 
 mod blocking;
 mod call;
+mod datatype;
 mod keys;
 mod rdb;
 mod server;
 pub mod signals;
 
+pub use blocking::{BlockedClient, ThreadSafeCtx};
 pub use call::{CallRefusal, CallReply, ReplyKind};
+pub use datatype::{GuestType, KeyValue, TypeValue, check_type_name, find_type, type_names};
 pub use keys::{MODE_READ, MODE_WRITE, RawKey};
 pub use rdb::{AuxHandlers, Io};
 pub use server::{InfoCtx, NumericConfig, StringConfig};
@@ -536,6 +539,11 @@ command_entry!(wasm_kill_entry, "wasm.kill", crate::commands::wasm_kill);
 command_entry!(wasm_debug_entry, "wasm.debug", crate::commands::wasm_debug);
 command_entry!(wasm_dump_entry, "wasm.dump", crate::commands::wasm_dump);
 command_entry!(
+    wasm_setvalue_entry,
+    "wasm.setvalue",
+    crate::commands::wasm_setvalue
+);
+command_entry!(
     wasm_restore_entry,
     "wasm.restore",
     crate::commands::wasm_restore
@@ -620,6 +628,15 @@ const HOST_COMMANDS: &[(&CStr, RawCommandFn, &CStr, c_int, c_int, c_int, &CStr)]
         0,
         0,
         c"write slow scripting",
+    ),
+    (
+        c"wasm.setvalue",
+        wasm_setvalue_entry,
+        c"write deny-oom",
+        1,
+        1,
+        1,
+        c"write",
     ),
     (
         c"wasm.kill",

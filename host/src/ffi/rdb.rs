@@ -8,7 +8,7 @@ use redis_module::raw;
 use super::{Ctx, OK, catch};
 
 /// The module IO of an aux callback.
-pub struct Io(NonNull<raw::RedisModuleIO>);
+pub struct Io(pub(super) NonNull<raw::RedisModuleIO>);
 
 impl Io {
     pub fn save_unsigned(&self, value: u64) {
@@ -65,6 +65,8 @@ pub struct AuxHandlers {
     /// Whether there is anything to save (Redis 7.2+ then writes no aux record at all).
     pub has_data: fn() -> bool,
     pub save: fn(&Io),
+    /// Writes a record holding nothing (when `save` failed before writing anything).
+    pub save_empty: fn(&Io),
     pub load: fn(&Io, encver: i32) -> bool,
 }
 
@@ -76,8 +78,8 @@ extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, _when: c_int) {
     };
     if catch("saving guests to the RDB", || (handlers.save)(&io)).is_none() {
         // The save handler prepares everything before its first write, so a failure means
-        // nothing was written: record no guests, keeping the RDB readable.
-        io.save_unsigned(0);
+        // nothing was written: record nothing, keeping the RDB readable.
+        (handlers.save_empty)(&io);
     }
 }
 

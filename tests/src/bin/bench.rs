@@ -317,7 +317,9 @@ fn main() {
         .to_owned();
     println!("\nbench guest: {memory}");
 
-    println!("\n| guest | module bytes | compiled code | linear memory | host heap (`used_memory`) | RSS |");
+    println!(
+        "\n| guest | module bytes | compiled code | linear memory | host heap (`used_memory`) | RSS |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     for (name, path) in [("helloworld", guests::HELLOWORLD), ("hello", guests::HELLO)] {
         memory_cost(&mut c, name, path);

@@ -1,6 +1,7 @@
 //! Test guest written against the bare WIT bindings, to break the init rules on purpose.
 //! Its first load argument picks the mistake: `api-version-2`, `no-init-module`, `init-error`,
-//! `init-panic`, `create-before-init`, `reply-in-init`, or `fine`.
+//! `init-panic`, `create-before-init`, `reply-in-init`, `type-clash` (declares `hellotype`),
+//! `bad-type` (a type name of the wrong length), or `fine`.
 
 use redis_wasm_sdk::wit::exports::redis::module::guest::Guest;
 use redis_wasm_sdk::wit::redis::module::{registration, reply};
@@ -27,6 +28,14 @@ impl Guest for Raw {
             "init-error" => Err("ERR the guest refuses to start".into()),
             "init-panic" => panic!("init blew up"),
             "create-before-init" => registration::create_command(&spec).map(|_| ()),
+            "type-clash" => {
+                registration::init_module("raw", 1, 1)?;
+                registration::create_data_type("hellotype", 0).map(|_| ())
+            }
+            "bad-type" => {
+                registration::init_module("raw", 1, 1)?;
+                registration::create_data_type("short", 0).map(|_| ())
+            }
             "reply-in-init" => {
                 registration::init_module("raw", 1, 1)?;
                 reply::reply_with_long_long(1);

@@ -1,0 +1,81 @@
+//! # bpop — a blocking pop on keys, as a guest
+//!
+//! BPOP.BLPOP behaves like Redis's BLPOP: it pops the first element of the first non-empty list
+//! among its keys, or blocks the client until one of them gets an element (Redis signals lists
+//! as ready when they are pushed to) or the timeout passes.
+//!
+//! It shows `Context::block_client_on_keys`: the command runs again in phase `Reply` for each
+//! key that becomes ready, and serves the client by replying — or, when another client was
+//! faster and the list is empty again, replies nothing and keeps waiting.
+//!
+//! Build:  `cargo build -p bpop --target wasm32-wasip2 --profile guest`
+//! Load:   `redis-cli WASM.LOAD $PWD/target/wasm32-wasip2/guest/bpop.wasm`
+//! Call:   `redis-cli BPOP.BLPOP jobs 5` (blocks), then from another client `RPUSH jobs a` →
+//!         the first gets `1) "jobs" 2) "a"`
+
+use redis_wasm_sdk::{
+    BlockedPhase, Context, ListWhere, RedisError, RedisResult, RedisString, RedisValue,
+    redis_module,
+};
+
+/// Pops the head of `key` if it is a non-empty list: `[key, element]`.
+fn pop(ctx: &Context, key: &RedisString) -> Result<Option<RedisValue>, RedisError> {
+    let list = ctx.open_key_writable(key)?;
+    Ok(list.list_pop(ListWhere::Head)?.map(|element| {
+        RedisValue::Array(vec![
+            RedisValue::BulkRedisString(key.clone()),
+            RedisValue::BulkRedisString(element),
+        ])
+    }))
+}
+
+/// BPOP.BLPOP key [key ...] timeout — `timeout` in seconds (decimals allowed, 0 waits forever).
+fn blpop(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    match ctx.blocked_phase() {
+        BlockedPhase::Reply => {
+            let Some(ready) = ctx.blocked_client_ready_key() else {
+                return Ok(RedisValue::NoReply);
+            };
+            // Empty again (another client popped first): keep waiting.
+            return Ok(pop(ctx, &ready)?.unwrap_or(RedisValue::NoReply));
+        }
+        BlockedPhase::Timeout => {
+            ctx.reply_with_null_array();
+            return Ok(RedisValue::NoReply);
+        }
+        _ => {}
+    }
+    if args.len() < 3 {
+        return Err(RedisError::WrongArity);
+    }
+    let seconds = args[args.len() - 1]
+        .parse_float()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .ok_or(RedisError::Str(
+            "ERR timeout is not a float or out of range",
+        ))?;
+    let keys = &args[1..args.len() - 1];
+    for key in keys {
+        if let Some(popped) = pop(ctx, key)? {
+            return Ok(popped);
+        }
+    }
+    let timeout_ms = (seconds * 1000.0).ceil() as i64;
+    match ctx.block_client_on_keys(keys, timeout_ms, &[]) {
+        Ok(_) => Ok(RedisValue::NoReply),
+        // Where a client cannot block (MULTI, scripts), answer as if the timeout passed.
+        Err(_) => {
+            ctx.reply_with_null_array();
+            Ok(RedisValue::NoReply)
+        }
+    }
+}
+
+redis_module! {
+    name: "bpop",
+    version: 1,
+    commands: [
+        ["bpop.blpop", blpop, "write", 1, -2, 1],
+    ],
+}

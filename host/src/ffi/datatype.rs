@@ -1,0 +1,330 @@
+//! Guest data types: Redis module types whose values the host owns as bytes.
+//!
+//! A guest declares a type by name; the host registers it with Redis (`RedisModule_CreateDataType`)
+//! once, and every value of it is a [`TypeValue`]: the guest's encoding version and the bytes the
+//! guest stored. The type callbacks (RDB load and save, AOF rewrite, digest, memory usage, free,
+//! copy) are the host's and work on those bytes, so values never depend on a guest instance —
+//! they survive traps, restarts, `WASM.UNLOAD` and upgrades, and persist even while no guest
+//! owns the type. See `docs/data-types.md`.
+
+use std::ffi::{CString, c_char, c_int, c_void};
+use std::ptr::{self, NonNull};
+use std::sync::Mutex;
+
+use redis_module::raw;
+
+use super::keys::RawKey;
+use super::rdb::Io;
+use super::{Ctx, OK, catch};
+
+/// The envelope version the host writes for every value (Redis's `encver` of the type). The
+/// guest's own encoding version travels inside it.
+const ENVELOPE_VERSION: c_int = 0;
+
+/// A registered guest data type. Registered types live as long as the server.
+#[derive(Debug)]
+pub struct GuestType {
+    pub name: String,
+    ptr: NonNull<raw::RedisModuleType>,
+}
+
+// SAFETY: the type pointer is only passed to Redis under its global lock; Redis never frees it
+// while the module is loaded.
+unsafe impl Send for GuestType {}
+// SAFETY: as above; the struct is read-only after registration.
+unsafe impl Sync for GuestType {}
+
+/// The value of a key of a guest type.
+#[derive(Clone, Debug)]
+pub struct TypeValue {
+    pub ty: &'static GuestType,
+    /// The guest's encoding version when it stored `data`.
+    pub encver: i32,
+    pub data: Vec<u8>,
+}
+
+/// Every type registered in this server's life, in registration order.
+static TYPES: Mutex<Vec<&'static GuestType>> = Mutex::new(Vec::new());
+
+fn types() -> std::sync::MutexGuard<'static, Vec<&'static GuestType>> {
+    TYPES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The registered type of this name.
+pub fn find_type(name: &str) -> Option<&'static GuestType> {
+    types().iter().copied().find(|t| t.name == name)
+}
+
+/// The names of every registered type, in registration order.
+pub fn type_names() -> Vec<String> {
+    types().iter().map(|t| t.name.clone()).collect()
+}
+
+/// Whether `name` can name a Redis module type: exactly 9 characters of `A-Z a-z 0-9 - _`.
+pub fn check_type_name(name: &str) -> Result<(), String> {
+    if name.len() != 9
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "data type name '{name}' must be exactly 9 characters of A-Z, a-z, 0-9, '-' and '_'"
+        ));
+    }
+    Ok(())
+}
+
+/// The value behind a module-type pointer of one of our types.
+///
+/// # Safety
+/// `value` must be a pointer this module returned for one of its guest types.
+unsafe fn value_ref<'a>(value: *mut c_void) -> Option<&'a mut TypeValue> {
+    // SAFETY: per the contract, a live Box<TypeValue> we leaked.
+    unsafe { value.cast::<TypeValue>().as_mut() }
+}
+
+extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
+    let Some(io) = NonNull::new(rdb).map(Io) else {
+        return ptr::null_mut();
+    };
+    let loaded = catch("loading a guest data type value", || {
+        if encver != ENVELOPE_VERSION {
+            return None;
+        }
+        // All guest types share these callbacks: the envelope names the type.
+        let name = io.load_bytes()?;
+        let ty = types()
+            .iter()
+            .copied()
+            .find(|t| t.name.as_bytes() == name.as_slice())?;
+        let guest_encver = i32::try_from(io.load_unsigned()?).ok()?;
+        let data = io.load_bytes()?;
+        Some(TypeValue {
+            ty,
+            encver: guest_encver,
+            data,
+        })
+    })
+    .flatten();
+    match loaded {
+        Some(value) => Box::into_raw(Box::new(value)).cast(),
+        None => ptr::null_mut(),
+    }
+}
+
+extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
+    let Some(io) = NonNull::new(rdb).map(Io) else {
+        return;
+    };
+    catch("saving a guest data type value", || {
+        // SAFETY: Redis passes a value of this type.
+        if let Some(value) = unsafe { value_ref(value) } {
+            io.save_bytes(value.ty.name.as_bytes());
+            io.save_unsigned(value.encver as u64);
+            io.save_bytes(&value.data);
+        }
+    });
+}
+
+extern "C" fn aof_rewrite(
+    aof: *mut raw::RedisModuleIO,
+    key: *mut raw::RedisModuleString,
+    value: *mut c_void,
+) {
+    catch("rewriting a guest data type value to the AOF", || {
+        // SAFETY: Redis passes a value of this type.
+        let Some(value) = (unsafe { value_ref(value) }) else {
+            return;
+        };
+        let encver = i64::from(value.encver);
+        let name = CString::new(value.ty.name.as_str()).unwrap_or_default();
+        // SAFETY: valid AOF IO and key string; format "sclb": the key, the type name, the
+        // encoding version and the bytes, all alive for the call. The emitted command is the
+        // one that restores a value (see `commands::wasm_setvalue`).
+        unsafe {
+            api!(RedisModule_EmitAOF)(
+                aof,
+                c"WASM.SETVALUE".as_ptr(),
+                c"sclb".as_ptr(),
+                key,
+                name.as_ptr(),
+                encver,
+                value.data.as_ptr().cast::<c_char>(),
+                value.data.len(),
+            )
+        };
+    });
+}
+
+extern "C" fn mem_usage(value: *const c_void) -> usize {
+    // SAFETY: Redis passes a value of this type.
+    match unsafe { value.cast::<TypeValue>().as_ref() } {
+        Some(v) => std::mem::size_of::<TypeValue>() + v.data.capacity(),
+        None => 0,
+    }
+}
+
+extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
+    catch("digesting a guest data type value", || {
+        // SAFETY: Redis passes a value of this type and a live digest.
+        unsafe {
+            let Some(value) = value_ref(value) else {
+                return;
+            };
+            api!(RedisModule_DigestAddLongLong)(md, i64::from(value.encver));
+            api!(RedisModule_DigestAddStringBuffer)(
+                md,
+                value.data.as_ptr().cast::<c_char>(),
+                value.data.len(),
+            );
+            api!(RedisModule_DigestEndSequence)(md);
+        }
+    });
+}
+
+extern "C" fn free(value: *mut c_void) {
+    if !value.is_null() {
+        catch("freeing a guest data type value", || {
+            // SAFETY: a Box<TypeValue> this module leaked; Redis frees each value once.
+            drop(unsafe { Box::from_raw(value.cast::<TypeValue>()) })
+        });
+    }
+}
+
+extern "C" fn copy(
+    _from: *mut raw::RedisModuleString,
+    _to: *mut raw::RedisModuleString,
+    value: *const c_void,
+) -> *mut c_void {
+    let copied = catch("copying a guest data type value", || {
+        // SAFETY: Redis passes a value of this type.
+        unsafe { value.cast::<TypeValue>().as_ref() }.cloned()
+    })
+    .flatten();
+    match copied {
+        Some(v) => Box::into_raw(Box::new(v)).cast(),
+        None => ptr::null_mut(),
+    }
+}
+
+impl Ctx {
+    /// The type of this name, registering it with Redis if needed. Redis 7.0 accepts new types
+    /// at any time; 7.2+ only while the module loads (`OnLoad`), which is why types can be
+    /// reserved with the `TYPE` module argument.
+    pub fn register_guest_type(self, name: &str) -> Result<&'static GuestType, String> {
+        check_type_name(name)?;
+        let mut registered = types();
+        if let Some(ty) = registered.iter().copied().find(|t| t.name == name) {
+            return Ok(ty);
+        }
+        let mut methods = raw::RedisModuleTypeMethods {
+            version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
+            rdb_load: Some(rdb_load),
+            rdb_save: Some(rdb_save),
+            aof_rewrite: Some(aof_rewrite),
+            mem_usage: Some(mem_usage),
+            digest: Some(digest),
+            free: Some(free),
+            aux_load: None,
+            aux_save: None,
+            aux_save_triggers: 0,
+            free_effort: None,
+            unlink: None,
+            copy: Some(copy),
+            defrag: None,
+            mem_usage2: None,
+            free_effort2: None,
+            unlink2: None,
+            copy2: None,
+            aux_save2: None,
+        };
+        let c_name = CString::new(name).map_err(|_| "a type name cannot contain NUL".to_owned())?;
+        // SAFETY: valid context of this module; Redis copies the methods and the name.
+        let ptr = unsafe {
+            api!(RedisModule_CreateDataType)(
+                self.0.as_ptr(),
+                c_name.as_ptr(),
+                ENVELOPE_VERSION,
+                &mut methods,
+            )
+        };
+        let ptr = NonNull::new(ptr).ok_or_else(|| {
+            format!(
+                "Redis refused to register data type '{name}' (another module owns the name, or \
+                 this Redis only accepts types while the host loads: reserve it with the module \
+                 argument TYPE {name})"
+            )
+        })?;
+        let ty: &'static GuestType = Box::leak(Box::new(GuestType {
+            name: name.to_owned(),
+            ptr,
+        }));
+        registered.push(ty);
+        Ok(ty)
+    }
+}
+
+/// What a key holds, seen as a guest type value.
+pub enum KeyValue<'k> {
+    Empty,
+    /// A value of one of the guest types.
+    Guest(&'k mut TypeValue),
+    /// Something else: another type, or another module's value.
+    Other,
+}
+
+impl RawKey {
+    /// The key's value as a guest type value.
+    pub fn guest_value(&mut self) -> KeyValue<'_> {
+        match self.key_type() {
+            raw::REDISMODULE_KEYTYPE_EMPTY => return KeyValue::Empty,
+            raw::REDISMODULE_KEYTYPE_MODULE => {}
+            _ => return KeyValue::Other,
+        }
+        // SAFETY: an open key holding a module value.
+        let ty = unsafe { api!(RedisModule_ModuleTypeGetType)(self.as_ptr()) };
+        if !types().iter().any(|t| t.ptr.as_ptr() == ty) {
+            return KeyValue::Other;
+        }
+        // SAFETY: the value of one of our types is a Box<TypeValue> we own, alive while the key
+        // is open and unchanged; the borrow is tied to `self`.
+        match unsafe { value_ref(api!(RedisModule_ModuleTypeGetValue)(self.as_ptr())) } {
+            Some(value) => KeyValue::Guest(value),
+            None => KeyValue::Other,
+        }
+    }
+
+    /// The guest type name of the key's value (`None` for anything else).
+    pub fn guest_type_name(&mut self) -> Option<String> {
+        match self.guest_value() {
+            KeyValue::Guest(value) => Some(value.ty.name.clone()),
+            _ => None,
+        }
+    }
+
+    /// Stores `value` in the key (open for writing): in place when the key already holds a
+    /// value of the same type (keeping its expire, as a C module changing its value does),
+    /// otherwise replacing whatever the key held (`RedisModule_ModuleTypeSetValue`).
+    pub fn set_guest_value(&mut self, value: TypeValue) -> bool {
+        if let KeyValue::Guest(current) = self.guest_value()
+            && std::ptr::eq(current.ty, value.ty)
+        {
+            *current = value;
+            return true;
+        }
+        let ty = value.ty.ptr.as_ptr();
+        let boxed = Box::into_raw(Box::new(value));
+        // SAFETY: an open key (Redis checks the write mode) and a value Redis then owns and
+        // frees with `free`.
+        let status =
+            unsafe { api!(RedisModule_ModuleTypeSetValue)(self.as_ptr(), ty, boxed.cast()) };
+        if status != OK {
+            // SAFETY: Redis did not take the value.
+            drop(unsafe { Box::from_raw(boxed) });
+            return false;
+        }
+        true
+    }
+}

@@ -1,0 +1,275 @@
+//! Blocking commands: the helloblock port (Redis's `src/modules/helloblock.c`), a blocking pop
+//! on keys (`examples/bpop`) and HELLOTYPE.BRANGE — with several clients, timeouts,
+//! disconnections, unloads, replication, and other clients served all along.
+
+use std::time::{Duration, Instant};
+
+use redis_wasm_tests::{Client, Reply, Server, ServerOptions, guests};
+
+fn blocking_server() -> Server {
+    Server::start_with(ServerOptions {
+        module_args: vec![
+            "LOAD".into(),
+            guests::HELLOBLOCK.into(),
+            "LOAD".into(),
+            guests::BPOP.into(),
+            "LOAD".into(),
+            guests::HELLOTYPE.into(),
+        ],
+        ..Default::default()
+    })
+}
+
+/// Sends a command without waiting for its reply.
+fn send(c: &mut Client, args: &[&str]) {
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    c.send(&args);
+}
+
+fn info_field(server: &Server, field: &str) -> i64 {
+    server
+        .client()
+        .cmd(&["INFO", "wasm"])
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("wasm_{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("wasm_{field} in INFO"))
+}
+
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The slowest of 20 PINGs from another client.
+fn slowest_ping(server: &Server) -> Duration {
+    let mut c = server.client();
+    (0..20)
+        .map(|_| {
+            let started = Instant::now();
+            assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+            std::thread::sleep(Duration::from_millis(5));
+            started.elapsed()
+        })
+        .max()
+        .unwrap()
+}
+
+#[test]
+fn hello_block_replies_from_a_background_job_while_others_are_served() {
+    let server = blocking_server();
+    let mut clients: Vec<Client> = (0..4).map(|_| server.client()).collect();
+    let started = Instant::now();
+    for c in &mut clients {
+        send(c, &["HELLO.BLOCK", "1", "5000"]);
+    }
+    // Four background jobs sleep in parallel; the main thread keeps answering.
+    assert!(slowest_ping(&server) < Duration::from_millis(200));
+    wait_until("the jobs run", || {
+        info_field(&server, "background_jobs") > 0
+    });
+    for c in &mut clients {
+        let reply = c.read();
+        assert!(reply.int() >= 0, "a random number: {reply:?}");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(3000),
+        "four one-second jobs in parallel took {took:?}"
+    );
+    wait_until("the jobs end", || {
+        info_field(&server, "background_jobs") == 0
+    });
+    assert_eq!(info_field(&server, "blocked_clients"), 0);
+}
+
+#[test]
+fn hello_block_times_out_and_a_late_job_is_dropped() {
+    let server = blocking_server();
+    let mut c = server.client();
+    let started = Instant::now();
+    assert_eq!(
+        c.cmd(&["HELLO.BLOCK", "2", "300"]),
+        Reply::Status("Request timedout".into())
+    );
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    // The cancelled job ends without touching the (released) client.
+    wait_until("the job ends", || {
+        info_field(&server, "background_jobs") == 0
+    });
+    assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+    assert_eq!(
+        c.cmd(&["HELLO.BLOCK", "x", "1"]).error(),
+        "ERR invalid count"
+    );
+    assert_eq!(
+        c.cmd(&["HELLO.BLOCK", "1"]).error(),
+        "ERR wrong number of arguments for 'hello.block' command"
+    );
+}
+
+#[test]
+fn hello_keys_scans_in_the_background() {
+    let server = blocking_server();
+    let mut c = server.client();
+    for i in 0..300 {
+        c.cmd(&["SET", &format!("key:{i}"), "v"]);
+    }
+    let mut keys: Vec<String> = c
+        .cmd(&["HELLO.KEYS"])
+        .array()
+        .iter()
+        .map(Reply::text)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 300);
+    assert!(keys.contains(&"key:42".to_owned()));
+}
+
+#[test]
+fn a_disconnected_blocked_client_is_cleaned_up() {
+    let server = blocking_server();
+    {
+        let mut gone = server.client();
+        send(&mut gone, &["HELLO.BLOCK", "30", "0"]);
+        let mut gone_too = server.client();
+        send(&mut gone_too, &["BPOP.BLPOP", "nothing", "0"]);
+        wait_until("both block", || info_field(&server, "blocked_clients") == 2);
+    }
+    // The job is cancelled at its next tick; both handles are released.
+    wait_until("the handles are released", || {
+        info_field(&server, "blocked_clients") == 0
+    });
+    wait_until("the job is cancelled", || {
+        info_field(&server, "background_jobs") == 0
+    });
+    let mut c = server.client();
+    c.cmd(&["RPUSH", "nothing", "a"]);
+    assert_eq!(
+        c.cmd(&["LLEN", "nothing"]),
+        Reply::Int(1),
+        "nobody popped it"
+    );
+}
+
+#[test]
+fn blocking_pop_serves_waiters_in_order() {
+    let server = blocking_server();
+    let mut first = server.client();
+    let mut second = server.client();
+    send(&mut first, &["BPOP.BLPOP", "a", "b", "5"]);
+    wait_until("the first blocks", || {
+        info_field(&server, "blocked_clients") == 1
+    });
+    send(&mut second, &["BPOP.BLPOP", "b", "5"]);
+    wait_until("the second blocks", || {
+        info_field(&server, "blocked_clients") == 2
+    });
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["RPUSH", "b", "x", "y"]), Reply::Int(2));
+    let pair = |k: &str, v: &str| Reply::Array(vec![Reply::Bulk(k.into()), Reply::Bulk(v.into())]);
+    assert_eq!(first.read(), pair("b", "x"));
+    assert_eq!(second.read(), pair("b", "y"));
+    assert_eq!(c.cmd(&["EXISTS", "b"]), Reply::Int(0));
+    // Served at once when a list has elements; a timeout answers a null array.
+    c.cmd(&["RPUSH", "a", "now"]);
+    assert_eq!(c.cmd(&["BPOP.BLPOP", "a", "1"]), pair("a", "now"));
+    let started = Instant::now();
+    assert_eq!(c.cmd_raw(&["BPOP.BLPOP", "a", "0.2"]), b"*-1\r\n");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    // Where a client cannot block (MULTI, a script), it answers as a timeout would.
+    c.cmd(&["MULTI"]);
+    c.cmd(&["BPOP.BLPOP", "a", "0"]);
+    assert_eq!(c.cmd(&["EXEC"]), Reply::Array(vec![Reply::Nil]));
+    assert!(
+        c.cmd(&["EVAL", "return redis.call('hello.block', '1', '100')", "0"])
+            .error()
+            .contains("cannot be blocked from a script")
+    );
+}
+
+#[test]
+fn hellotype_brange_blocks_until_the_key_gets_a_value() {
+    let server = blocking_server();
+    let mut waiting = server.client();
+    send(&mut waiting, &["HELLOTYPE.BRANGE", "t", "0", "5", "5000"]);
+    wait_until("it blocks", || info_field(&server, "blocked_clients") == 1);
+    // A list push on another key does not wake it; an insert into the key does.
+    let mut c = server.client();
+    c.cmd(&["RPUSH", "unrelated", "x"]);
+    assert_eq!(c.cmd(&["HELLOTYPE.INSERT", "t", "9"]), Reply::Int(1));
+    assert_eq!(waiting.read(), Reply::Array(vec![Reply::Int(9)]));
+    // Served at once when the key has a value; a timeout answers as the C module does.
+    assert_eq!(
+        c.cmd(&["HELLOTYPE.BRANGE", "t", "0", "5", "100"]),
+        Reply::Array(vec![Reply::Int(9)])
+    );
+    assert_eq!(
+        c.cmd(&["HELLOTYPE.BRANGE", "empty", "0", "5", "100"]),
+        Reply::Status("Request timedout".into())
+    );
+    assert_eq!(
+        c.cmd(&["HELLOTYPE.BRANGE", "t", "0", "5", "soon"]).error(),
+        "ERR invalid timeout parameter"
+    );
+}
+
+#[test]
+fn unloading_a_guest_answers_its_blocked_clients() {
+    let server = blocking_server();
+    let mut on_keys = server.client();
+    send(&mut on_keys, &["BPOP.BLPOP", "q", "0"]);
+    let mut in_job = server.client();
+    send(&mut in_job, &["HELLO.BLOCK", "30", "0"]);
+    wait_until("both block", || info_field(&server, "blocked_clients") == 2);
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["WASM.UNLOAD", "bpop"]), Reply::Status("OK".into()));
+    assert!(
+        on_keys
+            .read()
+            .error()
+            .contains("guest 'bpop' was unloaded or replaced"),
+    );
+    assert_eq!(
+        c.cmd(&["WASM.UNLOAD", "helloblock"]),
+        Reply::Status("OK".into())
+    );
+    assert!(
+        in_job
+            .read()
+            .error()
+            .contains("guest 'helloblock' was unloaded or replaced"),
+    );
+    wait_until("everything is released", || {
+        info_field(&server, "blocked_clients") == 0 && info_field(&server, "background_jobs") == 0
+    });
+}
+
+#[test]
+fn writes_made_serving_a_blocked_client_reach_the_replica() {
+    let master = blocking_server();
+    let replica = Server::start();
+    replica.replicate_from(&master);
+    let mut waiter = master.client();
+    send(&mut waiter, &["BPOP.BLPOP", "jobs", "5"]);
+    wait_until("it blocks", || info_field(&master, "blocked_clients") == 1);
+    let mut c = master.client();
+    c.cmd(&["RPUSH", "jobs", "one", "two"]);
+    assert_eq!(
+        waiter.read(),
+        Reply::Array(vec![
+            Reply::Bulk(b"jobs".to_vec()),
+            Reply::Bulk(b"one".to_vec())
+        ])
+    );
+    master.assert_same_dataset(&replica);
+    assert_eq!(
+        replica.client().cmd(&["LRANGE", "jobs", "0", "-1"]),
+        Reply::Array(vec![Reply::Bulk(b"two".to_vec())])
+    );
+}

@@ -1,0 +1,285 @@
+//! Guest data types, proven by the hellotype port (Redis's `src/modules/hellotype.c`): values in
+//! keys, `TYPE`, `MEMORY USAGE`, `DEBUG DIGEST`, RDB, `DEBUG RELOAD`, AOF and its rewrite,
+//! replication, and values that outlive their guest.
+
+use std::time::{Duration, Instant};
+
+use redis_wasm_tests::{Reply, Server, ServerOptions, guests};
+
+fn ints(values: &[i64]) -> Reply {
+    Reply::Array(values.iter().map(|v| Reply::Int(*v)).collect())
+}
+
+fn hellotype_server(config: Vec<(String, String)>) -> Server {
+    Server::start_with(ServerOptions {
+        module_args: vec!["LOAD".into(), guests::HELLOTYPE.into()],
+        config,
+        ..Default::default()
+    })
+}
+
+/// Fills `k` with 10, 5, 7 and `other` with 1..=20.
+fn fill(server: &Server) {
+    let mut c = server.client();
+    for v in ["10", "5", "7"] {
+        c.cmd(&["HELLOTYPE.INSERT", "k", v]);
+    }
+    for v in 1..=20 {
+        c.cmd(&["HELLOTYPE.INSERT", "other", &v.to_string()]);
+    }
+}
+
+fn check_filled(server: &Server) {
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["TYPE", "k"]), Reply::Status("hellotype".into()));
+    assert_eq!(
+        c.cmd(&["HELLOTYPE.RANGE", "k", "0", "10"]),
+        ints(&[5, 7, 10])
+    );
+    assert_eq!(c.cmd(&["HELLOTYPE.LEN", "other"]), Reply::Int(20));
+}
+
+fn wait_aof_rewrite(server: &Server) {
+    let mut c = server.client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c
+        .cmd(&["INFO", "persistence"])
+        .text()
+        .contains("aof_rewrite_in_progress:1")
+    {
+        assert!(Instant::now() < deadline, "the AOF rewrite did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+#[test]
+fn hellotype_replies_as_the_c_module_does() {
+    let server = hellotype_server(vec![]);
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["HELLOTYPE.INSERT", "k", "10"]), Reply::Int(1));
+    assert_eq!(c.cmd(&["HELLOTYPE.INSERT", "k", "-5"]), Reply::Int(2));
+    assert_eq!(c.cmd(&["HELLOTYPE.INSERT", "k", "7"]), Reply::Int(3));
+    assert_eq!(c.cmd(&["HELLOTYPE.INSERT", "k", "7"]), Reply::Int(4));
+    assert_eq!(c.cmd(&["TYPE", "k"]), Reply::Status("hellotype".into()));
+    assert_eq!(
+        c.cmd(&["HELLOTYPE.RANGE", "k", "0", "10"]),
+        ints(&[-5, 7, 7, 10])
+    );
+    // Like the C module, `first` is parsed but the range starts at the first element.
+    assert_eq!(c.cmd(&["HELLOTYPE.RANGE", "k", "2", "2"]), ints(&[-5, 7]));
+    assert_eq!(c.cmd(&["HELLOTYPE.RANGE", "missing", "0", "3"]), ints(&[]));
+    assert_eq!(c.cmd(&["HELLOTYPE.LEN", "k"]), Reply::Int(4));
+    assert_eq!(c.cmd(&["HELLOTYPE.LEN", "missing"]), Reply::Int(0));
+    // The C module's errors.
+    assert_eq!(
+        c.cmd(&["HELLOTYPE.INSERT", "k", "x"]).error(),
+        "ERR invalid value: must be a signed 64 bit integer"
+    );
+    assert_eq!(
+        c.cmd(&["HELLOTYPE.RANGE", "k", "0", "-1"]).error(),
+        "ERR invalid first or count parameters"
+    );
+    assert_eq!(
+        c.cmd(&["HELLOTYPE.RANGE", "k", "a", "1"]).error(),
+        "ERR invalid first or count parameters"
+    );
+    assert_eq!(
+        c.cmd(&["HELLOTYPE.LEN"]).error(),
+        "ERR wrong number of arguments for 'hellotype.len' command"
+    );
+    // Types do not mix, both ways.
+    c.cmd(&["SET", "s", "x"]);
+    assert!(
+        c.cmd(&["HELLOTYPE.INSERT", "s", "1"])
+            .error()
+            .starts_with("WRONGTYPE")
+    );
+    assert!(
+        c.cmd(&["HELLOTYPE.LEN", "s"])
+            .error()
+            .starts_with("WRONGTYPE")
+    );
+    assert!(c.cmd(&["GET", "k"]).error().starts_with("WRONGTYPE"));
+    assert!(c.cmd(&["LPUSH", "k", "x"]).error().starts_with("WRONGTYPE"));
+    // MEMORY USAGE, DEBUG DIGEST-VALUE, COPY, DEL work on the values.
+    assert!(c.cmd(&["MEMORY", "USAGE", "k"]).int() > 32);
+    let digest = c.cmd(&["DEBUG", "DIGEST-VALUE", "k"]);
+    assert_eq!(c.cmd(&["COPY", "k", "k2"]), Reply::Int(1));
+    assert_eq!(c.cmd(&["DEBUG", "DIGEST-VALUE", "k2"]), digest);
+    c.cmd(&["HELLOTYPE.INSERT", "k2", "100"]);
+    assert_ne!(c.cmd(&["DEBUG", "DIGEST-VALUE", "k2"]), digest);
+    assert_eq!(c.cmd(&["HELLOTYPE.LEN", "k"]), Reply::Int(4));
+    assert_eq!(c.cmd(&["DEL", "k2"]), Reply::Int(1));
+    // Changing a value keeps the key's expire (as changing a C module's value in place does).
+    c.cmd(&["EXPIRE", "k", "1000"]);
+    c.cmd(&["HELLOTYPE.INSERT", "k", "1"]);
+    assert!(c.cmd(&["TTL", "k"]).int() > 900);
+    // WASM.LIST shows the type.
+    let list = c.cmd(&["WASM.LIST", "hellotype"]);
+    let types = list.array()[0].field("data-types").array();
+    assert_eq!(types.len(), 1);
+    assert_eq!(types[0].field("name").text(), "hellotype");
+    assert_eq!(types[0].field("encoding-version").int(), 0);
+}
+
+#[test]
+fn values_survive_rdb_debug_reload_and_a_restart() {
+    let mut server = hellotype_server(vec![]);
+    fill(&server);
+    let digest = server.digest();
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["DEBUG", "RELOAD"]), Reply::Status("OK".into()));
+    assert_eq!(server.digest(), digest);
+    check_filled(&server);
+    assert_eq!(c.cmd(&["SAVE"]), Reply::Status("OK".into()));
+    server.restart().expect("restart from the RDB");
+    assert_eq!(server.digest(), digest);
+    check_filled(&server);
+}
+
+#[test]
+fn values_survive_the_aof_and_its_rewrite() {
+    let mut server = hellotype_server(vec![("appendonly".into(), "yes".into())]);
+    fill(&server);
+    let digest = server.digest();
+    server.restart().expect("restart from the AOF");
+    assert_eq!(server.digest(), digest);
+    check_filled(&server);
+    // A rewrite emits each value as WASM.SETVALUE; with and without the RDB preamble.
+    for preamble in ["yes", "no"] {
+        let mut c = server.client();
+        c.cmd(&["CONFIG", "SET", "aof-use-rdb-preamble", preamble]);
+        assert_eq!(
+            c.cmd(&["BGREWRITEAOF"]).text(),
+            "Background append only file rewriting started"
+        );
+        wait_aof_rewrite(&server);
+        let restarted = ServerOptions {
+            module_args: vec!["LOAD".into(), guests::HELLOTYPE.into()],
+            config: vec![
+                ("appendonly".into(), "yes".into()),
+                ("aof-use-rdb-preamble".into(), preamble.into()),
+            ],
+            ..Default::default()
+        };
+        server
+            .restart_with(restarted)
+            .unwrap_or_else(|log| panic!("restart after a rewrite (preamble {preamble}): {log}"));
+        assert_eq!(
+            server.digest(),
+            digest,
+            "after a rewrite, preamble {preamble}"
+        );
+        check_filled(&server);
+    }
+}
+
+#[test]
+fn values_reach_a_replica_by_full_sync_and_by_replication() {
+    let master = hellotype_server(vec![]);
+    fill(&master);
+    let replica = Server::start();
+    replica.replicate_from(&master);
+    master.assert_same_dataset(&replica);
+    check_filled(&replica);
+    let mut c = master.client();
+    for v in [3, 1, 2] {
+        c.cmd(&["HELLOTYPE.INSERT", "later", &v.to_string()]);
+    }
+    c.cmd(&["EXPIRE", "later", "500"]);
+    master.assert_same_dataset(&replica);
+    assert_eq!(
+        replica
+            .client()
+            .cmd(&["HELLOTYPE.RANGE", "later", "0", "9"]),
+        ints(&[1, 2, 3])
+    );
+    assert_eq!(
+        replica.client().cmd(&["DEBUG", "DIGEST-VALUE", "later"]),
+        c.cmd(&["DEBUG", "DIGEST-VALUE", "later"])
+    );
+}
+
+#[test]
+fn values_outlive_their_guest() {
+    let mut server = hellotype_server(vec![]);
+    fill(&server);
+    let digest = server.digest();
+    let mut c = server.client();
+    assert_eq!(
+        c.cmd(&["WASM.UNLOAD", "hellotype"]),
+        Reply::Status("OK".into())
+    );
+    // The keys stay, with their type; Redis still saves, digests and measures them.
+    assert_eq!(c.cmd(&["TYPE", "k"]), Reply::Status("hellotype".into()));
+    assert_eq!(server.digest(), digest);
+    assert!(c.cmd(&["MEMORY", "USAGE", "k"]).int() > 0);
+    assert_eq!(c.cmd(&["SAVE"]), Reply::Status("OK".into()));
+    // Restarted without the guest: the RDB's guest record re-registers the type before the keys.
+    server
+        .restart_with(ServerOptions::default())
+        .expect("an RDB with values of a type no guest owns loads");
+    assert_eq!(server.digest(), digest);
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["TYPE", "other"]), Reply::Status("hellotype".into()));
+    // Loading the guest again gives it its values back.
+    assert!(!c.cmd(&["WASM.LOAD", guests::HELLOTYPE]).is_error());
+    check_filled(&server);
+}
+
+#[test]
+fn a_type_belongs_to_one_guest_and_names_are_checked() {
+    let server = hellotype_server(vec![]);
+    let mut c = server.client();
+    let clash = c.cmd(&["WASM.LOAD", guests::RAW_GUEST, "ARGS", "type-clash"]);
+    assert!(
+        clash
+            .error()
+            .contains("data type 'hellotype' belongs to guest 'hellotype'"),
+        "{clash:?}"
+    );
+    let bad = c.cmd(&["WASM.LOAD", guests::RAW_GUEST, "ARGS", "bad-type"]);
+    assert!(bad.error().contains("exactly 9 characters"), "{bad:?}");
+    // Once the owner is unloaded, another guest may take the type over.
+    c.cmd(&["WASM.UNLOAD", "hellotype"]);
+    assert!(
+        !c.cmd(&["WASM.LOAD", guests::RAW_GUEST, "ARGS", "type-clash"])
+            .is_error()
+    );
+}
+
+#[test]
+fn reserved_types_and_wasm_setvalue() {
+    let mut server = Server::with_module_args(&["TYPE", "mytype123"]);
+    let mut c = server.client();
+    assert_eq!(
+        c.cmd(&["WASM.SETVALUE", "v", "mytype123", "3", "payload"]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(c.cmd(&["TYPE", "v"]), Reply::Status("mytype123".into()));
+    assert!(
+        c.cmd(&["WASM.SETVALUE", "v", "bad", "0", "x"])
+            .error()
+            .contains("exactly 9 characters")
+    );
+    assert!(
+        c.cmd(&["WASM.SETVALUE", "v", "mytype123", "-1", "x"])
+            .error()
+            .contains("encoding version")
+    );
+    assert!(
+        c.cmd(&["WASM.SETVALUE", "v", "mytype123"])
+            .error()
+            .contains("wrong number of arguments")
+    );
+    let digest = server.digest();
+    c.cmd(&["SAVE"]);
+    server
+        .restart_with(ServerOptions::default())
+        .expect("restart without the TYPE argument");
+    assert_eq!(server.digest(), digest);
+    // A bad reservation stops the host from loading, with the reason in the log.
+    let log = redis_wasm_tests::start_expecting_failure(&["TYPE", "toolong1234"]);
+    assert!(log.contains("exactly 9 characters"), "{log}");
+}
