@@ -33,6 +33,8 @@ kills=0
         sleep 0.2
         redis-cli -p "$port" WASM.KILL >/dev/null 2>&1 || true
         wait
+        # Commands arriving while the loop runs get -BUSY: leave the server to the load a while.
+        sleep 1
     done
 ) &
 killer=$!

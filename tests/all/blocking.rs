@@ -273,3 +273,54 @@ fn writes_made_serving_a_blocked_client_reach_the_replica() {
         Reply::Array(vec![Reply::Bulk(b"two".to_vec())])
     );
 }
+
+#[test]
+fn unblock_abort_and_mistakes_around_a_block() {
+    let server = Server::with_module_args(&["LOAD", guests::API_GUEST]);
+    let (mut a, mut b) = (server.client(), server.client());
+    send(&mut a, &["API.WAIT", "plain"]);
+    send(&mut b, &["API.WAIT", "plain", "5000"]);
+    wait_until("both block", || info_field(&server, "blocked_clients") == 2);
+    // Another command of the guest unblocks them with private data.
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["API.WAKE", "hi"]), Reply::Int(2));
+    assert_eq!(a.read(), Reply::Bulk(b"hi".to_vec()));
+    assert_eq!(b.read(), Reply::Bulk(b"hi".to_vec()));
+    // A timed-out client cannot be unblocked any more.
+    assert_eq!(
+        c.cmd(&["API.WAIT", "plain", "100"]),
+        Reply::Status("timed out".into())
+    );
+    assert_eq!(c.cmd(&["API.WAKE", "late"]), Reply::Int(0));
+    // Aborting lets the command reply; a reply after blocking goes through the block.
+    assert_eq!(
+        c.cmd(&["API.WAIT", "abort"]),
+        Reply::Status("aborted".into())
+    );
+    assert_eq!(
+        c.cmd(&["API.WAIT", "replythen"]),
+        Reply::Status("anyway".into())
+    );
+    assert!(
+        c.cmd(&["API.WAIT", "twice"])
+            .text()
+            .contains("already blocked its client")
+    );
+    // A trap after blocking answers the blocked client with the error.
+    assert!(
+        c.cmd(&["API.WAIT", "trap"])
+            .error()
+            .contains("panicked: trapped after blocking")
+    );
+    // A background job reads through call, but cannot write or open keys.
+    let job = c.cmd(&["API.WAIT", "bgwrite"]);
+    let job: Vec<String> = job.array().iter().map(Reply::text).collect();
+    assert!(job[0].contains("write command 'set'"), "{job:?}");
+    assert!(job[1].contains("background job"), "{job:?}");
+    assert_eq!(job[2], "PONG");
+    assert_eq!(c.cmd(&["EXISTS", "api:bg"]), Reply::Int(0));
+    wait_until("everything is released", || {
+        info_field(&server, "blocked_clients") == 0
+    });
+    assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+}

@@ -4,8 +4,9 @@
 use std::cell::RefCell;
 
 use redis_wasm_sdk::{
-    CallFlags, CallReply, Context, HashSetFlags, Key, KeyError, ListWhere, NextArg, RedisError,
-    RedisResult, RedisString, RedisValue, ReplyType, ZaddFlags, redis_module,
+    BlockedClient, BlockedPhase, CallFlags, CallReply, Context, HashSetFlags, Key, KeyError,
+    ListWhere, NextArg, RedisError, RedisResult, RedisString, RedisValue, ReplyType, ZaddFlags,
+    redis_module,
 };
 
 /// `KeyType::Empty` → `empty`.
@@ -533,6 +534,72 @@ fn api_pool(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Integer(total as i64))
 }
 
+thread_local!(static WAITING: RefCell<Vec<BlockedClient>> = const { RefCell::new(Vec::new()) });
+
+/// `API.WAIT <mode> [timeout-ms]`: blocks the client until `API.WAKE`. Modes: `plain`; `abort`
+/// (blocks, aborts, replies "aborted"); `replythen` (blocks, then replies "anyway": the reply
+/// goes through the block); `twice` (blocks twice: the second is refused); `trap` (blocks, then
+/// panics); `bgwrite` (a background job that tries a write and opens a key).
+fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    match ctx.blocked_phase() {
+        BlockedPhase::Reply => {
+            let data = ctx.blocked_client_private_data().unwrap_or_default();
+            return Ok(RedisValue::StringBuffer(data));
+        }
+        BlockedPhase::Timeout => return Ok(RedisValue::SimpleStringStatic("timed out")),
+        BlockedPhase::Background => {
+            let write = match ctx.call("SET", &[&"api:bg", &"x"]) {
+                Ok(_) => "write ran".to_owned(),
+                Err(e) => e.message().to_owned(),
+            };
+            let key = match ctx.open_key("api:bg") {
+                Ok(_) => "key opened".to_owned(),
+                Err(e) => RedisError::from(e).to_string(),
+            };
+            let read = ctx.call("PING", &[])?;
+            return Ok(RedisValue::Array(vec![
+                RedisValue::BulkString(write),
+                RedisValue::BulkString(key),
+                RedisValue::BulkRedisString(read.string().unwrap_or_default()),
+            ]));
+        }
+        BlockedPhase::Command => {}
+    }
+    let mode = args.get(1).map(|a| a.to_string_lossy()).unwrap_or_default();
+    let timeout = args.get(2).map_or(Ok(0), RedisString::parse_integer)?;
+    let client = ctx.block_client(timeout)?;
+    match mode.as_str() {
+        "abort" => {
+            ctx.abort_block(client);
+            Ok(RedisValue::SimpleStringStatic("aborted"))
+        }
+        "replythen" => Ok(RedisValue::SimpleStringStatic("anyway")),
+        "twice" => {
+            let second = ctx.block_client(timeout).map(|_| ()).unwrap_err();
+            Ok(RedisValue::BulkString(second.to_string()))
+        }
+        "trap" => panic!("trapped after blocking"),
+        "bgwrite" => {
+            ctx.run_in_background(client, &args)?;
+            Ok(RedisValue::NoReply)
+        }
+        _ => {
+            WAITING.with_borrow_mut(|w| w.push(client));
+            Ok(RedisValue::NoReply)
+        }
+    }
+}
+
+/// `API.WAKE <data>`: unblocks the clients `API.WAIT plain` blocked; replies how many it woke.
+fn api_wake(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let waiting = WAITING.with_borrow_mut(std::mem::take);
+    let woken = waiting
+        .into_iter()
+        .filter(|client| ctx.unblock_client(*client, args[1].as_slice()))
+        .count();
+    Ok(RedisValue::Integer(woken as i64))
+}
+
 redis_module! {
     name: "api",
     version: 1,
@@ -558,5 +625,7 @@ redis_module! {
         ["api.selectwrite", api_select_write, "write", 2, 2, 1],
         ["api.flags", api_flags, "readonly", 0, 0, 0],
         ["api.pool", api_pool, "", 0, 0, 0],
+        ["api.wait", api_wait, "", 0, 0, 0],
+        ["api.wake", api_wake, "", 0, 0, 0],
     ],
 }

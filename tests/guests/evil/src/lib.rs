@@ -5,8 +5,8 @@
 use std::hint::black_box;
 
 use redis_wasm_sdk::{
-    CallFlags, Context, HashSetFlags, InitContext, ListWhere, NextArg, RedisError, RedisResult,
-    RedisString, RedisValue, ZaddFlags, redis_module,
+    CallFlags, Context, DataType, HashSetFlags, InitContext, ListWhere, NextArg, RedisError,
+    RedisResult, RedisString, RedisValue, ZaddFlags, redis_module,
 };
 
 fn init(_ctx: &InitContext, args: &[RedisString]) -> Result<(), RedisError> {
@@ -227,7 +227,7 @@ fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             _ => (r >> 8) as i64 % 100,
         };
         let name = names[(r >> 3) as usize % names.len()];
-        match (r >> 16) % 16 {
+        match (r >> 16) % 18 {
             0 => {
                 if let Ok(k) = ctx.open_key_writable(name) {
                     keys.push(k);
@@ -321,6 +321,18 @@ fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                     let _ = k.list_pop(ListWhere::Tail);
                 }
             }
+            15 => {
+                if let Some(k) = keys.last() {
+                    let _ = k.set_value(&EVIL_TYPE, vec![b'd'; (r % 40) as usize]);
+                    let _ = k.get_value(&EVIL_TYPE);
+                }
+            }
+            16 => {
+                ctx.signal_key_as_ready(name);
+                if let Some(k) = keys.first() {
+                    let _ = k.data_type_name();
+                }
+            }
             _ => {
                 let _ = ctx.select_db((r % 3) as u32);
             }
@@ -340,10 +352,14 @@ fn forged_handle(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
+/// A data type, so the fuzzer also writes and reads data type values.
+static EVIL_TYPE: DataType = DataType::new("evil-blob", 0);
+
 redis_module! {
     name: "evil",
     version: 1,
     init: init,
+    data_types: [EVIL_TYPE],
     commands: [
         ["evil.loop", spin_forever, "readonly", 0, 0, 0],
         ["evil.loopcalls", call_forever, "readonly", 0, 0, 0],
