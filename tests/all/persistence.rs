@@ -177,6 +177,51 @@ fn loads_and_unloads_replicate_as_bytes() {
 }
 
 #[test]
+fn a_mixed_workload_leaves_replica_and_replayed_aof_identical() {
+    // Guests arrive by WASM.LOAD, so the AOF is the only place a restarted server finds them.
+    let mut master = Server::start_with(ServerOptions {
+        config: vec![("appendonly".into(), "yes".into())],
+        ..Default::default()
+    });
+    let replica = Server::start();
+    replica.replicate_from(&master);
+    let mut c = master.client();
+    for guest in [guests::API_GUEST, guests::HELLO, guests::EVIL] {
+        assert!(!c.cmd(&["WASM.LOAD", guest]).is_error());
+    }
+    let workload: &[&[&str]] = &[
+        &["RPUSH", "src", "1", "2", "3", "4"],
+        &["HELLO.PUSH.NATIVE", "a", "x"],
+        &["HELLO.PUSH.CALL", "a", "y"],
+        &["HELLO.LIST.SPLICE", "src", "dst", "2"],
+        &["API.KEY", "hash-set", "h", "", "f1", "v1", "f2", "v2"],
+        &["API.KEY", "set-abs-expire", "h", "4102444800000"],
+        &["API.ORDER", "k"],
+        &["SET", "s", "MiXeD"],
+        &["HELLO.TOGGLE.CASE", "s"],
+    ];
+    for command in workload {
+        let reply = c.cmd(command);
+        assert!(!reply.is_error(), "{command:?}: {reply:?}");
+    }
+    // Errors half-way, after writing: what was written stays written everywhere.
+    assert_eq!(
+        c.cmd(&["API.FAILAFTERWRITE", "w"]).error(),
+        "ERR failed after writing"
+    );
+    assert!(c.cmd(&["EVIL.OOB"]).is_error());
+    for seed in 1..=40 {
+        c.cmd(&["EVIL.FUZZ", &seed.to_string(), "200"]);
+    }
+    assert_eq!(c.cmd(&["LRANGE", "w", "0", "-1"]).array().len(), 1);
+    let digest = master.assert_same_dataset(&replica);
+    // Replaying the AOF into a fresh process (host only, no guests) reproduces the dataset.
+    master.restart().expect("restart from the AOF");
+    assert_eq!(master.digest(), digest);
+    assert_eq!(names(&master).len(), 3);
+}
+
+#[test]
 fn a_new_replica_gets_the_guests_in_its_full_sync() {
     let master = Server::start();
     load_two(&master);
