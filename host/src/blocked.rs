@@ -14,9 +14,17 @@
 //! blocked on keys are released by Redis itself. Every handle carries non-NULL private data, so
 //! Redis always calls `on_free`, where the entry goes away.
 //!
+//! Timeouts of clients blocked with `block-client` are module timers rather than Redis's own:
+//! Redis 7.0 skips the reply of a client whose timeout falls in the same event-loop turn as its
+//! unblocking (the client would get no answer at all, shifting its replies); a timer instead
+//! releases the client like any other party, with a payload that runs the guest's timeout phase.
+//!
 //! A background job runs the command in a separate instance of the guest on its own thread
-//! (`Guest::run_background`), with a thread-safe context whose lock is taken for each call;
-//! when it ends, its reply is handed to the client through `RedisModule_UnblockClient`.
+//! (`Guest::run_background`), with a thread-safe context (made on the main thread, from the
+//! blocked client) whose lock is taken for each call. Redis frees that context's client when
+//! the handle is unblocked, so while a job works, nobody else unblocks: a release by anyone
+//! else (timeout, disconnection, unload, `unblock-client`, the command's own reply) is recorded
+//! and cancels the job, and the job's end unblocks with the first payload recorded, or its own.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -36,6 +44,8 @@ pub enum Payload {
     Reply(ReplyBuffer),
     /// An error to answer.
     Error(String),
+    /// The timeout: the reply callback runs the guest's timeout phase.
+    Timeout,
     /// Nothing to answer: the handle is only being released (after a timeout or disconnection).
     Nothing,
 }
@@ -57,6 +67,10 @@ struct Entry {
     aborting: bool,
     /// The cancel flag of the background job working for this client.
     job: Option<Arc<AtomicBool>>,
+    /// A release that came while the job worked: what the client gets when the job ends.
+    deferred: Option<Payload>,
+    /// The module timer of the client's timeout, stopped when the handle goes away.
+    timer: Option<crate::ffi::TimerId>,
 }
 
 static ENTRIES: Mutex<Option<HashMap<u64, Entry>>> = Mutex::new(None);
@@ -72,14 +86,27 @@ fn with_entries<T>(f: impl FnOnce(&mut HashMap<u64, Entry>) -> T) -> T {
     f(entries().get_or_insert_with(HashMap::new))
 }
 
+/// Longest timeout: about 34 years (Redis adds it to the clock in microseconds unchecked).
+const MAX_TIMEOUT_MS: i64 = 1 << 40;
+
 fn check_timeout(timeout_ms: i64) -> Result<(), String> {
     if timeout_ms < 0 {
         return Err("ERR the timeout cannot be negative".to_owned());
     }
+    if timeout_ms > MAX_TIMEOUT_MS {
+        return Err(format!("ERR the timeout cannot exceed {MAX_TIMEOUT_MS} ms"));
+    }
     Ok(())
 }
 
-fn register(client: BlockedClient, guest: Arc<Guest>, command: u32, on_keys: bool, id: u64) {
+fn register(
+    client: BlockedClient,
+    guest: Arc<Guest>,
+    command: u32,
+    on_keys: bool,
+    id: u64,
+    timer: Option<crate::ffi::TimerId>,
+) {
     with_entries(|entries| {
         entries.insert(
             id,
@@ -91,6 +118,8 @@ fn register(client: BlockedClient, guest: Arc<Guest>, command: u32, on_keys: boo
                 released: false,
                 aborting: false,
                 job: None,
+                deferred: None,
+                timer,
             },
         )
     });
@@ -104,10 +133,11 @@ pub fn block(ctx: Ctx, guest: &str, command: u32, timeout_ms: i64) -> Result<u64
     }
     let guest = registry::guest(guest).ok_or("ERR the guest is not loaded")?;
     let client = ctx
-        .block_guest_client(timeout_ms)
+        .block_guest_client()
         .ok_or("ERR Redis refused to block the client")?;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    register(client, guest, command, false, id);
+    let timer = (timeout_ms > 0).then(|| ctx.create_timer(timeout_ms, id));
+    register(client, guest, command, false, id, timer);
     Ok(id)
 }
 
@@ -136,45 +166,88 @@ pub fn block_on_keys(
     let client = ctx
         .block_guest_client_on_keys(keys, timeout_ms, privdata)
         .ok_or("ERR Redis refused to block the client")?;
-    register(client, guest, command, true, id);
+    register(client, guest, command, true, id, None);
     Ok(id)
 }
 
-/// Marks the client released (if it was not) and returns its handle to unblock, stopping any
-/// background job working for it.
-fn take_for_release(entry: &mut Entry) -> Option<BlockedClient> {
-    if entry.released {
-        return None;
+/// Who asks for a release: the job itself does not cancel itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum By {
+    Job,
+    Other,
+}
+
+/// Marks the client released (if it was not) and returns its handle to unblock now. While a
+/// background job works for the client, the release is recorded for the job's end instead (the
+/// job still uses the client's thread-safe context) and, unless the job asked, the job is
+/// cancelled. Returns `Err(payload)` when nothing is to be unblocked now.
+fn take_for_release(
+    entry: &mut Entry,
+    payload: Payload,
+    by: By,
+) -> Result<(BlockedClient, Payload), Payload> {
+    if entry.released || entry.deferred.is_some() {
+        return Err(payload);
+    }
+    if let Some(job) = &entry.job {
+        if by == By::Other {
+            job.store(true, Ordering::SeqCst);
+        }
+        entry.deferred = Some(payload);
+        return Err(Payload::Nothing);
     }
     entry.released = true;
-    if let Some(job) = entry.job.take() {
-        job.store(true, Ordering::SeqCst);
-    }
-    Some(entry.client)
+    Ok((entry.client, payload))
 }
 
 /// Releases a client blocked with `block-client` with this payload, unless already released.
-/// Returns whether this call released it.
-fn release(id: u64, payload: Payload) -> bool {
-    let client = with_entries(|entries| {
-        entries
-            .get_mut(&id)
-            .filter(|e| !e.on_keys)
-            .and_then(take_for_release)
-    });
-    match client {
-        Some(client) => {
+/// Returns whether this call released it (or had its release recorded for a job's end).
+fn release(id: u64, payload: Payload, by: By) -> bool {
+    let taken = with_entries(
+        |entries| match entries.get_mut(&id).filter(|e| !e.on_keys) {
+            Some(entry) => {
+                let was_open = !entry.released && entry.deferred.is_none();
+                (take_for_release(entry, payload, by), was_open)
+            }
+            None => (Err(payload), false),
+        },
+    );
+    match taken {
+        (Ok((client, payload)), _) => {
             client.unblock(Privdata { id, payload });
             true
         }
-        None => false,
+        (Err(_), was_open) => was_open,
+    }
+}
+
+/// The end of a background job: unblocks its client with what was recorded while it worked,
+/// or with the job's own payload.
+fn finish_job(id: u64, payload: Payload) {
+    let client = with_entries(|entries| {
+        let entry = entries.get_mut(&id)?;
+        entry.job = None;
+        if entry.released {
+            return None;
+        }
+        entry.released = true;
+        Some((entry.client, entry.deferred.take().unwrap_or(payload)))
+    });
+    if let Some((client, payload)) = client {
+        client.unblock(Privdata { id, payload });
     }
 }
 
 /// `unblock-client`, from a command of guest `guest` or its background job.
-pub fn unblock(guest: &str, id: u64, private_data: Vec<u8>) -> bool {
+pub fn unblock(guest: &str, id: u64, private_data: Vec<u8>, from_job: bool) -> bool {
     let ours = with_entries(|entries| entries.get(&id).is_some_and(|e| e.guest.info.name == guest));
-    ours && release(id, Payload::Data(private_data))
+    let by = if from_job { By::Job } else { By::Other };
+    ours && release(id, Payload::Data(private_data), by)
+}
+
+/// The timer of a client's timeout fired.
+pub fn on_timer(id: u64) {
+    release(id, Payload::Timeout, By::Other);
 }
 
 /// The end of a command that blocked its client but also replied or failed: the reply (or the
@@ -183,7 +256,7 @@ pub fn finish_blocking_command(id: u64, payload: Payload) {
     let on_keys = with_entries(|entries| entries.get(&id).map(|e| e.on_keys));
     match (on_keys, payload) {
         (Some(false), payload) => {
-            release(id, payload);
+            release(id, payload, By::Other);
         }
         (Some(true), _) => {
             // Cannot hand a reply to a client blocked on keys; its keys or timeout answer it.
@@ -200,7 +273,8 @@ pub fn finish_blocking_command(id: u64, payload: Payload) {
 pub fn abort(id: u64) -> bool {
     let target = with_entries(|entries| {
         let entry = entries.get_mut(&id)?;
-        if entry.released {
+        // A job still uses the client's context: only its end may release the handle.
+        if entry.released || entry.job.is_some() || entry.deferred.is_some() {
             return None;
         }
         entry.released = true;
@@ -245,62 +319,66 @@ pub fn run_in_background(ctx: Ctx, guest: &str, id: u64, args: Vec<Vec<u8>>) -> 
     })
     .map_err(str::to_owned)?;
     let user = ctx.current_user_name();
+    // Made here, on the main thread: Redis reads the blocked client to set the context up.
+    let Some(tsctx) = client.thread_safe_ctx() else {
+        JOBS.fetch_sub(1, Ordering::SeqCst);
+        detach_job(id);
+        return Err("ERR Redis gave no thread-safe context for the background job".to_owned());
+    };
     let spawned = std::thread::Builder::new()
         .name(format!("wasm-job-{}", guest.info.name))
         .spawn(move || {
             let payload = crate::ffi::catch("a background job", || {
-                match client.thread_safe_ctx() {
-                    Some(tsctx) => guest.run_background(tsctx, user, id, command, &args, &cancel),
-                    None => Payload::Error("ERR no thread-safe context".to_owned()),
-                }
+                guest.run_background(tsctx, user, id, command, &args, &cancel)
             })
-            .unwrap_or_else(|| {
-                Payload::Error("ERR internal error in redis-wasm (see the server log)".to_owned())
-            });
+            .unwrap_or_else(|| Payload::Error(crate::ffi::INTERNAL_ERROR.to_owned()));
             JOBS.fetch_sub(1, Ordering::SeqCst);
-            // The job's end releases the client, unless something else did first.
             let payload = match payload {
                 Payload::Nothing => Payload::Error(
                     "ERR the background job ended without a reply or unblock-client".to_owned(),
                 ),
                 other => other,
             };
-            release(id, payload);
+            finish_job(id, payload);
         });
     if spawned.is_err() {
         JOBS.fetch_sub(1, Ordering::SeqCst);
-        with_entries(|entries| {
-            if let Some(entry) = entries.get_mut(&id) {
-                entry.job = None;
-            }
-        });
+        detach_job(id);
         return Err("ERR cannot start a thread for the background job".to_owned());
     }
     Ok(())
 }
 
+/// A job that never started: the client is released as if it had none (a release recorded
+/// meanwhile cannot exist: this runs on the main thread, within the command).
+fn detach_job(id: u64) {
+    with_entries(|entries| {
+        if let Some(entry) = entries.get_mut(&id) {
+            entry.job = None;
+        }
+    });
+}
+
 /// Releases every client blocked by `guest` (unloaded or replaced): each gets an error.
 pub fn release_guest(guest: &Arc<Guest>) {
-    let clients: Vec<(u64, BlockedClient, bool)> = with_entries(|entries| {
+    let message = gone_message(guest);
+    let clients: Vec<(u64, BlockedClient, Payload, bool)> = with_entries(|entries| {
         entries
             .iter_mut()
             .filter(|(_, e)| Arc::ptr_eq(&e.guest, guest))
-            .filter_map(|(id, e)| Some((*id, take_for_release(e)?, e.on_keys)))
+            .filter_map(|(id, e)| {
+                let payload = Payload::Error(message.clone());
+                let (client, payload) = take_for_release(e, payload, By::Other).ok()?;
+                Some((*id, client, payload, e.on_keys))
+            })
             .collect()
     });
-    let message = format!(
-        "ERR guest '{}' was unloaded or replaced while this client was blocked",
-        guest.info.name
-    );
-    for (id, client, on_keys) in clients {
+    for (id, client, payload, on_keys) in clients {
         if on_keys {
             // Redis answers it through the timeout callback, which finds the guest gone.
             client.unblock_keys();
         } else {
-            client.unblock(Privdata {
-                id,
-                payload: Payload::Error(message.clone()),
-            });
+            client.unblock(Privdata { id, payload });
         }
     }
 }
@@ -349,6 +427,10 @@ pub fn on_reply(ctx: Ctx, args: Args<'_>) -> bool {
             ctx.reply_error("ERR the blocked client was released without a reply");
             return true;
         }
+        Payload::Timeout => {
+            timeout_phase(ctx, args, id, &guest, command, None);
+            return true;
+        }
         // Kept for a client blocked on keys (it may be served on a later ready key).
         Payload::Data(data) if on_keys => data.clone(),
         Payload::Data(data) => std::mem::take(data),
@@ -392,7 +474,27 @@ pub fn on_timeout(ctx: Ctx, args: Args<'_>) {
         Some(Payload::Data(data)) if on_keys => Some(data.clone()),
         _ => None,
     };
-    match current_route(&guest, command) {
+    // Caught on its own, so that the handle is released even if it fails.
+    crate::ffi::catch("a blocked client's timeout", || {
+        timeout_phase(ctx, args, id, &guest, command, private_data)
+    });
+    if !on_keys {
+        // (`CLIENT UNBLOCK ... TIMEOUT`: other timeouts are timers.) Redis frees a timed-out
+        // handle only once the module unblocks it.
+        release(id, Payload::Nothing, By::Other);
+    }
+}
+
+/// Runs the guest's timeout phase for a blocked client, which must reply.
+fn timeout_phase(
+    ctx: Ctx,
+    args: Args<'_>,
+    id: u64,
+    guest: &Arc<Guest>,
+    command: u32,
+    private_data: Option<Vec<u8>>,
+) {
+    match current_route(guest, command) {
         Some(route) => {
             let phase = CallPhase::Timeout { id, private_data };
             if !guest.invoke_callback(ctx, &route, args.skip(2), phase) {
@@ -402,11 +504,7 @@ pub fn on_timeout(ctx: Ctx, args: Args<'_>) {
                 ));
             }
         }
-        None => ctx.reply_error(&gone_message(&guest)),
-    }
-    if !on_keys {
-        // Redis frees a timed-out handle only once the module unblocks it.
-        release(id, Payload::Nothing);
+        None => ctx.reply_error(&gone_message(guest)),
     }
 }
 
@@ -419,13 +517,16 @@ pub fn on_disconnect(client: BlockedClient) {
             .map(|(id, _)| *id)
     });
     if let Some(id) = id {
-        release(id, Payload::Nothing);
+        release(id, Payload::Nothing, By::Other);
     }
 }
 
-/// Redis freed a handle's private data: the handle is gone.
-pub fn on_free(privdata: Privdata) {
-    with_entries(|entries| entries.remove(&privdata.id));
+/// Redis freed a handle's private data: the handle is gone, and so is its timer.
+pub fn on_free(ctx: Option<Ctx>, privdata: Privdata) {
+    let entry = with_entries(|entries| entries.remove(&privdata.id));
+    if let (Some(ctx), Some(timer)) = (ctx, entry.and_then(|e| e.timer)) {
+        ctx.stop_timer(timer);
+    }
 }
 
 /// Clients blocked by guests now (for INFO).

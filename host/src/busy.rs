@@ -48,6 +48,8 @@ pub struct Clock {
     limit: Option<(Duration, &'static str)>,
     /// The context to yield with, when this call may yield.
     yield_ctx: Option<Ctx>,
+    /// A call that cannot yield where it runs stops at `busy-reply-threshold` instead.
+    stop_at_threshold: bool,
     /// The `-BUSY` message, made the first time the call yields.
     busy_message: Option<CString>,
     guest: Arc<str>,
@@ -64,6 +66,8 @@ pub enum Stop {
     TimedOut(Duration, &'static str),
     /// A background job whose client went away (timeout, disconnection, guest unloaded).
     Cancelled,
+    /// Ran past `busy-reply-threshold` where it cannot yield.
+    CannotYield(Duration),
 }
 
 impl std::fmt::Display for Stop {
@@ -71,6 +75,12 @@ impl std::fmt::Display for Stop {
         match self {
             Stop::Killed => f.write_str("was killed by WASM.KILL"),
             Stop::Cancelled => f.write_str("was cancelled (its client is no longer waiting)"),
+            Stop::CannotYield(threshold) => write!(
+                f,
+                "ran longer than busy-reply-threshold ({} ms) where it cannot yield to other \
+                 clients (a blocked client's callback, or a call from a background job)",
+                threshold.as_millis()
+            ),
             Stop::TimedOut(limit, config) => {
                 write!(f, "ran longer than {} ms ({config})", limit.as_millis())
             }
@@ -124,11 +134,34 @@ impl Clock {
             started,
             limit,
             yield_ctx,
+            stop_at_threshold: false,
             busy_message: None,
             guest,
             command,
             cancel: None,
         }
+    }
+
+    /// A clock for a call that cannot yield: Redis reached it from a blocked client's callback
+    /// (no client of its own to protect while others run) or from another thread. It stops at
+    /// `busy-reply-threshold`, since nothing else could stop it.
+    pub fn without_yield(
+        started: Instant,
+        guest: Arc<str>,
+        command: Option<Arc<CommandSpec>>,
+        limit: Option<(Duration, &'static str)>,
+    ) -> Clock {
+        Clock {
+            stop_at_threshold: true,
+            ..Clock::new(started, guest, command, limit, None)
+        }
+    }
+
+    /// Whether a background job's client went away.
+    pub fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|cancel| cancel.load(Ordering::SeqCst))
     }
 
     /// A clock that never yields nor stops (loads replayed from the master or the AOF).
@@ -137,6 +170,7 @@ impl Clock {
             started,
             limit: None,
             yield_ctx: None,
+            stop_at_threshold: false,
             busy_message: None,
             guest,
             command: None,
@@ -171,6 +205,9 @@ impl Clock {
         }
         let threshold =
             Duration::from_millis(BUSY_THRESHOLD_MS.load(Ordering::Relaxed).max(0) as u64);
+        if self.stop_at_threshold && elapsed > threshold {
+            return Err(Stop::CannotYield(threshold));
+        }
         if let Some(ctx) = self.yield_ctx
             && elapsed >= threshold
         {
@@ -212,6 +249,19 @@ pub fn kill() -> KillOutcome {
     }
     KILL.store(true, Ordering::SeqCst);
     KillOutcome::Killed
+}
+
+/// Redis's main thread, where guests may yield (set in `OnLoad`).
+static MAIN_THREAD: std::sync::OnceLock<std::thread::ThreadId> = std::sync::OnceLock::new();
+
+/// Records the calling thread (`OnLoad`'s) as Redis's main thread.
+pub fn mark_main_thread() {
+    let _ = MAIN_THREAD.set(std::thread::current().id());
+}
+
+/// Whether this is Redis's main thread (a background job's call into a guest command is not).
+pub fn on_main_thread() -> bool {
+    MAIN_THREAD.get() == Some(&std::thread::current().id())
 }
 
 /// Reads `busy-reply-threshold` from Redis.

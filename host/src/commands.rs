@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::ffi::{Args, Ctx, LogLevel, ctx_flags, log_raw};
+use crate::ffi::{Args, Ctx, LogLevel, catch, ctx_flags, log_raw};
 use crate::guest::{Guest, Source};
 use crate::reply::{Aggregate, ReplyBuffer, ReplyItem};
 use crate::{loader, registry};
@@ -132,8 +132,14 @@ pub fn prepare(request: LoadRequest) -> Result<Prepared, String> {
 }
 
 /// Runs a prepared guest's init and registers its commands; on error nothing of it stays
-/// registered.
-pub fn finish(ctx: Ctx, prepared: Prepared, origin: Origin) -> Result<Arc<Guest>, String> {
+/// registered. `may_yield`: a slow init may let other clients in (only a client's own command
+/// can: a blocked client's reply callback has no client Redis would protect meanwhile).
+pub fn finish(
+    ctx: Ctx,
+    prepared: Prepared,
+    origin: Origin,
+    may_yield: bool,
+) -> Result<Arc<Guest>, String> {
     let Prepared {
         described,
         wasm,
@@ -142,15 +148,8 @@ pub fn finish(ctx: Ctx, prepared: Prepared, origin: Origin) -> Result<Arc<Guest>
         args,
         replace,
     } = prepared;
-    let guest = Guest::start(
-        program,
-        Some(ctx),
-        origin == Origin::Command,
-        wasm,
-        source,
-        args,
-    )
-    .map_err(|why| format!("cannot load {described}: {why}"))?;
+    let guest = Guest::start(program, Some(ctx), may_yield, wasm, source, args)
+        .map_err(|why| format!("cannot load {described}: {why}"))?;
     let name = guest.info.name.clone();
     let fail = |why: String| format!("cannot load guest '{name}': {why}");
     let cluster = ctx.flags() & ctx_flags::CLUSTER != 0;
@@ -186,7 +185,7 @@ pub fn finish(ctx: Ctx, prepared: Prepared, origin: Origin) -> Result<Arc<Guest>
 
 /// Loads a guest on this thread (compiling included).
 pub fn load(ctx: Ctx, request: LoadRequest, origin: Origin) -> Result<Arc<Guest>, String> {
-    finish(ctx, prepare(request)?, origin)
+    finish(ctx, prepare(request)?, origin, origin == Origin::Command)
 }
 
 /// `WASM.LOAD [REPLACE] <path | bytes> [ARGS arg ...]` → the guest's name.
@@ -203,9 +202,16 @@ pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
             let spawned = std::thread::Builder::new()
                 .name("wasm-compile".into())
                 .spawn(move || {
-                    let prepared = prepare(request);
+                    let prepared =
+                        catch("compiling a guest", || prepare(request)).unwrap_or_else(|| {
+                            Err(
+                                "internal error in redis-wasm while compiling (see the server log)"
+                                    .to_owned(),
+                            )
+                        });
                     blocked.resume(Box::new(move |ctx| {
-                        reply_load(ctx, prepared.and_then(|p| finish(ctx, p, Origin::Command)))
+                        let loaded = prepared.and_then(|p| finish(ctx, p, Origin::Command, false));
+                        reply_load(ctx, loaded)
                     }));
                 });
             if let Err(e) = spawned {

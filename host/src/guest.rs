@@ -320,10 +320,10 @@ impl Guest {
     }
 
     /// A fresh instance after a trap; its init must register exactly what the first one did.
-    fn restart(&self, ctx: Ctx) -> Result<Live, String> {
+    fn restart(&self, ctx: Ctx, may_yield: bool) -> Result<Live, String> {
         self.stats.restarts.fetch_add(1, Ordering::Relaxed);
         let mut live = Live::new(&self.program, &self.info.name, self.stats.memory.clone())?;
-        let scope = live.run_init(Some(ctx), true, &self.load_args, None)?;
+        let scope = live.run_init(Some(ctx), may_yield, &self.load_args, None)?;
         self.check_same_registration(scope)?;
         Ok(live)
     }
@@ -520,6 +520,11 @@ impl Guest {
                 slot
             }
         };
+        // Yielding lets other clients run while this one is protected: only a command of a
+        // client on the main thread has such a client (callbacks run from Redis's event loop
+        // with none, and a background job's calls run on its thread).
+        let is_callback = !matches!(phase, CallPhase::Command);
+        let may_yield = !is_callback && crate::busy::on_main_thread();
         let mut started = started;
         if slot
             .as_ref()
@@ -528,7 +533,7 @@ impl Guest {
             *slot = None; // a fresh instance starts its handle numbers again
         }
         if slot.is_none() {
-            match self.restart(ctx) {
+            match self.restart(ctx, may_yield) {
                 Ok(live) => {
                     *slot = Some(live);
                     started = Instant::now(); // the command's time limit starts after the restart
@@ -546,7 +551,6 @@ impl Guest {
 
         // Commands from the master or the AOF must run to the end: replicas must not diverge.
         let replayed = flags & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0;
-        let is_callback = !matches!(phase, CallPhase::Command);
         let label = live.store.data().label.clone();
         let scope = CommandScope::new(
             ctx,
@@ -567,7 +571,11 @@ impl Guest {
             Clock::unlimited(started, label)
         } else {
             let limit = config::get_ms(&config::MAX_CALL_MS).map(|d| (d, "wasm.max-call-ms"));
-            Clock::new(started, label, Some(route.spec.clone()), limit, Some(ctx))
+            let spec = Some(route.spec.clone());
+            match may_yield {
+                true => Clock::new(started, label, spec, limit, Some(ctx)),
+                false => Clock::without_yield(started, label, spec, limit),
+            }
         };
         let argv: Vec<&[u8]> = args.iter().collect();
         let state = live.store.data_mut();

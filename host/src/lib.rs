@@ -87,6 +87,7 @@ fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
     if !config::register(ctx) {
         return false;
     }
+    busy::mark_main_thread();
     busy::refresh_threshold(ctx);
     if !ctx.on_config_change(on_config_change) || !ctx.on_info(info::write) {
         ctx.log(

@@ -324,3 +324,101 @@ fn unblock_abort_and_mistakes_around_a_block() {
     });
     assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
 }
+
+#[test]
+fn a_job_outlives_its_client_safely() {
+    // The job keeps calling Redis through its client's thread-safe context while the client
+    // times out, disconnects, or its guest is unloaded: the handle is released only when the
+    // job, cancelled, ends.
+    let server = Server::with_module_args(&["LOAD", guests::API_GUEST]);
+    let mut c = server.client();
+    for _ in 0..5 {
+        assert_eq!(
+            c.cmd(&["API.WAIT", "spin", "50"]),
+            Reply::Status("timed out".into())
+        );
+    }
+    for _ in 0..5 {
+        let mut gone = server.client();
+        send(&mut gone, &["API.WAIT", "spin"]);
+        wait_until("the job runs", || {
+            info_field(&server, "background_jobs") == 1
+        });
+        drop(gone);
+        wait_until("the job is cancelled", || {
+            info_field(&server, "background_jobs") == 0
+        });
+    }
+    // Woken by another client while its job runs: the job is cancelled, the client gets the data.
+    let mut a = server.client();
+    send(&mut a, &["API.WAIT", "spin"]);
+    wait_until("the job runs", || {
+        info_field(&server, "background_jobs") == 1
+    });
+    // (`plain` waiters only: the spinning client is not in the guest's list, so wake by unload.)
+    assert!(!c.cmd(&["WASM.UNLOAD", "api"]).is_error());
+    assert!(a.read().error().contains("was unloaded or replaced"));
+    wait_until("all released", || {
+        info_field(&server, "background_jobs") == 0 && info_field(&server, "blocked_clients") == 0
+    });
+    assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+}
+
+#[test]
+fn a_callback_cannot_hold_the_server_past_the_busy_threshold() {
+    // A reply callback runs from Redis's event loop with no client of its own to protect, so it
+    // cannot yield: it is stopped at busy-reply-threshold.
+    let server = Server::start_with(ServerOptions {
+        module_args: vec!["LOAD".into(), guests::API_GUEST.into()],
+        config: vec![("busy-reply-threshold".into(), "200".into())],
+        ..Default::default()
+    });
+    let mut a = server.client();
+    send(&mut a, &["API.WAIT", "plain"]);
+    wait_until("blocked", || info_field(&server, "blocked_clients") == 1);
+    let mut c = server.client();
+    let started = Instant::now();
+    assert_eq!(c.cmd(&["API.WAKE", "loop"]), Reply::Int(1));
+    let reply = a.read();
+    assert!(
+        reply
+            .error()
+            .contains("ran longer than busy-reply-threshold (200 ms) where it cannot yield"),
+        "{reply:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The guest restarts and serves again; the client's reply stream is intact.
+    assert_eq!(a.cmd(&["PING"]), Reply::Status("PONG".into()));
+    send(&mut a, &["API.WAIT", "plain"]);
+    wait_until("blocked again", || {
+        info_field(&server, "blocked_clients") == 1
+    });
+    assert_eq!(c.cmd(&["API.WAKE", "fine"]), Reply::Int(1));
+    assert_eq!(a.read(), Reply::Bulk(b"fine".to_vec()));
+}
+
+#[test]
+fn a_timeout_racing_an_unblock_gets_exactly_one_reply() {
+    // Timeouts and wake-ups land in the same event-loop turns: each client must get exactly one
+    // answer (the data or "timed out"), and nothing else, or its next reply would be shifted.
+    let server = Server::with_module_args(&["LOAD", guests::API_GUEST]);
+    let mut waker = server.client();
+    let mut clients: Vec<Client> = (0..8).map(|_| server.client()).collect();
+    for round in 0..40 {
+        for c in &mut clients {
+            send(c, &["API.WAIT", "plain", "20"]);
+        }
+        std::thread::sleep(Duration::from_millis(15 + round % 10));
+        waker.cmd(&["API.WAKE", "woken"]);
+        for c in &mut clients {
+            let reply = c.read();
+            assert!(
+                reply == Reply::Bulk(b"woken".to_vec())
+                    || reply == Reply::Status("timed out".into()),
+                "{reply:?}"
+            );
+            assert_eq!(c.cmd(&["ECHO", "next"]), Reply::Bulk(b"next".to_vec()));
+        }
+    }
+    assert_eq!(info_field(&server, "blocked_clients"), 0);
+}

@@ -67,10 +67,11 @@ impl Host for GuestState {
 
     fn unblock_client(&mut self, id: u64, private_data: Vec<u8>) -> R<bool> {
         let guest = self.label.clone();
-        if self.command().is_err() {
+        let Ok(scope) = self.command() else {
             return Ok(false);
-        }
-        Ok(crate::blocked::unblock(&guest, id, private_data))
+        };
+        let from_job = matches!(scope.phase, CallPhase::Background { id: job } if job == id);
+        Ok(crate::blocked::unblock(&guest, id, private_data, from_job))
     }
 
     fn abort_block(&mut self, id: u64) -> R<bool> {
@@ -136,9 +137,17 @@ impl Host for GuestState {
     fn sleep(&mut self, milliseconds: u32) -> R<()> {
         let in_background = self.command().is_ok_and(|s| s.in_background());
         if in_background {
-            std::thread::sleep(std::time::Duration::from_millis(u64::from(
-                milliseconds.min(MAX_SLEEP_MS),
-            )));
+            // In slices, so that a cancelled job stops within one of them.
+            let until = std::time::Instant::now()
+                + std::time::Duration::from_millis(u64::from(milliseconds.min(MAX_SLEEP_MS)));
+            let cancelled = || self.clock.as_ref().is_some_and(|c| c.cancelled());
+            while !cancelled() {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                std::thread::sleep(left.min(std::time::Duration::from_millis(10)));
+            }
         }
         Ok(())
     }

@@ -14,19 +14,32 @@ use super::{Ctx, OK, catch};
 /// What runs on the main thread once the background work is done.
 pub type Continuation = Box<dyn FnOnce(Ctx) + Send>;
 
-/// A blocked client, to be resumed from any thread.
-pub struct Blocked(NonNull<raw::RedisModuleBlockedClient>);
+/// A blocked client, to be resumed from any thread. Dropped without being resumed (the work
+/// panicked, or its thread never started), it answers an internal error rather than leave the
+/// client blocked for ever.
+pub struct Blocked(Option<NonNull<raw::RedisModuleBlockedClient>>);
 
 // SAFETY: RedisModule_UnblockClient is documented as callable from any thread.
 unsafe impl Send for Blocked {}
 
 impl Blocked {
     /// Resumes the client: `then` runs on the main thread with its context.
-    pub fn resume(self, then: Continuation) {
-        let privdata = Box::into_raw(Box::new(Some(then)));
-        // SAFETY: a client we blocked; Redis passes `privdata` to `on_reply` and then to
-        // `free_continuation`, which owns it.
-        unsafe { api!(RedisModule_UnblockClient)(self.0.as_ptr(), privdata.cast::<c_void>()) };
+    pub fn resume(mut self, then: Continuation) {
+        if let Some(client) = self.0.take() {
+            let privdata = Box::into_raw(Box::new(Some(then)));
+            // SAFETY: a client we blocked, unblocked once (the handle was taken out); Redis
+            // passes `privdata` to `on_reply` and then to `free_continuation`, which owns it.
+            unsafe { api!(RedisModule_UnblockClient)(client.as_ptr(), privdata.cast::<c_void>()) };
+        }
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            let lost = Blocked(self.0.take());
+            lost.resume(Box::new(|ctx| ctx.reply_error(super::INTERNAL_ERROR)));
+        }
     }
 }
 
@@ -46,7 +59,7 @@ extern "C" fn on_reply(
     if let Some(then) = then
         && catch("a blocked client's reply", || then(ctx)).is_none()
     {
-        ctx.reply_error("ERR internal error in redis-wasm (see the server log)");
+        ctx.reply_error(super::INTERNAL_ERROR);
     }
     OK
 }
@@ -83,7 +96,7 @@ impl Ctx {
                 0,
             )
         };
-        NonNull::new(blocked).map(Blocked)
+        NonNull::new(blocked).map(|blocked| Blocked(Some(blocked)))
     }
 }
 
@@ -153,21 +166,32 @@ fn guest_callback(
         Some(true) => OK,
         Some(false) => super::ERR,
         None => {
-            ctx.reply_error("ERR internal error in redis-wasm (see the server log)");
+            ctx.reply_error(super::INTERNAL_ERROR);
             OK
         }
     }
 }
 
-extern "C" fn guest_free(_ctx: *mut raw::RedisModuleCtx, privdata: *mut c_void) {
+extern "C" fn guest_free(ctx: *mut raw::RedisModuleCtx, privdata: *mut c_void) {
     if !privdata.is_null() {
         catch("freeing a blocked client's data", || {
             // SAFETY: every guest blocked client's private data is a Box<GuestPrivdata> made by
             // `into_privdata`; Redis frees each one once.
             let privdata = unsafe { Box::from_raw(privdata.cast::<GuestPrivdata>()) };
-            crate::blocked::on_free(*privdata);
+            crate::blocked::on_free(NonNull::new(ctx).map(Ctx), *privdata);
         });
     }
+}
+
+/// A module timer (`RedisModuleTimerID`).
+pub type TimerId = raw::RedisModuleTimerID;
+
+extern "C" fn timer_fired(_ctx: *mut raw::RedisModuleCtx, data: *mut c_void) {
+    // The data is the blocked client's id, not a pointer.
+    let id = data.addr() as u64;
+    catch("a blocked client's timeout", || {
+        crate::blocked::on_timer(id)
+    });
 }
 
 extern "C" fn guest_disconnect(
@@ -269,8 +293,9 @@ impl Ctx {
         }
     }
 
-    /// `RedisModule_BlockClient` for a guest command, with the host's callbacks.
-    pub fn block_guest_client(self, timeout_ms: i64) -> Option<BlockedClient> {
+    /// `RedisModule_BlockClient` for a guest command, with the host's callbacks and no Redis
+    /// timeout (see [`create_timer`](Self::create_timer)).
+    pub fn block_guest_client(self) -> Option<BlockedClient> {
         // SAFETY: valid command context that may block (checked by the caller); the callbacks
         // are panic-safe.
         let client = unsafe {
@@ -279,7 +304,7 @@ impl Ctx {
                 Some(guest_reply),
                 Some(guest_timeout),
                 Some(guest_free),
-                timeout_ms,
+                0,
             )
         };
         let client = NonNull::new(client).map(BlockedClient)?;
@@ -288,6 +313,24 @@ impl Ctx {
             api!(RedisModule_SetDisconnectCallback)(client.0.as_ptr(), Some(guest_disconnect))
         };
         Some(client)
+    }
+
+    /// `RedisModule_CreateTimer`: in `timeout_ms`, `blocked::on_timer(id)` runs on the main
+    /// thread.
+    pub fn create_timer(self, timeout_ms: i64, id: u64) -> TimerId {
+        let data = std::ptr::without_provenance_mut::<c_void>(id as usize);
+        // SAFETY: valid context of this module; the callback is panic-safe; `data` is only
+        // read back as an integer.
+        unsafe {
+            api!(RedisModule_CreateTimer)(self.0.as_ptr(), timeout_ms, Some(timer_fired), data)
+        }
+    }
+
+    /// `RedisModule_StopTimer` (a timer that already fired is simply not found).
+    pub fn stop_timer(self, timer: TimerId) {
+        let mut data = ptr::null_mut();
+        // SAFETY: valid context of the module that created the timer.
+        unsafe { api!(RedisModule_StopTimer)(self.0.as_ptr(), timer, &mut data) };
     }
 
     /// `RedisModule_BlockClientOnKeys` for a guest command.

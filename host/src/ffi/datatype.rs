@@ -9,7 +9,8 @@
 
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::ptr::{self, NonNull};
-use std::sync::Mutex;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redis_module::raw;
 
@@ -43,23 +44,28 @@ pub struct TypeValue {
     pub data: Vec<u8>,
 }
 
-/// Every type registered in this server's life, in registration order.
-static TYPES: Mutex<Vec<&'static GuestType>> = Mutex::new(Vec::new());
+/// Most types one server can register in its life.
+const MAX_TYPES: usize = 1024;
 
-fn types() -> std::sync::MutexGuard<'static, Vec<&'static GuestType>> {
-    TYPES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Every type registered in this server's life, in registration order. Append-only and
+/// lock-free: only the main thread appends, and readers include a BGSAVE child, which could
+/// never take a lock that another thread held when Redis forked.
+static TYPES: [OnceLock<&'static GuestType>; MAX_TYPES] = [const { OnceLock::new() }; MAX_TYPES];
+static TYPE_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+fn types() -> impl Iterator<Item = &'static GuestType> {
+    let count = TYPE_COUNT.load(Ordering::Acquire);
+    TYPES[..count].iter().filter_map(|slot| slot.get().copied())
 }
 
 /// The registered type of this name.
 pub fn find_type(name: &str) -> Option<&'static GuestType> {
-    types().iter().copied().find(|t| t.name == name)
+    types().find(|t| t.name == name)
 }
 
 /// The names of every registered type, in registration order.
 pub fn type_names() -> Vec<String> {
-    types().iter().map(|t| t.name.clone()).collect()
+    types().map(|t| t.name.clone()).collect()
 }
 
 /// Whether `name` can name a Redis module type: exactly 9 characters of `A-Z a-z 0-9 - _`.
@@ -95,10 +101,7 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
         }
         // All guest types share these callbacks: the envelope names the type.
         let name = io.load_bytes()?;
-        let ty = types()
-            .iter()
-            .copied()
-            .find(|t| t.name.as_bytes() == name.as_slice())?;
+        let ty = types().find(|t| t.name.as_bytes() == name.as_slice())?;
         let guest_encver = i32::try_from(io.load_unsigned()?).ok()?;
         let data = io.load_bytes()?;
         Some(TypeValue {
@@ -215,9 +218,14 @@ impl Ctx {
     /// reserved with the `TYPE` module argument.
     pub fn register_guest_type(self, name: &str) -> Result<&'static GuestType, String> {
         check_type_name(name)?;
-        let mut registered = types();
-        if let Some(ty) = registered.iter().copied().find(|t| t.name == name) {
+        if let Some(ty) = find_type(name) {
             return Ok(ty);
+        }
+        let count = TYPE_COUNT.load(Ordering::Acquire);
+        if count >= MAX_TYPES {
+            return Err(format!(
+                "cannot register data type '{name}': this server already has {MAX_TYPES}"
+            ));
         }
         let mut methods = raw::RedisModuleTypeMethods {
             version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
@@ -261,7 +269,10 @@ impl Ctx {
             name: name.to_owned(),
             ptr,
         }));
-        registered.push(ty);
+        // Only the main thread registers (it needs a command's context), so `count` is still
+        // the first free slot.
+        let _ = TYPES[count].set(ty);
+        TYPE_COUNT.store(count + 1, Ordering::Release);
         Ok(ty)
     }
 }
@@ -285,7 +296,7 @@ impl RawKey {
         }
         // SAFETY: an open key holding a module value.
         let ty = unsafe { api!(RedisModule_ModuleTypeGetType)(self.as_ptr()) };
-        if !types().iter().any(|t| t.ptr.as_ptr() == ty) {
+        if !types().any(|t| t.ptr.as_ptr() == ty) {
             return KeyValue::Other;
         }
         // SAFETY: the value of one of our types is a Box<TypeValue> we own, alive while the key

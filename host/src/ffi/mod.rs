@@ -42,12 +42,15 @@ mod rdb;
 mod server;
 pub mod signals;
 
-pub use blocking::{BlockedClient, ThreadSafeCtx};
+pub use blocking::{BlockedClient, ThreadSafeCtx, TimerId};
 pub use call::{CallRefusal, CallReply, ReplyKind};
 pub use datatype::{GuestType, KeyValue, TypeValue, check_type_name, find_type, type_names};
 pub use keys::{MODE_READ, MODE_WRITE, RawKey};
 pub use rdb::{AuxHandlers, Io};
 pub use server::{InfoCtx, NumericConfig, StringConfig};
+
+/// The error reply for a fault of the host itself (the details go to the server log).
+pub const INTERNAL_ERROR: &str = "ERR internal error in redis-wasm (see the server log)";
 
 /// Runs `f`, turning a panic into `None` after logging it. Every entry point goes through here.
 pub fn catch<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {

@@ -539,14 +539,25 @@ thread_local!(static WAITING: RefCell<Vec<BlockedClient>> = const { RefCell::new
 /// `API.WAIT <mode> [timeout-ms]`: blocks the client until `API.WAKE`. Modes: `plain`; `abort`
 /// (blocks, aborts, replies "aborted"); `replythen` (blocks, then replies "anyway": the reply
 /// goes through the block); `twice` (blocks twice: the second is refused); `trap` (blocks, then
-/// panics); `bgwrite` (a background job that tries a write and opens a key).
+/// panics); `bgwrite` (a background job that tries a write and opens a key); `spin` (a
+/// background job calling PING until it is cancelled). Woken with `API.WAKE loop`, the reply
+/// phase loops for ever.
 fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     match ctx.blocked_phase() {
         BlockedPhase::Reply => {
             let data = ctx.blocked_client_private_data().unwrap_or_default();
+            if data == b"loop" {
+                let mut rounds = 0u64;
+                loop {
+                    rounds = std::hint::black_box(rounds.wrapping_add(1));
+                }
+            }
             return Ok(RedisValue::StringBuffer(data));
         }
         BlockedPhase::Timeout => return Ok(RedisValue::SimpleStringStatic("timed out")),
+        BlockedPhase::Background if args.get(1).is_some_and(|m| m.as_slice() == b"spin") => loop {
+            ctx.call("PING", &[])?;
+        },
         BlockedPhase::Background => {
             let write = match ctx.call("SET", &[&"api:bg", &"x"]) {
                 Ok(_) => "write ran".to_owned(),
@@ -579,7 +590,7 @@ fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             Ok(RedisValue::BulkString(second.to_string()))
         }
         "trap" => panic!("trapped after blocking"),
-        "bgwrite" => {
+        "bgwrite" | "spin" => {
             ctx.run_in_background(client, &args)?;
             Ok(RedisValue::NoReply)
         }
