@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::ffi::{Args, BlockedClient, Ctx, LogLevel, log_raw};
+use crate::ffi::{Args, BlockedClient, Ctx};
 use crate::guest::Guest;
 use crate::registry::{self, Route};
 use crate::reply::ReplyBuffer;
@@ -251,21 +251,22 @@ pub fn on_timer(id: u64) {
 }
 
 /// The end of a command that blocked its client but also replied or failed: the reply (or the
-/// error) reaches the client through the block.
-pub fn finish_blocking_command(id: u64, payload: Payload) {
+/// error) reaches the client through the block; a client blocked on keys, which cannot be
+/// handed a reply, is unblocked with `RedisModule_AbortBlock` and answered here.
+pub fn finish_blocking_command(ctx: Ctx, id: u64, payload: Payload) {
     let on_keys = with_entries(|entries| entries.get(&id).map(|e| e.on_keys));
-    match (on_keys, payload) {
-        (Some(false), payload) => {
+    match on_keys {
+        Some(false) => {
             release(id, payload, By::Other);
         }
-        (Some(true), _) => {
-            // Cannot hand a reply to a client blocked on keys; its keys or timeout answer it.
-            log_raw(
-                LogLevel::Warning,
-                "<wasm> a command that blocked its client on keys also replied; the reply is dropped",
-            );
-        }
-        (None, _) => {}
+        Some(true) if abort(id) => match payload {
+            Payload::Reply(reply) => reply.send(ctx),
+            Payload::Error(message) => ctx.reply_error(&message),
+            Payload::Data(_) | Payload::Timeout | Payload::Nothing => {
+                ctx.reply_error("ERR the command blocked its client on keys and gave up");
+            }
+        },
+        Some(true) | None => {}
     }
 }
 

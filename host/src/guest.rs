@@ -488,7 +488,7 @@ impl Guest {
         self.stats.error(message);
         match blocked {
             Some(id) => {
-                crate::blocked::finish_blocking_command(id, Payload::Error(message.to_owned()))
+                crate::blocked::finish_blocking_command(ctx, id, Payload::Error(message.to_owned()))
             }
             None => ctx.reply_error(message),
         }
@@ -629,6 +629,7 @@ impl Guest {
                         let reply = std::mem::take(&mut state.reply).detach();
                         let error = reply.top_level_error().is_some();
                         crate::blocked::finish_blocking_command(
+                            ctx,
                             blocked.expect("checked"),
                             Payload::Reply(reply),
                         );

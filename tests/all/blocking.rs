@@ -312,6 +312,18 @@ fn unblock_abort_and_mistakes_around_a_block() {
             .error()
             .contains("panicked: trapped after blocking")
     );
+    // A client blocked on keys cannot be handed a reply: a command that replies or traps after
+    // blocking it on keys unblocks it and answers it directly.
+    assert_eq!(
+        c.cmd(&["API.WAIT", "keysreply"]),
+        Reply::Status("anyway".into())
+    );
+    assert!(
+        c.cmd(&["API.WAIT", "keystrap"])
+            .error()
+            .contains("panicked: trapped after blocking on keys")
+    );
+    assert_eq!(info_field(&server, "blocked_clients"), 0);
     // A background job reads through call, but cannot write or open keys.
     let job = c.cmd(&["API.WAIT", "bgwrite"]);
     let job: Vec<String> = job.array().iter().map(Reply::text).collect();

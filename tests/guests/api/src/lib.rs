@@ -540,7 +540,8 @@ thread_local!(static WAITING: RefCell<Vec<BlockedClient>> = const { RefCell::new
 /// (blocks, aborts, replies "aborted"); `replythen` (blocks, then replies "anyway": the reply
 /// goes through the block); `twice` (blocks twice: the second is refused); `trap` (blocks, then
 /// panics); `bgwrite` (a background job that tries a write and opens a key); `spin` (a
-/// background job calling PING until it is cancelled). Woken with `API.WAKE loop`, the reply
+/// background job calling PING until it is cancelled); `keysreply` and `keystrap` (block on the
+/// key `api:never`, then reply "anyway", or panic). Woken with `API.WAKE loop`, the reply
 /// phase loops for ever.
 fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     match ctx.blocked_phase() {
@@ -578,6 +579,13 @@ fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     }
     let mode = args.get(1).map(|a| a.to_string_lossy()).unwrap_or_default();
     let timeout = args.get(2).map_or(Ok(0), RedisString::parse_integer)?;
+    if let Some(then) = mode.strip_prefix("keys") {
+        ctx.block_client_on_keys(&["api:never"], timeout, b"")?;
+        return match then {
+            "trap" => panic!("trapped after blocking on keys"),
+            _ => Ok(RedisValue::SimpleStringStatic("anyway")),
+        };
+    }
     let client = ctx.block_client(timeout)?;
     match mode.as_str() {
         "abort" => {
