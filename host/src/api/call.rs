@@ -157,8 +157,8 @@ impl Host for GuestState {
             || (flags.contains(CallFlags::RESP_AUTO) && now & ctx_flags::RESP3 != 0);
         let called = match &lock {
             None => ctx.call(&command, &args, modifiers.as_str()),
-            Some((_, Some(user))) => ctx
-                .as_user(user, || ctx.call(&command, &args, modifiers.as_str()))
+            Some((lock, Some(user))) => ctx
+                .as_user(lock, user, || ctx.call(&command, &args, modifiers.as_str()))
                 .unwrap_or(Err(CallRefusal::NoPermission)),
             Some((_, None)) => Err(CallRefusal::NoPermission),
         };

@@ -402,11 +402,16 @@ impl Ctx {
     }
 
     /// Runs `f` with the context's calls made as the ACL user `name` (`RedisModule_SetContextUser`),
-    /// or returns `None` if no such user exists now. Call with Redis's lock held.
-    pub fn as_user<T>(self, name: &[u8], f: impl FnOnce() -> T) -> Option<T> {
+    /// or returns `None` if no such user exists now. `_lock` proves Redis's lock is held.
+    pub fn as_user<T>(
+        self,
+        _lock: &RedisLock<'_>,
+        name: &[u8],
+        f: impl FnOnce() -> T,
+    ) -> Option<T> {
         let name = super::OwnedString::new(name);
-        // SAFETY: the lock is held (the caller's contract); the user is looked up now and
-        // released (only the wrapper: it is not a module user) before the lock is.
+        // SAFETY: the lock is held (`_lock`); the user is looked up now and released (only the
+        // wrapper: it is not a module user) before the lock is.
         unsafe {
             let user = api!(RedisModule_GetModuleUserFromUserName)(name.as_ptr());
             if user.is_null() {

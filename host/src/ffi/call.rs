@@ -108,7 +108,10 @@ pub enum ReplyKind {
 #[derive(Debug)]
 struct Root(NonNull<raw::RedisModuleCallReply>);
 
-// SAFETY: call replies are only used and freed under Redis's global lock.
+// SAFETY: a call reply is private to the command (or background job) that made it: reading it
+// parses its own buffer, and freeing it touches only the thread-safe allocator and the flags of
+// the context that made it, which outlives it (replies are freed or detached before their
+// context goes). So it may be used from a job's thread without Redis's lock.
 unsafe impl Send for Root {}
 // SAFETY: as above; shared references only read.
 unsafe impl Sync for Root {}

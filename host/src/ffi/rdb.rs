@@ -79,13 +79,18 @@ extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, _when: c_int) {
     if catch("saving guests to the RDB", || (handlers.save)(&io)).is_none() {
         // The save handler prepares everything before its first write, so a failure means
         // nothing was written: record nothing, keeping the RDB readable.
-        (handlers.save_empty)(&io);
+        catch("saving an empty guest record to the RDB", || {
+            (handlers.save_empty)(&io)
+        });
     }
 }
 
 /// Redis 7.2+: an aux record is written only if this writes something.
 extern "C" fn aux_save2(rdb: *mut raw::RedisModuleIO, when: c_int) {
-    if AUX.get().is_some_and(|handlers| (handlers.has_data)()) {
+    let has_data = catch("checking for guests to save", || {
+        AUX.get().is_some_and(|handlers| (handlers.has_data)())
+    });
+    if has_data.unwrap_or(true) {
         aux_save(rdb, when);
     }
 }

@@ -51,10 +51,13 @@ extern "C" fn get_string(
 ) -> *mut raw::RedisModuleString {
     // SAFETY: privdata is the `&'static Mutex<String>` given at registration.
     let value = unsafe { &*(privdata as *const std::sync::Mutex<String>) };
-    let text = value
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let text = catch("reading a config", || {
+        value
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    })
+    .unwrap_or_default();
     // Redis frees the returned string; a NULL context makes an unmanaged one.
     // SAFETY: Redis copies the bytes.
     unsafe {
@@ -70,11 +73,13 @@ extern "C" fn set_string(
 ) -> c_int {
     // SAFETY: as in `get_string`; `val` is a live string for the call.
     let value = unsafe { &*(privdata as *const std::sync::Mutex<String>) };
-    let text = String::from_utf8_lossy(super::string_bytes(val)).into_owned();
-    *value
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = text;
-    OK
+    let set = catch("setting a config", || {
+        let text = String::from_utf8_lossy(super::string_bytes(val)).into_owned();
+        *value
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = text;
+    });
+    if set.is_some() { OK } else { super::ERR }
 }
 
 /// Called for every change of a Redis config (`CONFIG SET`), with the names changed.
