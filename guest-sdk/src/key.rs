@@ -258,6 +258,14 @@ impl Key {
         self.0.zset_range_next()
     }
 
+    /// Up to `max` elements from the range's current position on, moving past them, in one
+    /// crossing: what repeated [`zset_range_current_element`](Self::zset_range_current_element)
+    /// and [`zset_range_next`](Self::zset_range_next) give, much faster. Empty once the end is
+    /// reached.
+    pub fn zset_range_next_batch(&self, max: u32) -> Result<ZsetRangeBatch> {
+        self.0.zset_range_next_batch(max).map(ZsetRangeBatch)
+    }
+
     /// `RedisModule_ZsetRangePrev`.
     pub fn zset_range_prev(&self) -> Result<bool> {
         self.0.zset_range_prev()
@@ -297,5 +305,37 @@ impl Key {
     pub fn hash_exists(&self, fields: &[&[u8]]) -> Result<Vec<bool>> {
         let fields: Vec<Vec<u8>> = fields.iter().map(|f| f.to_vec()).collect();
         self.0.hash_exists(&fields)
+    }
+}
+
+/// Elements of a sorted-set range, from [`Key::zset_range_next_batch`].
+pub struct ZsetRangeBatch(wit::ZsetRangeBatch);
+
+impl ZsetRangeBatch {
+    /// How many elements.
+    pub fn len(&self) -> usize {
+        self.0.scores.len()
+    }
+
+    /// Whether the range had no more elements.
+    pub fn is_empty(&self) -> bool {
+        self.0.scores.is_empty()
+    }
+
+    /// The scores, in range order.
+    pub fn scores(&self) -> &[f64] {
+        &self.0.scores
+    }
+
+    /// The members and their scores, in range order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], f64)> {
+        let starts = std::iter::once(0).chain(self.0.ends.iter().map(|&e| e as usize));
+        starts
+            .zip(&self.0.ends)
+            .zip(&self.0.scores)
+            .map(|((start, &end), &score)| {
+                let member = self.0.members.get(start..end as usize).unwrap_or_default();
+                (member, score)
+            })
     }
 }

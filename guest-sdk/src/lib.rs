@@ -58,7 +58,10 @@ pub use call::{CallArg, CallError, CallFlags, CallReply, ReplyType};
 pub use context::{Context, ContextFlags, LogLevel, ReplicateFlags};
 pub use datatype::{DataType, DataValue};
 pub use init::{CommandFn, InitContext, InitFn};
-pub use key::{HashSetFlags, Key, KeyError, KeyType, ListWhere, NO_EXPIRE, ZaddFlags, ZaddOutcome};
+pub use key::{
+    HashSetFlags, Key, KeyError, KeyType, ListWhere, NO_EXPIRE, ZaddFlags, ZaddOutcome,
+    ZsetRangeBatch,
+};
 pub use string::{NextArg, RedisString};
 pub use value::{ERRORMSG_WRONGTYPE, RedisError, RedisResult, RedisValue};
 

@@ -50,7 +50,9 @@ pub enum RedisValue {
 }
 
 impl RedisValue {
-    /// Sends this value through the reply interface.
+    /// Sends this value through the reply interface: a scalar with its `reply-with-*` function,
+    /// an aggregate flattened into one `reply-with-values` call (one crossing instead of one per
+    /// element).
     pub(crate) fn emit(&self) {
         match self {
             RedisValue::SimpleStringStatic(s) => reply::reply_with_simple_string(s),
@@ -60,14 +62,6 @@ impl RedisValue {
             RedisValue::BulkRedisString(s) => reply::reply_with_string_buffer(s.as_slice()),
             RedisValue::Integer(i) => reply::reply_with_long_long(*i),
             RedisValue::Null => reply::reply_with_null(),
-            RedisValue::Array(items) => {
-                // An array longer than u32::MAX cannot be declared; the host rejects the
-                // mismatch rather than sending a corrupt reply.
-                reply::reply_with_array(u32::try_from(items.len()).unwrap_or(u32::MAX));
-                for item in items {
-                    item.emit();
-                }
-            }
             RedisValue::NullArray => reply::reply_with_null_array(),
             RedisValue::Error(message) => reply::reply_with_error(message),
             RedisValue::Double(d) => reply::reply_with_double(*d),
@@ -76,19 +70,53 @@ impl RedisValue {
             RedisValue::VerbatimString(format, text) => {
                 reply::reply_with_verbatim_string(format, text)
             }
+            RedisValue::Array(_) | RedisValue::Map(_) | RedisValue::Set(_) => {
+                let mut flat = Vec::new();
+                self.flatten(&mut flat);
+                reply::reply_with_values(&flat);
+            }
+            RedisValue::NoReply => {}
+        }
+    }
+
+    /// Appends this value, then its elements, as `reply-with-values` takes them.
+    fn flatten(&self, out: &mut Vec<reply::ReplyValue>) {
+        use reply::ReplyValue as V;
+        // An aggregate longer than u32::MAX cannot be declared; the host rejects the mismatch
+        // rather than sending a corrupt reply.
+        let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        match self {
+            RedisValue::SimpleStringStatic(s) => out.push(V::SimpleString((*s).to_owned())),
+            RedisValue::SimpleString(s) => out.push(V::SimpleString(s.clone())),
+            RedisValue::BulkString(s) => out.push(V::StringBuffer(s.clone().into_bytes())),
+            RedisValue::StringBuffer(b) => out.push(V::StringBuffer(b.clone())),
+            RedisValue::BulkRedisString(s) => out.push(V::StringBuffer(s.as_slice().to_vec())),
+            RedisValue::Integer(i) => out.push(V::Integer(*i)),
+            RedisValue::Null => out.push(V::Null),
+            RedisValue::NullArray => out.push(V::NullArray),
+            RedisValue::Error(message) => out.push(V::Error(message.clone())),
+            RedisValue::Double(d) => out.push(V::Double(*d)),
+            RedisValue::Bool(b) => out.push(V::Boolean(*b)),
+            RedisValue::BigNumber(n) => out.push(V::BigNumber(n.clone())),
+            RedisValue::VerbatimString(format, text) => {
+                out.push(V::VerbatimString((format.clone(), text.clone())))
+            }
+            RedisValue::Array(items) => {
+                out.push(V::Array(len(items.len())));
+                items.iter().for_each(|item| item.flatten(out));
+            }
             RedisValue::Map(pairs) => {
-                reply::reply_with_map(u32::try_from(pairs.len()).unwrap_or(u32::MAX));
+                out.push(V::Map(len(pairs.len())));
                 for (k, v) in pairs {
-                    k.emit();
-                    v.emit();
+                    k.flatten(out);
+                    v.flatten(out);
                 }
             }
             RedisValue::Set(items) => {
-                reply::reply_with_set(u32::try_from(items.len()).unwrap_or(u32::MAX));
-                for item in items {
-                    item.emit();
-                }
+                out.push(V::Set(len(items.len())));
+                items.iter().for_each(|item| item.flatten(out));
             }
+            // Nothing to send (inside an aggregate the host then finds an element missing).
             RedisValue::NoReply => {}
         }
     }

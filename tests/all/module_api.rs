@@ -438,6 +438,30 @@ fn low_level_keys_work_and_replicate_exactly() {
         key(&mut c, &["zset-range", "lex", "lex", "first", "bad", "+"]).error(),
         "KEYERR invalid: invalid range"
     );
+    // Batches give the same elements as one-by-one iteration, split at the batch size.
+    c.cmd(&[
+        "ZADD", "many", "1", "m1", "2", "m2", "2.5", "", "4", "m4", "5", "m5",
+    ]);
+    assert_eq!(
+        key(&mut c, &["zset-batches", "many", "2"]),
+        Reply::Array(vec![
+            Reply::Array(vec![Reply::Int(2), Reply::Int(2), Reply::Int(1)]),
+            Reply::Array(
+                ["m1", "1", "m2", "2", "", "2.5", "m4", "4", "m5", "5"]
+                    .into_iter()
+                    .map(bulk)
+                    .collect()
+            ),
+        ])
+    );
+    assert_eq!(
+        key(&mut c, &["zset-batches", "many", "100"]).array()[0],
+        Reply::Array(vec![Reply::Int(5)])
+    );
+    assert_eq!(
+        key(&mut c, &["zset-batches", "many", "0"]),
+        Reply::Array(vec![Reply::Array(vec![]), Reply::Array(vec![])])
+    );
     assert_eq!(
         key(
             &mut c,

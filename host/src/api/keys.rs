@@ -7,7 +7,7 @@ use wasmtime::component::Resource;
 
 use super::bindings::redis::module::keys::{
     DataValue, HashSetFlags, Host, HostKey, KeyError, KeyType, ListWhere, OpenMode, ZaddFlags,
-    ZaddOutcome,
+    ZaddOutcome, ZsetRangeBatch,
 };
 use crate::ffi::{self, KeyValue, RawKey, TypeValue};
 use crate::scope::{Effects, KeyFault, KeyHandle, KeyRes, MAX_HANDLES, RangeState, tombstone};
@@ -602,6 +602,33 @@ impl HostKey for GuestState {
         })
     }
 
+    fn zset_range_next_batch(&mut self, this: Resource<KeyRes>, max: u32) -> R<ZsetRangeBatch> {
+        self.with_key(&this, |key, _| {
+            let mut batch = ZsetRangeBatch {
+                members: Vec::new(),
+                ends: Vec::new(),
+                scores: Vec::new(),
+            };
+            let Some(raw) = range(key)? else {
+                return Ok(batch);
+            };
+            while batch.scores.len() < max as usize
+                && batch.members.len() < MAX_BATCH_BYTES
+                && !raw.zset_range_end_reached()
+            {
+                let Some((member, score)) = raw.zset_range_current() else {
+                    break;
+                };
+                batch.members.extend_from_slice(&member);
+                // Below MAX_BATCH_BYTES plus one member (at most 512 MB): fits in u32.
+                batch.ends.push(batch.members.len() as u32);
+                batch.scores.push(score);
+                raw.zset_range_next();
+            }
+            Ok(batch)
+        })
+    }
+
     fn zset_range_prev(&mut self, this: Resource<KeyRes>) -> R<bool> {
         self.with_key(&this, |key, _| {
             Ok(range(key)?.is_some_and(RawKey::zset_range_prev))
@@ -809,6 +836,9 @@ fn start_range(key: &mut KeyHandle, start: impl FnOnce(&RawKey) -> bool) -> Resu
 }
 
 /// The key of an active range (`None`: the range is over an empty key).
+/// Where `zset-range-next-batch` stops adding members.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
 fn range(key: &KeyHandle) -> Result<Option<&RawKey>, KeyFault> {
     match key.range {
         RangeState::Active => Ok(key.raw.as_ref().filter(|_| type_of(key) == ZSET)),

@@ -2,7 +2,7 @@
 
 use wasmtime::component::Resource;
 
-use super::bindings::redis::module::reply::Host;
+use super::bindings::redis::module::reply::{Host, ReplyValue};
 use crate::reply::{Aggregate, ReplyItem};
 use crate::scope::ReplyRes;
 use crate::state::{GuestState, Phase};
@@ -32,6 +32,29 @@ impl GuestState {
 }
 
 impl Host for GuestState {
+    fn reply_with_values(&mut self, values: Vec<ReplyValue>) -> Done {
+        for value in values {
+            match value {
+                ReplyValue::Integer(i) => self.reply_with_long_long(i)?,
+                ReplyValue::SimpleString(s) => self.reply_with_simple_string(s)?,
+                ReplyValue::Error(message) => self.reply_with_error(message)?,
+                ReplyValue::StringBuffer(bytes) => self.reply_with_string_buffer(bytes)?,
+                ReplyValue::Null => self.reply_with_null()?,
+                ReplyValue::Array(len) => self.reply_with_array(len)?,
+                ReplyValue::Map(len) => self.reply_with_map(len)?,
+                ReplyValue::Set(len) => self.reply_with_set(len)?,
+                ReplyValue::NullArray => self.reply_with_null_array()?,
+                ReplyValue::Double(d) => self.reply_with_double(d)?,
+                ReplyValue::Boolean(b) => self.reply_with_bool(b)?,
+                ReplyValue::BigNumber(n) => self.reply_with_big_number(n)?,
+                ReplyValue::VerbatimString((format, text)) => {
+                    self.reply_with_verbatim_string(format, text)?
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn reply_with_long_long(&mut self, value: i64) -> Done {
         self.reply_item(ReplyItem::Integer(value))
     }

@@ -360,6 +360,29 @@ fn key_op(
                 Ok(RedisValue::Array(out))
             })
         }
+        "zset-batches" => {
+            // zset-batches <batch size>: the whole score range, read in batches; replies the
+            // batch sizes followed by member, score pairs.
+            let max = u32::try_from(args.next_u64()?).unwrap_or(u32::MAX);
+            key.zset_first_in_score_range(f64::NEG_INFINITY, f64::INFINITY, false, false)?;
+            let (mut sizes, mut elements) = (Vec::new(), Vec::new());
+            loop {
+                let batch = key.zset_range_next_batch(max)?;
+                if batch.is_empty() {
+                    break;
+                }
+                sizes.push(RedisValue::Integer(batch.len() as i64));
+                for (member, score) in batch.iter() {
+                    elements.push(RedisValue::StringBuffer(member.to_vec()));
+                    elements.push(RedisValue::Double(score));
+                }
+            }
+            key.zset_range_stop();
+            Ok(RedisValue::Array(vec![
+                RedisValue::Array(sizes),
+                RedisValue::Array(elements),
+            ]))
+        }
         "hash-set" => {
             // hash-set <flags> field value|- [field value|-]...
             let words = args.next_string()?;

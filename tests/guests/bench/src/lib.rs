@@ -35,16 +35,18 @@ fn push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::from(key.value_length()?))
 }
 
-/// `BG.ZSUM key`: the sum of every score, iterating a range.
+/// `BG.ZSUM key`: the sum of every score, iterating a range (read in batches: one crossing per
+/// 128 members instead of three per member).
 fn zsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let key = ctx.open_key(&args[1])?;
     let mut sum = 0.0;
     key.zset_first_in_score_range(f64::NEG_INFINITY, f64::INFINITY, false, false)?;
-    while !key.zset_range_end_reached()? {
-        if let Some((_, score)) = key.zset_range_current_element()? {
-            sum += score;
+    loop {
+        let batch = key.zset_range_next_batch(128)?;
+        if batch.is_empty() {
+            break;
         }
-        key.zset_range_next()?;
+        sum += batch.scores().iter().sum::<f64>();
     }
     Ok(RedisValue::Double(sum))
 }
