@@ -329,6 +329,7 @@ pub fn run_in_background(ctx: Ctx, guest: &str, id: u64, args: Vec<Vec<u8>>) -> 
     let spawned = std::thread::Builder::new()
         .name(format!("wasm-job-{}", guest.info.name))
         .spawn(move || {
+            crate::ffi::lower_thread_priority();
             let payload = crate::ffi::catch("a background job", || {
                 guest.run_background(tsctx, user, id, command, &args, &cancel)
             })

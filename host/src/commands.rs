@@ -202,6 +202,7 @@ pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
             let spawned = std::thread::Builder::new()
                 .name("wasm-compile".into())
                 .spawn(move || {
+                    crate::ffi::lower_thread_priority();
                     let prepared =
                         catch("compiling a guest", || prepare(request)).unwrap_or_else(|| {
                             Err(
@@ -210,8 +211,16 @@ pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
                             )
                         });
                     blocked.resume(Box::new(move |ctx| {
+                        let started = std::time::Instant::now();
                         let loaded = prepared.and_then(|p| finish(ctx, p, Origin::Command, false));
-                        reply_load(ctx, loaded)
+                        reply_load(ctx, loaded);
+                        log_raw(
+                            LogLevel::Verbose,
+                            &format!(
+                                "<wasm> a compiled guest took {} µs to start on the main thread",
+                                started.elapsed().as_micros()
+                            ),
+                        );
                     }));
                 });
             if let Err(e) = spawned {

@@ -49,6 +49,17 @@ pub use keys::{MODE_READ, MODE_WRITE, RawKey};
 pub use rdb::{AuxHandlers, Io};
 pub use server::{InfoCtx, NumericConfig, StringConfig};
 
+/// Lowers the calling thread's scheduling priority (nice 10), so that work off the main thread
+/// (compiling a guest, a background job) leaves the CPU to Redis's main thread when both want it.
+pub fn lower_thread_priority() {
+    // SAFETY: gettid has no preconditions; setpriority on our own thread id only changes this
+    // thread's nice value (raising it is always permitted); a failure is harmless and ignored.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}
+
 /// The error reply for a fault of the host itself (the details go to the server log).
 pub const INTERNAL_ERROR: &str = "ERR internal error in redis-wasm (see the server log)";
 

@@ -69,12 +69,10 @@ fn echo(_ctx: &Context, mut args: Vec<RedisString>) -> RedisResult {
 }
 
 /// `BG.ARRAY`: a 100-element array.
-fn array(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
-    ctx.reply_with_array(100);
-    for i in 0..100 {
-        ctx.reply_with_long_long(i);
-    }
-    Ok(RedisValue::NoReply)
+fn array(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    Ok(RedisValue::Array(
+        (0..100).map(RedisValue::Integer).collect(),
+    ))
 }
 
 redis_module! {
