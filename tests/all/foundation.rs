@@ -327,6 +327,10 @@ fn malformed_replies_become_errors_and_the_connection_stays_usable() {
             "BASICS.BAD-ARRAY",
             "an array still expects 1 more element(s)",
         ),
+        (
+            "BASICS.HOLLOW-ARRAY",
+            "an array still expects 1 more element(s)",
+        ),
         ("BASICS.TWICE", "the command replied more than once"),
         ("BASICS.SILENT", "the command did not reply"),
         (

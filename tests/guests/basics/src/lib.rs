@@ -53,6 +53,14 @@ fn bad_array(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::NoReply)
 }
 
+/// A `RedisValue` array with a hole: sent in one `reply-with-values`, it lacks an element.
+fn hollow_array(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    Ok(RedisValue::Array(vec![
+        RedisValue::Integer(1),
+        RedisValue::NoReply,
+    ]))
+}
+
 fn twice(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     ctx.reply_with_long_long(1);
     ctx.reply_with_long_long(2);
@@ -141,6 +149,7 @@ redis_module! {
         ["basics.twice", twice, "readonly", 0, 0, 0],
         ["basics.partial-then-error", partial_then_error, "readonly", 0, 0, 0],
         ["basics.silent", silent, "readonly", 0, 0, 0],
+        ["basics.hollow-array", hollow_array, "readonly", 0, 0, 0],
         ["basics.crlf", crlf, "readonly", 0, 0, 0],
         ["basics.print", print, "readonly", 0, 0, 0],
         ["basics.keys", ok, "readonly", 1, -1, 2, arity = -2],
