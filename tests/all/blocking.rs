@@ -361,13 +361,21 @@ fn a_job_outlives_its_client_safely() {
             info_field(&server, "background_jobs") == 0
         });
     }
-    // Woken by another client while its job runs: the job is cancelled, the client gets the data.
+    // Woken by another command while its job runs: the job is cancelled, the client gets the
+    // data once the job has ended.
     let mut a = server.client();
     send(&mut a, &["API.WAIT", "spin"]);
     wait_until("the job runs", || {
         info_field(&server, "background_jobs") == 1
     });
-    // (`plain` waiters only: the spinning client is not in the guest's list, so wake by unload.)
+    assert_eq!(c.cmd(&["API.WAKE", "woken"]), Reply::Int(1));
+    assert_eq!(a.read(), Reply::Bulk(b"woken".to_vec()));
+    assert_eq!(info_field(&server, "background_jobs"), 0);
+    // Its guest unloaded while its job runs: the client gets the unload error.
+    send(&mut a, &["API.WAIT", "spin"]);
+    wait_until("the job runs", || {
+        info_field(&server, "background_jobs") == 1
+    });
     assert!(!c.cmd(&["WASM.UNLOAD", "api"]).is_error());
     assert!(a.read().error().contains("was unloaded or replaced"));
     wait_until("all released", || {

@@ -623,6 +623,9 @@ fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         "trap" => panic!("trapped after blocking"),
         "bgwrite" | "spin" => {
             ctx.run_in_background(client, &args)?;
+            if mode == "spin" {
+                WAITING.with_borrow_mut(|w| w.push(client));
+            }
             Ok(RedisValue::NoReply)
         }
         _ => {
@@ -632,7 +635,8 @@ fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     }
 }
 
-/// `API.WAKE <data>`: unblocks the clients `API.WAIT plain` blocked; replies how many it woke.
+/// `API.WAKE <data>`: unblocks the clients `API.WAIT plain` (or `spin`) blocked; replies how many
+/// it woke.
 fn api_wake(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let waiting = WAITING.with_borrow_mut(std::mem::take);
     let woken = waiting
