@@ -104,9 +104,20 @@ impl GuestState {
         }
     }
 
-    /// The context of whatever is running on the main thread, if any (`None` in a background
-    /// job, whose thread-safe context is only used under Redis's lock, by `call`).
+    /// The context of whatever is running on the main thread, with a client (whose database
+    /// functions such as `key-exists` use), if any: `None` in a background job (whose
+    /// thread-safe context is only used under Redis's lock, by `call`) and in an init run while
+    /// an RDB loads (Redis gives that context no client).
     pub fn ctx(&self) -> Option<Ctx> {
+        match &self.phase {
+            Phase::Init(scope) => scope.ctx.filter(|ctx| ctx.has_client()),
+            _ => self.any_ctx(),
+        }
+    }
+
+    /// Like [`ctx`](Self::ctx), but also a context without a client, for what needs none
+    /// (context flags).
+    pub fn any_ctx(&self) -> Option<Ctx> {
         match &self.phase {
             Phase::Idle => None,
             Phase::Init(scope) => scope.ctx,

@@ -533,3 +533,20 @@ fn scripting_vulnerability_classes_are_closed() {
     );
     pong(&server);
 }
+
+#[test]
+fn an_init_reaching_for_a_client_while_an_rdb_loads_is_harmless() {
+    // evil's init asks for the selected database, whether a key exists and signals a key: in
+    // the init run by an RDB load, Redis's context has no client, and these answer harmlessly.
+    let mut server = Server::start();
+    let mut c = server.client();
+    assert_eq!(
+        c.cmd(&["WASM.LOAD", guests::EVIL]),
+        Reply::Bulk(b"evil".to_vec())
+    );
+    assert_eq!(c.cmd(&["DEBUG", "RELOAD"]), Reply::Status("OK".into()));
+    assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
+    c.cmd(&["SAVE"]);
+    server.restart().expect("restart from the RDB");
+    assert_eq!(server.client().cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
+}

@@ -29,7 +29,7 @@ impl Host for GuestState {
     }
 
     fn get_context_flags(&mut self) -> wasmtime::Result<ContextFlags> {
-        let raw = self.ctx().map_or(0, |ctx| ctx.flags());
+        let raw = self.any_ctx().map_or(0, |ctx| ctx.flags());
         let mut flags = ContextFlags::empty();
         for (bit, flag) in [
             (ctx_flags::MULTI, ContextFlags::MULTI),

@@ -59,6 +59,13 @@ impl Ctx {
         unsafe { api!(RedisModule_KeyExists)(self.0.as_ptr(), name.as_ptr()) != 0 }
     }
 
+    /// Whether the context has a client (`RedisModule_GetClientId` is 0 without one, as in the
+    /// context of an RDB load): functions about "the selected database" need one.
+    pub fn has_client(self) -> bool {
+        // SAFETY: valid context; the function only reads whether it has a client.
+        unsafe { api!(RedisModule_GetClientId)(self.0.as_ptr()) != 0 }
+    }
+
     pub fn selected_db(self) -> i32 {
         // SAFETY: valid context.
         unsafe { api!(RedisModule_GetSelectedDb)(self.0.as_ptr()) }

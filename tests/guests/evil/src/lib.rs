@@ -19,6 +19,13 @@ fn init(_ctx: &InitContext, args: &[RedisString]) -> Result<(), RedisError> {
             x = black_box(x.wrapping_add(1));
         }
     }
+    // What needs a client's database, called from init, which also runs while an RDB loads
+    // (with a context that has no client): each must answer harmlessly.
+    use redis_wasm_sdk::wit::redis::module::{blocking, context, keys};
+    black_box(context::get_selected_db());
+    black_box(context::get_context_flags());
+    black_box(keys::key_exists(b"evil:init"));
+    blocking::signal_key_as_ready(b"evil:init");
     Ok(())
 }
 
