@@ -212,6 +212,16 @@ pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
                         });
                     blocked.resume(Box::new(move |ctx| {
                         let started = std::time::Instant::now();
+                        // Redis runs this even while clients are paused, when nothing may be
+                        // propagated (and 7.0 asserts it): the load is refused then.
+                        let prepared = prepared.and_then(|p| match crate::ffi::writes_paused() {
+                            true => Err(
+                                "clients were paused (CLIENT PAUSE or a failover) while the guest \
+                                 compiled; nothing was loaded: retry once they are unpaused"
+                                    .to_owned(),
+                            ),
+                            false => Ok(p),
+                        });
                         let loaded = prepared.and_then(|p| finish(ctx, p, Origin::Command, false));
                         reply_load(ctx, loaded);
                         log_raw(
@@ -452,12 +462,24 @@ pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
         Ok(saved) => saved,
         Err(why) => return ctx.reply_error(&format!("ERR {why}")),
     };
+    let before = registry::guests();
     match restore(ctx, saved, mode, Origin::Command) {
         Ok(_) => {
             ctx.replicate_verbatim();
             ctx.reply_simple_ok();
         }
-        Err(why) => ctx.reply_error(&format!("ERR {why}")),
+        Err(why) => {
+            // A restore that failed part-way may have unloaded or loaded guests already. Replicas
+            // hold the same guests, so replaying it fails at the same point and leaves them as
+            // this server is.
+            let after = registry::guests();
+            let changed = before.len() != after.len()
+                || before.iter().zip(&after).any(|(a, b)| !Arc::ptr_eq(a, b));
+            if changed {
+                ctx.replicate_verbatim();
+            }
+            ctx.reply_error(&format!("ERR {why}"))
+        }
     }
 }
 

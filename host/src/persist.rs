@@ -140,7 +140,13 @@ pub fn load_aux(io: &Io, encver: i32) -> bool {
             return false;
         }
     }
-    match restore(ctx, saved, Mode::Replace, Origin::Rdb) {
+    // A replica (full sync, or its own RDB at startup) mirrors its master's guests; a master
+    // keeps guests loaded from its module arguments that its RDB does not hold.
+    let mode = match ctx.flags() & crate::ffi::ctx_flags::SLAVE {
+        0 => Mode::Replace,
+        _ => Mode::Mirror,
+    };
+    match restore(ctx, saved, mode, Origin::Rdb) {
         Ok(_) => true,
         Err(why) => {
             log_raw(
@@ -161,6 +167,9 @@ pub enum Mode {
     Replace,
     /// Unload every guest first.
     Flush,
+    /// Replace guests of the same name and unload those not saved: a replica's guests become
+    /// exactly its master's.
+    Mirror,
 }
 
 /// Loads saved guests. Guests identical to a loaded one are left as they are.
@@ -183,6 +192,13 @@ pub fn restore(
     if mode == Mode::Flush {
         for guest in registry::guests() {
             registry::remove(&guest.info.name);
+        }
+    }
+    if mode == Mode::Mirror {
+        for guest in registry::guests() {
+            if !saved.iter().any(|s| s.name == guest.info.name) {
+                registry::remove(&guest.info.name);
+            }
         }
     }
     let mut loaded = Vec::new();

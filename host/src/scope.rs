@@ -120,8 +120,9 @@ struct Effect {
 ///   flushed in order before each call, before `SELECT`, and at the end.
 /// - Calls replicate themselves (`!`), between those flushes.
 /// - Explicit `replicate` requests are emitted last, as the Modules API documents.
-/// - `replicate-verbatim` replicates the command instead; recorded writes are then dropped — or,
-///   if the guest trapped (replicas might not fail the same way), emitted instead of it.
+/// - `replicate-verbatim` replicates the command instead (in the database it started in);
+///   recorded writes and the calls made meanwhile are then dropped — or, if the guest trapped
+///   (replicas might not fail the same way), emitted instead of it.
 #[derive(Default)]
 pub struct Effects {
     /// Whether the command has written (shared with `busy.rs`: a writer cannot be killed).
@@ -129,8 +130,11 @@ pub struct Effects {
     pending: Vec<Effect>,
     explicit: Vec<Effect>,
     pub verbatim: bool,
-    /// A call already propagated effects (replicate-verbatim is then refused).
-    pub calls_replicated: bool,
+    /// Effects were already propagated — by a call, or recorded writes flushed before a call,
+    /// `select-db` or a yield — so replicate-verbatim is refused.
+    pub propagated: bool,
+    /// The database the command started in (where a verbatim command replays).
+    pub start_db: i32,
 }
 
 impl Effects {
@@ -139,6 +143,17 @@ impl Effects {
         self.pending.push(Effect {
             db,
             command: Cow::Borrowed(command),
+            args,
+            modifiers: "",
+        });
+    }
+
+    /// A call made after `replicate-verbatim` (which runs without replicating itself): kept to
+    /// be emitted if the command traps and the verbatim replication is abandoned.
+    pub fn record_call(&mut self, db: i32, command: &str, args: Vec<Vec<u8>>) {
+        self.pending.push(Effect {
+            db,
+            command: Cow::Owned(command.to_owned()),
             args,
             modifiers: "",
         });
@@ -176,6 +191,7 @@ impl Effects {
     /// Emits recorded low-level writes (unless the command replicates verbatim).
     pub fn flush(&mut self, ctx: Ctx) {
         if !self.verbatim && !self.pending.is_empty() {
+            self.propagated = true;
             Effects::emit(ctx, self.pending.drain(..));
         }
     }
@@ -184,7 +200,15 @@ impl Effects {
     pub fn finish(&mut self, ctx: Ctx, trapped: bool) {
         if self.verbatim && !trapped {
             self.pending.clear();
+            // The command may have moved its client to another database (`select-db`).
+            let now = ctx.selected_db();
+            if now != self.start_db {
+                ctx.select_db(self.start_db);
+            }
             ctx.replicate_verbatim();
+            if now != self.start_db {
+                ctx.select_db(now);
+            }
         } else {
             self.verbatim = false;
             self.flush(ctx);
@@ -234,6 +258,9 @@ pub struct CommandScope {
     pub index: u32,
     /// Whether the command is flagged `write`.
     pub may_write: bool,
+    /// A blocked client's callback run while clients are paused: Redis runs those callbacks
+    /// even then, but nothing may be written or propagated, so writes are refused.
+    pub writes_paused: bool,
     pub keys: HashMap<u32, KeyHandle>,
     pub replies: HashMap<u32, ReplyHandle>,
     pub effects: Effects,
@@ -263,9 +290,17 @@ impl CommandScope {
         // A background job's calls are read-only (see `blocked.rs`).
         let may_write =
             command.flags.variant().may_write() && !matches!(phase, CallPhase::Background { .. });
+        let writes_paused = matches!(phase, CallPhase::Reply { .. } | CallPhase::Timeout { .. })
+            && crate::ffi::writes_paused();
+        let may_write = may_write && !writes_paused;
         wrote.store(false, Ordering::SeqCst);
         let effects = Effects {
             wrote,
+            start_db: if matches!(phase, CallPhase::Background { .. }) {
+                0
+            } else {
+                ctx.selected_db()
+            },
             ..Effects::default()
         };
         CommandScope {
@@ -273,6 +308,7 @@ impl CommandScope {
             command,
             index,
             may_write,
+            writes_paused,
             keys: HashMap::new(),
             replies: HashMap::new(),
             effects,
@@ -298,6 +334,9 @@ impl CommandScope {
                 "ERR keys cannot be opened in a background job (use call)".into(),
             ));
         }
+        if write && self.writes_paused {
+            return Err(KeyFault::Invalid(crate::ffi::WRITES_PAUSED.into()));
+        }
         if write && !self.may_write {
             return Err(KeyFault::NotWritable);
         }
@@ -309,6 +348,10 @@ impl CommandScope {
         if conflict {
             return Err(KeyFault::AlreadyOpen);
         }
+        // Another read handle on this key: opening the key again may expire it (a blocked
+        // client's callback runs outside a command, on the live clock), which would free it
+        // under the first handle. The first is closed and reopens when next used.
+        self.suspend_key(db, name);
         let mode = if write {
             MODE_READ | MODE_WRITE
         } else {
@@ -328,6 +371,15 @@ impl CommandScope {
 
     /// The key behind a handle, reopened if a call suspended it, with the effects log.
     pub fn key(&mut self, rep: u32) -> Result<(&mut KeyHandle, &mut Effects, Ctx), KeyFault> {
+        let reopening = self
+            .keys
+            .get(&rep)
+            .filter(|key| key.suspended)
+            .map(|key| (key.db, key.name.clone()));
+        if let Some((db, name)) = reopening {
+            // Reopening looks the key up again, which may expire it: close the others on it.
+            self.suspend_key(db, &name);
+        }
         let CommandScope {
             ctx, keys, effects, ..
         } = self;
@@ -337,6 +389,20 @@ impl CommandScope {
             key.reopen(ctx);
         }
         Ok((key, effects, ctx))
+    }
+
+    /// Closes the open handles on one key before a lookup of it that may expire it (they reopen
+    /// when next used).
+    pub fn suspend_key(&mut self, db: i32, name: &[u8]) {
+        for key in self.keys.values_mut() {
+            if key.db == db && key.name == name && key.raw.is_some() {
+                key.raw = None;
+                key.suspended = true;
+                if key.range == RangeState::Active {
+                    key.range = RangeState::Interrupted;
+                }
+            }
+        }
     }
 
     /// Closes every key before something that may change the keyspace under them (a call), and

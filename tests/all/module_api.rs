@@ -626,7 +626,8 @@ fn replication_order_verbatim_rules_and_failures() {
     let refused = c.cmd(&["API.VERBATIMAFTERCALL", "n"]);
     assert_eq!(
         refused.error(),
-        "ERR replicate-verbatim must come before any call that replicates effects"
+        "ERR replicate-verbatim must come before anything is replicated (a call's effects, or \
+         low-level writes sent before a call, select-db or a yield)"
     );
     assert_eq!(tap.commands(&server), vec![vec!["INCR", "n"]]);
     // An error after writing still replicates the writes made before it.

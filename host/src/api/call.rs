@@ -155,6 +155,7 @@ impl Host for GuestState {
         let modifiers = Modifiers::new(flags, scope.may_write, scope.effects.verbatim, now);
         let resp3 = flags.contains(CallFlags::RESP3)
             || (flags.contains(CallFlags::RESP_AUTO) && now & ctx_flags::RESP3 != 0);
+        let db = if lock.is_none() { ctx.selected_db() } else { 0 };
         let called = match &lock {
             None => ctx.call(&command, &args, modifiers.as_str()),
             Some((lock, Some(user))) => ctx
@@ -165,14 +166,24 @@ impl Host for GuestState {
         drop(lock);
         match called {
             Ok(reply) => {
+                let succeeded = reply.kind() != ReplyKind::Error;
                 if modifiers.replicates() {
-                    scope.effects.calls_replicated = true;
-                    if reply.kind() != ReplyKind::Error {
+                    scope.effects.propagated = true;
+                    if succeeded {
                         scope
                             .effects
                             .wrote
                             .store(true, std::sync::atomic::Ordering::SeqCst);
                     }
+                } else if scope.effects.verbatim && scope.may_write && succeeded {
+                    // Not replicated now: the verbatim command replays it. It may have written
+                    // (so the command is no longer killable), and if the command traps, the
+                    // call goes out instead.
+                    scope
+                        .effects
+                        .wrote
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    scope.effects.record_call(db, &command, args);
                 }
                 self.value_of(ReplyHandle { reply, resp3 }).map(Ok)
             }

@@ -161,7 +161,14 @@ impl Host for GuestState {
     }
 
     fn key_exists(&mut self, name: Vec<u8>) -> wasmtime::Result<bool> {
-        Ok(self.ctx().is_some_and(|ctx| ctx.key_exists(&name)))
+        let Some(ctx) = self.ctx() else {
+            return Ok(false);
+        };
+        // The lookup may expire the key: close handles on it first (see `suspend_key`).
+        if let Ok(scope) = self.command() {
+            scope.suspend_key(ctx.selected_db(), &name);
+        }
+        Ok(ctx.key_exists(&name))
     }
 }
 

@@ -14,6 +14,9 @@ impl Host for GuestState {
             Ok(scope) => scope,
             Err(why) => return Ok(Err(format!("ERR replicate is {why}"))),
         };
+        if scope.writes_paused {
+            return Ok(Err(crate::ffi::WRITES_PAUSED.to_owned()));
+        }
         if !scope.may_write {
             return Ok(Err(
                 "ERR replicate needs a command flagged 'write'".to_owned()
@@ -44,14 +47,25 @@ impl Host for GuestState {
             Ok(scope) => scope,
             Err(why) => return Ok(Err(format!("ERR replicate-verbatim is {why}"))),
         };
+        if scope.writes_paused {
+            return Ok(Err(crate::ffi::WRITES_PAUSED.to_owned()));
+        }
         if !scope.may_write {
             return Ok(Err(
                 "ERR replicate-verbatim needs a command flagged 'write'".to_owned(),
             ));
         }
-        if scope.effects.calls_replicated {
+        if !matches!(scope.phase, crate::scope::CallPhase::Command) {
             return Ok(Err(
-                "ERR replicate-verbatim must come before any call that replicates effects"
+                "ERR replicate-verbatim cannot be used in a blocked client's callback (replicas \
+                 would replay the command itself, not the callback)"
+                    .to_owned(),
+            ));
+        }
+        if scope.effects.propagated {
+            return Ok(Err(
+                "ERR replicate-verbatim must come before anything is replicated (a call's \
+                 effects, or low-level writes sent before a call, select-db or a yield)"
                     .to_owned(),
             ));
         }

@@ -60,6 +60,17 @@ pub fn lower_thread_priority() {
     }
 }
 
+/// Whether clients are paused (`CLIENT PAUSE`, a failover): nothing may be written or
+/// propagated then (`RedisModule_AvoidReplicaTraffic`; Redis 7.0 asserts on propagation).
+pub fn writes_paused() -> bool {
+    // SAFETY: no arguments; reads server state on the main thread.
+    unsafe { api!(RedisModule_AvoidReplicaTraffic)() != 0 }
+}
+
+/// The error for a write attempted by a blocked client's callback while clients are paused.
+pub const WRITES_PAUSED: &str = "ERR clients are paused (CLIENT PAUSE or a failover): a blocked \
+client's callback cannot write until they are unpaused";
+
 /// The error reply for a fault of the host itself (the details go to the server log).
 pub const INTERNAL_ERROR: &str = "ERR internal error in redis-wasm (see the server log)";
 
