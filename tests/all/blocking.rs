@@ -385,6 +385,38 @@ fn a_job_outlives_its_client_safely() {
 }
 
 #[test]
+fn a_callback_cannot_write_while_clients_are_paused() {
+    // Redis runs blocked clients' callbacks even while clients are paused, when 7.0 asserts that
+    // nothing is propagated: with a replica attached, a write there would abort the server.
+    let server = Server::with_module_args(&["LOAD", guests::API_GUEST]);
+    let replica = Server::with_module_args(&["LOAD", guests::API_GUEST]);
+    replica.replicate_from(&server);
+    let mut a = server.client();
+    send(&mut a, &["API.WAIT", "plain"]);
+    wait_until("blocked", || info_field(&server, "blocked_clients") == 1);
+    let mut c = server.client();
+    assert_eq!(
+        c.cmd(&["CLIENT", "PAUSE", "5000", "WRITE"]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(c.cmd(&["API.WAKE", "write"]), Reply::Int(1));
+    let reply = a.read();
+    let texts: Vec<String> = reply.array().iter().map(Reply::text).collect();
+    assert!(texts[0].contains("clients are paused"), "{texts:?}");
+    assert!(!texts[1].contains("written"), "{texts:?}");
+    assert_eq!(c.cmd(&["CLIENT", "UNPAUSE"]), Reply::Status("OK".into()));
+    // Unpaused, the same callback writes.
+    send(&mut a, &["API.WAIT", "plain"]);
+    wait_until("blocked again", || {
+        info_field(&server, "blocked_clients") == 1
+    });
+    assert_eq!(c.cmd(&["API.WAKE", "write"]), Reply::Int(1));
+    let texts: Vec<String> = a.read().array().iter().map(Reply::text).collect();
+    assert_eq!(texts, ["written", "written"]);
+    server.assert_same_dataset(&replica);
+}
+
+#[test]
 fn a_callback_cannot_hold_the_server_past_the_busy_threshold() {
     // A reply callback runs from Redis's event loop with no client of its own to protect, so it
     // cannot yield: it is stopped at busy-reply-threshold.

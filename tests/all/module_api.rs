@@ -659,6 +659,32 @@ fn replication_order_verbatim_rules_and_failures() {
         c.cmd(&["API.REPLICATE", "NOSUCH", "x"]).error(),
         "ERR cannot replicate unknown command 'NOSUCH'"
     );
+    // Low-level writes already sent (ahead of a call) also rule replicate-verbatim out.
+    assert!(
+        c.cmd(&["API.VERBATIMAFTERWRITE", "vw"])
+            .error()
+            .starts_with("ERR replicate-verbatim must come before anything is replicated")
+    );
+    assert_eq!(tap.commands(&server), vec![vec!["RPUSH", "vw", "x"]]);
+}
+
+#[test]
+fn a_verbatim_command_replays_from_the_database_it_started_in() {
+    let master = api_server();
+    let replica = Server::with_module_args(&["LOAD", guests::API_GUEST, "LOAD", guests::BASICS]);
+    replica.replicate_from(&master);
+    let mut c = master.client();
+    c.cmd(&["SELECT", "2"]);
+    assert_eq!(
+        c.cmd(&["API.VERBATIMINDB", "5", "vk"]),
+        Reply::Status("OK".into())
+    );
+    master.assert_same_dataset(&replica);
+    let mut r = replica.client();
+    r.cmd(&["SELECT", "2"]);
+    assert_eq!(r.cmd(&["GET", "vk"]).text(), "here");
+    r.cmd(&["SELECT", "5"]);
+    assert_eq!(r.cmd(&["GET", "vk"]).text(), "there");
 }
 
 #[test]

@@ -234,6 +234,18 @@ fn a_new_replica_gets_the_guests_in_its_full_sync() {
 }
 
 #[test]
+fn a_replica_mirrors_its_masters_guests() {
+    // The replica starts with a guest its master does not have: the full sync leaves it with
+    // exactly the master's guests.
+    let master = Server::start();
+    master.client().cmd(&["WASM.LOAD", guests::BASICS]);
+    let replica = Server::with_module_args(&["LOAD", guests::HELLOWORLD]);
+    assert_eq!(names(&replica), ["helloworld"]);
+    replica.replicate_from(&master);
+    wait_for(|| names(&replica) == ["basics"]);
+}
+
+#[test]
 fn a_corrupted_guest_in_the_rdb_is_a_load_error() {
     // Uncompressed, so the damage reaches the module bytes rather than Redis's LZF decoder.
     let mut server = Server::start_with(ServerOptions {

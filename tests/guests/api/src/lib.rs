@@ -519,6 +519,30 @@ fn api_verbatim_after_call(ctx: &Context, args: Vec<RedisString>) -> RedisResult
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
+/// `API.VERBATIMAFTERWRITE <key>`: a low-level write, a read-only call (which sends the write
+/// ahead of it), then replicate-verbatim (refused: the write already went out).
+fn api_verbatim_after_write(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    ctx.open_key_writable(&args[1])?
+        .list_push(ListWhere::Tail, "x")?;
+    ctx.call_ext("PING", &[], CallFlags::NO_WRITES)?;
+    ctx.replicate_verbatim()?;
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `API.VERBATIMINDB <db> <key>`: writes `key` in the current database, moves to `db`, and
+/// replicates verbatim: replicas must replay it from the starting database.
+fn api_verbatim_in_db(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let db = u32::try_from(args[1].parse_integer()?).unwrap_or(0);
+    ctx.replicate_verbatim()?;
+    ctx.open_key_writable(&args[2])?.string_set("here")?;
+    let start = ctx.get_selected_db();
+    ctx.select_db(db)?;
+    ctx.open_key_writable(&args[2])?.string_set("there")?;
+    ctx.select_db(start)?;
+    ctx.select_db(db)?;
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
 /// `API.FAILAFTERWRITE <key>`: writes, then fails.
 fn api_fail_after_write(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     ctx.open_key_writable(&args[1])?
@@ -570,6 +594,21 @@ fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     match ctx.blocked_phase() {
         BlockedPhase::Reply => {
             let data = ctx.blocked_client_private_data().unwrap_or_default();
+            if data == b"write" {
+                let outcome = match ctx.open_key_writable("api:paused") {
+                    Ok(key) => key.string_set("x").map(|()| "written".to_owned()),
+                    Err(e) => Err(e),
+                };
+                let call = ctx
+                    .call("SET", &[&"api:paused", &"y"])
+                    .map(|_| "written".to_owned());
+                let text =
+                    |r: Result<String, _>| r.unwrap_or_else(|e| RedisError::from(e).to_string());
+                return Ok(RedisValue::Array(vec![
+                    RedisValue::BulkString(text(outcome)),
+                    RedisValue::BulkString(call.unwrap_or_else(|e| e.to_string())),
+                ]));
+            }
             if data == b"loop" {
                 let mut rounds = 0u64;
                 loop {
@@ -667,11 +706,13 @@ redis_module! {
         ["api.replicate", api_replicate, "write", 0, 0, 0],
         ["api.order", api_order, "write", 1, 1, 1],
         ["api.verbatimaftercall", api_verbatim_after_call, "write", 1, 1, 1],
+        ["api.verbatimafterwrite", api_verbatim_after_write, "write", 1, 1, 1],
+        ["api.verbatimindb", api_verbatim_in_db, "write", 2, 2, 1],
         ["api.failafterwrite", api_fail_after_write, "write", 1, 1, 1],
         ["api.selectwrite", api_select_write, "write", 2, 2, 1],
         ["api.flags", api_flags, "readonly", 0, 0, 0],
         ["api.pool", api_pool, "", 0, 0, 0],
-        ["api.wait", api_wait, "", 0, 0, 0],
+        ["api.wait", api_wait, "write", 0, 0, 0],
         ["api.wake", api_wake, "", 0, 0, 0],
     ],
 }
