@@ -177,47 +177,50 @@ enum By {
     Other,
 }
 
-/// Marks the client released (if it was not) and returns its handle to unblock now. While a
-/// background job works for the client, the release is recorded for the job's end instead (the
-/// job still uses the client's thread-safe context) and, unless the job asked, the job is
-/// cancelled. Returns `Err(payload)` when nothing is to be unblocked now.
-fn take_for_release(
-    entry: &mut Entry,
-    payload: Payload,
-    by: By,
-) -> Result<(BlockedClient, Payload), Payload> {
+/// What a release request came to.
+enum Released {
+    /// Unblock this handle now, with this payload.
+    Now(BlockedClient, Payload),
+    /// A background job works for the client: the payload waits for the job's end.
+    Deferred,
+    /// Already released (or a release is already waiting for the job's end).
+    Already,
+}
+
+/// Marks the client released (if it was not). While a background job works for the client,
+/// the release is recorded for the job's end instead (the job still uses the client's
+/// thread-safe context) and, unless the job asked, the job is cancelled.
+fn take_for_release(entry: &mut Entry, payload: Payload, by: By) -> Released {
     if entry.released || entry.deferred.is_some() {
-        return Err(payload);
+        return Released::Already;
     }
     if let Some(job) = &entry.job {
         if by == By::Other {
             job.store(true, Ordering::SeqCst);
         }
         entry.deferred = Some(payload);
-        return Err(Payload::Nothing);
+        return Released::Deferred;
     }
     entry.released = true;
-    Ok((entry.client, payload))
+    Released::Now(entry.client, payload)
 }
 
 /// Releases a client blocked with `block-client` with this payload, unless already released.
 /// Returns whether this call released it (or had its release recorded for a job's end).
 fn release(id: u64, payload: Payload, by: By) -> bool {
-    let taken = with_entries(
+    let released = with_entries(
         |entries| match entries.get_mut(&id).filter(|e| !e.on_keys) {
-            Some(entry) => {
-                let was_open = !entry.released && entry.deferred.is_none();
-                (take_for_release(entry, payload, by), was_open)
-            }
-            None => (Err(payload), false),
+            Some(entry) => take_for_release(entry, payload, by),
+            None => Released::Already,
         },
     );
-    match taken {
-        (Ok((client, payload)), _) => {
+    match released {
+        Released::Now(client, payload) => {
             client.unblock(Privdata { id, payload });
             true
         }
-        (Err(_), was_open) => was_open,
+        Released::Deferred => true,
+        Released::Already => false,
     }
 }
 
@@ -370,8 +373,10 @@ pub fn release_guest(guest: &Arc<Guest>) {
             .filter(|(_, e)| Arc::ptr_eq(&e.guest, guest))
             .filter_map(|(id, e)| {
                 let payload = Payload::Error(message.clone());
-                let (client, payload) = take_for_release(e, payload, By::Other).ok()?;
-                Some((*id, client, payload, e.on_keys))
+                match take_for_release(e, payload, By::Other) {
+                    Released::Now(client, payload) => Some((*id, client, payload, e.on_keys)),
+                    Released::Deferred | Released::Already => None,
+                }
             })
             .collect()
     });

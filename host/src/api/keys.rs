@@ -235,16 +235,7 @@ impl HostKey for GuestState {
     }
 
     fn set_expire(&mut self, this: Resource<KeyRes>, milliseconds: i64) -> R<()> {
-        self.with_key(&this, |key, effects| {
-            let raw = writable(key)?;
-            if !raw.set_expire(milliseconds) {
-                return Err(KeyFault::Invalid(
-                    "ERR cannot set the expire: the key is empty or the time is negative".into(),
-                ));
-            }
-            record_expire(key, effects);
-            Ok(())
-        })
+        self.change_expire(&this, |raw| raw.set_expire(milliseconds))
     }
 
     fn get_abs_expire(&mut self, this: Resource<KeyRes>) -> R<i64> {
@@ -254,16 +245,7 @@ impl HostKey for GuestState {
     }
 
     fn set_abs_expire(&mut self, this: Resource<KeyRes>, unix_milliseconds: i64) -> R<()> {
-        self.with_key(&this, |key, effects| {
-            let raw = writable(key)?;
-            if !raw.set_abs_expire(unix_milliseconds) {
-                return Err(KeyFault::Invalid(
-                    "ERR cannot set the expire: the key is empty or the time is negative".into(),
-                ));
-            }
-            record_expire(key, effects);
-            Ok(())
-        })
+        self.change_expire(&this, |raw| raw.set_abs_expire(unix_milliseconds))
     }
 
     fn string_set(&mut self, this: Resource<KeyRes>, value: Vec<u8>) -> R<()> {
@@ -843,6 +825,25 @@ fn start_range(key: &mut KeyHandle, start: impl FnOnce(&RawKey) -> bool) -> Resu
 }
 
 /// The key of an active range (`None`: the range is over an empty key).
+impl GuestState {
+    /// `set-expire` and `set-abs-expire`: `set` changes the expire, false if Redis refused.
+    fn change_expire(
+        &mut self,
+        this: &Resource<KeyRes>,
+        set: impl FnOnce(&RawKey) -> bool,
+    ) -> R<()> {
+        self.with_key(this, |key, effects| {
+            if !set(writable(key)?) {
+                return Err(KeyFault::Invalid(
+                    "ERR cannot set the expire: the key is empty or the time is negative".into(),
+                ));
+            }
+            record_expire(key, effects);
+            Ok(())
+        })
+    }
+}
+
 /// Where `zset-range-next-batch` stops adding members.
 const MAX_BATCH_BYTES: usize = 1 << 20;
 

@@ -163,6 +163,17 @@ extern "C" fn info_func(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_
 }
 
 impl Ctx {
+    /// Logs a config Redis refused to register; returns whether it was registered.
+    fn config_registered(self, status: c_int, name: &std::ffi::CStr) -> bool {
+        if status != OK {
+            self.log(
+                LogLevel::Warning,
+                &format!("cannot register config wasm.{}", name.to_string_lossy()),
+            );
+        }
+        status == OK
+    }
+
     /// Registers numeric and string configs, then applies values from the config file and
     /// command line (`RedisModule_LoadConfigs`).
     pub fn register_configs(self, numeric: &[NumericConfig], strings: &[StringConfig]) -> bool {
@@ -189,14 +200,7 @@ impl Ctx {
                     ptr::from_ref(config.value).cast_mut().cast::<c_void>(),
                 )
             };
-            if status != OK {
-                self.log(
-                    LogLevel::Warning,
-                    &format!(
-                        "cannot register config wasm.{}",
-                        config.name.to_string_lossy()
-                    ),
-                );
+            if !self.config_registered(status, config.name) {
                 return false;
             }
         }
@@ -219,14 +223,7 @@ impl Ctx {
                     ptr::from_ref(config.value).cast_mut().cast::<c_void>(),
                 )
             };
-            if status != OK {
-                self.log(
-                    LogLevel::Warning,
-                    &format!(
-                        "cannot register config wasm.{}",
-                        config.name.to_string_lossy()
-                    ),
-                );
+            if !self.config_registered(status, config.name) {
                 return false;
             }
         }
