@@ -461,6 +461,10 @@ impl Server {
                 "yes",
             ])
             .args(["--repl-diskless-sync-delay", "0"])
+            // `restart` kills the process, and with `everysec` Redis may postpone writing the AOF
+            // for up to two seconds while an earlier fsync is slow: tests that enable the AOF
+            // must find every acknowledged write in it.
+            .args(["--appendfsync", "always"])
             .arg("--dir")
             .arg(&dir)
             .arg("--logfile")
