@@ -6,6 +6,10 @@ return 42
 local v = tonumber(redis.call('GET', KEYS[1]) or '0') + 1
 redis.call('SET', KEYS[1], v)
 return v
+-- case: rmwfx
+local v = tonumber(redis.call('GET', KEYS[1]) or '0') + 1
+redis.call('SET', KEYS[1], v)
+return v
 -- case: incr
 return redis.call('INCR', KEYS[1])
 -- case: push

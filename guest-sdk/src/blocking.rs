@@ -91,7 +91,7 @@ impl Context {
         timeout_ms: i64,
         private_data: &[u8],
     ) -> Result<BlockedClient, RedisError> {
-        let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.as_ref().to_vec()).collect();
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_ref()).collect();
         wit::block_client_on_keys(&keys, timeout_ms, private_data)
             .map(BlockedClient)
             .map_err(RedisError::String)
@@ -120,7 +120,7 @@ impl Context {
         client: BlockedClient,
         args: &[RedisString],
     ) -> Result<(), RedisError> {
-        let args: Vec<Vec<u8>> = args.iter().skip(1).map(|a| a.as_slice().to_vec()).collect();
+        let args: Vec<&[u8]> = args.iter().skip(1).map(|a| a.as_slice()).collect();
         wit::run_in_background(client.0, &args).map_err(RedisError::String)
     }
 

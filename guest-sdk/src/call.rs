@@ -1,5 +1,6 @@
 //! Calling Redis commands (`RedisModule_Call`) and reading their replies.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::string::RedisString;
@@ -11,51 +12,52 @@ pub use wit::{CallFlags, ReplyType};
 /// Something that can be a `call` argument: text, bytes, a [`RedisString`], an integer (the
 /// seed's `c`, `b`, `s`, `l` kinds) or a slice/`Vec` of them (the `v` kind, spread).
 pub trait CallArg {
-    /// Appends this argument (or these arguments) to `out`.
-    fn push_to(&self, out: &mut Vec<Vec<u8>>);
+    /// Appends this argument (or these arguments) to `out`: bytes are borrowed, numbers
+    /// formatted.
+    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>);
 }
 
 impl CallArg for str {
-    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
-        out.push(self.as_bytes().to_vec());
+    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
+        out.push(Cow::Borrowed(self.as_bytes()));
     }
 }
 
 impl CallArg for String {
-    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
-        out.push(self.as_bytes().to_vec());
+    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
+        out.push(Cow::Borrowed(self.as_bytes()));
     }
 }
 
 impl CallArg for [u8] {
-    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
-        out.push(self.to_vec());
+    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
+        out.push(Cow::Borrowed(self));
     }
 }
 
 impl CallArg for Vec<u8> {
-    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
-        out.push(self.clone());
+    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
+        out.push(Cow::Borrowed(self));
     }
 }
 
 impl<const N: usize> CallArg for [u8; N] {
-    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
-        out.push(self.to_vec());
+    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
+        out.push(Cow::Borrowed(self));
     }
 }
 
 impl CallArg for RedisString {
-    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
-        out.push(self.as_slice().to_vec());
+    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
+        out.push(Cow::Borrowed(self.as_slice()));
     }
 }
 
 macro_rules! integer_args {
     ($($t:ty),*) => {$(
         impl CallArg for $t {
-            fn push_to(&self, out: &mut Vec<Vec<u8>>) {
-                out.push(self.to_string().into_bytes());
+            fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
+                out.push(Cow::Owned(self.to_string().into_bytes()));
             }
         }
     )*};
@@ -63,19 +65,21 @@ macro_rules! integer_args {
 integer_args!(i64, i32, u64, u32, usize);
 
 impl CallArg for f64 {
-    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
-        out.push(crate::wit::redis::module::strings::double_to_string(*self));
+    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
+        out.push(Cow::Owned(
+            crate::wit::redis::module::strings::double_to_string(*self),
+        ));
     }
 }
 
 impl<T: CallArg + ?Sized> CallArg for &T {
-    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
+    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
         (**self).push_to(out);
     }
 }
 
 impl<T: CallArg> CallArg for [T] {
-    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
+    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
         for item in self {
             item.push_to(out);
         }
@@ -83,17 +87,20 @@ impl<T: CallArg> CallArg for [T] {
 }
 
 impl<T: CallArg> CallArg for Vec<T> {
-    fn push_to(&self, out: &mut Vec<Vec<u8>>) {
+    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
         self.as_slice().push_to(out);
     }
 }
 
-pub(crate) fn collect_args(args: &[&dyn CallArg]) -> Vec<Vec<u8>> {
-    let mut out = Vec::with_capacity(args.len());
+/// Runs `f` with `args` as the byte slices the WIT functions take (borrowed: no copies of
+/// strings or bytes).
+pub(crate) fn with_args<R>(args: &[&dyn CallArg], f: impl FnOnce(&[&[u8]]) -> R) -> R {
+    let mut collected = Vec::with_capacity(args.len());
     for arg in args {
-        arg.push_to(&mut out);
+        arg.push_to(&mut collected);
     }
-    out
+    let slices: Vec<&[u8]> = collected.iter().map(|a| a.as_ref()).collect();
+    f(&slices)
 }
 
 /// Why a call did not run (errors returned *by* the command are [`ReplyType::Error`] replies).

@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 
-use crate::call::{CallArg, CallFlags, CallReply, collect_args};
+use crate::call::{CallArg, CallFlags, CallReply, with_args};
 use crate::key::{Key, KeyError};
 use crate::string::RedisString;
 use crate::value::{RedisError, RedisValue};
@@ -86,7 +86,7 @@ impl Context {
         args: &[&dyn CallArg],
         flags: CallFlags,
     ) -> Result<CallReply, crate::call::CallError> {
-        call::call(command, &collect_args(args), flags).map(CallReply::from)
+        with_args(args, |args| call::call(command, args, flags)).map(CallReply::from)
     }
 
     /// Opens a key for reading (`RedisModule_OpenKey` with `REDISMODULE_READ`).
@@ -117,7 +117,8 @@ impl Context {
         args: &[&dyn CallArg],
         flags: ReplicateFlags,
     ) -> Result<(), RedisError> {
-        replication::replicate(command, &collect_args(args), flags).map_err(RedisError::String)
+        with_args(args, |args| replication::replicate(command, args, flags))
+            .map_err(RedisError::String)
     }
 
     /// `RedisModule_ReplicateVerbatim`: propagate this command itself instead of its effects.

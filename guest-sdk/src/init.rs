@@ -53,14 +53,14 @@ impl InitContext {
         arity: i32,
     ) -> Result<(), RedisError> {
         let spec = registration::CommandSpec {
-            name: name.to_owned(),
-            flags: flags.to_owned(),
+            name,
+            flags,
             first_key,
             last_key,
             key_step,
             arity,
         };
-        let index = registration::create_command(&spec).map_err(RedisError::String)?;
+        let index = registration::create_command(spec).map_err(RedisError::String)?;
         crate::runtime::add_handler(index, name, handler);
         Ok(())
     }

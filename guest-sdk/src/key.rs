@@ -283,17 +283,12 @@ impl Key {
 
     /// `RedisModule_HashSet`: sets fields, deletes those whose value is `None`.
     pub fn hash_set(&self, flags: HashSetFlags, fields: &[(&[u8], Option<&[u8]>)]) -> Result<u64> {
-        let fields: Vec<(Vec<u8>, Option<Vec<u8>>)> = fields
-            .iter()
-            .map(|(f, v)| (f.to_vec(), v.map(<[u8]>::to_vec)))
-            .collect();
-        self.0.hash_set(flags, &fields)
+        self.0.hash_set(flags, fields)
     }
 
     /// `RedisModule_HashGet`.
     pub fn hash_get(&self, fields: &[&[u8]]) -> Result<Vec<Option<RedisString>>> {
-        let fields: Vec<Vec<u8>> = fields.iter().map(|f| f.to_vec()).collect();
-        self.0.hash_get(&fields).map(|values| {
+        self.0.hash_get(fields).map(|values| {
             values
                 .into_iter()
                 .map(|v| v.map(RedisString::from))
@@ -303,8 +298,7 @@ impl Key {
 
     /// `RedisModule_HashGet` with `REDISMODULE_HASH_EXISTS`.
     pub fn hash_exists(&self, fields: &[&[u8]]) -> Result<Vec<bool>> {
-        let fields: Vec<Vec<u8>> = fields.iter().map(|f| f.to_vec()).collect();
-        self.0.hash_exists(&fields)
+        self.0.hash_exists(fields)
     }
 }
 

@@ -85,6 +85,7 @@ pub mod wit {
         export_macro_name: "export_guest",
         default_bindings_module: "redis_wasm_sdk::wit",
         runtime_path: "redis_wasm_sdk::__private::wit_bindgen::rt",
+        ownership: Borrowing { duplicate_if_necessary: false },
     });
 }
 

@@ -80,27 +80,26 @@ impl RedisValue {
     }
 
     /// Appends this value, then its elements, as `reply-with-values` takes them.
-    fn flatten(&self, out: &mut Vec<reply::ReplyValue>) {
+    fn flatten<'a>(&'a self, out: &mut Vec<reply::ReplyValue<'a>>) {
         use reply::ReplyValue as V;
         // An aggregate longer than u32::MAX cannot be declared; the host rejects the mismatch
         // rather than sending a corrupt reply.
         let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        // Strings are borrowed, not copied: the host reads them from the guest's memory.
         match self {
-            RedisValue::SimpleStringStatic(s) => out.push(V::SimpleString((*s).to_owned())),
-            RedisValue::SimpleString(s) => out.push(V::SimpleString(s.clone())),
-            RedisValue::BulkString(s) => out.push(V::StringBuffer(s.clone().into_bytes())),
-            RedisValue::StringBuffer(b) => out.push(V::StringBuffer(b.clone())),
-            RedisValue::BulkRedisString(s) => out.push(V::StringBuffer(s.as_slice().to_vec())),
+            RedisValue::SimpleStringStatic(s) => out.push(V::SimpleString(s)),
+            RedisValue::SimpleString(s) => out.push(V::SimpleString(s)),
+            RedisValue::BulkString(s) => out.push(V::StringBuffer(s.as_bytes())),
+            RedisValue::StringBuffer(b) => out.push(V::StringBuffer(b)),
+            RedisValue::BulkRedisString(s) => out.push(V::StringBuffer(s.as_slice())),
             RedisValue::Integer(i) => out.push(V::Integer(*i)),
             RedisValue::Null => out.push(V::Null),
             RedisValue::NullArray => out.push(V::NullArray),
-            RedisValue::Error(message) => out.push(V::Error(message.clone())),
+            RedisValue::Error(message) => out.push(V::Error(message)),
             RedisValue::Double(d) => out.push(V::Double(*d)),
             RedisValue::Bool(b) => out.push(V::Boolean(*b)),
-            RedisValue::BigNumber(n) => out.push(V::BigNumber(n.clone())),
-            RedisValue::VerbatimString(format, text) => {
-                out.push(V::VerbatimString((format.clone(), text.clone())))
-            }
+            RedisValue::BigNumber(n) => out.push(V::BigNumber(n)),
+            RedisValue::VerbatimString(format, text) => out.push(V::VerbatimString((format, text))),
             RedisValue::Array(items) => {
                 out.push(V::Array(len(items.len())));
                 items.iter().for_each(|item| item.flatten(out));

@@ -5,11 +5,17 @@ use redis_wasm_tests::{Reply, Server, guests, native_library};
 #[test]
 fn guest_native_and_lua_benchmark_cases_agree() {
     let server = Server::with_module_args(&["LOAD", guests::BENCH_GUEST]);
+    // The twins replicate their writes too (verbatim, or as effects): a replica ends up equal.
+    let replica = Server::with_module_args(&["LOAD", guests::BENCH_GUEST]);
+    for s in [&server, &replica] {
+        assert_eq!(
+            s.client()
+                .cmd(&["MODULE", "LOAD", native_library().to_str().unwrap()]),
+            Reply::Status("OK".into())
+        );
+    }
+    replica.replicate_from(&server);
     let mut c = server.client();
-    assert_eq!(
-        c.cmd(&["MODULE", "LOAD", native_library().to_str().unwrap()]),
-        Reply::Status("OK".into())
-    );
     for i in 0..100 {
         c.cmd(&["ZADD", "z", &format!("{i}.5"), &format!("m{i}")]);
     }
@@ -17,6 +23,8 @@ fn guest_native_and_lua_benchmark_cases_agree() {
         ("INT", &[]),
         ("RMW", &["{key}"]),
         ("RMW", &["{key}"]),
+        ("RMWFX", &["{key}"]),
+        ("RMWFX", &["{key}"]),
         ("INCR", &["{key}"]),
         ("PUSH", &["{key}", "e"]),
         ("PUSH", &["{key}", "e"]),
@@ -42,6 +50,18 @@ fn guest_native_and_lua_benchmark_cases_agree() {
         let (native, guest) = (run(&mut c, "NB"), run(&mut c, "BG"));
         assert_eq!(native, guest, "{case}");
     }
+    server.assert_same_dataset(&replica);
+    assert_eq!(
+        replica
+            .client()
+            .cmd(&["MGET", "NB:INCR", "BG:INCR", "NB:RMWFX", "BG:RMWFX"]),
+        Reply::Array(vec![
+            Reply::Bulk(b"1".to_vec()),
+            Reply::Bulk(b"1".to_vec()),
+            Reply::Bulk(b"2".to_vec()),
+            Reply::Bulk(b"2".to_vec()),
+        ])
+    );
     // The Lua twin of the CPU loop (benchmarks/bench.lua) gets the same number.
     let lua = include_str!("../../benchmarks/bench.lua");
     let lua_loop = lua

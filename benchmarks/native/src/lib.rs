@@ -54,7 +54,17 @@ fn nb_int(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Integer(42))
 }
 
-fn nb_rmw(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+/// How a low-level write reaches replicas and the AOF.
+#[derive(Clone, Copy)]
+enum Replication {
+    /// `RM_ReplicateVerbatim`: the command itself.
+    Verbatim,
+    /// `RM_Replicate("SET", ...)`: the write's effect, as the host replicates a guest's writes
+    /// by default.
+    Effect,
+}
+
+fn read_modify_write(ctx: &Context, args: &[RedisString], replication: Replication) -> RedisResult {
     let key = Key::open(ctx, &args[1], READ_WRITE);
     let mut len = 0usize;
     // SAFETY: an open key; DMA gives `len` readable bytes (or NULL for another type).
@@ -72,22 +82,44 @@ fn nb_rmw(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         std::str::from_utf8(bytes)?.parse()?
     };
     let value = current + 1;
-    // SAFETY: an open key and a string created for it, freed after StringSet took its own
-    // reference.
+    // SAFETY: an open key and a string created for it, freed after StringSet and Replicate took
+    // their own references.
     unsafe {
         let s = rm!(RedisModule_CreateStringFromLongLong)(ctx.ctx, value);
         rm!(RedisModule_StringSet)(key.0, s);
-        rm!(RedisModule_FreeString)(ctx.ctx, s);
         // A correct module replicates its low-level writes (the host does it for guests).
-        rm!(RedisModule_ReplicateVerbatim)(ctx.ctx);
+        match replication {
+            Replication::Verbatim => {
+                rm!(RedisModule_ReplicateVerbatim)(ctx.ctx);
+            }
+            Replication::Effect => {
+                rm!(RedisModule_Replicate)(
+                    ctx.ctx,
+                    c"SET".as_ptr(),
+                    c"ss".as_ptr(),
+                    args[1].inner,
+                    s,
+                );
+            }
+        }
+        rm!(RedisModule_FreeString)(ctx.ctx, s);
     }
     Ok(RedisValue::Integer(value))
 }
 
+fn nb_rmw(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    read_modify_write(ctx, &args, Replication::Verbatim)
+}
+
+fn nb_rmwfx(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    read_modify_write(ctx, &args, Replication::Effect)
+}
+
 fn nb_incr(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     // SAFETY: a command context and an argument string; the reply is freed after reading it.
+    // `!` replicates the INCR, as a guest's call and Lua's redis.call do.
     let value = unsafe {
-        let reply = rm!(RedisModule_Call)(ctx.ctx, c"INCR".as_ptr(), c"s".as_ptr(), args[1].inner);
+        let reply = rm!(RedisModule_Call)(ctx.ctx, c"INCR".as_ptr(), c"!s".as_ptr(), args[1].inner);
         let value = rm!(RedisModule_CallReplyInteger)(reply);
         rm!(RedisModule_FreeCallReply)(reply);
         value
@@ -161,6 +193,7 @@ redis_module! {
         ["native.call", native_call, "write", 0, 0, 0, ""],
         ["nb.int", nb_int, "readonly fast", 0, 0, 0, ""],
         ["nb.rmw", nb_rmw, "write deny-oom fast", 1, 1, 1, ""],
+        ["nb.rmwfx", nb_rmwfx, "write deny-oom fast", 1, 1, 1, ""],
         ["nb.incr", nb_incr, "write deny-oom fast", 1, 1, 1, ""],
         ["nb.push", nb_push, "write deny-oom fast", 1, 1, 1, ""],
         ["nb.zsum", nb_zsum, "readonly", 1, 1, 1, ""],

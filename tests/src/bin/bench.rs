@@ -40,6 +40,13 @@ const CASES: &[Case] = &[
         calls: 400_000,
     },
     Case {
+        name: "rmwfx",
+        what: "read-modify-write, replicated as its effect (`SET`, the guest default)",
+        args: &["{key}"],
+        keys: 1,
+        calls: 400_000,
+    },
+    Case {
         name: "incr",
         what: "call INCR",
         args: &["{key}"],

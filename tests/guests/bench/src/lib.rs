@@ -2,15 +2,29 @@
 //! `benchmarks/native` (a native module) and in `benchmarks/bench.lua` (Lua), so
 //! `scripts/bench.sh` compares runtimes, not algorithms.
 
-use redis_wasm_sdk::{Context, ListWhere, RedisResult, RedisString, RedisValue, redis_module};
+use redis_wasm_sdk::{
+    Context, ListWhere, RedisError, RedisResult, RedisString, RedisValue, redis_module,
+};
 
 /// `BG.INT`: replies an integer.
 fn int(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Integer(42))
 }
 
-/// `BG.RMW key`: reads a counter with the low-level API, adds one, writes it back.
+/// `BG.RMW key`: reads a counter with the low-level API, adds one, writes it back, and
+/// replicates the command verbatim (as its native twin does).
 fn rmw(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let value = read_modify_write(ctx, &args)?;
+    ctx.replicate_verbatim()?;
+    Ok(RedisValue::Integer(value))
+}
+
+/// `BG.RMWFX key`: the same, with the write replicated as its effect (`SET`), the host's default.
+fn rmw_effects(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    Ok(RedisValue::Integer(read_modify_write(ctx, &args)?))
+}
+
+fn read_modify_write(ctx: &Context, args: &[RedisString]) -> Result<i64, RedisError> {
     let key = ctx.open_key_writable(&args[1])?;
     let current = key.string_get()?;
     let value = if current.is_empty() {
@@ -19,7 +33,7 @@ fn rmw(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         current.parse_integer()?
     } + 1;
     key.string_set(value.to_string())?;
-    Ok(RedisValue::Integer(value))
+    Ok(value)
 }
 
 /// `BG.INCR key`: INCR through a call.
@@ -28,10 +42,12 @@ fn incr(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Integer(reply.integer()))
 }
 
-/// `BG.PUSH key value`: pushes with the low-level API and replies the length.
+/// `BG.PUSH key value`: pushes with the low-level API, replicates verbatim (as its native twin
+/// does) and replies the length.
 fn push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let key = ctx.open_key_writable(&args[1])?;
     key.list_push(ListWhere::Tail, &args[2])?;
+    ctx.replicate_verbatim()?;
     Ok(RedisValue::from(key.value_length()?))
 }
 
@@ -81,6 +97,7 @@ redis_module! {
     commands: [
         ["bg.int", int, "readonly fast", 0, 0, 0, arity = 1],
         ["bg.rmw", rmw, "write deny-oom fast", 1, 1, 1, arity = 2],
+        ["bg.rmwfx", rmw_effects, "write deny-oom fast", 1, 1, 1, arity = 2],
         ["bg.incr", incr, "write deny-oom fast", 1, 1, 1, arity = 2],
         ["bg.push", push, "write deny-oom fast", 1, 1, 1, arity = 3],
         ["bg.zsum", zsum, "readonly", 1, 1, 1, arity = 2],

@@ -27,7 +27,7 @@ impl Guest for Raw {
             "no-init-module" => Ok(()),
             "init-error" => Err("ERR the guest refuses to start".into()),
             "init-panic" => panic!("init blew up"),
-            "create-before-init" => registration::create_command(&spec).map(|_| ()),
+            "create-before-init" => registration::create_command(spec).map(|_| ()),
             "type-clash" => {
                 registration::init_module("raw", 1, 1)?;
                 registration::create_data_type("hellotype", 0).map(|_| ())
@@ -43,7 +43,7 @@ impl Guest for Raw {
             }
             _ => {
                 registration::init_module("raw", 1, 1)?;
-                registration::create_command(&spec).map(|_| ())
+                registration::create_command(spec).map(|_| ())
             }
         }
     }
