@@ -15,8 +15,8 @@ impl Guest for Raw {
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .unwrap_or_default();
         let spec = registration::CommandSpec {
-            name: "raw.cmd".into(),
-            flags: "readonly".into(),
+            name: "raw.cmd",
+            flags: "readonly",
             first_key: 0,
             last_key: 0,
             key_step: 0,
