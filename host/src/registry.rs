@@ -5,7 +5,7 @@
 //! held while guest code runs (a guest's calls re-enter the command filter and the dispatcher).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::flags::{CommandFlags, Variant};
@@ -180,8 +180,18 @@ pub struct Registry {
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 /// Number of registered guest commands: lets the command filter return at once when zero.
 static COMMAND_COUNT: AtomicUsize = AtomicUsize::new(0);
-/// Longest registered command name, to skip lowercasing and lookup for longer names.
-static LONGEST_NAME: AtomicUsize = AtomicUsize::new(0);
+/// The lengths of registered command names, one bit per length (1 to `MAX_NAME_LEN`): the
+/// filter sees every command Redis runs, and most (`GET`, `HSET`, ...) have a length no guest
+/// command has, so they skip lowercasing, the lock and the lookup.
+static NAME_LENGTHS: [AtomicU64; MAX_NAME_LEN / 64] =
+    [const { AtomicU64::new(0) }; MAX_NAME_LEN / 64];
+
+const _: () = assert!(MAX_NAME_LEN % 64 == 0);
+
+/// The word and bit of `NAME_LENGTHS` for a name length in 1..=`MAX_NAME_LEN`.
+fn length_bit(len: usize) -> (usize, u64) {
+    ((len - 1) / 64, 1 << ((len - 1) % 64))
+}
 
 /// Locks the registry. Our code never panics while holding it, but if it did the data is still
 /// consistent (every update is a single insert/remove sequence), so poisoning is ignored.
@@ -196,7 +206,11 @@ fn with<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
 
 /// Lowercases `name` into `buf` when it could be a guest command name.
 fn lowercase_key<'b>(name: &[u8], buf: &'b mut [u8; MAX_NAME_LEN]) -> Option<&'b [u8]> {
-    if name.is_empty() || name.len() > LONGEST_NAME.load(Ordering::Relaxed) {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return None;
+    }
+    let (word, bit) = length_bit(name.len());
+    if NAME_LENGTHS[word].load(Ordering::Relaxed) & bit == 0 {
         return None;
     }
     let out = &mut buf[..name.len()];
@@ -237,10 +251,18 @@ pub fn guests() -> Vec<Arc<Guest>> {
 
 fn refresh_counters(r: &Registry) {
     COMMAND_COUNT.store(r.commands.len(), Ordering::Relaxed);
-    LONGEST_NAME.store(
-        r.commands.keys().map(Vec::len).max().unwrap_or(0),
-        Ordering::Relaxed,
-    );
+    let mut lengths = [0u64; MAX_NAME_LEN / 64];
+    for name in r
+        .commands
+        .keys()
+        .filter(|n| (1..=MAX_NAME_LEN).contains(&n.len()))
+    {
+        let (word, bit) = length_bit(name.len());
+        lengths[word] |= bit;
+    }
+    for (stored, bits) in NAME_LENGTHS.iter().zip(lengths) {
+        stored.store(bits, Ordering::Relaxed);
+    }
 }
 
 /// Publishes `guest` and its commands, replacing the guest of the same name when `replace`.
