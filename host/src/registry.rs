@@ -186,7 +186,7 @@ static COMMAND_COUNT: AtomicUsize = AtomicUsize::new(0);
 static NAME_LENGTHS: [AtomicU64; MAX_NAME_LEN / 64] =
     [const { AtomicU64::new(0) }; MAX_NAME_LEN / 64];
 
-const _: () = assert!(MAX_NAME_LEN % 64 == 0);
+const _: () = assert!(MAX_NAME_LEN.is_multiple_of(64));
 
 /// The word and bit of `NAME_LENGTHS` for a name length in 1..=`MAX_NAME_LEN`.
 fn length_bit(len: usize) -> (usize, u64) {
