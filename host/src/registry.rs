@@ -5,7 +5,7 @@
 //! held while guest code runs (a guest's calls re-enter the command filter and the dispatcher).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::flags::{CommandFlags, Variant};
@@ -178,11 +178,10 @@ pub struct Registry {
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
-/// Number of registered guest commands: lets the command filter return at once when zero.
-static COMMAND_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// The lengths of registered command names, one bit per length (1 to `MAX_NAME_LEN`): the
 /// filter sees every command Redis runs, and most (`GET`, `HSET`, ...) have a length no guest
-/// command has, so they skip lowercasing, the lock and the lookup.
+/// command has, so they skip lowercasing, the lock and the lookup (all of them when no guest
+/// command is registered).
 static NAME_LENGTHS: [AtomicU64; MAX_NAME_LEN / 64] =
     [const { AtomicU64::new(0) }; MAX_NAME_LEN / 64];
 
@@ -222,9 +221,6 @@ fn lowercase_key<'b>(name: &[u8], buf: &'b mut [u8; MAX_NAME_LEN]) -> Option<&'b
 /// The dispatcher for a command name, if it is a guest command. This runs for every command
 /// Redis executes, so it avoids allocation and returns early when no guest is loaded.
 pub fn variant_of(name: &[u8]) -> Option<Variant> {
-    if COMMAND_COUNT.load(Ordering::Relaxed) == 0 {
-        return None;
-    }
     let mut buf = [0u8; MAX_NAME_LEN];
     let key = lowercase_key(name, &mut buf)?;
     with(|r| r.commands.get(key).map(|route| route.spec.flags.variant()))
@@ -250,7 +246,6 @@ pub fn guests() -> Vec<Arc<Guest>> {
 }
 
 fn refresh_counters(r: &Registry) {
-    COMMAND_COUNT.store(r.commands.len(), Ordering::Relaxed);
     let mut lengths = [0u64; MAX_NAME_LEN / 64];
     for name in r
         .commands
