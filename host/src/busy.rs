@@ -50,10 +50,6 @@ pub struct Clock {
     yield_ctx: Option<Ctx>,
     /// A call that cannot yield where it runs stops at `busy-reply-threshold` instead.
     stop_at_threshold: bool,
-    /// The `-BUSY` message, made the first time the call yields.
-    busy_message: Option<CString>,
-    guest: Arc<str>,
-    command: Option<Arc<CommandSpec>>,
     /// Set for a background job: its cancel flag (it ignores `WASM.KILL`, which is about the
     /// main thread).
     cancel: Option<Arc<AtomicBool>>,
@@ -125,8 +121,6 @@ impl Clock {
     /// `started` is when the call began (the caller has read the time already).
     pub fn new(
         started: Instant,
-        guest: Arc<str>,
-        command: Option<Arc<CommandSpec>>,
         limit: Option<(Duration, &'static str)>,
         yield_ctx: Option<Ctx>,
     ) -> Clock {
@@ -135,9 +129,6 @@ impl Clock {
             limit,
             yield_ctx,
             stop_at_threshold: false,
-            busy_message: None,
-            guest,
-            command,
             cancel: None,
         }
     }
@@ -145,15 +136,10 @@ impl Clock {
     /// A clock for a call that cannot yield: Redis reached it from a blocked client's callback
     /// (no client of its own to protect while others run) or from another thread. It stops at
     /// `busy-reply-threshold`, since nothing else could stop it.
-    pub fn without_yield(
-        started: Instant,
-        guest: Arc<str>,
-        command: Option<Arc<CommandSpec>>,
-        limit: Option<(Duration, &'static str)>,
-    ) -> Clock {
+    pub fn without_yield(started: Instant, limit: Option<(Duration, &'static str)>) -> Clock {
         Clock {
             stop_at_threshold: true,
-            ..Clock::new(started, guest, command, limit, None)
+            ..Clock::new(started, limit, None)
         }
     }
 
@@ -165,29 +151,21 @@ impl Clock {
     }
 
     /// A clock that never yields nor stops (loads replayed from the master or the AOF).
-    pub fn unlimited(started: Instant, guest: Arc<str>) -> Clock {
-        Clock {
-            started,
-            limit: None,
-            yield_ctx: None,
-            stop_at_threshold: false,
-            busy_message: None,
-            guest,
-            command: None,
-            cancel: None,
-        }
+    pub fn unlimited(started: Instant) -> Clock {
+        Clock::new(started, None, None)
     }
 
     /// A background job's clock: no time limit, no yielding; stops when `cancel` is set.
-    pub fn background(started: Instant, guest: Arc<str>, cancel: Arc<AtomicBool>) -> Clock {
+    pub fn background(started: Instant, cancel: Arc<AtomicBool>) -> Clock {
         Clock {
             cancel: Some(cancel),
-            ..Clock::unlimited(started, guest)
+            ..Clock::unlimited(started)
         }
     }
 
-    /// One epoch tick. `suspend` closes the command's keys before yielding.
-    pub fn tick(&mut self, suspend: impl FnOnce()) -> Result<(), Stop> {
+    /// One epoch tick. Before yielding, `suspend` closes the command's keys and says what runs
+    /// (guest and command names, for the `-BUSY` message).
+    pub fn tick(&mut self, suspend: impl FnOnce() -> (String, String)) -> Result<(), Stop> {
         if let Some(cancel) = &self.cancel {
             return match cancel.load(Ordering::SeqCst) {
                 true => Err(Stop::Cancelled),
@@ -211,16 +189,11 @@ impl Clock {
         if let Some(ctx) = self.yield_ctx
             && elapsed >= threshold
         {
-            suspend();
-            let (guest, command) = (
-                &self.guest,
-                self.command.as_ref().map_or("init", |c| c.name.as_str()),
+            let (guest, command) = suspend();
+            let message = format!(
+                "Redis is busy running guest '{guest}' command '{command}'. You can only call WASM.KILL or SHUTDOWN NOSAVE."
             );
-            let message = self.busy_message.get_or_insert_with(|| {
-                let text = format!("Redis is busy running guest '{guest}' command '{command}'. You can only call WASM.KILL or SHUTDOWN NOSAVE.");
-                CString::new(text).unwrap_or_default()
-            });
-            ctx.yield_to_clients(message);
+            ctx.yield_to_clients(&CString::new(message).unwrap_or_default());
             if KILL.load(Ordering::SeqCst) {
                 return Err(Stop::Killed);
             }

@@ -75,13 +75,20 @@ impl Program {
 
 /// One epoch tick of a running guest: time limits, yielding, kills (see `busy.rs`).
 fn on_tick(state: &mut GuestState) -> wasmtime::Result<UpdateDeadline> {
-    let GuestState { clock, phase, .. } = state;
+    let GuestState {
+        clock,
+        phase,
+        label,
+        ..
+    } = state;
     if let Some(clock) = clock {
         clock
-            .tick(|| {
-                if let Phase::Command(scope) = phase {
+            .tick(|| match phase {
+                Phase::Command(scope) => {
                     scope.suspend_keys();
+                    (label.to_string(), scope.command.name.clone())
                 }
+                _ => (label.to_string(), "init".to_owned()),
             })
             .map_err(wasmtime::Error::new)?;
     }
@@ -145,17 +152,11 @@ impl Live {
             ctx.is_some_and(|c| c.flags() & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0);
         let label = self.store.data().label.clone();
         let clock = match background {
-            Some(stop) => Clock::background(Instant::now(), label.clone(), stop.clone()),
-            None if replayed => Clock::unlimited(Instant::now(), label.clone()),
+            Some(stop) => Clock::background(Instant::now(), stop.clone()),
+            None if replayed => Clock::unlimited(Instant::now()),
             None => {
                 let limit = config::get_ms(&config::MAX_INIT_MS).map(|d| (d, "wasm.max-init-ms"));
-                Clock::new(
-                    Instant::now(),
-                    label.clone(),
-                    None,
-                    limit,
-                    ctx.filter(|_| may_yield),
-                )
+                Clock::new(Instant::now(), limit, ctx.filter(|_| may_yield))
             }
         };
         // Background jobs are not "running" for WASM.KILL and the busy state: they do not hold
@@ -176,8 +177,7 @@ impl Live {
         let result = init.call(&mut self.store, (&argv,));
         let state = self.store.data_mut();
         state.clock = None;
-        let label = state.label.clone();
-        state.output.flush(&label);
+        state.flush_output();
         let Phase::Init(scope) = std::mem::replace(&mut state.phase, Phase::Idle) else {
             unreachable!("only this function sets the init phase")
         };
@@ -379,21 +379,16 @@ impl Guest {
         if let Err(why) = registered {
             return failed(format!("ERR guest '{guest}' background job: {why}"));
         }
-        let mut scope = CommandScope::new(
+        let mut scope = Box::new(CommandScope::idle(
             ctx.ctx(),
-            spec,
-            index,
+            spec.clone(),
             live.store.data().wrote.clone(),
-            CallPhase::Background { id },
-        );
+        ));
+        scope.reset(ctx.ctx(), &spec, index, CallPhase::Background { id });
         scope.background = Some(crate::scope::Background { ctx, user });
         let state = live.store.data_mut();
         state.phase = Phase::Command(scope);
-        state.clock = Some(Clock::background(
-            Instant::now(),
-            state.label.clone(),
-            stop.clone(),
-        ));
+        state.clock = Some(Clock::background(Instant::now(), stop.clone()));
         state.reply.clear();
         live.store.set_epoch_deadline(1);
         let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
@@ -402,8 +397,7 @@ impl Guest {
         let result = invoke.call(&mut live.store, (index, &argv));
         let state = live.store.data_mut();
         state.clock = None;
-        let label = state.label.clone();
-        state.output.flush(&label);
+        state.flush_output();
         let Phase::Command(mut scope) = std::mem::replace(&mut state.phase, Phase::Idle) else {
             unreachable!("set above")
         };
@@ -551,36 +545,33 @@ impl Guest {
 
         // Commands from the master or the AOF must run to the end: replicas must not diverge.
         let replayed = flags & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0;
-        let label = live.store.data().label.clone();
-        let scope = CommandScope::new(
-            ctx,
-            route.spec.clone(),
-            route.index,
-            live.store.data().wrote.clone(),
-            phase,
-        );
+        let state = live.store.data_mut();
+        let mut scope = state.spare_scope.take().unwrap_or_else(|| {
+            Box::new(CommandScope::idle(
+                ctx,
+                route.spec.clone(),
+                state.wrote.clone(),
+            ))
+        });
+        scope.reset(ctx, &route.spec, route.index, phase);
         if replayed {
             scope.effects.wrote.store(true, Ordering::SeqCst);
         }
         let _running = RunningGuard::enter(
-            label.clone(),
+            state.label.clone(),
             Some(route.spec.clone()),
             scope.effects.wrote.clone(),
         );
-        let clock = if replayed {
-            Clock::unlimited(started, label)
+        state.clock = Some(if replayed {
+            Clock::unlimited(started)
         } else {
             let limit = config::get_ms(&config::MAX_CALL_MS).map(|d| (d, "wasm.max-call-ms"));
-            let spec = Some(route.spec.clone());
             match may_yield {
-                true => Clock::new(started, label, spec, limit, Some(ctx)),
-                false => Clock::without_yield(started, label, spec, limit),
+                true => Clock::new(started, limit, Some(ctx)),
+                false => Clock::without_yield(started, limit),
             }
-        };
-        let argv: Vec<&[u8]> = args.iter().collect();
-        let state = live.store.data_mut();
+        });
         state.phase = Phase::Command(scope);
-        state.clock = Some(clock);
         state.reply.clear();
         state.panic_message = None;
         state.limiter.refused = None;
@@ -590,7 +581,7 @@ impl Guest {
         // A panic in a host function unwinds through here: catch it so the command's keys are
         // closed while its context is still valid, then drop the instance.
         let result = catch_unwind(AssertUnwindSafe(|| {
-            invoke.call(&mut live.store, (route.index, &argv))
+            args.with_slices(|argv| invoke.call(&mut live.store, (route.index, argv)))
         }));
         let state = live.store.data_mut();
         state.clock = None;
@@ -598,8 +589,7 @@ impl Guest {
             Phase::Command(scope) => scope,
             _ => unreachable!("only this function sets the command phase"),
         };
-        let label = state.label.clone();
-        state.output.flush(&label);
+        state.flush_output();
         let blocked = scope.blocked;
         let result = match result {
             Ok(result) => result,
@@ -618,7 +608,7 @@ impl Guest {
             }
         };
         scope.finish(result.is_err());
-        drop(scope);
+        live.store.data_mut().spare_scope = Some(scope);
         match result {
             Ok(()) => {
                 let state = live.store.data_mut();

@@ -28,6 +28,9 @@ pub struct ReplyRes;
 /// Most handles (keys plus call replies) one command may hold at once.
 pub const MAX_HANDLES: usize = 100_000;
 
+/// Handle table capacity kept from one command to the next.
+const KEPT_CAPACITY: usize = 64;
+
 /// A key handle.
 pub struct KeyHandle {
     pub name: Vec<u8>,
@@ -123,7 +126,6 @@ struct Effect {
 /// - `replicate-verbatim` replicates the command instead (in the database it started in);
 ///   recorded writes and the calls made meanwhile are then dropped — or, if the guest trapped
 ///   (replicas might not fail the same way), emitted instead of it.
-#[derive(Default)]
 pub struct Effects {
     /// Whether the command has written (shared with `busy.rs`: a writer cannot be killed).
     pub wrote: Arc<AtomicBool>,
@@ -138,6 +140,32 @@ pub struct Effects {
 }
 
 impl Effects {
+    /// No effects yet; `wrote` is the instance's flag (see `GuestState::wrote`).
+    fn new(wrote: Arc<AtomicBool>) -> Effects {
+        Effects {
+            wrote,
+            pending: Vec::new(),
+            explicit: Vec::new(),
+            verbatim: false,
+            propagated: false,
+            start_db: 0,
+        }
+    }
+
+    /// Forgets the previous command's state (keeping the buffers' capacity).
+    fn reset(&mut self, start_db: i32) {
+        self.wrote.store(false, Ordering::SeqCst);
+        for log in [&mut self.pending, &mut self.explicit] {
+            if log.capacity() > KEPT_CAPACITY {
+                *log = Vec::new();
+            }
+            log.clear();
+        }
+        self.verbatim = false;
+        self.propagated = false;
+        self.start_db = start_db;
+    }
+
     pub fn record(&mut self, db: i32, command: &'static str, args: Vec<Vec<u8>>) {
         self.wrote.store(true, Ordering::SeqCst);
         self.pending.push(Effect {
@@ -174,7 +202,10 @@ impl Effects {
         });
     }
 
-    fn emit(ctx: Ctx, effects: impl Iterator<Item = Effect>) {
+    fn emit(ctx: Ctx, effects: impl ExactSizeIterator<Item = Effect>) {
+        if effects.len() == 0 {
+            return;
+        }
         let current = ctx.selected_db();
         let mut selected = current;
         for effect in effects {
@@ -279,43 +310,53 @@ pub struct Background {
 }
 
 impl CommandScope {
-    /// `wrote` is the instance's flag (see `GuestState::wrote`); it is reset here.
-    pub fn new(
-        ctx: Ctx,
-        command: Arc<CommandSpec>,
-        index: u32,
-        wrote: Arc<AtomicBool>,
-        phase: CallPhase,
-    ) -> Self {
-        // A background job's calls are read-only (see `blocked.rs`).
-        let may_write =
-            command.flags.variant().may_write() && !matches!(phase, CallPhase::Background { .. });
-        let writes_paused = matches!(phase, CallPhase::Reply { .. } | CallPhase::Timeout { .. })
-            && crate::ffi::writes_paused();
-        let may_write = may_write && !writes_paused;
-        wrote.store(false, Ordering::SeqCst);
-        let effects = Effects {
-            wrote,
-            start_db: if matches!(phase, CallPhase::Background { .. }) {
-                0
-            } else {
-                ctx.selected_db()
-            },
-            ..Effects::default()
-        };
+    /// An idle scope, reused by every command of one instance (see [`reset`](Self::reset)).
+    /// `wrote` is the instance's flag (see `GuestState::wrote`).
+    pub fn idle(ctx: Ctx, command: Arc<CommandSpec>, wrote: Arc<AtomicBool>) -> Self {
         CommandScope {
             ctx,
             command,
-            index,
-            may_write,
-            writes_paused,
+            index: 0,
+            may_write: false,
+            writes_paused: false,
             keys: HashMap::new(),
             replies: HashMap::new(),
-            effects,
-            phase,
+            effects: Effects::new(wrote),
+            phase: CallPhase::Command,
             blocked: None,
             background: None,
         }
+    }
+
+    /// Prepares the scope for a new command: tables and logs keep their capacity, so a command
+    /// usually allocates nothing here.
+    pub fn reset(&mut self, ctx: Ctx, command: &Arc<CommandSpec>, index: u32, phase: CallPhase) {
+        let background = matches!(phase, CallPhase::Background { .. });
+        // A background job's calls are read-only (see `blocked.rs`).
+        let may_write = command.flags.variant().may_write() && !background;
+        let writes_paused = matches!(phase, CallPhase::Reply { .. } | CallPhase::Timeout { .. })
+            && crate::ffi::writes_paused();
+        self.effects
+            .reset(if background { 0 } else { ctx.selected_db() });
+        self.ctx = ctx;
+        if !Arc::ptr_eq(&self.command, command) {
+            self.command = command.clone();
+        }
+        self.index = index;
+        self.may_write = may_write && !writes_paused;
+        self.writes_paused = writes_paused;
+        // Tables a command with many handles grew are not kept at that size.
+        if self.keys.capacity() > KEPT_CAPACITY {
+            self.keys = HashMap::new();
+        }
+        if self.replies.capacity() > KEPT_CAPACITY {
+            self.replies = HashMap::new();
+        }
+        self.keys.clear();
+        self.replies.clear();
+        self.phase = phase;
+        self.blocked = None;
+        self.background = None;
     }
 
     /// Whether this runs as a background job (off the main thread).

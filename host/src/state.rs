@@ -27,13 +27,17 @@ pub struct GuestState {
     pub wrote: Arc<std::sync::atomic::AtomicBool>,
     /// The data types the guest declared in init, by index, with their encoding versions.
     pub data_types: Vec<(&'static GuestType, i32)>,
+    /// The last command's scope, reset and reused by the next (see `CommandScope::reset`).
+    pub spare_scope: Option<Box<CommandScope>>,
 }
 
 /// What the guest is doing, which decides which host functions it may call.
 pub enum Phase {
     Idle,
     Init(InitScope),
-    Command(CommandScope),
+    /// Boxed so that starting and ending a command moves a pointer, and so the scope can be
+    /// kept for the next command (`GuestState::spare_scope`).
+    Command(Box<CommandScope>),
 }
 
 /// Collected while `init` runs; committed to the registry only if the whole load succeeds.
@@ -60,7 +64,13 @@ impl GuestState {
             next_handle: 1,
             wrote: Arc::default(),
             data_types: Vec::new(),
+            spare_scope: None,
         }
+    }
+
+    /// Sends what the guest printed to the Redis log.
+    pub fn flush_output(&mut self) {
+        self.output.flush(&self.label);
     }
 
     /// A data type the guest declared, by index.
@@ -99,7 +109,7 @@ impl GuestState {
     pub fn command(&mut self) -> Result<&mut CommandScope, &'static str> {
         crate::inject::maybe_panic("host-function");
         match &mut self.phase {
-            Phase::Command(scope) => Ok(scope),
+            Phase::Command(scope) => Ok(&mut **scope),
             _ => Err("only available while a command runs"),
         }
     }

@@ -415,6 +415,20 @@ impl<'a> Args<'a> {
     pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.argv.iter().map(|&s| string_bytes(s))
     }
+
+    /// Runs `f` with the arguments as byte slices, without allocating for the usual few.
+    pub fn with_slices<R>(&self, f: impl FnOnce(&[&'a [u8]]) -> R) -> R {
+        const ON_STACK: usize = 8;
+        if self.argv.len() <= ON_STACK {
+            let mut slices: [&[u8]; ON_STACK] = [&[]; ON_STACK];
+            for (slot, arg) in slices.iter_mut().zip(self.iter()) {
+                *slot = arg;
+            }
+            f(&slices[..self.argv.len()])
+        } else {
+            f(&self.iter().collect::<Vec<_>>())
+        }
+    }
 }
 
 pub(super) fn string_bytes<'a>(s: *mut raw::RedisModuleString) -> &'a [u8] {
