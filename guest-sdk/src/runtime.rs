@@ -34,8 +34,9 @@ pub struct CommandDef {
 }
 
 struct Handler {
-    /// The lowercase name, passed to the command function as `args[0]`.
-    name_bytes: Vec<u8>,
+    /// The lowercase name, passed to the command function as `args[0]` (kept for the life of
+    /// the instance, so each call borrows it instead of copying it).
+    name_bytes: &'static [u8],
     function: CommandFn,
 }
 
@@ -48,12 +49,12 @@ pub(crate) fn add_handler(index: u32, name: &str, function: CommandFn) {
         let index = index as usize;
         if handlers.len() <= index {
             handlers.resize_with(index + 1, || Handler {
-                name_bytes: Vec::new(),
+                name_bytes: &[],
                 function: |_, _| Err(RedisError::Str("ERR command slot not registered")),
             });
         }
         handlers[index] = Handler {
-            name_bytes: name.to_ascii_lowercase().into_bytes(),
+            name_bytes: name.to_ascii_lowercase().into_bytes().leak(),
             function,
         };
     });
@@ -110,7 +111,7 @@ pub fn invoke(command: u32, args: Vec<Vec<u8>>) {
     let found = HANDLERS.with_borrow(|handlers| {
         handlers
             .get(command as usize)
-            .map(|h| (h.function, h.name_bytes.clone()))
+            .map(|h| (h.function, h.name_bytes))
     });
     let Some((function, name)) = found else {
         reply::fail(&format!(
@@ -119,7 +120,7 @@ pub fn invoke(command: u32, args: Vec<Vec<u8>>) {
         return;
     };
     let mut full = Vec::with_capacity(args.len() + 1);
-    full.push(RedisString::from(name));
+    full.push(RedisString::from_static(name));
     full.extend(args.into_iter().map(RedisString::from));
     let ctx = Context::new();
     match function(&ctx, full) {

@@ -1,12 +1,13 @@
 //! Binary-safe strings: command arguments and their parsing.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::value::RedisError;
 
 /// A binary-safe string, such as a command argument (`RedisModuleString`).
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RedisString(Vec<u8>);
+pub struct RedisString(Cow<'static, [u8]>);
 
 const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
 const NOT_A_FLOAT: &str = "ERR value is not a valid float";
@@ -14,12 +15,17 @@ const NOT_A_FLOAT: &str = "ERR value is not a valid float";
 impl RedisString {
     /// Wraps bytes.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        RedisString(bytes.into())
+        RedisString(Cow::Owned(bytes.into()))
     }
 
     /// A string holding the decimal form of `value` (`RedisModule_CreateStringFromLongLong`).
     pub fn from_i64(value: i64) -> Self {
-        RedisString(value.to_string().into_bytes())
+        RedisString(Cow::Owned(value.to_string().into_bytes()))
+    }
+
+    /// A string of bytes that live as long as the guest (a command's name), without a copy.
+    pub(crate) fn from_static(bytes: &'static [u8]) -> Self {
+        RedisString(Cow::Borrowed(bytes))
     }
 
     /// The bytes (`RedisModule_StringPtrLen`).
@@ -39,7 +45,7 @@ impl RedisString {
 
     /// The bytes, by value.
     pub fn into_bytes(self) -> Vec<u8> {
-        self.0
+        self.0.into_owned()
     }
 
     /// The string as UTF-8, or an error naming the problem.
@@ -95,14 +101,17 @@ pub(crate) fn parse_redis_integer(bytes: &[u8]) -> Option<i64> {
         Some(b'1'..=b'9') => {}
         _ => return None,
     }
+    // 19 digits always fit in a u64 and 20 never fit in an i64, so the loop needs no overflow
+    // checks (on wasm32 a checked 64-bit multiply is a call to a 128-bit multiply).
+    if digits.len() > 19 {
+        return None;
+    }
     let mut magnitude: u64 = 0;
     for &b in digits {
         if !b.is_ascii_digit() {
             return None;
         }
-        magnitude = magnitude
-            .checked_mul(10)?
-            .checked_add(u64::from(b - b'0'))?;
+        magnitude = magnitude * 10 + u64::from(b - b'0');
     }
     if negative {
         0i64.checked_sub_unsigned(magnitude)
@@ -142,25 +151,25 @@ impl fmt::Display for RedisString {
 
 impl From<Vec<u8>> for RedisString {
     fn from(bytes: Vec<u8>) -> Self {
-        RedisString(bytes)
+        RedisString(Cow::Owned(bytes))
     }
 }
 
 impl From<&[u8]> for RedisString {
     fn from(bytes: &[u8]) -> Self {
-        RedisString(bytes.to_vec())
+        RedisString(Cow::Owned(bytes.to_vec()))
     }
 }
 
 impl From<&str> for RedisString {
     fn from(s: &str) -> Self {
-        RedisString(s.as_bytes().to_vec())
+        RedisString(Cow::Owned(s.as_bytes().to_vec()))
     }
 }
 
 impl From<String> for RedisString {
     fn from(s: String) -> Self {
-        RedisString(s.into_bytes())
+        RedisString(Cow::Owned(s.into_bytes()))
     }
 }
 
@@ -232,6 +241,10 @@ mod tests {
         assert_eq!(parse_redis_integer(b"-1"), Some(-1));
         assert_eq!(parse_redis_integer(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_redis_integer(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(
+            parse_redis_integer(b"1000000000000000000"),
+            Some(1_000_000_000_000_000_000)
+        );
         for bad in [
             &b""[..],
             b"9223372036854775808",
@@ -244,6 +257,10 @@ mod tests {
             b"1a",
             b"-",
             b"99999999999999999999999",
+            b"9999999999999999999",
+            b"-9999999999999999999",
+            b"18446744073709551616",
+            b"-10000000000000000000",
         ] {
             assert_eq!(
                 parse_redis_integer(bad),

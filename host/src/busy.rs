@@ -42,8 +42,13 @@ impl Running {
 static RUNNING: Mutex<Vec<Running>> = Mutex::new(Vec::new());
 
 /// How a guest call may run: set when it starts, read by every tick.
+///
+/// The call's time starts at its first tick, which comes within one
+/// [`EPOCH_TICK`](crate::engine::EPOCH_TICK) of its start unless the guest is then inside a
+/// longer call into Redis: reading the clock on every call would cost more than a short command
+/// itself. Limits are thus met to within a millisecond or so, and only ever late, never early.
 pub struct Clock {
-    started: Instant,
+    started: Option<Instant>,
     /// A hard limit (`wasm.max-call-ms`, or `wasm.max-init-ms` for init).
     limit: Option<(Duration, &'static str)>,
     /// The context to yield with, when this call may yield.
@@ -119,13 +124,9 @@ impl Drop for RunningGuard {
 
 impl Clock {
     /// `started` is when the call began (the caller has read the time already).
-    pub fn new(
-        started: Instant,
-        limit: Option<(Duration, &'static str)>,
-        yield_ctx: Option<Ctx>,
-    ) -> Clock {
+    pub fn new(limit: Option<(Duration, &'static str)>, yield_ctx: Option<Ctx>) -> Clock {
         Clock {
-            started,
+            started: None,
             limit,
             yield_ctx,
             stop_at_threshold: false,
@@ -136,10 +137,10 @@ impl Clock {
     /// A clock for a call that cannot yield: Redis reached it from a blocked client's callback
     /// (no client of its own to protect while others run) or from another thread. It stops at
     /// `busy-reply-threshold`, since nothing else could stop it.
-    pub fn without_yield(started: Instant, limit: Option<(Duration, &'static str)>) -> Clock {
+    pub fn without_yield(limit: Option<(Duration, &'static str)>) -> Clock {
         Clock {
             stop_at_threshold: true,
-            ..Clock::new(started, limit, None)
+            ..Clock::new(limit, None)
         }
     }
 
@@ -151,15 +152,15 @@ impl Clock {
     }
 
     /// A clock that never yields nor stops (loads replayed from the master or the AOF).
-    pub fn unlimited(started: Instant) -> Clock {
-        Clock::new(started, None, None)
+    pub fn unlimited() -> Clock {
+        Clock::new(None, None)
     }
 
     /// A background job's clock: no time limit, no yielding; stops when `cancel` is set.
-    pub fn background(started: Instant, cancel: Arc<AtomicBool>) -> Clock {
+    pub fn background(cancel: Arc<AtomicBool>) -> Clock {
         Clock {
             cancel: Some(cancel),
-            ..Clock::unlimited(started)
+            ..Clock::unlimited()
         }
     }
 
@@ -175,7 +176,8 @@ impl Clock {
         if KILL.load(Ordering::SeqCst) {
             return Err(Stop::Killed);
         }
-        let elapsed = self.started.elapsed();
+        let now = Instant::now();
+        let elapsed = now.duration_since(*self.started.get_or_insert(now));
         if let Some((limit, config)) = self.limit
             && elapsed > limit
         {
@@ -224,17 +226,19 @@ pub fn kill() -> KillOutcome {
     KillOutcome::Killed
 }
 
-/// Redis's main thread, where guests may yield (set in `OnLoad`).
-static MAIN_THREAD: std::sync::OnceLock<std::thread::ThreadId> = std::sync::OnceLock::new();
+thread_local! {
+    /// Whether this is Redis's main thread, where guests may yield (set in `OnLoad`).
+    static IS_MAIN_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// Records the calling thread (`OnLoad`'s) as Redis's main thread.
 pub fn mark_main_thread() {
-    let _ = MAIN_THREAD.set(std::thread::current().id());
+    IS_MAIN_THREAD.set(true);
 }
 
 /// Whether this is Redis's main thread (a background job's call into a guest command is not).
 pub fn on_main_thread() -> bool {
-    MAIN_THREAD.get() == Some(&std::thread::current().id())
+    IS_MAIN_THREAD.get()
 }
 
 /// Reads `busy-reply-threshold` from Redis.

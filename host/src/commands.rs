@@ -326,7 +326,7 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
     out.push(bulk("commands"));
     out.push(array(count(guest.commands.len())));
     for (spec, stats) in guest.commands.iter().zip(&guest.command_stats) {
-        out.push(map(9));
+        out.push(map(8));
         out.push(bulk("name"));
         out.push(bulk(&spec.name));
         out.push(bulk("flags"));
@@ -344,11 +344,7 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
         out.push(ReplyItem::Integer(i64::from(spec.key_step)));
         out.push(bulk("arity"));
         out.push(ReplyItem::Integer(i64::from(spec.arity)));
-        for (name, counter) in [
-            ("calls", &stats.calls),
-            ("errors", &stats.errors),
-            ("usec", &stats.microseconds),
-        ] {
+        for (name, counter) in [("calls", &stats.calls), ("errors", &stats.errors)] {
             out.push(bulk(name));
             out.push(ReplyItem::Integer(
                 i64::try_from(counter.load(Ordering::Relaxed)).unwrap_or(i64::MAX),

@@ -8,7 +8,6 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, TryLockError};
-use std::time::Instant;
 
 use wasmtime::component::{Component, ComponentExportIndex, Func, InstancePre, TypedFunc};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -152,11 +151,11 @@ impl Live {
             ctx.is_some_and(|c| c.flags() & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0);
         let label = self.store.data().label.clone();
         let clock = match background {
-            Some(stop) => Clock::background(Instant::now(), stop.clone()),
-            None if replayed => Clock::unlimited(Instant::now()),
+            Some(stop) => Clock::background(stop.clone()),
+            None if replayed => Clock::unlimited(),
             None => {
                 let limit = config::get_ms(&config::MAX_INIT_MS).map(|d| (d, "wasm.max-init-ms"));
-                Clock::new(Instant::now(), limit, ctx.filter(|_| may_yield))
+                Clock::new(limit, ctx.filter(|_| may_yield))
             }
         };
         // Background jobs are not "running" for WASM.KILL and the busy state: they do not hold
@@ -230,12 +229,12 @@ fn describe_trap(error: &wasmtime::Error, store: &mut Store<GuestState>) -> Stri
     format!("trapped: {what}")
 }
 
-/// Counters of one command.
+/// Counters of one command. Its time is in `INFO commandstats`, which Redis keeps for every
+/// command (timing here too would cost two clock reads per call).
 #[derive(Default)]
 pub struct CommandStats {
     pub calls: AtomicU64,
     pub errors: AtomicU64,
-    pub microseconds: AtomicU64,
 }
 
 /// Counters shown by `WASM.LIST` and `INFO`.
@@ -388,7 +387,7 @@ impl Guest {
         scope.background = Some(crate::scope::Background { ctx, user });
         let state = live.store.data_mut();
         state.phase = Phase::Command(scope);
-        state.clock = Some(Clock::background(Instant::now(), stop.clone()));
+        state.clock = Some(Clock::background(stop.clone()));
         state.reply.clear();
         live.store.set_epoch_deadline(1);
         let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
@@ -461,18 +460,13 @@ impl Guest {
         args: Args<'_>,
         phase: CallPhase,
     ) -> Delivery {
-        let started = Instant::now();
         let stats = &self.command_stats[route.index as usize];
         stats.calls.fetch_add(1, Ordering::Relaxed);
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let delivery = self.run(ctx, flags, route, args, started, phase);
+        let delivery = self.run(ctx, flags, route, args, phase);
         if delivery == (Delivery::Sent { error: true }) {
             stats.errors.fetch_add(1, Ordering::Relaxed);
         }
-        stats.microseconds.fetch_add(
-            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
         delivery
     }
 
@@ -496,7 +490,6 @@ impl Guest {
         flags: u32,
         route: &Route,
         args: Args<'_>,
-        started: Instant,
         phase: CallPhase,
     ) -> Delivery {
         let guest = &self.info.name;
@@ -519,7 +512,6 @@ impl Guest {
         // with none, and a background job's calls run on its thread).
         let is_callback = !matches!(phase, CallPhase::Command);
         let may_yield = !is_callback && crate::busy::on_main_thread();
-        let mut started = started;
         if slot
             .as_ref()
             .is_some_and(|live| live.store.data().handles_running_low())
@@ -528,10 +520,7 @@ impl Guest {
         }
         if slot.is_none() {
             match self.restart(ctx, may_yield) {
-                Ok(live) => {
-                    *slot = Some(live);
-                    started = Instant::now(); // the command's time limit starts after the restart
-                }
+                Ok(live) => *slot = Some(live),
                 Err(why) => {
                     return self.fail(
                         ctx,
@@ -563,12 +552,12 @@ impl Guest {
             scope.effects.wrote.clone(),
         );
         state.clock = Some(if replayed {
-            Clock::unlimited(started)
+            Clock::unlimited()
         } else {
             let limit = config::get_ms(&config::MAX_CALL_MS).map(|d| (d, "wasm.max-call-ms"));
             match may_yield {
-                true => Clock::new(started, limit, Some(ctx)),
-                false => Clock::without_yield(started, limit),
+                true => Clock::new(limit, Some(ctx)),
+                false => Clock::without_yield(limit),
             }
         });
         state.phase = Phase::Command(scope);

@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -27,6 +28,33 @@ pub struct ReplyRes;
 
 /// Most handles (keys plus call replies) one command may hold at once.
 pub const MAX_HANDLES: usize = 100_000;
+
+/// Hashes handle numbers: small sequential integers the host chooses, so one multiply spreads
+/// them well (SipHash's resistance to chosen keys buys nothing here).
+#[derive(Default)]
+pub struct HandleHasher(u64);
+
+impl Hasher for HandleHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(FIBONACCI);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(FIBONACCI);
+    }
+}
+
+/// 2^64 divided by the golden ratio: multiplying by it scatters consecutive numbers.
+const FIBONACCI: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Handle number → handle.
+pub type HandleMap<V> = HashMap<u32, V, BuildHasherDefault<HandleHasher>>;
 
 /// Handle table capacity kept from one command to the next.
 const KEPT_CAPACITY: usize = 64;
@@ -292,8 +320,8 @@ pub struct CommandScope {
     /// A blocked client's callback run while clients are paused: Redis runs those callbacks
     /// even then, but nothing may be written or propagated, so writes are refused.
     pub writes_paused: bool,
-    pub keys: HashMap<u32, KeyHandle>,
-    pub replies: HashMap<u32, ReplyHandle>,
+    pub keys: HandleMap<KeyHandle>,
+    pub replies: HandleMap<ReplyHandle>,
     pub effects: Effects,
     pub phase: CallPhase,
     /// The client this command blocked, if it did (it then replies later, from a callback).
@@ -319,8 +347,8 @@ impl CommandScope {
             index: 0,
             may_write: false,
             writes_paused: false,
-            keys: HashMap::new(),
-            replies: HashMap::new(),
+            keys: HandleMap::default(),
+            replies: HandleMap::default(),
             effects: Effects::new(wrote),
             phase: CallPhase::Command,
             blocked: None,
@@ -347,10 +375,10 @@ impl CommandScope {
         self.writes_paused = writes_paused;
         // Tables a command with many handles grew are not kept at that size.
         if self.keys.capacity() > KEPT_CAPACITY {
-            self.keys = HashMap::new();
+            self.keys = HandleMap::default();
         }
         if self.replies.capacity() > KEPT_CAPACITY {
-            self.replies = HashMap::new();
+            self.replies = HandleMap::default();
         }
         self.keys.clear();
         self.replies.clear();
@@ -369,7 +397,7 @@ impl CommandScope {
     }
 
     /// Opens a key, enforcing the conflict rules.
-    pub fn open_key(&mut self, name: &[u8], write: bool) -> Result<KeyHandle, KeyFault> {
+    pub fn open_key(&mut self, name: Vec<u8>, write: bool) -> Result<KeyHandle, KeyFault> {
         if self.in_background() {
             return Err(KeyFault::Invalid(
                 "ERR keys cannot be opened in a background job (use call)".into(),
@@ -392,15 +420,15 @@ impl CommandScope {
         // Another read handle on this key: opening the key again may expire it (a blocked
         // client's callback runs outside a command, on the live clock), which would free it
         // under the first handle. The first is closed and reopens when next used.
-        self.suspend_key(db, name);
+        self.suspend_key(db, &name);
         let mode = if write {
             MODE_READ | MODE_WRITE
         } else {
             MODE_READ
         };
-        let raw = self.ctx.open_key(name, mode);
+        let raw = self.ctx.open_key(&name, mode);
         Ok(KeyHandle {
-            name: name.to_vec(),
+            name,
             db,
             write,
             raw,

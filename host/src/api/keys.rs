@@ -151,7 +151,7 @@ impl Host for GuestState {
                 "ERR a command may hold at most {MAX_HANDLES} handles"
             ))));
         }
-        match scope.open_key(&name, mode.contains(OpenMode::WRITE)) {
+        match scope.open_key(name, mode.contains(OpenMode::WRITE)) {
             Ok(key) => {
                 scope.keys.insert(rep, key);
                 Ok(Ok(Resource::new_own(rep)))
