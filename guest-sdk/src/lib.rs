@@ -155,7 +155,7 @@ macro_rules! redis_module {
             fn init(args: ::std::vec::Vec<::std::vec::Vec<u8>>) -> ::std::result::Result<(), ::std::string::String> {
                 $crate::__private::init(__redis_wasm_module_def(), args)
             }
-            fn invoke(command: u32, args: ::std::vec::Vec<::std::vec::Vec<u8>>) {
+            fn invoke(command: u32, args: ::std::vec::Vec<::std::vec::Vec<u8>>) -> ::std::option::Option<i64> {
                 $crate::__private::invoke(command, args)
             }
         }

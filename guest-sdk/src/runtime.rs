@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use crate::context::Context;
 use crate::init::{CommandFn, InitContext, InitFn};
 use crate::string::RedisString;
-use crate::value::{ERRORMSG_WRONGTYPE, RedisError};
+use crate::value::{ERRORMSG_WRONGTYPE, RedisError, RedisValue};
 use crate::wit::redis::module::{log, registration, reply};
 
 /// A module as [`redis_module!`](crate::redis_module) declares it.
@@ -106,8 +106,9 @@ pub fn init(def: ModuleDef, args: Vec<Vec<u8>>) -> Result<(), String> {
 
 /// The `guest.invoke` export. The host passes the arguments without the command name (one
 /// string less to copy across the boundary); command functions still see it as `args[0]`, in
-/// the lowercase form it was registered under.
-pub fn invoke(command: u32, args: Vec<Vec<u8>>) {
+/// the lowercase form it was registered under. An integer reply is returned rather than sent
+/// (one call into the host less).
+pub fn invoke(command: u32, args: Vec<Vec<u8>>) -> Option<i64> {
     let found = HANDLERS.with_borrow(|handlers| {
         handlers
             .get(command as usize)
@@ -117,16 +118,18 @@ pub fn invoke(command: u32, args: Vec<Vec<u8>>) {
         reply::fail(&format!(
             "ERR no command with index {command} in this guest"
         ));
-        return;
+        return None;
     };
     let mut full = Vec::with_capacity(args.len() + 1);
     full.push(RedisString::from_static(name));
     full.extend(args.into_iter().map(RedisString::from));
     let ctx = Context::new();
     match function(&ctx, full) {
+        Ok(RedisValue::Integer(value)) => return Some(value),
         Ok(value) => value.emit(),
         Err(RedisError::WrongArity) => reply::wrong_arity(),
         Err(RedisError::WrongType) => reply::fail(ERRORMSG_WRONGTYPE),
         Err(e) => reply::fail(&e.to_string()),
     }
+    None
 }

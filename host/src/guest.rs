@@ -17,6 +17,7 @@ use crate::busy::{Clock, RunningGuard, Stop};
 use crate::ffi::{Args, Ctx, LogLevel, ThreadSafeCtx, ctx_flags, log_raw, panic_text};
 use crate::limits::GuestLimiter;
 use crate::registry::{CommandSpec, ModuleInfo, Route};
+use crate::reply::ReplyItem;
 use crate::scope::CallPhase;
 use crate::state::{CommandScope, GuestState, InitScope, Phase};
 
@@ -34,7 +35,7 @@ use crate::{config, engine};
 const HOSTCALL_FUEL: usize = (512 + 64) << 20;
 
 type InitFunc<'a> = TypedFunc<(&'a [&'a [u8]],), (Result<(), String>,)>;
-type InvokeFunc<'a> = TypedFunc<(u32, &'a [&'a [u8]]), ()>;
+type InvokeFunc<'a> = TypedFunc<(u32, &'a [&'a [u8]]), (Option<i64>,)>;
 
 /// A compiled guest, ready to instantiate.
 pub struct Program {
@@ -94,6 +95,18 @@ fn on_tick(state: &mut GuestState) -> wasmtime::Result<UpdateDeadline> {
     Ok(UpdateDeadline::Continue(1))
 }
 
+/// Adds the integer reply `invoke` may return (instead of replying through the `reply`
+/// interface) to the command's reply, with the same checks as a reply call.
+fn take_returned_reply(
+    state: &mut GuestState,
+    result: wasmtime::Result<(Option<i64>,)>,
+) -> wasmtime::Result<()> {
+    if let (Some(value),) = result? {
+        state.reply.push(ReplyItem::Integer(value));
+    }
+    Ok(())
+}
+
 /// A running instance of a guest.
 pub struct Live {
     store: Store<GuestState>,
@@ -128,7 +141,7 @@ impl Live {
         init.typed::<(&[&[u8]],), (Result<(), String>,)>(&store)
             .map_err(|e| format!("the guest's init export has the wrong type: {e}"))?;
         invoke
-            .typed::<(u32, &[&[u8]]), ()>(&store)
+            .typed::<(u32, &[&[u8]]), (Option<i64>,)>(&store)
             .map_err(|e| format!("the guest's invoke export has the wrong type: {e}"))?;
         Ok(Live {
             store,
@@ -395,6 +408,7 @@ impl Guest {
         let invoke = unsafe { InvokeFunc::new_unchecked(live.invoke) };
         let result = invoke.call(&mut live.store, (index, &argv));
         let state = live.store.data_mut();
+        let result = take_returned_reply(state, result);
         state.clock = None;
         state.flush_output();
         let Phase::Command(mut scope) = std::mem::replace(&mut state.phase, Phase::Idle) else {
@@ -573,6 +587,7 @@ impl Guest {
             args.with_slices(|argv| invoke.call(&mut live.store, (route.index, argv)))
         }));
         let state = live.store.data_mut();
+        let result = result.map(|result| take_returned_reply(state, result));
         state.clock = None;
         let mut scope = match std::mem::replace(&mut state.phase, Phase::Idle) {
             Phase::Command(scope) => scope,

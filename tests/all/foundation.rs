@@ -590,7 +590,7 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
         (
             guests::FUTURE_WORLD.into(),
             vec![],
-            "the guest was built for redis:module@0.2.0, but this host implements redis:module@0.1.0",
+            "the guest was built for redis:module@0.3.0, but this host implements redis:module@0.2.0",
         ),
         (
             guests::FS_USER.into(),
@@ -728,10 +728,16 @@ fn reply_functions_outside_a_command_fail_the_load() {
         load(&server, guests::RAW_GUEST, &["fine"]),
         Reply::Bulk(b"raw".to_vec())
     );
+    let mut client = server.client();
+    assert_eq!(client.cmd(&["RAW.CMD"]), Reply::Status("OK".into()));
+    // `invoke` may return an integer reply instead of sending it; it still counts as the reply.
+    assert_eq!(client.cmd(&["RAW.CMD", "returned"]), Reply::Int(7));
+    let twice = client.cmd(&["RAW.CMD", "both"]);
     assert_eq!(
-        server.client().cmd(&["RAW.CMD"]),
-        Reply::Status("OK".into())
+        twice.error(),
+        "ERR guest 'raw' command 'raw.cmd' sent a bad reply: the command replied more than once"
     );
+    assert_eq!(client.cmd(&["PING"]), Reply::Status("PONG".into()));
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Test guest written against the bare WIT bindings, to break the init rules on purpose.
 //! Its first load argument picks the mistake: `api-version-2`, `no-init-module`, `init-error`,
 //! `init-panic`, `create-before-init`, `reply-in-init`, `type-clash` (declares `hellotype`),
-//! `bad-type` (a type name of the wrong length), or `fine`.
+//! `bad-type` (a type name of the wrong length), or `fine`. `RAW.CMD` replies `OK` through the
+//! reply interface; `RAW.CMD returned` returns the integer 7 from `invoke` instead, and
+//! `RAW.CMD both` does both (a second reply).
 
 use redis_wasm_sdk::wit::exports::redis::module::guest::Guest;
 use redis_wasm_sdk::wit::redis::module::{registration, reply};
@@ -48,8 +50,18 @@ impl Guest for Raw {
         }
     }
 
-    fn invoke(_command: u32, _args: Vec<Vec<u8>>) {
-        reply::reply_with_simple_string("OK");
+    fn invoke(_command: u32, args: Vec<Vec<u8>>) -> Option<i64> {
+        match args.first().map(Vec::as_slice) {
+            Some(b"returned") => Some(7),
+            Some(b"both") => {
+                reply::reply_with_simple_string("OK");
+                Some(7)
+            }
+            _ => {
+                reply::reply_with_simple_string("OK");
+                None
+            }
+        }
     }
 }
 
