@@ -673,7 +673,6 @@ impl Guest {
         self.program.code_size
     }
 
-    /// Whether an instance exists now (it is re-created lazily after a trap).
     /// For `WASM.DEBUG HANDLES`: sets the next handle number of the live instance, if any.
     pub fn debug_set_next_handle(&self, next: u32) -> bool {
         match self.live.try_lock() {
@@ -688,6 +687,7 @@ impl Guest {
         }
     }
 
+    /// Whether an instance exists now (it is re-created lazily after a trap).
     pub fn has_instance(&self) -> bool {
         match self.live.try_lock() {
             Ok(slot) => slot.is_some(),

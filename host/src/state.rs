@@ -83,8 +83,6 @@ impl GuestState {
         self.data_types.get(index as usize).copied()
     }
 
-    /// A fresh handle number. Running out would allow an old handle to alias a new one, so it
-    /// is a trap (the instance is then replaced).
     /// Whether handle numbers are running low: the instance should be replaced (between
     /// commands, quietly) before `new_handle` can fail. Numbers are never reused, so a handle a
     /// guest kept by mistake can never alias a newer one.
@@ -97,6 +95,8 @@ impl GuestState {
         self.next_handle = next.max(1);
     }
 
+    /// A fresh handle number. Running out would allow an old handle to alias a new one, so it
+    /// is a trap (the instance is then replaced).
     pub fn new_handle(&mut self) -> wasmtime::Result<u32> {
         let rep = self.next_handle;
         self.next_handle = rep
