@@ -123,7 +123,8 @@ impl Drop for RunningGuard {
 }
 
 impl Clock {
-    /// `started` is when the call began (the caller has read the time already).
+    /// A clock for a call on the main thread that may yield with `yield_ctx` (when given) once
+    /// it runs past `busy-reply-threshold`, and stops at `limit`.
     pub fn new(limit: Option<(Duration, &'static str)>, yield_ctx: Option<Ctx>) -> Clock {
         Clock {
             started: None,
