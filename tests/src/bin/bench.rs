@@ -3,7 +3,8 @@
 //!
 //! For each case and runtime it resets `INFO commandstats`, drives the command with
 //! `redis-benchmark` (pipelined), and reports the server time per call (`usec_per_call`) and the
-//! throughput. The 1 MB echo cannot be given to `redis-benchmark` (a command-line argument is
+//! throughput: the median of [`ROUNDS`] rounds that take turns between the runtimes, so a noisy
+//! stretch of the machine slows all three instead of one. The 1 MB echo cannot be given to `redis-benchmark` (a command-line argument is
 //! limited to 128 KB), so it is driven by this program, pipelined the same way.
 //!
 //! Run: `scripts/bench.sh` (or `cargo run --release -p redis-wasm-tests --bin bench`).
@@ -232,6 +233,15 @@ fn pipelined(port: u16, calls: usize, line: &[String]) -> f64 {
     calls as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Rounds per case; each runs a third of the case's calls on each runtime in turn.
+const ROUNDS: usize = 3;
+
+/// The median of a few measurements.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let server = Server::start_with(ServerOptions {
@@ -271,10 +281,13 @@ fn main() {
             .find(|(name, _)| name == case.name)
             .map(|(_, sha)| sha.clone())
             .expect("a Lua script per case");
-        let mut results = Vec::new();
+        let runtimes = [Runtime::Native, Runtime::Guest, Runtime::Lua];
+        let lines: Vec<Vec<String>> = runtimes
+            .iter()
+            .map(|&runtime| command(case, runtime, &sha, &value))
+            .collect();
         let mut answers = Vec::new();
-        for runtime in [Runtime::Native, Runtime::Guest, Runtime::Lua] {
-            let line = command(case, runtime, &sha, &value);
+        for (runtime, line) in runtimes.iter().zip(&lines) {
             let args: Vec<&str> = line.iter().map(String::as_str).collect();
             c.cmd(&["DEL", &format!("bench:{}:{}", case.name, runtime.label())]);
             answers.push(match c.cmd(&args) {
@@ -282,19 +295,33 @@ fn main() {
                 other => other,
             });
             c.cmd(&["DEL", &format!("bench:{}:{}", case.name, runtime.label())]);
-            c.cmd(&["CONFIG", "RESETSTAT"]);
-            let throughput = if case.name == "echo" {
-                pipelined(server.port, case.calls, &line)
-            } else {
-                redis_benchmark(server.port, case.calls, &line)
-            };
-            let prefix = match runtime {
-                Runtime::Native => "nb.",
-                Runtime::Guest => "wasm.invoke",
-                Runtime::Lua => "evalsha",
-            };
-            results.push((usec_per_call(&mut c, prefix), throughput));
         }
+        let mut rounds: Vec<Vec<(f64, f64)>> = vec![Vec::new(); runtimes.len()];
+        let calls = (case.calls / ROUNDS).max(1);
+        for _ in 0..ROUNDS {
+            for (i, (runtime, line)) in runtimes.iter().zip(&lines).enumerate() {
+                c.cmd(&["CONFIG", "RESETSTAT"]);
+                let throughput = if case.name == "echo" {
+                    pipelined(server.port, calls, line)
+                } else {
+                    redis_benchmark(server.port, calls, line)
+                };
+                let prefix = match runtime {
+                    Runtime::Native => "nb.",
+                    Runtime::Guest => "wasm.invoke",
+                    Runtime::Lua => "evalsha",
+                };
+                rounds[i].push((usec_per_call(&mut c, prefix), throughput));
+            }
+        }
+        let results: Vec<(f64, f64)> = rounds
+            .into_iter()
+            .map(|runs| {
+                let usec = median(runs.iter().map(|r| r.0).collect());
+                let throughput = median(runs.iter().map(|r| r.1).collect());
+                (usec, throughput)
+            })
+            .collect();
         // The three runtimes must compute the same thing (doubles may differ in formatting).
         let same = answers.iter().all(|a| a.clone() == answers[0].clone()) || case.name == "zsum";
         assert!(
