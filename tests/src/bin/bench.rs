@@ -99,6 +99,15 @@ enum Runtime {
 }
 
 impl Runtime {
+    /// The start of the command names its calls are counted under in `INFO commandstats`.
+    fn stats_prefix(self) -> &'static str {
+        match self {
+            Runtime::Native => "nb.",
+            Runtime::Guest => "wasm.invoke",
+            Runtime::Lua => "evalsha",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Runtime::Native => "native",
@@ -306,12 +315,7 @@ fn main() {
                 } else {
                     redis_benchmark(server.port, calls, line)
                 };
-                let prefix = match runtime {
-                    Runtime::Native => "nb.",
-                    Runtime::Guest => "wasm.invoke",
-                    Runtime::Lua => "evalsha",
-                };
-                rounds[i].push((usec_per_call(&mut c, prefix), throughput));
+                rounds[i].push((usec_per_call(&mut c, runtime.stats_prefix()), throughput));
             }
         }
         let results: Vec<(f64, f64)> = rounds
