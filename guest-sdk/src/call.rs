@@ -15,11 +15,21 @@ pub trait CallArg {
     /// Appends this argument (or these arguments) to `out`: bytes are borrowed, numbers
     /// formatted.
     fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>);
+
+    /// This argument as one byte string, when it is one as it stands (text and bytes, not
+    /// numbers or lists). Calls whose arguments all are need not collect them.
+    fn as_one_slice(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 impl CallArg for str {
     fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
         out.push(Cow::Borrowed(self.as_bytes()));
+    }
+
+    fn as_one_slice(&self) -> Option<&[u8]> {
+        Some(self.as_bytes())
     }
 }
 
@@ -27,11 +37,19 @@ impl CallArg for String {
     fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
         out.push(Cow::Borrowed(self.as_bytes()));
     }
+
+    fn as_one_slice(&self) -> Option<&[u8]> {
+        Some(self.as_bytes())
+    }
 }
 
 impl CallArg for [u8] {
     fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
         out.push(Cow::Borrowed(self));
+    }
+
+    fn as_one_slice(&self) -> Option<&[u8]> {
+        Some(self)
     }
 }
 
@@ -39,17 +57,29 @@ impl CallArg for Vec<u8> {
     fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
         out.push(Cow::Borrowed(self));
     }
+
+    fn as_one_slice(&self) -> Option<&[u8]> {
+        Some(self)
+    }
 }
 
 impl<const N: usize> CallArg for [u8; N] {
     fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
         out.push(Cow::Borrowed(self));
     }
+
+    fn as_one_slice(&self) -> Option<&[u8]> {
+        Some(self)
+    }
 }
 
 impl CallArg for RedisString {
     fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
         out.push(Cow::Borrowed(self.as_slice()));
+    }
+
+    fn as_one_slice(&self) -> Option<&[u8]> {
+        Some(self.as_slice())
     }
 }
 
@@ -76,6 +106,10 @@ impl<T: CallArg + ?Sized> CallArg for &T {
     fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
         (**self).push_to(out);
     }
+
+    fn as_one_slice(&self) -> Option<&[u8]> {
+        (**self).as_one_slice()
+    }
 }
 
 impl<T: CallArg> CallArg for [T] {
@@ -93,8 +127,19 @@ impl<T: CallArg> CallArg for Vec<T> {
 }
 
 /// Runs `f` with `args` as the byte slices the WIT functions take (borrowed: no copies of
-/// strings or bytes).
+/// strings or bytes; the usual few text or byte arguments are not even collected on the heap).
 pub(crate) fn with_args<R>(args: &[&dyn CallArg], f: impl FnOnce(&[&[u8]]) -> R) -> R {
+    const ON_STACK: usize = 8;
+    if args.len() <= ON_STACK {
+        let mut slices: [&[u8]; ON_STACK] = [&[]; ON_STACK];
+        let all_slices = args
+            .iter()
+            .zip(&mut slices)
+            .all(|(arg, slot)| arg.as_one_slice().map(|bytes| *slot = bytes).is_some());
+        if all_slices {
+            return f(&slices[..args.len()]);
+        }
+    }
     let mut collected = Vec::with_capacity(args.len());
     for arg in args {
         arg.push_to(&mut collected);
@@ -333,5 +378,38 @@ impl CallReply {
 impl fmt::Debug for CallReply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CallReply({:?})", String::from_utf8_lossy(&self.proto()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collected(args: &[&dyn CallArg]) -> Vec<Vec<u8>> {
+        with_args(args, |slices| slices.iter().map(|s| s.to_vec()).collect())
+    }
+
+    #[test]
+    fn text_and_bytes_pass_as_they_are() {
+        let owned = String::from("two");
+        let name = RedisString::from_static(b"four");
+        let args: [&dyn CallArg; 5] = [&"one", &owned, &b"three", &name, &vec![5u8]];
+        assert_eq!(
+            collected(&args),
+            [&b"one"[..], b"two", b"three", b"four", &[5]]
+        );
+    }
+
+    #[test]
+    fn numbers_and_lists_are_collected() {
+        let list = vec!["b", "c"];
+        let args: [&dyn CallArg; 4] = [&"a", &list, &-7i64, &3u32];
+        assert_eq!(collected(&args), [&b"a"[..], b"b", b"c", b"-7", b"3"]);
+    }
+
+    #[test]
+    fn many_arguments_are_collected() {
+        let args: Vec<&dyn CallArg> = vec![&"x"; 20];
+        assert_eq!(collected(&args), vec![b"x".to_vec(); 20]);
     }
 }
