@@ -23,44 +23,28 @@ pub trait CallArg {
     }
 }
 
-impl CallArg for str {
-    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
-        out.push(Cow::Borrowed(self.as_bytes()));
-    }
+/// Types that are one byte string as they stand: lent to the host, never copied.
+macro_rules! slice_args {
+    ($($t:ty => |$this:ident| $bytes:expr;)*) => {$(
+        impl CallArg for $t {
+            fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
+                let $this = self;
+                out.push(Cow::Borrowed($bytes));
+            }
 
-    fn as_one_slice(&self) -> Option<&[u8]> {
-        Some(self.as_bytes())
-    }
+            fn as_one_slice(&self) -> Option<&[u8]> {
+                let $this = self;
+                Some($bytes)
+            }
+        }
+    )*};
 }
-
-impl CallArg for String {
-    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
-        out.push(Cow::Borrowed(self.as_bytes()));
-    }
-
-    fn as_one_slice(&self) -> Option<&[u8]> {
-        Some(self.as_bytes())
-    }
-}
-
-impl CallArg for [u8] {
-    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
-        out.push(Cow::Borrowed(self));
-    }
-
-    fn as_one_slice(&self) -> Option<&[u8]> {
-        Some(self)
-    }
-}
-
-impl CallArg for Vec<u8> {
-    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
-        out.push(Cow::Borrowed(self));
-    }
-
-    fn as_one_slice(&self) -> Option<&[u8]> {
-        Some(self)
-    }
+slice_args! {
+    str => |text| text.as_bytes();
+    String => |text| text.as_bytes();
+    [u8] => |bytes| bytes;
+    Vec<u8> => |bytes| bytes;
+    RedisString => |string| string.as_slice();
 }
 
 impl<const N: usize> CallArg for [u8; N] {
@@ -70,16 +54,6 @@ impl<const N: usize> CallArg for [u8; N] {
 
     fn as_one_slice(&self) -> Option<&[u8]> {
         Some(self)
-    }
-}
-
-impl CallArg for RedisString {
-    fn push_to<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
-        out.push(Cow::Borrowed(self.as_slice()));
-    }
-
-    fn as_one_slice(&self) -> Option<&[u8]> {
-        Some(self.as_slice())
     }
 }
 
