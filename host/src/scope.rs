@@ -59,6 +59,16 @@ pub type HandleMap<V> = HashMap<u32, V, BuildHasherDefault<HandleHasher>>;
 /// Handle table capacity kept from one command to the next.
 const KEPT_CAPACITY: usize = 64;
 
+/// Empties a handle table for the next command, keeping its capacity unless a command with
+/// many handles grew it past [`KEPT_CAPACITY`].
+fn empty_for_reuse<V>(table: &mut HandleMap<V>) {
+    if table.capacity() > KEPT_CAPACITY {
+        *table = HandleMap::default();
+    } else {
+        table.clear();
+    }
+}
+
 /// A key handle.
 pub struct KeyHandle {
     pub name: Vec<u8>,
@@ -186,8 +196,9 @@ impl Effects {
         for log in [&mut self.pending, &mut self.explicit] {
             if log.capacity() > KEPT_CAPACITY {
                 *log = Vec::new();
+            } else {
+                log.clear();
             }
-            log.clear();
         }
         self.verbatim = false;
         self.propagated = false;
@@ -373,15 +384,8 @@ impl CommandScope {
         self.index = index;
         self.may_write = may_write && !writes_paused;
         self.writes_paused = writes_paused;
-        // Tables a command with many handles grew are not kept at that size.
-        if self.keys.capacity() > KEPT_CAPACITY {
-            self.keys = HandleMap::default();
-        }
-        if self.replies.capacity() > KEPT_CAPACITY {
-            self.replies = HandleMap::default();
-        }
-        self.keys.clear();
-        self.replies.clear();
+        empty_for_reuse(&mut self.keys);
+        empty_for_reuse(&mut self.replies);
         self.phase = phase;
         self.blocked = None;
         self.background = None;
