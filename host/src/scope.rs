@@ -14,6 +14,7 @@
 //! and when the command ends. See [`Effects`].
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,7 +79,8 @@ pub struct KeyHandle {
     pub raw: Option<RawKey>,
     /// Closed for a call; reopened on next use.
     pub suspended: bool,
-    pub range: RangeState,
+    /// A `Cell` so that any write through the key can end it (see `api::keys::writable`).
+    pub range: Cell<RangeState>,
     /// An index-based list operation left Redis's cached list iterator in the key.
     pub list_iterator: bool,
 }
@@ -116,8 +118,8 @@ impl KeyHandle {
         }
         self.suspended = false;
         self.list_iterator = false;
-        if self.range == RangeState::Active {
-            self.range = RangeState::Interrupted;
+        if self.range.get() == RangeState::Active {
+            self.range.set(RangeState::Interrupted);
         }
     }
 }
@@ -131,6 +133,14 @@ impl KeyHandle {
             self.reopen(ctx);
         }
         self.list_iterator = true;
+    }
+
+    /// Call before replacing the value: Redis refuses to set a key while the list iterator of an
+    /// index-based list operation is cached in it; reopening drops it.
+    pub fn drop_list_iterator(&mut self, ctx: Ctx) {
+        if self.list_iterator {
+            self.reopen(ctx);
+        }
     }
 }
 
@@ -437,7 +447,7 @@ impl CommandScope {
             write,
             raw,
             suspended: false,
-            range: RangeState::None,
+            range: Cell::new(RangeState::None),
             list_iterator: false,
         })
     }
@@ -471,8 +481,8 @@ impl CommandScope {
             if key.db == db && key.name == name && key.raw.is_some() {
                 key.raw = None;
                 key.suspended = true;
-                if key.range == RangeState::Active {
-                    key.range = RangeState::Interrupted;
+                if key.range.get() == RangeState::Active {
+                    key.range.set(RangeState::Interrupted);
                 }
             }
         }
@@ -485,8 +495,8 @@ impl CommandScope {
         for key in self.keys.values_mut() {
             key.raw = None;
             key.suspended = true;
-            if key.range == RangeState::Active {
-                key.range = RangeState::Interrupted;
+            if key.range.get() == RangeState::Active {
+                key.range.set(RangeState::Interrupted);
             }
         }
     }

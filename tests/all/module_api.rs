@@ -323,6 +323,77 @@ fn key(c: &mut redis_wasm_tests::Client, words: &[&str]) -> Reply {
 }
 
 #[test]
+fn a_write_through_a_key_ends_its_sorted_set_range() {
+    let server = api_server();
+    let mut c = server.client();
+    let no_range = bulk("no-range");
+    // A member longer than zset-max-listpack-value makes the set a skiplist: its range cursor
+    // points at a node that the removal frees.
+    let long = "m".repeat(100);
+    c.cmd(&["ZADD", "zs", "1", "a", "2", "b", "3", &long]);
+    assert_eq!(
+        key(&mut c, &["write-in-range", "zs", "zset-rem", "a"]),
+        Reply::Array(vec![Reply::Int(1), no_range.clone()])
+    );
+    // A small listpack set converted to a skiplist under the range by a long member.
+    c.cmd(&["ZADD", "zl", "1", "a", "2", "b"]);
+    assert_eq!(
+        key(
+            &mut c,
+            &["write-in-range", "zl", "zset-add", "", "5", &long]
+        ),
+        Reply::Array(vec![bulk("ADDED"), no_range.clone()])
+    );
+    // Removing the last member deletes the set under the range; a new one starts clean.
+    c.cmd(&["ZADD", "zone", "1", "a"]);
+    assert_eq!(
+        key(&mut c, &["write-in-range", "zone", "zset-rem", "a"]),
+        Reply::Array(vec![Reply::Int(1), no_range.clone()])
+    );
+    assert_eq!(
+        key(&mut c, &["write-in-range", "zl", "set-expire", "100000"]),
+        Reply::Array(vec![Reply::Status("OK".into()), no_range])
+    );
+    assert_eq!(c.cmd(&["ZCARD", "zs"]), Reply::Int(2));
+    assert_eq!(c.cmd(&["ZCARD", "zl"]), Reply::Int(3));
+    assert_eq!(c.cmd(&["EXISTS", "zone"]), Reply::Int(0));
+    assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+}
+
+#[test]
+fn a_key_can_be_set_after_an_index_based_list_read() {
+    let server = api_server();
+    let mut c = server.client();
+    c.cmd(&["RPUSH", "l", "x", "y"]);
+    assert_eq!(
+        key(
+            &mut c,
+            &["list-get-then", "l", "0", "string-set", "now a string"]
+        ),
+        Reply::Array(vec![bulk("x"), Reply::Status("OK".into())])
+    );
+    assert_eq!(c.cmd(&["GET", "l"]), bulk("now a string"));
+}
+
+#[test]
+fn an_expire_that_overflows_is_refused() {
+    let server = api_server();
+    let mut c = server.client();
+    c.cmd(&["SET", "s", "v"]);
+    let reply = key(&mut c, &["set-expire", "s", &i64::MAX.to_string()]);
+    assert!(reply.error().contains("invalid expire time"), "{reply:?}");
+    assert_eq!(c.cmd(&["PTTL", "s"]), Reply::Int(-1));
+    assert_eq!(
+        key(&mut c, &["set-expire", "s", "100000"]),
+        Reply::Status("OK".into())
+    );
+    let Reply::Int(ttl) = c.cmd(&["PTTL", "s"]) else {
+        panic!("PTTL is an integer")
+    };
+    assert!((1..=100_000).contains(&ttl), "{ttl}");
+}
+
+#[test]
 fn low_level_keys_work_and_replicate_exactly() {
     let master = api_server();
     let replica = Server::start();

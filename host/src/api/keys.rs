@@ -47,11 +47,18 @@ fn expect_type(key: &KeyHandle, expected: isize) -> Result<(), KeyFault> {
     }
 }
 
+/// The key, for a write. A write ends the key's active sorted-set range: Redis's range cursor
+/// points into the set as it was, and reading it after the set changed is a use-after-free.
 fn writable(key: &KeyHandle) -> Result<&RawKey, KeyFault> {
     if !key.write {
         return Err(KeyFault::NotWritable);
     }
-    key.raw.as_ref().ok_or(KeyFault::Closed)
+    let raw = key.raw.as_ref().ok_or(KeyFault::Closed)?;
+    if key.range.get() == RangeState::Active {
+        raw.zset_range_stop();
+        key.range.set(RangeState::Interrupted);
+    }
+    Ok(raw)
 }
 
 fn num(n: impl ToString) -> Vec<u8> {
@@ -235,6 +242,16 @@ impl HostKey for GuestState {
     }
 
     fn set_expire(&mut self, this: Resource<KeyRes>, milliseconds: i64) -> R<()> {
+        // `RM_SetExpire` adds the current time without checking: refuse what would overflow
+        // (it would wrap to a time in the past), as `PEXPIRE` does.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        if milliseconds.checked_add(now_ms).is_none() {
+            return Ok(Err(KeyError::Invalid(
+                "ERR invalid expire time: it overflows when added to the current time".into(),
+            )));
+        }
         self.change_expire(&this, |raw| raw.set_expire(milliseconds))
     }
 
@@ -249,7 +266,8 @@ impl HostKey for GuestState {
     }
 
     fn string_set(&mut self, this: Resource<KeyRes>, value: Vec<u8>) -> R<()> {
-        self.with_key(&this, |key, effects| {
+        self.with_key_ctx(&this, |key, effects, ctx| {
+            key.drop_list_iterator(ctx);
             if !writable(key)?.string_set(&value) {
                 return Err(KeyFault::Invalid("ERR the string could not be set".into()));
             }
@@ -632,12 +650,12 @@ impl HostKey for GuestState {
 
     fn zset_range_stop(&mut self, this: Resource<KeyRes>) -> wasmtime::Result<()> {
         let _ = self.with_key(&this, |key, _| {
-            if key.range == RangeState::Active
+            if key.range.get() == RangeState::Active
                 && let Some(raw) = &key.raw
             {
                 raw.zset_range_stop();
             }
-            key.range = RangeState::None;
+            key.range.set(RangeState::None);
             Ok(())
         })?;
         Ok(())
@@ -745,10 +763,9 @@ impl HostKey for GuestState {
         let Some((ty, encver)) = self.data_type_with_version(data_type) else {
             return Ok(Err(unknown_data_type(data_type)));
         };
-        self.with_key(&this, |key, effects| {
-            if !key.write {
-                return Err(KeyFault::NotWritable);
-            }
+        self.with_key_ctx(&this, |key, effects, ctx| {
+            key.drop_list_iterator(ctx);
+            writable(key)?;
             let raw = key.raw.as_mut().ok_or(KeyFault::Closed)?;
             let value = TypeValue {
                 ty,
@@ -811,14 +828,14 @@ fn record_expire(key: &KeyHandle, effects: &mut Effects) {
 /// Starts a sorted-set range. A missing key is an empty range.
 fn start_range(key: &mut KeyHandle, start: impl FnOnce(&RawKey) -> bool) -> Result<(), KeyFault> {
     expect_type(key, ZSET)?;
-    if let (Some(raw), RangeState::Active) = (&key.raw, key.range) {
+    if let (Some(raw), RangeState::Active) = (&key.raw, key.range.get()) {
         raw.zset_range_stop();
     }
-    key.range = RangeState::Active;
+    key.range.set(RangeState::Active);
     if let Some(raw) = key.raw.as_ref().filter(|_| type_of(key) == ZSET)
         && !start(raw)
     {
-        key.range = RangeState::None;
+        key.range.set(RangeState::None);
         return Err(KeyFault::Invalid("invalid range".into()));
     }
     Ok(())
@@ -848,7 +865,7 @@ impl GuestState {
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
 fn range(key: &KeyHandle) -> Result<Option<&RawKey>, KeyFault> {
-    match key.range {
+    match key.range.get() {
         RangeState::Active => Ok(key.raw.as_ref().filter(|_| type_of(key) == ZSET)),
         RangeState::None | RangeState::Interrupted => Err(KeyFault::NoRange),
     }

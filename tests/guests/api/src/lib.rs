@@ -322,6 +322,30 @@ fn key_op(
             .zset_score(args.next_arg()?)
             .map(|s| s.map_or(RedisValue::Null, RedisValue::Double)),
         "zset-rem" => key.zset_rem(args.next_arg()?).map(RedisValue::Bool),
+        "list-get-then" => {
+            // list-get-then <index> <op> [args]: an index-based list read, then `op` on the
+            // same open key (Redis keeps a list iterator in the key after the read).
+            let got = key.list_get(args.next_i64()?)?;
+            let op = args.next_string()?;
+            let then = key_op(ctx, key, &op, args)?;
+            Ok(RedisValue::Array(vec![
+                RedisValue::BulkRedisString(got),
+                then,
+            ]))
+        }
+        "write-in-range" => {
+            // write-in-range <op> [args]: starts a score range over the whole set, runs the
+            // write `op`, then reads the range's current element (the write ends the range).
+            key.zset_first_in_score_range(f64::NEG_INFINITY, f64::INFINITY, false, false)?;
+            let op = args.next_string()?;
+            let written = key_op(ctx, key, &op, args)?;
+            let after = match key.zset_range_current_element() {
+                Ok(Some((member, _))) => RedisValue::BulkRedisString(member),
+                Ok(None) => bulk("none"),
+                Err(e) => bulk(describe_key_error(&e)),
+            };
+            Ok(RedisValue::Array(vec![written, after]))
+        }
         "zset-range" => {
             // zset-range <score|lex> <first|last> <min> <max> [minex maxex]
             let by = args.next_string()?;
