@@ -79,7 +79,8 @@ impl std::fmt::Display for Stop {
             Stop::CannotYield(threshold) => write!(
                 f,
                 "ran longer than busy-reply-threshold ({} ms) where it cannot yield to other \
-                 clients (a blocked client's callback, or a call from a background job)",
+                 clients (inside EXEC or a script, a blocked client's callback, or a call from a \
+                 background job)",
                 threshold.as_millis()
             ),
             Stop::TimedOut(limit, config) => {
@@ -240,6 +241,13 @@ pub fn mark_main_thread() {
 /// Whether this is Redis's main thread (a background job's call into a guest command is not).
 pub fn on_main_thread() -> bool {
     IS_MAIN_THREAD.get()
+}
+
+/// Whether a command running with these context flags may yield to other clients: only on the
+/// main thread, and never inside `EXEC` or a script (Redis asserts that no other client's
+/// command runs while a transaction or a script does).
+pub fn may_yield_in(ctx_flags: u32) -> bool {
+    on_main_thread() && ctx_flags & (crate::ffi::ctx_flags::MULTI | crate::ffi::ctx_flags::LUA) == 0
 }
 
 /// Reads `busy-reply-threshold` from Redis.

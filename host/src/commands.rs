@@ -1,4 +1,5 @@
-//! The host's own commands: `WASM.LOAD`, `WASM.UNLOAD`, `WASM.LIST`, `WASM.HELP`.
+//! The host's own commands: `WASM.LOAD`, `WASM.UNLOAD`, `WASM.LIST`, `WASM.DUMP`,
+//! `WASM.RESTORE`, `WASM.SETVALUE`, `WASM.KILL`, `WASM.DEBUG`, `WASM.HELP`.
 //! Their syntax and replies are documented in docs/commands.md.
 
 use std::sync::Arc;
@@ -58,7 +59,7 @@ impl LoadRequest {
         let path = String::from_utf8(self.module.clone())
             .map_err(|_| "the module path is not valid UTF-8".to_owned())?;
         check_load_dir(&path)?;
-        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read '{path}': {e}"))?;
+        let bytes = read_module_file(&path)?;
         Ok((bytes.into(), Source::Path(path)))
     }
 
@@ -183,9 +184,34 @@ pub fn finish(
     Ok(guest)
 }
 
+/// Reads a module file: only a regular file, and no more than one byte past
+/// `wasm.max-module-size` (enough for the size check to refuse it), so that a path such as
+/// `/dev/zero` or a FIFO cannot exhaust memory or hang the load.
+fn read_module_file(path: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |e: std::io::Error| format!("cannot read '{path}': {e}");
+    // Non-blocking, so that opening a FIFO does not wait for a writer; regular files ignore it.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(format!("cannot read '{path}': not a regular file"));
+    }
+    let limit = crate::config::get_usize(&crate::config::MAX_MODULE_SIZE);
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1) as u64)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    Ok(bytes)
+}
+
 /// Loads a guest on this thread (compiling included).
 pub fn load(ctx: Ctx, request: LoadRequest, origin: Origin) -> Result<Arc<Guest>, String> {
-    finish(ctx, prepare(request)?, origin, origin == Origin::Command)
+    let may_yield = origin == Origin::Command && crate::busy::may_yield_in(ctx.flags());
+    finish(ctx, prepare(request)?, origin, may_yield)
 }
 
 /// `WASM.LOAD [REPLACE] <path | bytes> [ARGS arg ...]` → the guest's name.
@@ -602,6 +628,8 @@ const HELP: &[&str] = &[
     "    REPLACE replaces guests of the same name, FLUSH unloads every guest first.",
     "WASM.KILL",
     "    Stop the guest command that keeps Redis busy (unless it already wrote).",
+    "WASM.SETVALUE <key> <type> <encoding-version> <bytes>",
+    "    Store a value of a guest data type in a key (used by AOF rewrites and replication).",
     "WASM.DEBUG PANIC <site> | WASM.DEBUG HANDLES <guest> <number>",
     "    Test hooks (needs wasm.enable-debug 1): inject a host panic; jump handle numbers.",
     "WASM.HELP",

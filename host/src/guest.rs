@@ -523,9 +523,10 @@ impl Guest {
         };
         // Yielding lets other clients run while this one is protected: only a command of a
         // client on the main thread has such a client (callbacks run from Redis's event loop
-        // with none, and a background job's calls run on its thread).
+        // with none, and a background job's calls run on its thread), and not inside EXEC or a
+        // script, where Redis asserts that no other client's command runs.
         let is_callback = !matches!(phase, CallPhase::Command);
-        let may_yield = !is_callback && crate::busy::on_main_thread();
+        let may_yield = !is_callback && crate::busy::may_yield_in(flags);
         if slot
             .as_ref()
             .is_some_and(|live| live.store.data().handles_running_low())

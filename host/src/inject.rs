@@ -1,6 +1,6 @@
 //! Fault injection for tests: `WASM.DEBUG PANIC <site>` makes the next run of that site panic,
 //! to prove every entry point and host function turns a host bug into an error reply. Only
-//! available with `wasm.enable-debug yes` (off by default).
+//! available with `wasm.enable-debug 1` (off by default).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};

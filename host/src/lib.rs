@@ -5,9 +5,12 @@
 //! init, and its commands answer under their own names, sandboxed.
 //!
 //! ## What lives where
-//! - `ffi.rs` — the boundary with Redis: every `extern "C"` entry point (panic-safe) and every
-//!   raw Module API call, behind small safe wrappers. The only module with raw pointers.
-//! - `commands.rs` — `WASM.LOAD`, `WASM.UNLOAD`, `WASM.LIST`, `WASM.HELP`.
+//! - `ffi/` — the boundary with Redis: every `extern "C"` entry point (panic-safe) and every
+//!   raw Module API call, behind small safe wrappers (keys, calls, blocked clients, data types,
+//!   RDB I/O, configs and INFO, signal handlers). The only module with raw pointers.
+//! - `commands.rs` — the `WASM.*` commands (load, unload, list, dump, restore, set a data type
+//!   value, kill, debug hooks, help).
+//! - `blocked.rs` — blocked clients and background jobs of guest commands.
 //! - `dispatch.rs` — the command filter and dispatcher commands that route guest command names.
 //! - `registry.rs` — loaded guests and their command names.
 //! - `loader.rs` — checking and compiling module bytes; import and WIT-version checks.

@@ -538,6 +538,15 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let elf = dir.join("precompiled.cwasm");
     std::fs::write(&elf, b"\x7fELF\x02\x01\x01\0").unwrap();
+    // A FIFO with no writer would block a plain open forever.
+    let fifo = dir.join("fifo.wasm");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut c = server.client();
     let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
     let cases: Vec<(String, Vec<String>, &str)> = vec![
@@ -546,6 +555,13 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
             vec![],
             "cannot read '/no/such/file.wasm': No such file or directory",
         ),
+        // Endless: read no further than wasm.max-module-size allows.
+        (
+            "/dev/zero".into(),
+            vec![],
+            "cannot read '/dev/zero': not a regular file",
+        ),
+        (path(&fifo), vec![], "not a regular file"),
         (
             path(&not_wasm),
             vec![],
@@ -745,7 +761,17 @@ fn help_lists_the_commands() {
     let server = Server::start();
     let help = server.client().cmd(&["WASM.HELP"]);
     let text: Vec<String> = help.array().iter().map(Reply::text).collect();
-    for command in ["WASM.LOAD", "WASM.UNLOAD", "WASM.LIST", "WASM.HELP"] {
+    for command in [
+        "WASM.LOAD",
+        "WASM.UNLOAD",
+        "WASM.LIST",
+        "WASM.DUMP",
+        "WASM.RESTORE",
+        "WASM.KILL",
+        "WASM.SETVALUE",
+        "WASM.DEBUG",
+        "WASM.HELP",
+    ] {
         assert!(
             text.iter().any(|l| l.starts_with(command)),
             "{command} missing from help"

@@ -1,5 +1,13 @@
 //! Integration tests against a real redis-server with the host loaded.
 //! Each test starts its own server (see `redis_wasm_tests::Server`).
+//!
+//! - `foundation` — loading, unloading, listing, routing, replies, help.
+//! - `module_api` — the Modules API as guests see it: keys, calls, replies, replication.
+//! - `sandbox` — runaway guests, memory and stack limits, refused imports, fault injection.
+//! - `persistence` — guests in RDB/AOF, replicas, `WASM.DUMP`/`WASM.RESTORE`.
+//! - `data_types`, `blocking`, `cluster` — guest data types, blocking commands, cluster mode.
+//! - `hello` — the example guests in `examples/`.
+//! - `benchmarks` — the benchmark twins agree and replicate alike.
 
 mod benchmarks;
 mod blocking;

@@ -73,6 +73,32 @@ fn a_runaway_guest_is_busy_then_killed_and_pipelined_commands_run() {
 }
 
 #[test]
+fn a_runaway_guest_inside_exec_or_a_script_stops_without_yielding() {
+    // Redis asserts (and dies) if another client's command runs inside EXEC or a script, so a
+    // guest there must not yield: it stops at busy-reply-threshold (100 ms here) instead.
+    let server = evil_server(&[]);
+    let mut runner = server.client();
+    let mut other = server.client();
+    runner.send(&[b"MULTI"]);
+    runner.send(&[b"EVIL.LOOP"]);
+    runner.send(&[b"EXEC"]);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    other.send(&[b"PING"]);
+    assert_eq!(runner.read(), Reply::Status("OK".into()));
+    assert_eq!(runner.read(), Reply::Status("QUEUED".into()));
+    let exec = runner.read();
+    let stopped = exec.array()[0].error();
+    assert!(
+        stopped.contains("ran longer than busy-reply-threshold (100 ms) where it cannot yield"),
+        "{stopped}"
+    );
+    assert_eq!(other.read(), Reply::Status("PONG".into()));
+    let script = runner.cmd(&["EVAL", "return redis.call('evil.loop')", "0"]);
+    assert!(script.error().contains("cannot yield"), "{script:?}");
+    pong(&server);
+}
+
+#[test]
 fn a_guest_cannot_swallow_a_kill() {
     let server = evil_server(&[]);
     let mut runner = server.client();
