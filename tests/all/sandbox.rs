@@ -300,6 +300,34 @@ fn forged_handles_trap_without_harm() {
 }
 
 #[test]
+fn reading_a_string_config_leaks_nothing() {
+    let server = evil_server(&[]);
+    let mut c = server.client();
+    let long = format!("/{}", "d".repeat(100_000));
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "wasm.load-dir", &long]),
+        Reply::Status("OK".into())
+    );
+    let used_memory = |c: &mut redis_wasm_tests::Client| -> i64 {
+        let info = c.cmd(&["INFO", "memory"]).text();
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    c.cmd(&["CONFIG", "GET", "wasm.load-dir"]);
+    let before = used_memory(&mut c);
+    for _ in 0..200 {
+        assert_eq!(c.cmd(&["CONFIG", "GET", "wasm.load-dir"]).array().len(), 2);
+    }
+    // Each read used to leak a copy: 200 x 100 KB.
+    let grown = used_memory(&mut c) - before;
+    assert!(grown < 5_000_000, "used_memory grew by {grown} bytes");
+}
+
+#[test]
 fn loading_from_paths_can_be_restricted() {
     let server = evil_server(&[]);
     let mut c = server.client();

@@ -58,11 +58,18 @@ extern "C" fn get_string(
             .clone()
     })
     .unwrap_or_default();
-    // Redis frees the returned string; a NULL context makes an unmanaged one.
-    // SAFETY: Redis copies the bytes.
-    unsafe {
-        api!(RedisModule_CreateString)(ptr::null_mut(), text.as_ptr().cast::<c_char>(), text.len())
-    }
+    // Redis 7.0 copies the returned string and never frees it: keep the last one per config
+    // and free it at the next read, once Redis has taken its copy.
+    static LAST_READ: std::sync::Mutex<Vec<(usize, super::OwnedString)>> =
+        std::sync::Mutex::new(Vec::new());
+    let string = super::OwnedString::new(text.as_bytes());
+    let returned = string.0.as_ptr();
+    let mut last = LAST_READ
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    last.retain(|(config, _)| *config != privdata as usize);
+    last.push((privdata as usize, string));
+    returned
 }
 
 extern "C" fn set_string(
