@@ -118,6 +118,11 @@ impl KeyHandle {
         }
         self.suspended = false;
         self.list_iterator = false;
+        self.interrupt_range();
+    }
+
+    /// Marks an active sorted-set range as interrupted (its later calls get `no-range`).
+    pub fn interrupt_range(&self) {
         if self.range.get() == RangeState::Active {
             self.range.set(RangeState::Interrupted);
         }
@@ -129,9 +134,7 @@ impl KeyHandle {
     /// key between such operations, and some sequences leave it out of step with the list (an
     /// assertion in `moduleListIteratorSeek`); reopening drops it.
     pub fn fresh_list_iterator(&mut self, ctx: Ctx) {
-        if self.list_iterator {
-            self.reopen(ctx);
-        }
+        self.drop_list_iterator(ctx);
         self.list_iterator = true;
     }
 
@@ -481,9 +484,7 @@ impl CommandScope {
             if key.db == db && key.name == name && key.raw.is_some() {
                 key.raw = None;
                 key.suspended = true;
-                if key.range.get() == RangeState::Active {
-                    key.range.set(RangeState::Interrupted);
-                }
+                key.interrupt_range();
             }
         }
     }
@@ -495,9 +496,7 @@ impl CommandScope {
         for key in self.keys.values_mut() {
             key.raw = None;
             key.suspended = true;
-            if key.range.get() == RangeState::Active {
-                key.range.set(RangeState::Interrupted);
-            }
+            key.interrupt_range();
         }
     }
 

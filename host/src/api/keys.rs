@@ -56,7 +56,7 @@ fn writable(key: &KeyHandle) -> Result<&RawKey, KeyFault> {
     let raw = key.raw.as_ref().ok_or(KeyFault::Closed)?;
     if key.range.get() == RangeState::Active {
         raw.zset_range_stop();
-        key.range.set(RangeState::Interrupted);
+        key.interrupt_range();
     }
     Ok(raw)
 }
