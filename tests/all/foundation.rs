@@ -85,6 +85,47 @@ fn host_loads_into_a_running_server_with_module_load() {
 }
 
 #[test]
+fn a_failed_module_load_leaves_nothing_running_and_says_to_restart() {
+    let server = Server::start_with(ServerOptions {
+        without_host: true,
+        ..Default::default()
+    });
+    let mut c = server.client();
+    let host = redis_wasm_tests::host_library();
+    let host = host.to_str().unwrap();
+    let failed = c.cmd(&[
+        "MODULE",
+        "LOAD",
+        host,
+        "LOAD",
+        guests::HELLOWORLD,
+        "LOAD",
+        "/no/such/guest.wasm",
+    ]);
+    assert!(failed.is_error(), "{failed:?}");
+    // The command filter is gone: the first guest's command is unknown under its own name
+    // (a filter left behind would rename it to a dispatcher that no longer exists).
+    let unknown = c.cmd(&["HELLOWORLD.RAND"]);
+    assert!(
+        unknown
+            .error()
+            .contains("unknown command 'HELLOWORLD.RAND'"),
+        "{unknown:?}"
+    );
+    // The config listener is gone (it would run against the freed module).
+    for _ in 0..20 {
+        assert_eq!(
+            c.cmd(&["CONFIG", "SET", "maxmemory-samples", "6"]),
+            Reply::Status("OK".into())
+        );
+    }
+    assert!(c.cmd(&["MODULE", "LIST"]).array().is_empty());
+    assert!(c.cmd(&["MODULE", "LOAD", host]).is_error());
+    assert!(server.log().contains("restart redis-server to load it"));
+    assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+}
+
+#[test]
 fn wasm_list_describes_guests_and_commands() {
     let server = Server::start();
     load(&server, guests::BASICS, &["a", "b c"]);

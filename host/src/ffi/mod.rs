@@ -812,11 +812,23 @@ pub unsafe extern "C" fn RedisModule_OnLoad(
     let Some(ctx) = NonNull::new(ctx).map(Ctx) else {
         return ERR;
     };
+    // Redis keeps this library mapped after a failed load, and with it every static: a second
+    // load would find guests, types and routes that point into the first load's freed module.
+    if LOAD_ATTEMPTED.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        ctx.log(
+            LogLevel::Warning,
+            "an earlier MODULE LOAD of the host failed in this process: restart redis-server \
+             to load it",
+        );
+        return ERR;
+    }
+    pin_library();
     let argv: &[*mut raw::RedisModuleString] = match usize::try_from(argc) {
         // SAFETY: Redis passes `argc` valid module argument strings.
         Ok(n) if n > 0 && !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
         _ => &[],
     };
+    let mut filter: *mut raw::RedisModuleCommandFilter = ptr::null_mut();
     let loaded = catch("module load", || {
         for &(name, entry, flags, first, last, step, categories) in HOST_COMMANDS {
             // SAFETY: valid OnLoad context; static C strings; `entry` is a panic-safe trampoline.
@@ -859,7 +871,7 @@ pub unsafe extern "C" fn RedisModule_OnLoad(
         }
         // SAFETY: valid OnLoad context; the callback is panic-safe. The filter also sees calls
         // made by guests (no NOSELF flag), so guests can call each other's commands by name.
-        let filter = unsafe {
+        filter = unsafe {
             api!(RedisModule_RegisterCommandFilter)(ctx.0.as_ptr(), Some(command_filter_entry), 0)
         };
         if filter.is_null() {
@@ -868,7 +880,45 @@ pub unsafe extern "C" fn RedisModule_OnLoad(
         }
         crate::on_load(ctx, Args { argv })
     });
-    if loaded == Some(true) { OK } else { ERR }
+    if loaded == Some(true) {
+        return OK;
+    }
+    // Redis frees the module, its commands and configs, but not its filter or event listener:
+    // both would run against the freed module.
+    if !filter.is_null() {
+        // SAFETY: the filter this context registered above, not yet unregistered.
+        unsafe { api!(RedisModule_UnregisterCommandFilter)(ctx.0.as_ptr(), filter) };
+    }
+    ctx.stop_config_change();
+    ERR
+}
+
+/// Set by the first `OnLoad` in this process, successful or not.
+static LOAD_ATTEMPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Keeps this library mapped for the life of the process, whatever Redis does with its handle:
+/// the epoch and compile threads, wasmtime's signal handlers and compiled guests run its code.
+fn pin_library() {
+    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    let anchor: unsafe extern "C" fn(
+        *mut raw::RedisModuleCtx,
+        *mut *mut raw::RedisModuleString,
+        c_int,
+    ) -> c_int = RedisModule_OnLoad;
+    // SAFETY: dladdr writes `info` for an address inside a loaded object; dlopen with
+    // RTLD_NOLOAD only takes another reference to that already loaded object (never loads or
+    // runs anything) and RTLD_NODELETE keeps it mapped. The handle is kept on purpose.
+    unsafe {
+        if libc::dladdr(anchor as *const libc::c_void, info.as_mut_ptr()) != 0 {
+            let path = info.assume_init().dli_fname;
+            if !path.is_null() {
+                libc::dlopen(
+                    path,
+                    libc::RTLD_LAZY | libc::RTLD_NOLOAD | libc::RTLD_NODELETE,
+                );
+            }
+        }
+    }
 }
 
 /// Called by Redis on `MODULE UNLOAD`. The host refuses: guests' compiled code and the engine's

@@ -2,7 +2,7 @@
 
 use std::ffi::{CStr, c_char, c_int, c_longlong, c_uint, c_void};
 use std::ptr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use redis_module::raw;
 
@@ -93,6 +93,12 @@ extern "C" fn set_string(
 pub type ConfigChangeHandler = fn(Ctx, &[&str]);
 
 static CONFIG_CHANGE_HANDLER: std::sync::OnceLock<ConfigChangeHandler> = std::sync::OnceLock::new();
+static CONFIG_CHANGE_SUBSCRIBED: AtomicBool = AtomicBool::new(false);
+/// `RedisModuleEvent_Config`.
+const CONFIG_EVENT: raw::RedisModuleEvent = raw::RedisModuleEvent {
+    id: raw::REDISMODULE_EVENT_CONFIG,
+    dataver: 1,
+};
 
 extern "C" fn config_change_event(
     ctx: *mut raw::RedisModuleCtx,
@@ -241,17 +247,26 @@ impl Ctx {
     /// Calls `handler` after every `CONFIG SET`.
     pub fn on_config_change(self, handler: ConfigChangeHandler) -> bool {
         let _ = CONFIG_CHANGE_HANDLER.set(handler);
-        // SAFETY: valid OnLoad context; the id and version are those of RedisModuleEvent_Config;
-        // the callback is panic-safe.
-        unsafe {
+        // SAFETY: valid OnLoad context; the callback is panic-safe.
+        let subscribed = unsafe {
             api!(RedisModule_SubscribeToServerEvent)(
                 self.0.as_ptr(),
-                raw::RedisModuleEvent {
-                    id: raw::REDISMODULE_EVENT_CONFIG,
-                    dataver: 1,
-                },
+                CONFIG_EVENT,
                 Some(config_change_event),
             ) == OK
+        };
+        CONFIG_CHANGE_SUBSCRIBED.store(subscribed, Ordering::Release);
+        subscribed
+    }
+
+    /// Undoes [`Ctx::on_config_change`] (for a failed load).
+    pub fn stop_config_change(self) {
+        // Unsubscribing without a subscription would add a listener with no callback.
+        if CONFIG_CHANGE_SUBSCRIBED.swap(false, Ordering::AcqRel) {
+            // SAFETY: valid OnLoad context; a NULL callback removes this module's listener.
+            unsafe {
+                api!(RedisModule_SubscribeToServerEvent)(self.0.as_ptr(), CONFIG_EVENT, None)
+            };
         }
     }
 
