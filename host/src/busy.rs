@@ -31,6 +31,8 @@ struct Running {
     /// `None` while the guest's init runs.
     command: Option<Arc<CommandSpec>>,
     wrote: Arc<AtomicBool>,
+    /// The id of the client it runs for (0: none).
+    client: u64,
 }
 
 impl Running {
@@ -102,15 +104,24 @@ impl RunningGuard {
         guest: Arc<str>,
         command: Option<Arc<CommandSpec>>,
         wrote: Arc<AtomicBool>,
+        client: u64,
     ) -> RunningGuard {
         let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
         running.push(Running {
             guest,
             command,
             wrote,
+            client,
         });
         RunningGuard { _private: () }
     }
+}
+
+/// The clients of the running guest invocations, innermost first: a guest command called by
+/// another guest runs for a fake client, and the outer command's client is the one behind it.
+pub fn running_clients() -> Vec<u64> {
+    let running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+    running.iter().rev().map(|r| r.client).collect()
 }
 
 impl Drop for RunningGuard {

@@ -173,9 +173,10 @@ impl Live {
         };
         // Background jobs are not "running" for WASM.KILL and the busy state: they do not hold
         // the main thread.
-        let _running = background
-            .is_none()
-            .then(|| RunningGuard::enter(label, None, Arc::new(AtomicBool::new(replayed))));
+        let _running = background.is_none().then(|| {
+            let client = ctx.map_or(0, Ctx::client_id);
+            RunningGuard::enter(label, None, Arc::new(AtomicBool::new(replayed)), client)
+        });
         let state = self.store.data_mut();
         state.phase = Phase::Init(InitScope {
             ctx,
@@ -557,6 +558,16 @@ impl Guest {
                 state.wrote.clone(),
             ))
         });
+        // Callbacks get no arguments: every key they open is checked.
+        let declared = match phase {
+            CallPhase::Command => Some(route.spec.key_positions(args.len() + 1)),
+            _ => None,
+        };
+        let declared = declared
+            .into_iter()
+            .flatten()
+            .filter_map(|pos| args.get(pos - 1));
+        scope.acl.prepare(replayed, declared);
         scope.reset(ctx, &route.spec, route.index, phase);
         if replayed {
             scope.effects.wrote.store(true, Ordering::SeqCst);
@@ -565,6 +576,7 @@ impl Guest {
             state.label.clone(),
             Some(route.spec.clone()),
             scope.effects.wrote.clone(),
+            ctx.client_id(),
         );
         state.clock = Some(if replayed {
             Clock::unlimited()

@@ -20,7 +20,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::ffi::{CallReply, Ctx, MODE_READ, MODE_WRITE, RawKey};
+use crate::ffi::{CallReply, Ctx, KeyAccess, MODE_READ, MODE_WRITE, RawKey};
 use crate::registry::CommandSpec;
 
 /// Marker types naming the guest-visible resources in the generated bindings.
@@ -352,6 +352,76 @@ pub struct CommandScope {
     pub blocked: Option<u64>,
     /// Set for a background job: its thread-safe context and the user its calls run as.
     pub background: Option<Background>,
+    /// ACL checks for what the guest names itself.
+    pub acl: CallerAcl,
+}
+
+/// ACL checks for what a guest names itself. Redis checks the keys a command declares (its key
+/// positions) before running it; any other key the guest opens or tests, and any command it
+/// replicates, is checked here, against the user of the client the command runs for.
+#[derive(Default)]
+pub struct CallerAcl {
+    /// Commands from the master or the AOF run without ACLs, like their calls (no `C`).
+    exempt: bool,
+    /// The command's declared keys back to back; `ends[i]` is where key `i` stops.
+    declared: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl CallerAcl {
+    /// For a new command: `declared` are its keys that Redis checked (none for a callback).
+    pub fn prepare<'a>(&mut self, exempt: bool, declared: impl Iterator<Item = &'a [u8]>) {
+        self.exempt = exempt;
+        self.declared.clear();
+        self.ends.clear();
+        for key in declared {
+            self.declared.extend_from_slice(key);
+            self.ends.push(self.declared.len());
+        }
+    }
+
+    fn is_declared(&self, name: &[u8]) -> bool {
+        let mut start = 0;
+        self.ends.iter().any(|&end| {
+            let key = &self.declared[start..end];
+            start = end;
+            key == name
+        })
+    }
+
+    /// Whether the command's user may use key `name` this way (see [`ask`](Self::ask)).
+    pub fn allows_key(&self, ctx: Ctx, name: &[u8], access: KeyAccess) -> bool {
+        self.exempt
+            || self.is_declared(name)
+            || Self::ask(ctx, |client| {
+                ctx.client_may_access_key(client, name, access)
+            })
+    }
+
+    /// Whether the command's user may run `command args` itself (see [`ask`](Self::ask)):
+    /// replicas and the AOF replay what a guest replicates without any ACL.
+    pub fn allows_command(&self, ctx: Ctx, command: &str, args: &[Vec<u8>]) -> bool {
+        self.exempt || Self::ask(ctx, |client| ctx.client_may_run(client, command, args))
+    }
+
+    /// Asks `check` about the user of the client the command runs for or, when that is a fake
+    /// client (a guest command called by another guest), of the nearest enclosing guest
+    /// command's client. With no user to ask (a script, another module's call, the master),
+    /// the checks Redis made before the command ran are all there is.
+    fn ask(ctx: Ctx, check: impl Fn(u64) -> Option<bool>) -> bool {
+        std::iter::once(ctx.client_id())
+            .chain(crate::busy::running_clients())
+            .find_map(check)
+            .unwrap_or(true)
+    }
+}
+
+/// The error for a key the user may not access, like Redis's own.
+pub fn no_key_permission(name: &[u8]) -> String {
+    const SHOWN: usize = 128;
+    let shown = String::from_utf8_lossy(&name[..name.len().min(SHOWN)]);
+    let more = if name.len() > SHOWN { "..." } else { "" };
+    format!("NOPERM this user has no permissions to access the '{shown}{more}' key")
 }
 
 /// What a background job needs to call Redis from its thread.
@@ -374,6 +444,7 @@ impl CommandScope {
             keys: HandleMap::default(),
             replies: HandleMap::default(),
             effects: Effects::new(wrote),
+            acl: CallerAcl::default(),
             phase: CallPhase::Command,
             blocked: None,
             background: None,
@@ -425,6 +496,14 @@ impl CommandScope {
         }
         if write && !self.may_write {
             return Err(KeyFault::NotWritable);
+        }
+        let access = if write {
+            KeyAccess::ReadWrite
+        } else {
+            KeyAccess::Read
+        };
+        if !self.acl.allows_key(self.ctx, &name, access) {
+            return Err(KeyFault::Invalid(no_key_permission(&name)));
         }
         let db = self.ctx.selected_db();
         let conflict = self

@@ -226,6 +226,79 @@ fn calls_that_cannot_run_are_distinct_errors() {
 }
 
 #[test]
+fn keys_a_command_did_not_declare_are_checked_against_the_users_acl() {
+    let server = api_server();
+    let mut c = server.client();
+    c.cmd(&["SET", "a1", "x"]);
+    c.cmd(&["SET", "b1", "x"]);
+    c.cmd(&[
+        "ACL", "SETUSER", "alice", "on", "nopass", "~a*", "%R~r*", "+@all",
+    ]);
+    let mut alice = server.client();
+    alice.cmd(&["AUTH", "alice", "x"]);
+    let allowed = || Reply::Array(vec![Reply::Int(1), bulk("opened")]);
+    assert_eq!(alice.cmd(&["BASICS.PEEK", "a1"]), allowed());
+    // Denied: the key does not exist for this user, and opening it names the cause.
+    let denied = alice.cmd(&["BASICS.PEEK", "b1"]);
+    assert_eq!(denied.array()[0], Reply::Int(0));
+    let opened = denied.array()[1].text();
+    assert!(
+        opened.contains("NOPERM this user has no permissions to access the 'b1' key"),
+        "{opened}"
+    );
+    assert!(alice.cmd(&["BASICS.POKE", "b1"]).text().contains("NOPERM"));
+    assert_eq!(alice.cmd(&["BASICS.POKE", "a2"]), bulk("opened"));
+    // Read-only key patterns allow reading, not writing.
+    assert_eq!(alice.cmd(&["BASICS.PEEK", "r1"]).array()[1], bulk("opened"));
+    assert!(alice.cmd(&["BASICS.POKE", "r1"]).text().contains("NOPERM"));
+    // A guest command called by another guest is checked as the outer command's user.
+    let nested = alice.cmd(&["API.CALL", "2", "BASICS.PEEK", "b1"]);
+    assert!(format!("{nested:?}").contains("NOPERM"), "{nested:?}");
+    let nested = alice.cmd(&["API.CALL", "2", "BASICS.PEEK", "a1"]);
+    assert!(format!("{nested:?}").contains("opened"), "{nested:?}");
+    // Other users are not limited.
+    assert_eq!(c.cmd(&["BASICS.PEEK", "b1"]), allowed());
+    assert_eq!(c.cmd(&["BASICS.POKE", "b1"]), bulk("opened"));
+}
+
+#[test]
+fn a_guest_replicates_only_what_its_user_may_run() {
+    let server = api_server();
+    let mut c = server.client();
+    c.cmd(&[
+        "ACL", "SETUSER", "alice", "on", "nopass", "~a*", "+@all", "-acl",
+    ]);
+    let mut alice = server.client();
+    alice.cmd(&["AUTH", "alice", "x"]);
+    let mut tap = ReplicationTap::attach(&server);
+    for (command, key) in [("ACL", "SETUSER"), ("SET", "b1")] {
+        let refused = alice.cmd(&["API.REPLICATE", command, key, "x"]);
+        assert!(
+            refused.error().starts_with(&format!(
+                "NOPERM this user has no permissions to run the '{command}' command or its keys"
+            )),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        alice.cmd(&["API.REPLICATE", "SET", "a1", "x"]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(
+        c.cmd(&["API.REPLICATE", "SET", "b1", "x"]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(
+        tap.commands(&server),
+        vec![
+            vec!["SELECT", "0"],
+            vec!["SET", "a1", "x"],
+            vec!["SET", "b1", "x"]
+        ]
+    );
+}
+
+#[test]
 fn call_replies_are_forwarded_as_they_are() {
     let server = api_server();
     let mut c = server.client();

@@ -9,7 +9,7 @@ use super::bindings::redis::module::keys::{
     DataValue, HashSetFlags, Host, HostKey, KeyError, KeyType, ListWhere, OpenMode, ZaddFlags,
     ZaddOutcome, ZsetRangeBatch,
 };
-use crate::ffi::{self, KeyValue, RawKey, TypeValue};
+use crate::ffi::{self, KeyAccess, KeyValue, RawKey, TypeValue};
 use crate::scope::{Effects, KeyFault, KeyHandle, KeyRes, MAX_HANDLES, RangeState, tombstone};
 use crate::state::GuestState;
 
@@ -173,6 +173,9 @@ impl Host for GuestState {
         };
         // The lookup may expire the key: close handles on it first (see `suspend_key`).
         if let Ok(scope) = self.command() {
+            if !scope.acl.allows_key(ctx, &name, KeyAccess::Exists) {
+                return Ok(false); // what the user may not see does not exist for it
+            }
             scope.suspend_key(ctx.selected_db(), &name);
         }
         Ok(ctx.key_exists(&name))

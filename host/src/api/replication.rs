@@ -28,6 +28,12 @@ impl Host for GuestState {
                 "ERR cannot replicate unknown command '{command}'"
             )));
         }
+        if !scope.acl.allows_command(scope.ctx, &lower, &args) {
+            return Ok(Err(format!(
+                "NOPERM this user has no permissions to run the '{command}' command or its keys \
+                 (replicas would run what a guest replicates without checking)"
+            )));
+        }
         let modifiers = match (
             flags.contains(ReplicateFlags::NO_AOF),
             flags.contains(ReplicateFlags::NO_REPLICAS),

@@ -40,6 +40,15 @@ fn take_string(s: *mut raw::RedisModuleString) -> Option<Vec<u8>> {
 
 const OK: c_int = super::OK;
 
+/// What a guest does with a key, for [`Ctx::client_may_access_key`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyAccess {
+    /// Only learns whether it exists.
+    Exists,
+    Read,
+    ReadWrite,
+}
+
 pub const MODE_READ: c_int = raw::REDISMODULE_READ as c_int;
 pub const MODE_WRITE: c_int = raw::REDISMODULE_WRITE as c_int;
 
@@ -62,8 +71,87 @@ impl Ctx {
     /// Whether the context has a client (`RedisModule_GetClientId` is 0 without one, as in the
     /// context of an RDB load): functions about "the selected database" need one.
     pub fn has_client(self) -> bool {
-        // SAFETY: valid context; the function only reads whether it has a client.
-        unsafe { api!(RedisModule_GetClientId)(self.0.as_ptr()) != 0 }
+        self.client_id() != 0
+    }
+
+    /// `RedisModule_GetClientId`: 0 without a client.
+    pub fn client_id(self) -> u64 {
+        // SAFETY: valid context; the function only reads the client's id.
+        unsafe { api!(RedisModule_GetClientId)(self.0.as_ptr()) }
+    }
+
+    /// Whether the ACL user of client `client_id` may access `key`: reading it (`access`
+    /// [`KeyAccess::Read`]), reading and writing it, or at all (`Exists`). `None` when there is
+    /// no user to ask: no such connected client (fake clients of calls and scripts are not
+    /// connected), or a client without a user (the master, the AOF).
+    pub fn client_may_access_key(
+        self,
+        client_id: u64,
+        key: &[u8],
+        access: KeyAccess,
+    ) -> Option<bool> {
+        let flags = match access {
+            KeyAccess::Exists => 0,
+            KeyAccess::Read => raw::REDISMODULE_CMD_KEY_ACCESS,
+            KeyAccess::ReadWrite => {
+                raw::REDISMODULE_CMD_KEY_ACCESS
+                    | raw::REDISMODULE_CMD_KEY_UPDATE
+                    | raw::REDISMODULE_CMD_KEY_INSERT
+                    | raw::REDISMODULE_CMD_KEY_DELETE
+            }
+        };
+        let key = OwnedString::new(key);
+        self.with_client_user(client_id, |user| {
+            // SAFETY: a live user and a valid string; the flags are among those it accepts.
+            unsafe {
+                api!(RedisModule_ACLCheckKeyPermissions)(user, key.as_ptr(), flags as c_int) == OK
+            }
+        })
+    }
+
+    /// Whether the ACL user of client `client_id` may run `command args` (the command, its
+    /// subcommand and its keys). `None` as for [`client_may_access_key`](Self::client_may_access_key).
+    pub fn client_may_run(self, client_id: u64, command: &str, args: &[Vec<u8>]) -> Option<bool> {
+        let argv: Vec<OwnedString> = std::iter::once(command.as_bytes())
+            .chain(args.iter().map(Vec::as_slice))
+            .map(OwnedString::new)
+            .collect();
+        let mut pointers: Vec<*mut raw::RedisModuleString> =
+            argv.iter().map(OwnedString::as_ptr).collect();
+        let argc = c_int::try_from(pointers.len()).ok()?;
+        self.with_client_user(client_id, |user| {
+            // SAFETY: a live user and `argc` valid strings, which the check only reads.
+            unsafe {
+                api!(RedisModule_ACLCheckCommandPermissions)(user, pointers.as_mut_ptr(), argc)
+                    == OK
+            }
+        })
+    }
+
+    /// Runs `check` with the ACL user of client `client_id`, or answers `None` without one (see
+    /// [`client_may_access_key`](Self::client_may_access_key)), or `false` for a user deleted
+    /// since the client authenticated.
+    fn with_client_user(
+        self,
+        client_id: u64,
+        check: impl FnOnce(*mut raw::RedisModuleUser) -> bool,
+    ) -> Option<bool> {
+        // SAFETY: valid context; the lookup copes with any id (NULL when the client is not
+        // connected or has no user) and returns a new string, freed by OwnedString.
+        let name = unsafe { api!(RedisModule_GetClientUserNameById)(self.0.as_ptr(), client_id) };
+        let name = OwnedString(NonNull::new(name)?);
+        // SAFETY: a valid string. The wrapper is used only within this call, under Redis's lock,
+        // so the user cannot be deleted meanwhile; freeing it frees only the wrapper (it is not
+        // a module user).
+        unsafe {
+            let user = api!(RedisModule_GetModuleUserFromUserName)(name.as_ptr());
+            if user.is_null() {
+                return Some(false);
+            }
+            let allowed = check(user);
+            api!(RedisModule_FreeModuleUser)(user);
+            Some(allowed)
+        }
     }
 
     pub fn selected_db(self) -> i32 {

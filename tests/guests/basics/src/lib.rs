@@ -106,6 +106,29 @@ fn nested(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(value)
 }
 
+/// `BASICS.PEEK <key>` (declares no keys): [whether the key exists, what opening it gave].
+fn peek(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = args.get(1).ok_or(RedisError::WrongArity)?;
+    let exists = ctx.key_exists(key);
+    let opened = match ctx.open_key(key) {
+        Ok(_) => "opened".to_owned(),
+        Err(e) => format!("{e:?}"),
+    };
+    Ok(RedisValue::Array(vec![
+        RedisValue::Integer(i64::from(exists)),
+        RedisValue::BulkString(opened),
+    ]))
+}
+
+/// `BASICS.POKE <key>` (write, declares no keys): what opening the key for writing gave.
+fn poke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = args.get(1).ok_or(RedisError::WrongArity)?;
+    Ok(RedisValue::BulkString(match ctx.open_key_writable(key) {
+        Ok(_) => "opened".to_owned(),
+        Err(e) => format!("{e:?}"),
+    }))
+}
+
 fn mixed(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Array(vec![
         RedisValue::Integer(-7),
@@ -158,6 +181,8 @@ redis_module! {
         ["basics.plain", ok, "", 0, 0, 0],
         ["basics.noscript", ok, "readonly deny-script", 0, 0, 0],
         ["basics.nested", nested, "readonly", 0, 0, 0],
+        ["basics.peek", peek, "readonly", 0, 0, 0],
+        ["basics.poke", poke, "write", 0, 0, 0],
         ["basics.mixed", mixed, "readonly", 0, 0, 0],
         ["basics.types", types, "readonly", 0, 0, 0],
     ],
