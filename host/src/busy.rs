@@ -81,8 +81,8 @@ impl std::fmt::Display for Stop {
             Stop::CannotYield(threshold) => write!(
                 f,
                 "ran longer than busy-reply-threshold ({} ms) where it cannot yield to other \
-                 clients (inside EXEC or a script, a blocked client's callback, or a call from a \
-                 background job)",
+                 clients (inside EXEC or a script, a blocked client's callback, a call from a \
+                 background job, or an init that ends a load)",
                 threshold.as_millis()
             ),
             Stop::TimedOut(limit, config) => {

@@ -168,7 +168,11 @@ impl Live {
             None if replayed => Clock::unlimited(),
             None => {
                 let limit = config::get_ms(&config::MAX_INIT_MS).map(|d| (d, "wasm.max-init-ms"));
-                Clock::new(limit, ctx.filter(|_| may_yield))
+                match ctx.filter(|_| may_yield) {
+                    Some(ctx) => Clock::new(limit, Some(ctx)),
+                    // Nothing else runs meanwhile, not even WASM.KILL: stop at the threshold.
+                    None => Clock::without_yield(limit),
+                }
             }
         };
         // Background jobs are not "running" for WASM.KILL and the busy state: they do not hold

@@ -145,7 +145,12 @@ fn long_but_finite_guests_complete() {
 
 #[test]
 fn hard_time_limits_for_calls_and_init() {
-    let server = evil_server(&[("wasm.max-call-ms", "200"), ("wasm.max-init-ms", "300")]);
+    // busy-reply-threshold above the init limit: a load's init stops at whichever comes first.
+    let server = evil_server(&[
+        ("wasm.max-call-ms", "200"),
+        ("wasm.max-init-ms", "300"),
+        ("busy-reply-threshold", "2000"),
+    ]);
     let mut c = server.client();
     let started = Instant::now();
     assert_eq!(
@@ -165,6 +170,23 @@ fn hard_time_limits_for_calls_and_init() {
         c.cmd(&["CONFIG", "GET", "wasm.max-call-ms"]).array()[1].text(),
         "200"
     );
+}
+
+#[test]
+fn an_init_that_cannot_yield_stops_at_the_busy_threshold() {
+    let server = evil_server(&[("busy-reply-threshold", "300")]);
+    let mut c = server.client();
+    // A load's init runs on the main thread once the guest compiled, from a blocked client's
+    // callback: it cannot yield, so it must not run until wasm.max-init-ms (10 s).
+    let started = Instant::now();
+    let load = c.cmd(&["WASM.LOAD", guests::EVIL, "REPLACE", "ARGS", "loop-in-init"]);
+    assert!(
+        load.error()
+            .contains("init ran longer than busy-reply-threshold (300 ms) where it cannot yield"),
+        "{load:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
 }
 
 #[test]
