@@ -174,6 +174,7 @@ impl ReplyBuffer {
         self.bytes += match &item {
             ReplyItem::Simple(t) | ReplyItem::Error(t) | ReplyItem::BigNumber(t) => t.len(),
             ReplyItem::Bulk(b) | ReplyItem::Verbatim(_, b) => b.len(),
+            ReplyItem::CallReply { reply, .. } => reply.proto_len(),
             _ => 0,
         } + 16;
         let limit = crate::config::get_usize(&crate::config::MAX_REPLY_BYTES);

@@ -299,6 +299,38 @@ fn a_guest_replicates_only_what_its_user_may_run() {
 }
 
 #[test]
+fn big_values_a_guest_asks_for_again_and_again_are_bounded() {
+    let server = api_server();
+    let mut c = server.client();
+    c.cmd(&["CONFIG", "SET", "wasm.max-memory", "8mb"]);
+    let one_mb = "x".repeat(1 << 20);
+    c.cmd(&["HSET", "h", "f", &one_mb]);
+    let mut ask = vec!["API.KEY", "hash-get", "h"];
+    ask.extend(std::iter::repeat_n("f", 10));
+    let refused = c.cmd(&ask);
+    assert!(
+        refused
+            .error()
+            .contains("hash-get values add up to more than wasm.max-memory (8388608 bytes)"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        c.cmd(&["API.KEY", "hash-get", "h", "f", "f"]).array().len(),
+        2
+    );
+    // A forwarded call reply counts for its size, not as one small item.
+    c.cmd(&["CONFIG", "SET", "wasm.max-reply-bytes", "100000"]);
+    c.cmd(&["SET", "s", &one_mb]);
+    let forwarded = c.cmd(&["API.FORWARD", "2", "GET", "s"]);
+    assert!(
+        forwarded
+            .error()
+            .ends_with("the reply is larger than wasm.max-reply-bytes (100000 bytes)"),
+        "{forwarded:?}"
+    );
+}
+
+#[test]
 fn call_replies_are_forwarded_as_they_are() {
     let server = api_server();
     let mut c = server.client();

@@ -717,10 +717,25 @@ impl HostKey for GuestState {
     ) -> R<Vec<Option<Vec<u8>>>> {
         self.with_key(&this, |key, _| {
             expect_type(key, HASH)?;
-            Ok(match key.raw.as_ref().filter(|_| type_of(key) == HASH) {
-                Some(raw) => fields.iter().map(|f| raw.hash_get(f)).collect(),
-                None => vec![None; fields.len()],
-            })
+            let Some(raw) = key.raw.as_ref().filter(|_| type_of(key) == HASH) else {
+                return Ok(vec![None; fields.len()]);
+            };
+            // The same big field asked for many times would copy it as often: the answer must
+            // fit in the guest's memory anyway.
+            let limit = crate::config::get_usize(&crate::config::MAX_MEMORY);
+            let mut total = 0usize;
+            let mut values = Vec::with_capacity(fields.len());
+            for field in &fields {
+                let value = raw.hash_get(field);
+                total = total.saturating_add(value.as_ref().map_or(0, Vec::len));
+                if total > limit {
+                    return Err(KeyFault::Invalid(format!(
+                        "ERR hash-get values add up to more than wasm.max-memory ({limit} bytes)"
+                    )));
+                }
+                values.push(value);
+            }
+            Ok(values)
         })
     }
 

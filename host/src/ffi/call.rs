@@ -293,6 +293,15 @@ impl CallReply {
         bytes_from(p, len).unwrap_or_default()
     }
 
+    /// The length of the reply's RESP encoding (what forwarding it sends, give or take a
+    /// RESP3-to-RESP2 conversion).
+    pub fn proto_len(&self) -> usize {
+        let mut len = 0usize;
+        // SAFETY: as in `kind`.
+        unsafe { super::api!(RedisModule_CallReplyProto)(self.ptr.as_ptr(), &mut len) };
+        len
+    }
+
     /// Whether this is a status reply (`+...`) rather than a bulk string.
     pub fn is_status(&self) -> bool {
         let mut len = 0usize;
