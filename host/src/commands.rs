@@ -16,6 +16,8 @@ pub struct LoadRequest {
     pub module: Vec<u8>,
     pub args: Vec<Vec<u8>>,
     pub replace: bool,
+    /// The name the guest must declare (a saved guest): any other fails the load.
+    pub saved_as: Option<String>,
 }
 
 impl LoadRequest {
@@ -47,6 +49,7 @@ impl LoadRequest {
             module,
             args,
             replace,
+            saved_as: None,
         })
     }
 
@@ -114,6 +117,7 @@ pub struct Prepared {
     program: crate::guest::Program,
     args: Vec<Vec<u8>>,
     replace: bool,
+    saved_as: Option<String>,
 }
 
 /// Reads and compiles a module: the slow part of a load, safe on any thread.
@@ -129,6 +133,7 @@ pub fn prepare(request: LoadRequest) -> Result<Prepared, String> {
         program,
         args: request.args,
         replace: request.replace,
+        saved_as: request.saved_as,
     })
 }
 
@@ -148,10 +153,16 @@ pub fn finish(
         program,
         args,
         replace,
+        saved_as,
     } = prepared;
     let guest = Guest::start(program, Some(ctx), may_yield, wasm, source, args)
         .map_err(|why| format!("cannot load {described}: {why}"))?;
     let name = guest.info.name.clone();
+    if let Some(saved) = saved_as.filter(|saved| *saved != name) {
+        return Err(format!(
+            "the module saved as guest '{saved}' now declares the name '{name}'"
+        ));
+    }
     let fail = |why: String| format!("cannot load guest '{name}': {why}");
     let cluster = ctx.flags() & ctx_flags::CLUSTER != 0;
     for spec in &guest.commands {

@@ -210,15 +210,9 @@ pub fn restore(
             module: guest.wasm,
             args: guest.args,
             replace: mode != Mode::Append,
+            saved_as: Some(guest.name),
         };
-        let loaded_guest = commands::load(ctx, request, origin)?;
-        if loaded_guest.info.name != guest.name {
-            return Err(format!(
-                "the module saved as guest '{}' now declares the name '{}'",
-                guest.name, loaded_guest.info.name
-            ));
-        }
-        loaded.push(loaded_guest);
+        loaded.push(commands::load(ctx, request, origin)?);
     }
     Ok(loaded)
 }

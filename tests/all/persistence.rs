@@ -324,6 +324,52 @@ fn dump_and_restore_move_guests_between_servers() {
     assert_eq!(names(&b), ["basics", "hello"]);
 }
 
+/// A `WASM.DUMP` payload made by hand: magic, count, then name, module and no arguments per
+/// guest (lengths as u64 LE), then the FNV-1a checksum of all that.
+fn dump_payload(guests: &[(&str, &[u8])]) -> Vec<u8> {
+    let put = |out: &mut Vec<u8>, bytes: &[u8]| {
+        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(bytes);
+    };
+    let mut out = b"RWASMDUMP\x01".to_vec();
+    out.extend_from_slice(&(guests.len() as u64).to_le_bytes());
+    for (name, wasm) in guests {
+        put(&mut out, name.as_bytes());
+        put(&mut out, wasm);
+        out.extend_from_slice(&0u64.to_le_bytes());
+    }
+    let sum = out.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
+}
+
+#[test]
+fn a_restored_guest_must_declare_the_name_it_was_saved_under() {
+    let server = Server::start();
+    let wasm = std::fs::read(guests::HELLOWORLD).unwrap();
+    let mut c = server.client();
+    // The payload format is what the test thinks it is: the right name restores.
+    let payload = dump_payload(&[("helloworld", &wasm)]);
+    assert_eq!(
+        c.cmd_bytes(&[b"WASM.RESTORE", &payload]),
+        Reply::Status("OK".into())
+    );
+    c.cmd(&["WASM.UNLOAD", "helloworld"]);
+    let payload = dump_payload(&[("impostor", &wasm)]);
+    for policy in [&b"APPEND"[..], b"REPLACE", b"FLUSH"] {
+        let refused = c.cmd_bytes(&[b"WASM.RESTORE", &payload, policy]);
+        assert!(
+            refused.error().contains(
+                "the module saved as guest 'impostor' now declares the name 'helloworld'"
+            ),
+            "{refused:?}"
+        );
+        assert!(names(&server).is_empty(), "{:?}", names(&server));
+    }
+}
+
 #[test]
 fn dump_and_restore_work_with_redis_cli_as_documented() {
     let (a, b) = (Server::start(), Server::start());
