@@ -121,7 +121,9 @@ fn invoke(ctx: Ctx, args: Args<'_>, variant: Variant) {
         ctx.reply_error("OOM command not allowed when used memory > 'maxmemory'.");
         return;
     }
-    if route.spec.flags.deny_script && flags & ctx_flags::LUA != 0 {
+    // Guests call in script mode: what scripts may not run, guests may not either.
+    let from_script = flags & ctx_flags::LUA != 0 || crate::api::called_by_a_guest();
+    if route.spec.flags.deny_script && from_script {
         ctx.reply_error("ERR This Redis command is not allowed from script");
         return;
     }

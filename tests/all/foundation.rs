@@ -504,14 +504,24 @@ fn key_positions_reach_command_getkeys_and_acl() {
 fn declared_flags_are_enforced() {
     let server = Server::start();
     load(&server, guests::BASICS, &[]);
+    load(&server, guests::API_GUEST, &[]);
     let mut c = server.client();
-    // deny-script
+    // deny-script: not from Lua, not from another guest (guests call in script mode).
     let lua = c.cmd(&["EVAL", "return redis.pcall('basics.noscript')", "0"]);
     assert_eq!(
         lua.error(),
         "ERR This Redis command is not allowed from script"
     );
+    let from_guest = c.cmd(&["API.CALL", "2", "BASICS.NOSCRIPT"]);
+    assert!(
+        format!("{from_guest:?}").contains("not allowed from script"),
+        "{from_guest:?}"
+    );
     assert_eq!(c.cmd(&["BASICS.NOSCRIPT"]), Reply::Status("OK".into()));
+    // Other guest commands are fine from a guest.
+    assert!(
+        !format!("{:?}", c.cmd(&["API.CALL", "2", "BASICS.ECHO", "x"])).contains("not allowed")
+    );
     // A read-only Lua script cannot run a write guest command.
     let ro = c.cmd(&[
         "EVAL_RO",

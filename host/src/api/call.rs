@@ -16,6 +16,33 @@ use crate::state::GuestState;
 
 type R<T> = wasmtime::Result<T>;
 
+thread_local! {
+    /// How many guest `call`s are running on this thread, one inside another.
+    static CALLS_RUNNING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether a command running now on this thread was called by a guest (as Lua's flag says
+/// whether a script called it).
+pub fn called_by_a_guest() -> bool {
+    CALLS_RUNNING.get() > 0
+}
+
+/// Counts a guest's `call` as running until dropped.
+struct CallRunning;
+
+impl CallRunning {
+    fn enter() -> CallRunning {
+        CALLS_RUNNING.set(CALLS_RUNNING.get() + 1);
+        CallRunning
+    }
+}
+
+impl Drop for CallRunning {
+    fn drop(&mut self) {
+        CALLS_RUNNING.set(CALLS_RUNNING.get() - 1);
+    }
+}
+
 /// Bulk strings up to this size are copied to the guest with the reply; longer ones stay behind
 /// a handle, so forwarding one with `reply-with-call-reply` copies nothing through the guest.
 const INLINE_BULK_MAX: usize = 8 * 1024;
@@ -156,6 +183,7 @@ impl Host for GuestState {
         let resp3 = flags.contains(CallFlags::RESP3)
             || (flags.contains(CallFlags::RESP_AUTO) && now & ctx_flags::RESP3 != 0);
         let db = if lock.is_none() { ctx.selected_db() } else { 0 };
+        let running = CallRunning::enter();
         let called = match &lock {
             None => ctx.call(&command, &args, modifiers.as_str()),
             Some((lock, Some(user))) => ctx
@@ -163,6 +191,7 @@ impl Host for GuestState {
                 .unwrap_or(Err(CallRefusal::NoPermission)),
             Some((_, None)) => Err(CallRefusal::NoPermission),
         };
+        drop(running);
         drop(lock);
         match called {
             Ok(reply) => {

@@ -15,6 +15,8 @@ mod replication;
 mod reply;
 mod strings;
 
+pub use call::called_by_a_guest;
+
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
