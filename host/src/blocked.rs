@@ -58,6 +58,8 @@ pub struct Privdata {
 
 struct Entry {
     client: BlockedClient,
+    /// Redis's id of the blocked client: its background job runs as that client's user.
+    client_id: u64,
     guest: Arc<Guest>,
     command: u32,
     on_keys: bool,
@@ -101,6 +103,7 @@ fn check_timeout(timeout_ms: i64) -> Result<(), String> {
 
 fn register(
     client: BlockedClient,
+    client_id: u64,
     guest: Arc<Guest>,
     command: u32,
     on_keys: bool,
@@ -112,6 +115,7 @@ fn register(
             id,
             Entry {
                 client,
+                client_id,
                 guest,
                 command,
                 on_keys,
@@ -137,7 +141,7 @@ pub fn block(ctx: Ctx, guest: &str, command: u32, timeout_ms: i64) -> Result<u64
         .ok_or("ERR Redis refused to block the client")?;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let timer = (timeout_ms > 0).then(|| ctx.create_timer(timeout_ms, id));
-    register(client, guest, command, false, id, timer);
+    register(client, ctx.client_id(), guest, command, false, id, timer);
     Ok(id)
 }
 
@@ -166,7 +170,7 @@ pub fn block_on_keys(
     let client = ctx
         .block_guest_client_on_keys(keys, timeout_ms, privdata)
         .ok_or("ERR Redis refused to block the client")?;
-    register(client, guest, command, true, id, None);
+    register(client, ctx.client_id(), guest, command, true, id, None);
     Ok(id)
 }
 
@@ -262,7 +266,7 @@ pub fn finish_blocking_command(ctx: Ctx, id: u64, payload: Payload) {
         Some(false) => {
             release(id, payload, By::Other);
         }
-        Some(true) if abort(id) => match payload {
+        Some(true) if abort(ctx, id) => match payload {
             Payload::Reply(reply) => reply.send(ctx),
             Payload::Error(message) => ctx.reply_error(&message),
             Payload::Data(_) | Payload::Timeout | Payload::Nothing => {
@@ -274,7 +278,7 @@ pub fn finish_blocking_command(ctx: Ctx, id: u64, payload: Payload) {
 }
 
 /// `abort-block`, from the command that blocked the client.
-pub fn abort(id: u64) -> bool {
+pub fn abort(ctx: Ctx, id: u64) -> bool {
     let target = with_entries(|entries| {
         let entry = entries.get_mut(&id)?;
         // A job still uses the client's context: only its end may release the handle.
@@ -283,15 +287,20 @@ pub fn abort(id: u64) -> bool {
         }
         entry.released = true;
         entry.aborting = true;
-        let target = (entry.client, entry.on_keys);
-        if !entry.on_keys {
-            // AbortBlock gives no private data, so Redis will not call `on_free`.
-            entries.remove(&id);
-        }
-        Some(target)
+        let client = entry.client;
+        // AbortBlock gives no private data, so Redis will not call `on_free`, which would
+        // stop the timer.
+        let timer = match entry.on_keys {
+            false => entries.remove(&id).and_then(|entry| entry.timer),
+            true => None,
+        };
+        Some((client, timer))
     });
     match target {
-        Some((client, _)) => {
+        Some((client, timer)) => {
+            if let Some(timer) = timer {
+                ctx.stop_timer(timer);
+            }
             client.abort();
             true
         }
@@ -303,7 +312,7 @@ pub fn abort(id: u64) -> bool {
 pub fn run_in_background(ctx: Ctx, guest: &str, id: u64, args: Vec<Vec<u8>>) -> Result<(), String> {
     let limit = crate::config::get_usize(&crate::config::MAX_BACKGROUND_JOBS);
     let cancel = Arc::new(AtomicBool::new(false));
-    let (client, guest, command) = with_entries(|entries| {
+    let (client, client_id, guest, command) = with_entries(|entries| {
         let entry = entries
             .get_mut(&id)
             .filter(|e| e.guest.info.name == guest)
@@ -319,10 +328,15 @@ pub fn run_in_background(ctx: Ctx, guest: &str, id: u64, args: Vec<Vec<u8>>) -> 
             return Err("ERR too many background jobs are running (wasm.max-background-jobs)");
         }
         entry.job = Some(cancel.clone());
-        Ok((entry.client, entry.guest.clone(), entry.command))
+        Ok((
+            entry.client,
+            entry.client_id,
+            entry.guest.clone(),
+            entry.command,
+        ))
     })
     .map_err(str::to_owned)?;
-    let user = ctx.current_user_name();
+    let user = ctx.client_user_name(client_id);
     // Made here, on the main thread: Redis reads the blocked client to set the context up.
     let Some(tsctx) = client.thread_safe_ctx() else {
         JOBS.fetch_sub(1, Ordering::SeqCst);

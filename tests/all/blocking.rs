@@ -338,6 +338,32 @@ fn unblock_abort_and_mistakes_around_a_block() {
 }
 
 #[test]
+fn a_job_runs_as_the_blocked_clients_user_whoever_starts_it() {
+    let server = Server::with_module_args(&["LOAD", guests::API_GUEST]);
+    let mut c = server.client();
+    c.cmd(&[
+        "ACL", "SETUSER", "alice", "on", "nopass", "~*", "+@all", "-ping",
+    ]);
+    let mut alice = server.client();
+    alice.cmd(&["AUTH", "alice", "x"]);
+    send(&mut alice, &["API.WAIT", "plain"]);
+    wait_until("alice blocks", || {
+        info_field(&server, "blocked_clients") == 1
+    });
+    // The default user starts the job; its calls (a PING) run as alice, who may not PING. (A
+    // denied call from a job used to crash Redis 7.0, which logs the denial with the job's fake
+    // client's user: NULL.)
+    assert_eq!(c.cmd(&["API.BGFOR"]), Reply::Int(1));
+    let answer = alice.read();
+    assert!(
+        answer
+            .error()
+            .contains("no permissions to run the 'ping' command"),
+        "{answer:?}"
+    );
+}
+
+#[test]
 fn a_job_outlives_its_client_safely() {
     // The job keeps calling Redis through its client's thread-safe context while the client
     // times out, disconnects, or its guest is unloaded: the handle is released only when the

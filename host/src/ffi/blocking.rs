@@ -394,13 +394,6 @@ impl Ctx {
         unsafe { api!(RedisModule_SignalKeyAsReady)(self.0.as_ptr(), key.as_ptr()) };
     }
 
-    /// `RedisModule_GetCurrentUserName`: the user the context's client runs as.
-    pub fn current_user_name(self) -> Option<Vec<u8>> {
-        // SAFETY: valid command context with a client; the string is freed by OwnedString.
-        let name = unsafe { api!(RedisModule_GetCurrentUserName)(self.0.as_ptr()) };
-        NonNull::new(name).map(|name| super::OwnedString(name).bytes().to_vec())
-    }
-
     /// Runs `f` with the context's calls made as the ACL user `name` (`RedisModule_SetContextUser`),
     /// or returns `None` if no such user exists now. `_lock` proves Redis's lock is held.
     pub fn as_user<T>(

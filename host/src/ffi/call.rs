@@ -315,6 +315,24 @@ impl CallReply {
     }
 }
 
+/// `RedisModule_ACLCheckCommandPermissions` for `command args`.
+fn may_run(user: *mut raw::RedisModuleUser, command: &str, args: &[Vec<u8>]) -> bool {
+    let full: Vec<&[u8]> = std::iter::once(command.as_bytes())
+        .chain(args.iter().map(Vec::as_slice))
+        .collect();
+    with_argv(&full, |argv| {
+        let Ok(argc) = c_int::try_from(argv.len()) else {
+            return false;
+        };
+        set_errno(0);
+        // SAFETY: a live user (see `with_user_named`) and `argc` valid strings, only read.
+        let status = unsafe {
+            super::api!(RedisModule_ACLCheckCommandPermissions)(user, argv.as_mut_ptr(), argc)
+        };
+        status == super::OK || errno() == ENOENT
+    })
+}
+
 /// Why `RM_Call` did not run the command (its `errno`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallRefusal {
@@ -340,6 +358,21 @@ const ENETDOWN: c_int = 100;
 
 impl Ctx {
     /// `RedisModule_Call(ctx, command, "<modifiers>v", argv, argc)`.
+    /// Whether the ACL user of client `client_id` may run `command args` (the command, its
+    /// subcommand and its keys). `None` as for [`Ctx::client_may_access_key`]. An unknown
+    /// command is allowed here: running it answers that it is unknown.
+    pub fn client_may_run(self, client_id: u64, command: &str, args: &[Vec<u8>]) -> Option<bool> {
+        self.with_client_user(client_id, |user| may_run(user, command, args))
+    }
+
+    /// Like [`client_may_run`](Self::client_may_run), for the user called `user_name` (`None`:
+    /// there is none).
+    pub fn user_may_run(self, user_name: &[u8], command: &str, args: &[Vec<u8>]) -> Option<bool> {
+        super::keys::with_user_named(&OwnedString::new(user_name), |user| {
+            may_run(user, command, args)
+        })
+    }
+
     pub fn call<A: AsRef<[u8]>>(
         self,
         command: &str,

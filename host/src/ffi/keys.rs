@@ -40,6 +40,26 @@ fn take_string(s: *mut raw::RedisModuleString) -> Option<Vec<u8>> {
 
 const OK: c_int = super::OK;
 
+/// Runs `check` with the ACL user called `name`; `None` if there is none (any more). Only under
+/// Redis's lock (a main-thread callback, or a job holding the lock).
+pub(super) fn with_user_named(
+    name: &OwnedString,
+    check: impl FnOnce(*mut raw::RedisModuleUser) -> bool,
+) -> Option<bool> {
+    // SAFETY: a valid string. The wrapper is used only within this call, under Redis's lock, so
+    // the user cannot be deleted meanwhile; freeing it frees only the wrapper (it is not a
+    // module user).
+    unsafe {
+        let user = api!(RedisModule_GetModuleUserFromUserName)(name.as_ptr());
+        if user.is_null() {
+            return None;
+        }
+        let allowed = check(user);
+        api!(RedisModule_FreeModuleUser)(user);
+        Some(allowed)
+    }
+}
+
 /// What a guest does with a key, for [`Ctx::client_may_access_key`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyAccess {
@@ -109,49 +129,30 @@ impl Ctx {
         })
     }
 
-    /// Whether the ACL user of client `client_id` may run `command args` (the command, its
-    /// subcommand and its keys). `None` as for [`client_may_access_key`](Self::client_may_access_key).
-    pub fn client_may_run(self, client_id: u64, command: &str, args: &[Vec<u8>]) -> Option<bool> {
-        let argv: Vec<OwnedString> = std::iter::once(command.as_bytes())
-            .chain(args.iter().map(Vec::as_slice))
-            .map(OwnedString::new)
-            .collect();
-        let mut pointers: Vec<*mut raw::RedisModuleString> =
-            argv.iter().map(OwnedString::as_ptr).collect();
-        let argc = c_int::try_from(pointers.len()).ok()?;
-        self.with_client_user(client_id, |user| {
-            // SAFETY: a live user and `argc` valid strings, which the check only reads.
-            unsafe {
-                api!(RedisModule_ACLCheckCommandPermissions)(user, pointers.as_mut_ptr(), argc)
-                    == OK
-            }
-        })
+    /// The name of the ACL user of client `client_id`; `None` as for
+    /// [`client_may_access_key`](Self::client_may_access_key).
+    pub fn client_user_name(self, client_id: u64) -> Option<Vec<u8>> {
+        self.client_user(client_id)
+            .map(|name| name.bytes().to_vec())
+    }
+
+    fn client_user(self, client_id: u64) -> Option<OwnedString> {
+        // SAFETY: valid context; the lookup copes with any id (NULL when the client is not
+        // connected or has no user) and returns a new string, freed by OwnedString.
+        let name = unsafe { api!(RedisModule_GetClientUserNameById)(self.0.as_ptr(), client_id) };
+        NonNull::new(name).map(OwnedString)
     }
 
     /// Runs `check` with the ACL user of client `client_id`, or answers `None` without one (see
     /// [`client_may_access_key`](Self::client_may_access_key)), or `false` for a user deleted
     /// since the client authenticated.
-    fn with_client_user(
+    pub(super) fn with_client_user(
         self,
         client_id: u64,
         check: impl FnOnce(*mut raw::RedisModuleUser) -> bool,
     ) -> Option<bool> {
-        // SAFETY: valid context; the lookup copes with any id (NULL when the client is not
-        // connected or has no user) and returns a new string, freed by OwnedString.
-        let name = unsafe { api!(RedisModule_GetClientUserNameById)(self.0.as_ptr(), client_id) };
-        let name = OwnedString(NonNull::new(name)?);
-        // SAFETY: a valid string. The wrapper is used only within this call, under Redis's lock,
-        // so the user cannot be deleted meanwhile; freeing it frees only the wrapper (it is not
-        // a module user).
-        unsafe {
-            let user = api!(RedisModule_GetModuleUserFromUserName)(name.as_ptr());
-            if user.is_null() {
-                return Some(false);
-            }
-            let allowed = check(user);
-            api!(RedisModule_FreeModuleUser)(user);
-            Some(allowed)
-        }
+        let name = self.client_user(client_id)?;
+        Some(with_user_named(&name, check).unwrap_or(false))
     }
 
     pub fn selected_db(self) -> i32 {

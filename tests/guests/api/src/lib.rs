@@ -709,6 +709,17 @@ fn api_wake(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Integer(woken as i64))
 }
 
+/// `API.BGFOR`: starts a background job for every client `API.WAIT plain` blocked; replies how
+/// many it started.
+fn api_bg_for(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let waiting = WAITING.with_borrow_mut(std::mem::take);
+    let started = waiting
+        .into_iter()
+        .filter(|client| ctx.run_in_background(*client, &args).is_ok())
+        .count();
+    Ok(RedisValue::Integer(started as i64))
+}
+
 redis_module! {
     name: "api",
     version: 1,
@@ -738,5 +749,6 @@ redis_module! {
         ["api.pool", api_pool, "", 0, 0, 0],
         ["api.wait", api_wait, "write", 0, 0, 0],
         ["api.wake", api_wake, "", 0, 0, 0],
+        ["api.bgfor", api_bg_for, "", 0, 0, 0],
     ],
 }
