@@ -449,9 +449,12 @@ pub(super) fn string_bytes<'a>(s: *mut raw::RedisModuleString) -> &'a [u8] {
 #[derive(Debug)]
 pub struct OwnedString(pub(super) NonNull<raw::RedisModuleString>);
 
-// SAFETY: strings are only created, used and freed under Redis's global lock.
+// SAFETY: a string made without a context is a private object: creating, reading and freeing it
+// touches only the object and Redis's allocator (thread-safe), so the parsing helpers use it on
+// any thread. Once Redis may hold a reference too (a key name it retains), the host touches it
+// only under Redis's global lock, where Redis does.
 unsafe impl Send for OwnedString {}
-// SAFETY: as above; shared references only read the string under the lock.
+// SAFETY: as above; shared references only read the string.
 unsafe impl Sync for OwnedString {}
 
 impl OwnedString {
