@@ -176,7 +176,8 @@ struct Effect {
 /// - Explicit `replicate` requests are emitted last, as the Modules API documents.
 /// - `replicate-verbatim` replicates the command instead (in the database it started in);
 ///   recorded writes and the calls made meanwhile are then dropped — or, if the guest trapped
-///   (replicas might not fail the same way), emitted instead of it.
+///   or its user was refused something (replicas might not fail the same way, and replay
+///   without a user), emitted instead of it.
 pub struct Effects {
     /// Whether the command has written (shared with `busy.rs`: a writer cannot be killed).
     pub wrote: Arc<AtomicBool>,
@@ -188,6 +189,9 @@ pub struct Effects {
     pub propagated: bool,
     /// The database the command started in (where a verbatim command replays).
     pub start_db: i32,
+    /// The command's user was refused a call, a key or a replicate: a replica replaying it
+    /// would not be, so it may not replicate verbatim.
+    pub user_refused: bool,
 }
 
 impl Effects {
@@ -200,6 +204,7 @@ impl Effects {
             verbatim: false,
             propagated: false,
             start_db: 0,
+            user_refused: false,
         }
     }
 
@@ -216,6 +221,7 @@ impl Effects {
         self.verbatim = false;
         self.propagated = false;
         self.start_db = start_db;
+        self.user_refused = false;
     }
 
     pub fn record(&mut self, db: i32, command: &'static str, args: Vec<Vec<u8>>) {
@@ -281,7 +287,7 @@ impl Effects {
 
     /// Emits everything at the end of the command.
     pub fn finish(&mut self, ctx: Ctx, trapped: bool) {
-        if self.verbatim && !trapped {
+        if self.verbatim && !trapped && !self.user_refused {
             self.pending.clear();
             // The command may have moved its client to another database (`select-db`).
             let now = ctx.selected_db();
@@ -503,6 +509,7 @@ impl CommandScope {
             KeyAccess::Read
         };
         if !self.acl.allows_key(self.ctx, &name, access) {
+            self.effects.user_refused = true;
             return Err(KeyFault::Invalid(no_key_permission(&name)));
         }
         let db = self.ctx.selected_db();

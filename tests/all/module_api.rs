@@ -864,6 +864,33 @@ fn a_verbatim_command_replays_from_the_database_it_started_in() {
 }
 
 #[test]
+fn a_verbatim_command_whose_user_was_refused_something_replicates_its_effects() {
+    let master = api_server();
+    let replica = api_server();
+    replica.replicate_from(&master);
+    let mut c = master.client();
+    c.cmd(&["ACL", "SETUSER", "alice", "on", "nopass", "~a*", "+@all"]);
+    let mut alice = master.client();
+    alice.cmd(&["AUTH", "alice", "x"]);
+    // The master refuses alice the key b1; a replica replaying the command verbatim would not
+    // (it has no user), so the command's effects are replicated instead.
+    let tried = alice.cmd(&["API.VERBATIMTRY", "a1", "b1"]);
+    let tried: Vec<String> = tried.array().iter().map(Reply::text).collect();
+    assert!(tried[0].contains("no permissions"), "{tried:?}");
+    assert!(tried[1].contains("NOPERM"), "{tried:?}");
+    master.assert_same_dataset(&replica);
+    assert_eq!(replica.client().cmd(&["EXISTS", "b1"]), Reply::Int(0));
+    assert_eq!(replica.client().cmd(&["GET", "a1"]).text(), "done");
+    // Without a refusal the command still replicates verbatim (and does the same on replicas).
+    assert_eq!(
+        texts(&c.cmd(&["API.VERBATIMTRY", "a2", "b2"])),
+        ["set", "set"]
+    );
+    master.assert_same_dataset(&replica);
+    assert_eq!(replica.client().cmd(&["GET", "b2"]).text(), "tried");
+}
+
+#[test]
 fn context_flags_and_pool() {
     let server = api_server();
     let mut c = server.client();

@@ -222,6 +222,9 @@ impl Host for GuestState {
                 self.value_of(ReplyHandle { reply, resp3 }).map(Ok)
             }
             Err(why) => {
+                if why == CallRefusal::NoPermission {
+                    scope.effects.user_refused = true;
+                }
                 let oom = now & ctx_flags::OOM != 0;
                 Ok(Err(refusal(why, &command.to_ascii_lowercase(), oom)))
             }

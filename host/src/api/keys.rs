@@ -174,6 +174,7 @@ impl Host for GuestState {
         // The lookup may expire the key: close handles on it first (see `suspend_key`).
         if let Ok(scope) = self.command() {
             if !scope.acl.allows_key(ctx, &name, KeyAccess::Exists) {
+                scope.effects.user_refused = true;
                 return Ok(false); // what the user may not see does not exist for it
             }
             scope.suspend_key(ctx.selected_db(), &name);

@@ -567,6 +567,28 @@ fn api_verbatim_in_db(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
+/// `API.VERBATIMTRY <key> <other key>`: replicates verbatim, tries to set `other key` by call
+/// and by key (ignoring failures), then sets `key`. Replies what the tries gave.
+fn api_verbatim_try(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    ctx.replicate_verbatim()?;
+    let by_call = match ctx.call("SET", &[&args[2], &"tried"]) {
+        Ok(_) => "set".to_owned(),
+        Err(e) => e.message().to_owned(),
+    };
+    let by_key = match ctx.open_key_writable(&args[2]) {
+        Ok(key) => {
+            key.string_set("tried")?;
+            "set".to_owned()
+        }
+        Err(e) => RedisError::from(e).to_string(),
+    };
+    ctx.call("SET", &[&args[1], &"done"])?;
+    Ok(RedisValue::Array(vec![
+        RedisValue::BulkString(by_call),
+        RedisValue::BulkString(by_key),
+    ]))
+}
+
 /// `API.FAILAFTERWRITE <key>`: writes, then fails.
 fn api_fail_after_write(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     ctx.open_key_writable(&args[1])?
@@ -743,6 +765,7 @@ redis_module! {
         ["api.verbatimaftercall", api_verbatim_after_call, "write", 1, 1, 1],
         ["api.verbatimafterwrite", api_verbatim_after_write, "write", 1, 1, 1],
         ["api.verbatimindb", api_verbatim_in_db, "write", 2, 2, 1],
+        ["api.verbatimtry", api_verbatim_try, "write", 1, 1, 1],
         ["api.failafterwrite", api_fail_after_write, "write", 1, 1, 1],
         ["api.selectwrite", api_select_write, "write", 2, 2, 1],
         ["api.flags", api_flags, "readonly", 0, 0, 0],
