@@ -31,8 +31,9 @@ struct Running {
     /// `None` while the guest's init runs.
     command: Option<Arc<CommandSpec>>,
     wrote: Arc<AtomicBool>,
-    /// The id of the client it runs for (0: none).
-    client: u64,
+    /// Its context (for its client), valid while it is on the stack; `None` for a background
+    /// compile's init.
+    ctx: Option<Ctx>,
 }
 
 impl Running {
@@ -104,14 +105,14 @@ impl RunningGuard {
         guest: Arc<str>,
         command: Option<Arc<CommandSpec>>,
         wrote: Arc<AtomicBool>,
-        client: u64,
+        ctx: Option<Ctx>,
     ) -> RunningGuard {
         let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
         running.push(Running {
             guest,
             command,
             wrote,
-            client,
+            ctx,
         });
         RunningGuard { _private: () }
     }
@@ -121,7 +122,11 @@ impl RunningGuard {
 /// another guest runs for a fake client, and the outer command's client is the one behind it.
 pub fn running_clients() -> Vec<u64> {
     let running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
-    running.iter().rev().map(|r| r.client).collect()
+    running
+        .iter()
+        .rev()
+        .filter_map(|r| r.ctx.map(Ctx::client_id))
+        .collect()
 }
 
 impl Drop for RunningGuard {

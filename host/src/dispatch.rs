@@ -122,8 +122,9 @@ fn invoke(ctx: Ctx, args: Args<'_>, variant: Variant) {
         return;
     }
     // Guests call in script mode: what scripts may not run, guests may not either.
-    let from_script = flags & ctx_flags::LUA != 0 || crate::api::called_by_a_guest();
-    if route.spec.flags.deny_script && from_script {
+    if route.spec.flags.deny_script
+        && (flags & ctx_flags::LUA != 0 || crate::api::called_by_a_guest())
+    {
         ctx.reply_error("ERR This Redis command is not allowed from script");
         return;
     }

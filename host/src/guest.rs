@@ -177,10 +177,9 @@ impl Live {
         };
         // Background jobs are not "running" for WASM.KILL and the busy state: they do not hold
         // the main thread.
-        let _running = background.is_none().then(|| {
-            let client = ctx.map_or(0, Ctx::client_id);
-            RunningGuard::enter(label, None, Arc::new(AtomicBool::new(replayed)), client)
-        });
+        let _running = background
+            .is_none()
+            .then(|| RunningGuard::enter(label, None, Arc::new(AtomicBool::new(replayed)), ctx));
         let state = self.store.data_mut();
         state.phase = Phase::Init(InitScope {
             ctx,
@@ -580,7 +579,7 @@ impl Guest {
             state.label.clone(),
             Some(route.spec.clone()),
             scope.effects.wrote.clone(),
-            ctx.client_id(),
+            Some(ctx),
         );
         state.clock = Some(if replayed {
             Clock::unlimited()

@@ -599,3 +599,22 @@ impl CommandScope {
         self.effects.finish(self.ctx, trapped);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CallerAcl;
+
+    #[test]
+    fn declared_keys_are_recognized_exactly() {
+        let mut acl = CallerAcl::default();
+        acl.prepare(false, [&b"counter"[..], b"", b"k2"].into_iter());
+        assert!(acl.is_declared(b"counter"));
+        assert!(acl.is_declared(b""));
+        assert!(acl.is_declared(b"k2"));
+        assert!(!acl.is_declared(b"count"));
+        assert!(!acl.is_declared(b"counterk2"));
+        // A new command forgets the last one's keys.
+        acl.prepare(false, std::iter::empty());
+        assert!(!acl.is_declared(b"counter"));
+    }
+}
