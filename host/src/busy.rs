@@ -31,8 +31,8 @@ struct Running {
     /// `None` while the guest's init runs.
     command: Option<Arc<CommandSpec>>,
     wrote: Arc<AtomicBool>,
-    /// Its context (for its client), valid while it is on the stack; `None` for a background
-    /// compile's init.
+    /// Its context (for its client), valid while it is on the stack; `None` for an init run
+    /// without one (the fuzzing entry point).
     ctx: Option<Ctx>,
 }
 

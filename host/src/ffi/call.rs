@@ -357,7 +357,6 @@ const EROFS: c_int = 30;
 const ENETDOWN: c_int = 100;
 
 impl Ctx {
-    /// `RedisModule_Call(ctx, command, "<modifiers>v", argv, argc)`.
     /// Whether the ACL user of client `client_id` may run `command args` (the command, its
     /// subcommand and its keys). `None` as for [`Ctx::client_may_access_key`]. An unknown
     /// command is allowed here: running it answers that it is unknown.
@@ -373,6 +372,7 @@ impl Ctx {
         })
     }
 
+    /// `RedisModule_Call(ctx, command, "<modifiers>v", argv, argc)`.
     pub fn call<A: AsRef<[u8]>>(
         self,
         command: &str,
