@@ -399,27 +399,31 @@ impl CallerAcl {
     pub fn allows_key(&self, ctx: Ctx, name: &[u8], access: KeyAccess) -> bool {
         self.exempt
             || self.is_declared(name)
-            || Self::ask(ctx, |client| {
-                ctx.client_may_access_key(client, name, access)
-            })
+            || Self::ask(|client| ctx.client_may_access_key(client, name, access))
     }
 
     /// Whether the command's user may run `command args` itself (see [`ask`](Self::ask)):
     /// replicas and the AOF replay what a guest replicates without any ACL.
     pub fn allows_command(&self, ctx: Ctx, command: &str, args: &[Vec<u8>]) -> bool {
-        self.exempt || Self::ask(ctx, |client| ctx.client_may_run(client, command, args))
+        self.exempt || Self::ask(|client| ctx.client_may_run(client, command, args))
     }
 
-    /// Asks `check` about the user of the client the command runs for or, when that is a fake
-    /// client (a guest command called by another guest), of the nearest enclosing guest
-    /// command's client. With no user to ask (a script, another module's call, the master),
-    /// the checks Redis made before the command ran are all there is.
-    fn ask(ctx: Ctx, check: impl Fn(u64) -> Option<bool>) -> bool {
-        std::iter::once(ctx.client_id())
-            .chain(crate::busy::running_clients())
+    /// Asks `check` about the user of the client the command runs for (the innermost running
+    /// guest invocation is this command) or, when that is a fake client (a guest command called
+    /// by another guest), of the nearest enclosing guest command's client. With no user to ask
+    /// (a script, another module's call, the master), the checks Redis made before the command
+    /// ran are all there is.
+    fn ask(check: impl Fn(u64) -> Option<bool>) -> bool {
+        crate::busy::running_clients()
+            .into_iter()
             .find_map(check)
             .unwrap_or(true)
     }
+}
+
+/// The error for a command the user may not run.
+pub fn no_command_permission(command: &str) -> String {
+    format!("NOPERM this user has no permissions to run the '{command}' command or its keys")
 }
 
 /// The error for a key the user may not access, like Redis's own.

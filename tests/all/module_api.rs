@@ -1,10 +1,20 @@
 //! The module API as guests see it: strings, calls and call replies, replies, low-level keys and
 //! their safety rules, replication of effects, context.
 
-use redis_wasm_tests::{ReplicationTap, Reply, Server, guests};
+use redis_wasm_tests::{Client, ReplicationTap, Reply, Server, guests};
 
 fn api_server() -> Server {
     Server::with_module_args(&["LOAD", guests::API_GUEST, "LOAD", guests::BASICS])
+}
+
+/// A client authenticated as a new ACL user `name` with `rules` (on, no password).
+fn client_as(server: &Server, name: &str, rules: &[&str]) -> Client {
+    let mut setuser = vec!["ACL", "SETUSER", name, "on", "nopass"];
+    setuser.extend_from_slice(rules);
+    assert_eq!(server.client().cmd(&setuser), Reply::Status("OK".into()));
+    let mut client = server.client();
+    assert_eq!(client.cmd(&["AUTH", name, "x"]), Reply::Status("OK".into()));
+    client
 }
 
 fn texts(reply: &Reply) -> Vec<String> {
@@ -207,11 +217,7 @@ fn calls_that_cannot_run_are_distinct_errors() {
     );
     c.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
     // Calls run as the calling user.
-    c.cmd(&[
-        "ACL", "SETUSER", "limited", "on", "nopass", "~*", "+@all", "-set",
-    ]);
-    let mut limited = server.client();
-    limited.cmd(&["AUTH", "limited", "x"]);
+    let mut limited = client_as(&server, "limited", &["~*", "+@all", "-set"]);
     assert!(
         limited
             .cmd(&["API.WCALL", "2", "SET", "k", "v"])
@@ -231,11 +237,7 @@ fn keys_a_command_did_not_declare_are_checked_against_the_users_acl() {
     let mut c = server.client();
     c.cmd(&["SET", "a1", "x"]);
     c.cmd(&["SET", "b1", "x"]);
-    c.cmd(&[
-        "ACL", "SETUSER", "alice", "on", "nopass", "~a*", "%R~r*", "+@all",
-    ]);
-    let mut alice = server.client();
-    alice.cmd(&["AUTH", "alice", "x"]);
+    let mut alice = client_as(&server, "alice", &["~a*", "%R~r*", "+@all"]);
     let allowed = || Reply::Array(vec![Reply::Int(1), bulk("opened")]);
     assert_eq!(alice.cmd(&["BASICS.PEEK", "a1"]), allowed());
     // Denied: the key does not exist for this user, and opening it names the cause.
@@ -265,11 +267,7 @@ fn keys_a_command_did_not_declare_are_checked_against_the_users_acl() {
 fn a_guest_replicates_only_what_its_user_may_run() {
     let server = api_server();
     let mut c = server.client();
-    c.cmd(&[
-        "ACL", "SETUSER", "alice", "on", "nopass", "~a*", "+@all", "-acl",
-    ]);
-    let mut alice = server.client();
-    alice.cmd(&["AUTH", "alice", "x"]);
+    let mut alice = client_as(&server, "alice", &["~a*", "+@all", "-acl"]);
     let mut tap = ReplicationTap::attach(&server);
     for (command, key) in [("ACL", "SETUSER"), ("SET", "b1")] {
         let refused = alice.cmd(&["API.REPLICATE", command, key, "x"]);
@@ -869,9 +867,7 @@ fn a_verbatim_command_whose_user_was_refused_something_replicates_its_effects() 
     let replica = api_server();
     replica.replicate_from(&master);
     let mut c = master.client();
-    c.cmd(&["ACL", "SETUSER", "alice", "on", "nopass", "~a*", "+@all"]);
-    let mut alice = master.client();
-    alice.cmd(&["AUTH", "alice", "x"]);
+    let mut alice = client_as(&master, "alice", &["~a*", "+@all"]);
     // The master refuses alice the key b1; a replica replaying the command verbatim would not
     // (it has no user), so the command's effects are replicated instead.
     let tried = alice.cmd(&["API.VERBATIMTRY", "a1", "b1"]);

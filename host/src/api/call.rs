@@ -139,9 +139,9 @@ fn refusal(refusal: CallRefusal, command: &str, oom: bool) -> CallError {
         CallRefusal::NoSpace => CallError::WriteNotAllowed(format!(
             "ERR write command '{command}' called from a command not flagged 'write'"
         )),
-        CallRefusal::NoPermission => CallError::NoPermission(format!(
-            "NOPERM this user has no permissions to run the '{command}' command or its keys"
-        )),
+        CallRefusal::NoPermission => {
+            CallError::NoPermission(crate::scope::no_command_permission(command))
+        }
         CallRefusal::NonLocalKey => CallError::NonLocalKey(
             "ERR Attempted to access a non local key in a cluster node".to_owned(),
         ),

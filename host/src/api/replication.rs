@@ -31,8 +31,8 @@ impl Host for GuestState {
         if !scope.acl.allows_command(scope.ctx, &lower, &args) {
             scope.effects.user_refused = true;
             return Ok(Err(format!(
-                "NOPERM this user has no permissions to run the '{command}' command or its keys \
-                 (replicas would run what a guest replicates without checking)"
+                "{} (replicas would run what a guest replicates without checking)",
+                crate::scope::no_command_permission(&command)
             )));
         }
         let modifiers = match (
