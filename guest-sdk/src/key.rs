@@ -35,6 +35,12 @@ pub const NO_EXPIRE: i64 = -1;
 /// An open key (`RedisModuleKey`). Closed when dropped.
 pub struct Key(pub(crate) wit::Key);
 
+impl Drop for Key {
+    fn drop(&mut self) {
+        wit::close_key(self.0);
+    }
+}
+
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Key")
@@ -49,7 +55,7 @@ impl Key {
 
     /// `RedisModule_KeyType`: [`KeyType::Empty`] for a missing key.
     pub fn key_type(&self) -> Result<KeyType> {
-        self.0.key_type()
+        wit::type_of(self.0)
     }
 
     /// Whether the key is missing.
@@ -59,119 +65,115 @@ impl Key {
 
     /// `RedisModule_ValueLength`.
     pub fn value_length(&self) -> Result<usize> {
-        self.0
-            .value_length()
-            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        wit::value_length(self.0).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     /// `RedisModule_DeleteKey`.
     pub fn delete(&self) -> Result<()> {
-        self.0.delete()
+        wit::delete(self.0)
     }
 
     /// `RedisModule_UnlinkKey`.
     pub fn unlink(&self) -> Result<()> {
-        self.0.unlink()
+        wit::unlink(self.0)
     }
 
     /// `RedisModule_GetExpire`: milliseconds left, or [`NO_EXPIRE`].
     pub fn get_expire(&self) -> Result<i64> {
-        self.0.get_expire()
+        wit::get_expire(self.0)
     }
 
     /// `RedisModule_SetExpire`: milliseconds from now; [`NO_EXPIRE`] removes the expire.
     pub fn set_expire(&self, milliseconds: i64) -> Result<()> {
-        self.0.set_expire(milliseconds)
+        wit::set_expire(self.0, milliseconds)
     }
 
     /// `RedisModule_GetAbsExpire`: Unix milliseconds, or [`NO_EXPIRE`].
     pub fn get_abs_expire(&self) -> Result<i64> {
-        self.0.get_abs_expire()
+        wit::get_abs_expire(self.0)
     }
 
     /// `RedisModule_SetAbsExpire`.
     pub fn set_abs_expire(&self, unix_milliseconds: i64) -> Result<()> {
-        self.0.set_abs_expire(unix_milliseconds)
+        wit::set_abs_expire(self.0, unix_milliseconds)
     }
 
     /// `RedisModule_StringSet`.
     pub fn string_set(&self, value: impl AsRef<[u8]>) -> Result<()> {
-        self.0.string_set(value.as_ref())
+        wit::string_set(self.0, value.as_ref())
     }
 
     /// The whole string value (empty for a missing key).
     pub fn string_get(&self) -> Result<RedisString> {
-        self.0.string_read(0, u64::MAX).map(RedisString::from)
+        wit::string_read(self.0, 0, u64::MAX).map(RedisString::from)
     }
 
     /// Reads `len` bytes at `offset` (the read half of `RedisModule_StringDMA`).
     pub fn string_read(&self, offset: usize, len: usize) -> Result<Vec<u8>> {
-        self.0.string_read(offset as u64, len as u64)
+        wit::string_read(self.0, offset as u64, len as u64)
     }
 
     /// `RedisModule_ModuleTypeGetValue`: the key's value of `data_type` (`None` for an empty
     /// key; [`KeyError::WrongType`] for any other value).
     pub fn get_value(&self, data_type: &DataType) -> Result<Option<DataValue>> {
-        Ok(self
-            .0
-            .module_type_get_value(data_type.index()?)?
-            .map(|v| DataValue {
+        Ok(
+            wit::module_type_get_value(self.0, data_type.index()?)?.map(|v| DataValue {
                 encoding_version: v.encoding_version,
                 data: v.data,
-            }))
+            }),
+        )
     }
 
     /// `RedisModule_ModuleTypeSetValue`: stores `data` as the key's value of `data_type`, with
     /// the type's encoding version. Replacing a value of the same type keeps the key's expire;
     /// any other value (or none) is replaced. Needs a key opened for writing.
     pub fn set_value(&self, data_type: &DataType, data: impl AsRef<[u8]>) -> Result<()> {
-        self.0
-            .module_type_set_value(data_type.index()?, data.as_ref())
+        wit::module_type_set_value(self.0, data_type.index()?, data.as_ref())
     }
 
     /// The name of the guest data type the key holds, if it holds one (any guest's).
     pub fn data_type_name(&self) -> Result<Option<String>> {
-        self.0.module_type_name()
+        wit::module_type_name(self.0)
     }
 
     /// Overwrites bytes at `offset` in place (the write half of `RedisModule_StringDMA`).
     pub fn string_write(&self, offset: usize, data: &[u8]) -> Result<()> {
-        self.0.string_write(offset as u64, data)
+        wit::string_write(self.0, offset as u64, data)
     }
 
     /// `RedisModule_StringTruncate`: shortens, or enlarges with zero bytes.
     pub fn string_truncate(&self, len: usize) -> Result<()> {
-        self.0.string_truncate(len as u64)
+        wit::string_truncate(self.0, len as u64)
     }
 
     /// `RedisModule_ListPush`.
     pub fn list_push(&self, where_: ListWhere, value: impl AsRef<[u8]>) -> Result<()> {
-        self.0.list_push(where_, value.as_ref())
+        wit::list_push(self.0, where_, value.as_ref())
     }
 
     /// `RedisModule_ListPop`: `None` when the list is empty.
     pub fn list_pop(&self, where_: ListWhere) -> Result<Option<RedisString>> {
-        self.0.list_pop(where_).map(|v| v.map(RedisString::from))
+        wit::list_pop(self.0, where_).map(|v| v.map(RedisString::from))
     }
 
     /// `RedisModule_ListGet`.
     pub fn list_get(&self, index: i64) -> Result<RedisString> {
-        self.0.list_get(index).map(RedisString::from)
+        wit::list_get(self.0, index).map(RedisString::from)
     }
 
     /// `RedisModule_ListSet`.
     pub fn list_set(&self, index: i64, value: impl AsRef<[u8]>) -> Result<()> {
-        self.0.list_set(index, value.as_ref())
+        wit::list_set(self.0, index, value.as_ref())
     }
 
     /// `RedisModule_ListInsert`.
     pub fn list_insert(&self, index: i64, value: impl AsRef<[u8]>) -> Result<()> {
-        self.0.list_insert(index, value.as_ref())
+        wit::list_insert(self.0, index, value.as_ref())
     }
 
     /// `RedisModule_ListDelete`.
     pub fn list_delete(&self, index: i64) -> Result<()> {
-        self.0.list_delete(index)
+        wit::list_delete(self.0, index)
     }
 
     /// `RedisModule_ZsetAdd`.
@@ -181,7 +183,7 @@ impl Key {
         member: impl AsRef<[u8]>,
         flags: ZaddFlags,
     ) -> Result<ZaddOutcome> {
-        self.0.zset_add(score, member.as_ref(), flags)
+        wit::zset_add(self.0, score, member.as_ref(), flags)
     }
 
     /// `RedisModule_ZsetIncrby`: the new score.
@@ -191,17 +193,17 @@ impl Key {
         member: impl AsRef<[u8]>,
         flags: ZaddFlags,
     ) -> Result<(f64, ZaddOutcome)> {
-        self.0.zset_incrby(increment, member.as_ref(), flags)
+        wit::zset_incrby(self.0, increment, member.as_ref(), flags)
     }
 
     /// `RedisModule_ZsetScore`.
     pub fn zset_score(&self, member: impl AsRef<[u8]>) -> Result<Option<f64>> {
-        self.0.zset_score(member.as_ref())
+        wit::zset_score(self.0, member.as_ref())
     }
 
     /// `RedisModule_ZsetRem`: whether it was removed.
     pub fn zset_rem(&self, member: impl AsRef<[u8]>) -> Result<bool> {
-        self.0.zset_rem(member.as_ref())
+        wit::zset_rem(self.0, member.as_ref())
     }
 
     /// `RedisModule_ZsetFirstInScoreRange`.
@@ -212,8 +214,7 @@ impl Key {
         min_exclusive: bool,
         max_exclusive: bool,
     ) -> Result<()> {
-        self.0
-            .zset_first_in_score_range(min, max, min_exclusive, max_exclusive)
+        wit::zset_first_in_score_range(self.0, min, max, min_exclusive, max_exclusive)
     }
 
     /// `RedisModule_ZsetLastInScoreRange`.
@@ -224,8 +225,7 @@ impl Key {
         min_exclusive: bool,
         max_exclusive: bool,
     ) -> Result<()> {
-        self.0
-            .zset_last_in_score_range(min, max, min_exclusive, max_exclusive)
+        wit::zset_last_in_score_range(self.0, min, max, min_exclusive, max_exclusive)
     }
 
     /// `RedisModule_ZsetFirstInLexRange` (`[a`, `(a`, `-`, `+` bounds).
@@ -234,7 +234,7 @@ impl Key {
         min: impl AsRef<[u8]>,
         max: impl AsRef<[u8]>,
     ) -> Result<()> {
-        self.0.zset_first_in_lex_range(min.as_ref(), max.as_ref())
+        wit::zset_first_in_lex_range(self.0, min.as_ref(), max.as_ref())
     }
 
     /// `RedisModule_ZsetLastInLexRange`.
@@ -243,19 +243,17 @@ impl Key {
         min: impl AsRef<[u8]>,
         max: impl AsRef<[u8]>,
     ) -> Result<()> {
-        self.0.zset_last_in_lex_range(min.as_ref(), max.as_ref())
+        wit::zset_last_in_lex_range(self.0, min.as_ref(), max.as_ref())
     }
 
     /// `RedisModule_ZsetRangeCurrentElement`: member and score.
     pub fn zset_range_current_element(&self) -> Result<Option<(RedisString, f64)>> {
-        self.0
-            .zset_range_current_element()
-            .map(|e| e.map(|(m, s)| (RedisString::from(m), s)))
+        wit::zset_range_current_element(self.0).map(|e| e.map(|(m, s)| (RedisString::from(m), s)))
     }
 
     /// `RedisModule_ZsetRangeNext`.
     pub fn zset_range_next(&self) -> Result<bool> {
-        self.0.zset_range_next()
+        wit::zset_range_next(self.0)
     }
 
     /// Up to `max` elements from the range's current position on, moving past them, in one
@@ -263,32 +261,32 @@ impl Key {
     /// and [`zset_range_next`](Self::zset_range_next) give, much faster. Empty once the end is
     /// reached.
     pub fn zset_range_next_batch(&self, max: u32) -> Result<ZsetRangeBatch> {
-        self.0.zset_range_next_batch(max).map(ZsetRangeBatch)
+        wit::zset_range_next_batch(self.0, max).map(ZsetRangeBatch)
     }
 
     /// `RedisModule_ZsetRangePrev`.
     pub fn zset_range_prev(&self) -> Result<bool> {
-        self.0.zset_range_prev()
+        wit::zset_range_prev(self.0)
     }
 
     /// `RedisModule_ZsetRangeEndReached`.
     pub fn zset_range_end_reached(&self) -> Result<bool> {
-        self.0.zset_range_end_reached()
+        wit::zset_range_end_reached(self.0)
     }
 
     /// `RedisModule_ZsetRangeStop`.
     pub fn zset_range_stop(&self) {
-        self.0.zset_range_stop();
+        wit::zset_range_stop(self.0);
     }
 
     /// `RedisModule_HashSet`: sets fields, deletes those whose value is `None`.
     pub fn hash_set(&self, flags: HashSetFlags, fields: &[(&[u8], Option<&[u8]>)]) -> Result<u64> {
-        self.0.hash_set(flags, fields)
+        wit::hash_set(self.0, flags, fields)
     }
 
     /// `RedisModule_HashGet`.
     pub fn hash_get(&self, fields: &[&[u8]]) -> Result<Vec<Option<RedisString>>> {
-        self.0.hash_get(fields).map(|values| {
+        wit::hash_get(self.0, fields).map(|values| {
             values
                 .into_iter()
                 .map(|v| v.map(RedisString::from))
@@ -298,7 +296,7 @@ impl Key {
 
     /// `RedisModule_HashGet` with `REDISMODULE_HASH_EXISTS`.
     pub fn hash_exists(&self, fields: &[&[u8]]) -> Result<Vec<bool>> {
-        self.0.hash_exists(fields)
+        wit::hash_exists(self.0, fields)
     }
 }
 

@@ -198,11 +198,11 @@ mod tests {
 
     #[test]
     fn versions_follow_semver() {
-        assert!(compatible((0, 2, 0)));
-        assert!(!compatible((0, 1, 0)));
-        assert!(!compatible((0, 3, 0)));
-        assert!(!compatible((1, 2, 0)));
-        assert!(!compatible((0, 2, 9)));
+        assert!(compatible((0, 3, 0)));
+        assert!(!compatible((0, 2, 0)));
+        assert!(!compatible((0, 4, 0)));
+        assert!(!compatible((1, 3, 0)));
+        assert!(!compatible((0, 3, 9)));
         let parsed = parse_interface_name("redis:module/log@0.1.0").unwrap();
         assert_eq!(
             (parsed.package, parsed.interface, parsed.version),

@@ -3,14 +3,13 @@
 //! AOF.
 
 use redis_module::raw;
-use wasmtime::component::Resource;
 
 use super::bindings::redis::module::keys::{
-    DataValue, HashSetFlags, Host, HostKey, KeyError, KeyType, ListWhere, OpenMode, ZaddFlags,
+    DataValue, HashSetFlags, Host, Key, KeyError, KeyType, ListWhere, OpenMode, ZaddFlags,
     ZaddOutcome, ZsetRangeBatch,
 };
 use crate::ffi::{self, KeyAccess, KeyValue, RawKey, TypeValue};
-use crate::scope::{Effects, KeyFault, KeyHandle, KeyRes, MAX_HANDLES, RangeState, tombstone};
+use crate::scope::{Effects, KeyFault, KeyHandle, MAX_HANDLES, RangeState, tombstone};
 use crate::state::GuestState;
 
 type R<T> = wasmtime::Result<Result<T, KeyError>>;
@@ -117,7 +116,7 @@ impl GuestState {
     /// Runs `op` on the key behind `handle`, with the command's effects log.
     fn with_key<T>(
         &mut self,
-        handle: &Resource<KeyRes>,
+        handle: Key,
         op: impl FnOnce(&mut KeyHandle, &mut Effects) -> Result<T, KeyFault>,
     ) -> R<T> {
         self.with_key_ctx(handle, |key, effects, _| op(key, effects))
@@ -126,14 +125,14 @@ impl GuestState {
     /// Like `with_key`, also giving the command's context.
     fn with_key_ctx<T>(
         &mut self,
-        handle: &Resource<KeyRes>,
+        handle: Key,
         op: impl FnOnce(&mut KeyHandle, &mut Effects, crate::ffi::Ctx) -> Result<T, KeyFault>,
     ) -> R<T> {
         let Ok(scope) = self.command() else {
             return Ok(Err(KeyError::Closed));
         };
         Ok(scope
-            .key(handle.rep())
+            .key(handle)
             .and_then(|(key, effects, ctx)| op(key, effects, ctx))
             .map_err(Into::into))
     }
@@ -146,7 +145,7 @@ fn unknown_data_type(index: u32) -> KeyError {
 }
 
 impl Host for GuestState {
-    fn open_key(&mut self, name: Vec<u8>, mode: OpenMode) -> R<Resource<KeyRes>> {
+    fn open_key(&mut self, name: Vec<u8>, mode: OpenMode) -> R<Key> {
         let rep = self.new_handle()?;
         let Ok(scope) = self.command() else {
             return Ok(Err(KeyError::Invalid(
@@ -161,7 +160,7 @@ impl Host for GuestState {
         match scope.open_key(name, mode.contains(OpenMode::WRITE)) {
             Ok(key) => {
                 scope.keys.insert(rep, key);
-                Ok(Ok(Resource::new_own(rep)))
+                Ok(Ok(rep))
             }
             Err(fault) => Ok(Err(fault.into())),
         }
@@ -181,11 +180,16 @@ impl Host for GuestState {
         }
         Ok(ctx.key_exists(&name))
     }
-}
 
-impl HostKey for GuestState {
-    fn key_type(&mut self, this: Resource<KeyRes>) -> R<KeyType> {
-        self.with_key(&this, |key, _| {
+    fn close_key(&mut self, handle: Key) -> wasmtime::Result<()> {
+        if let Ok(scope) = self.command() {
+            scope.keys.remove(&handle);
+        }
+        Ok(())
+    }
+
+    fn type_of(&mut self, handle: Key) -> R<KeyType> {
+        self.with_key(handle, |key, _| {
             Ok(match type_of(key) {
                 STRING => KeyType::String,
                 LIST => KeyType::List,
@@ -199,14 +203,14 @@ impl HostKey for GuestState {
         })
     }
 
-    fn value_length(&mut self, this: Resource<KeyRes>) -> R<u64> {
-        self.with_key(&this, |key, _| {
+    fn value_length(&mut self, handle: Key) -> R<u64> {
+        self.with_key(handle, |key, _| {
             Ok(key.raw.as_ref().map_or(0, RawKey::value_length))
         })
     }
 
-    fn delete(&mut self, this: Resource<KeyRes>) -> R<()> {
-        self.with_key_ctx(&this, |key, effects, ctx| {
+    fn delete(&mut self, handle: Key) -> R<()> {
+        self.with_key_ctx(handle, |key, effects, ctx| {
             // Redis keeps a list iterator inside an open key after index operations, and
             // deleting then would free the list under it: start from a fresh handle.
             key.reopen(ctx);
@@ -221,8 +225,8 @@ impl HostKey for GuestState {
         })
     }
 
-    fn unlink(&mut self, this: Resource<KeyRes>) -> R<()> {
-        self.with_key_ctx(&this, |key, effects, ctx| {
+    fn unlink(&mut self, handle: Key) -> R<()> {
+        self.with_key_ctx(handle, |key, effects, ctx| {
             // Redis keeps a list iterator inside an open key after index operations, and
             // deleting then would free the list under it: start from a fresh handle.
             key.reopen(ctx);
@@ -239,13 +243,13 @@ impl HostKey for GuestState {
         })
     }
 
-    fn get_expire(&mut self, this: Resource<KeyRes>) -> R<i64> {
-        self.with_key(&this, |key, _| {
+    fn get_expire(&mut self, handle: Key) -> R<i64> {
+        self.with_key(handle, |key, _| {
             Ok(key.raw.as_ref().map_or(-1, RawKey::get_expire))
         })
     }
 
-    fn set_expire(&mut self, this: Resource<KeyRes>, milliseconds: i64) -> R<()> {
+    fn set_expire(&mut self, handle: Key, milliseconds: i64) -> R<()> {
         // `RM_SetExpire` adds the current time without checking: refuse what would overflow
         // (it would wrap to a time in the past), as `PEXPIRE` does.
         let now_ms = std::time::SystemTime::now()
@@ -256,21 +260,21 @@ impl HostKey for GuestState {
                 "ERR invalid expire time: it overflows when added to the current time".into(),
             )));
         }
-        self.change_expire(&this, |raw| raw.set_expire(milliseconds))
+        self.change_expire(handle, |raw| raw.set_expire(milliseconds))
     }
 
-    fn get_abs_expire(&mut self, this: Resource<KeyRes>) -> R<i64> {
-        self.with_key(&this, |key, _| {
+    fn get_abs_expire(&mut self, handle: Key) -> R<i64> {
+        self.with_key(handle, |key, _| {
             Ok(key.raw.as_ref().map_or(-1, RawKey::get_abs_expire))
         })
     }
 
-    fn set_abs_expire(&mut self, this: Resource<KeyRes>, unix_milliseconds: i64) -> R<()> {
-        self.change_expire(&this, |raw| raw.set_abs_expire(unix_milliseconds))
+    fn set_abs_expire(&mut self, handle: Key, unix_milliseconds: i64) -> R<()> {
+        self.change_expire(handle, |raw| raw.set_abs_expire(unix_milliseconds))
     }
 
-    fn string_set(&mut self, this: Resource<KeyRes>, value: Vec<u8>) -> R<()> {
-        self.with_key_ctx(&this, |key, effects, ctx| {
+    fn string_set(&mut self, handle: Key, value: Vec<u8>) -> R<()> {
+        self.with_key_ctx(handle, |key, effects, ctx| {
             key.drop_list_iterator(ctx);
             if !writable(key)?.string_set(&value) {
                 return Err(KeyFault::Invalid("ERR the string could not be set".into()));
@@ -280,8 +284,8 @@ impl HostKey for GuestState {
         })
     }
 
-    fn string_read(&mut self, this: Resource<KeyRes>, offset: u64, len: u64) -> R<Vec<u8>> {
-        self.with_key(&this, |key, _| {
+    fn string_read(&mut self, handle: Key, offset: u64, len: u64) -> R<Vec<u8>> {
+        self.with_key(handle, |key, _| {
             expect_type(key, STRING)?;
             match &key.raw {
                 None => Ok(Vec::new()),
@@ -290,8 +294,8 @@ impl HostKey for GuestState {
         })
     }
 
-    fn string_write(&mut self, this: Resource<KeyRes>, offset: u64, data: Vec<u8>) -> R<()> {
-        self.with_key(&this, |key, effects| {
+    fn string_write(&mut self, handle: Key, offset: u64, data: Vec<u8>) -> R<()> {
+        self.with_key(handle, |key, effects| {
             expect_type(key, STRING)?;
             writable(key)?
                 .string_write(offset, &data)
@@ -307,8 +311,8 @@ impl HostKey for GuestState {
         })
     }
 
-    fn string_truncate(&mut self, this: Resource<KeyRes>, len: u64) -> R<()> {
-        self.with_key(&this, |key, effects| {
+    fn string_truncate(&mut self, handle: Key, len: u64) -> R<()> {
+        self.with_key(handle, |key, effects| {
             expect_type(key, STRING)?;
             let was_empty = type_of(key) == EMPTY;
             let raw = writable(key)?;
@@ -347,8 +351,8 @@ impl HostKey for GuestState {
         })
     }
 
-    fn list_push(&mut self, this: Resource<KeyRes>, where_: ListWhere, value: Vec<u8>) -> R<()> {
-        self.with_key(&this, |key, effects| {
+    fn list_push(&mut self, handle: Key, where_: ListWhere, value: Vec<u8>) -> R<()> {
+        self.with_key(handle, |key, effects| {
             expect_type(key, LIST)?;
             let tail = where_ == ListWhere::Tail;
             if !writable(key)?.list_push(tail, &value) {
@@ -365,8 +369,8 @@ impl HostKey for GuestState {
         })
     }
 
-    fn list_pop(&mut self, this: Resource<KeyRes>, where_: ListWhere) -> R<Option<Vec<u8>>> {
-        self.with_key(&this, |key, effects| {
+    fn list_pop(&mut self, handle: Key, where_: ListWhere) -> R<Option<Vec<u8>>> {
+        self.with_key(handle, |key, effects| {
             expect_type(key, LIST)?;
             let raw = writable(key)?;
             if type_of(key) == EMPTY {
@@ -385,8 +389,8 @@ impl HostKey for GuestState {
         })
     }
 
-    fn list_get(&mut self, this: Resource<KeyRes>, index: i64) -> R<Vec<u8>> {
-        self.with_key_ctx(&this, |key, _, ctx| {
+    fn list_get(&mut self, handle: Key, index: i64) -> R<Vec<u8>> {
+        self.with_key_ctx(handle, |key, _, ctx| {
             key.fresh_list_iterator(ctx);
             expect_type(key, LIST)?;
             let raw = key.raw.as_ref().ok_or(KeyFault::OutOfRange)?;
@@ -395,8 +399,8 @@ impl HostKey for GuestState {
         })
     }
 
-    fn list_set(&mut self, this: Resource<KeyRes>, index: i64, value: Vec<u8>) -> R<()> {
-        self.with_key_ctx(&this, |key, effects, ctx| {
+    fn list_set(&mut self, handle: Key, index: i64, value: Vec<u8>) -> R<()> {
+        self.with_key_ctx(handle, |key, effects, ctx| {
             key.fresh_list_iterator(ctx);
             expect_type(key, LIST)?;
             let raw = writable(key)?;
@@ -409,8 +413,8 @@ impl HostKey for GuestState {
         })
     }
 
-    fn list_insert(&mut self, this: Resource<KeyRes>, index: i64, value: Vec<u8>) -> R<()> {
-        self.with_key_ctx(&this, |key, effects, ctx| {
+    fn list_insert(&mut self, handle: Key, index: i64, value: Vec<u8>) -> R<()> {
+        self.with_key_ctx(handle, |key, effects, ctx| {
             key.fresh_list_iterator(ctx);
             expect_type(key, LIST)?;
             let raw = writable(key)?;
@@ -443,8 +447,8 @@ impl HostKey for GuestState {
         })
     }
 
-    fn list_delete(&mut self, this: Resource<KeyRes>, index: i64) -> R<()> {
-        self.with_key_ctx(&this, |key, effects, ctx| {
+    fn list_delete(&mut self, handle: Key, index: i64) -> R<()> {
+        self.with_key_ctx(handle, |key, effects, ctx| {
             key.fresh_list_iterator(ctx);
             expect_type(key, LIST)?;
             let raw = writable(key)?;
@@ -465,12 +469,12 @@ impl HostKey for GuestState {
 
     fn zset_add(
         &mut self,
-        this: Resource<KeyRes>,
+        handle: Key,
         score: f64,
         member: Vec<u8>,
         flags: ZaddFlags,
     ) -> R<ZaddOutcome> {
-        self.with_key(&this, |key, effects| {
+        self.with_key(handle, |key, effects| {
             expect_type(key, ZSET)?;
             if score.is_nan() {
                 return Err(KeyFault::Invalid("ERR the score is not a number".into()));
@@ -493,12 +497,12 @@ impl HostKey for GuestState {
 
     fn zset_incrby(
         &mut self,
-        this: Resource<KeyRes>,
+        handle: Key,
         increment: f64,
         member: Vec<u8>,
         flags: ZaddFlags,
     ) -> R<(f64, ZaddOutcome)> {
-        self.with_key(&this, |key, effects| {
+        self.with_key(handle, |key, effects| {
             expect_type(key, ZSET)?;
             if increment.is_nan() {
                 return Err(KeyFault::Invalid(
@@ -523,8 +527,8 @@ impl HostKey for GuestState {
         })
     }
 
-    fn zset_score(&mut self, this: Resource<KeyRes>, member: Vec<u8>) -> R<Option<f64>> {
-        self.with_key(&this, |key, _| {
+    fn zset_score(&mut self, handle: Key, member: Vec<u8>) -> R<Option<f64>> {
+        self.with_key(handle, |key, _| {
             expect_type(key, ZSET)?;
             Ok(key
                 .raw
@@ -534,8 +538,8 @@ impl HostKey for GuestState {
         })
     }
 
-    fn zset_rem(&mut self, this: Resource<KeyRes>, member: Vec<u8>) -> R<bool> {
-        self.with_key(&this, |key, effects| {
+    fn zset_rem(&mut self, handle: Key, member: Vec<u8>) -> R<bool> {
+        self.with_key(handle, |key, effects| {
             expect_type(key, ZSET)?;
             let raw = writable(key)?;
             if type_of(key) == EMPTY {
@@ -551,13 +555,13 @@ impl HostKey for GuestState {
 
     fn zset_first_in_score_range(
         &mut self,
-        this: Resource<KeyRes>,
+        handle: Key,
         min: f64,
         max: f64,
         min_ex: bool,
         max_ex: bool,
     ) -> R<()> {
-        self.with_key(&this, |key, _| {
+        self.with_key(handle, |key, _| {
             start_range(key, |raw| {
                 raw.zset_score_range(false, min, max, min_ex, max_ex)
             })
@@ -566,55 +570,45 @@ impl HostKey for GuestState {
 
     fn zset_last_in_score_range(
         &mut self,
-        this: Resource<KeyRes>,
+        handle: Key,
         min: f64,
         max: f64,
         min_ex: bool,
         max_ex: bool,
     ) -> R<()> {
-        self.with_key(&this, |key, _| {
+        self.with_key(handle, |key, _| {
             start_range(key, |raw| {
                 raw.zset_score_range(true, min, max, min_ex, max_ex)
             })
         })
     }
 
-    fn zset_first_in_lex_range(
-        &mut self,
-        this: Resource<KeyRes>,
-        min: Vec<u8>,
-        max: Vec<u8>,
-    ) -> R<()> {
-        self.with_key(&this, |key, _| {
+    fn zset_first_in_lex_range(&mut self, handle: Key, min: Vec<u8>, max: Vec<u8>) -> R<()> {
+        self.with_key(handle, |key, _| {
             start_range(key, |raw| raw.zset_lex_range(false, &min, &max))
         })
     }
 
-    fn zset_last_in_lex_range(
-        &mut self,
-        this: Resource<KeyRes>,
-        min: Vec<u8>,
-        max: Vec<u8>,
-    ) -> R<()> {
-        self.with_key(&this, |key, _| {
+    fn zset_last_in_lex_range(&mut self, handle: Key, min: Vec<u8>, max: Vec<u8>) -> R<()> {
+        self.with_key(handle, |key, _| {
             start_range(key, |raw| raw.zset_lex_range(true, &min, &max))
         })
     }
 
-    fn zset_range_current_element(&mut self, this: Resource<KeyRes>) -> R<Option<(Vec<u8>, f64)>> {
-        self.with_key(&this, |key, _| {
+    fn zset_range_current_element(&mut self, handle: Key) -> R<Option<(Vec<u8>, f64)>> {
+        self.with_key(handle, |key, _| {
             Ok(range(key)?.and_then(RawKey::zset_range_current))
         })
     }
 
-    fn zset_range_next(&mut self, this: Resource<KeyRes>) -> R<bool> {
-        self.with_key(&this, |key, _| {
+    fn zset_range_next(&mut self, handle: Key) -> R<bool> {
+        self.with_key(handle, |key, _| {
             Ok(range(key)?.is_some_and(RawKey::zset_range_next))
         })
     }
 
-    fn zset_range_next_batch(&mut self, this: Resource<KeyRes>, max: u32) -> R<ZsetRangeBatch> {
-        self.with_key(&this, |key, _| {
+    fn zset_range_next_batch(&mut self, handle: Key, max: u32) -> R<ZsetRangeBatch> {
+        self.with_key(handle, |key, _| {
             let mut batch = ZsetRangeBatch {
                 members: Vec::new(),
                 ends: Vec::new(),
@@ -640,20 +634,20 @@ impl HostKey for GuestState {
         })
     }
 
-    fn zset_range_prev(&mut self, this: Resource<KeyRes>) -> R<bool> {
-        self.with_key(&this, |key, _| {
+    fn zset_range_prev(&mut self, handle: Key) -> R<bool> {
+        self.with_key(handle, |key, _| {
             Ok(range(key)?.is_some_and(RawKey::zset_range_prev))
         })
     }
 
-    fn zset_range_end_reached(&mut self, this: Resource<KeyRes>) -> R<bool> {
-        self.with_key(&this, |key, _| {
+    fn zset_range_end_reached(&mut self, handle: Key) -> R<bool> {
+        self.with_key(handle, |key, _| {
             Ok(range(key)?.is_none_or(RawKey::zset_range_end_reached))
         })
     }
 
-    fn zset_range_stop(&mut self, this: Resource<KeyRes>) -> wasmtime::Result<()> {
-        let _ = self.with_key(&this, |key, _| {
+    fn zset_range_stop(&mut self, handle: Key) -> wasmtime::Result<()> {
+        let _ = self.with_key(handle, |key, _| {
             if key.range.get() == RangeState::Active
                 && let Some(raw) = &key.raw
             {
@@ -667,11 +661,11 @@ impl HostKey for GuestState {
 
     fn hash_set(
         &mut self,
-        this: Resource<KeyRes>,
+        handle: Key,
         flags: HashSetFlags,
         fields: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> R<u64> {
-        self.with_key(&this, |key, effects| {
+        self.with_key(handle, |key, effects| {
             expect_type(key, HASH)?;
             if flags.contains(HashSetFlags::NX) && flags.contains(HashSetFlags::XX) {
                 return Err(KeyFault::Invalid(
@@ -711,12 +705,8 @@ impl HostKey for GuestState {
         })
     }
 
-    fn hash_get(
-        &mut self,
-        this: Resource<KeyRes>,
-        fields: Vec<Vec<u8>>,
-    ) -> R<Vec<Option<Vec<u8>>>> {
-        self.with_key(&this, |key, _| {
+    fn hash_get(&mut self, handle: Key, fields: Vec<Vec<u8>>) -> R<Vec<Option<Vec<u8>>>> {
+        self.with_key(handle, |key, _| {
             expect_type(key, HASH)?;
             let Some(raw) = key.raw.as_ref().filter(|_| type_of(key) == HASH) else {
                 return Ok(vec![None; fields.len()]);
@@ -740,8 +730,8 @@ impl HostKey for GuestState {
         })
     }
 
-    fn hash_exists(&mut self, this: Resource<KeyRes>, fields: Vec<Vec<u8>>) -> R<Vec<bool>> {
-        self.with_key(&this, |key, _| {
+    fn hash_exists(&mut self, handle: Key, fields: Vec<Vec<u8>>) -> R<Vec<bool>> {
+        self.with_key(handle, |key, _| {
             expect_type(key, HASH)?;
             Ok(match key.raw.as_ref().filter(|_| type_of(key) == HASH) {
                 Some(raw) => fields.iter().map(|f| raw.hash_exists(f)).collect(),
@@ -750,15 +740,11 @@ impl HostKey for GuestState {
         })
     }
 
-    fn module_type_get_value(
-        &mut self,
-        this: Resource<KeyRes>,
-        data_type: u32,
-    ) -> R<Option<DataValue>> {
+    fn module_type_get_value(&mut self, handle: Key, data_type: u32) -> R<Option<DataValue>> {
         let Some(ty) = self.data_type(data_type) else {
             return Ok(Err(unknown_data_type(data_type)));
         };
-        self.with_key(&this, |key, _| {
+        self.with_key(handle, |key, _| {
             let Some(raw) = key.raw.as_mut() else {
                 return Ok(None);
             };
@@ -773,16 +759,11 @@ impl HostKey for GuestState {
         })
     }
 
-    fn module_type_set_value(
-        &mut self,
-        this: Resource<KeyRes>,
-        data_type: u32,
-        data: Vec<u8>,
-    ) -> R<()> {
+    fn module_type_set_value(&mut self, handle: Key, data_type: u32, data: Vec<u8>) -> R<()> {
         let Some((ty, encver)) = self.data_type_with_version(data_type) else {
             return Ok(Err(unknown_data_type(data_type)));
         };
-        self.with_key_ctx(&this, |key, effects, ctx| {
+        self.with_key_ctx(handle, |key, effects, ctx| {
             key.drop_list_iterator(ctx);
             writable(key)?;
             let raw = key.raw.as_mut().ok_or(KeyFault::Closed)?;
@@ -808,17 +789,10 @@ impl HostKey for GuestState {
         })
     }
 
-    fn module_type_name(&mut self, this: Resource<KeyRes>) -> R<Option<String>> {
-        self.with_key(&this, |key, _| {
+    fn module_type_name(&mut self, handle: Key) -> R<Option<String>> {
+        self.with_key(handle, |key, _| {
             Ok(key.raw.as_mut().and_then(RawKey::guest_type_name))
         })
-    }
-
-    fn drop(&mut self, this: Resource<KeyRes>) -> wasmtime::Result<()> {
-        if let Ok(scope) = self.command() {
-            scope.keys.remove(&this.rep());
-        }
-        Ok(())
     }
 }
 
@@ -863,12 +837,8 @@ fn start_range(key: &mut KeyHandle, start: impl FnOnce(&RawKey) -> bool) -> Resu
 /// The key of an active range (`None`: the range is over an empty key).
 impl GuestState {
     /// `set-expire` and `set-abs-expire`: `set` changes the expire, false if Redis refused.
-    fn change_expire(
-        &mut self,
-        this: &Resource<KeyRes>,
-        set: impl FnOnce(&RawKey) -> bool,
-    ) -> R<()> {
-        self.with_key(this, |key, effects| {
+    fn change_expire(&mut self, handle: Key, set: impl FnOnce(&RawKey) -> bool) -> R<()> {
+        self.with_key(handle, |key, effects| {
             if !set(writable(key)?) {
                 return Err(KeyFault::Invalid(
                     "ERR cannot set the expire: the key is empty or the time is negative".into(),

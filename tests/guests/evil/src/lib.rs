@@ -349,13 +349,18 @@ fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Integer(n as i64))
 }
 
-/// Uses a forged handle number: the component model must refuse it (a trap, never a crash).
+/// Uses a made-up key number (`evil.forged N`) or opens key `k` and replies with its number,
+/// leaving it open (`evil.forged open`): numbers must never reach a key they were not given for.
 fn forged_handle(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let handle = args.into_iter().skip(1).next_u64()? as u32;
-    // SAFETY: none: the handle number is made up on purpose.
-    let key = unsafe { redis_wasm_sdk::wit::redis::module::keys::Key::from_handle(handle) };
-    let _ = key.key_type();
-    std::mem::forget(key);
+    use redis_wasm_sdk::wit::redis::module::keys as wit;
+    let arg = args.into_iter().nth(1).ok_or(RedisError::WrongArity)?;
+    if arg.as_slice() == b"open" {
+        let key = wit::open_key(b"k", wit::OpenMode::READ)?;
+        return Ok(RedisValue::Integer(key.into()));
+    }
+    let number = arg.parse_integer()?;
+    let key = u32::try_from(number).map_err(|_| RedisError::Str("ERR not a u32"))?;
+    wit::type_of(key)?;
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 

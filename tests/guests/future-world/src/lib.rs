@@ -1,4 +1,4 @@
-//! Test guest built for redis:module@0.3.0, a version this host does not implement.
+//! Test guest built for redis:module@0.4.0, a version this host does not implement.
 
 wit_bindgen::generate!({ world: "module", path: "wit" });
 
