@@ -159,7 +159,58 @@ enum Inner {
     Bulk(Vec<u8>),
     Status(Vec<u8>),
     Error(Vec<u8>),
-    Handle(wit::CallReply),
+    Handle(Handle),
+}
+
+/// A call reply the host holds (its number), freed when dropped.
+struct Handle(wit::CallReply);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        wit::free_call_reply(self.0);
+    }
+}
+
+impl Handle {
+    fn reply_type(&self) -> ReplyType {
+        wit::call_reply_type(self.0)
+    }
+    fn length(&self) -> u64 {
+        wit::call_reply_length(self.0)
+    }
+    fn integer(&self) -> i64 {
+        wit::call_reply_integer(self.0)
+    }
+    fn string(&self) -> Option<Vec<u8>> {
+        wit::call_reply_string(self.0)
+    }
+    fn double(&self) -> f64 {
+        wit::call_reply_double(self.0)
+    }
+    fn bool(&self) -> bool {
+        wit::call_reply_bool(self.0)
+    }
+    fn big_number(&self) -> Option<String> {
+        wit::call_reply_big_number(self.0)
+    }
+    fn verbatim(&self) -> Option<(String, Vec<u8>)> {
+        wit::call_reply_verbatim(self.0)
+    }
+    fn array_element(&self, index: u64) -> Option<wit::CallValue> {
+        wit::call_reply_array_element(self.0, index)
+    }
+    fn set_element(&self, index: u64) -> Option<wit::CallValue> {
+        wit::call_reply_set_element(self.0, index)
+    }
+    fn map_element(&self, index: u64) -> Option<(wit::CallValue, wit::CallValue)> {
+        wit::call_reply_map_element(self.0, index)
+    }
+    fn attribute(&self) -> Option<wit::CallReply> {
+        wit::call_reply_attribute(self.0)
+    }
+    fn proto(&self) -> Vec<u8> {
+        wit::call_reply_proto(self.0)
+    }
 }
 
 impl From<wit::CallValue> for CallReply {
@@ -169,7 +220,7 @@ impl From<wit::CallValue> for CallReply {
             wit::CallValue::Bulk(b) => Inner::Bulk(b),
             wit::CallValue::Status(s) => Inner::Status(s),
             wit::CallValue::Error(e) => Inner::Error(e),
-            wit::CallValue::Reply(handle) => Inner::Handle(handle),
+            wit::CallValue::Reply(number) => Inner::Handle(Handle(number)),
         })
     }
 }
@@ -291,7 +342,7 @@ impl CallReply {
     pub fn attribute(&self) -> Option<CallReply> {
         self.handle()?
             .attribute()
-            .map(|h| CallReply(Inner::Handle(h)))
+            .map(|number| CallReply(Inner::Handle(Handle(number))))
     }
 
     /// The elements of an array or set reply.
@@ -337,11 +388,11 @@ impl CallReply {
             Inner::Bulk(b) => reply::reply_with_string_buffer(b),
             Inner::Status(s) => reply::reply_with_simple_string(&String::from_utf8_lossy(s)),
             Inner::Error(e) => reply::reply_with_error(&String::from_utf8_lossy(e)),
-            Inner::Handle(h) => reply::reply_with_call_reply(h),
+            Inner::Handle(h) => reply::reply_with_call_reply(h.0),
         }
     }
 
-    fn handle(&self) -> Option<&wit::CallReply> {
+    fn handle(&self) -> Option<&Handle> {
         match &self.0 {
             Inner::Handle(h) => Some(h),
             _ => None,

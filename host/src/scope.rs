@@ -23,9 +23,6 @@ use std::sync::{Arc, OnceLock};
 use crate::ffi::{CallReply, Ctx, KeyAccess, MODE_READ, MODE_WRITE, RawKey};
 use crate::registry::CommandSpec;
 
-/// Marker type naming the guest-visible call-reply resource in the generated bindings.
-pub struct ReplyRes;
-
 /// Most handles (keys plus call replies) one command may hold at once.
 pub const MAX_HANDLES: usize = 100_000;
 

@@ -306,20 +306,35 @@ fn random_host_calls_keep_master_and_replica_identical() {
 }
 
 #[test]
-fn forged_key_numbers_reach_no_key() {
+fn forged_handle_numbers_reach_nothing() {
     let server = evil_server(&[]);
     let mut c = server.client();
     c.cmd(&["SET", "k", "v"]);
-    // A number given out by an earlier command: that command's key is closed.
-    let Reply::Int(given) = c.cmd(&["EVIL.FORGED", "open"]) else {
-        panic!("evil.forged open gave no key number")
+    // Numbers given out by earlier commands: those commands' keys and replies are gone.
+    let Reply::Int(key) = c.cmd(&["EVIL.FORGED", "key", "open"]) else {
+        panic!("evil.forged key open gave no key number")
     };
-    let next = (given + 1).to_string();
-    for number in ["0", "7", "4294967295", &given.to_string(), &next] {
+    let Reply::Int(reply) = c.cmd(&["EVIL.FORGED", "reply", "call"]) else {
+        panic!("evil.forged reply call gave no reply number")
+    };
+    let numbers = [
+        "0",
+        "7",
+        "4294967295",
+        &key.to_string(),
+        &reply.to_string(),
+        &(reply + 1).to_string(),
+    ];
+    for number in numbers {
         assert_eq!(
-            c.cmd(&["EVIL.FORGED", number]).error(),
+            c.cmd(&["EVIL.FORGED", "key", number]).error(),
             "ERR the key handle is closed",
             "key number {number}"
+        );
+        assert_eq!(
+            c.cmd(&["EVIL.FORGED", "reply", number]),
+            Reply::Array(vec![Reply::Status("ReplyType::Unknown".into()), Reply::Int(0)]),
+            "reply number {number}"
         );
     }
     assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));

@@ -5,13 +5,11 @@
 //! commands not flagged `write` (`W`), and replicating its effects (`!`). Keys are suspended
 //! around the call (see `scope.rs`).
 
-use wasmtime::component::Resource;
-
 use super::bindings::redis::module::call::{
-    CallError, CallFlags, CallValue, Host, HostCallReply, ReplyType,
+    CallError, CallFlags, CallReply as ReplyNumber, CallValue, Host, ReplyType,
 };
 use crate::ffi::{CallRefusal, CallReply, ReplyKind, ctx_flags};
-use crate::scope::{MAX_HANDLES, ReplyHandle, ReplyRes};
+use crate::scope::{MAX_HANDLES, ReplyHandle};
 use crate::state::GuestState;
 
 type R<T> = wasmtime::Result<T>;
@@ -230,52 +228,9 @@ impl Host for GuestState {
             }
         }
     }
-}
 
-impl GuestState {
-    /// The call reply behind a handle; `None` once released.
-    fn reply(&mut self, handle: &Resource<ReplyRes>) -> Option<&ReplyHandle> {
-        self.command().ok()?.replies.get(&handle.rep())
-    }
-
-    /// A reply as the guest receives it: small scalars inline, anything else behind a new
-    /// handle (a trap past `MAX_HANDLES`: the guest is leaking them).
-    fn value_of(&mut self, reply: ReplyHandle) -> R<CallValue> {
-        if let Some(value) = inline_value(&reply.reply, reply.resp3) {
-            return Ok(value);
-        }
-        let rep = self.new_handle()?;
-        let scope = self.command().map_err(wasmtime::Error::msg)?;
-        if scope.handle_count() >= MAX_HANDLES {
-            return Err(wasmtime::Error::msg(format!(
-                "the guest holds more than {MAX_HANDLES} handles"
-            )));
-        }
-        scope.replies.insert(rep, reply);
-        Ok(CallValue::Reply(Resource::new_own(rep)))
-    }
-
-    /// An element of a reply, as a value.
-    fn element(
-        &mut self,
-        parent: &Resource<ReplyRes>,
-        get: impl FnOnce(&CallReply) -> Option<CallReply>,
-    ) -> R<Option<CallValue>> {
-        let Some(element) = self.reply(parent).and_then(|p| {
-            Some(ReplyHandle {
-                reply: get(&p.reply)?,
-                resp3: p.resp3,
-            })
-        }) else {
-            return Ok(None);
-        };
-        self.value_of(element).map(Some)
-    }
-}
-
-impl HostCallReply for GuestState {
-    fn reply_type(&mut self, this: Resource<ReplyRes>) -> R<ReplyType> {
-        Ok(match self.reply(&this).map(|r| r.reply.kind()) {
+    fn call_reply_type(&mut self, handle: ReplyNumber) -> R<ReplyType> {
+        Ok(match self.reply(handle).map(|r| r.reply.kind()) {
             Some(ReplyKind::String) => ReplyType::String,
             Some(ReplyKind::Error) => ReplyType::Error,
             Some(ReplyKind::Integer) => ReplyType::Integer,
@@ -292,20 +247,20 @@ impl HostCallReply for GuestState {
         })
     }
 
-    fn length(&mut self, this: Resource<ReplyRes>) -> R<u64> {
-        Ok(self.reply(&this).map_or(0, |r| r.reply.length()))
+    fn call_reply_length(&mut self, handle: ReplyNumber) -> R<u64> {
+        Ok(self.reply(handle).map_or(0, |r| r.reply.length()))
     }
 
-    fn integer(&mut self, this: Resource<ReplyRes>) -> R<i64> {
-        Ok(self.reply(&this).map_or(i64::MIN, |r| r.reply.integer()))
+    fn call_reply_integer(&mut self, handle: ReplyNumber) -> R<i64> {
+        Ok(self.reply(handle).map_or(i64::MIN, |r| r.reply.integer()))
     }
 
-    fn string(&mut self, this: Resource<ReplyRes>) -> R<Option<Vec<u8>>> {
-        Ok(self.reply(&this).and_then(|r| r.reply.string()))
+    fn call_reply_string(&mut self, handle: ReplyNumber) -> R<Option<Vec<u8>>> {
+        Ok(self.reply(handle).and_then(|r| r.reply.string()))
     }
 
-    fn double(&mut self, this: Resource<ReplyRes>) -> R<f64> {
-        Ok(self.reply(&this).map_or(0.0, |r| {
+    fn call_reply_double(&mut self, handle: ReplyNumber) -> R<f64> {
+        Ok(self.reply(handle).map_or(0.0, |r| {
             if r.reply.kind() == ReplyKind::Double {
                 r.reply.double()
             } else {
@@ -314,34 +269,38 @@ impl HostCallReply for GuestState {
         }))
     }
 
-    fn bool(&mut self, this: Resource<ReplyRes>) -> R<bool> {
+    fn call_reply_bool(&mut self, handle: ReplyNumber) -> R<bool> {
         Ok(self
-            .reply(&this)
+            .reply(handle)
             .is_some_and(|r| r.reply.kind() == ReplyKind::Bool && r.reply.boolean()))
     }
 
-    fn big_number(&mut self, this: Resource<ReplyRes>) -> R<Option<String>> {
-        Ok(self.reply(&this).and_then(|r| r.reply.big_number()))
+    fn call_reply_big_number(&mut self, handle: ReplyNumber) -> R<Option<String>> {
+        Ok(self.reply(handle).and_then(|r| r.reply.big_number()))
     }
 
-    fn verbatim(&mut self, this: Resource<ReplyRes>) -> R<Option<(String, Vec<u8>)>> {
-        Ok(self.reply(&this).and_then(|r| r.reply.verbatim()))
+    fn call_reply_verbatim(&mut self, handle: ReplyNumber) -> R<Option<(String, Vec<u8>)>> {
+        Ok(self.reply(handle).and_then(|r| r.reply.verbatim()))
     }
 
-    fn array_element(&mut self, this: Resource<ReplyRes>, index: u64) -> R<Option<CallValue>> {
-        self.element(&this, |r| r.array_element(index))
-    }
-
-    fn set_element(&mut self, this: Resource<ReplyRes>, index: u64) -> R<Option<CallValue>> {
-        self.element(&this, |r| r.set_element(index))
-    }
-
-    fn map_element(
+    fn call_reply_array_element(
         &mut self,
-        this: Resource<ReplyRes>,
+        handle: ReplyNumber,
+        index: u64,
+    ) -> R<Option<CallValue>> {
+        self.element(handle, |r| r.array_element(index))
+    }
+
+    fn call_reply_set_element(&mut self, handle: ReplyNumber, index: u64) -> R<Option<CallValue>> {
+        self.element(handle, |r| r.set_element(index))
+    }
+
+    fn call_reply_map_element(
+        &mut self,
+        handle: ReplyNumber,
         index: u64,
     ) -> R<Option<(CallValue, CallValue)>> {
-        let Some((key, value)) = self.reply(&this).and_then(|p| {
+        let Some((key, value)) = self.reply(handle).and_then(|p| {
             let (k, v) = p.reply.map_element(index)?;
             let resp3 = p.resp3;
             Some((
@@ -354,9 +313,9 @@ impl HostCallReply for GuestState {
         Ok(Some((self.value_of(key)?, self.value_of(value)?)))
     }
 
-    fn attribute(&mut self, this: Resource<ReplyRes>) -> R<Option<Resource<ReplyRes>>> {
+    fn call_reply_attribute(&mut self, handle: ReplyNumber) -> R<Option<ReplyNumber>> {
         // Always a handle: an attribute is a map the guest walks.
-        let Some(attribute) = self.reply(&this).and_then(|p| {
+        let Some(attribute) = self.reply(handle).and_then(|p| {
             Some(ReplyHandle {
                 reply: p.reply.attribute()?,
                 resp3: p.resp3,
@@ -372,20 +331,61 @@ impl HostCallReply for GuestState {
             )));
         }
         scope.replies.insert(rep, attribute);
-        Ok(Some(Resource::new_own(rep)))
+        Ok(Some(rep))
     }
 
-    fn proto(&mut self, this: Resource<ReplyRes>) -> R<Vec<u8>> {
+    fn call_reply_proto(&mut self, handle: ReplyNumber) -> R<Vec<u8>> {
         Ok(self
-            .reply(&this)
+            .reply(handle)
             .map(|r| r.reply.proto())
             .unwrap_or_default())
     }
 
-    fn drop(&mut self, this: Resource<ReplyRes>) -> R<()> {
+    fn free_call_reply(&mut self, handle: ReplyNumber) -> R<()> {
         if let Ok(scope) = self.command() {
-            scope.replies.remove(&this.rep());
+            scope.replies.remove(&handle);
         }
         Ok(())
+    }
+}
+
+impl GuestState {
+    /// The call reply behind a handle; `None` once released.
+    fn reply(&mut self, handle: ReplyNumber) -> Option<&ReplyHandle> {
+        self.command().ok()?.replies.get(&handle)
+    }
+
+    /// A reply as the guest receives it: small scalars inline, anything else behind a new
+    /// handle (a trap past `MAX_HANDLES`: the guest is leaking them).
+    fn value_of(&mut self, reply: ReplyHandle) -> R<CallValue> {
+        if let Some(value) = inline_value(&reply.reply, reply.resp3) {
+            return Ok(value);
+        }
+        let rep = self.new_handle()?;
+        let scope = self.command().map_err(wasmtime::Error::msg)?;
+        if scope.handle_count() >= MAX_HANDLES {
+            return Err(wasmtime::Error::msg(format!(
+                "the guest holds more than {MAX_HANDLES} handles"
+            )));
+        }
+        scope.replies.insert(rep, reply);
+        Ok(CallValue::Reply(rep))
+    }
+
+    /// An element of a reply, as a value.
+    fn element(
+        &mut self,
+        parent: ReplyNumber,
+        get: impl FnOnce(&CallReply) -> Option<CallReply>,
+    ) -> R<Option<CallValue>> {
+        let Some(element) = self.reply(parent).and_then(|p| {
+            Some(ReplyHandle {
+                reply: get(&p.reply)?,
+                resp3: p.resp3,
+            })
+        }) else {
+            return Ok(None);
+        };
+        self.value_of(element).map(Some)
     }
 }

@@ -28,9 +28,6 @@ pub mod bindings {
         path: "../wit",
         world: "module",
         imports: { default: trappable },
-        with: {
-            "redis:module/call.call-reply": crate::scope::ReplyRes,
-        },
     });
 }
 

@@ -1,10 +1,7 @@
 //! `redis:module/reply`: `RedisModule_ReplyWith*`, buffered and checked (see `reply.rs`).
 
-use wasmtime::component::Resource;
-
 use super::bindings::redis::module::reply::{Host, ReplyValue};
 use crate::reply::{Aggregate, ReplyItem};
-use crate::scope::ReplyRes;
 use crate::state::{GuestState, Phase};
 
 type Done = wasmtime::Result<()>;
@@ -153,11 +150,11 @@ impl Host for GuestState {
         self.reply_length(Aggregate::Set, len)
     }
 
-    fn reply_with_call_reply(&mut self, reply: Resource<ReplyRes>) -> Done {
+    fn reply_with_call_reply(&mut self, reply: u32) -> Done {
         let found = match &self.phase {
             Phase::Command(scope) => scope
                 .replies
-                .get(&reply.rep())
+                .get(&reply)
                 .map(|r| (r.reply.clone(), r.resp3)),
             _ => None,
         };

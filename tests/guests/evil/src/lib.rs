@@ -349,19 +349,43 @@ fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Integer(n as i64))
 }
 
-/// Uses a made-up key number (`evil.forged N`) or opens key `k` and replies with its number,
-/// leaving it open (`evil.forged open`): numbers must never reach a key they were not given for.
+/// Handle numbers that must never reach what they were not given for:
+/// - `evil.forged key open` opens key `k` and replies with its number, leaving it open;
+/// - `evil.forged key N` reads the type of key number N;
+/// - `evil.forged reply call` calls `TIME` (an array: a call-reply number) and replies with the
+///   number, leaving the reply unfreed;
+/// - `evil.forged reply N` replies with the type and length of call-reply number N.
 fn forged_handle(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    use redis_wasm_sdk::wit::redis::module::keys as wit;
-    let arg = args.into_iter().nth(1).ok_or(RedisError::WrongArity)?;
-    if arg.as_slice() == b"open" {
-        let key = wit::open_key(b"k", wit::OpenMode::READ)?;
-        return Ok(RedisValue::Integer(key.into()));
+    use redis_wasm_sdk::wit::redis::module::{call, keys};
+    let mut args = args.into_iter().skip(1);
+    let (kind, arg) = match (args.next(), args.next()) {
+        (Some(kind), Some(arg)) => (kind, arg),
+        _ => return Err(RedisError::WrongArity),
+    };
+    let number = || -> Result<u32, RedisError> {
+        u32::try_from(arg.parse_integer()?).map_err(|_| RedisError::Str("ERR not a u32"))
+    };
+    match (kind.as_slice(), arg.as_slice()) {
+        (b"key", b"open") => Ok(RedisValue::Integer(
+            keys::open_key(b"k", keys::OpenMode::READ)?.into(),
+        )),
+        (b"key", _) => {
+            keys::type_of(number()?)?;
+            Ok(RedisValue::SimpleStringStatic("OK"))
+        }
+        (b"reply", b"call") => match call::call("TIME", &[], call::CallFlags::empty()) {
+            Ok(call::CallValue::Reply(reply)) => Ok(RedisValue::Integer(reply.into())),
+            _ => Err(RedisError::Str("ERR TIME gave no call-reply number")),
+        },
+        (b"reply", _) => {
+            let reply = number()?;
+            Ok(RedisValue::Array(vec![
+                RedisValue::SimpleString(format!("{:?}", call::call_reply_type(reply))),
+                RedisValue::Integer(call::call_reply_length(reply) as i64),
+            ]))
+        }
+        _ => Err(RedisError::Str("ERR unknown kind")),
     }
-    let number = arg.parse_integer()?;
-    let key = u32::try_from(number).map_err(|_| RedisError::Str("ERR not a u32"))?;
-    wit::type_of(key)?;
-    Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
 /// A data type, so the fuzzer also writes and reads data type values.
