@@ -1,9 +1,9 @@
 //! What one running command owns: its context, open keys, call replies and write effects.
 //!
-//! Handles given to the guest are numbers (`rep`s) into the tables here. Numbers come from a
-//! per-store counter and are never reused, and every table is emptied when the command returns,
-//! so a handle kept past its command, or used after being dropped, is simply not found: the
-//! guest gets an error, never a dangling pointer.
+//! Handles given to the guest (key and call-reply numbers) index the tables here. Numbers come
+//! from a per-store counter and are never reused, and every table is emptied when the command
+//! returns, so a handle kept past its command, used after being dropped, or made up, is simply
+//! not found: the guest gets an error, never a dangling pointer or another command's key.
 //!
 //! **Keys.** A key open for writing cannot be opened again in the same command, and a key open
 //! for reading cannot then be opened for writing (the C API leaves both undefined). Before every
@@ -542,10 +542,10 @@ impl CommandScope {
     }
 
     /// The key behind a handle, reopened if a call suspended it, with the effects log.
-    pub fn key(&mut self, rep: u32) -> Result<(&mut KeyHandle, &mut Effects, Ctx), KeyFault> {
+    pub fn key(&mut self, number: u32) -> Result<(&mut KeyHandle, &mut Effects, Ctx), KeyFault> {
         let reopening = self
             .keys
-            .get(&rep)
+            .get(&number)
             .filter(|key| key.suspended)
             .map(|key| (key.db, key.name.clone()));
         if let Some((db, name)) = reopening {
@@ -556,7 +556,7 @@ impl CommandScope {
             ctx, keys, effects, ..
         } = self;
         let ctx = *ctx;
-        let key = keys.get_mut(&rep).ok_or(KeyFault::Closed)?;
+        let key = keys.get_mut(&number).ok_or(KeyFault::Closed)?;
         if key.suspended {
             key.reopen(ctx);
         }

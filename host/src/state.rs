@@ -98,11 +98,11 @@ impl GuestState {
     /// A fresh handle number. Running out would allow an old handle to alias a new one, so it
     /// is a trap (the instance is then replaced).
     pub fn new_handle(&mut self) -> wasmtime::Result<u32> {
-        let rep = self.next_handle;
-        self.next_handle = rep
+        let number = self.next_handle;
+        self.next_handle = number
             .checked_add(1)
             .ok_or_else(|| wasmtime::Error::msg("the instance used up its handle numbers"))?;
-        Ok(rep)
+        Ok(number)
     }
 
     /// The running command, or the message for a function that needs one.

@@ -333,7 +333,10 @@ fn forged_handle_numbers_reach_nothing() {
         );
         assert_eq!(
             c.cmd(&["EVIL.FORGED", "reply", number]),
-            Reply::Array(vec![Reply::Status("ReplyType::Unknown".into()), Reply::Int(0)]),
+            Reply::Array(vec![
+                Reply::Status("ReplyType::Unknown".into()),
+                Reply::Int(0)
+            ]),
             "reply number {number}"
         );
     }

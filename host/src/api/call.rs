@@ -323,15 +323,15 @@ impl Host for GuestState {
         }) else {
             return Ok(None);
         };
-        let rep = self.new_handle()?;
+        let number = self.new_handle()?;
         let scope = self.command().map_err(wasmtime::Error::msg)?;
         if scope.handle_count() >= MAX_HANDLES {
             return Err(wasmtime::Error::msg(format!(
                 "the guest holds more than {MAX_HANDLES} handles"
             )));
         }
-        scope.replies.insert(rep, attribute);
-        Ok(Some(rep))
+        scope.replies.insert(number, attribute);
+        Ok(Some(number))
     }
 
     fn call_reply_proto(&mut self, handle: ReplyNumber) -> R<Vec<u8>> {
@@ -361,15 +361,15 @@ impl GuestState {
         if let Some(value) = inline_value(&reply.reply, reply.resp3) {
             return Ok(value);
         }
-        let rep = self.new_handle()?;
+        let number = self.new_handle()?;
         let scope = self.command().map_err(wasmtime::Error::msg)?;
         if scope.handle_count() >= MAX_HANDLES {
             return Err(wasmtime::Error::msg(format!(
                 "the guest holds more than {MAX_HANDLES} handles"
             )));
         }
-        scope.replies.insert(rep, reply);
-        Ok(CallValue::Reply(rep))
+        scope.replies.insert(number, reply);
+        Ok(CallValue::Reply(number))
     }
 
     /// An element of a reply, as a value.

@@ -146,7 +146,7 @@ fn unknown_data_type(index: u32) -> KeyError {
 
 impl Host for GuestState {
     fn open_key(&mut self, name: Vec<u8>, mode: OpenMode) -> R<Key> {
-        let rep = self.new_handle()?;
+        let number = self.new_handle()?;
         let Ok(scope) = self.command() else {
             return Ok(Err(KeyError::Invalid(
                 "ERR open-key is only available while a command runs".into(),
@@ -159,8 +159,8 @@ impl Host for GuestState {
         }
         match scope.open_key(name, mode.contains(OpenMode::WRITE)) {
             Ok(key) => {
-                scope.keys.insert(rep, key);
-                Ok(Ok(rep))
+                scope.keys.insert(number, key);
+                Ok(Ok(number))
             }
             Err(fault) => Ok(Err(fault.into())),
         }
