@@ -323,15 +323,7 @@ impl Host for GuestState {
         }) else {
             return Ok(None);
         };
-        let number = self.new_handle()?;
-        let scope = self.command().map_err(wasmtime::Error::msg)?;
-        if scope.handle_count() >= MAX_HANDLES {
-            return Err(wasmtime::Error::msg(format!(
-                "the guest holds more than {MAX_HANDLES} handles"
-            )));
-        }
-        scope.replies.insert(number, attribute);
-        Ok(Some(number))
+        self.hold(attribute).map(Some)
     }
 
     fn call_reply_proto(&mut self, handle: ReplyNumber) -> R<Vec<u8>> {
@@ -356,11 +348,17 @@ impl GuestState {
     }
 
     /// A reply as the guest receives it: small scalars inline, anything else behind a new
-    /// handle (a trap past `MAX_HANDLES`: the guest is leaking them).
+    /// handle.
     fn value_of(&mut self, reply: ReplyHandle) -> R<CallValue> {
         if let Some(value) = inline_value(&reply.reply, reply.resp3) {
             return Ok(value);
         }
+        self.hold(reply).map(CallValue::Reply)
+    }
+
+    /// Keeps a reply for the guest under a new number (a trap past `MAX_HANDLES`: the guest is
+    /// leaking them).
+    fn hold(&mut self, reply: ReplyHandle) -> R<ReplyNumber> {
         let number = self.new_handle()?;
         let scope = self.command().map_err(wasmtime::Error::msg)?;
         if scope.handle_count() >= MAX_HANDLES {
@@ -369,7 +367,7 @@ impl GuestState {
             )));
         }
         scope.replies.insert(number, reply);
-        Ok(CallValue::Reply(number))
+        Ok(number)
     }
 
     /// An element of a reply, as a value.
