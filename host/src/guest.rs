@@ -241,7 +241,19 @@ fn describe_trap(error: &wasmtime::Error, store: &mut Store<GuestState>) -> Stri
             "unreachable instruction executed (an abort or panic)".to_owned()
         }
         Some(trap) => trap.to_string(),
-        None => format!("{error:#}").replace(['\r', '\n'], " "),
+        // A host fault: its messages, without the wasm backtrace wasmtime adds as context.
+        None => {
+            let backtrace = error
+                .downcast_ref::<wasmtime::WasmBacktrace>()
+                .map(ToString::to_string);
+            error
+                .chain()
+                .map(|cause| cause.to_string())
+                .filter(|text| Some(text) != backtrace.as_ref())
+                .collect::<Vec<_>>()
+                .join(": ")
+                .replace(['\r', '\n'], " ")
+        }
     };
     format!("trapped: {what}")
 }

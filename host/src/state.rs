@@ -29,6 +29,8 @@ pub struct GuestState {
     pub data_types: Vec<(&'static GuestType, i32)>,
     /// The last command's scope, reset and reused by the next (see `CommandScope::reset`).
     pub spare_scope: Option<Box<CommandScope>>,
+    /// Reused copies of `call` arguments (see `api/call.rs`).
+    pub call_args: crate::api::CallArgs,
 }
 
 /// What the guest is doing, which decides which host functions it may call.
@@ -65,6 +67,7 @@ impl GuestState {
             wrote: Arc::default(),
             data_types: Vec::new(),
             spare_scope: None,
+            call_args: Default::default(),
         }
     }
 

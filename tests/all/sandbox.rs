@@ -238,6 +238,12 @@ fn stack_overflow_and_out_of_bounds_reads_are_errors() {
         c.cmd(&["EVIL.OOB"]).error(),
         "ERR guest 'evil' command 'evil.oob' trapped: out-of-bounds memory access"
     );
+    // A host function handed a list outside the guest's memory refuses to read it.
+    assert_eq!(
+        c.cmd(&["EVIL.FORGED", "call", "outside"]).error(),
+        "ERR guest 'evil' command 'evil.forged' trapped: list pointer/length out of bounds of memory"
+    );
+    assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
     // Redis re-installs its crash handlers when crash-log-enabled changes; guests must still trap.
     for value in ["no", "yes", "no", "yes"] {
         assert_eq!(

@@ -11,8 +11,85 @@ use super::bindings::redis::module::call::{
 use crate::ffi::{CallRefusal, CallReply, ReplyKind, ctx_flags};
 use crate::scope::{MAX_HANDLES, ReplyHandle};
 use crate::state::GuestState;
+use wasmtime::AsContextMut;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, WasmList, WasmStr};
 
 type R<T> = wasmtime::Result<T>;
+
+/// Copies of a `call`'s command and arguments, kept by the instance and reused, so reading them
+/// out of guest memory allocates nothing once warm.
+#[derive(Default)]
+pub struct CallArgs {
+    command: String,
+    args: Vec<Vec<u8>>,
+    /// The argument lists as the guest passed them, valid for one call.
+    lists: Vec<WasmList<u8>>,
+}
+
+impl CallArgs {
+    /// Copies bigger than this in all are freed after the call rather than kept.
+    const KEEP_MAX: usize = 64 * 1024;
+
+    /// Copies `command` and `args` out of guest memory (a trap if they are out of bounds or
+    /// the command is not UTF-8, as bindgen's lifting would); `self.args[..args.len()]` are
+    /// the arguments.
+    fn read(
+        &mut self,
+        mut store: StoreContextMut<'_, GuestState>,
+        command: &WasmStr,
+        args: &WasmList<WasmList<u8>>,
+    ) -> R<()> {
+        self.command.clear();
+        self.command.push_str(&command.to_str(&store)?);
+        self.lists.clear();
+        for list in args.iter(&mut store)? {
+            self.lists.push(list?);
+        }
+        if self.args.len() < self.lists.len() {
+            self.args.resize_with(self.lists.len(), Vec::new);
+        }
+        for (copy, list) in self.args.iter_mut().zip(&self.lists) {
+            copy.clear();
+            copy.extend_from_slice(list.as_le_slice(&store));
+        }
+        self.lists.clear();
+        Ok(())
+    }
+
+    /// Frees the copies if a big call left them big.
+    fn trim(&mut self) {
+        let kept = self.command.capacity() + self.args.iter().map(Vec::capacity).sum::<usize>();
+        if kept > Self::KEEP_MAX || self.args.len() > 1024 {
+            *self = CallArgs::default();
+        }
+    }
+}
+
+/// Defines `call` over bindgen's version, which lifts the command and arguments into a fresh
+/// `String` and `Vec<Vec<u8>>` on every call (three allocations for `INCR key`): this one reads
+/// them from guest memory into the instance's [`CallArgs`]. Type checking at instantiation
+/// still holds it to the WIT signature.
+pub fn define_call(linker: &mut Linker<GuestState>) -> R<()> {
+    let (major, minor, patch) = super::WIT_VERSION;
+    let interface = format!("{}/call@{major}.{minor}.{patch}", super::WIT_PACKAGE);
+    linker.allow_shadowing(true);
+    let defined = linker.instance(&interface)?.func_wrap(
+        "call",
+        |mut store: StoreContextMut<'_, GuestState>,
+         (command, args, flags): (WasmStr, WasmList<WasmList<u8>>, CallFlags)| {
+            let mut copies = std::mem::take(&mut store.data_mut().call_args);
+            copies.read(store.as_context_mut(), &command, &args)?;
+            let state = store.data_mut();
+            let result = state.run_call(&copies.command, &copies.args[..args.len()], flags);
+            copies.trim();
+            state.call_args = copies;
+            Ok((result?,))
+        },
+    );
+    linker.allow_shadowing(false);
+    defined
+}
 
 thread_local! {
     /// How many guest `call`s are running on this thread, one inside another.
@@ -153,80 +230,15 @@ fn refusal(refusal: CallRefusal, command: &str, oom: bool) -> CallError {
 }
 
 impl Host for GuestState {
+    /// Bindgen's lifted form, which guests never reach: [`define_call`] registers `call` over
+    /// it. The trait still needs it.
     fn call(
         &mut self,
         command: String,
         args: Vec<Vec<u8>>,
         flags: CallFlags,
     ) -> R<Result<CallValue, CallError>> {
-        let scope = match self.command() {
-            Ok(scope) => scope,
-            Err(why) => return Ok(Err(CallError::Other(format!("ERR call is {why}")))),
-        };
-        if scope.handle_count() >= MAX_HANDLES {
-            return Ok(Err(CallError::Other(format!(
-                "ERR a command may hold at most {MAX_HANDLES} handles"
-            ))));
-        }
-        scope.suspend_keys();
-        let ctx = scope.ctx;
-        // A background job calls from its own thread: under Redis's lock, as the blocked
-        // client's user.
-        let lock = scope
-            .background
-            .as_ref()
-            .map(|b| (b.ctx.lock(), b.user.as_deref()));
-        let now = ctx.flags();
-        let modifiers = Modifiers::new(flags, scope.may_write, scope.effects.verbatim, now);
-        let resp3 = flags.contains(CallFlags::RESP3)
-            || (flags.contains(CallFlags::RESP_AUTO) && now & ctx_flags::RESP3 != 0);
-        let db = if lock.is_none() { ctx.selected_db() } else { 0 };
-        let running = CallRunning::enter();
-        let called = match &lock {
-            None => ctx.call(&command, &args, modifiers.as_str()),
-            // Redis 7.0 crashes logging an ACL denial for a context user (it reads the fake
-            // client's user, which is NULL): ask first.
-            Some((lock, Some(user))) => match ctx.user_may_run(user, &command, &args) {
-                Some(true) => ctx
-                    .as_user(lock, user, || ctx.call(&command, &args, modifiers.as_str()))
-                    .unwrap_or(Err(CallRefusal::NoPermission)),
-                _ => Err(CallRefusal::NoPermission),
-            },
-            Some((_, None)) => Err(CallRefusal::NoPermission),
-        };
-        drop(running);
-        drop(lock);
-        match called {
-            Ok(reply) => {
-                let succeeded = reply.kind() != ReplyKind::Error;
-                if modifiers.replicates() {
-                    scope.effects.propagated = true;
-                    if succeeded {
-                        scope
-                            .effects
-                            .wrote
-                            .store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
-                } else if scope.effects.verbatim && scope.may_write && succeeded {
-                    // Not replicated now: the verbatim command replays it. It may have written
-                    // (so the command is no longer killable), and if the command traps, the
-                    // call goes out instead.
-                    scope
-                        .effects
-                        .wrote
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
-                    scope.effects.record_call(db, &command, args);
-                }
-                self.value_of(ReplyHandle { reply, resp3 }).map(Ok)
-            }
-            Err(why) => {
-                if why == CallRefusal::NoPermission {
-                    scope.effects.user_refused = true;
-                }
-                let oom = now & ctx_flags::OOM != 0;
-                Ok(Err(refusal(why, &command.to_ascii_lowercase(), oom)))
-            }
-        }
+        self.run_call(&command, &args, flags)
     }
 
     fn call_reply_type(&mut self, handle: ReplyNumber) -> R<ReplyType> {
@@ -342,6 +354,83 @@ impl Host for GuestState {
 }
 
 impl GuestState {
+    /// `call`, with the arguments borrowed (see [`define_call`]).
+    fn run_call(
+        &mut self,
+        command: &str,
+        args: &[Vec<u8>],
+        flags: CallFlags,
+    ) -> R<Result<CallValue, CallError>> {
+        let scope = match self.command() {
+            Ok(scope) => scope,
+            Err(why) => return Ok(Err(CallError::Other(format!("ERR call is {why}")))),
+        };
+        if scope.handle_count() >= MAX_HANDLES {
+            return Ok(Err(CallError::Other(format!(
+                "ERR a command may hold at most {MAX_HANDLES} handles"
+            ))));
+        }
+        scope.suspend_keys();
+        let ctx = scope.ctx;
+        // A background job calls from its own thread: under Redis's lock, as the blocked
+        // client's user.
+        let lock = scope
+            .background
+            .as_ref()
+            .map(|b| (b.ctx.lock(), b.user.as_deref()));
+        let now = ctx.flags();
+        let modifiers = Modifiers::new(flags, scope.may_write, scope.effects.verbatim, now);
+        let resp3 = flags.contains(CallFlags::RESP3)
+            || (flags.contains(CallFlags::RESP_AUTO) && now & ctx_flags::RESP3 != 0);
+        let db = if lock.is_none() { ctx.selected_db() } else { 0 };
+        let running = CallRunning::enter();
+        let called = match &lock {
+            None => ctx.call(command, args, modifiers.as_str()),
+            // Redis 7.0 crashes logging an ACL denial for a context user (it reads the fake
+            // client's user, which is NULL): ask first.
+            Some((lock, Some(user))) => match ctx.user_may_run(user, command, args) {
+                Some(true) => ctx
+                    .as_user(lock, user, || ctx.call(command, args, modifiers.as_str()))
+                    .unwrap_or(Err(CallRefusal::NoPermission)),
+                _ => Err(CallRefusal::NoPermission),
+            },
+            Some((_, None)) => Err(CallRefusal::NoPermission),
+        };
+        drop(running);
+        drop(lock);
+        match called {
+            Ok(reply) => {
+                let succeeded = reply.kind() != ReplyKind::Error;
+                if modifiers.replicates() {
+                    scope.effects.propagated = true;
+                    if succeeded {
+                        scope
+                            .effects
+                            .wrote
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                } else if scope.effects.verbatim && scope.may_write && succeeded {
+                    // Not replicated now: the verbatim command replays it. It may have written
+                    // (so the command is no longer killable), and if the command traps, the
+                    // call goes out instead.
+                    scope
+                        .effects
+                        .wrote
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    scope.effects.record_call(db, command, args.to_vec());
+                }
+                self.value_of(ReplyHandle { reply, resp3 }).map(Ok)
+            }
+            Err(why) => {
+                if why == CallRefusal::NoPermission {
+                    scope.effects.user_refused = true;
+                }
+                let oom = now & ctx_flags::OOM != 0;
+                Ok(Err(refusal(why, &command.to_ascii_lowercase(), oom)))
+            }
+        }
+    }
+
     /// The call reply behind a handle; `None` once released.
     fn reply(&mut self, handle: ReplyNumber) -> Option<&ReplyHandle> {
         self.command().ok()?.replies.get(&handle)

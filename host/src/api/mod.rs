@@ -15,7 +15,7 @@ mod replication;
 mod reply;
 mod strings;
 
-pub use call::called_by_a_guest;
+pub use call::{CallArgs, called_by_a_guest};
 
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
@@ -41,6 +41,7 @@ pub const WIT_VERSION: (u64, u64, u64) = (0, 3, 0);
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
     let mut linker = Linker::new(engine);
     bindings::Module::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |state| state)?;
+    call::define_call(&mut linker)?;
     crate::wasi::add_to_linker(&mut linker)?;
     Ok(linker)
 }

@@ -354,7 +354,9 @@ fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// - `evil.forged key N` reads the type of key number N;
 /// - `evil.forged reply call` calls `TIME` (an array: a call-reply number) and replies with the
 ///   number, leaving the reply unfreed;
-/// - `evil.forged reply N` replies with the type and length of call-reply number N.
+/// - `evil.forged reply N` replies with the type and length of call-reply number N;
+/// - `evil.forged call outside` calls `ECHO` with an argument that points past the end of its
+///   memory (the host must trap rather than read it).
 fn forged_handle(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     use redis_wasm_sdk::wit::redis::module::{call, keys};
     let mut args = args.into_iter().skip(1);
@@ -377,6 +379,14 @@ fn forged_handle(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             Ok(call::CallValue::Reply(reply)) => Ok(RedisValue::Integer(reply.into())),
             _ => Err(RedisError::Str("ERR TIME gave no call-reply number")),
         },
+        (b"call", b"outside") => {
+            let address = black_box(0xffff_0000usize) as *const u8;
+            // SAFETY: none: the slice is never read here, only its address and length are
+            // handed to the host, which must refuse them.
+            let outside = unsafe { core::slice::from_raw_parts(address, 64) };
+            let _ = call::call("ECHO", &[outside], call::CallFlags::empty());
+            Ok(RedisValue::SimpleStringStatic("OK"))
+        }
         (b"reply", _) => {
             let reply = number()?;
             Ok(RedisValue::Array(vec![
