@@ -3,7 +3,8 @@
 //! Every call runs in script mode (`S`), as the calling user (`C`, unless the command came from
 //! the master or the AOF, which have no user), respecting `deny-oom` (`M`), refusing writes from
 //! commands not flagged `write` (`W`), and replicating its effects (`!`). Keys are suspended
-//! around the call (see `scope.rs`).
+//! around the call (see `scope.rs`). `call` itself is registered by [`define_call`], which reads
+//! the command and arguments from guest memory into buffers the instance reuses.
 
 use super::bindings::redis::module::call::{
     CallError, CallFlags, CallReply as ReplyNumber, CallValue, Host, ReplyType,
@@ -11,9 +12,8 @@ use super::bindings::redis::module::call::{
 use crate::ffi::{CallRefusal, CallReply, ReplyKind, ctx_flags};
 use crate::scope::{MAX_HANDLES, ReplyHandle};
 use crate::state::GuestState;
-use wasmtime::AsContextMut;
-use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, WasmList, WasmStr};
+use wasmtime::{AsContextMut, StoreContextMut};
 
 type R<T> = wasmtime::Result<T>;
 

@@ -1,7 +1,9 @@
 //! The host side of the `redis:module` WIT world: one file per interface.
 //!
 //! [`bindings`] is the only `bindgen!` expansion; the rest of the host uses the linker built by
-//! [`linker`] and the trait impls below. Host functions return `wasmtime::Result`: an `Err` is a
+//! [`linker`] and the trait impls below (one function, `call`, is defined over bindgen's with
+//! `func_wrap` to read its arguments without allocating). Host functions return
+//! `wasmtime::Result`: an `Err` is a
 //! host fault and traps the guest; guest mistakes come back as WIT `result` errors or turn the
 //! reply into an error (see `reply.rs`).
 
