@@ -51,4 +51,4 @@ while [ "$SECONDS" -lt "$end" ]; do
         exit 1
     fi
 done
-echo "fuzz-host: ${minutes} min, $seed seeds, $((seed * 500)) random host calls, $errors error replies (forged or stale handles give error replies, as they should), $checks master/replica digest checks, 0 findings"
+echo "fuzz-host: ${minutes} min, $seed seeds, $((seed * 500)) random host calls, $errors fuzz commands that ended in an error reply (each host call's own errors, such as a stale handle's, are values the fuzzer reads and goes past), $checks master/replica digest checks, 0 findings"
