@@ -73,22 +73,35 @@ impl CallArgs {
 pub fn define_call(linker: &mut Linker<GuestState>) -> R<()> {
     let (major, minor, patch) = super::WIT_VERSION;
     let interface = format!("{}/call@{major}.{minor}.{patch}", super::WIT_PACKAGE);
+    // Without shadowing this must fail, bindgen's `call` being there: otherwise the name is
+    // wrong and guests would never reach this version.
+    if linker
+        .instance(&interface)?
+        .func_wrap("call", call_from_guest_memory)
+        .is_ok()
+    {
+        wasmtime::bail!("'{interface}' had no 'call' to replace");
+    }
     linker.allow_shadowing(true);
-    let defined = linker.instance(&interface)?.func_wrap(
-        "call",
-        |mut store: StoreContextMut<'_, GuestState>,
-         (command, args, flags): (WasmStr, WasmList<WasmList<u8>>, CallFlags)| {
-            let mut copies = std::mem::take(&mut store.data_mut().call_args);
-            copies.read(store.as_context_mut(), &command, &args)?;
-            let state = store.data_mut();
-            let result = state.run_call(&copies.command, &copies.args[..args.len()], flags);
-            copies.trim();
-            state.call_args = copies;
-            Ok((result?,))
-        },
-    );
+    let defined = linker
+        .instance(&interface)?
+        .func_wrap("call", call_from_guest_memory);
     linker.allow_shadowing(false);
     defined
+}
+
+/// The `call` [`define_call`] registers.
+fn call_from_guest_memory(
+    mut store: StoreContextMut<'_, GuestState>,
+    (command, args, flags): (WasmStr, WasmList<WasmList<u8>>, CallFlags),
+) -> R<(Result<CallValue, CallError>,)> {
+    let mut copies = std::mem::take(&mut store.data_mut().call_args);
+    copies.read(store.as_context_mut(), &command, &args)?;
+    let state = store.data_mut();
+    let result = state.run_call(&copies.command, &copies.args[..args.len()], flags);
+    copies.trim();
+    state.call_args = copies;
+    Ok((result?,))
 }
 
 thread_local! {
