@@ -59,10 +59,10 @@ pub use context::{Context, ContextFlags, LogLevel, ReplicateFlags};
 pub use datatype::{DataType, DataValue};
 pub use init::{CommandFn, InitContext, InitFn};
 pub use key::{
-    HashSetFlags, Key, KeyError, KeyType, ListWhere, NO_EXPIRE, ZaddFlags, ZaddOutcome,
-    ZsetRangeBatch,
+    HashSetFlags, Key, KeyError, KeyType, ListRangeBatch, ListWhere, NO_EXPIRE, ZaddFlags,
+    ZaddOutcome, ZsetRangeBatch,
 };
-pub use string::{NextArg, RedisString};
+pub use string::{NextArg, RedisString, parse_integer};
 pub use value::{ERRORMSG_WRONGTYPE, RedisError, RedisResult, RedisValue};
 
 /// The API version this SDK speaks (`REDISMODULE_APIVER_1`).

@@ -61,7 +61,7 @@ impl RedisString {
     /// Parses the string as Redis parses integers (`RedisModule_StringToLongLong`): an optional
     /// `-`, decimal digits, no leading zeros, no spaces or `+`, within `i64`.
     pub fn parse_integer(&self) -> Result<i64, RedisError> {
-        parse_redis_integer(&self.0).ok_or(RedisError::Str(NOT_AN_INTEGER))
+        parse_integer(&self.0)
     }
 
     /// Parses the string as a non-negative integer within `u64`.
@@ -83,6 +83,12 @@ impl RedisString {
             parse_redis_double(&self.0).ok_or(RedisError::Str(NOT_A_FLOAT))
         }
     }
+}
+
+/// Parses bytes as [`RedisString::parse_integer`] does, without making a `RedisString` of them
+/// (for the elements of a batch, say).
+pub fn parse_integer(bytes: &[u8]) -> Result<i64, RedisError> {
+    parse_redis_integer(bytes).ok_or(RedisError::Str(NOT_AN_INTEGER))
 }
 
 /// Redis's `string2ll`: strict decimal integers that round-trip exactly.

@@ -18,6 +18,7 @@ fn guest_native_and_lua_benchmark_cases_agree() {
     let mut c = server.client();
     for i in 0..100 {
         c.cmd(&["ZADD", "z", &format!("{i}.5"), &format!("m{i}")]);
+        c.cmd(&["RPUSH", "l", &i.to_string()]);
     }
     let cases: &[(&str, &[&str])] = &[
         ("INT", &[]),
@@ -29,6 +30,7 @@ fn guest_native_and_lua_benchmark_cases_agree() {
         ("PUSH", &["{key}", "e"]),
         ("PUSH", &["{key}", "e"]),
         ("ZSUM", &["z"]),
+        ("LSUM", &["l"]),
         ("LOOP", &[]),
         ("ECHO", &["hello"]),
         ("ARRAY", &[]),

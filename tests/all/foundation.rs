@@ -657,7 +657,7 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
         (
             guests::FUTURE_WORLD.into(),
             vec![],
-            "the guest was built for redis:module@0.4.0, but this host implements redis:module@0.3.0",
+            "the guest was built for redis:module@0.4.0, but this host implements redis:module@0.3.1",
         ),
         (
             guests::FS_USER.into(),
@@ -724,6 +724,18 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
             .contains("unexpected argument 'BOGUS'")
     );
     assert_alive(&server);
+}
+
+#[test]
+fn a_guest_built_for_an_older_patch_of_the_world_runs() {
+    // Built for redis:module@0.3.0, against a host of a later 0.3 patch: the host's interfaces
+    // satisfy the older imports (wasmtime matches 0.3.x versions), and it runs.
+    let server = Server::start();
+    let mut c = server.client();
+    assert_eq!(load(&server, guests::OLDER_PATCH, &[]).text(), "oldpatch");
+    c.cmd(&["RPUSH", "l", "a", "b", "c"]);
+    assert_eq!(c.cmd(&["OLDPATCH.LEN", "l"]), Reply::Int(3));
+    assert_eq!(c.cmd(&["OLDPATCH.LEN", "missing"]), Reply::Int(0));
 }
 
 #[test]

@@ -479,6 +479,77 @@ fn a_key_can_be_set_after_an_index_based_list_read() {
 }
 
 #[test]
+fn a_list_is_read_in_batches() {
+    let server = api_server();
+    let mut c = server.client();
+    let ints = |sizes: &[i64]| Reply::Array(sizes.iter().copied().map(Reply::Int).collect());
+    let elements = ["a", "b", "", "c", "nul\0byte", "e"];
+    let mut rpush = vec!["RPUSH", "l"];
+    rpush.extend(elements);
+    c.cmd(&rpush);
+    let whole = Reply::Array(elements.into_iter().map(bulk).collect());
+    assert_eq!(
+        key(&mut c, &["list-batches", "l", "0", "2"]),
+        Reply::Array(vec![ints(&[2, 2, 2]), whole.clone()])
+    );
+    assert_eq!(
+        key(&mut c, &["list-batches", "l", "1", "100"]).array()[0],
+        ints(&[5])
+    );
+    // Negative starts count from the tail; before the head starts at the head (as LRANGE).
+    assert_eq!(
+        texts(&key(&mut c, &["list-batches", "l", "-3", "100"]).array()[1]),
+        ["c", "nul\0byte", "e"]
+    );
+    assert_eq!(
+        key(&mut c, &["list-batches", "l", "-100", "4"]),
+        Reply::Array(vec![ints(&[4, 2]), whole])
+    );
+    let nothing = Reply::Array(vec![ints(&[]), Reply::Array(vec![])]);
+    for empty in [["l", "6", "10"], ["l", "0", "0"], ["nolist", "0", "10"]] {
+        let mut words = vec!["list-batches"];
+        words.extend(empty);
+        assert_eq!(key(&mut c, &words), nothing, "{empty:?}");
+    }
+    c.cmd(&["SET", "s", "v"]);
+    assert!(
+        key(&mut c, &["list-batches", "s", "0", "10"])
+            .error()
+            .starts_with("WRONGTYPE")
+    );
+    // After an index-based read in the same command (Redis caches a list iterator in the key).
+    assert_eq!(
+        key(
+            &mut c,
+            &["list-get-then", "l", "4", "list-batches", "-100", "3"]
+        )
+        .array()[1],
+        Reply::Array(vec![
+            ints(&[3, 3]),
+            Reply::Array(elements.into_iter().map(bulk).collect())
+        ])
+    );
+    // A batch stops after 1 MiB, counting 4 bytes per element: big elements...
+    let big = "x".repeat(600 * 1024);
+    c.cmd(&["RPUSH", "big", &big, &big, &big]);
+    assert_eq!(
+        key(&mut c, &["list-batches", "big", "0", "100"]).array()[0],
+        ints(&[2, 1])
+    );
+    // ... and empty ones, so that no batch runs unbounded.
+    let empties = vec![""; 10_000];
+    for _ in 0..30 {
+        let mut rpush = vec!["RPUSH", "empties"];
+        rpush.extend(&empties);
+        c.cmd(&rpush);
+    }
+    assert_eq!(
+        key(&mut c, &["list-batches", "empties", "0", "1000000"]).array()[0],
+        ints(&[262_144, 37_856])
+    );
+}
+
+#[test]
 fn an_expire_that_overflows_is_refused() {
     let server = api_server();
     let mut c = server.client();

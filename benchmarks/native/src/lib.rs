@@ -156,6 +156,29 @@ fn nb_zsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Float(sum))
 }
 
+fn nb_lsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = Key::open(ctx, &args[1], raw::REDISMODULE_READ);
+    let mut sum: i64 = 0;
+    // SAFETY: an open key; indexes below its length (read in order, so Redis moves its list
+    // iterator one step each); every element is freed after use.
+    unsafe {
+        let len = rm!(RedisModule_ValueLength)(key.0) as i64;
+        for index in 0..len {
+            let element = rm!(RedisModule_ListGet)(key.0, index);
+            let mut value = 0;
+            if rm!(RedisModule_StringToLongLong)(element, &mut value)
+                != raw::REDISMODULE_OK as c_int
+            {
+                rm!(RedisModule_FreeString)(ctx.ctx, element);
+                return Err(RedisError::Str("ERR not an integer"));
+            }
+            rm!(RedisModule_FreeString)(ctx.ctx, element);
+            sum += value;
+        }
+    }
+    Ok(RedisValue::Integer(sum))
+}
+
 fn nb_loop(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     // black_box: the seed is opaque, so the compiler cannot fold the loop away.
     let mut x: u32 = std::hint::black_box(2_463_534_242);
@@ -197,6 +220,7 @@ redis_module! {
         ["nb.incr", nb_incr, "write deny-oom fast", 1, 1, 1, ""],
         ["nb.push", nb_push, "write deny-oom fast", 1, 1, 1, ""],
         ["nb.zsum", nb_zsum, "readonly", 1, 1, 1, ""],
+        ["nb.lsum", nb_lsum, "readonly", 1, 1, 1, ""],
         ["nb.loop", nb_loop, "readonly", 0, 0, 0, ""],
         ["nb.echo", nb_echo, "readonly", 0, 0, 0, ""],
         ["nb.array", nb_array, "readonly fast", 0, 0, 0, ""],

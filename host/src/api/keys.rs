@@ -5,8 +5,8 @@
 use redis_module::raw;
 
 use super::bindings::redis::module::keys::{
-    DataValue, HashSetFlags, Host, Key, KeyError, KeyType, ListWhere, OpenMode, ZaddFlags,
-    ZaddOutcome, ZsetRangeBatch,
+    DataValue, HashSetFlags, Host, Key, KeyError, KeyType, ListRangeBatch, ListWhere, OpenMode,
+    ZaddFlags, ZaddOutcome, ZsetRangeBatch,
 };
 use crate::ffi::{self, KeyAccess, KeyValue, RawKey, TypeValue};
 use crate::scope::{Effects, KeyFault, KeyHandle, MAX_HANDLES, RangeState, tombstone};
@@ -396,6 +396,38 @@ impl Host for GuestState {
             let raw = key.raw.as_ref().ok_or(KeyFault::OutOfRange)?;
             list_index(index, raw.value_length())?;
             raw.list_get(index).ok_or(KeyFault::OutOfRange)
+        })
+    }
+
+    fn list_range(&mut self, handle: Key, start: i64, max: u32) -> R<ListRangeBatch> {
+        self.with_key_ctx(handle, |key, _, ctx| {
+            key.fresh_list_iterator(ctx);
+            expect_type(key, LIST)?;
+            let mut batch = ListRangeBatch {
+                elements: Vec::new(),
+                ends: Vec::new(),
+            };
+            let Some(raw) = key.raw.as_ref() else {
+                return Ok(batch);
+            };
+            let len = i64::try_from(raw.value_length()).unwrap_or(i64::MAX);
+            let first = if start < 0 {
+                start.saturating_add(len).max(0)
+            } else {
+                start
+            };
+            // Ascending indexes: Redis moves the key's list iterator one step per element.
+            let wanted = first..first.saturating_add(i64::from(max)).min(len);
+            for index in wanted {
+                // The offsets count too, so a list of empty strings also stops.
+                let size = batch.elements.len() + 4 * batch.ends.len();
+                if size >= MAX_BATCH_BYTES || !raw.list_get_into(index, &mut batch.elements) {
+                    break;
+                }
+                // Below MAX_BATCH_BYTES plus one element (at most 512 MB): fits in u32.
+                batch.ends.push(batch.elements.len() as u32);
+            }
+            Ok(batch)
         })
     }
 
@@ -850,7 +882,7 @@ impl GuestState {
     }
 }
 
-/// Where `zset-range-next-batch` stops adding members.
+/// Where `zset-range-next-batch` and `list-range` stop adding elements.
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
 fn range(key: &KeyHandle) -> Result<Option<&RawKey>, KeyFault> {

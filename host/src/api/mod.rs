@@ -37,7 +37,7 @@ pub use bindings::redis::module::registration::CommandSpec as WitCommandSpec;
 
 /// The WIT package every guest must be built against, and its version.
 pub const WIT_PACKAGE: &str = "redis:module";
-pub const WIT_VERSION: (u64, u64, u64) = (0, 3, 0);
+pub const WIT_VERSION: (u64, u64, u64) = (0, 3, 1);
 
 /// A linker with every interface of the world defined.
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {

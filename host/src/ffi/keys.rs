@@ -281,6 +281,15 @@ impl RawKey {
         take_string(key_call!(self, RedisModule_ListGet, index))
     }
 
+    /// `RedisModule_ListGet`, appending the element to `out`; false when there is none.
+    pub fn list_get_into(&self, index: i64, out: &mut Vec<u8>) -> bool {
+        let Some(element) = NonNull::new(key_call!(self, RedisModule_ListGet, index)) else {
+            return false;
+        };
+        out.extend_from_slice(OwnedString(element).bytes());
+        true
+    }
+
     pub fn list_set(&self, index: i64, value: &[u8]) -> bool {
         let value = OwnedString::new(value);
         key_call!(self, RedisModule_ListSet, index, value.as_ptr()) == OK

@@ -69,6 +69,13 @@ const CASES: &[Case] = &[
         calls: 100_000,
     },
     Case {
+        name: "lsum",
+        what: "sum of a 100-element list of integers",
+        args: &["bench:list"],
+        keys: 1,
+        calls: 100_000,
+    },
+    Case {
         name: "loop",
         what: "CPU loop: 10,000 rounds of xorshift",
         args: &[],
@@ -269,6 +276,7 @@ fn main() {
         .collect();
     let value = "v".repeat(1 << 20);
     for i in 0..100 {
+        c.cmd(&["RPUSH", "bench:list", &i.to_string()]);
         c.cmd(&[
             "ZADD",
             "bench:zset",

@@ -384,6 +384,32 @@ fn key_op(
                 Ok(RedisValue::Array(out))
             })
         }
+        "list-batches" => {
+            // list-batches <start> <batch size>: the list from `start` on, read in batches;
+            // replies the batch sizes followed by the elements.
+            let mut start = args.next_i64()?;
+            let max = u32::try_from(args.next_u64()?).unwrap_or(u32::MAX);
+            let len = key.value_length()? as i64;
+            let (mut sizes, mut elements) = (Vec::new(), Vec::new());
+            loop {
+                let batch = key.list_range(start, max)?;
+                if batch.is_empty() {
+                    break;
+                }
+                sizes.push(RedisValue::Integer(batch.len() as i64));
+                elements.extend(batch.iter().map(|e| RedisValue::StringBuffer(e.to_vec())));
+                let from = if start < 0 {
+                    (start + len).max(0)
+                } else {
+                    start
+                };
+                start = from + batch.len() as i64;
+            }
+            Ok(RedisValue::Array(vec![
+                RedisValue::Array(sizes),
+                RedisValue::Array(elements),
+            ]))
+        }
         "zset-batches" => {
             // zset-batches <batch size>: the whole score range, read in batches; replies the
             // batch sizes followed by member, score pairs.

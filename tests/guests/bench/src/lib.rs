@@ -3,7 +3,8 @@
 //! `scripts/bench.sh` compares runtimes, not algorithms.
 
 use redis_wasm_sdk::{
-    Context, ListWhere, RedisError, RedisResult, RedisString, RedisValue, redis_module,
+    Context, ListWhere, RedisError, RedisResult, RedisString, RedisValue, parse_integer,
+    redis_module,
 };
 
 /// `BG.INT`: replies an integer.
@@ -67,6 +68,25 @@ fn zsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Double(sum))
 }
 
+/// `BG.LSUM key`: the sum of a list of integers, read in batches (one crossing per 128
+/// elements instead of one per element).
+fn lsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = ctx.open_key(&args[1])?;
+    let mut sum: i64 = 0;
+    let mut start = 0;
+    loop {
+        let batch = key.list_range(start, 128)?;
+        if batch.is_empty() {
+            break;
+        }
+        for element in batch.iter() {
+            sum += parse_integer(element)?;
+        }
+        start += batch.len() as i64;
+    }
+    Ok(RedisValue::Integer(sum))
+}
+
 /// `BG.LOOP`: 10,000 rounds of xorshift.
 fn xorshift(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     // black_box: the seed is opaque, so the compiler cannot fold the loop away.
@@ -101,6 +121,7 @@ redis_module! {
         ["bg.incr", incr, "write deny-oom fast", 1, 1, 1, arity = 2],
         ["bg.push", push, "write deny-oom fast", 1, 1, 1, arity = 3],
         ["bg.zsum", zsum, "readonly", 1, 1, 1, arity = 2],
+        ["bg.lsum", lsum, "readonly", 1, 1, 1, arity = 2],
         ["bg.loop", xorshift, "readonly", 0, 0, 0, arity = 1],
         ["bg.echo", echo, "readonly", 0, 0, 0, arity = 2],
         ["bg.array", array, "readonly fast", 0, 0, 0, arity = 1],

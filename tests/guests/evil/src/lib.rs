@@ -264,7 +264,9 @@ fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             }
             4 => {
                 if let Some(k) = keys.last() {
+                    let _ = k.list_range(int, (r >> 24) as u32);
                     let _ = k.list_insert(int, "i");
+                    let _ = k.list_range(-int, r as u32 % 4);
                     let _ = k.list_delete(int);
                 }
             }
