@@ -24,6 +24,11 @@ local r = redis.call('LRANGE', KEYS[1], 0, -1)
 local sum = 0
 for i = 1, #r do sum = sum + tonumber(r[i]) end
 return sum
+-- case: lrange
+local r = redis.call('LRANGE', KEYS[1], 0, -1)
+local sum = 0
+for i = 1, #r do sum = sum + tonumber(r[i]) end
+return sum
 -- case: loop
 local x = 2463534242
 for i = 1, 10000 do

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::key::split_at_ends;
 use crate::string::RedisString;
 use crate::value::RedisError;
 use crate::wit::redis::module::call as wit;
@@ -208,6 +209,9 @@ impl Handle {
     fn attribute(&self) -> Option<wit::CallReply> {
         wit::call_reply_attribute(self.0)
     }
+    fn elements(&self, start: u64, max: u32) -> wit::CallReplyBatch {
+        wit::call_reply_elements(self.0, start, max)
+    }
     fn proto(&self) -> Vec<u8> {
         wit::call_reply_proto(self.0)
     }
@@ -345,16 +349,67 @@ impl CallReply {
             .map(|number| CallReply(Inner::Handle(Handle(number))))
     }
 
-    /// The elements of an array or set reply.
+    /// The elements of an array or set reply, or a map reply's keys and values taken
+    /// alternately. They are read 128 at a time (see [`elements`](Self::elements));
+    /// only aggregates, nulls and the like cost a crossing each.
     pub fn iter(&self) -> impl Iterator<Item = CallReply> + '_ {
-        let set = self.reply_type() == ReplyType::Set;
-        (0..self.len()).filter_map(move |i| {
-            if set {
-                self.set_element(i)
-            } else {
-                self.element(i)
+        let reply_type = self.reply_type();
+        let mut next = 0;
+        let mut pending = Vec::new().into_iter();
+        std::iter::from_fn(move || {
+            if let Some(element) = pending.next() {
+                return Some(element);
             }
+            let batch = self.elements(next, ITER_BATCH);
+            let first = next;
+            next += batch.len();
+            let elements: Vec<CallReply> = batch
+                .iter()
+                .enumerate()
+                .filter_map(|(i, element)| {
+                    let inner = match element {
+                        BatchElement::Integer(n) => Inner::Integer(n),
+                        BatchElement::Bulk(b) => Inner::Bulk(b.to_vec()),
+                        BatchElement::Status(s) => Inner::Status(s.to_vec()),
+                        BatchElement::Error(e) => Inner::Error(e.to_vec()),
+                        BatchElement::Null | BatchElement::Other => {
+                            return self.element_of(reply_type, first + i);
+                        }
+                    };
+                    Some(CallReply(inner))
+                })
+                .collect();
+            pending = elements.into_iter();
+            pending.next()
         })
+    }
+
+    /// Elements `start..` of an array or set reply, or of a map reply's keys and values taken
+    /// alternately, up to `max` (and about 1 MiB) in one crossing, without copying their bytes
+    /// out of the batch: what [`element`](Self::element) of each index gives, much faster.
+    /// Aggregates and other replies that are not plain scalars come as
+    /// [`BatchElement::Other`]: read them by index. Empty past the end, and for any other reply.
+    pub fn elements(&self, start: usize, max: u32) -> CallReplyBatch {
+        let batch = match self.handle() {
+            Some(handle) => handle.elements(start as u64, max),
+            None => wit::CallReplyBatch {
+                kinds: Vec::new(),
+                bytes: Vec::new(),
+                ends: Vec::new(),
+            },
+        };
+        CallReplyBatch(batch)
+    }
+
+    /// Element `index` as [`iter`](Self::iter) counts them, read on its own.
+    fn element_of(&self, reply_type: ReplyType, index: usize) -> Option<CallReply> {
+        match reply_type {
+            ReplyType::Set => self.set_element(index),
+            ReplyType::Map => self
+                .map_element(index / 2)
+                .map(|(key, value)| if index.is_multiple_of(2) { key } else { value }),
+            _ => self.element(index),
+        }
     }
 
     /// `RedisModule_CallReplyProto`: the reply's RESP encoding.
@@ -397,6 +452,58 @@ impl CallReply {
             Inner::Handle(h) => Some(h),
             _ => None,
         }
+    }
+}
+
+/// How many elements [`CallReply::iter`] reads per crossing.
+const ITER_BATCH: u32 = 128;
+
+/// Elements of an aggregate reply, from [`CallReply::elements`].
+pub struct CallReplyBatch(wit::CallReplyBatch);
+
+/// One element of a [`CallReplyBatch`], borrowing its bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BatchElement<'a> {
+    /// An integer reply.
+    Integer(i64),
+    /// A bulk string.
+    Bulk(&'a [u8]),
+    /// A status reply (`+OK`).
+    Status(&'a [u8]),
+    /// An error reply.
+    Error(&'a [u8]),
+    /// A null reply.
+    Null,
+    /// An aggregate, a double or anything else: read it with [`CallReply::element`] (or the set
+    /// or map accessor) at its index.
+    Other,
+}
+
+impl CallReplyBatch {
+    /// How many elements.
+    pub fn len(&self) -> usize {
+        self.0.kinds.len()
+    }
+
+    /// Whether there were no elements from the start index on.
+    pub fn is_empty(&self) -> bool {
+        self.0.kinds.is_empty()
+    }
+
+    /// The elements, in order.
+    pub fn iter(&self) -> impl Iterator<Item = BatchElement<'_>> {
+        split_at_ends(&self.0.bytes, &self.0.ends)
+            .zip(&self.0.kinds)
+            .map(|(bytes, kind)| match kind {
+                wit::ElementKind::Integer => BatchElement::Integer(
+                    bytes.try_into().map(i64::from_le_bytes).unwrap_or(i64::MIN),
+                ),
+                wit::ElementKind::Bulk => BatchElement::Bulk(bytes),
+                wit::ElementKind::Status => BatchElement::Status(bytes),
+                wit::ElementKind::Error => BatchElement::Error(bytes),
+                wit::ElementKind::Null => BatchElement::Null,
+                wit::ElementKind::Other => BatchElement::Other,
+            })
     }
 }
 

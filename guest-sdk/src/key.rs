@@ -161,10 +161,12 @@ impl Key {
         wit::list_get(self.0, index).map(RedisString::from)
     }
 
-    /// Up to `max` elements from index `start` on (negative counts from the tail), in list
-    /// order, in one crossing: what [`list_get`](Self::list_get) of each index gives, much
-    /// faster. A batch also stops at the end and after about 1 MiB; read on from
-    /// `start + batch.len()` until a batch is empty.
+    /// Up to `max` elements from index `start` on (negative counts from the tail; before the
+    /// head starts at the head), in list order, in one crossing: what
+    /// [`list_get`](Self::list_get) of each index gives, much faster. A batch also stops at the
+    /// end and after about 1 MiB. To read a whole list, start at 0 and go on from
+    /// `start + batch.len()` until a batch is empty (with a negative `start`, that sum can come
+    /// back to 0 or below and read the same elements again).
     pub fn list_range(&self, start: i64, max: u32) -> Result<ListRangeBatch> {
         wit::list_range(self.0, start, max).map(ListRangeBatch)
     }
@@ -354,7 +356,10 @@ impl ZsetRangeBatch {
 }
 
 /// The pieces of `bytes` ending at each offset of `ends` (a batch's layout).
-fn split_at_ends<'a>(bytes: &'a [u8], ends: &'a [u32]) -> impl Iterator<Item = &'a [u8]> {
+pub(crate) fn split_at_ends<'a>(
+    bytes: &'a [u8],
+    ends: &'a [u32],
+) -> impl Iterator<Item = &'a [u8]> {
     let starts = std::iter::once(0).chain(ends.iter().map(|&end| end as usize));
     starts
         .zip(ends)

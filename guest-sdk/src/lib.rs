@@ -54,7 +54,7 @@ mod string;
 mod value;
 
 pub use blocking::{BlockedClient, BlockedPhase};
-pub use call::{CallArg, CallError, CallFlags, CallReply, ReplyType};
+pub use call::{BatchElement, CallArg, CallError, CallFlags, CallReply, CallReplyBatch, ReplyType};
 pub use context::{Context, ContextFlags, LogLevel, ReplicateFlags};
 pub use datatype::{DataType, DataValue};
 pub use init::{CommandFn, InitContext, InitFn};

@@ -31,6 +31,7 @@ fn guest_native_and_lua_benchmark_cases_agree() {
         ("PUSH", &["{key}", "e"]),
         ("ZSUM", &["z"]),
         ("LSUM", &["l"]),
+        ("LRANGE", &["l"]),
         ("LOOP", &[]),
         ("ECHO", &["hello"]),
         ("ARRAY", &[]),

@@ -160,6 +160,94 @@ fn calls_return_every_reply_type() {
 }
 
 #[test]
+fn call_reply_elements_are_read_in_batches() {
+    let server = api_server();
+    let mut c = server.client();
+    let elements = |c: &mut redis_wasm_tests::Client, args: &[&str]| {
+        let mut command = vec!["API.ELEMENTS"];
+        command.extend_from_slice(args);
+        c.cmd(&command)
+    };
+    let ints = |sizes: &[i64]| Reply::Array(sizes.iter().copied().map(Reply::Int).collect());
+    let tagged = |tag: &str, text: &str| Reply::Array(vec![bulk(tag), bulk(text)]);
+    c.cmd(&["SET", "a", "1"]);
+    c.cmd(&["SET", "b", "2"]);
+    // Bulk strings and nulls, over two batches; iter() gives the same elements.
+    assert_eq!(
+        elements(&mut c, &["2", "2", "MGET", "a", "missing", "b"]),
+        Reply::Array(vec![
+            ints(&[2, 1]),
+            Reply::Array(vec![tagged("bulk", "1"), bulk("null"), tagged("bulk", "2")]),
+            Reply::Array(vec![
+                tagged("string", "1"),
+                Reply::Array(vec![bulk("null")]),
+                tagged("string", "2"),
+            ]),
+        ])
+    );
+    // Integers.
+    c.cmd(&["SADD", "s", "m"]);
+    assert_eq!(
+        elements(&mut c, &["2", "10", "SMISMEMBER", "s", "m", "x"]).array()[1],
+        ints(&[1, 0])
+    );
+    // A RESP3 map gives its keys and values alternately, a set its members.
+    c.cmd(&["HSET", "h", "f1", "v1", "f2", "v2"]);
+    let map = elements(&mut c, &["3", "3", "HGETALL", "h"]);
+    assert_eq!(map.array()[0], ints(&[3, 1]));
+    let fields = ["f1", "v1", "f2", "v2"];
+    assert_eq!(
+        map.array()[1],
+        Reply::Array(fields.into_iter().map(|t| tagged("bulk", t)).collect())
+    );
+    assert_eq!(
+        map.array()[2],
+        Reply::Array(fields.into_iter().map(|t| tagged("string", t)).collect())
+    );
+    assert_eq!(
+        elements(&mut c, &["3", "10", "SMEMBERS", "s"]).array()[1],
+        Reply::Array(vec![tagged("bulk", "m")])
+    );
+    // Aggregates and RESP3 types other than strings, integers, errors and nulls are `other`.
+    assert_eq!(
+        elements(&mut c, &["3", "100", "BASICS.TYPES"]).array()[1],
+        Reply::Array(vec![
+            bulk("other"),
+            bulk("other"),
+            bulk("other"),
+            bulk("other"),
+            bulk("other"),
+            bulk("other"),
+            bulk("other"),
+            bulk("null"),
+            bulk("null"),
+            tagged("error", "ERR inner"),
+        ])
+    );
+    assert_eq!(
+        elements(&mut c, &["2", "10", "BASICS.NESTED", "2"]).array()[1],
+        Reply::Array(vec![bulk("other")])
+    );
+    // Nothing for a reply that is not an aggregate, past the end, or for a batch size of 0.
+    let nothing = |iterated: Reply| Reply::Array(vec![ints(&[]), Reply::Array(vec![]), iterated]);
+    assert_eq!(
+        elements(&mut c, &["2", "10", "GET", "a"]),
+        nothing(Reply::Array(vec![]))
+    );
+    assert_eq!(
+        elements(&mut c, &["2", "0", "MGET", "a"]),
+        nothing(Reply::Array(vec![tagged("string", "1")]))
+    );
+    // A batch stops after 1 MiB.
+    let big = "x".repeat(600 * 1024);
+    c.cmd(&["RPUSH", "big", &big, &big, &big]);
+    let batches = elements(&mut c, &["2", "100", "LRANGE", "big", "0", "-1"]);
+    assert_eq!(batches.array()[0], ints(&[2, 1]));
+    assert_eq!(batches.array()[1].array()[2], tagged("bulk", &big));
+    assert_eq!(batches.array()[2].array()[2], tagged("string", &big));
+}
+
+#[test]
 fn calls_that_cannot_run_are_distinct_errors() {
     let server = api_server();
     let mut c = server.client();

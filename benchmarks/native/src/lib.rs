@@ -179,6 +179,40 @@ fn nb_lsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Integer(sum))
 }
 
+fn nb_lrange(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let mut sum: i64 = 0;
+    // SAFETY: a command context and an argument string; elements are read while the reply is
+    // alive, and the reply is freed after.
+    unsafe {
+        let reply = rm!(RedisModule_Call)(
+            ctx.ctx,
+            c"LRANGE".as_ptr(),
+            c"scc".as_ptr(),
+            args[1].inner,
+            c"0".as_ptr(),
+            c"-1".as_ptr(),
+        );
+        for index in 0..rm!(RedisModule_CallReplyLength)(reply) {
+            let element = rm!(RedisModule_CallReplyArrayElement)(reply, index);
+            let mut len = 0;
+            let bytes = rm!(RedisModule_CallReplyStringPtr)(element, &mut len);
+            let text = std::slice::from_raw_parts(bytes.cast::<u8>(), len);
+            match std::str::from_utf8(text)
+                .ok()
+                .and_then(|t| t.parse::<i64>().ok())
+            {
+                Some(value) => sum += value,
+                None => {
+                    rm!(RedisModule_FreeCallReply)(reply);
+                    return Err(RedisError::Str("ERR not an integer"));
+                }
+            }
+        }
+        rm!(RedisModule_FreeCallReply)(reply);
+    }
+    Ok(RedisValue::Integer(sum))
+}
+
 fn nb_loop(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     // black_box: the seed is opaque, so the compiler cannot fold the loop away.
     let mut x: u32 = std::hint::black_box(2_463_534_242);
@@ -221,6 +255,7 @@ redis_module! {
         ["nb.push", nb_push, "write deny-oom fast", 1, 1, 1, ""],
         ["nb.zsum", nb_zsum, "readonly", 1, 1, 1, ""],
         ["nb.lsum", nb_lsum, "readonly", 1, 1, 1, ""],
+        ["nb.lrange", nb_lrange, "readonly", 1, 1, 1, ""],
         ["nb.loop", nb_loop, "readonly", 0, 0, 0, ""],
         ["nb.echo", nb_echo, "readonly", 0, 0, 0, ""],
         ["nb.array", nb_array, "readonly fast", 0, 0, 0, ""],

@@ -6,8 +6,10 @@
 //! around the call (see `scope.rs`). `call` itself is registered by [`define_call`], which reads
 //! the command and arguments from guest memory into buffers the instance reuses.
 
+use super::MAX_BATCH_BYTES;
 use super::bindings::redis::module::call::{
-    CallError, CallFlags, CallReply as ReplyNumber, CallValue, Host, ReplyType,
+    CallError, CallFlags, CallReply as ReplyNumber, CallReplyBatch, CallValue, ElementKind, Host,
+    ReplyType,
 };
 use crate::ffi::{CallRefusal, CallReply, ReplyKind, ctx_flags};
 use crate::scope::{MAX_HANDLES, ReplyHandle};
@@ -155,6 +157,36 @@ fn inline_value(reply: &CallReply, resp3: bool) -> Option<CallValue> {
             }
         }
         _ => None,
+    }
+}
+
+/// Appends `element` to a batch's bytes as `call-reply-elements` lays it out, and says what it
+/// is. Scalars are classified as for `inline_value`, but strings of any length are included.
+fn add_to_batch(element: &CallReply, resp3: bool, bytes: &mut Vec<u8>) -> ElementKind {
+    let kind = element.kind();
+    if resp3 && element.attribute().is_some() {
+        return ElementKind::Other; // the guest may want the attribute: read it by index
+    }
+    match kind {
+        ReplyKind::Integer => {
+            bytes.extend_from_slice(&element.integer().to_le_bytes());
+            ElementKind::Integer
+        }
+        ReplyKind::Null => ElementKind::Null,
+        ReplyKind::Error | ReplyKind::String => {
+            let Some(text) = element.string_bytes() else {
+                return ElementKind::Other;
+            };
+            bytes.extend_from_slice(text);
+            if kind == ReplyKind::Error {
+                ElementKind::Error
+            } else if element.is_status() {
+                ElementKind::Status
+            } else {
+                ElementKind::Bulk
+            }
+        }
+        _ => ElementKind::Other,
     }
 }
 
@@ -336,6 +368,50 @@ impl Host for GuestState {
             return Ok(None);
         };
         Ok(Some((self.value_of(key)?, self.value_of(value)?)))
+    }
+
+    fn call_reply_elements(
+        &mut self,
+        handle: ReplyNumber,
+        start: u64,
+        max: u32,
+    ) -> R<CallReplyBatch> {
+        let mut batch = CallReplyBatch {
+            kinds: Vec::new(),
+            bytes: Vec::new(),
+            ends: Vec::new(),
+        };
+        let Some(parent) = self.reply(handle) else {
+            return Ok(batch);
+        };
+        let (reply, resp3) = (&parent.reply, parent.resp3);
+        let kind = reply.kind();
+        let count = match kind {
+            ReplyKind::Array | ReplyKind::Set => reply.length(),
+            ReplyKind::Map => reply.length().saturating_mul(2),
+            _ => 0,
+        };
+        for index in start..start.saturating_add(u64::from(max)).min(count) {
+            // The offsets count too, so a reply of many empty elements also stops.
+            if batch.bytes.len() + 4 * batch.ends.len() >= MAX_BATCH_BYTES {
+                break;
+            }
+            let element = match kind {
+                ReplyKind::Set => reply.set_element(index),
+                ReplyKind::Map => reply
+                    .map_element(index / 2)
+                    .map(|(key, value)| if index.is_multiple_of(2) { key } else { value }),
+                _ => reply.array_element(index),
+            };
+            let element_kind = match element {
+                Some(element) => add_to_batch(&element, resp3, &mut batch.bytes),
+                None => ElementKind::Other,
+            };
+            batch.kinds.push(element_kind);
+            // Below MAX_BATCH_BYTES plus one element (at most 512 MB): fits in u32.
+            batch.ends.push(batch.bytes.len() as u32);
+        }
+        Ok(batch)
     }
 
     fn call_reply_attribute(&mut self, handle: ReplyNumber) -> R<Option<ReplyNumber>> {

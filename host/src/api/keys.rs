@@ -4,6 +4,7 @@
 
 use redis_module::raw;
 
+use super::MAX_BATCH_BYTES;
 use super::bindings::redis::module::keys::{
     DataValue, HashSetFlags, Host, Key, KeyError, KeyType, ListRangeBatch, ListWhere, OpenMode,
     ZaddFlags, ZaddOutcome, ZsetRangeBatch,
@@ -881,9 +882,6 @@ impl GuestState {
         })
     }
 }
-
-/// Where `zset-range-next-batch` and `list-range` stop adding elements.
-const MAX_BATCH_BYTES: usize = 1 << 20;
 
 fn range(key: &KeyHandle) -> Result<Option<&RawKey>, KeyFault> {
     match key.range.get() {

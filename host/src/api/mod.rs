@@ -39,6 +39,11 @@ pub use bindings::redis::module::registration::CommandSpec as WitCommandSpec;
 pub const WIT_PACKAGE: &str = "redis:module";
 pub const WIT_VERSION: (u64, u64, u64) = (0, 3, 1);
 
+/// Where a batch (`list-range`, `zset-range-next-batch`, `call-reply-elements`) stops adding
+/// elements: enough that the crossing is a small part of its cost, bounded so one host call stays
+/// short.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
 /// A linker with every interface of the world defined.
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
     let mut linker = Linker::new(engine);

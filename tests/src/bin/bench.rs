@@ -76,6 +76,13 @@ const CASES: &[Case] = &[
         calls: 100_000,
     },
     Case {
+        name: "lrange",
+        what: "call LRANGE on a 100-element list and sum it",
+        args: &["bench:list"],
+        keys: 1,
+        calls: 100_000,
+    },
+    Case {
         name: "loop",
         what: "CPU loop: 10,000 rounds of xorshift",
         args: &[],

@@ -4,9 +4,9 @@
 use std::cell::RefCell;
 
 use redis_wasm_sdk::{
-    BlockedClient, BlockedPhase, CallFlags, CallReply, Context, HashSetFlags, Key, KeyError,
-    ListWhere, NextArg, RedisError, RedisResult, RedisString, RedisValue, ReplyType, ZaddFlags,
-    redis_module,
+    BatchElement, BlockedClient, BlockedPhase, CallFlags, CallReply, Context, HashSetFlags, Key,
+    KeyError, ListWhere, NextArg, RedisError, RedisResult, RedisString, RedisValue, ReplyType,
+    ZaddFlags, redis_module,
 };
 
 /// `KeyType::Empty` → `empty`.
@@ -114,6 +114,48 @@ fn api_call(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         .call_ext(args[2].try_as_str()?, &call_args(&args[3..]), flags)
         .map_err(call_error)?;
     Ok(describe(&reply))
+}
+
+/// `API.ELEMENTS <2|3|auto> <batch size> <command> [args]`: calls, then reads the reply's
+/// elements in batches. Replies the batch sizes, the elements as the batches give them
+/// (`integer`, `[bulk|status|error, bytes]`, `null`, `other`), and the reply's `iter()` described.
+fn api_elements(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() < 4 {
+        return Err(RedisError::WrongArity);
+    }
+    let flags = resp_flags(&args[1])?;
+    let max = u32::try_from(args[2].parse_unsigned_integer()?).unwrap_or(u32::MAX);
+    let reply = ctx
+        .call_ext(args[3].try_as_str()?, &call_args(&args[4..]), flags)
+        .map_err(call_error)?;
+    let (mut sizes, mut elements, mut start) = (Vec::new(), Vec::new(), 0);
+    loop {
+        let batch = reply.elements(start, max);
+        if batch.is_empty() {
+            break;
+        }
+        sizes.push(RedisValue::Integer(batch.len() as i64));
+        start += batch.len();
+        elements.extend(batch.iter().map(|element| match element {
+            BatchElement::Integer(n) => RedisValue::Integer(n),
+            BatchElement::Bulk(b) => {
+                RedisValue::Array(vec![bulk("bulk"), RedisValue::StringBuffer(b.to_vec())])
+            }
+            BatchElement::Status(s) => {
+                RedisValue::Array(vec![bulk("status"), RedisValue::StringBuffer(s.to_vec())])
+            }
+            BatchElement::Error(e) => {
+                RedisValue::Array(vec![bulk("error"), RedisValue::StringBuffer(e.to_vec())])
+            }
+            BatchElement::Null => bulk("null"),
+            BatchElement::Other => bulk("other"),
+        }));
+    }
+    Ok(RedisValue::Array(vec![
+        RedisValue::Array(sizes),
+        RedisValue::Array(elements),
+        RedisValue::Array(reply.iter().map(|e| describe(&e)).collect()),
+    ]))
 }
 
 /// `API.FORWARD <2|3|auto> <command> [args]`: calls and replies with the call's reply as it is.
@@ -775,6 +817,7 @@ redis_module! {
         ["api.call", api_call, "readonly", 0, 0, 0],
         ["api.wcall", api_wcall, "write", 0, 0, 0],
         ["api.forward", api_forward, "write", 0, 0, 0],
+        ["api.elements", api_elements, "readonly", 0, 0, 0],
         ["api.parse", api_parse, "readonly", 0, 0, 0],
         ["api.types", api_types, "readonly", 0, 0, 0],
         ["api.postponed", api_postponed, "readonly", 0, 0, 0],

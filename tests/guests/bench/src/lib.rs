@@ -3,8 +3,8 @@
 //! `scripts/bench.sh` compares runtimes, not algorithms.
 
 use redis_wasm_sdk::{
-    Context, ListWhere, RedisError, RedisResult, RedisString, RedisValue, parse_integer,
-    redis_module,
+    BatchElement, Context, ListWhere, RedisError, RedisResult, RedisString, RedisValue,
+    parse_integer, redis_module,
 };
 
 /// `BG.INT`: replies an integer.
@@ -87,6 +87,28 @@ fn lsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Integer(sum))
 }
 
+/// `BG.LRANGE key`: the sum of a list of integers, through a call of `LRANGE` (its elements
+/// read in batches, without copying).
+fn lrange(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let reply = ctx.call("LRANGE", &[&args[1], &0, &-1])?;
+    let mut sum: i64 = 0;
+    let mut start = 0;
+    loop {
+        let batch = reply.elements(start, 128);
+        if batch.is_empty() {
+            break;
+        }
+        for element in batch.iter() {
+            let BatchElement::Bulk(text) = element else {
+                return Err(RedisError::Str("ERR not an integer"));
+            };
+            sum += parse_integer(text)?;
+        }
+        start += batch.len();
+    }
+    Ok(RedisValue::Integer(sum))
+}
+
 /// `BG.LOOP`: 10,000 rounds of xorshift.
 fn xorshift(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     // black_box: the seed is opaque, so the compiler cannot fold the loop away.
@@ -122,6 +144,7 @@ redis_module! {
         ["bg.push", push, "write deny-oom fast", 1, 1, 1, arity = 3],
         ["bg.zsum", zsum, "readonly", 1, 1, 1, arity = 2],
         ["bg.lsum", lsum, "readonly", 1, 1, 1, arity = 2],
+        ["bg.lrange", lrange, "readonly", 1, 1, 1, arity = 2],
         ["bg.loop", xorshift, "readonly", 0, 0, 0, arity = 1],
         ["bg.echo", echo, "readonly", 0, 0, 0, arity = 2],
         ["bg.array", array, "readonly fast", 0, 0, 0, arity = 1],

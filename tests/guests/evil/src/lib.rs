@@ -311,6 +311,8 @@ fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 if let Some(reply) = replies.last() {
                     let _ = reply.element((r % 8) as usize);
                     let _ = reply.map_element((r % 8) as usize);
+                    let _ = reply.elements((r % 8) as usize, (r >> 8) as u32 % 16);
+                    let _ = reply.iter().count();
                     let _ = reply.string();
                 }
             }
