@@ -2,8 +2,10 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::{Deref, Range};
+use std::sync::Arc;
 
-use crate::key::split_at_ends;
+use crate::key::{piece_ranges, split_at_ends};
 use crate::string::RedisString;
 use crate::value::RedisError;
 use crate::wit::redis::module::call as wit;
@@ -157,10 +159,28 @@ pub struct CallReply(Inner);
 
 enum Inner {
     Integer(i64),
-    Bulk(Vec<u8>),
-    Status(Vec<u8>),
-    Error(Vec<u8>),
+    Bulk(Bytes),
+    Status(Bytes),
+    Error(Bytes),
     Handle(Handle),
+}
+
+/// The bytes of a scalar reply: its own, or its piece of a batch that the elements
+/// [`CallReply::iter`] read together share (so that no element needs an allocation).
+enum Bytes {
+    Owned(Vec<u8>),
+    InBatch(Arc<wit::CallReplyBatch>, Range<usize>),
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(bytes) => bytes,
+            Bytes::InBatch(batch, range) => batch.bytes.get(range.clone()).unwrap_or_default(),
+        }
+    }
 }
 
 /// A call reply the host holds (its number), freed when dropped.
@@ -221,9 +241,9 @@ impl From<wit::CallValue> for CallReply {
     fn from(value: wit::CallValue) -> Self {
         CallReply(match value {
             wit::CallValue::Integer(n) => Inner::Integer(n),
-            wit::CallValue::Bulk(b) => Inner::Bulk(b),
-            wit::CallValue::Status(s) => Inner::Status(s),
-            wit::CallValue::Error(e) => Inner::Error(e),
+            wit::CallValue::Bulk(b) => Inner::Bulk(Bytes::Owned(b)),
+            wit::CallValue::Status(s) => Inner::Status(Bytes::Owned(s)),
+            wit::CallValue::Error(e) => Inner::Error(Bytes::Owned(e)),
             wit::CallValue::Reply(number) => Inner::Handle(Handle(number)),
         })
     }
@@ -279,7 +299,7 @@ impl CallReply {
         match &self.0 {
             Inner::Integer(_) => None,
             Inner::Bulk(b) | Inner::Status(b) | Inner::Error(b) => {
-                Some(RedisString::from(b.clone()))
+                Some(RedisString::from(b.to_vec()))
             }
             Inner::Handle(h) => h.string().map(RedisString::from),
         }
@@ -290,7 +310,7 @@ impl CallReply {
     pub fn bytes(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
         match &self.0 {
             Inner::Integer(_) => None,
-            Inner::Bulk(b) | Inner::Status(b) | Inner::Error(b) => Some(b.as_slice().into()),
+            Inner::Bulk(b) | Inner::Status(b) | Inner::Error(b) => Some(Cow::Borrowed(b)),
             Inner::Handle(h) => h.string().map(Into::into),
         }
     }
@@ -360,19 +380,19 @@ impl CallReply {
             if let Some(element) = pending.next() {
                 return Some(element);
             }
-            let batch = self.elements(next, ITER_BATCH);
+            let batch = Arc::new(self.elements(next, ITER_BATCH).0);
             let first = next;
-            next += batch.len();
-            let elements: Vec<CallReply> = batch
-                .iter()
-                .enumerate()
-                .filter_map(|(i, element)| {
-                    let inner = match element {
-                        BatchElement::Integer(n) => Inner::Integer(n),
-                        BatchElement::Bulk(b) => Inner::Bulk(b.to_vec()),
-                        BatchElement::Status(s) => Inner::Status(s.to_vec()),
-                        BatchElement::Error(e) => Inner::Error(e.to_vec()),
-                        BatchElement::Null | BatchElement::Other => {
+            next += batch.kinds.len();
+            let pieces = piece_ranges(&batch.ends);
+            let elements: Vec<CallReply> = (batch.kinds.iter().zip(pieces).enumerate())
+                .filter_map(|(i, (kind, range))| {
+                    let piece = || Bytes::InBatch(batch.clone(), range);
+                    let inner = match kind {
+                        wit::ElementKind::Integer => Inner::Integer(integer_of(&piece())),
+                        wit::ElementKind::Bulk => Inner::Bulk(piece()),
+                        wit::ElementKind::Status => Inner::Status(piece()),
+                        wit::ElementKind::Error => Inner::Error(piece()),
+                        wit::ElementKind::Null | wit::ElementKind::Other => {
                             return self.element_of(reply_type, first + i);
                         }
                     };
@@ -495,9 +515,7 @@ impl CallReplyBatch {
         split_at_ends(&self.0.bytes, &self.0.ends)
             .zip(&self.0.kinds)
             .map(|(bytes, kind)| match kind {
-                wit::ElementKind::Integer => BatchElement::Integer(
-                    bytes.try_into().map(i64::from_le_bytes).unwrap_or(i64::MIN),
-                ),
+                wit::ElementKind::Integer => BatchElement::Integer(integer_of(bytes)),
                 wit::ElementKind::Bulk => BatchElement::Bulk(bytes),
                 wit::ElementKind::Status => BatchElement::Status(bytes),
                 wit::ElementKind::Error => BatchElement::Error(bytes),
@@ -505,6 +523,11 @@ impl CallReplyBatch {
                 wit::ElementKind::Other => BatchElement::Other,
             })
     }
+}
+
+/// An integer element's value from its bytes in a batch (8 bytes, little-endian).
+fn integer_of(bytes: &[u8]) -> i64 {
+    bytes.try_into().map(i64::from_le_bytes).unwrap_or(i64::MIN)
 }
 
 impl fmt::Debug for CallReply {
@@ -519,6 +542,47 @@ mod tests {
 
     fn collected(args: &[&dyn CallArg]) -> Vec<Vec<u8>> {
         with_args(args, |slices| slices.iter().map(|s| s.to_vec()).collect())
+    }
+
+    #[test]
+    fn a_batch_splits_into_its_elements() {
+        let mut bytes = b"bulk".to_vec();
+        bytes.extend_from_slice(&(-7i64).to_le_bytes());
+        bytes.extend_from_slice(b"OKERR no");
+        let batch = wit::CallReplyBatch {
+            kinds: vec![
+                wit::ElementKind::Bulk,
+                wit::ElementKind::Integer,
+                wit::ElementKind::Status,
+                wit::ElementKind::Error,
+                wit::ElementKind::Null,
+                wit::ElementKind::Bulk,
+            ],
+            ends: vec![4, 12, 14, 20, 20, 20],
+            bytes,
+        };
+        let whole = CallReplyBatch(batch.clone());
+        let elements: Vec<BatchElement<'_>> = whole.iter().collect();
+        assert_eq!(
+            elements,
+            [
+                BatchElement::Bulk(b"bulk"),
+                BatchElement::Integer(-7),
+                BatchElement::Status(b"OK"),
+                BatchElement::Error(b"ERR no"),
+                BatchElement::Null,
+                BatchElement::Bulk(b""),
+            ]
+        );
+        // Elements made by `iter()` share the batch's bytes.
+        let shared = Arc::new(batch);
+        let reply = CallReply(Inner::Status(Bytes::InBatch(shared.clone(), 12..14)));
+        assert_eq!(reply.bytes().as_deref(), Some(&b"OK"[..]));
+        assert_eq!(reply.len(), 2);
+        assert_eq!(reply.proto(), b"+OK\r\n");
+        let reply = CallReply(Inner::Bulk(Bytes::InBatch(shared, 0..4)));
+        assert_eq!(reply.reply_type(), ReplyType::String);
+        assert_eq!(reply.proto(), b"$4\r\nbulk\r\n");
     }
 
     #[test]

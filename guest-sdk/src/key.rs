@@ -360,8 +360,11 @@ pub(crate) fn split_at_ends<'a>(
     bytes: &'a [u8],
     ends: &'a [u32],
 ) -> impl Iterator<Item = &'a [u8]> {
+    piece_ranges(ends).map(|range| bytes.get(range).unwrap_or_default())
+}
+
+/// The ranges of the pieces ending at each offset of `ends`.
+pub(crate) fn piece_ranges(ends: &[u32]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
     let starts = std::iter::once(0).chain(ends.iter().map(|&end| end as usize));
-    starts
-        .zip(ends)
-        .map(|(start, &end)| bytes.get(start..end as usize).unwrap_or_default())
+    starts.zip(ends).map(|(start, &end)| start..end as usize)
 }
