@@ -77,8 +77,19 @@ pub struct KeyHandle {
     pub suspended: bool,
     /// A `Cell` so that any write through the key can end it (see `api::keys::writable`).
     pub range: Cell<RangeState>,
-    /// An index-based list operation left Redis's cached list iterator in the key.
-    pub list_iterator: bool,
+    /// Whether index-based list operations left Redis's list iterator cached in the key. A
+    /// `Cell` so that any write through the key can mark it stale (see `api::keys::writable`).
+    pub list_iterator: Cell<ListIterator>,
+}
+
+/// The list iterator Redis 7.0 caches in an open key between index-based list operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListIterator {
+    None,
+    /// Left by reads alone: in step with the list, so reading on moves it a step per element.
+    Reading,
+    /// Left by a write, or the list was written since: it may be out of step.
+    Stale,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,7 +124,7 @@ impl KeyHandle {
             ctx.select_db(current);
         }
         self.suspended = false;
-        self.list_iterator = false;
+        self.list_iterator.set(ListIterator::None);
         self.interrupt_range();
     }
 
@@ -126,18 +137,35 @@ impl KeyHandle {
 }
 
 impl KeyHandle {
-    /// Call before an index-based list operation. Redis 7.0 caches a list iterator in an open
-    /// key between such operations, and some sequences leave it out of step with the list (an
+    /// Call before an index-based list write. Redis 7.0 caches a list iterator in an open key
+    /// between such operations, and some sequences leave it out of step with the list (an
     /// assertion in `moduleListIteratorSeek`); reopening drops it.
     pub fn fresh_list_iterator(&mut self, ctx: Ctx) {
         self.drop_list_iterator(ctx);
-        self.list_iterator = true;
+        self.list_iterator.set(ListIterator::Stale);
+    }
+
+    /// Call before an index-based list read: keeps an iterator that only reads have moved (so
+    /// reading in order costs a step per element, not a seek from an end), and drops one that
+    /// may be out of step.
+    pub fn reading_list_iterator(&mut self, ctx: Ctx) {
+        if self.list_iterator.get() == ListIterator::Stale {
+            self.reopen(ctx);
+        }
+        self.list_iterator.set(ListIterator::Reading);
+    }
+
+    /// Call on any write through the key: a cached iterator may now be out of step.
+    pub fn list_may_have_changed(&self) {
+        if self.list_iterator.get() == ListIterator::Reading {
+            self.list_iterator.set(ListIterator::Stale);
+        }
     }
 
     /// Call before replacing the value: Redis refuses to set a key while the list iterator of an
     /// index-based list operation is cached in it; reopening drops it.
     pub fn drop_list_iterator(&mut self, ctx: Ctx) {
-        if self.list_iterator {
+        if self.list_iterator.get() != ListIterator::None {
             self.reopen(ctx);
         }
     }
@@ -537,7 +565,7 @@ impl CommandScope {
             raw,
             suspended: false,
             range: Cell::new(RangeState::None),
-            list_iterator: false,
+            list_iterator: Cell::new(ListIterator::None),
         })
     }
 

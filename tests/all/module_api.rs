@@ -605,6 +605,19 @@ fn a_list_is_read_in_batches() {
             .error()
             .starts_with("WRONGTYPE")
     );
+    // Reads go on from Redis's cached list iterator until a write through the key, and then see
+    // the list as written.
+    c.cmd(&["RPUSH", "mixed", "a", "b", "c", "d"]);
+    assert_eq!(
+        texts(&key(&mut c, &["list-mixed", "mixed"])),
+        [
+            "a", "b", "b", "c", "d", "Y", "c", "Z", "S", "S", "c", "d", "Z"
+        ]
+    );
+    assert_eq!(
+        texts(&c.cmd(&["LRANGE", "mixed", "0", "-1"])),
+        ["S", "c", "d", "Z"]
+    );
     // After an index-based read in the same command (Redis caches a list iterator in the key).
     assert_eq!(
         key(

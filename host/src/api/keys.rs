@@ -48,12 +48,14 @@ fn expect_type(key: &KeyHandle, expected: isize) -> Result<(), KeyFault> {
 }
 
 /// The key, for a write. A write ends the key's active sorted-set range: Redis's range cursor
-/// points into the set as it was, and reading it after the set changed is a use-after-free.
+/// points into the set as it was, and reading it after the set changed is a use-after-free. It
+/// also marks a list iterator left by reads as stale.
 fn writable(key: &KeyHandle) -> Result<&RawKey, KeyFault> {
     if !key.write {
         return Err(KeyFault::NotWritable);
     }
     let raw = key.raw.as_ref().ok_or(KeyFault::Closed)?;
+    key.list_may_have_changed();
     if key.range.get() == RangeState::Active {
         raw.zset_range_stop();
         key.interrupt_range();
@@ -392,7 +394,7 @@ impl Host for GuestState {
 
     fn list_get(&mut self, handle: Key, index: i64) -> R<Vec<u8>> {
         self.with_key_ctx(handle, |key, _, ctx| {
-            key.fresh_list_iterator(ctx);
+            key.reading_list_iterator(ctx);
             expect_type(key, LIST)?;
             let raw = key.raw.as_ref().ok_or(KeyFault::OutOfRange)?;
             list_index(index, raw.value_length())?;
@@ -402,7 +404,7 @@ impl Host for GuestState {
 
     fn list_range(&mut self, handle: Key, start: i64, max: u32) -> R<ListRangeBatch> {
         self.with_key_ctx(handle, |key, _, ctx| {
-            key.fresh_list_iterator(ctx);
+            key.reading_list_iterator(ctx);
             expect_type(key, LIST)?;
             let mut batch = ListRangeBatch {
                 elements: Vec::new(),

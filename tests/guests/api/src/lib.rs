@@ -426,6 +426,34 @@ fn key_op(
                 Ok(RedisValue::Array(out))
             })
         }
+        "list-mixed" => {
+            // list-mixed: index-based reads around writes through the same key, in one command
+            // (reads go on from Redis's cached list iterator until a write); replies what the
+            // reads saw, in order.
+            let mut seen = Vec::new();
+            let mut read = |key: &Key, index: i64| -> Result<(), RedisError> {
+                seen.push(RedisValue::BulkRedisString(key.list_get(index)?));
+                Ok(())
+            };
+            read(key, 0)?;
+            read(key, 1)?;
+            key.list_pop(ListWhere::Head)?;
+            read(key, 0)?;
+            read(key, 1)?;
+            key.list_insert(1, "Y")?;
+            read(key, -1)?;
+            read(key, 1)?;
+            read(key, 2)?;
+            key.list_push(ListWhere::Tail, "Z")?;
+            read(key, -1)?;
+            key.list_set(0, "S")?;
+            read(key, 0)?;
+            key.list_delete(1)?;
+            for element in key.list_range(0, 100)?.iter() {
+                seen.push(RedisValue::StringBuffer(element.to_vec()));
+            }
+            Ok(RedisValue::Array(seen))
+        }
         "list-batches" => {
             // list-batches <start> <batch size>: the list from `start` on, read in batches;
             // replies the batch sizes followed by the elements.

@@ -329,7 +329,11 @@ fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 if let Some(k) = keys.last() {
                     let _ = k.key_type();
                     let _ = k.value_length();
+                    let _ = k.list_get(int);
+                    let _ = k.list_get(-int);
+                    let _ = k.list_range(int, 3);
                     let _ = k.list_pop(ListWhere::Tail);
+                    let _ = k.list_get(int);
                 }
             }
             15 => {
