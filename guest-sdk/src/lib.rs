@@ -27,12 +27,15 @@
 //! ## What lives where
 //! - [`Context`] (`context.rs`): the running command — replies, calls, keys, replication,
 //!   database, logging, pool allocation.
-//! - [`CallReply`], [`CallArg`] (`call.rs`): `RedisModule_Call` and its replies.
-//! - [`Key`] (`key.rs`): low-level key access.
+//! - [`CallReply`], [`CallArg`] (`call.rs`): `RedisModule_Call` and its replies, with
+//!   [`CallReplyBatch`] for reading an aggregate's elements many per crossing.
+//! - [`Key`] (`key.rs`): low-level key access, with batched reads of lists
+//!   ([`ListRangeBatch`]) and sorted-set ranges ([`ZsetRangeBatch`]).
 //! - [`BlockedClient`] (`blocking.rs`): blocking commands and background jobs.
 //! - [`InitContext`] (`init.rs`): the guest's init — command registration, load arguments.
 //! - [`DataType`], [`DataValue`] (`datatype.rs`): data types whose values live in keys.
-//! - [`RedisString`], [`NextArg`] (`string.rs`): binary-safe arguments and their parsing.
+//! - [`RedisString`], [`NextArg`], [`parse_integer`] (`string.rs`): binary-safe arguments and
+//!   their parsing.
 //! - [`RedisValue`], [`RedisError`] (`value.rs`): what a command returns.
 //! - `runtime.rs`: glue between the WIT exports and your functions (used by [`redis_module!`]).
 //! - [`wit`]: the raw generated bindings of the `redis:module` WIT world, for what the friendly
