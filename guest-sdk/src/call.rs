@@ -377,36 +377,42 @@ impl CallReply {
         let mut next = 0;
         let mut pending = Vec::new().into_iter();
         std::iter::from_fn(move || {
-            if let Some(element) = pending.next() {
-                return Some(element);
+            loop {
+                if let Some(element) = pending.next() {
+                    return Some(element);
+                }
+                let batch = Arc::new(self.elements(next, ITER_BATCH).0);
+                if batch.kinds.is_empty() {
+                    return None;
+                }
+                let first = next;
+                next += batch.kinds.len();
+                let pieces = piece_ranges(&batch.ends);
+                let elements: Vec<CallReply> = (batch.kinds.iter().zip(pieces).enumerate())
+                    .filter_map(|(i, (kind, range))| {
+                        let piece = || Bytes::InBatch(batch.clone(), range);
+                        let inner = match kind {
+                            wit::ElementKind::Integer => Inner::Integer(integer_of(&piece())),
+                            wit::ElementKind::Bulk => Inner::Bulk(piece()),
+                            wit::ElementKind::Status => Inner::Status(piece()),
+                            wit::ElementKind::Error => Inner::Error(piece()),
+                            wit::ElementKind::Null | wit::ElementKind::Other => {
+                                return self.element_of(reply_type, first + i);
+                            }
+                        };
+                        Some(CallReply(inner))
+                    })
+                    .collect();
+                pending = elements.into_iter();
             }
-            let batch = Arc::new(self.elements(next, ITER_BATCH).0);
-            let first = next;
-            next += batch.kinds.len();
-            let pieces = piece_ranges(&batch.ends);
-            let elements: Vec<CallReply> = (batch.kinds.iter().zip(pieces).enumerate())
-                .filter_map(|(i, (kind, range))| {
-                    let piece = || Bytes::InBatch(batch.clone(), range);
-                    let inner = match kind {
-                        wit::ElementKind::Integer => Inner::Integer(integer_of(&piece())),
-                        wit::ElementKind::Bulk => Inner::Bulk(piece()),
-                        wit::ElementKind::Status => Inner::Status(piece()),
-                        wit::ElementKind::Error => Inner::Error(piece()),
-                        wit::ElementKind::Null | wit::ElementKind::Other => {
-                            return self.element_of(reply_type, first + i);
-                        }
-                    };
-                    Some(CallReply(inner))
-                })
-                .collect();
-            pending = elements.into_iter();
-            pending.next()
         })
     }
 
     /// Elements `start..` of an array or set reply, or of a map reply's keys and values taken
     /// alternately, up to `max` (and about 1 MiB) in one crossing, without copying their bytes
-    /// out of the batch: what [`element`](Self::element) of each index gives, much faster.
+    /// out of the batch: what the element accessors ([`element`](Self::element),
+    /// [`set_element`](Self::set_element), [`map_element`](Self::map_element)) give one crossing
+    /// each, much faster.
     /// Aggregates and other replies that are not plain scalars come as
     /// [`BatchElement::Other`]: read them by index. Empty past the end, and for any other reply.
     pub fn elements(&self, start: usize, max: u32) -> CallReplyBatch {
