@@ -137,57 +137,62 @@ impl Drop for CallRunning {
 /// a handle, so forwarding one with `reply-with-call-reply` copies nothing through the guest.
 const INLINE_BULK_MAX: usize = 8 * 1024;
 
-/// The reply as an inline value, when it is a small scalar (see `call-value` in the WIT).
-fn inline_value(reply: &CallReply, resp3: bool) -> Option<CallValue> {
+/// What a reply is, as `call` and `call-reply-elements` hand scalars to the guest by value.
+enum Scalar<'a> {
+    Integer(i64),
+    Bulk(&'a [u8]),
+    Status(&'a [u8]),
+    Error(&'a [u8]),
+    Null,
+    /// An aggregate, a double, ..., or a RESP3 reply with an attribute the guest may want.
+    Other,
+}
+
+fn scalar(reply: &CallReply, resp3: bool) -> Scalar<'_> {
     let kind = reply.kind();
     if resp3 && kind != ReplyKind::Attribute && reply.attribute().is_some() {
-        return None; // the guest may want the attribute: keep the handle
+        return Scalar::Other;
     }
     match kind {
-        ReplyKind::Integer => Some(CallValue::Integer(reply.integer())),
-        ReplyKind::Error => Some(CallValue::Error(reply.string_bytes()?.to_vec())),
-        ReplyKind::String => {
-            let bytes = reply.string_bytes()?;
-            if reply.is_status() {
-                Some(CallValue::Status(bytes.to_vec()))
-            } else if bytes.len() <= INLINE_BULK_MAX {
-                Some(CallValue::Bulk(bytes.to_vec()))
-            } else {
-                None
-            }
-        }
+        ReplyKind::Integer => Scalar::Integer(reply.integer()),
+        ReplyKind::Null => Scalar::Null,
+        ReplyKind::Error | ReplyKind::String => match reply.string_bytes() {
+            None => Scalar::Other,
+            Some(text) if kind == ReplyKind::Error => Scalar::Error(text),
+            Some(text) if reply.is_status() => Scalar::Status(text),
+            Some(text) => Scalar::Bulk(text),
+        },
+        _ => Scalar::Other,
+    }
+}
+
+/// The reply as an inline value, when it is a small scalar (see `call-value` in the WIT).
+fn inline_value(reply: &CallReply, resp3: bool) -> Option<CallValue> {
+    match scalar(reply, resp3) {
+        Scalar::Integer(n) => Some(CallValue::Integer(n)),
+        Scalar::Error(text) => Some(CallValue::Error(text.to_vec())),
+        Scalar::Status(text) => Some(CallValue::Status(text.to_vec())),
+        Scalar::Bulk(text) if text.len() <= INLINE_BULK_MAX => Some(CallValue::Bulk(text.to_vec())),
         _ => None,
     }
 }
 
-/// Appends `element` to a batch's bytes as `call-reply-elements` lays it out, and says what it
-/// is. Scalars are classified as for `inline_value`, but strings of any length are included.
+/// Appends `element` to a batch's bytes as `call-reply-elements` lays it out (strings of any
+/// length), and says what it is.
 fn add_to_batch(element: &CallReply, resp3: bool, bytes: &mut Vec<u8>) -> ElementKind {
-    let kind = element.kind();
-    if resp3 && element.attribute().is_some() {
-        return ElementKind::Other; // the guest may want the attribute: read it by index
-    }
-    match kind {
-        ReplyKind::Integer => {
-            bytes.extend_from_slice(&element.integer().to_le_bytes());
-            ElementKind::Integer
+    let (kind, text) = match scalar(element, resp3) {
+        Scalar::Integer(n) => {
+            bytes.extend_from_slice(&n.to_le_bytes());
+            return ElementKind::Integer;
         }
-        ReplyKind::Null => ElementKind::Null,
-        ReplyKind::Error | ReplyKind::String => {
-            let Some(text) = element.string_bytes() else {
-                return ElementKind::Other;
-            };
-            bytes.extend_from_slice(text);
-            if kind == ReplyKind::Error {
-                ElementKind::Error
-            } else if element.is_status() {
-                ElementKind::Status
-            } else {
-                ElementKind::Bulk
-            }
-        }
-        _ => ElementKind::Other,
-    }
+        Scalar::Null => return ElementKind::Null,
+        Scalar::Other => return ElementKind::Other,
+        Scalar::Bulk(text) => (ElementKind::Bulk, text),
+        Scalar::Status(text) => (ElementKind::Status, text),
+        Scalar::Error(text) => (ElementKind::Error, text),
+    };
+    bytes.extend_from_slice(text);
+    kind
 }
 
 /// The `RedisModule_Call` format for a call: modifiers then `v` (an argv array), built without
