@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release -p redis-wasm -p native-baseline
-cargo run --release -q -p redis-wasm-tests --bin bench
-cargo run --release -q -p redis-wasm-tests --bin load_latency
+cargo build --release --ignore-rust-version -p redis-wasm -p native-baseline
+cargo run --release --ignore-rust-version -q -p redis-wasm-tests --bin bench
+cargo run --release --ignore-rust-version -q -p redis-wasm-tests --bin load_latency

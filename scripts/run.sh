@@ -13,7 +13,7 @@ for manifest in examples/*/Cargo.toml; do
 done
 
 echo "==> building the host"
-cargo build --release -p redis-wasm
+cargo build --release --ignore-rust-version -p redis-wasm
 echo "==> building the example guests: ${examples[*]}"
 cargo build --target wasm32-wasip2 --profile guest $(printf -- '-p %s ' "${examples[@]}")
 

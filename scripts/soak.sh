@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 port=${PORT:-23500}
 dir=$(mktemp -d /tmp/redis-wasm-soak.XXXX)
-cargo build --release -p redis-wasm >&2
+cargo build --release --ignore-rust-version -p redis-wasm >&2
 evil=$(build_guest evil)
 api=$(build_guest api-guest)
 # A copy, so rebuilding the host during a long run cannot disturb it.
