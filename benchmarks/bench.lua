@@ -24,6 +24,11 @@ local r = redis.call('LRANGE', KEYS[1], 0, -1)
 local sum = 0
 for i = 1, #r do sum = sum + tonumber(r[i]) end
 return sum
+-- case: hsum
+local r = redis.call('HGETALL', KEYS[1])
+local sum = 0
+for i = 2, #r, 2 do sum = sum + tonumber(r[i]) end
+return sum
 -- case: lrange
 local r = redis.call('LRANGE', KEYS[1], 0, -1)
 local sum = 0

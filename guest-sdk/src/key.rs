@@ -308,6 +308,69 @@ impl Key {
     pub fn hash_exists(&self, fields: &[&[u8]]) -> Result<Vec<bool>> {
         wit::hash_exists(self.0, fields)
     }
+
+    /// The next entries of this key's scan (`RedisModule_ScanKey`, with a cursor the key
+    /// keeps): up to `max` fields of a hash with their values, members of a set, or members of
+    /// a sorted set with their scores as text, in one crossing (a batch also stops after about
+    /// 1 MiB). As with `HSCAN`/`SSCAN`/`ZSCAN`, the order is unspecified, an entry present for
+    /// the whole scan comes at least once (again if the table was resized), and writes between
+    /// batches are allowed. An empty key gives one empty batch that [`is_done`]. Go on until a
+    /// batch [`is_done`] (a batch may be empty before that); [`scan_restart`](Self::scan_restart)
+    /// starts over.
+    ///
+    /// ```no_run
+    /// # use redis_wasm_sdk::{Context, RedisResult, RedisString, RedisValue, parse_integer};
+    /// fn hsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    ///     let key = ctx.open_key(&args[1])?;
+    ///     let mut sum: i64 = 0;
+    ///     loop {
+    ///         let batch = key.scan(128)?;
+    ///         for (_field, value) in batch.iter() {
+    ///             sum += parse_integer(value)?;
+    ///         }
+    ///         if batch.is_done() {
+    ///             return Ok(RedisValue::Integer(sum));
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// [`is_done`]: ScanBatch::is_done
+    pub fn scan(&self, max: u32) -> Result<ScanBatch> {
+        wit::scan_key(self.0, max).map(ScanBatch)
+    }
+
+    /// Starts this key's [`scan`](Self::scan) over (`RedisModule_ScanCursorRestart`).
+    pub fn scan_restart(&self) {
+        wit::scan_key_restart(self.0)
+    }
+}
+
+/// Entries of a hash, set or sorted set, from [`Key::scan`].
+pub struct ScanBatch(wit::ScanBatch);
+
+impl ScanBatch {
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.0.field_ends.len()
+    }
+
+    /// Whether the batch has no entries (which does not mean the scan is complete).
+    pub fn is_empty(&self) -> bool {
+        self.0.field_ends.is_empty()
+    }
+
+    /// Whether the scan is complete: no entries follow this batch.
+    pub fn is_done(&self) -> bool {
+        self.0.done
+    }
+
+    /// The entries: a hash field and its value, a sorted-set member and its score as text
+    /// (parse it with [`parse_float`](crate::parse_float)), or a set member and an empty value.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        split_at_ends(&self.0.fields, &self.0.field_ends)
+            .zip(split_at_ends(&self.0.values, &self.0.value_ends))
+    }
 }
 
 /// Elements of a list, from [`Key::list_range`].

@@ -30,12 +30,13 @@
 //! - [`CallReply`], [`CallArg`] (`call.rs`): `RedisModule_Call` and its replies, with
 //!   [`CallReplyBatch`] for reading an aggregate's elements many per crossing.
 //! - [`Key`] (`key.rs`): low-level key access, with batched reads of lists
-//!   ([`ListRangeBatch`]) and sorted-set ranges ([`ZsetRangeBatch`]).
+//!   ([`ListRangeBatch`]), sorted-set ranges ([`ZsetRangeBatch`]) and scans of hashes, sets
+//!   and sorted sets ([`ScanBatch`]).
 //! - [`BlockedClient`] (`blocking.rs`): blocking commands and background jobs.
 //! - [`InitContext`] (`init.rs`): the guest's init — command registration, load arguments.
 //! - [`DataType`], [`DataValue`] (`datatype.rs`): data types whose values live in keys.
-//! - [`RedisString`], [`NextArg`], [`parse_integer`] (`string.rs`): binary-safe arguments and
-//!   their parsing.
+//! - [`RedisString`], [`NextArg`], [`parse_integer`], [`parse_float`] (`string.rs`):
+//!   binary-safe arguments and their parsing.
 //! - [`RedisValue`], [`RedisError`] (`value.rs`): what a command returns.
 //! - `runtime.rs`: glue between the WIT exports and your functions (used by [`redis_module!`]).
 //! - [`wit`]: the raw generated bindings of the `redis:module` WIT world, for what the friendly
@@ -62,10 +63,10 @@ pub use context::{Context, ContextFlags, LogLevel, ReplicateFlags};
 pub use datatype::{DataType, DataValue};
 pub use init::{CommandFn, InitContext, InitFn};
 pub use key::{
-    HashSetFlags, Key, KeyError, KeyType, ListRangeBatch, ListWhere, NO_EXPIRE, ZaddFlags,
-    ZaddOutcome, ZsetRangeBatch,
+    HashSetFlags, Key, KeyError, KeyType, ListRangeBatch, ListWhere, NO_EXPIRE, ScanBatch,
+    ZaddFlags, ZaddOutcome, ZsetRangeBatch,
 };
-pub use string::{NextArg, RedisString, parse_integer};
+pub use string::{NextArg, RedisString, parse_float, parse_integer};
 pub use value::{ERRORMSG_WRONGTYPE, RedisError, RedisResult, RedisValue};
 
 /// The API version this SDK speaks (`REDISMODULE_APIVER_1`).

@@ -73,15 +73,7 @@ impl RedisString {
     /// Parses the string as a double exactly as Redis does (`RedisModule_StringToDouble`, asked
     /// of the host): no spaces, not NaN.
     pub fn parse_float(&self) -> Result<f64, RedisError> {
-        #[cfg(target_arch = "wasm32")]
-        {
-            crate::wit::redis::module::strings::string_to_double(&self.0)
-                .map_err(|_| RedisError::Str(NOT_A_FLOAT))
-        }
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            parse_redis_double(&self.0).ok_or(RedisError::Str(NOT_A_FLOAT))
-        }
+        parse_float(&self.0)
     }
 }
 
@@ -89,6 +81,20 @@ impl RedisString {
 /// (for the elements of a batch, say).
 pub fn parse_integer(bytes: &[u8]) -> Result<i64, RedisError> {
     parse_redis_integer(bytes).ok_or(RedisError::Str(NOT_AN_INTEGER))
+}
+
+/// Parses bytes as [`RedisString::parse_float`] does, without making a `RedisString` of them
+/// (the scores of a sorted-set scan, say).
+pub fn parse_float(bytes: &[u8]) -> Result<f64, RedisError> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::wit::redis::module::strings::string_to_double(bytes)
+            .map_err(|_| RedisError::Str(NOT_A_FLOAT))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        parse_redis_double(bytes).ok_or(RedisError::Str(NOT_A_FLOAT))
+    }
 }
 
 /// Redis's `string2ll`: strict decimal integers that round-trip exactly.

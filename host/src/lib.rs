@@ -26,6 +26,7 @@
 //! - `api/` — the host side of each WIT interface (one file per interface).
 //! - `reply.rs` — replies buffered and checked before they reach the client.
 //! - `scope.rs` — what one running command owns: keys, call replies, replication effects.
+//! - `scan.rs` — a key's scan (`scan-key`): Redis's cursor and the entries not yet handed out.
 //! - `flags.rs` — guest command flags and which dispatcher carries them.
 //! - `wasi.rs` — the small part of WASI granted to guests (printing goes to the Redis log).
 
@@ -46,6 +47,7 @@ mod loader;
 mod persist;
 mod registry;
 mod reply;
+mod scan;
 mod scope;
 mod state;
 mod wasi;

@@ -22,6 +22,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::ffi::{CallReply, Ctx, KeyAccess, MODE_READ, MODE_WRITE, RawKey};
 use crate::registry::CommandSpec;
+use crate::scan::KeyScan;
 
 /// Most handles (keys plus call replies) one command may hold at once.
 pub const MAX_HANDLES: usize = 100_000;
@@ -80,6 +81,8 @@ pub struct KeyHandle {
     /// Whether index-based list operations left Redis's list iterator cached in the key. A
     /// `Cell` so that any write through the key can mark it stale (see `api::keys::writable`).
     pub list_iterator: Cell<ListIterator>,
+    /// Created by the first `scan-key` (most keys are never scanned).
+    pub scan: Option<Box<KeyScan>>,
 }
 
 /// The list iterator Redis 7.0 caches in an open key between index-based list operations.
@@ -566,6 +569,7 @@ impl CommandScope {
             suspended: false,
             range: Cell::new(RangeState::None),
             list_iterator: Cell::new(ListIterator::None),
+            scan: None,
         })
     }
 

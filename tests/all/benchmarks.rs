@@ -19,6 +19,7 @@ fn guest_native_and_lua_benchmark_cases_agree() {
     for i in 0..100 {
         c.cmd(&["ZADD", "z", &format!("{i}.5"), &format!("m{i}")]);
         c.cmd(&["RPUSH", "l", &i.to_string()]);
+        c.cmd(&["HSET", "h", &format!("f{i}"), &i.to_string()]);
     }
     let cases: &[(&str, &[&str])] = &[
         ("INT", &[]),
@@ -31,6 +32,8 @@ fn guest_native_and_lua_benchmark_cases_agree() {
         ("PUSH", &["{key}", "e"]),
         ("ZSUM", &["z"]),
         ("LSUM", &["l"]),
+        ("HSUM", &["h"]),
+        ("HSUM", &["nohash"]),
         ("LRANGE", &["l"]),
         ("LOOP", &[]),
         ("ECHO", &["hello"]),

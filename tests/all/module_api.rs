@@ -680,6 +680,125 @@ fn a_list_is_read_in_batches() {
     );
 }
 
+/// `API.KEY scan-batches`: the batch sizes, and the entries as sorted (field, value) pairs.
+fn scan(c: &mut Client, words: &[&str]) -> (Vec<i64>, Vec<(String, String)>) {
+    let mut command = vec!["scan-batches"];
+    command.extend_from_slice(words);
+    let reply = key(c, &command);
+    let sizes = reply.array()[0].array().iter().map(Reply::int).collect();
+    let mut entries: Vec<(String, String)> = texts(&reply.array()[1])
+        .chunks(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect();
+    entries.sort();
+    (sizes, entries)
+}
+
+/// A reply of alternating fields and values (HGETALL, ZRANGE WITHSCORES) as sorted pairs.
+fn sorted_pairs(reply: &Reply) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = texts(reply)
+        .chunks(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+#[test]
+fn hashes_sets_and_sorted_sets_are_scanned_in_batches() {
+    let server = api_server();
+    let mut c = server.client();
+    // A small hash (one listpack, which one Redis step gives whole) is split at the batch size.
+    c.cmd(&[
+        "HSET", "small", "f1", "v1", "f2", "", "nul\0f", "nul\0v", "f4", "v4",
+    ]);
+    let (sizes, entries) = scan(&mut c, &["small", "3"]);
+    assert_eq!(sizes, [3, 1]);
+    assert_eq!(entries, sorted_pairs(&c.cmd(&["HGETALL", "small"])));
+    // A big one (a hash table, a bucket per step): every field exactly once, nothing resized it.
+    let mut hset = vec!["HSET".to_string(), "big".into()];
+    for i in 0..1000 {
+        hset.extend([format!("field{i}"), format!("{}", i * 7)]);
+    }
+    c.cmd(&hset.iter().map(String::as_str).collect::<Vec<_>>());
+    let (sizes, entries) = scan(&mut c, &["big", "100"]);
+    assert!(sizes.iter().all(|&n| n <= 100), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<i64>(), 1000);
+    assert_eq!(entries, sorted_pairs(&c.cmd(&["HGETALL", "big"])));
+    // Sets (an intset, then a hash table) give members with empty values.
+    c.cmd(&["SADD", "ints", "3", "1", "2"]);
+    let (_, entries) = scan(&mut c, &["ints", "10"]);
+    let members = |entries: &[(String, String)]| {
+        assert!(entries.iter().all(|(_, v)| v.is_empty()));
+        entries.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(members(&entries), ["1", "2", "3"]);
+    let names: Vec<String> = (0..300).map(|i| format!("m{i}")).collect();
+    let mut sadd = vec!["SADD", "names"];
+    sadd.extend(names.iter().map(String::as_str));
+    c.cmd(&sadd);
+    let (_, entries) = scan(&mut c, &["names", "64"]);
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(members(&entries), expected);
+    // Sorted sets give scores as text (a listpack, then a skiplist).
+    c.cmd(&["ZADD", "z", "1", "a", "2.5", "b", "-inf", "c"]);
+    let (_, entries) = scan(&mut c, &["z", "2"]);
+    assert_eq!(
+        entries,
+        [("a", "1"), ("b", "2.5"), ("c", "-inf")].map(|(m, s)| (m.to_string(), s.to_string()))
+    );
+    let mut zadd = vec!["ZADD".to_string(), "zbig".into()];
+    for i in 0..200 {
+        zadd.extend([format!("{}", f64::from(i) / 4.0), format!("m{i}")]);
+    }
+    c.cmd(&zadd.iter().map(String::as_str).collect::<Vec<_>>());
+    let (_, entries) = scan(&mut c, &["zbig", "50"]);
+    let scores = sorted_pairs(&c.cmd(&["ZRANGE", "zbig", "0", "-1", "WITHSCORES"]));
+    assert_eq!(entries.len(), 200);
+    for ((member, score), (expected_member, expected_score)) in entries.iter().zip(&scores) {
+        assert_eq!(member, expected_member);
+        assert_eq!(
+            score.parse::<f64>().unwrap(),
+            expected_score.parse::<f64>().unwrap()
+        );
+    }
+    // An empty key is a complete scan; a batch of 0 is empty.
+    assert_eq!(scan(&mut c, &["nothing", "10"]), (vec![0], vec![]));
+    assert_eq!(scan(&mut c, &["big", "0"]), (vec![0], vec![]));
+    // Other types are refused.
+    c.cmd(&["SET", "string", "v"]);
+    c.cmd(&["RPUSH", "list", "v"]);
+    for other in ["string", "list"] {
+        let reply = key(&mut c, &["scan-batches", other, "10"]);
+        assert!(reply.error().starts_with("WRONGTYPE"), "{other}: {reply:?}");
+    }
+    // Writes between batches: an added field may or may not come, the others all do.
+    let (_, entries) = scan(&mut c, &["big", "100", "hash-set", "", "added", "x"]);
+    let fields: std::collections::BTreeSet<&str> =
+        entries.iter().map(|(f, _)| f.as_str()).collect();
+    assert!((0..1000).all(|i| fields.contains(format!("field{i}").as_str())));
+    assert_eq!(c.cmd(&["HGET", "big", "added"]), bulk("x"));
+    // A key deleted during its scan ends it (after what the last step gave beyond the batch).
+    let (sizes, _) = scan(&mut c, &["big", "100", "delete"]);
+    assert!(
+        sizes.len() == 2 && sizes[0] == 100 && sizes[1] < 100,
+        "{sizes:?}"
+    );
+    assert_eq!(c.cmd(&["EXISTS", "big"]), Reply::Int(0));
+    // Starting over gives everything again.
+    assert_eq!(
+        key(&mut c, &["scan-restart", "names", "10"]),
+        Reply::Array(vec![Reply::Int(10), Reply::Int(300)])
+    );
+    // A batch stops after 1 MiB of fields and values.
+    let value = "x".repeat(600 * 1024);
+    c.cmd(&["HSET", "huge", "a", &value, "b", &value, "c", &value]);
+    let (sizes, entries) = scan(&mut c, &["huge", "100"]);
+    assert_eq!(sizes, [2, 1]);
+    assert_eq!(entries.len(), 3);
+}
+
 #[test]
 fn an_expire_that_overflows_is_refused() {
     let server = api_server();

@@ -179,6 +179,47 @@ fn nb_lsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Integer(sum))
 }
 
+/// What `nb_hsum`'s scan callback adds to: the sum, and whether a value was not an integer.
+struct HashSum {
+    sum: i64,
+    bad: bool,
+}
+
+extern "C" fn add_hash_value(
+    _key: *mut raw::RedisModuleKey,
+    _field: *mut raw::RedisModuleString,
+    value: *mut raw::RedisModuleString,
+    sum: *mut std::ffi::c_void,
+) {
+    // SAFETY: `sum` is the `HashSum` nb_hsum passed to this scan; `value` is a live string.
+    unsafe {
+        let sum = &mut *sum.cast::<HashSum>();
+        let mut n = 0;
+        if rm!(RedisModule_StringToLongLong)(value, &mut n) == raw::REDISMODULE_OK as c_int {
+            sum.sum += n;
+        } else {
+            sum.bad = true;
+        }
+    }
+}
+
+fn nb_hsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = Key::open(ctx, &args[1], raw::REDISMODULE_READ);
+    let mut sum = HashSum { sum: 0, bad: false };
+    // SAFETY: an open key and a cursor destroyed after the scan; the callback gets `sum`.
+    unsafe {
+        let cursor = rm!(RedisModule_ScanCursorCreate)();
+        while rm!(RedisModule_ScanKey)(key.0, cursor, Some(add_hash_value), (&raw mut sum).cast())
+            != 0
+        {}
+        rm!(RedisModule_ScanCursorDestroy)(cursor);
+    }
+    if sum.bad {
+        return Err(RedisError::Str("ERR not an integer"));
+    }
+    Ok(RedisValue::Integer(sum.sum))
+}
+
 fn nb_lrange(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let mut sum: i64 = 0;
     // SAFETY: a command context and an argument string; elements are read while the reply is
@@ -255,6 +296,7 @@ redis_module! {
         ["nb.push", nb_push, "write deny-oom fast", 1, 1, 1, ""],
         ["nb.zsum", nb_zsum, "readonly", 1, 1, 1, ""],
         ["nb.lsum", nb_lsum, "readonly", 1, 1, 1, ""],
+        ["nb.hsum", nb_hsum, "readonly", 1, 1, 1, ""],
         ["nb.lrange", nb_lrange, "readonly", 1, 1, 1, ""],
         ["nb.loop", nb_loop, "readonly", 0, 0, 0, ""],
         ["nb.echo", nb_echo, "readonly", 0, 0, 0, ""],

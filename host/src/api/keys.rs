@@ -7,9 +7,10 @@ use redis_module::raw;
 use super::MAX_BATCH_BYTES;
 use super::bindings::redis::module::keys::{
     DataValue, HashSetFlags, Host, Key, KeyError, KeyType, ListRangeBatch, ListWhere, OpenMode,
-    ZaddFlags, ZaddOutcome, ZsetRangeBatch,
+    ScanBatch, ZaddFlags, ZaddOutcome, ZsetRangeBatch,
 };
 use crate::ffi::{self, KeyAccess, KeyValue, RawKey, TypeValue};
+use crate::scan::{BatchLimits, BatchOut};
 use crate::scope::{Effects, KeyFault, KeyHandle, MAX_HANDLES, RangeState, tombstone};
 use crate::state::GuestState;
 
@@ -33,6 +34,7 @@ const EMPTY: isize = raw::REDISMODULE_KEYTYPE_EMPTY;
 const STRING: isize = raw::REDISMODULE_KEYTYPE_STRING;
 const LIST: isize = raw::REDISMODULE_KEYTYPE_LIST;
 const HASH: isize = raw::REDISMODULE_KEYTYPE_HASH;
+const SET: isize = raw::REDISMODULE_KEYTYPE_SET;
 const ZSET: isize = raw::REDISMODULE_KEYTYPE_ZSET;
 
 fn type_of(key: &KeyHandle) -> isize {
@@ -773,6 +775,46 @@ impl Host for GuestState {
                 None => vec![false; fields.len()],
             })
         })
+    }
+
+    fn scan_key(&mut self, handle: Key, max: u32) -> R<ScanBatch> {
+        self.with_key(handle, |key, _| {
+            if !matches!(type_of(key), EMPTY | HASH | SET | ZSET) {
+                return Err(KeyFault::WrongType);
+            }
+            let mut batch = ScanBatch {
+                fields: Vec::new(),
+                field_ends: Vec::new(),
+                values: Vec::new(),
+                value_ends: Vec::new(),
+                done: false,
+            };
+            let limits = BatchLimits {
+                max: max as usize,
+                max_bytes: MAX_BATCH_BYTES,
+                // As HSCAN bounds its buckets by ten times its COUNT.
+                max_steps: (max as usize).saturating_mul(10).max(100),
+            };
+            let mut out = BatchOut {
+                fields: &mut batch.fields,
+                field_ends: &mut batch.field_ends,
+                values: &mut batch.values,
+                value_ends: &mut batch.value_ends,
+            };
+            let scan = key.scan.get_or_insert_default();
+            batch.done = scan.next_batch(key.raw.as_ref(), &mut out, &limits);
+            Ok(batch)
+        })
+    }
+
+    fn scan_key_restart(&mut self, handle: Key) -> wasmtime::Result<()> {
+        let _ = self.with_key(handle, |key, _| {
+            if let Some(scan) = &mut key.scan {
+                scan.restart();
+            }
+            Ok(())
+        })?;
+        Ok(())
     }
 
     fn module_type_get_value(&mut self, handle: Key, data_type: u32) -> R<Option<DataValue>> {

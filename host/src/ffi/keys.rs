@@ -31,6 +31,62 @@ impl Drop for RawKey {
     }
 }
 
+/// A `RedisModule_ScanKey` cursor, destroyed when dropped.
+#[derive(Debug)]
+pub struct ScanCursor(NonNull<raw::RedisModuleScanCursor>);
+
+// SAFETY: a cursor is a position and a done flag in its own allocation; only `RM_ScanKey` reads
+// it, under Redis's lock, and destroying it only frees it.
+unsafe impl Send for ScanCursor {}
+
+impl ScanCursor {
+    pub fn new() -> ScanCursor {
+        // SAFETY: creating a cursor only allocates (Redis's allocator aborts rather than
+        // returning NULL).
+        let cursor = unsafe { api!(RedisModule_ScanCursorCreate)() };
+        ScanCursor(NonNull::new(cursor).expect("RedisModule_ScanCursorCreate returned NULL"))
+    }
+
+    /// `RedisModule_ScanCursorRestart`.
+    pub fn restart(&self) {
+        // SAFETY: a live cursor we own.
+        unsafe { api!(RedisModule_ScanCursorRestart)(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for ScanCursor {
+    fn drop(&mut self) {
+        // SAFETY: a live cursor we own, not used again.
+        unsafe { api!(RedisModule_ScanCursorDestroy)(self.0.as_ptr()) }
+    }
+}
+
+/// What a key scan calls with each field (or member) and its value (none for a set).
+pub type ScanEntry<'a> = dyn FnMut(&[u8], Option<&[u8]>) + 'a;
+
+/// What `scan_entry` is given: the caller's function, and whether it panicked.
+struct ScanSink<'a> {
+    entry: &'a mut ScanEntry<'a>,
+    panicked: bool,
+}
+
+extern "C" fn scan_entry(
+    _key: *mut raw::RedisModuleKey,
+    field: *mut raw::RedisModuleString,
+    value: *mut raw::RedisModuleString,
+    sink: *mut std::ffi::c_void,
+) {
+    // SAFETY: `sink` is the `ScanSink` that `RawKey::scan_step` passed to this `RM_ScanKey`
+    // call, which is still running; nothing else refers to it meanwhile.
+    let sink = unsafe { &mut *sink.cast::<ScanSink<'_>>() };
+    // `field` and `value` (NULL for a set) are live strings for this callback.
+    let value = (!value.is_null()).then(|| super::string_bytes(value));
+    let field = super::string_bytes(field);
+    if super::catch("a key scan", || (sink.entry)(field, value)).is_none() {
+        sink.panicked = true;
+    }
+}
+
 /// Takes ownership of a string Redis returned (not under automatic memory) and copies it out.
 fn take_string(s: *mut raw::RedisModuleString) -> Option<Vec<u8>> {
     let s = NonNull::new(s)?;
@@ -442,6 +498,30 @@ impl RawKey {
             null
         );
         (n >= 0).then_some(n)
+    }
+
+    /// One step of `RedisModule_ScanKey`: `entry` gets each field (or member) it visits and its
+    /// value (none for a set). False when the scan is complete, the key empty or not a hash,
+    /// set or sorted set.
+    pub fn scan_step(
+        &self,
+        cursor: &ScanCursor,
+        entry: &mut ScanEntry<'_>,
+    ) -> bool {
+        let mut sink = ScanSink {
+            entry,
+            panicked: false,
+        };
+        let more = key_call!(
+            self,
+            RedisModule_ScanKey,
+            cursor.0.as_ptr(),
+            Some(scan_entry),
+            (&raw mut sink).cast()
+        ) != 0;
+        // Resumed here, outside Redis's frames, so it takes the usual host-panic path.
+        assert!(!sink.panicked, "a key scan panicked (see the log)");
+        more
     }
 
     /// `RedisModule_HashGet` for one field.

@@ -45,7 +45,7 @@ pub mod signals;
 pub use blocking::{BlockedClient, ThreadSafeCtx, TimerId};
 pub use call::{CallRefusal, CallReply, ReplyKind};
 pub use datatype::{GuestType, KeyValue, TypeValue, check_type_name, find_type, type_names};
-pub use keys::{KeyAccess, MODE_READ, MODE_WRITE, RawKey};
+pub use keys::{KeyAccess, MODE_READ, MODE_WRITE, RawKey, ScanCursor};
 pub use rdb::{AuxHandlers, Io};
 pub use server::{InfoCtx, NumericConfig, StringConfig};
 

@@ -76,6 +76,13 @@ const CASES: &[Case] = &[
         calls: 100_000,
     },
     Case {
+        name: "hsum",
+        what: "sum of a 100-field hash's values (a scan)",
+        args: &["bench:hash"],
+        keys: 1,
+        calls: 100_000,
+    },
+    Case {
         name: "lrange",
         what: "call LRANGE on a 100-element list and sum it",
         args: &["bench:list"],
@@ -290,6 +297,7 @@ fn main() {
             &format!("{}.5", i),
             &format!("member{i}"),
         ]);
+        c.cmd(&["HSET", "bench:hash", &format!("field{i}"), &i.to_string()]);
     }
 
     println!(

@@ -503,6 +503,50 @@ fn key_op(
                 RedisValue::Array(elements),
             ]))
         }
+        "scan-batches" => {
+            // scan-batches <batch size> [op args...]: the whole scan, in batches, running `op`
+            // once after the first batch; replies the batch sizes followed by the entries.
+            let max = u32::try_from(args.next_u64()?).unwrap_or(u32::MAX);
+            let (mut sizes, mut entries) = (Vec::new(), Vec::new());
+            let mut write = args.next().map(|op| op.to_string_lossy());
+            loop {
+                let batch = key.scan(max)?;
+                sizes.push(RedisValue::Integer(batch.len() as i64));
+                for (field, value) in batch.iter() {
+                    entries.push(RedisValue::StringBuffer(field.to_vec()));
+                    entries.push(RedisValue::StringBuffer(value.to_vec()));
+                }
+                if batch.is_done() || max == 0 {
+                    break;
+                }
+                if let Some(op) = write.take() {
+                    key_op(ctx, key, &op, args)?;
+                }
+            }
+            Ok(RedisValue::Array(vec![
+                RedisValue::Array(sizes),
+                RedisValue::Array(entries),
+            ]))
+        }
+        "scan-restart" => {
+            // scan-restart <batch size>: one batch, then the whole scan again from the start;
+            // replies the first batch's size and how many entries the whole scan gave.
+            let max = u32::try_from(args.next_u64()?).unwrap_or(u32::MAX);
+            let first = key.scan(max)?.len();
+            key.scan_restart();
+            let mut total = 0;
+            loop {
+                let batch = key.scan(max)?;
+                total += batch.len();
+                if batch.is_done() {
+                    break;
+                }
+            }
+            Ok(RedisValue::Array(vec![
+                RedisValue::Integer(first as i64),
+                RedisValue::Integer(total as i64),
+            ]))
+        }
         "hash-set" => {
             // hash-set <flags> field value|- [field value|-]...
             let words = args.next_string()?;

@@ -87,6 +87,22 @@ fn lsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Integer(sum))
 }
 
+/// `BG.HSUM key`: the sum of a hash's values, scanned in batches (one crossing per 128
+/// fields).
+fn hsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = ctx.open_key(&args[1])?;
+    let mut sum: i64 = 0;
+    loop {
+        let batch = key.scan(128)?;
+        for (_field, value) in batch.iter() {
+            sum += parse_integer(value)?;
+        }
+        if batch.is_done() {
+            return Ok(RedisValue::Integer(sum));
+        }
+    }
+}
+
 /// `BG.LRANGE key`: the sum of a list of integers, through a call of `LRANGE` (its elements
 /// read in batches, without copying).
 fn lrange(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -144,6 +160,7 @@ redis_module! {
         ["bg.push", push, "write deny-oom fast", 1, 1, 1, arity = 3],
         ["bg.zsum", zsum, "readonly", 1, 1, 1, arity = 2],
         ["bg.lsum", lsum, "readonly", 1, 1, 1, arity = 2],
+        ["bg.hsum", hsum, "readonly", 1, 1, 1, arity = 2],
         ["bg.lrange", lrange, "readonly", 1, 1, 1, arity = 2],
         ["bg.loop", xorshift, "readonly", 0, 0, 0, arity = 1],
         ["bg.echo", echo, "readonly", 0, 0, 0, arity = 2],

@@ -286,14 +286,22 @@ fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                     );
                     let _ = k.zset_first_in_score_range(f64::MIN, f64::MAX, r & 2 == 0, r & 4 == 0);
                     let _ = k.zset_range_next();
+                    let _ = k.scan((r >> 32) as u32 % 4);
                 }
             }
             7 => {
                 if let Some(k) = keys.last() {
                     let _ = k.hash_set(
                         HashSetFlags::from_bits_truncate((r >> 24) as u8),
-                        &[(b"f", if r & 1 == 0 { None } else { Some(b"v") })],
+                        &[(
+                            format!("f{}", (r >> 40) % 200).as_bytes(),
+                            if r & 1 == 0 { None } else { Some(b"v") },
+                        )],
                     );
+                    let _ = k.scan((r >> 32) as u32 % 4);
+                    if r & 8 == 0 {
+                        k.scan_restart();
+                    }
                 }
             }
             8 => {
@@ -323,7 +331,8 @@ fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 let _ = ctx.call("DEL", &[&name]);
             }
             13 => {
-                let _ = ctx.call("RPUSH", &[&name, &int]);
+                let command = if r & 1 == 0 { "RPUSH" } else { "SADD" };
+                let _ = ctx.call(command, &[&name, &int]);
             }
             14 => {
                 if let Some(k) = keys.last() {
