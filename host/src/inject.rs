@@ -17,6 +17,7 @@ pub const SITES: &[&str] = &[
     "wasm.invoke-readonly",
     "wasm.invoke-write",
     "the command filter",
+    "a key scan",
     "INFO",
     "the config change event",
     "saving guests to the RDB",

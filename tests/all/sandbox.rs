@@ -486,6 +486,21 @@ fn a_panic_in_any_entry_point_or_host_function_is_an_error_reply() {
         c.cmd(&["API.KEY", "type", "k"]),
         Reply::Bulk(b"empty".to_vec())
     );
+    // A panic in a callback Redis makes in the middle of a host function (a key scan's) fails
+    // that command the same way, once Redis's frames are left.
+    c.cmd(&["HSET", "h", "f", "v"]);
+    arm(&mut c, "a key scan");
+    let reply = c.cmd(&["API.KEY", "scan-batches", "h", "10"]);
+    assert!(
+        reply
+            .error()
+            .starts_with(&internal("guest 'api' command 'api.key'")),
+        "{reply:?}"
+    );
+    assert_eq!(
+        c.cmd(&["API.KEY", "scan-batches", "h", "10"]).array()[1],
+        Reply::Array(vec![Reply::Bulk(b"f".to_vec()), Reply::Bulk(b"v".to_vec())])
+    );
     arm(&mut c, "wasm.list");
     assert!(
         c.cmd(&["WASM.LIST"])

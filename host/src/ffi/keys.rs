@@ -503,11 +503,7 @@ impl RawKey {
     /// One step of `RedisModule_ScanKey`: `entry` gets each field (or member) it visits and its
     /// value (none for a set). False when the scan is complete, the key empty or not a hash,
     /// set or sorted set.
-    pub fn scan_step(
-        &self,
-        cursor: &ScanCursor,
-        entry: &mut ScanEntry<'_>,
-    ) -> bool {
+    pub fn scan_step(&self, cursor: &ScanCursor, entry: &mut ScanEntry<'_>) -> bool {
         let mut sink = ScanSink {
             entry,
             panicked: false,
