@@ -34,6 +34,34 @@ macro_rules! api {
 
 pub(crate) use api;
 
+/// Calls the variadic Module API function `$f` as `$f(leading..., format, ptr0, len0, ptr1,
+/// len1, ...)`: each byte string of `$args` (at most `call::MAX_BYTE_ARGS`) as the pointer and
+/// length a `b` specifier of `format` takes. Unsafe: the caller vouches for the other arguments.
+macro_rules! with_byte_args {
+    ($f:expr, ($($lead:expr),*), $format:expr, $args:expr) => {{
+        let args = $args;
+        let p = |i: usize| args[i].as_ref().as_ptr().cast::<c_char>();
+        let l = |i: usize| args[i].as_ref().len();
+        match args.len() {
+            0 => $f($($lead,)* $format),
+            1 => $f($($lead,)* $format, p(0), l(0)),
+            2 => $f($($lead,)* $format, p(0), l(0), p(1), l(1)),
+            3 => $f($($lead,)* $format, p(0), l(0), p(1), l(1), p(2), l(2)),
+            4 => $f($($lead,)* $format, p(0), l(0), p(1), l(1), p(2), l(2), p(3), l(3)),
+            5 => $f(
+                $($lead,)* $format, p(0), l(0), p(1), l(1), p(2), l(2), p(3), l(3), p(4), l(4)
+            ),
+            6 => $f(
+                $($lead,)* $format, p(0), l(0), p(1), l(1), p(2), l(2), p(3), l(3), p(4), l(4),
+                p(5), l(5)
+            ),
+            n => unreachable!("{n} byte arguments: at most call::MAX_BYTE_ARGS are passed so"),
+        }
+    }};
+}
+
+use with_byte_args;
+
 mod blocking;
 mod call;
 mod datatype;
@@ -332,27 +360,40 @@ impl Ctx {
         }
     }
 
-    /// Propagates `command args...` to replicas and the AOF (`RedisModule_Replicate`, format "v").
-    /// Propagates `command args...` to replicas and the AOF (`RedisModule_Replicate` with format
-    /// "<modifiers>v"; the modifiers "A" or "R" skip the AOF or the replicas).
+    /// Propagates `command args...` to replicas and the AOF (`RedisModule_Replicate`; the
+    /// modifiers "A" or "R" skip the AOF or the replicas). Arguments go as in [`Ctx::call`].
     pub fn replicate<A: AsRef<[u8]>>(self, command: &str, args: &[A], modifiers: &str) -> bool {
-        call::with_argv(args, |argv| {
-            let format = call::Format::new(modifiers);
-            call::with_c_str(command.as_bytes(), |command| {
-                // SAFETY: valid context; NUL-terminated command and format; "v" takes an array
-                // of RedisModuleString pointers and its length, alive for the call (see
-                // `with_argv`); Redis retains what it keeps.
-                let status = unsafe {
-                    api!(RedisModule_Replicate)(
-                        self.0.as_ptr(),
-                        command,
+        call::with_c_str(command.as_bytes(), |command| {
+            let status = if args.len() <= call::MAX_BYTE_ARGS {
+                let format = call::Format::with_byte_args(modifiers, args.len());
+                // SAFETY: valid context; NUL-terminated command and format, with a `b` for each
+                // argument, whose bytes live for the call; Redis copies them.
+                unsafe {
+                    with_byte_args!(
+                        api!(RedisModule_Replicate),
+                        (self.0.as_ptr(), command),
                         format.as_ptr(),
-                        argv.as_mut_ptr(),
-                        argv.len(),
+                        args
                     )
-                };
-                status == OK
-            })
+                }
+            } else {
+                call::with_argv(args, |argv| {
+                    let format = call::Format::with_vector(modifiers);
+                    // SAFETY: valid context; NUL-terminated command and format; "v" takes an
+                    // array of RedisModuleString pointers and its length, alive for the call
+                    // (see `with_argv`); Redis retains what it keeps.
+                    unsafe {
+                        api!(RedisModule_Replicate)(
+                            self.0.as_ptr(),
+                            command,
+                            format.as_ptr(),
+                            argv.as_mut_ptr(),
+                            argv.len(),
+                        )
+                    }
+                })
+            };
+            status == OK
         })
     }
 }
