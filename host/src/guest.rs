@@ -107,6 +107,19 @@ fn take_returned_reply(
     Ok(())
 }
 
+/// Like [`take_returned_reply`], but an integer that is the command's whole reply (nothing was
+/// replied through the `reply` interface) is returned, to be sent as it is: the buffer's checks
+/// cannot fail for it.
+fn take_returned_integer(
+    state: &mut GuestState,
+    result: wasmtime::Result<(Option<i64>,)>,
+) -> wasmtime::Result<Option<i64>> {
+    match result? {
+        (Some(value),) if state.reply.is_empty() => Ok(Some(value)),
+        returned => take_returned_reply(state, Ok(returned)).map(|()| None),
+    }
+}
+
 /// A running instance of a guest.
 pub struct Live {
     store: Store<GuestState>,
@@ -615,7 +628,7 @@ impl Guest {
             args.with_slices(|argv| invoke.call(&mut live.store, (route.index, argv)))
         }));
         let state = live.store.data_mut();
-        let result = result.map(|result| take_returned_reply(state, result));
+        let result = result.map(|result| take_returned_integer(state, result));
         state.clock = None;
         let mut scope = match std::mem::replace(&mut state.phase, Phase::Idle) {
             Phase::Command(scope) => scope,
@@ -642,8 +655,16 @@ impl Guest {
         scope.finish(result.is_err());
         live.store.data_mut().spare_scope = Some(scope);
         match result {
-            Ok(()) => {
+            Ok(Some(value)) if blocked.is_none() => {
+                ctx.reply_long_long(value);
+                Delivery::Sent { error: false }
+            }
+            Ok(direct) => {
                 let state = live.store.data_mut();
+                if let Some(value) = direct {
+                    // The command blocked its client: the reply goes through the block.
+                    state.reply.push(ReplyItem::Integer(value));
+                }
                 let delivery = match state.reply.finish() {
                     Ok(()) if blocked.is_some() => {
                         // A reply from a command that blocked its client goes through the block.

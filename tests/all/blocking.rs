@@ -301,6 +301,8 @@ fn unblock_abort_and_mistakes_around_a_block() {
         c.cmd(&["API.WAIT", "replythen"]),
         Reply::Status("anyway".into())
     );
+    assert_eq!(c.cmd(&["API.WAIT", "replyint"]), Reply::Int(7));
+    assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
     assert!(
         c.cmd(&["API.WAIT", "twice"])
             .text()

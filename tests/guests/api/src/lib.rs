@@ -771,7 +771,7 @@ thread_local!(static WAITING: RefCell<Vec<BlockedClient>> = const { RefCell::new
 
 /// `API.WAIT <mode> [timeout-ms]`: blocks the client until `API.WAKE`. Modes: `plain`; `abort`
 /// (blocks, aborts, replies "aborted"); `replythen` (blocks, then replies "anyway": the reply
-/// goes through the block); `twice` (blocks twice: the second is refused); `trap` (blocks, then
+/// goes through the block); `replyint` (the same with the integer 7); `twice` (blocks twice: the second is refused); `trap` (blocks, then
 /// panics); `bgwrite` (a background job that tries a write and opens a key); `spin` (a
 /// background job calling PING until it is cancelled); `keysreply` and `keystrap` (block on the
 /// key `api:never`, then reply "anyway", or panic). Woken with `API.WAKE loop`, the reply
@@ -841,6 +841,8 @@ fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             Ok(RedisValue::SimpleStringStatic("aborted"))
         }
         "replythen" => Ok(RedisValue::SimpleStringStatic("anyway")),
+        // An integer, which `invoke` returns rather than sends.
+        "replyint" => Ok(RedisValue::Integer(7)),
         "twice" => {
             let second = ctx.block_client(timeout).map(|_| ()).unwrap_err();
             Ok(RedisValue::BulkString(second.to_string()))
