@@ -474,14 +474,17 @@ fn a_panic_in_any_entry_point_or_host_function_is_an_error_reply() {
             Reply::Status("OK".into())
         );
     };
+    let fails_in_api_key = |c: &mut redis_wasm_tests::Client, words: &[&str]| {
+        let reply = c.cmd(words);
+        assert!(
+            reply
+                .error()
+                .starts_with(&internal("guest 'api' command 'api.key'")),
+            "{reply:?}"
+        );
+    };
     arm(&mut c, "host-function");
-    let reply = c.cmd(&["API.KEY", "type", "k"]);
-    assert!(
-        reply
-            .error()
-            .starts_with(&internal("guest 'api' command 'api.key'")),
-        "{reply:?}"
-    );
+    fails_in_api_key(&mut c, &["API.KEY", "type", "k"]);
     assert_eq!(
         c.cmd(&["API.KEY", "type", "k"]),
         Reply::Bulk(b"empty".to_vec())
@@ -490,13 +493,7 @@ fn a_panic_in_any_entry_point_or_host_function_is_an_error_reply() {
     // that command the same way, once Redis's frames are left.
     c.cmd(&["HSET", "h", "f", "v"]);
     arm(&mut c, "a key scan");
-    let reply = c.cmd(&["API.KEY", "scan-batches", "h", "10"]);
-    assert!(
-        reply
-            .error()
-            .starts_with(&internal("guest 'api' command 'api.key'")),
-        "{reply:?}"
-    );
+    fails_in_api_key(&mut c, &["API.KEY", "scan-batches", "h", "10"]);
     assert_eq!(
         c.cmd(&["API.KEY", "scan-batches", "h", "10"]).array()[1],
         Reply::Array(vec![Reply::Bulk(b"f".to_vec()), Reply::Bulk(b"v".to_vec())])
