@@ -792,8 +792,10 @@ impl Host for GuestState {
             let limits = BatchLimits {
                 max: max as usize,
                 max_bytes: MAX_BATCH_BYTES,
-                // As HSCAN bounds its buckets by ten times its COUNT.
-                max_steps: (max as usize).saturating_mul(10).max(100),
+                // As HSCAN bounds its buckets by ten times its COUNT; a huge `max` must not let
+                // one crossing walk a whole sparse table (a step over an empty bucket is cheap,
+                // but millions are not).
+                max_steps: (max.min(4096) as usize * 10).max(100),
             };
             let mut out = BatchOut {
                 fields: &mut batch.fields,
