@@ -301,9 +301,9 @@ fn main() {
     }
 
     println!(
-        "| case | native µs/call | wasm µs/call | Lua µs/call | wasm / native | wasm / Lua | native req/s | wasm req/s | Lua req/s |"
+        "| case | native µs/call | wasm µs/call | Lua µs/call | wasm / native | wasm / Lua | native req/s | wasm req/s | Lua req/s | wasm / native req/s | wasm / Lua req/s |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for case in CASES
         .iter()
         .filter(|c| only.is_empty() || only.iter().any(|o| o == c.name))
@@ -358,7 +358,7 @@ fn main() {
         );
         let (n, w, l) = (results[0], results[1], results[2]);
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2}x | {:.2}x | {:.0} | {:.0} | {:.0} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2}x | {:.2}x | {:.0} | {:.0} | {:.0} | {:.2}x | {:.2}x |",
             case.what,
             n.0,
             w.0,
@@ -367,8 +367,13 @@ fn main() {
             w.0 / l.0,
             n.1,
             w.1,
-            l.1
+            l.1,
+            w.1 / n.1,
+            w.1 / l.1
         );
+    }
+    if only.is_empty() {
+        host_call_costs(&mut c, server.port);
     }
     let info = c.cmd(&["INFO", "wasm"]).text();
     let memory = info
@@ -384,6 +389,55 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|");
     for (name, path) in [("helloworld", guests::HELLOWORLD), ("hello", guests::HELLO)] {
         memory_cost(&mut c, name, path);
+    }
+}
+
+/// What one host call costs a guest: commands that make one kind of call 1,000 times, less the
+/// same command making none, over 1,000.
+fn host_call_costs(c: &mut Client, port: u16) {
+    const N: usize = 1000;
+    c.cmd(&["SET", "bench:string", "12345"]);
+    println!("\n| host call (made 1,000 times in one command) | µs per call |");
+    println!("|---|---:|");
+    for (what, command, key) in [
+        (
+            "`get-selected-db` (no arguments, a number back)",
+            "BG.CALLS-DB",
+            None,
+        ),
+        (
+            "`value-length` of an open key",
+            "BG.CALLS-LEN",
+            Some("bench:string"),
+        ),
+        (
+            "`string-read` of a 5-byte string (bytes back)",
+            "BG.CALLS-GET",
+            Some("bench:string"),
+        ),
+        (
+            "`open-key` and `close-key` (two calls)",
+            "BG.CALLS-OPEN",
+            Some("bench:string"),
+        ),
+    ] {
+        let mut per_command = |n: usize| {
+            let mut line = vec![command.to_owned()];
+            line.extend(key.map(str::to_owned));
+            line.push(n.to_string());
+            let args: Vec<&str> = line.iter().map(String::as_str).collect();
+            assert!(!c.cmd(&args).is_error(), "{command} answers");
+            let runs = (0..ROUNDS)
+                .map(|_| {
+                    c.cmd(&["CONFIG", "RESETSTAT"]);
+                    redis_benchmark(port, 2_000, &line);
+                    usec_per_call(c, Runtime::Guest.stats_prefix())
+                })
+                .collect();
+            median(runs)
+        };
+        let cost = (per_command(N) - per_command(0)) / N as f64;
+        println!("| {what} | {cost:.3} |");
     }
 }
 

@@ -103,6 +103,45 @@ fn hsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     }
 }
 
+/// `BG.CALLS-DB n`: `n` calls of the cheapest host function (no arguments, a number back), for
+/// the cost of one crossing.
+fn calls_db(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let mut sum = 0;
+    for _ in 0..args[1].parse_integer()? {
+        sum += i64::from(ctx.get_selected_db());
+    }
+    Ok(RedisValue::Integer(sum))
+}
+
+/// `BG.CALLS-LEN key n`: `n` calls of a key function (`value-length` of one open key).
+fn calls_len(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = ctx.open_key(&args[1])?;
+    let mut sum = 0;
+    for _ in 0..args[2].parse_integer()? {
+        sum += key.value_length()? as i64;
+    }
+    Ok(RedisValue::Integer(sum))
+}
+
+/// `BG.CALLS-GET key n`: `n` calls of a key function that returns bytes (`string-read`).
+fn calls_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = ctx.open_key(&args[1])?;
+    let mut sum = 0;
+    for _ in 0..args[2].parse_integer()? {
+        sum += key.string_get()?.len() as i64;
+    }
+    Ok(RedisValue::Integer(sum))
+}
+
+/// `BG.CALLS-OPEN key n`: `n` times opening a key and closing it (two host calls).
+fn calls_open(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let n = args[2].parse_integer()?;
+    for _ in 0..n {
+        ctx.open_key(&args[1])?;
+    }
+    Ok(RedisValue::Integer(n))
+}
+
 /// `BG.LRANGE key`: the sum of a list of integers, through a call of `LRANGE` (its elements
 /// read in batches, without copying).
 fn lrange(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -161,6 +200,10 @@ redis_module! {
         ["bg.zsum", zsum, "readonly", 1, 1, 1, arity = 2],
         ["bg.lsum", lsum, "readonly", 1, 1, 1, arity = 2],
         ["bg.hsum", hsum, "readonly", 1, 1, 1, arity = 2],
+        ["bg.calls-db", calls_db, "readonly", 0, 0, 0, arity = 2],
+        ["bg.calls-len", calls_len, "readonly", 1, 1, 1, arity = 3],
+        ["bg.calls-get", calls_get, "readonly", 1, 1, 1, arity = 3],
+        ["bg.calls-open", calls_open, "readonly", 1, 1, 1, arity = 3],
         ["bg.lrange", lrange, "readonly", 1, 1, 1, arity = 2],
         ["bg.loop", xorshift, "readonly", 0, 0, 0, arity = 1],
         ["bg.echo", echo, "readonly", 0, 0, 0, arity = 2],
