@@ -40,7 +40,11 @@ pub(crate) use api;
 macro_rules! with_byte_args {
     ($f:expr, ($($lead:expr),*), $format:expr, $args:expr) => {{
         let args = $args;
-        let p = |i: usize| args[i].as_ref().as_ptr().cast::<c_char>();
+        // An empty argument points at a real byte (Redis `memcpy`s zero bytes from it).
+        let p = |i: usize| match args[i].as_ref() {
+            [] => c"".as_ptr(),
+            bytes => bytes.as_ptr().cast::<c_char>(),
+        };
         let l = |i: usize| args[i].as_ref().len();
         match args.len() {
             0 => $f($($lead,)* $format),
