@@ -277,6 +277,65 @@ fn call_reply_elements_are_read_in_batches() {
 }
 
 #[test]
+fn call_and_replicate_pass_any_number_of_binary_arguments_exactly() {
+    // Up to six arguments go to Redis as pointer-and-length pairs, more as an array of strings:
+    // both must carry every byte, to the command called and to a replica.
+    let server = api_server();
+    let replica = api_server();
+    replica.replicate_from(&server);
+    let mut c = server.client();
+    let values: [&[u8]; 9] = [
+        b"",
+        b"\0",
+        b"\xff\xfe",
+        b"a\r\nb",
+        b"plain",
+        b"",
+        b"\0\0x",
+        b"last",
+        b"9",
+    ];
+    let expected = |count: usize| {
+        Reply::Array(
+            values[..count]
+                .iter()
+                .map(|v| Reply::Bulk(v.to_vec()))
+                .collect(),
+        )
+    };
+    for count in 1..=values.len() {
+        let (called, replicated) = (format!("called:{count}"), format!("replicated:{count}"));
+        let mut line: Vec<&[u8]> = vec![b"API.WCALL", b"2", b"RPUSH", called.as_bytes()];
+        line.extend(&values[..count]);
+        assert_eq!(
+            c.cmd_bytes(&line),
+            Reply::Array(vec![bulk("integer"), Reply::Int(count as i64)]),
+            "{count} values"
+        );
+        assert_eq!(c.cmd(&["LRANGE", &called, "0", "-1"]), expected(count));
+        // Explicit replication: only the replica runs it.
+        let mut line: Vec<&[u8]> = vec![b"API.REPLICATE", b"RPUSH", replicated.as_bytes()];
+        line.extend(&values[..count]);
+        assert_eq!(c.cmd_bytes(&line), Reply::Status("OK".into()));
+    }
+    assert_eq!(
+        c.cmd(&["API.CALL", "2", "PING"]),
+        Reply::Array(vec![bulk("string"), bulk("PONG")])
+    );
+    assert_eq!(c.cmd(&["WAIT", "1", "5000"]), Reply::Int(1));
+    let mut r = replica.client();
+    for count in 1..=values.len() {
+        for key in [format!("called:{count}"), format!("replicated:{count}")] {
+            assert_eq!(
+                r.cmd(&["LRANGE", &key, "0", "-1"]),
+                expected(count),
+                "{key}"
+            );
+        }
+    }
+}
+
+#[test]
 fn calls_that_cannot_run_are_distinct_errors() {
     let server = api_server();
     let mut c = server.client();
