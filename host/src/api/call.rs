@@ -195,8 +195,8 @@ fn add_to_batch(element: &CallReply, resp3: bool, bytes: &mut Vec<u8>) -> Elemen
     kind
 }
 
-/// The `RedisModule_Call` format for a call: modifiers then `v` (an argv array), built without
-/// allocating.
+/// The modifiers of a call's `RedisModule_Call` format (`ffi::Ctx::call` adds the argument
+/// specifiers), built without allocating.
 struct Modifiers {
     text: [u8; 12],
     len: usize,
