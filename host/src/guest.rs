@@ -31,7 +31,7 @@ pub enum Delivery {
 }
 use crate::{config, engine};
 
-/// Bytes one guest-to-host call may transfer (see `Live::new`).
+/// Bytes one guest-to-host call may transfer (see `Live::start`).
 const HOSTCALL_FUEL: usize = (512 + 64) << 20;
 
 type InitFunc<'a> = TypedFunc<(&'a [&'a [u8]],), (Result<(), String>,)>;
@@ -128,8 +128,47 @@ pub struct Live {
 }
 
 impl Live {
-    fn new(program: &Program, label: &str, memory: Arc<AtomicUsize>) -> Result<Live, String> {
-        let state = GuestState::new(label.into(), GuestLimiter::new(memory));
+    /// Instantiates `program` and runs its `init` with `args`, both under one clock: a core
+    /// module's start function runs during instantiation, and must not escape the time limits
+    /// and `WASM.KILL` that bound the init. `ctx` may yield to other clients when it is a
+    /// client's command (not the module's OnLoad); `background` is a background job's cancel
+    /// flag.
+    fn start(
+        program: &Program,
+        label: &str,
+        memory: Arc<AtomicUsize>,
+        ctx: Option<Ctx>,
+        may_yield: bool,
+        args: &[Vec<u8>],
+        background: Option<&Arc<AtomicBool>>,
+    ) -> Result<(Live, InitScope), String> {
+        let label: Arc<str> = label.into();
+        let replayed =
+            ctx.is_some_and(|c| c.flags() & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0);
+        let clock = match background {
+            Some(stop) => Clock::background(stop.clone()),
+            None if replayed => Clock::unlimited(),
+            None => {
+                let limit = config::get_ms(&config::MAX_INIT_MS).map(|d| (d, "wasm.max-init-ms"));
+                match ctx.filter(|_| may_yield) {
+                    Some(ctx) => Clock::new(limit, Some(ctx)),
+                    // Nothing else runs meanwhile, not even WASM.KILL: stop at the threshold.
+                    None => Clock::without_yield(limit),
+                }
+            }
+        };
+        // Background jobs are not "running" for WASM.KILL and the busy state: they do not hold
+        // the main thread.
+        let _running = background.is_none().then(|| {
+            RunningGuard::enter(
+                label.clone(),
+                None,
+                Arc::new(AtomicBool::new(replayed)),
+                ctx,
+            )
+        });
+        let mut state = GuestState::new(label, GuestLimiter::new(memory));
+        state.clock = Some(clock);
         let mut store = Store::new(engine::engine(), state);
         store.limiter(|state| &mut state.limiter);
         // What one host call may copy out of the guest: enough for a 512 MB argument (Redis's
@@ -137,6 +176,7 @@ impl Live {
         // host copies.
         store.set_hostcall_fuel(HOSTCALL_FUEL);
         store.epoch_deadline_callback(|mut store| on_tick(store.data_mut()));
+        store.set_epoch_deadline(1);
         let instance = program.pre.instantiate(&mut store).map_err(|e| {
             format!(
                 "cannot instantiate the guest: {}",
@@ -156,52 +196,27 @@ impl Live {
         invoke
             .typed::<(u32, &[&[u8]]), (Option<i64>,)>(&store)
             .map_err(|e| format!("the guest's invoke export has the wrong type: {e}"))?;
-        Ok(Live {
+        let mut live = Live {
             store,
             init,
             invoke,
-        })
+        };
+        let scope = live.run_init(ctx, args)?;
+        Ok((live, scope))
     }
 
-    /// Runs the guest's `init` export and returns what it registered. `ctx` may yield to other
-    /// clients when it is a client's command (not the module's OnLoad).
-    fn run_init(
-        &mut self,
-        ctx: Option<Ctx>,
-        may_yield: bool,
-        args: &[Vec<u8>],
-        background: Option<&Arc<AtomicBool>>,
-    ) -> Result<InitScope, String> {
+    /// Runs the guest's `init` export (under the clock `start` set) and returns what it
+    /// registered.
+    fn run_init(&mut self, ctx: Option<Ctx>, args: &[Vec<u8>]) -> Result<InitScope, String> {
         let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let replayed =
-            ctx.is_some_and(|c| c.flags() & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0);
-        let label = self.store.data().label.clone();
-        let clock = match background {
-            Some(stop) => Clock::background(stop.clone()),
-            None if replayed => Clock::unlimited(),
-            None => {
-                let limit = config::get_ms(&config::MAX_INIT_MS).map(|d| (d, "wasm.max-init-ms"));
-                match ctx.filter(|_| may_yield) {
-                    Some(ctx) => Clock::new(limit, Some(ctx)),
-                    // Nothing else runs meanwhile, not even WASM.KILL: stop at the threshold.
-                    None => Clock::without_yield(limit),
-                }
-            }
-        };
-        // Background jobs are not "running" for WASM.KILL and the busy state: they do not hold
-        // the main thread.
-        let _running = background
-            .is_none()
-            .then(|| RunningGuard::enter(label, None, Arc::new(AtomicBool::new(replayed)), ctx));
         let state = self.store.data_mut();
         state.phase = Phase::Init(InitScope {
             ctx,
             ..InitScope::default()
         });
         state.panic_message = None;
-        state.clock = Some(clock);
         self.store.set_epoch_deadline(1);
-        // SAFETY: the signature was checked with `typed` in `Live::new`.
+        // SAFETY: the signature was checked with `typed` in `Live::start`.
         let init = unsafe { InitFunc::new_unchecked(self.init) };
         let result = init.call(&mut self.store, (&argv,));
         let state = self.store.data_mut();
@@ -340,8 +355,15 @@ impl Guest {
         load_args: Vec<Vec<u8>>,
     ) -> Result<Guest, String> {
         let stats = GuestStats::default();
-        let mut live = Live::new(&program, "(loading)", stats.memory.clone())?;
-        let scope = live.run_init(ctx, may_yield, &load_args, None)?;
+        let (live, scope) = Live::start(
+            &program,
+            "(loading)",
+            stats.memory.clone(),
+            ctx,
+            may_yield,
+            &load_args,
+            None,
+        )?;
         let info = scope
             .module
             .expect("run_init checks init-module was called");
@@ -363,8 +385,15 @@ impl Guest {
     /// A fresh instance after a trap; its init must register exactly what the first one did.
     fn restart(&self, ctx: Ctx, may_yield: bool) -> Result<Live, String> {
         self.stats.restarts.fetch_add(1, Ordering::Relaxed);
-        let mut live = Live::new(&self.program, &self.info.name, self.stats.memory.clone())?;
-        let scope = live.run_init(Some(ctx), may_yield, &self.load_args, None)?;
+        let (live, scope) = Live::start(
+            &self.program,
+            &self.info.name,
+            self.stats.memory.clone(),
+            Some(ctx),
+            may_yield,
+            &self.load_args,
+            None,
+        )?;
         self.check_same_registration(scope)?;
         Ok(live)
     }
@@ -410,16 +439,20 @@ impl Guest {
             Payload::Error(why)
         };
         // Its own memory counter: a job's instance is not the guest's instance.
-        let mut live = match Live::new(&self.program, guest, Arc::default()) {
+        let started = Live::start(
+            &self.program,
+            guest,
+            Arc::default(),
+            None,
+            false,
+            &self.load_args,
+            Some(stop),
+        )
+        .and_then(|(live, scope)| self.check_same_registration(scope).map(|()| live));
+        let mut live = match started {
             Ok(live) => live,
             Err(why) => return failed(format!("ERR guest '{guest}' background job: {why}")),
         };
-        let registered = live
-            .run_init(None, false, &self.load_args, Some(stop))
-            .and_then(|scope| self.check_same_registration(scope));
-        if let Err(why) = registered {
-            return failed(format!("ERR guest '{guest}' background job: {why}"));
-        }
         let mut scope = Box::new(CommandScope::idle(
             ctx.ctx(),
             spec.clone(),
@@ -433,7 +466,7 @@ impl Guest {
         state.reply.clear();
         live.store.set_epoch_deadline(1);
         let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        // SAFETY: the signature was checked with `typed` in `Live::new`.
+        // SAFETY: the signature was checked with `typed` in `Live::start`.
         let invoke = unsafe { InvokeFunc::new_unchecked(live.invoke) };
         let result = invoke.call(&mut live.store, (index, &argv));
         let state = live.store.data_mut();
@@ -620,7 +653,7 @@ impl Guest {
         state.panic_message = None;
         state.limiter.refused = None;
         live.store.set_epoch_deadline(1);
-        // SAFETY: the signature was checked with `typed` in `Live::new`.
+        // SAFETY: the signature was checked with `typed` in `Live::start`.
         let invoke = unsafe { InvokeFunc::new_unchecked(live.invoke) };
         // A panic in a host function unwinds through here: catch it so the command's keys are
         // closed while its context is still valid, then drop the instance.

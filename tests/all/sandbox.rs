@@ -666,3 +666,163 @@ fn an_init_reaching_for_a_client_while_an_rdb_loads_is_harmless() {
     server.restart().expect("restart from the RDB");
     assert_eq!(server.client().cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
 }
+
+/// A guest component with the right exports whose core module has a start function that never
+/// returns: it runs while the component is instantiated, before `init`. No Rust toolchain emits
+/// one, so it is made by hand.
+fn component_with_endless_start_function() -> Vec<u8> {
+    use wasm_encoder::{
+        Alias, BlockType, CanonicalFunctionSection, CanonicalOption, CodeSection, Component,
+        ComponentAliasSection, ComponentExportKind, ComponentExportSection,
+        ComponentInstanceSection, ComponentTypeSection, ComponentValType, ExportKind,
+        ExportSection, Function, FunctionSection, InstanceSection, MemorySection, MemoryType,
+        Module, ModuleArg, ModuleSection, PrimitiveValType, StartSection, TypeSection, ValType,
+    };
+    let mut module = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], []); // the start function
+    types.ty().function([ValType::I32; 4], [ValType::I32]); // cabi_realloc
+    types.ty().function([ValType::I32; 2], [ValType::I32]); // init
+    types.ty().function([ValType::I32; 3], [ValType::I32]); // invoke
+    module.section(&types);
+    let mut functions = FunctionSection::new();
+    for ty in 0..4 {
+        functions.function(ty);
+    }
+    module.section(&functions);
+    let mut memories = MemorySection::new();
+    memories.memory(MemoryType {
+        minimum: 1,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    module.section(&memories);
+    let mut exports = ExportSection::new();
+    exports.export("memory", ExportKind::Memory, 0);
+    for (index, name) in ["cabi_realloc", "init", "invoke"].into_iter().enumerate() {
+        exports.export(name, ExportKind::Func, index as u32 + 1);
+    }
+    module.section(&exports);
+    module.section(&StartSection { function_index: 0 });
+    let mut code = CodeSection::new();
+    let mut endless = Function::new([]);
+    endless
+        .instructions()
+        .loop_(BlockType::Empty)
+        .br(0)
+        .end()
+        .end();
+    code.function(&endless);
+    // The allocator hands out address 64; init and invoke return a zeroed result area.
+    for result in [64, 0, 0] {
+        let mut function = Function::new([]);
+        function.instructions().i32_const(result).end();
+        code.function(&function);
+    }
+    module.section(&code);
+
+    let mut component = Component::new();
+    component.section(&ModuleSection(&module));
+    let mut instances = InstanceSection::new();
+    instances.instantiate(0, Vec::<(&str, ModuleArg)>::new());
+    component.section(&instances);
+    let mut aliases = ComponentAliasSection::new();
+    aliases.alias(Alias::CoreInstanceExport {
+        instance: 0,
+        kind: ExportKind::Memory,
+        name: "memory",
+    });
+    for name in ["cabi_realloc", "init", "invoke"] {
+        aliases.alias(Alias::CoreInstanceExport {
+            instance: 0,
+            kind: ExportKind::Func,
+            name,
+        });
+    }
+    component.section(&aliases);
+    let mut types = ComponentTypeSection::new();
+    let bytes = ComponentValType::Type(0);
+    let args = ComponentValType::Type(1);
+    types.defined_type().list(PrimitiveValType::U8); // 0: list<u8>
+    types.defined_type().list(bytes); // 1: list<list<u8>>
+    types
+        .defined_type()
+        .result(None, Some(PrimitiveValType::String.into())); // 2
+    types.defined_type().option(PrimitiveValType::S64); // 3
+    types
+        .function()
+        .params([("args", args)])
+        .result(Some(ComponentValType::Type(2))); // 4: init
+    types
+        .function()
+        .params([
+            (
+                "command",
+                ComponentValType::Primitive(PrimitiveValType::U32),
+            ),
+            ("args", args),
+        ])
+        .result(Some(ComponentValType::Type(3))); // 5: invoke
+    component.section(&types);
+    let mut canonical = CanonicalFunctionSection::new();
+    let options = [
+        CanonicalOption::Memory(0),
+        CanonicalOption::Realloc(0),
+        CanonicalOption::UTF8,
+    ];
+    canonical.lift(1, 4, options);
+    canonical.lift(2, 5, options);
+    component.section(&canonical);
+    let mut instances = ComponentInstanceSection::new();
+    instances.export_items([
+        ("init", ComponentExportKind::Func, 0),
+        ("invoke", ComponentExportKind::Func, 1),
+    ]);
+    component.section(&instances);
+    let mut exports = ComponentExportSection::new();
+    exports.export(
+        "redis:module/guest@0.3.2",
+        ComponentExportKind::Instance,
+        0,
+        None,
+    );
+    component.section(&exports);
+    component.finish()
+}
+
+#[test]
+fn a_start_function_that_never_returns_stops_at_the_init_limits() {
+    let server = evil_server(&[("busy-reply-threshold", "300")]);
+    let mut c = server.client();
+    let component = component_with_endless_start_function();
+    // The load's last step runs from a blocked client's callback, which cannot yield: the busy
+    // threshold stops it (wasm.max-init-ms is 10 s).
+    let started = Instant::now();
+    let load = c.cmd_bytes(&[b"WASM.LOAD", &component]);
+    assert!(
+        load.error().contains(
+            "cannot instantiate the guest: ran longer than busy-reply-threshold (300 ms)"
+        ),
+        "{load:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Inside MULTI the whole load runs inline; wasm.max-init-ms below the threshold stops it.
+    c.cmd(&["CONFIG", "SET", "wasm.max-init-ms", "200"]);
+    c.cmd(&["MULTI"]);
+    c.cmd_bytes(&[b"WASM.LOAD", &component]);
+    let exec = c.cmd(&["EXEC"]);
+    assert_eq!(
+        exec.array()[0].error(),
+        format!(
+            "ERR cannot load a module of {} bytes: cannot instantiate the guest: ran longer \
+             than 200 ms (wasm.max-init-ms)",
+            component.len()
+        )
+    );
+    pong(&server);
+    // Nothing of it stayed; the loaded guest still answers.
+    assert_eq!(c.cmd(&["WASM.LIST"]).array().len(), 1);
+    assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
+}
