@@ -667,26 +667,70 @@ fn an_init_reaching_for_a_client_while_an_rdb_loads_is_harmless() {
     assert_eq!(server.client().cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
 }
 
-/// A guest component with the right exports whose core module has a start function that never
-/// returns: it runs while the component is instantiated, before `init`. No Rust toolchain emits
-/// one, so it is made by hand.
-fn component_with_endless_start_function() -> Vec<u8> {
+/// What the start function of [`hand_made_guest`]'s core module does.
+#[derive(Clone, Copy, PartialEq)]
+enum StartFunction {
+    /// Loops forever.
+    Endless,
+    /// Calls host functions that need a command or a client (`get-selected-db`,
+    /// `reply-with-long-long`, `close-key`, `abort-block`), then returns.
+    CallsTheHost,
+}
+
+/// A guest component with the right exports whose core module has a start function: it runs
+/// while the component is instantiated, before `init`, when no command runs. No Rust toolchain
+/// emits one, so the component is made by hand. Its `init` returns `ok` without calling
+/// `init-module`.
+fn hand_made_guest(start: StartFunction) -> Vec<u8> {
+    use PrimitiveValType::{Bool, S64, U32, U64};
     use wasm_encoder::{
         Alias, BlockType, CanonicalFunctionSection, CanonicalOption, CodeSection, Component,
-        ComponentAliasSection, ComponentExportKind, ComponentExportSection,
-        ComponentInstanceSection, ComponentTypeSection, ComponentValType, ExportKind,
-        ExportSection, Function, FunctionSection, InstanceSection, MemorySection, MemoryType,
-        Module, ModuleArg, ModuleSection, PrimitiveValType, StartSection, TypeSection, ValType,
+        ComponentAliasSection, ComponentExportKind, ComponentExportSection, ComponentImportSection,
+        ComponentInstanceSection, ComponentTypeRef, ComponentTypeSection, ComponentValType,
+        EntityType, ExportKind, ExportSection, Function, FunctionSection, ImportSection,
+        InstanceSection, InstanceType, MemorySection, MemoryType, Module, ModuleArg, ModuleSection,
+        PrimitiveValType, StartSection, TypeSection, ValType,
     };
+    /// The host functions the start function calls: interface, name, parameter, result.
+    type Import = (
+        &'static str,
+        &'static str,
+        Option<PrimitiveValType>,
+        Option<PrimitiveValType>,
+    );
+    const IMPORTS: [Import; 4] = [
+        ("context", "get-selected-db", None, Some(U32)),
+        ("reply", "reply-with-long-long", Some(S64), None),
+        ("keys", "close-key", Some(U32), None),
+        ("blocking", "abort-block", Some(U64), Some(Bool)),
+    ];
+    let core_type = |ty: PrimitiveValType| match ty {
+        S64 | U64 => ValType::I64,
+        _ => ValType::I32,
+    };
+    let imported = IMPORTS.len() as u32;
+
+    // The core module: the imported host functions, then the start function, an allocator,
+    // and init/invoke returning a zeroed result area (ok / none).
     let mut module = Module::new();
     let mut types = TypeSection::new();
-    types.ty().function([], []); // the start function
-    types.ty().function([ValType::I32; 4], [ValType::I32]); // cabi_realloc
-    types.ty().function([ValType::I32; 2], [ValType::I32]); // init
-    types.ty().function([ValType::I32; 3], [ValType::I32]); // invoke
+    for (_, _, param, result) in IMPORTS {
+        types
+            .ty()
+            .function(param.map(core_type), result.map(core_type));
+    }
+    types.ty().function([], []);
+    types.ty().function([ValType::I32; 4], [ValType::I32]);
+    types.ty().function([ValType::I32; 2], [ValType::I32]);
+    types.ty().function([ValType::I32; 3], [ValType::I32]);
     module.section(&types);
+    let mut imports = ImportSection::new();
+    for (index, (_, name, _, _)) in IMPORTS.into_iter().enumerate() {
+        imports.import("host", name, EntityType::Function(index as u32));
+    }
+    module.section(&imports);
     let mut functions = FunctionSection::new();
-    for ty in 0..4 {
+    for ty in imported..imported + 4 {
         functions.function(ty);
     }
     module.section(&functions);
@@ -701,20 +745,29 @@ fn component_with_endless_start_function() -> Vec<u8> {
     module.section(&memories);
     let mut exports = ExportSection::new();
     exports.export("memory", ExportKind::Memory, 0);
-    for (index, name) in ["cabi_realloc", "init", "invoke"].into_iter().enumerate() {
-        exports.export(name, ExportKind::Func, index as u32 + 1);
+    for (offset, name) in ["cabi_realloc", "init", "invoke"].into_iter().enumerate() {
+        exports.export(name, ExportKind::Func, imported + 1 + offset as u32);
     }
     module.section(&exports);
-    module.section(&StartSection { function_index: 0 });
+    module.section(&StartSection {
+        function_index: imported,
+    });
     let mut code = CodeSection::new();
-    let mut endless = Function::new([]);
-    endless
-        .instructions()
-        .loop_(BlockType::Empty)
-        .br(0)
-        .end()
-        .end();
-    code.function(&endless);
+    let mut start_body = Function::new([]);
+    let mut body = start_body.instructions();
+    match start {
+        StartFunction::Endless => {
+            body.loop_(BlockType::Empty).br(0).end();
+        }
+        StartFunction::CallsTheHost => {
+            body.call(0).drop();
+            body.i64_const(1).call(1);
+            body.i32_const(0).call(2);
+            body.i64_const(0).call(3).drop();
+        }
+    }
+    body.end();
+    code.function(&start_body);
     // The allocator hands out address 64; init and invoke return a zeroed result area.
     for result in [64, 0, 0] {
         let mut function = Function::new([]);
@@ -723,69 +776,109 @@ fn component_with_endless_start_function() -> Vec<u8> {
     }
     module.section(&code);
 
+    // The component: import the host functions (component functions 0..), lower them into a
+    // core instance, instantiate the module with it, lift init and invoke, export them.
     let mut component = Component::new();
-    component.section(&ModuleSection(&module));
+    let mut types = ComponentTypeSection::new();
+    for (_, name, param, result) in IMPORTS {
+        let mut instance = InstanceType::new();
+        instance
+            .ty()
+            .function()
+            .params(param.map(|p| ("value", ComponentValType::Primitive(p))))
+            .result(result.map(ComponentValType::Primitive));
+        instance.export(name, ComponentTypeRef::Func(0));
+        types.instance(&instance);
+    }
+    component.section(&types);
+    let mut component_imports = ComponentImportSection::new();
+    for (index, (interface, _, _, _)) in IMPORTS.into_iter().enumerate() {
+        component_imports.import(
+            &format!("redis:module/{interface}@0.3.2"),
+            ComponentTypeRef::Instance(index as u32),
+        );
+    }
+    component.section(&component_imports);
+    let mut aliases = ComponentAliasSection::new();
+    for (index, (_, name, _, _)) in IMPORTS.into_iter().enumerate() {
+        aliases.alias(Alias::InstanceExport {
+            instance: index as u32,
+            kind: ComponentExportKind::Func,
+            name,
+        });
+    }
+    component.section(&aliases);
+    let mut canonical = CanonicalFunctionSection::new();
+    for index in 0..imported {
+        canonical.lower(index, []);
+    }
+    component.section(&canonical);
     let mut instances = InstanceSection::new();
-    instances.instantiate(0, Vec::<(&str, ModuleArg)>::new());
+    instances.export_items(
+        IMPORTS
+            .into_iter()
+            .enumerate()
+            .map(|(index, (_, name, _, _))| (name, ExportKind::Func, index as u32)),
+    );
+    instances.instantiate(0, [("host", ModuleArg::Instance(0))]);
+    component.section(&ModuleSection(&module));
     component.section(&instances);
     let mut aliases = ComponentAliasSection::new();
     aliases.alias(Alias::CoreInstanceExport {
-        instance: 0,
+        instance: 1,
         kind: ExportKind::Memory,
         name: "memory",
     });
     for name in ["cabi_realloc", "init", "invoke"] {
         aliases.alias(Alias::CoreInstanceExport {
-            instance: 0,
+            instance: 1,
             kind: ExportKind::Func,
             name,
         });
     }
     component.section(&aliases);
+    let realloc = imported;
+    let first = imported; // the first type after the import instance types
     let mut types = ComponentTypeSection::new();
-    let bytes = ComponentValType::Type(0);
-    let args = ComponentValType::Type(1);
-    types.defined_type().list(PrimitiveValType::U8); // 0: list<u8>
-    types.defined_type().list(bytes); // 1: list<list<u8>>
+    types.defined_type().list(PrimitiveValType::U8);
+    types.defined_type().list(ComponentValType::Type(first));
     types
         .defined_type()
-        .result(None, Some(PrimitiveValType::String.into())); // 2
-    types.defined_type().option(PrimitiveValType::S64); // 3
+        .result(None, Some(PrimitiveValType::String.into()));
+    types.defined_type().option(S64);
+    let args = ComponentValType::Type(first + 1);
     types
         .function()
         .params([("args", args)])
-        .result(Some(ComponentValType::Type(2))); // 4: init
+        .result(Some(ComponentValType::Type(first + 2)));
     types
         .function()
         .params([
-            (
-                "command",
-                ComponentValType::Primitive(PrimitiveValType::U32),
-            ),
+            ("command", ComponentValType::Primitive(U32)),
             ("args", args),
         ])
-        .result(Some(ComponentValType::Type(3))); // 5: invoke
+        .result(Some(ComponentValType::Type(first + 3)));
     component.section(&types);
     let mut canonical = CanonicalFunctionSection::new();
     let options = [
         CanonicalOption::Memory(0),
-        CanonicalOption::Realloc(0),
+        CanonicalOption::Realloc(realloc),
         CanonicalOption::UTF8,
     ];
-    canonical.lift(1, 4, options);
-    canonical.lift(2, 5, options);
+    canonical.lift(realloc + 1, first + 4, options);
+    canonical.lift(realloc + 2, first + 5, options);
     component.section(&canonical);
     let mut instances = ComponentInstanceSection::new();
     instances.export_items([
-        ("init", ComponentExportKind::Func, 0),
-        ("invoke", ComponentExportKind::Func, 1),
+        ("init", ComponentExportKind::Func, imported),
+        ("invoke", ComponentExportKind::Func, imported + 1),
     ]);
     component.section(&instances);
     let mut exports = ComponentExportSection::new();
     exports.export(
         "redis:module/guest@0.3.2",
         ComponentExportKind::Instance,
-        0,
+        imported,
         None,
     );
     component.section(&exports);
@@ -796,7 +889,7 @@ fn component_with_endless_start_function() -> Vec<u8> {
 fn a_start_function_that_never_returns_stops_at_the_init_limits() {
     let server = evil_server(&[("busy-reply-threshold", "300")]);
     let mut c = server.client();
-    let component = component_with_endless_start_function();
+    let component = hand_made_guest(StartFunction::Endless);
     // The load's last step runs from a blocked client's callback, which cannot yield: the busy
     // threshold stops it (wasm.max-init-ms is 10 s).
     let started = Instant::now();
@@ -825,4 +918,20 @@ fn a_start_function_that_never_returns_stops_at_the_init_limits() {
     // Nothing of it stayed; the loaded guest still answers.
     assert_eq!(c.cmd(&["WASM.LIST"]).array().len(), 1);
     assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
+}
+
+#[test]
+fn host_calls_from_a_start_function_find_no_command_and_do_nothing() {
+    let server = evil_server(&[]);
+    let mut c = server.client();
+    let load = c.cmd_bytes(&[b"WASM.LOAD", &hand_made_guest(StartFunction::CallsTheHost)]);
+    // The calls find no command and do nothing; the reply is remembered as the guest's mistake
+    // and fails the load once init has run.
+    assert!(
+        load.error()
+            .ends_with("init failed: reply functions can only be called while a command runs"),
+        "{load:?}"
+    );
+    pong(&server);
+    assert_eq!(c.cmd(&["WASM.LIST"]).array().len(), 1);
 }
