@@ -794,7 +794,7 @@ fn hand_made_guest(start: StartFunction) -> Vec<u8> {
     let mut component_imports = ComponentImportSection::new();
     for (index, (interface, _, _, _)) in IMPORTS.into_iter().enumerate() {
         component_imports.import(
-            &format!("redis:module/{interface}@0.3.2"),
+            format!("redis:module/{interface}@0.3.2"),
             ComponentTypeRef::Instance(index as u32),
         );
     }
