@@ -118,6 +118,14 @@ impl RunningGuard {
     }
 }
 
+/// Whether a guest invocation runs on the main thread (the epoch ticker keeps ticking).
+pub fn anything_running() -> bool {
+    !RUNNING
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_empty()
+}
+
 /// The clients of the running guest invocations, innermost first: a guest command called by
 /// another guest runs for a fake client, and the outer command's client is the one behind it.
 pub fn running_clients() -> Vec<u64> {

@@ -1,13 +1,17 @@
 //! The one wasmtime engine of the server, its linker, and the epoch ticker.
 //!
 //! Epoch interruption gives every running guest a periodic callback (see `guest.rs`) at a cost
-//! of ≈0% on tight loops; a background thread advances the epoch every [`EPOCH_TICK`].
+//! of ≈0% on tight loops; a background thread advances the epoch every [`EPOCH_TICK`] while
+//! guests run, and sleeps once none has run for a while (an idle server would otherwise wake it
+//! a thousand times a second for nothing).
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::thread::Thread;
 use std::time::Duration;
 
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, OptLevel};
+use wasmtime::{Config, Engine, EngineWeak, OptLevel};
 
 use crate::state::GuestState;
 
@@ -40,18 +44,11 @@ pub fn start() -> anyhow::Result<()> {
     let linker =
         crate::api::linker(&engine).map_err(|e| anyhow::anyhow!("cannot build the linker: {e}"))?;
     let ticker = engine.weak();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("wasm-epoch".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(EPOCH_TICK);
-                match ticker.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => return,
-                }
-            }
-        })
+        .spawn(move || tick_while_guests_run(&ticker))
         .map_err(|e| anyhow::anyhow!("cannot start the epoch thread: {e}"))?;
+    let _ = TICKER_THREAD.set(thread.thread().clone());
     let _ = RUNTIME.set(Runtime { engine, linker });
     Ok(())
 }
@@ -62,4 +59,90 @@ pub fn engine() -> &'static Engine {
 
 pub fn linker() -> &'static Linker<GuestState> {
     &RUNTIME.get().expect("engine::start runs in OnLoad").linker
+}
+
+/// The ticker's state: [`ENTERED`] once guest code started since its last tick, [`IDLE`] when
+/// not, [`PARKED`] while it sleeps.
+static TICKER: AtomicU8 = AtomicU8::new(ENTERED);
+const IDLE: u8 = 0;
+const ENTERED: u8 = 1;
+const PARKED: u8 = 2;
+static TICKER_THREAD: OnceLock<Thread> = OnceLock::new();
+/// Guest code running on background threads (jobs for blocked clients).
+static BACKGROUND_CALLS: AtomicUsize = AtomicUsize::new(0);
+/// Ticks with no guest code started, and none running, after which the ticker sleeps.
+const PARK_AFTER_IDLE_TICKS: u32 = 100;
+
+/// Called before guest code runs — on the main thread with the guest's
+/// [`RunningGuard`](crate::busy::RunningGuard) entered, elsewhere inside a [`BackgroundCall`]:
+/// wakes the ticker if it sleeps. One load while it ticks.
+#[inline]
+pub fn guest_entering() {
+    // A stale ENTERED cannot hide a parked ticker: it parks only after seeing no running guard,
+    // under the guards' lock, which this thread took after it (so it sees the ticker's IDLE).
+    if TICKER.load(Ordering::Relaxed) != ENTERED {
+        mark_entered();
+    }
+}
+
+#[cold]
+fn mark_entered() {
+    if TICKER.swap(ENTERED, Ordering::SeqCst) == PARKED
+        && let Some(thread) = TICKER_THREAD.get()
+    {
+        thread.unpark();
+    }
+}
+
+/// Keeps the ticker going while a background thread runs guest code.
+pub struct BackgroundCall(());
+
+impl BackgroundCall {
+    pub fn enter() -> BackgroundCall {
+        BACKGROUND_CALLS.fetch_add(1, Ordering::SeqCst);
+        mark_entered();
+        BackgroundCall(())
+    }
+}
+
+impl Drop for BackgroundCall {
+    fn drop(&mut self) {
+        BACKGROUND_CALLS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The epoch thread: a tick every [`EPOCH_TICK`] while guest code runs or has started lately;
+/// parked after [`PARK_AFTER_IDLE_TICKS`] ticks with none, until a guest starts again.
+fn tick_while_guests_run(engine: &EngineWeak) {
+    let mut idle_ticks = 0u32;
+    loop {
+        std::thread::sleep(EPOCH_TICK);
+        match engine.upgrade() {
+            Some(engine) => engine.increment_epoch(),
+            None => return,
+        }
+        if TICKER.swap(IDLE, Ordering::SeqCst) == ENTERED {
+            idle_ticks = 0;
+            continue;
+        }
+        idle_ticks = idle_ticks.saturating_add(1);
+        // A guest still running (in a long call into Redis, say) keeps the ticks coming.
+        if idle_ticks < PARK_AFTER_IDLE_TICKS
+            || BACKGROUND_CALLS.load(Ordering::SeqCst) > 0
+            || crate::busy::anything_running()
+        {
+            continue;
+        }
+        // Fails if a guest started since the swap above; a guest starting from here on finds
+        // PARKED and unparks this thread (an unpark before the park is not lost).
+        if TICKER
+            .compare_exchange(IDLE, PARKED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            while TICKER.load(Ordering::SeqCst) == PARKED {
+                std::thread::park();
+            }
+        }
+        idle_ticks = 0;
+    }
 }

@@ -177,6 +177,7 @@ impl Live {
         store.set_hostcall_fuel(HOSTCALL_FUEL);
         store.epoch_deadline_callback(|mut store| on_tick(store.data_mut()));
         store.set_epoch_deadline(1);
+        engine::guest_entering();
         let instance = program.pre.instantiate(&mut store).map_err(|e| {
             format!(
                 "cannot instantiate the guest: {}",
@@ -434,6 +435,7 @@ impl Guest {
             return Payload::Error(format!("ERR guest '{guest}' has no command {index}"));
         };
         let command = spec.name.clone();
+        let _ticking = engine::BackgroundCall::enter();
         let failed = |why: String| {
             self.stats.error(&why);
             Payload::Error(why)
@@ -653,6 +655,7 @@ impl Guest {
         state.panic_message = None;
         state.limiter.refused = None;
         live.store.set_epoch_deadline(1);
+        engine::guest_entering();
         // SAFETY: the signature was checked with `typed` in `Live::start`.
         let invoke = unsafe { InvokeFunc::new_unchecked(live.invoke) };
         // A panic in a host function unwinds through here: catch it so the command's keys are

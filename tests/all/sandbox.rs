@@ -935,3 +935,45 @@ fn host_calls_from_a_start_function_find_no_command_and_do_nothing() {
     pong(&server);
     assert_eq!(c.cmd(&["WASM.LIST"]).array().len(), 1);
 }
+
+/// Context switches of the server's epoch thread so far.
+fn epoch_thread_switches(server: &Server) -> u64 {
+    let tasks = format!("/proc/{}/task", server.pid());
+    for task in std::fs::read_dir(&tasks).unwrap().flatten() {
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if name.trim() == "wasm-epoch" {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap();
+            return status
+                .lines()
+                .filter(|line| line.contains("ctxt_switches"))
+                .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+        }
+    }
+    panic!("no wasm-epoch thread in {tasks}");
+}
+
+#[test]
+fn an_idle_server_lets_the_epoch_thread_sleep_and_a_guest_wakes_it() {
+    let server = evil_server(&[("wasm.max-call-ms", "300")]);
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
+    // 100 ticks with no guest code, and the thread sleeps; ticking, it would switch ~500 times.
+    std::thread::sleep(Duration::from_millis(400));
+    let before = epoch_thread_switches(&server);
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = epoch_thread_switches(&server) - before;
+    assert!(
+        idle < 25,
+        "the idle epoch thread switched {idle} times in 500 ms"
+    );
+    // The next guest wakes it, and a running guest keeps it ticking past those 100 ticks: the
+    // time limit, which counts ticks, stops a runaway guest.
+    let started = Instant::now();
+    assert_eq!(
+        c.cmd(&["EVIL.LOOP"]).error(),
+        "ERR guest 'evil' command 'evil.loop' ran longer than 300 ms (wasm.max-call-ms)"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    pong(&server);
+}

@@ -560,6 +560,11 @@ impl Server {
         self.client().cmd(&["DEBUG", "DIGEST"]).text()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn client(&self) -> Client {
         Client::connect(self.port).expect("connect to the test server")
     }
