@@ -30,11 +30,18 @@ pub fn arm(site: &str) {
     ARMED.store(true, Ordering::SeqCst);
 }
 
-/// Panics if `site` is armed (once).
+/// Panics if `site` is armed (once). Inlined: the command filter and every host function pass
+/// here, and an unarmed check is one load.
+#[inline]
 pub fn maybe_panic(site: &str) {
-    if !ARMED.load(Ordering::Relaxed) {
-        return;
+    if ARMED.load(Ordering::Relaxed) {
+        panic_if_armed(site);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn panic_if_armed(site: &str) {
     let mut armed = SITE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -374,6 +374,7 @@ fn main() {
     }
     if only.is_empty() {
         host_call_costs(&mut c, server.port);
+        host_overhead(&server);
     }
     let info = c.cmd(&["INFO", "wasm"]).text();
     let memory = info
@@ -439,6 +440,92 @@ fn host_call_costs(c: &mut Client, port: u16) {
         let cost = (per_command(N) - per_command(0)) / N as f64;
         println!("| {what} | {cost:.3} |");
     }
+}
+
+/// The CPU time (in clock ticks) and context switches of a process so far, over all its threads.
+fn process_activity(pid: u32) -> (u64, u64) {
+    let mut activity = (0, 0);
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc");
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): state is the 3rd field, utime
+        // and stime the 14th and 15th.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        activity.0 += ticks(11) + ticks(12);
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        activity.1 += status
+            .lines()
+            .filter(|line| line.contains("ctxt_switches"))
+            .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    activity
+}
+
+/// What the host costs the rest of the server, against a server without it: the throughput of
+/// plain `GET` and `SET` (every command passes the host's command filter), and the CPU and
+/// wakeups of an idle server.
+fn host_overhead(with_host: &Server) {
+    let without_host = Server::start_with(ServerOptions {
+        without_host: true,
+        ..Default::default()
+    });
+    println!(
+        "
+| the rest of the server | without the host | with the host and guests | ratio |"
+    );
+    println!("|---|---:|---:|---:|");
+    for command in ["get", "set"] {
+        let line = ["-t".to_owned(), command.to_owned()];
+        let mut rounds = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            rounds
+                .0
+                .push(redis_benchmark(without_host.port, 300_000, &line));
+            rounds
+                .1
+                .push(redis_benchmark(with_host.port, 300_000, &line));
+        }
+        let (without, with) = (median(rounds.0), median(rounds.1));
+        println!(
+            "| `{}` requests per second | {without:.0} | {with:.0} | {:.2}x |",
+            command.to_uppercase(),
+            with / without
+        );
+    }
+    // Both idle over the same five seconds, once the last guest command is 100 ms behind.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let pids = [without_host.pid(), with_host.pid()];
+    let before = pids.map(process_activity);
+    let window = std::time::Duration::from_secs(5);
+    std::thread::sleep(window);
+    let after = pids.map(process_activity);
+    let tick_ms = 1000.0 / 100.0; // USER_HZ
+    let per_second = |i: usize, pick: fn((u64, u64)) -> u64, scale: f64| {
+        (pick(after[i]) - pick(before[i])) as f64 * scale / window.as_secs_f64()
+    };
+    let cpu = [0, 1].map(|i| per_second(i, |a| a.0, tick_ms));
+    let switches = [0, 1].map(|i| per_second(i, |a| a.1, 1.0));
+    println!(
+        "| idle: CPU ms per second | {:.1} | {:.1} | - |",
+        cpu[0], cpu[1]
+    );
+    println!(
+        "| idle: context switches per second | {:.0} | {:.0} | {:.2}x |",
+        switches[0],
+        switches[1],
+        switches[1] / switches[0]
+    );
 }
 
 /// What loading one guest costs: its code, its instance's linear memory, and how much Redis's
