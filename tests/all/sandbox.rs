@@ -667,21 +667,26 @@ fn an_init_reaching_for_a_client_while_an_rdb_loads_is_harmless() {
     assert_eq!(server.client().cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
 }
 
-/// What the start function of [`hand_made_guest`]'s core module does.
+/// What [`hand_made_guest`] does wrong.
 #[derive(Clone, Copy, PartialEq)]
-enum StartFunction {
-    /// Loops forever.
-    Endless,
-    /// Calls host functions that need a command or a client (`get-selected-db`,
-    /// `reply-with-long-long`, `close-key`, `abort-block`), then returns.
-    CallsTheHost,
+enum Trick {
+    /// Its start function loops forever.
+    EndlessStart,
+    /// Its start function calls host functions that need a command or a client
+    /// (`get-selected-db`, `reply-with-long-long`, `close-key`, `abort-block`), then returns.
+    StartCallsTheHost,
+    /// Its allocator (`cabi_realloc`, which the host calls to pass arguments) loops forever.
+    EndlessRealloc,
+    /// The post-return function of its `init` (which wasmtime calls after every `init`) loops
+    /// forever.
+    EndlessPostReturn,
 }
 
-/// A guest component with the right exports whose core module has a start function: it runs
-/// while the component is instantiated, before `init`, when no command runs. No Rust toolchain
-/// emits one, so the component is made by hand. Its `init` returns `ok` without calling
-/// `init-module`.
-fn hand_made_guest(start: StartFunction) -> Vec<u8> {
+/// A guest component with the right exports whose core module plays `trick`. Its start
+/// function runs while the component is instantiated, before `init`, when no command runs; no
+/// Rust toolchain emits one, so the component is made by hand. Its `init` returns `ok` without
+/// calling `init-module`.
+fn hand_made_guest(trick: Trick) -> Vec<u8> {
     use PrimitiveValType::{Bool, S64, U32, U64};
     use wasm_encoder::{
         Alias, BlockType, CanonicalFunctionSection, CanonicalOption, CodeSection, Component,
@@ -709,9 +714,11 @@ fn hand_made_guest(start: StartFunction) -> Vec<u8> {
         _ => ValType::I32,
     };
     let imported = IMPORTS.len() as u32;
+    /// The core module's function exports, in order after the start function.
+    const EXPORTS: [&str; 4] = ["cabi_realloc", "init", "invoke", "cabi_post_init"];
 
     // The core module: the imported host functions, then the start function, an allocator,
-    // and init/invoke returning a zeroed result area (ok / none).
+    // init/invoke returning a zeroed result area (ok / none), and init's post-return.
     let mut module = Module::new();
     let mut types = TypeSection::new();
     for (_, _, param, result) in IMPORTS {
@@ -723,6 +730,7 @@ fn hand_made_guest(start: StartFunction) -> Vec<u8> {
     types.ty().function([ValType::I32; 4], [ValType::I32]);
     types.ty().function([ValType::I32; 2], [ValType::I32]);
     types.ty().function([ValType::I32; 3], [ValType::I32]);
+    types.ty().function([ValType::I32], []);
     module.section(&types);
     let mut imports = ImportSection::new();
     for (index, (_, name, _, _)) in IMPORTS.into_iter().enumerate() {
@@ -730,7 +738,7 @@ fn hand_made_guest(start: StartFunction) -> Vec<u8> {
     }
     module.section(&imports);
     let mut functions = FunctionSection::new();
-    for ty in imported..imported + 4 {
+    for ty in imported..imported + 5 {
         functions.function(ty);
     }
     module.section(&functions);
@@ -745,7 +753,7 @@ fn hand_made_guest(start: StartFunction) -> Vec<u8> {
     module.section(&memories);
     let mut exports = ExportSection::new();
     exports.export("memory", ExportKind::Memory, 0);
-    for (offset, name) in ["cabi_realloc", "init", "invoke"].into_iter().enumerate() {
+    for (offset, name) in EXPORTS.into_iter().enumerate() {
         exports.export(name, ExportKind::Func, imported + 1 + offset as u32);
     }
     module.section(&exports);
@@ -753,25 +761,37 @@ fn hand_made_guest(start: StartFunction) -> Vec<u8> {
         function_index: imported,
     });
     let mut code = CodeSection::new();
-    let mut start_body = Function::new([]);
-    let mut body = start_body.instructions();
-    match start {
-        StartFunction::Endless => {
-            body.loop_(BlockType::Empty).br(0).end();
-        }
-        StartFunction::CallsTheHost => {
+    let endless = |function: &mut Function| {
+        function.instructions().loop_(BlockType::Empty).br(0).end();
+    };
+    let mut start = Function::new([]);
+    match trick {
+        Trick::EndlessStart => endless(&mut start),
+        Trick::StartCallsTheHost => {
+            let mut body = start.instructions();
             body.call(0).drop();
             body.i64_const(1).call(1);
             body.i32_const(0).call(2);
             body.i64_const(0).call(3).drop();
         }
+        _ => {}
     }
-    body.end();
-    code.function(&start_body);
     // The allocator hands out address 64; init and invoke return a zeroed result area.
-    for result in [64, 0, 0] {
-        let mut function = Function::new([]);
-        function.instructions().i32_const(result).end();
+    let mut realloc = Function::new([]);
+    if trick == Trick::EndlessRealloc {
+        endless(&mut realloc);
+    }
+    realloc.instructions().i32_const(64);
+    let mut post_return = Function::new([]);
+    if trick == Trick::EndlessPostReturn {
+        endless(&mut post_return);
+    }
+    let mut init = Function::new([]);
+    init.instructions().i32_const(0);
+    let mut invoke = Function::new([]);
+    invoke.instructions().i32_const(0);
+    for mut function in [start, realloc, init, invoke, post_return] {
+        function.instructions().end();
         code.function(&function);
     }
     module.section(&code);
@@ -829,7 +849,7 @@ fn hand_made_guest(start: StartFunction) -> Vec<u8> {
         kind: ExportKind::Memory,
         name: "memory",
     });
-    for name in ["cabi_realloc", "init", "invoke"] {
+    for name in EXPORTS {
         aliases.alias(Alias::CoreInstanceExport {
             instance: 1,
             kind: ExportKind::Func,
@@ -865,7 +885,14 @@ fn hand_made_guest(start: StartFunction) -> Vec<u8> {
         CanonicalOption::Realloc(realloc),
         CanonicalOption::UTF8,
     ];
-    canonical.lift(realloc + 1, first + 4, options);
+    let [memory, allocator, encoding] = options;
+    let with_post_return = [
+        memory,
+        allocator,
+        encoding,
+        CanonicalOption::PostReturn(realloc + 3),
+    ];
+    canonical.lift(realloc + 1, first + 4, with_post_return);
     canonical.lift(realloc + 2, first + 5, options);
     component.section(&canonical);
     let mut instances = ComponentInstanceSection::new();
@@ -889,7 +916,7 @@ fn hand_made_guest(start: StartFunction) -> Vec<u8> {
 fn a_start_function_that_never_returns_stops_at_the_init_limits() {
     let server = evil_server(&[("busy-reply-threshold", "300")]);
     let mut c = server.client();
-    let component = hand_made_guest(StartFunction::Endless);
+    let component = hand_made_guest(Trick::EndlessStart);
     // The load's last step runs from a blocked client's callback, which cannot yield: the busy
     // threshold stops it (wasm.max-init-ms is 10 s).
     let started = Instant::now();
@@ -924,7 +951,7 @@ fn a_start_function_that_never_returns_stops_at_the_init_limits() {
 fn host_calls_from_a_start_function_find_no_command_and_do_nothing() {
     let server = evil_server(&[]);
     let mut c = server.client();
-    let load = c.cmd_bytes(&[b"WASM.LOAD", &hand_made_guest(StartFunction::CallsTheHost)]);
+    let load = c.cmd_bytes(&[b"WASM.LOAD", &hand_made_guest(Trick::StartCallsTheHost)]);
     // The calls find no command and do nothing; the reply is remembered as the guest's mistake
     // and fails the load once init has run.
     assert!(
@@ -976,4 +1003,24 @@ fn an_idle_server_lets_the_epoch_thread_sleep_and_a_guest_wakes_it() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     pong(&server);
+}
+
+#[test]
+fn an_allocator_or_post_return_that_never_returns_stops_at_the_init_limits() {
+    let server = evil_server(&[("busy-reply-threshold", "300")]);
+    let mut c = server.client();
+    for trick in [Trick::EndlessRealloc, Trick::EndlessPostReturn] {
+        // wasmtime calls the allocator to pass init its arguments, and the post-return after
+        // init returns: both inside the call, under init's clock.
+        let started = Instant::now();
+        let load = c.cmd_bytes(&[b"WASM.LOAD", &hand_made_guest(trick), b"ARGS", b"a"]);
+        assert!(
+            load.error()
+                .contains("init ran longer than busy-reply-threshold (300 ms)"),
+            "{load:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        pong(&server);
+    }
+    assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
 }
