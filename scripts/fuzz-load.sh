@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Fuzzes the load path (format checks, compilation, import checks, instantiation, init) with
 # `cargo fuzz` for MINUTES minutes (default 10). The corpus is seeded with every guest the
-# workspace has (examples and test guests): from random bytes alone the fuzzer never gets past
-# the format check. Needs the nightly toolchain and cargo-fuzz; not part of the test suite.
+# workspace has (examples and test guests) and the hand-made components no toolchain emits
+# (tests/src/hand_made.rs: start functions, endless allocators): from random bytes alone the
+# fuzzer never gets past the format check. Needs the nightly toolchain and cargo-fuzz; not part
+# of the test suite.
 #
 #   scripts/fuzz-load.sh [MINUTES]
 set -euo pipefail
@@ -18,5 +20,6 @@ cargo build --target wasm32-wasip2 --profile guest --target-dir target/guests "$
 
 mkdir -p host/fuzz/corpus/load
 cp target/guests/wasm32-wasip2/guest/*.wasm host/fuzz/corpus/load/
+cargo run --release --ignore-rust-version -q -p redis-wasm-tests --bin hand_made host/fuzz/corpus/load
 cd host/fuzz
 cargo +nightly fuzz run -s none load -- -max_total_time=$((minutes * 60))

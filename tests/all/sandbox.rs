@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use redis_wasm_tests::hand_made::{self, Trick};
 use redis_wasm_tests::{Reply, Server, ServerOptions, guests};
 
 /// A server with the evil guest loaded and a short busy threshold.
@@ -667,256 +668,11 @@ fn an_init_reaching_for_a_client_while_an_rdb_loads_is_harmless() {
     assert_eq!(server.client().cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
 }
 
-/// What [`hand_made_guest`] does wrong.
-#[derive(Clone, Copy, PartialEq)]
-enum Trick {
-    /// Its start function loops forever.
-    EndlessStart,
-    /// Its start function calls host functions that need a command or a client
-    /// (`get-selected-db`, `reply-with-long-long`, `close-key`, `abort-block`), then returns.
-    StartCallsTheHost,
-    /// Its allocator (`cabi_realloc`, which the host calls to pass arguments) loops forever.
-    EndlessRealloc,
-    /// The post-return function of its `init` (which wasmtime calls after every `init`) loops
-    /// forever.
-    EndlessPostReturn,
-}
-
-/// A guest component with the right exports whose core module plays `trick`. Its start
-/// function runs while the component is instantiated, before `init`, when no command runs; no
-/// Rust toolchain emits one, so the component is made by hand. Its `init` returns `ok` without
-/// calling `init-module`.
-fn hand_made_guest(trick: Trick) -> Vec<u8> {
-    use PrimitiveValType::{Bool, S64, U32, U64};
-    use wasm_encoder::{
-        Alias, BlockType, CanonicalFunctionSection, CanonicalOption, CodeSection, Component,
-        ComponentAliasSection, ComponentExportKind, ComponentExportSection, ComponentImportSection,
-        ComponentInstanceSection, ComponentTypeRef, ComponentTypeSection, ComponentValType,
-        EntityType, ExportKind, ExportSection, Function, FunctionSection, ImportSection,
-        InstanceSection, InstanceType, MemorySection, MemoryType, Module, ModuleArg, ModuleSection,
-        PrimitiveValType, StartSection, TypeSection, ValType,
-    };
-    /// The host functions the start function calls: interface, name, parameter, result.
-    type Import = (
-        &'static str,
-        &'static str,
-        Option<PrimitiveValType>,
-        Option<PrimitiveValType>,
-    );
-    const IMPORTS: [Import; 4] = [
-        ("context", "get-selected-db", None, Some(U32)),
-        ("reply", "reply-with-long-long", Some(S64), None),
-        ("keys", "close-key", Some(U32), None),
-        ("blocking", "abort-block", Some(U64), Some(Bool)),
-    ];
-    let core_type = |ty: PrimitiveValType| match ty {
-        S64 | U64 => ValType::I64,
-        _ => ValType::I32,
-    };
-    let imported = IMPORTS.len() as u32;
-    /// The core module's function exports, in order after the start function.
-    const EXPORTS: [&str; 4] = ["cabi_realloc", "init", "invoke", "cabi_post_init"];
-
-    // The core module: the imported host functions, then the start function, an allocator,
-    // init/invoke returning a zeroed result area (ok / none), and init's post-return.
-    let mut module = Module::new();
-    let mut types = TypeSection::new();
-    for (_, _, param, result) in IMPORTS {
-        types
-            .ty()
-            .function(param.map(core_type), result.map(core_type));
-    }
-    types.ty().function([], []);
-    types.ty().function([ValType::I32; 4], [ValType::I32]);
-    types.ty().function([ValType::I32; 2], [ValType::I32]);
-    types.ty().function([ValType::I32; 3], [ValType::I32]);
-    types.ty().function([ValType::I32], []);
-    module.section(&types);
-    let mut imports = ImportSection::new();
-    for (index, (_, name, _, _)) in IMPORTS.into_iter().enumerate() {
-        imports.import("host", name, EntityType::Function(index as u32));
-    }
-    module.section(&imports);
-    let mut functions = FunctionSection::new();
-    for ty in imported..imported + 5 {
-        functions.function(ty);
-    }
-    module.section(&functions);
-    let mut memories = MemorySection::new();
-    memories.memory(MemoryType {
-        minimum: 1,
-        maximum: None,
-        memory64: false,
-        shared: false,
-        page_size_log2: None,
-    });
-    module.section(&memories);
-    let mut exports = ExportSection::new();
-    exports.export("memory", ExportKind::Memory, 0);
-    for (offset, name) in EXPORTS.into_iter().enumerate() {
-        exports.export(name, ExportKind::Func, imported + 1 + offset as u32);
-    }
-    module.section(&exports);
-    module.section(&StartSection {
-        function_index: imported,
-    });
-    let mut code = CodeSection::new();
-    let endless = |function: &mut Function| {
-        function.instructions().loop_(BlockType::Empty).br(0).end();
-    };
-    let mut start = Function::new([]);
-    match trick {
-        Trick::EndlessStart => endless(&mut start),
-        Trick::StartCallsTheHost => {
-            let mut body = start.instructions();
-            body.call(0).drop();
-            body.i64_const(1).call(1);
-            body.i32_const(0).call(2);
-            body.i64_const(0).call(3).drop();
-        }
-        _ => {}
-    }
-    // The allocator hands out address 64; init and invoke return a zeroed result area.
-    let mut realloc = Function::new([]);
-    if trick == Trick::EndlessRealloc {
-        endless(&mut realloc);
-    }
-    realloc.instructions().i32_const(64);
-    let mut post_return = Function::new([]);
-    if trick == Trick::EndlessPostReturn {
-        endless(&mut post_return);
-    }
-    let mut init = Function::new([]);
-    init.instructions().i32_const(0);
-    let mut invoke = Function::new([]);
-    invoke.instructions().i32_const(0);
-    for mut function in [start, realloc, init, invoke, post_return] {
-        function.instructions().end();
-        code.function(&function);
-    }
-    module.section(&code);
-
-    // The component: import the host functions (component functions 0..), lower them into a
-    // core instance, instantiate the module with it, lift init and invoke, export them.
-    let mut component = Component::new();
-    let mut types = ComponentTypeSection::new();
-    for (_, name, param, result) in IMPORTS {
-        let mut instance = InstanceType::new();
-        instance
-            .ty()
-            .function()
-            .params(param.map(|p| ("value", ComponentValType::Primitive(p))))
-            .result(result.map(ComponentValType::Primitive));
-        instance.export(name, ComponentTypeRef::Func(0));
-        types.instance(&instance);
-    }
-    component.section(&types);
-    let mut component_imports = ComponentImportSection::new();
-    for (index, (interface, _, _, _)) in IMPORTS.into_iter().enumerate() {
-        component_imports.import(
-            format!("redis:module/{interface}@0.3.2"),
-            ComponentTypeRef::Instance(index as u32),
-        );
-    }
-    component.section(&component_imports);
-    let mut aliases = ComponentAliasSection::new();
-    for (index, (_, name, _, _)) in IMPORTS.into_iter().enumerate() {
-        aliases.alias(Alias::InstanceExport {
-            instance: index as u32,
-            kind: ComponentExportKind::Func,
-            name,
-        });
-    }
-    component.section(&aliases);
-    let mut canonical = CanonicalFunctionSection::new();
-    for index in 0..imported {
-        canonical.lower(index, []);
-    }
-    component.section(&canonical);
-    let mut instances = InstanceSection::new();
-    instances.export_items(
-        IMPORTS
-            .into_iter()
-            .enumerate()
-            .map(|(index, (_, name, _, _))| (name, ExportKind::Func, index as u32)),
-    );
-    instances.instantiate(0, [("host", ModuleArg::Instance(0))]);
-    component.section(&ModuleSection(&module));
-    component.section(&instances);
-    let mut aliases = ComponentAliasSection::new();
-    aliases.alias(Alias::CoreInstanceExport {
-        instance: 1,
-        kind: ExportKind::Memory,
-        name: "memory",
-    });
-    for name in EXPORTS {
-        aliases.alias(Alias::CoreInstanceExport {
-            instance: 1,
-            kind: ExportKind::Func,
-            name,
-        });
-    }
-    component.section(&aliases);
-    let realloc = imported;
-    let first = imported; // the first type after the import instance types
-    let mut types = ComponentTypeSection::new();
-    types.defined_type().list(PrimitiveValType::U8);
-    types.defined_type().list(ComponentValType::Type(first));
-    types
-        .defined_type()
-        .result(None, Some(PrimitiveValType::String.into()));
-    types.defined_type().option(S64);
-    let args = ComponentValType::Type(first + 1);
-    types
-        .function()
-        .params([("args", args)])
-        .result(Some(ComponentValType::Type(first + 2)));
-    types
-        .function()
-        .params([
-            ("command", ComponentValType::Primitive(U32)),
-            ("args", args),
-        ])
-        .result(Some(ComponentValType::Type(first + 3)));
-    component.section(&types);
-    let mut canonical = CanonicalFunctionSection::new();
-    let options = [
-        CanonicalOption::Memory(0),
-        CanonicalOption::Realloc(realloc),
-        CanonicalOption::UTF8,
-    ];
-    let [memory, allocator, encoding] = options;
-    let with_post_return = [
-        memory,
-        allocator,
-        encoding,
-        CanonicalOption::PostReturn(realloc + 3),
-    ];
-    canonical.lift(realloc + 1, first + 4, with_post_return);
-    canonical.lift(realloc + 2, first + 5, options);
-    component.section(&canonical);
-    let mut instances = ComponentInstanceSection::new();
-    instances.export_items([
-        ("init", ComponentExportKind::Func, imported),
-        ("invoke", ComponentExportKind::Func, imported + 1),
-    ]);
-    component.section(&instances);
-    let mut exports = ComponentExportSection::new();
-    exports.export(
-        "redis:module/guest@0.3.2",
-        ComponentExportKind::Instance,
-        imported,
-        None,
-    );
-    component.section(&exports);
-    component.finish()
-}
-
 #[test]
 fn a_start_function_that_never_returns_stops_at_the_init_limits() {
     let server = evil_server(&[("busy-reply-threshold", "300")]);
     let mut c = server.client();
-    let component = hand_made_guest(Trick::EndlessStart);
+    let component = hand_made::guest(Trick::EndlessStart);
     // The load's last step runs from a blocked client's callback, which cannot yield: the busy
     // threshold stops it (wasm.max-init-ms is 10 s).
     let started = Instant::now();
@@ -951,7 +707,7 @@ fn a_start_function_that_never_returns_stops_at_the_init_limits() {
 fn host_calls_from_a_start_function_find_no_command_and_do_nothing() {
     let server = evil_server(&[]);
     let mut c = server.client();
-    let load = c.cmd_bytes(&[b"WASM.LOAD", &hand_made_guest(Trick::StartCallsTheHost)]);
+    let load = c.cmd_bytes(&[b"WASM.LOAD", &hand_made::guest(Trick::StartCallsTheHost)]);
     // The calls find no command and do nothing; the reply is remembered as the guest's mistake
     // and fails the load once init has run.
     assert!(
@@ -1013,7 +769,7 @@ fn an_allocator_or_post_return_that_never_returns_stops_at_the_init_limits() {
         // wasmtime calls the allocator to pass init its arguments, and the post-return after
         // init returns: both inside the call, under init's clock.
         let started = Instant::now();
-        let load = c.cmd_bytes(&[b"WASM.LOAD", &hand_made_guest(trick), b"ARGS", b"a"]);
+        let load = c.cmd_bytes(&[b"WASM.LOAD", &hand_made::guest(trick), b"ARGS", b"a"]);
         assert!(
             load.error()
                 .contains("init ran longer than busy-reply-threshold (300 ms)"),

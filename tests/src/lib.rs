@@ -4,7 +4,8 @@
 //!   with the host module loaded, and kills it when dropped.
 //! - [`Client`] speaks RESP2/RESP3 over a plain socket and also exposes the raw reply bytes, so
 //!   tests can check exact encodings and that a connection stays usable after errors.
-//! - [`guests`] holds the paths of the guests the build compiled from source.
+//! - [`guests`] holds the paths of the guests the build compiled from source; [`hand_made`]
+//!   makes the components no toolchain emits.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+pub mod hand_made;
 
 /// Paths of the guest `.wasm` files built from source by `build.rs`.
 pub mod guests {
