@@ -13,16 +13,19 @@ pub enum Trick {
     StartCallsTheHost,
     /// Its allocator (`cabi_realloc`, which the host calls to pass arguments) loops forever.
     EndlessRealloc,
+    /// Its allocator calls the same host functions, which the component model forbids.
+    ReallocCallsTheHost,
     /// The post-return function of its `init` (which wasmtime calls after every `init`) loops
     /// forever.
     EndlessPostReturn,
 }
 
 impl Trick {
-    pub const ALL: [Trick; 4] = [
+    pub const ALL: [Trick; 5] = [
         Trick::EndlessStart,
         Trick::StartCallsTheHost,
         Trick::EndlessRealloc,
+        Trick::ReallocCallsTheHost,
         Trick::EndlessPostReturn,
     ];
 }
@@ -106,25 +109,28 @@ pub fn guest(trick: Trick) -> Vec<u8> {
         function_index: imported,
     });
     let mut code = CodeSection::new();
+    let call_the_host = |function: &mut Function| {
+        let mut body = function.instructions();
+        body.call(0).drop();
+        body.i64_const(1).call(1);
+        body.i32_const(0).call(2);
+        body.i64_const(0).call(3).drop();
+    };
     let endless = |function: &mut Function| {
         function.instructions().loop_(BlockType::Empty).br(0).end();
     };
     let mut start = Function::new([]);
     match trick {
         Trick::EndlessStart => endless(&mut start),
-        Trick::StartCallsTheHost => {
-            let mut body = start.instructions();
-            body.call(0).drop();
-            body.i64_const(1).call(1);
-            body.i32_const(0).call(2);
-            body.i64_const(0).call(3).drop();
-        }
+        Trick::StartCallsTheHost => call_the_host(&mut start),
         _ => {}
     }
     // The allocator hands out address 64; init and invoke return a zeroed result area.
     let mut realloc = Function::new([]);
-    if trick == Trick::EndlessRealloc {
-        endless(&mut realloc);
+    match trick {
+        Trick::EndlessRealloc => endless(&mut realloc),
+        Trick::ReallocCallsTheHost => call_the_host(&mut realloc),
+        _ => {}
     }
     realloc.instructions().i32_const(64);
     let mut post_return = Function::new([]);
