@@ -782,22 +782,24 @@ fn an_allocator_or_post_return_that_never_returns_stops_at_the_init_limits() {
 }
 
 #[test]
-fn an_allocator_that_calls_the_host_traps() {
+fn canonical_abi_violations_trap() {
     let server = evil_server(&[]);
     let mut c = server.client();
-    // The host calls the allocator to pass init its arguments; the component model forbids it
-    // to leave the instance then, and wasmtime traps.
-    let load = c.cmd_bytes(&[
-        b"WASM.LOAD",
-        &hand_made::guest(Trick::ReallocCallsTheHost),
-        b"ARGS",
-        b"a",
-    ]);
-    assert!(
-        load.error()
-            .ends_with("init trapped: wasm trap: cannot leave component instance"),
-        "{load:?}"
-    );
-    pong(&server);
+    for (trick, error) in [
+        // The host calls the allocator to pass init its arguments; the component model forbids
+        // it to leave the instance then.
+        (
+            Trick::ReallocCallsTheHost,
+            "wasm trap: cannot leave component instance",
+        ),
+        (Trick::ResultOutOfBounds, "pointer out of bounds of memory"),
+    ] {
+        let load = c.cmd_bytes(&[b"WASM.LOAD", &hand_made::guest(trick), b"ARGS", b"a"]);
+        assert!(
+            load.error().ends_with(&format!("init trapped: {error}")),
+            "{trick:?}: {load:?}"
+        );
+        pong(&server);
+    }
     assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
 }

@@ -15,17 +15,20 @@ pub enum Trick {
     EndlessRealloc,
     /// Its allocator calls the same host functions, which the component model forbids.
     ReallocCallsTheHost,
+    /// Its `init` returns a result area past the end of its memory.
+    ResultOutOfBounds,
     /// The post-return function of its `init` (which wasmtime calls after every `init`) loops
     /// forever.
     EndlessPostReturn,
 }
 
 impl Trick {
-    pub const ALL: [Trick; 5] = [
+    pub const ALL: [Trick; 6] = [
         Trick::EndlessStart,
         Trick::StartCallsTheHost,
         Trick::EndlessRealloc,
         Trick::ReallocCallsTheHost,
+        Trick::ResultOutOfBounds,
         Trick::EndlessPostReturn,
     ];
 }
@@ -138,7 +141,11 @@ pub fn guest(trick: Trick) -> Vec<u8> {
         endless(&mut post_return);
     }
     let mut init = Function::new([]);
-    init.instructions().i32_const(0);
+    let result_area = match trick {
+        Trick::ResultOutOfBounds => -16,
+        _ => 0,
+    };
+    init.instructions().i32_const(result_area);
     let mut invoke = Function::new([]);
     invoke.instructions().i32_const(0);
     for mut function in [start, realloc, init, invoke, post_return] {
