@@ -809,3 +809,26 @@ fn canonical_abi_violations_trap() {
     }
     assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
 }
+
+#[test]
+fn memories_and_tables_too_large_to_start_with_are_refused() {
+    let server = evil_server(&[]);
+    let mut c = server.client();
+    for (trick, error) in [
+        (
+            Trick::HugeMemory,
+            "cannot instantiate the guest: ran out of memory (wasm.max-memory refused growing \
+             to 4294967296 bytes)",
+        ),
+        (
+            Trick::HugeTable,
+            "cannot instantiate the guest: trapped: table minimum size of 100000000 elements \
+             exceeds table limits",
+        ),
+    ] {
+        let load = c.cmd_bytes(&[b"WASM.LOAD", &hand_made::guest(trick)]);
+        assert!(load.error().ends_with(error), "{trick:?}: {load:?}");
+        pong(&server);
+    }
+    assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
+}

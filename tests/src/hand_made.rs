@@ -17,18 +17,24 @@ pub enum Trick {
     ReallocCallsTheHost,
     /// Its `init` returns a result area past the end of its memory.
     ResultOutOfBounds,
+    /// Its memory starts at 4 GiB.
+    HugeMemory,
+    /// It has a table of 100 million elements.
+    HugeTable,
     /// The post-return function of its `init` (which wasmtime calls after every `init`) loops
     /// forever.
     EndlessPostReturn,
 }
 
 impl Trick {
-    pub const ALL: [Trick; 6] = [
+    pub const ALL: [Trick; 8] = [
         Trick::EndlessStart,
         Trick::StartCallsTheHost,
         Trick::EndlessRealloc,
         Trick::ReallocCallsTheHost,
         Trick::ResultOutOfBounds,
+        Trick::HugeMemory,
+        Trick::HugeTable,
         Trick::EndlessPostReturn,
     ];
 }
@@ -45,7 +51,7 @@ pub fn guest(trick: Trick) -> Vec<u8> {
         ComponentInstanceSection, ComponentTypeRef, ComponentTypeSection, ComponentValType,
         EntityType, ExportKind, ExportSection, Function, FunctionSection, ImportSection,
         InstanceSection, InstanceType, MemorySection, MemoryType, Module, ModuleArg, ModuleSection,
-        PrimitiveValType, StartSection, TypeSection, ValType,
+        PrimitiveValType, RefType, StartSection, TableSection, TableType, TypeSection, ValType,
     };
     /// The host functions the start function calls: interface, name, parameter, result.
     type Import = (
@@ -93,9 +99,25 @@ pub fn guest(trick: Trick) -> Vec<u8> {
         functions.function(ty);
     }
     module.section(&functions);
+    if trick == Trick::HugeTable {
+        let mut tables = TableSection::new();
+        tables.table(TableType {
+            element_type: RefType::FUNCREF,
+            table64: false,
+            minimum: 100_000_000,
+            maximum: None,
+            shared: false,
+        });
+        module.section(&tables);
+    }
     let mut memories = MemorySection::new();
     memories.memory(MemoryType {
-        minimum: 1,
+        // 64 KiB pages: 65,536 of them are 4 GiB.
+        minimum: if trick == Trick::HugeMemory {
+            65_536
+        } else {
+            1
+        },
         maximum: None,
         memory64: false,
         shared: false,
