@@ -832,3 +832,24 @@ fn memories_and_tables_too_large_to_start_with_are_refused() {
     }
     assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
 }
+
+#[test]
+fn a_guest_export_missing_or_of_the_wrong_type_is_refused() {
+    let server = evil_server(&[]);
+    let mut c = server.client();
+    for (trick, error) in [
+        (
+            Trick::NoInvoke,
+            "the guest's 'redis:module/guest@0.3.2' export has no function 'invoke'",
+        ),
+        (
+            Trick::InvokeOfTheWrongType,
+            "the guest's invoke export has the wrong type: type mismatch with results",
+        ),
+    ] {
+        let load = c.cmd_bytes(&[b"WASM.LOAD", &hand_made::guest(trick)]);
+        assert!(load.error().ends_with(error), "{trick:?}: {load:?}");
+    }
+    assert_eq!(c.cmd(&["WASM.LIST"]).array().len(), 1);
+    assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
+}

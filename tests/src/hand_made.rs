@@ -17,6 +17,10 @@ pub enum Trick {
     ReallocCallsTheHost,
     /// Its `init` returns a result area past the end of its memory.
     ResultOutOfBounds,
+    /// Its `guest` export has no `invoke`.
+    NoInvoke,
+    /// Its `invoke` returns `option<s32>` instead of `option<s64>`.
+    InvokeOfTheWrongType,
     /// Its memory starts at 4 GiB.
     HugeMemory,
     /// It has a table of 100 million elements.
@@ -27,12 +31,14 @@ pub enum Trick {
 }
 
 impl Trick {
-    pub const ALL: [Trick; 8] = [
+    pub const ALL: [Trick; 10] = [
         Trick::EndlessStart,
         Trick::StartCallsTheHost,
         Trick::EndlessRealloc,
         Trick::ReallocCallsTheHost,
         Trick::ResultOutOfBounds,
+        Trick::NoInvoke,
+        Trick::InvokeOfTheWrongType,
         Trick::HugeMemory,
         Trick::HugeTable,
         Trick::EndlessPostReturn,
@@ -245,7 +251,13 @@ pub fn guest(trick: Trick) -> Vec<u8> {
     types
         .defined_type()
         .result(None, Some(PrimitiveValType::String.into()));
-    types.defined_type().option(S64);
+    // `invoke` returns option<s64>; the wrong type, option<s32>, has the same core signature.
+    let returned = if trick == Trick::InvokeOfTheWrongType {
+        PrimitiveValType::S32
+    } else {
+        S64
+    };
+    types.defined_type().option(returned);
     let args = ComponentValType::Type(first + 1);
     types
         .function()
@@ -276,10 +288,12 @@ pub fn guest(trick: Trick) -> Vec<u8> {
     canonical.lift(realloc + 2, first + 5, options);
     component.section(&canonical);
     let mut instances = ComponentInstanceSection::new();
-    instances.export_items([
+    let functions = [
         ("init", ComponentExportKind::Func, imported),
         ("invoke", ComponentExportKind::Func, imported + 1),
-    ]);
+    ];
+    let exported = if trick == Trick::NoInvoke { 1 } else { 2 };
+    instances.export_items(functions.into_iter().take(exported));
     component.section(&instances);
     let mut exports = ComponentExportSection::new();
     exports.export(
