@@ -839,6 +839,10 @@ fn a_guest_export_missing_or_of_the_wrong_type_is_refused() {
     let mut c = server.client();
     for (trick, error) in [
         (
+            Trick::NotAGuest,
+            "the component does not export redis:module/guest: it is not a redis-wasm guest",
+        ),
+        (
             Trick::NoInvoke,
             "the guest's 'redis:module/guest@0.3.2' export has no function 'invoke'",
         ),

@@ -17,6 +17,8 @@ pub enum Trick {
     ReallocCallsTheHost,
     /// Its `init` returns a result area past the end of its memory.
     ResultOutOfBounds,
+    /// It exports its functions as another package's interface.
+    NotAGuest,
     /// Its `guest` export has no `invoke`.
     NoInvoke,
     /// Its `invoke` returns `option<s32>` instead of `option<s64>`.
@@ -31,12 +33,13 @@ pub enum Trick {
 }
 
 impl Trick {
-    pub const ALL: [Trick; 10] = [
+    pub const ALL: [Trick; 11] = [
         Trick::EndlessStart,
         Trick::StartCallsTheHost,
         Trick::EndlessRealloc,
         Trick::ReallocCallsTheHost,
         Trick::ResultOutOfBounds,
+        Trick::NotAGuest,
         Trick::NoInvoke,
         Trick::InvokeOfTheWrongType,
         Trick::HugeMemory,
@@ -296,12 +299,12 @@ pub fn guest(trick: Trick) -> Vec<u8> {
     instances.export_items(functions.into_iter().take(exported));
     component.section(&instances);
     let mut exports = ComponentExportSection::new();
-    exports.export(
-        "redis:module/guest@0.3.2",
-        ComponentExportKind::Instance,
-        imported,
-        None,
-    );
+    let name = if trick == Trick::NotAGuest {
+        "example:other/guest@0.3.2"
+    } else {
+        "redis:module/guest@0.3.2"
+    };
+    exports.export(name, ComponentExportKind::Instance, imported, None);
     component.section(&exports);
     component.finish()
 }
