@@ -834,10 +834,16 @@ fn memories_and_tables_too_large_to_start_with_are_refused() {
 }
 
 #[test]
-fn a_guest_export_missing_or_of_the_wrong_type_is_refused() {
+fn a_component_that_does_not_fit_the_guest_world_is_refused() {
     let server = evil_server(&[]);
     let mut c = server.client();
     for (trick, error) in [
+        (
+            Trick::ImportsAnUnknownFunction,
+            "cannot link the guest: component imports instance `redis:module/context@0.3.2`, but \
+             a matching implementation was not found in the linker: instance export \
+             `no-such-function` has the wrong type: function implementation is missing",
+        ),
         (
             Trick::NotAGuest,
             "the component does not export redis:module/guest: it is not a redis-wasm guest",

@@ -17,6 +17,8 @@ pub enum Trick {
     ReallocCallsTheHost,
     /// Its `init` returns a result area past the end of its memory.
     ResultOutOfBounds,
+    /// It imports a function the host's `context` interface does not have.
+    ImportsAnUnknownFunction,
     /// It exports its functions as another package's interface.
     NotAGuest,
     /// Its `guest` export has no `invoke`.
@@ -33,12 +35,13 @@ pub enum Trick {
 }
 
 impl Trick {
-    pub const ALL: [Trick; 11] = [
+    pub const ALL: [Trick; 12] = [
         Trick::EndlessStart,
         Trick::StartCallsTheHost,
         Trick::EndlessRealloc,
         Trick::ReallocCallsTheHost,
         Trick::ResultOutOfBounds,
+        Trick::ImportsAnUnknownFunction,
         Trick::NotAGuest,
         Trick::NoInvoke,
         Trick::InvokeOfTheWrongType,
@@ -79,7 +82,11 @@ pub fn guest(trick: Trick) -> Vec<u8> {
         S64 | U64 => ValType::I64,
         _ => ValType::I32,
     };
-    let imported = IMPORTS.len() as u32;
+    let mut host_functions = IMPORTS;
+    if trick == Trick::ImportsAnUnknownFunction {
+        host_functions[0].1 = "no-such-function";
+    }
+    let imported = host_functions.len() as u32;
     /// The core module's function exports, in order after the start function.
     const EXPORTS: [&str; 4] = ["cabi_realloc", "init", "invoke", "cabi_post_init"];
 
@@ -87,7 +94,7 @@ pub fn guest(trick: Trick) -> Vec<u8> {
     // init/invoke returning a zeroed result area (ok / none), and init's post-return.
     let mut module = Module::new();
     let mut types = TypeSection::new();
-    for (_, _, param, result) in IMPORTS {
+    for (_, _, param, result) in host_functions {
         types
             .ty()
             .function(param.map(core_type), result.map(core_type));
@@ -99,7 +106,7 @@ pub fn guest(trick: Trick) -> Vec<u8> {
     types.ty().function([ValType::I32], []);
     module.section(&types);
     let mut imports = ImportSection::new();
-    for (index, (_, name, _, _)) in IMPORTS.into_iter().enumerate() {
+    for (index, (_, name, _, _)) in host_functions.into_iter().enumerate() {
         imports.import("host", name, EntityType::Function(index as u32));
     }
     module.section(&imports);
@@ -189,7 +196,7 @@ pub fn guest(trick: Trick) -> Vec<u8> {
     // core instance, instantiate the module with it, lift init and invoke, export them.
     let mut component = Component::new();
     let mut types = ComponentTypeSection::new();
-    for (_, name, param, result) in IMPORTS {
+    for (_, name, param, result) in host_functions {
         let mut instance = InstanceType::new();
         instance
             .ty()
@@ -201,7 +208,7 @@ pub fn guest(trick: Trick) -> Vec<u8> {
     }
     component.section(&types);
     let mut component_imports = ComponentImportSection::new();
-    for (index, (interface, _, _, _)) in IMPORTS.into_iter().enumerate() {
+    for (index, (interface, _, _, _)) in host_functions.into_iter().enumerate() {
         component_imports.import(
             format!("redis:module/{interface}@0.3.2"),
             ComponentTypeRef::Instance(index as u32),
@@ -209,7 +216,7 @@ pub fn guest(trick: Trick) -> Vec<u8> {
     }
     component.section(&component_imports);
     let mut aliases = ComponentAliasSection::new();
-    for (index, (_, name, _, _)) in IMPORTS.into_iter().enumerate() {
+    for (index, (_, name, _, _)) in host_functions.into_iter().enumerate() {
         aliases.alias(Alias::InstanceExport {
             instance: index as u32,
             kind: ComponentExportKind::Func,
@@ -224,7 +231,7 @@ pub fn guest(trick: Trick) -> Vec<u8> {
     component.section(&canonical);
     let mut instances = InstanceSection::new();
     instances.export_items(
-        IMPORTS
+        host_functions
             .into_iter()
             .enumerate()
             .map(|(index, (_, name, _, _))| (name, ExportKind::Func, index as u32)),
