@@ -448,8 +448,8 @@ fn process_activity(pid: u32) -> (u64, u64) {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc");
     for task in tasks.flatten() {
         let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // Fields after the command name (which may hold spaces): state is the 3rd field, utime
-        // and stime the 14th and 15th.
+        // After the command name (which may hold spaces) comes field 3, the state: utime and
+        // stime, fields 14 and 15, are then at 11 and 12.
         let fields: Vec<&str> = stat
             .rsplit_once(')')
             .map_or("", |(_, rest)| rest)
@@ -480,10 +480,7 @@ fn host_overhead(with_host: &Server) {
         without_host: true,
         ..Default::default()
     });
-    println!(
-        "
-| the rest of the server | without the host | with the host and guests | ratio |"
-    );
+    println!("\n| the rest of the server | without the host | with the host and guests | ratio |");
     println!("|---|---:|---:|---:|");
     for command in ["get", "set"] {
         let line = ["-t".to_owned(), command.to_owned()];
@@ -503,7 +500,8 @@ fn host_overhead(with_host: &Server) {
             with / without
         );
     }
-    // Both idle over the same five seconds, once the last guest command is 100 ms behind.
+    // Both idle over the same five seconds, starting well over 100 epoch ticks after the last
+    // guest command.
     std::thread::sleep(std::time::Duration::from_millis(500));
     let pids = [without_host.pid(), with_host.pid()];
     let before = pids.map(process_activity);
