@@ -363,7 +363,7 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
     out.push(bulk("commands"));
     out.push(array(count(guest.commands.len())));
     for (spec, stats) in guest.commands.iter().zip(&guest.command_stats) {
-        out.push(map(8));
+        out.push(map(10));
         out.push(bulk("name"));
         out.push(bulk(&spec.name));
         out.push(bulk("flags"));
@@ -387,6 +387,11 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
                 i64::try_from(counter.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
             ));
         }
+        let (usec, per_call) = stats.usec();
+        out.push(bulk("usec"));
+        out.push(ReplyItem::Integer(i64::try_from(usec).unwrap_or(i64::MAX)));
+        out.push(bulk("usec-per-call"));
+        out.push(ReplyItem::Double(per_call));
     }
     out.push(bulk("data-types"));
     out.push(array(count(guest.data_types.len())));

@@ -30,6 +30,10 @@ pub static MAX_REPLY_BYTES: AtomicI64 = AtomicI64::new(DEFAULT_MAX_REPLY_BYTES);
 pub static MAX_BACKGROUND_JOBS: AtomicI64 = AtomicI64::new(DEFAULT_MAX_BACKGROUND_JOBS);
 /// Whether `WASM.DEBUG` (fault injection for tests) is allowed: 1 or 0.
 pub static ENABLE_DEBUG: AtomicI64 = AtomicI64::new(0);
+/// Whether each guest command's time is measured (`WASM.LIST`, `INFO wasm_commandstats`): 1 or
+/// 0. Off by default: the two clock reads cost about 0.07 µs per call (the integer reply
+/// benchmark: 0.42 -> 0.50 µs).
+pub static TIME_COMMANDS: AtomicI64 = AtomicI64::new(0);
 /// Directory that `WASM.LOAD <path>` may read from ("" allows any path).
 pub static LOAD_DIR: Mutex<String> = Mutex::new(String::new());
 
@@ -89,6 +93,14 @@ const NUMERIC: &[NumericConfig] = &[
         max: 1024,
         memory: false,
         value: &MAX_BACKGROUND_JOBS,
+    },
+    NumericConfig {
+        name: c"time-commands",
+        default: 0,
+        min: 0,
+        max: 1,
+        memory: false,
+        value: &TIME_COMMANDS,
     },
     NumericConfig {
         name: c"enable-debug",

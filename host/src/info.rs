@@ -52,4 +52,21 @@ pub fn write(info: &InfoCtx) {
             ],
         );
     }
+    // Like Redis's `commandstats`, one line per guest command (Redis's own has only the
+    // dispatchers). The time is measured while `wasm.time-commands` is on.
+    info.section("commandstats");
+    for guest in &guests {
+        for (spec, stats) in guest.commands.iter().zip(&guest.command_stats) {
+            let (usec, per_call) = stats.usec();
+            info.dict_text(
+                &format!("cmdstat_{}", spec.name),
+                &[
+                    ("calls", stats.calls.load(Ordering::Relaxed).to_string()),
+                    ("usec", usec.to_string()),
+                    ("usec_per_call", format!("{per_call:.2}")),
+                    ("errors", stats.errors.load(Ordering::Relaxed).to_string()),
+                ],
+            );
+        }
+    }
 }

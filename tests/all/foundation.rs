@@ -841,3 +841,61 @@ fn help_lists_the_commands() {
         );
     }
 }
+
+#[test]
+fn each_guest_command_is_timed_when_asked() {
+    let server = Server::start();
+    load(&server, guests::BASICS, &[]);
+    let mut c = server.client();
+    let echo = |c: &mut redis_wasm_tests::Client| {
+        let list = c.cmd(&["WASM.LIST", "basics"]);
+        let commands = list.array()[0].field("commands").array().to_vec();
+        let echo = commands
+            .into_iter()
+            .find(|command| command.field("name").text() == "basics.echo")
+            .expect("basics.echo is listed");
+        let per_call: f64 = echo.field("usec-per-call").text().parse().unwrap();
+        (
+            echo.field("calls").int(),
+            echo.field("usec").int(),
+            per_call,
+        )
+    };
+    let info_line = |c: &mut redis_wasm_tests::Client| {
+        c.cmd(&["INFO", "wasm_commandstats"])
+            .text()
+            .lines()
+            .find_map(|line| line.strip_prefix("wasm_cmdstat_basics.echo:"))
+            .expect("a commandstats line for basics.echo")
+            .to_owned()
+    };
+    // Off by default: counted, not timed.
+    for _ in 0..2 {
+        c.cmd(&["BASICS.ECHO", "x"]);
+    }
+    assert_eq!(echo(&mut c), (2, 0, 0.0));
+    assert_eq!(
+        info_line(&mut c),
+        "calls=2,usec=0,usec_per_call=0.00,errors=0"
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "wasm.time-commands", "1"]),
+        Reply::Status("OK".into())
+    );
+    for _ in 0..3 {
+        c.cmd(&["BASICS.ECHO", "x"]);
+    }
+    let (calls, usec, per_call) = echo(&mut c);
+    assert_eq!(calls, 5);
+    // Only the three timed calls count towards the time per call.
+    assert!(per_call > 0.0 && per_call < 100_000.0, "{per_call}");
+    assert!(usec as f64 <= per_call * 3.0 + 1.0, "{usec} {per_call}");
+    let line = info_line(&mut c);
+    assert!(line.starts_with("calls=5,usec="), "{line}");
+    assert!(line.ends_with(",errors=0"), "{line}");
+    assert!(
+        c.cmd(&["CONFIG", "SET", "wasm.time-commands", "2"])
+            .error()
+            .contains("argument must be between 0 and 1")
+    );
+}

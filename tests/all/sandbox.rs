@@ -438,6 +438,7 @@ fn info_and_configs_describe_the_host() {
         "wasm.max-module-size",
         "wasm.max-reply-bytes",
         "wasm.load-dir",
+        "wasm.time-commands",
     ] {
         assert!(
             names.contains(&name.to_owned()),
