@@ -636,7 +636,7 @@ const HELP: &[&str] = &[
     "    Unload a guest; its commands stop answering.",
     "WASM.LIST [<name>]",
     "    List loaded guests: name, versions, source, load arguments, commands, counters,",
-    "    memory, last error.",
+    "    memory, last error. Each command's time needs CONFIG SET wasm.time-commands 1.",
     "WASM.DUMP",
     "    A payload with every loaded guest, for WASM.RESTORE on another server.",
     "WASM.RESTORE [APPEND|REPLACE|FLUSH] <payload>",
