@@ -41,14 +41,17 @@ pub fn write(info: &InfoCtx) {
         info.dict(
             &format!("guest_{}", guest.info.name),
             &[
-                ("commands", n(guest.commands.len())),
-                ("memory", n(s.memory.load(Ordering::Relaxed))),
-                ("code", n(guest.code_size())),
-                ("calls", n(s.calls.load(Ordering::Relaxed))),
-                ("errors", n(s.errors.load(Ordering::Relaxed))),
-                ("traps", n(s.traps.load(Ordering::Relaxed))),
-                ("kills", n(s.kills.load(Ordering::Relaxed))),
-                ("restarts", n(s.restarts.load(Ordering::Relaxed))),
+                ("commands", n(guest.commands.len()).to_string()),
+                ("memory", n(s.memory.load(Ordering::Relaxed)).to_string()),
+                ("code", n(guest.code_size()).to_string()),
+                ("calls", n(s.calls.load(Ordering::Relaxed)).to_string()),
+                ("errors", n(s.errors.load(Ordering::Relaxed)).to_string()),
+                ("traps", n(s.traps.load(Ordering::Relaxed)).to_string()),
+                ("kills", n(s.kills.load(Ordering::Relaxed)).to_string()),
+                (
+                    "restarts",
+                    n(s.restarts.load(Ordering::Relaxed)).to_string(),
+                ),
             ],
         );
     }
@@ -58,7 +61,7 @@ pub fn write(info: &InfoCtx) {
     for guest in &guests {
         for (spec, stats) in guest.commands.iter().zip(&guest.command_stats) {
             let (usec, per_call) = stats.usec();
-            info.dict_text(
+            info.dict(
                 &format!("cmdstat_{}", spec.name),
                 &[
                     ("calls", stats.calls.load(Ordering::Relaxed).to_string()),

@@ -147,8 +147,9 @@ impl InfoCtx {
         unsafe { api!(RedisModule_InfoAddFieldLongLong)(self.0, field.as_ptr(), value) };
     }
 
-    /// A `name:k=v,k=v` line of text values (as Redis formats its own, `usec_per_call=0.43`).
-    pub fn dict_text(&self, name: &str, fields: &[(&str, String)]) {
+    /// A `name:k=v,k=v` line, the values as text (Redis formats its own that way:
+    /// `usec_per_call=0.43`).
+    pub fn dict(&self, name: &str, fields: &[(&str, String)]) {
         let name = c_string(name.as_bytes());
         // SAFETY: valid info context; every begin is matched by an end.
         unsafe {
@@ -157,20 +158,6 @@ impl InfoCtx {
                 let field = c_string(field.as_bytes());
                 let value = c_string(value.as_bytes());
                 api!(RedisModule_InfoAddFieldCString)(self.0, field.as_ptr(), value.as_ptr());
-            }
-            api!(RedisModule_InfoEndDictField)(self.0);
-        }
-    }
-
-    /// A `name:k=v,k=v` line.
-    pub fn dict(&self, name: &str, fields: &[(&str, i64)]) {
-        let name = c_string(name.as_bytes());
-        // SAFETY: valid info context; every begin is matched by an end.
-        unsafe {
-            api!(RedisModule_InfoBeginDictField)(self.0, name.as_ptr());
-            for (field, value) in fields {
-                let field = c_string(field.as_bytes());
-                api!(RedisModule_InfoAddFieldLongLong)(self.0, field.as_ptr(), *value);
             }
             api!(RedisModule_InfoEndDictField)(self.0);
         }
