@@ -710,12 +710,7 @@ fn epoch_thread_switches(server: &Server) -> u64 {
     for task in std::fs::read_dir(&tasks).unwrap().flatten() {
         let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         if name.trim() == "wasm-epoch" {
-            let status = std::fs::read_to_string(task.path().join("status")).unwrap();
-            return status
-                .lines()
-                .filter(|line| line.contains("ctxt_switches"))
-                .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .sum();
+            return redis_wasm_tests::context_switches(&task.path());
         }
     }
     panic!("no wasm-epoch thread in {tasks}");

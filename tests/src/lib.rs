@@ -22,6 +22,17 @@ pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }
 
+/// The context switches (voluntary and not) of one thread so far: `task` is its
+/// `/proc/<pid>/task/<tid>` directory.
+pub fn context_switches(task: &Path) -> u64 {
+    std::fs::read_to_string(task.join("status"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains("ctxt_switches"))
+        .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
 /// The host module built by `cargo build -p redis-wasm` in the same profile as the tests.
 pub fn host_library() -> PathBuf {
     let path = Path::new(env!("REDIS_WASM_HOST_DIR")).join("libredis_wasm.so");

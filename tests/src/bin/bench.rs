@@ -12,7 +12,9 @@
 use std::process::Command;
 use std::time::Instant;
 
-use redis_wasm_tests::{Client, Reply, Server, ServerOptions, guests, native_library};
+use redis_wasm_tests::{
+    Client, Reply, Server, ServerOptions, context_switches, guests, native_library,
+};
 
 const LUA: &str = include_str!("../../../benchmarks/bench.lua");
 
@@ -462,12 +464,7 @@ fn process_activity(pid: u32) -> (u64, u64) {
                 .unwrap_or(0)
         };
         activity.0 += ticks(11) + ticks(12);
-        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-        activity.1 += status
-            .lines()
-            .filter(|line| line.contains("ctxt_switches"))
-            .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .sum::<u64>();
+        activity.1 += context_switches(&task.path());
     }
     activity
 }
