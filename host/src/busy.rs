@@ -11,9 +11,10 @@
 //! running command has written: killing it would leave the command half applied. Only
 //! `SHUTDOWN NOSAVE` (or the hard `wasm.max-call-ms` limit) stops such a command.
 
+use std::cell::RefCell;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::ffi::Ctx;
@@ -40,9 +41,59 @@ impl Running {
     fn command_name(&self) -> &str {
         self.command.as_ref().map_or("init", |c| c.name.as_str())
     }
+
+    /// Makes this (reused) entry describe another invocation, cloning only what differs.
+    fn refill(&mut self, entry: &RunningEntry<'_>) {
+        fn refill_arc<T: ?Sized>(slot: &mut Arc<T>, value: &Arc<T>) {
+            if !Arc::ptr_eq(slot, value) {
+                *slot = value.clone();
+            }
+        }
+        refill_arc(&mut self.guest, entry.guest);
+        match (&mut self.command, entry.command) {
+            (Some(slot), Some(command)) => refill_arc(slot, command),
+            (slot, command) => *slot = command.cloned(),
+        }
+        refill_arc(&mut self.wrote, entry.wrote);
+        self.ctx = entry.ctx;
+    }
 }
 
-static RUNNING: Mutex<Vec<Running>> = Mutex::new(Vec::new());
+/// What [`RunningGuard::enter`] records about an invocation.
+pub struct RunningEntry<'a> {
+    pub guest: &'a Arc<str>,
+    /// `None` while the guest's init runs.
+    pub command: Option<&'a Arc<CommandSpec>>,
+    pub wrote: &'a Arc<AtomicBool>,
+    /// Its context (for its client); `None` for an init run without one (the fuzzing entry
+    /// point).
+    pub ctx: Option<Ctx>,
+}
+
+/// A thread's guest invocations, innermost last: the first `depth` entries. Entries beyond it
+/// are kept for reuse, so a command that runs again (the common case) enters without touching
+/// a reference count.
+struct RunningStack {
+    entries: Vec<Running>,
+    depth: usize,
+}
+
+impl RunningStack {
+    fn running(&self) -> &[Running] {
+        &self.entries[..self.depth]
+    }
+}
+
+thread_local! {
+    /// Per thread: `WASM.KILL` and the ACL checks look at the main thread's, where guests
+    /// yield; a guest command run by another thread holds Redis's lock, so no other command
+    /// (`WASM.KILL` included) runs meanwhile.
+    static RUNNING: RefCell<RunningStack> =
+        const { RefCell::new(RunningStack { entries: Vec::new(), depth: 0 }) };
+}
+
+/// Guest invocations running on any thread, for the epoch ticker.
+static RUNNING_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// How a guest call may run: set when it starts, read by every tick.
 ///
@@ -101,47 +152,50 @@ pub struct RunningGuard {
 }
 
 impl RunningGuard {
-    pub fn enter(
-        guest: Arc<str>,
-        command: Option<Arc<CommandSpec>>,
-        wrote: Arc<AtomicBool>,
-        ctx: Option<Ctx>,
-    ) -> RunningGuard {
-        let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
-        running.push(Running {
-            guest,
-            command,
-            wrote,
-            ctx,
+    pub fn enter(entry: RunningEntry<'_>) -> RunningGuard {
+        // Before the guest starts (`engine::guest_entering`): see `anything_running`.
+        RUNNING_COUNT.fetch_add(1, Ordering::SeqCst);
+        RUNNING.with_borrow_mut(|stack| {
+            match stack.entries.get_mut(stack.depth) {
+                Some(reused) => reused.refill(&entry),
+                None => stack.entries.push(Running {
+                    guest: entry.guest.clone(),
+                    command: entry.command.cloned(),
+                    wrote: entry.wrote.clone(),
+                    ctx: entry.ctx,
+                }),
+            }
+            stack.depth += 1;
         });
         RunningGuard { _private: () }
     }
 }
 
-/// Whether a guest invocation runs on the main thread (the epoch ticker keeps ticking).
+/// Whether a guest invocation runs (the epoch ticker keeps ticking).
 pub fn anything_running() -> bool {
-    !RUNNING
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .is_empty()
+    // A read-modify-write, not a load: if it comes before a guard's increment, that increment
+    // reads its value and so synchronizes with it, and the entering guest's relaxed look at the
+    // ticker's state (`engine::guest_entering`) sees what the ticker stored before calling this.
+    RUNNING_COUNT.fetch_add(0, Ordering::SeqCst) > 0
 }
 
 /// The clients of the running guest invocations, innermost first: a guest command called by
 /// another guest runs for a fake client, and the outer command's client is the one behind it.
 pub fn running_clients() -> Vec<u64> {
-    let running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
-    running
-        .iter()
-        .rev()
-        .filter_map(|r| r.ctx.map(Ctx::client_id))
-        .collect()
+    RUNNING.with_borrow(|stack| {
+        stack
+            .running()
+            .iter()
+            .rev()
+            .filter_map(|r| r.ctx.map(Ctx::client_id))
+            .collect()
+    })
 }
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
-        let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
-        running.pop();
-        if running.is_empty() {
+        RUNNING.with_borrow_mut(|stack| stack.depth -= 1);
+        if RUNNING_COUNT.fetch_sub(1, Ordering::SeqCst) == 1 && KILL.load(Ordering::Relaxed) {
             KILL.store(false, Ordering::SeqCst);
         }
     }
@@ -238,18 +292,20 @@ pub enum KillOutcome {
 }
 
 pub fn kill() -> KillOutcome {
-    let running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
-    if running.is_empty() {
-        return KillOutcome::NotBusy;
-    }
-    if let Some(writer) = running.iter().find(|r| r.wrote.load(Ordering::SeqCst)) {
-        return KillOutcome::Unkillable {
-            guest: writer.guest.to_string(),
-            command: writer.command_name().to_owned(),
-        };
-    }
-    KILL.store(true, Ordering::SeqCst);
-    KillOutcome::Killed
+    RUNNING.with_borrow(|stack| {
+        let running = stack.running();
+        if running.is_empty() {
+            return KillOutcome::NotBusy;
+        }
+        if let Some(writer) = running.iter().find(|r| r.wrote.load(Ordering::Acquire)) {
+            return KillOutcome::Unkillable {
+                guest: writer.guest.to_string(),
+                command: writer.command_name().to_owned(),
+            };
+        }
+        KILL.store(true, Ordering::SeqCst);
+        KillOutcome::Killed
+    })
 }
 
 thread_local! {

@@ -404,17 +404,16 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
     }
     out.push(bulk("stats"));
     out.push(map(8));
-    for (name, counter) in [
-        ("calls", &guest.stats.calls),
-        ("errors", &guest.stats.errors),
-        ("traps", &guest.stats.traps),
-        ("kills", &guest.stats.kills),
-        ("restarts", &guest.stats.restarts),
+    let stats = &guest.stats;
+    for (name, value) in [
+        ("calls", guest.calls()),
+        ("errors", stats.errors.load(Ordering::Relaxed)),
+        ("traps", stats.traps.load(Ordering::Relaxed)),
+        ("kills", stats.kills.load(Ordering::Relaxed)),
+        ("restarts", stats.restarts.load(Ordering::Relaxed)),
     ] {
         out.push(bulk(name));
-        out.push(ReplyItem::Integer(
-            i64::try_from(counter.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
-        ));
+        out.push(ReplyItem::Integer(i64::try_from(value).unwrap_or(i64::MAX)));
     }
     out.push(bulk("memory"));
     out.push(ReplyItem::Integer(

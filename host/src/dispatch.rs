@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use crate::ffi::{Args, Ctx, FilterCtx, OwnedString, ctx_flags};
 use crate::flags::Variant;
-use crate::registry;
+use crate::registry::{self, Route};
 
 /// The dispatcher names as Redis strings, inserted by the filter (one reference per use).
 static DISPATCHER_NAMES: OnceLock<[OwnedString; 4]> = OnceLock::new();
@@ -80,17 +80,21 @@ fn invoke(ctx: Ctx, args: Args<'_>, variant: Variant) {
         }
         return;
     };
-    let Some(route) = registry::route(name) else {
+    let routed = registry::with_route(name, |route| {
+        run_routed(ctx, args, variant, keys_request, route)
+    });
+    if routed.is_none() && !keys_request {
         // The guest was unloaded after this command was queued (MULTI) or the dispatcher was
         // called directly with a name that is not a guest command.
-        if !keys_request {
-            ctx.reply_error(&format!(
-                "ERR unknown command '{}': no loaded guest provides it",
-                String::from_utf8_lossy(name)
-            ));
-        }
-        return;
-    };
+        ctx.reply_error(&format!(
+            "ERR unknown command '{}': no loaded guest provides it",
+            String::from_utf8_lossy(name)
+        ));
+    }
+}
+
+/// A dispatcher call for the guest command `route` (`args[1]`).
+fn run_routed(ctx: Ctx, args: Args<'_>, variant: Variant, keys_request: bool, route: &Route) {
     let guest_argc = args.len() - 1;
     if keys_request {
         // Positions are in the dispatcher's argv, one after the guest's.
@@ -128,5 +132,5 @@ fn invoke(ctx: Ctx, args: Args<'_>, variant: Variant) {
         ctx.reply_error("ERR This Redis command is not allowed from script");
         return;
     }
-    route.guest.clone().invoke(ctx, flags, &route, args.skip(2));
+    route.guest.invoke(ctx, flags, route, args.skip(2));
 }

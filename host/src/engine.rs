@@ -78,8 +78,9 @@ const PARK_AFTER_IDLE_TICKS: u32 = 100;
 /// wakes the ticker if it sleeps. One load while it ticks.
 #[inline]
 pub fn guest_entering() {
-    // A stale ENTERED cannot hide a parked ticker: it parks only after seeing no running guard,
-    // under the guards' lock, which this thread took after it (so it sees the ticker's IDLE).
+    // A stale ENTERED cannot hide a parked ticker: it parks only after seeing no running guard
+    // through a read-modify-write of the guards' count, which this thread's guard incremented
+    // after it (so this load sees the ticker's IDLE; see `busy::anything_running`).
     if TICKER.load(Ordering::Relaxed) != ENTERED {
         mark_entered();
     }

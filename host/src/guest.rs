@@ -14,7 +14,7 @@ use wasmtime::component::{Component, ComponentExportIndex, Func, InstancePre, Ty
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::blocked::Payload;
-use crate::busy::{Clock, RunningGuard, Stop};
+use crate::busy::{Clock, RunningEntry, RunningGuard, Stop};
 use crate::ffi::{Args, Ctx, LogLevel, ThreadSafeCtx, ctx_flags, log_raw, panic_text};
 use crate::limits::GuestLimiter;
 use crate::registry::{CommandSpec, ModuleInfo, Route};
@@ -160,13 +160,14 @@ impl Live {
         };
         // Background jobs are not "running" for WASM.KILL and the busy state: they do not hold
         // the main thread.
+        let wrote = Arc::new(AtomicBool::new(replayed));
         let _running = background.is_none().then(|| {
-            RunningGuard::enter(
-                label.clone(),
-                None,
-                Arc::new(AtomicBool::new(replayed)),
+            RunningGuard::enter(RunningEntry {
+                guest: &label,
+                command: None,
+                wrote: &wrote,
                 ctx,
-            )
+            })
         });
         let mut state = GuestState::new(label, GuestLimiter::new(memory));
         state.clock = Some(clock);
@@ -317,7 +318,6 @@ impl CommandStats {
 /// Counters shown by `WASM.LIST` and `INFO`.
 #[derive(Default)]
 pub struct GuestStats {
-    pub calls: AtomicU64,
     pub errors: AtomicU64,
     pub traps: AtomicU64,
     pub kills: AtomicU64,
@@ -363,6 +363,14 @@ pub struct Guest {
 }
 
 impl Guest {
+    /// Calls of all its commands.
+    pub fn calls(&self) -> u64 {
+        self.command_stats
+            .iter()
+            .map(|stats| stats.calls.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Instantiates a compiled guest and runs its init; the result is not yet registered.
     /// `may_yield`: the load comes from a client command (not `OnLoad`), so a slow init may let
     /// other clients in.
@@ -559,7 +567,6 @@ impl Guest {
     ) -> Delivery {
         let stats = &self.command_stats[route.index as usize];
         stats.calls.fetch_add(1, Ordering::Relaxed);
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let started = (config::TIME_COMMANDS.load(Ordering::Relaxed) != 0).then(Instant::now);
         let delivery = self.run(ctx, flags, route, args, phase);
         if let Some(started) = started {
@@ -660,12 +667,12 @@ impl Guest {
         if replayed {
             scope.effects.wrote.store(true, Ordering::SeqCst);
         }
-        let _running = RunningGuard::enter(
-            state.label.clone(),
-            Some(route.spec.clone()),
-            scope.effects.wrote.clone(),
-            Some(ctx),
-        );
+        let _running = RunningGuard::enter(RunningEntry {
+            guest: &state.label,
+            command: Some(&route.spec),
+            wrote: &scope.effects.wrote,
+            ctx: Some(ctx),
+        });
         state.clock = Some(if replayed {
             Clock::unlimited()
         } else {

@@ -22,7 +22,7 @@ pub fn write(info: &InfoCtx) {
         n(limits::TOTAL_MEMORY.load(Ordering::Relaxed)),
     );
     let total = |f: fn(&crate::guest::Guest) -> u64| n(guests.iter().map(|g| f(g)).sum::<u64>());
-    info.field_i64("calls", total(|g| g.stats.calls.load(Ordering::Relaxed)));
+    info.field_i64("calls", total(crate::guest::Guest::calls));
     info.field_i64("errors", total(|g| g.stats.errors.load(Ordering::Relaxed)));
     info.field_i64("traps", total(|g| g.stats.traps.load(Ordering::Relaxed)));
     info.field_i64("kills", total(|g| g.stats.kills.load(Ordering::Relaxed)));
@@ -44,7 +44,7 @@ pub fn write(info: &InfoCtx) {
                 ("commands", n(guest.commands.len()).to_string()),
                 ("memory", n(s.memory.load(Ordering::Relaxed)).to_string()),
                 ("code", n(guest.code_size()).to_string()),
-                ("calls", n(s.calls.load(Ordering::Relaxed)).to_string()),
+                ("calls", n(guest.calls()).to_string()),
                 ("errors", n(s.errors.load(Ordering::Relaxed)).to_string()),
                 ("traps", n(s.traps.load(Ordering::Relaxed)).to_string()),
                 ("kills", n(s.kills.load(Ordering::Relaxed)).to_string()),

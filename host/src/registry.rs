@@ -4,6 +4,7 @@
 //! so the mutex is never contended; it exists to make the shared state sound. The lock is never
 //! held while guest code runs (a guest's calls re-enter the command filter and the dispatcher).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -203,34 +204,90 @@ fn with<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
     f(guard.get_or_insert_with(Registry::default))
 }
 
-/// Lowercases `name` into `buf` when it could be a guest command name.
-fn lowercase_key<'b>(name: &[u8], buf: &'b mut [u8; MAX_NAME_LEN]) -> Option<&'b [u8]> {
+/// Whether a name of this length could be a guest command name.
+fn may_be_guest_command(name: &[u8]) -> bool {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return None;
+        return false;
     }
     let (word, bit) = length_bit(name.len());
-    if NAME_LENGTHS[word].load(Ordering::Relaxed) & bit == 0 {
-        return None;
-    }
-    let out = &mut buf[..name.len()];
-    out.copy_from_slice(name);
-    out.make_ascii_lowercase();
-    Some(out)
+    NAME_LENGTHS[word].load(Ordering::Relaxed) & bit != 0
 }
 
-/// The dispatcher for a command name, if it is a guest command. This runs for every command
-/// Redis executes, so it avoids allocation and returns early when no guest is loaded.
-pub fn variant_of(name: &[u8]) -> Option<Variant> {
+/// Looks `name` up in the registry (case-insensitively).
+fn lookup(name: &[u8]) -> Option<Route> {
+    if !may_be_guest_command(name) {
+        return None;
+    }
     let mut buf = [0u8; MAX_NAME_LEN];
-    let key = lowercase_key(name, &mut buf)?;
-    with(|r| r.commands.get(key).map(|route| route.spec.flags.variant()))
+    let key = &mut buf[..name.len()];
+    key.copy_from_slice(name);
+    key.make_ascii_lowercase();
+    with(|r| r.commands.get(&*key).cloned())
+}
+
+/// Bumped on every change to the command names (under the registry's lock).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// A route the main thread looked up, with the name exactly as it was asked for.
+struct CachedRoute {
+    generation: u64,
+    name: Vec<u8>,
+    route: Route,
+}
+
+thread_local! {
+    /// The main thread's last route. A pipeline of one guest command looks the same name up
+    /// twice per call (the filter, then the dispatcher): this spares both the lock, the
+    /// lowercasing, the hash lookup and the reference counting. Only the main thread fills it,
+    /// so no other thread keeps an unloaded guest alive.
+    static LAST_ROUTE: Cell<Option<CachedRoute>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with the route for a command name, if it is a guest command. This runs for every
+/// command Redis executes (the filter), so it returns early for names no guest command has the
+/// length of, and serves repeated names from [`LAST_ROUTE`] without a lock or allocation.
+pub fn with_route<R>(name: &[u8], f: impl FnOnce(&Route) -> R) -> Option<R> {
+    if !may_be_guest_command(name) {
+        return None;
+    }
+    let generation = GENERATION.load(Ordering::Acquire);
+    // Taken out while `f` runs: a guest's calls re-enter the filter and the dispatcher.
+    let (entry, cached) = match LAST_ROUTE.take() {
+        Some(entry) if entry.generation == generation && entry.name == name => (entry, true),
+        _ => {
+            let route = lookup(name)?;
+            let name = name.to_vec();
+            let entry = CachedRoute {
+                generation,
+                name,
+                route,
+            };
+            (entry, false)
+        }
+    };
+    let result = f(&entry.route);
+    if (cached || crate::busy::on_main_thread())
+        && entry.generation == GENERATION.load(Ordering::Acquire)
+    {
+        LAST_ROUTE.set(Some(entry));
+    }
+    Some(result)
+}
+
+/// Drops this thread's cached route now, outside the registry's lock, rather than at its next
+/// guest command: it may hold the guest just replaced or unloaded.
+fn forget_cached_route() {
+    drop(LAST_ROUTE.take());
+}
+
+/// The dispatcher for a command name, if it is a guest command.
+pub fn variant_of(name: &[u8]) -> Option<Variant> {
+    with_route(name, |route| route.spec.flags.variant())
 }
 
 /// The route for a command name.
 pub fn route(name: &[u8]) -> Option<Route> {
-    let mut buf = [0u8; MAX_NAME_LEN];
-    let key = lowercase_key(name, &mut buf)?;
-    with(|r| r.commands.get(key).cloned())
+    with_route(name, Route::clone)
 }
 
 /// The loaded guest of this name.
@@ -245,7 +302,9 @@ pub fn guests() -> Vec<Arc<Guest>> {
     all
 }
 
+/// Called after every change to the command names.
 fn refresh_counters(r: &Registry) {
+    GENERATION.fetch_add(1, Ordering::Release);
     let mut lengths = [0u64; MAX_NAME_LEN / 64];
     for name in r
         .commands
@@ -313,6 +372,7 @@ pub fn commit(guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<Guest>>, St
             refresh_counters(r);
             Ok(previous)
         });
+    forget_cached_route();
     // Outside the registry's lock: releasing clients blocked on keys runs their callbacks.
     if let Ok(Some(previous)) = &committed {
         crate::blocked::release_guest(previous);
@@ -330,6 +390,7 @@ pub fn remove(name: &str) -> Option<Arc<Guest>> {
         refresh_counters(r);
         Some(guest)
     });
+    forget_cached_route();
     if let Some(guest) = &removed {
         crate::blocked::release_guest(guest);
     }

@@ -237,7 +237,7 @@ impl Effects {
 
     /// Forgets the previous command's state (keeping the buffers' capacity).
     fn reset(&mut self, start_db: i32) {
-        self.wrote.store(false, Ordering::SeqCst);
+        self.wrote.store(false, Ordering::Release);
         for log in [&mut self.pending, &mut self.explicit] {
             if log.capacity() > KEPT_CAPACITY {
                 *log = Vec::new();
@@ -252,7 +252,7 @@ impl Effects {
     }
 
     pub fn record(&mut self, db: i32, command: &'static str, args: Vec<Vec<u8>>) {
-        self.wrote.store(true, Ordering::SeqCst);
+        self.wrote.store(true, Ordering::Release);
         self.pending.push(Effect {
             db,
             command: Cow::Borrowed(command),

@@ -459,6 +459,85 @@ fn replace_is_atomic_under_traffic_and_a_failed_replace_keeps_the_old_version() 
     );
 }
 
+/// The main thread keeps its last route (name → guest) between calls: a command called again
+/// after a replace or an unload must reach what provides it now, never the old version.
+#[test]
+fn a_command_called_again_after_replace_or_unload_reaches_what_provides_it_now() {
+    let server = Server::start();
+    let mut c = server.client();
+    let load = |c: &mut redis_wasm_tests::Client, args: &[&str]| {
+        let mut command = vec!["WASM.LOAD", "REPLACE", guests::CONFIGURABLE, "ARGS"];
+        command.extend_from_slice(args);
+        assert_eq!(c.cmd(&command), Reply::Bulk(b"configurable".to_vec()));
+    };
+    let calls = |c: &mut redis_wasm_tests::Client| {
+        c.cmd(&["WASM.LIST", "configurable"]).array()[0]
+            .field("commands")
+            .array()[0]
+            .field("calls")
+            .int()
+    };
+    let dispatcher_calls = |c: &mut redis_wasm_tests::Client, dispatcher: &str| {
+        let prefix = format!("cmdstat_{dispatcher}:calls=");
+        c.cmd(&["INFO", "commandstats"])
+            .text()
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .map_or(0, |rest| {
+                rest.split(',').next().unwrap().parse::<u64>().unwrap()
+            })
+    };
+    load(&mut c, &["cfg.x", "readonly"]);
+    for name in ["CFG.X", "cfg.x", "CFG.X", "CFG.X"] {
+        assert_eq!(c.cmd(&[name]), Reply::Bulk(b"cfg.x".to_vec()));
+    }
+    assert_eq!(calls(&mut c), 4);
+    // The same name, now a write command of a new version: it counts there, and runs through
+    // the write dispatcher (the old route would run it as read-only).
+    load(&mut c, &["cfg.x", "write"]);
+    let writes = dispatcher_calls(&mut c, "wasm.invoke-write");
+    assert_eq!(c.cmd(&["CFG.X"]), Reply::Bulk(b"cfg.x".to_vec()));
+    assert_eq!(calls(&mut c), 1, "the call must reach the new version");
+    assert_eq!(dispatcher_calls(&mut c, "wasm.invoke-write"), writes + 1);
+    // Unloaded: the name is unknown, and the guest's memory is gone with it.
+    assert_eq!(
+        c.cmd(&["WASM.UNLOAD", "configurable"]),
+        Reply::Status("OK".into())
+    );
+    assert!(c.cmd(&["CFG.X"]).error().starts_with("ERR unknown command"));
+    let memory = c
+        .cmd(&["INFO", "wasm"])
+        .text()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("wasm_memory_bytes:")
+                .map(|v| v.trim().to_owned())
+        })
+        .expect("memory_bytes in INFO");
+    assert_eq!(memory, "0", "an unloaded guest's instance must be freed");
+    // A command that unloads its own guest while it runs (through another module's command:
+    // guests may not call WASM.UNLOAD themselves): its route must not outlive it. (A command
+    // name of the same length stays loaded, so the name still gets looked up.)
+    load(&mut c, &["cfg.wcall", "readonly"]);
+    let native = redis_wasm_tests::native_library();
+    assert_eq!(
+        c.cmd(&["MODULE", "LOAD", native.to_str().unwrap()]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(
+        c.cmd(&["WASM.LOAD", guests::API_GUEST]),
+        Reply::Bulk(b"api".to_vec())
+    );
+    let unloaded = c.cmd(&["API.WCALL", "2", "NATIVE.CALL", "WASM.UNLOAD", "api"]);
+    assert!(!unloaded.is_error(), "{unloaded:?}");
+    assert!(
+        c.cmd(&["API.WCALL", "2", "PING"])
+            .error()
+            .starts_with("ERR unknown command"),
+        "the unloaded guest must not answer"
+    );
+}
+
 #[test]
 fn loads_compile_in_the_background_or_inline_where_blocking_is_impossible() {
     let server = Server::start();
