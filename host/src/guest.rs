@@ -665,7 +665,7 @@ impl Guest {
         scope.acl.prepare(replayed, declared);
         scope.reset(ctx, &route.spec, route.index, phase);
         if replayed {
-            scope.effects.wrote.store(true, Ordering::SeqCst);
+            scope.effects.mark_wrote();
         }
         let _running = RunningGuard::enter(RunningEntry {
             guest: &state.label,

@@ -251,8 +251,14 @@ impl Effects {
         self.user_refused = false;
     }
 
-    pub fn record(&mut self, db: i32, command: &'static str, args: Vec<Vec<u8>>) {
+    /// Marks the command as having written: `WASM.KILL` (on this thread, during a yield) now
+    /// refuses to stop it.
+    pub fn mark_wrote(&self) {
         self.wrote.store(true, Ordering::Release);
+    }
+
+    pub fn record(&mut self, db: i32, command: &'static str, args: Vec<Vec<u8>>) {
+        self.mark_wrote();
         self.pending.push(Effect {
             db,
             command: Cow::Borrowed(command),

@@ -498,19 +498,13 @@ impl GuestState {
                 if modifiers.replicates() {
                     scope.effects.propagated = true;
                     if succeeded {
-                        scope
-                            .effects
-                            .wrote
-                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                        scope.effects.mark_wrote();
                     }
                 } else if scope.effects.verbatim && scope.may_write && succeeded {
                     // Not replicated now: the verbatim command replays it. It may have written
                     // (so the command is no longer killable), and if the command traps, the
                     // call goes out instead.
-                    scope
-                        .effects
-                        .wrote
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    scope.effects.mark_wrote();
                     scope.effects.record_call(db, command, args.to_vec());
                 }
                 self.value_of(ReplyHandle { reply, resp3 }).map(Ok)
