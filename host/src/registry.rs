@@ -3,6 +3,11 @@
 //! One process-wide [`Registry`] behind a mutex. It is only touched under Redis's global lock,
 //! so the mutex is never contended; it exists to make the shared state sound. The lock is never
 //! held while guest code runs (a guest's calls re-enter the command filter and the dispatcher).
+//!
+//! Every command Redis runs asks for its route (the filter), and a guest command asks twice (the
+//! dispatcher too), so the main thread keeps the last route it found ([`with_route`]) and a
+//! pipeline of one command finds it without the lock or a reference count: on this path the
+//! atomic read-modify-writes, not the lookups, were most of the cost (BENCHMARKS.md).
 
 use std::cell::Cell;
 use std::collections::HashMap;
