@@ -395,15 +395,19 @@ fn dump_and_restore_work_with_redis_cli_as_documented() {
     check_two(&b);
 }
 
+/// `WASM.LOAD REPLACE configurable.wasm ARGS <args>`: the guest registers the commands named
+/// in `args` (`name flags` pairs).
+fn load_configurable(c: &mut redis_wasm_tests::Client, args: &[&str]) -> Reply {
+    let mut command = vec!["WASM.LOAD", "REPLACE", guests::CONFIGURABLE, "ARGS"];
+    command.extend_from_slice(args);
+    c.cmd(&command)
+}
+
 #[test]
 fn replace_is_atomic_under_traffic_and_a_failed_replace_keeps_the_old_version() {
     let server = Server::start();
     let mut c = server.client();
-    let load = |c: &mut redis_wasm_tests::Client, args: &[&str]| {
-        let mut command = vec!["WASM.LOAD", "REPLACE", guests::CONFIGURABLE, "ARGS"];
-        command.extend_from_slice(args);
-        c.cmd(&command)
-    };
+    let load = load_configurable;
     assert_eq!(
         load(&mut c, &["cfg.a", "readonly", "cfg.shared", "readonly"]),
         Reply::Bulk(b"configurable".to_vec())
@@ -466,9 +470,10 @@ fn a_command_called_again_after_replace_or_unload_reaches_what_provides_it_now()
     let server = Server::start();
     let mut c = server.client();
     let load = |c: &mut redis_wasm_tests::Client, args: &[&str]| {
-        let mut command = vec!["WASM.LOAD", "REPLACE", guests::CONFIGURABLE, "ARGS"];
-        command.extend_from_slice(args);
-        assert_eq!(c.cmd(&command), Reply::Bulk(b"configurable".to_vec()));
+        assert_eq!(
+            load_configurable(c, args),
+            Reply::Bulk(b"configurable".to_vec())
+        );
     };
     let calls = |c: &mut redis_wasm_tests::Client| {
         c.cmd(&["WASM.LIST", "configurable"]).array()[0]
