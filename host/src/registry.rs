@@ -256,27 +256,29 @@ pub fn with_route<R>(name: &[u8], f: impl FnOnce(&Route) -> R) -> Option<R> {
         return None;
     }
     let generation = GENERATION.load(Ordering::Acquire);
-    // Taken out while `f` runs: a guest's calls re-enter the filter and the dispatcher.
-    let (entry, cached) = match LAST_ROUTE.take() {
-        Some(entry) if entry.generation == generation && entry.name == name => (entry, true),
-        _ => {
-            let route = lookup(name)?;
-            let name = name.to_vec();
-            let entry = CachedRoute {
-                generation,
-                name,
-                route,
-            };
-            (entry, false)
+    LAST_ROUTE.with(|slot| {
+        // Taken out while `f` runs: a guest's calls re-enter the filter and the dispatcher.
+        let (entry, cached) = match slot.take() {
+            Some(entry) if entry.generation == generation && entry.name == name => (entry, true),
+            _ => {
+                let route = lookup(name)?;
+                let name = name.to_vec();
+                let entry = CachedRoute {
+                    generation,
+                    name,
+                    route,
+                };
+                (entry, false)
+            }
+        };
+        let result = f(&entry.route);
+        if (cached || crate::busy::on_main_thread())
+            && entry.generation == GENERATION.load(Ordering::Acquire)
+        {
+            slot.set(Some(entry));
         }
-    };
-    let result = f(&entry.route);
-    if (cached || crate::busy::on_main_thread())
-        && entry.generation == GENERATION.load(Ordering::Acquire)
-    {
-        LAST_ROUTE.set(Some(entry));
-    }
-    Some(result)
+        Some(result)
+    })
 }
 
 /// Drops this thread's cached route now, outside the registry's lock, rather than at its next
