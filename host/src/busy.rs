@@ -148,7 +148,8 @@ impl std::error::Error for Stop {}
 
 /// Marks a guest invocation as running until dropped.
 pub struct RunningGuard {
-    _private: (),
+    /// Not `Send`: it must be dropped on the thread whose stack it entered.
+    _same_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl RunningGuard {
@@ -167,7 +168,9 @@ impl RunningGuard {
             }
             stack.depth += 1;
         });
-        RunningGuard { _private: () }
+        RunningGuard {
+            _same_thread: std::marker::PhantomData,
+        }
     }
 }
 
