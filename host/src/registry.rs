@@ -284,7 +284,8 @@ pub fn with_route<R>(name: &[u8], f: impl FnOnce(&Route) -> R) -> Option<R> {
 /// Drops this thread's cached route now, outside the registry's lock, rather than at its next
 /// guest command: it may hold the guest just replaced or unloaded.
 fn forget_cached_route() {
-    drop(LAST_ROUTE.take());
+    // `try_with`: nothing to forget on a thread whose locals are already gone.
+    let _ = LAST_ROUTE.try_with(|slot| drop(slot.take()));
 }
 
 /// The dispatcher for a command name, if it is a guest command.
