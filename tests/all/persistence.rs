@@ -510,16 +510,11 @@ fn a_command_called_again_after_replace_or_unload_reaches_what_provides_it_now()
         Reply::Status("OK".into())
     );
     assert!(c.cmd(&["CFG.X"]).error().starts_with("ERR unknown command"));
-    let memory = c
-        .cmd(&["INFO", "wasm"])
-        .text()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("wasm_memory_bytes:")
-                .map(|v| v.trim().to_owned())
-        })
-        .expect("memory_bytes in INFO");
-    assert_eq!(memory, "0", "an unloaded guest's instance must be freed");
+    assert_eq!(
+        c.info_u64("wasm", "wasm_memory_bytes"),
+        0,
+        "an unloaded guest's instance must be freed"
+    );
     // A command that unloads its own guest while it runs (through another module's command:
     // guests may not call WASM.UNLOAD themselves): its route must not outlive it. (A command
     // name of the same length stays loaded, so the name still gets looked up.)

@@ -197,15 +197,7 @@ fn memory_limits_hold_and_nothing_leaks() {
     assert_eq!(c.cmd(&["EVIL.GROW", "8"]), Reply::Int(8 << 20));
     let refused = c.cmd(&["EVIL.GROW", "64"]);
     assert!(refused.error().starts_with("ERR guest 'evil' command 'evil.grow' ran out of memory (wasm.max-memory refused growing to"), "{refused:?}");
-    let memory = || {
-        let info = server.client().cmd(&["INFO", "wasm"]).text();
-        info.lines()
-            .find_map(|l| l.strip_prefix("wasm_memory_bytes:"))
-            .expect("memory_bytes in INFO")
-            .trim()
-            .parse::<u64>()
-            .unwrap()
-    };
+    let memory = || server.client().info_u64("wasm", "wasm_memory_bytes");
     for _ in 0..50 {
         assert!(c.cmd(&["EVIL.GROW", "64"]).is_error());
     }
@@ -555,13 +547,7 @@ fn handle_numbers_run_out_into_a_quiet_restart() {
     };
     let both = Reply::Array(vec![Reply::Bulk(b"a".to_vec()), Reply::Bulk(b"b".to_vec())]);
     assert_eq!(forward(&mut c), both);
-    let restarts = |c: &mut redis_wasm_tests::Client| {
-        let info = c.cmd(&["INFO", "wasm"]).text();
-        info.lines()
-            .find_map(|l| l.strip_prefix("wasm_restarts:"))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .expect("wasm_restarts in INFO")
-    };
+    let restarts = |c: &mut redis_wasm_tests::Client| c.info_u64("wasm", "wasm_restarts");
     assert_eq!(restarts(&mut c), 0);
     // Just below the limit: the instance still serves, and its next handles cross it.
     let below = (u32::MAX / 2).to_string();

@@ -204,6 +204,16 @@ impl Client {
         self.read()
     }
 
+    /// A numeric field of `INFO <section>` (e.g. `wasm_memory_bytes` in `wasm`).
+    pub fn info_u64(&mut self, section: &str, field: &str) -> u64 {
+        let info = self.cmd(&["INFO", section]).text();
+        let prefix = format!("{field}:");
+        info.lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no numeric {field} in INFO {section}:\n{info}"))
+    }
+
     /// Sends a command and returns the exact bytes of its reply.
     pub fn cmd_raw(&mut self, args: &[&str]) -> Vec<u8> {
         let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
