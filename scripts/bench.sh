@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # The benchmark suite (see BENCHMARKS.md): every case as a native module, a guest and Lua, side by
 # side in one server, then other clients' latency while a ~1 MB guest loads.
+# `scripts/bench.sh --instructions [case...]` counts instructions per call instead, under valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--instructions" ]; then
+    scripts/setup.sh valgrind
+    cargo build --release --ignore-rust-version -p redis-wasm -p native-baseline
+    exec cargo run --release --ignore-rust-version -q -p redis-wasm-tests --bin bench -- "$@"
+fi
 scripts/setup.sh
 cargo build --release --ignore-rust-version -p redis-wasm -p native-baseline
 cargo run --release --ignore-rust-version -q -p redis-wasm-tests --bin bench

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the build and tests need, if missing: Debian's redis-server and redis-tools
 # (Redis 7.0), libclang-dev (bindgen in the redis-module crate), and the wasm32-wasip2 target.
+# Arguments name more Debian packages to install if their command is missing (e.g. valgrind).
 set -euo pipefail
 
 missing=()
+for extra in "$@"; do
+    command -v "$extra" >/dev/null 2>&1 || missing+=("$extra")
+done
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)

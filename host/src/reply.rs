@@ -7,6 +7,7 @@
 //! RESP2 fallbacks (maps as flat arrays, doubles as bulk strings, ...) are Redis's own: sending
 //! goes through the `RedisModule_ReplyWith*` functions.
 
+use crate::api::bindings::redis::module::reply::ReplyValue;
 use crate::ffi::{CallReply, Ctx, ReplyKind, ctx_flags};
 
 /// Deepest nesting of aggregates a guest may reply with.
@@ -64,6 +65,104 @@ pub enum ReplyItem {
         reply: CallReply,
         resp3: bool,
     },
+    /// The replies of one `reply-with-values`, kept as the guest sent them (checked one by one
+    /// as they came, like the other items; not converted, so a long aggregate costs one pass).
+    Values(Vec<ReplyValue>),
+}
+
+/// What the checks need to know of one reply.
+struct Shape {
+    /// Bytes counted against `wasm.max-reply-bytes`.
+    payload: usize,
+    /// The aggregate it opens, and how many replies that expects (`None`: postponed).
+    opens: Option<(Aggregate, Option<u64>)>,
+}
+
+impl Shape {
+    fn scalar(payload: usize) -> Result<Shape, String> {
+        Ok(Shape {
+            payload,
+            opens: None,
+        })
+    }
+
+    fn aggregate(kind: Aggregate, len: u32) -> Result<Shape, String> {
+        Ok(Shape {
+            payload: 0,
+            opens: (len > 0).then(|| (kind, Some(u64::from(len) * kind.width()))),
+        })
+    }
+
+    fn simple(text: &str) -> Result<Shape, String> {
+        if text.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return Err("a simple string reply cannot contain CR, LF or NUL".to_owned());
+        }
+        Shape::scalar(text.len())
+    }
+
+    fn big_number(text: &str) -> Result<Shape, String> {
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "'{}' is not a big number (digits with an optional '-')",
+                text.escape_debug()
+            ));
+        }
+        Shape::scalar(text.len())
+    }
+
+    fn verbatim(format: &str, text: &[u8]) -> Result<Shape, String> {
+        if format.len() != 3
+            || format
+                .bytes()
+                .any(|b| matches!(b, b'\r' | b'\n' | b':' | 0))
+        {
+            return Err("a verbatim string format must be exactly three characters".to_owned());
+        }
+        Shape::scalar(text.len())
+    }
+
+    /// The shape of an item other than `Values`.
+    fn of_item(item: &ReplyItem) -> Result<Shape, String> {
+        match item {
+            ReplyItem::Integer(_)
+            | ReplyItem::Null
+            | ReplyItem::NullArray
+            | ReplyItem::Double(_)
+            | ReplyItem::Bool(_) => Shape::scalar(0),
+            ReplyItem::Simple(text) => Shape::simple(text),
+            ReplyItem::Error(text) => Shape::scalar(text.len()),
+            ReplyItem::BigNumber(text) => Shape::big_number(text),
+            ReplyItem::Bulk(bytes) => Shape::scalar(bytes.len()),
+            ReplyItem::Verbatim(format, text) => Shape::verbatim(format, text),
+            ReplyItem::Aggregate(kind, len) => Shape::aggregate(*kind, *len),
+            ReplyItem::Postponed(kind) => Ok(Shape {
+                payload: 0,
+                opens: Some((*kind, None)),
+            }),
+            ReplyItem::CallReply { reply, .. } => Shape::scalar(reply.proto_len()),
+            ReplyItem::Values(_) => unreachable!("push hands values to push_values"),
+        }
+    }
+
+    #[inline(always)]
+    fn of_value(value: &ReplyValue) -> Result<Shape, String> {
+        match value {
+            ReplyValue::Integer(_)
+            | ReplyValue::Null
+            | ReplyValue::NullArray
+            | ReplyValue::Double(_)
+            | ReplyValue::Boolean(_) => Shape::scalar(0),
+            ReplyValue::SimpleString(text) => Shape::simple(text),
+            ReplyValue::Error(text) => Shape::scalar(text.len()),
+            ReplyValue::BigNumber(text) => Shape::big_number(text),
+            ReplyValue::StringBuffer(bytes) => Shape::scalar(bytes.len()),
+            ReplyValue::VerbatimString((format, text)) => Shape::verbatim(format, text),
+            ReplyValue::Array(len) => Shape::aggregate(Aggregate::Array, *len),
+            ReplyValue::Map(len) => Shape::aggregate(Aggregate::Map, *len),
+            ReplyValue::Set(len) => Shape::aggregate(Aggregate::Set, *len),
+        }
+    }
 }
 
 /// An open aggregate.
@@ -88,11 +187,6 @@ pub struct ReplyBuffer {
     error: Option<String>,
     /// Bytes of payload so far (checked against `wasm.max-reply-bytes`).
     bytes: usize,
-}
-
-fn valid_big_number(text: &str) -> bool {
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 impl ReplyBuffer {
@@ -134,81 +228,83 @@ impl ReplyBuffer {
     pub fn top_level_error(&self) -> Option<&str> {
         match self.items.as_slice() {
             [ReplyItem::Error(message)] if self.error.is_none() => Some(message),
+            [ReplyItem::Values(values)] if self.error.is_none() => match values.as_slice() {
+                [ReplyValue::Error(message)] => Some(message),
+                _ => None,
+            },
             _ => None,
-        }
-    }
-
-    fn check(&self, item: &ReplyItem) -> Result<(), String> {
-        match item {
-            ReplyItem::Simple(text) if text.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) => {
-                Err("a simple string reply cannot contain CR, LF or NUL".to_owned())
-            }
-            ReplyItem::BigNumber(text) if !valid_big_number(text) => Err(format!(
-                "'{}' is not a big number (digits with an optional '-')",
-                text.escape_debug()
-            )),
-            ReplyItem::Verbatim(format, _)
-                if format.len() != 3
-                    || format
-                        .bytes()
-                        .any(|b| matches!(b, b'\r' | b'\n' | b':' | 0)) =>
-            {
-                Err("a verbatim string format must be exactly three characters".to_owned())
-            }
-            _ => Ok(()),
         }
     }
 
     pub fn push(&mut self, item: ReplyItem) {
+        if let ReplyItem::Values(values) = item {
+            return self.push_values(values);
+        }
+        let limit = crate::config::get_usize(&crate::config::MAX_REPLY_BYTES);
+        if self.admit(Shape::of_item(&item), limit) {
+            self.items.push(item);
+        }
+    }
+
+    /// `reply-with-values`: the replies in order, as `push` on each would add them, kept as
+    /// one item.
+    pub fn push_values(&mut self, values: Vec<ReplyValue>) {
+        let limit = crate::config::get_usize(&crate::config::MAX_REPLY_BYTES);
+        for value in &values {
+            if !self.admit(Shape::of_value(value), limit) {
+                return;
+            }
+        }
+        if !values.is_empty() {
+            self.items.push(ReplyItem::Values(values));
+        }
+    }
+
+    /// Checks one more reply against what came before (it is to be the next item) and records
+    /// its place in the structure. False, with the mistake recorded, if it cannot be added.
+    /// Inlined: it runs once per element of a `reply-with-values` batch.
+    #[inline(always)]
+    fn admit(&mut self, shape: Result<Shape, String>, limit: usize) -> bool {
         if self.error.is_some() {
-            return;
+            return false;
         }
         if self.complete {
             self.fail("the command replied more than once");
-            return;
+            return false;
         }
-        if let Err(why) = self.check(&item) {
-            self.fail(why);
-            return;
-        }
-        self.bytes += match &item {
-            ReplyItem::Simple(t) | ReplyItem::Error(t) | ReplyItem::BigNumber(t) => t.len(),
-            ReplyItem::Bulk(b) | ReplyItem::Verbatim(_, b) => b.len(),
-            ReplyItem::CallReply { reply, .. } => reply.proto_len(),
-            _ => 0,
-        } + 16;
-        let limit = crate::config::get_usize(&crate::config::MAX_REPLY_BYTES);
+        let shape = match shape {
+            Ok(shape) => shape,
+            Err(why) => {
+                self.fail(why);
+                return false;
+            }
+        };
+        self.bytes += shape.payload + 16;
         if self.bytes > limit {
             self.fail(format!(
                 "the reply is larger than wasm.max-reply-bytes ({limit} bytes)"
             ));
-            return;
+            return false;
         }
-        let opens = match &item {
-            ReplyItem::Aggregate(kind, len) if *len > 0 => {
-                Some((*kind, Some(u64::from(*len) * kind.width())))
-            }
-            ReplyItem::Postponed(kind) => Some((*kind, None)),
-            _ => None,
-        };
-        self.items.push(item);
-        match opens {
+        match shape.opens {
             Some((kind, expected)) => {
                 if self.open.len() >= MAX_REPLY_DEPTH {
                     self.fail(format!(
                         "the reply nests aggregates deeper than {MAX_REPLY_DEPTH} levels"
                     ));
-                    return;
+                    return false;
                 }
+                // Only a postponed aggregate, always an item of its own, is patched by index.
                 self.open.push(Frame {
                     kind,
                     expected,
                     received: 0,
-                    item: self.items.len() - 1,
+                    item: self.items.len(),
                 });
             }
             None => self.element_done(),
         }
+        true
     }
 
     /// `RedisModule_ReplySet*Length`: closes the innermost open aggregate, which must be a
@@ -338,6 +434,25 @@ fn send_item(ctx: Ctx, item: &ReplyItem) {
             unreachable!("finish() refuses unclosed postponed replies")
         }
         ReplyItem::CallReply { reply, resp3 } => send_call_reply(ctx, reply, *resp3),
+        ReplyItem::Values(values) => values.iter().for_each(|value| send_value(ctx, value)),
+    }
+}
+
+fn send_value(ctx: Ctx, value: &ReplyValue) {
+    match value {
+        ReplyValue::Integer(v) => ctx.reply_long_long(*v),
+        ReplyValue::SimpleString(s) => ctx.reply_simple_string(s.as_bytes()),
+        ReplyValue::Error(e) => ctx.reply_error(e),
+        ReplyValue::StringBuffer(b) => ctx.reply_string_buffer(b),
+        ReplyValue::Null => ctx.reply_null(),
+        ReplyValue::NullArray => ctx.reply_null_array(),
+        ReplyValue::Double(d) => ctx.reply_double(*d),
+        ReplyValue::Boolean(b) => ctx.reply_bool(*b),
+        ReplyValue::BigNumber(n) => ctx.reply_big_number(n.as_bytes()),
+        ReplyValue::VerbatimString((format, text)) => ctx.reply_verbatim(format.as_bytes(), text),
+        ReplyValue::Array(n) => send_aggregate(ctx, Aggregate::Array, i64::from(*n)),
+        ReplyValue::Map(n) => send_aggregate(ctx, Aggregate::Map, i64::from(*n)),
+        ReplyValue::Set(n) => send_aggregate(ctx, Aggregate::Set, i64::from(*n)),
     }
 }
 
@@ -524,6 +639,51 @@ mod tests {
         let mut r = ReplyBuffer::default();
         r.push(ReplyItem::BigNumber("-1234567890123456789012345".into()));
         assert!(r.finish().is_ok());
+    }
+
+    #[test]
+    fn values_follow_the_same_rules_as_single_replies() {
+        use ReplyValue as V;
+        // An aggregate opened by one batch is completed by a later one, inside a postponed
+        // array opened before either: the postponed item is still the one patched.
+        let mut r = ReplyBuffer::default();
+        r.push(ReplyItem::Postponed(Aggregate::Array));
+        r.push_values(vec![V::Array(2), V::Integer(1)]);
+        assert!(r.finish().unwrap_err().contains("1 more"));
+        r.push_values(vec![V::StringBuffer(b"x".to_vec()), V::Null]);
+        r.set_length(Aggregate::Array, 2);
+        assert!(r.finish().is_ok());
+        assert!(matches!(
+            r.items[0],
+            ReplyItem::Aggregate(Aggregate::Array, 2)
+        ));
+        // A reply after the complete one, inside the same batch.
+        let mut r = ReplyBuffer::default();
+        r.push_values(vec![V::Integer(1), V::Integer(2)]);
+        assert!(r.finish().unwrap_err().contains("more than once"));
+        // Checks on the values themselves.
+        for (value, mistake) in [
+            (V::SimpleString("a\r\n".into()), "CR, LF or NUL"),
+            (V::BigNumber("12a".into()), "not a big number"),
+            (
+                V::VerbatimString(("md".into(), b"x".to_vec())),
+                "three characters",
+            ),
+        ] {
+            let mut r = ReplyBuffer::default();
+            r.push_values(vec![V::Array(1), value]);
+            assert!(r.finish().unwrap_err().contains(mistake), "{mistake}");
+            assert!(r.top_level_error().is_none());
+        }
+        // One error value is the whole reply's error (counted as a failed call).
+        let mut r = ReplyBuffer::default();
+        r.push_values(vec![V::Error("ERR no".into())]);
+        assert!(r.finish().is_ok());
+        assert_eq!(r.top_level_error(), Some("ERR no"));
+        // The nesting limit counts aggregates opened by values too.
+        let mut r = ReplyBuffer::default();
+        r.push_values(vec![V::Array(1); MAX_REPLY_DEPTH + 1]);
+        assert!(r.finish().unwrap_err().contains("deeper"));
     }
 
     #[test]

@@ -391,6 +391,9 @@ pub struct ServerOptions {
     pub config: Vec<(String, String)>,
     /// Start without loading the host.
     pub without_host: bool,
+    /// A program (and its arguments) to run `redis-server` under, such as valgrind; empty to
+    /// run it directly.
+    pub run_under: Vec<String>,
 }
 
 /// A free loopback port. Ports come from a per-process sequence, so two tests of this process
@@ -466,7 +469,14 @@ impl Server {
     }
 
     fn spawn(options: &ServerOptions, port: u16, dir: PathBuf) -> Result<Server, String> {
-        let mut command = Command::new("redis-server");
+        let mut command = match options.run_under.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg("redis-server");
+                command
+            }
+            None => Command::new("redis-server"),
+        };
         command
             .args([
                 "--port",
@@ -513,7 +523,13 @@ impl Server {
             child,
             options: options.clone(),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Under valgrind, starting the host's engine alone takes seconds.
+        let patience = if options.run_under.is_empty() {
+            20
+        } else {
+            300
+        };
+        let deadline = Instant::now() + Duration::from_secs(patience);
         loop {
             if let Ok(Some(_)) = server.child.try_wait() {
                 return Err(server.log());

@@ -6,11 +6,11 @@
 //! around the call (see `scope.rs`). `call` itself is registered by [`define_call`], which reads
 //! the command and arguments from guest memory into buffers the instance reuses.
 
-use super::MAX_BATCH_BYTES;
 use super::bindings::redis::module::call::{
     CallError, CallFlags, CallReply as ReplyNumber, CallReplyBatch, CallValue, ElementKind, Host,
     ReplyType,
 };
+use super::{MAX_BATCH_BYTES, batch_room};
 use crate::ffi::{CallRefusal, CallReply, ReplyKind, ctx_flags};
 use crate::scope::{MAX_HANDLES, ReplyHandle};
 use crate::state::GuestState;
@@ -396,6 +396,10 @@ impl Host for GuestState {
             ReplyKind::Map => reply.length().saturating_mul(2),
             _ => 0,
         };
+        let (entries, bytes) = batch_room(max, count.saturating_sub(start), 16);
+        batch.kinds.reserve_exact(entries);
+        batch.ends.reserve_exact(entries);
+        batch.bytes.reserve(bytes);
         for index in start..start.saturating_add(u64::from(max)).min(count) {
             // The offsets count too, so a reply of many empty elements also stops.
             if batch.bytes.len() + 4 * batch.ends.len() >= MAX_BATCH_BYTES {

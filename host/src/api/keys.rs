@@ -4,11 +4,11 @@
 
 use redis_module::raw;
 
-use super::MAX_BATCH_BYTES;
 use super::bindings::redis::module::keys::{
     DataValue, HashSetFlags, Host, Key, KeyError, KeyType, ListRangeBatch, ListWhere, OpenMode,
     ScanBatch, ZaddFlags, ZaddOutcome, ZsetRangeBatch,
 };
+use super::{MAX_BATCH_BYTES, batch_room};
 use crate::ffi::{self, KeyAccess, KeyValue, RawKey, TypeValue};
 use crate::scan::{BatchLimits, BatchOut};
 use crate::scope::{Effects, KeyFault, KeyHandle, MAX_HANDLES, RangeState, tombstone};
@@ -423,6 +423,10 @@ impl Host for GuestState {
             };
             // Ascending indexes: Redis moves the key's list iterator one step per element.
             let wanted = first..first.saturating_add(i64::from(max)).min(len);
+            let available = u64::try_from(wanted.end.saturating_sub(wanted.start)).unwrap_or(0);
+            let (entries, bytes) = batch_room(max, available, 16);
+            batch.ends.reserve_exact(entries);
+            batch.elements.reserve(bytes);
             for index in wanted {
                 // The offsets count too, so a list of empty strings also stops.
                 let size = batch.elements.len() + 4 * batch.ends.len();
@@ -654,6 +658,10 @@ impl Host for GuestState {
             let Some(raw) = range(key)? else {
                 return Ok(batch);
             };
+            let (entries, bytes) = batch_room(max, raw.value_length(), 16);
+            batch.ends.reserve_exact(entries);
+            batch.scores.reserve_exact(entries);
+            batch.members.reserve(bytes);
             while batch.scores.len() < max as usize
                 && batch.members.len() < MAX_BATCH_BYTES
                 && !raw.zset_range_end_reached()
@@ -797,6 +805,15 @@ impl Host for GuestState {
                 // but millions are not).
                 max_steps: (max.min(4096) as usize * 10).max(100),
             };
+            if let Some(raw) = key.raw.as_ref() {
+                let (entries, bytes) = batch_room(max, raw.value_length(), 16);
+                batch.field_ends.reserve_exact(entries);
+                batch.value_ends.reserve_exact(entries);
+                batch.fields.reserve(bytes);
+                if type_of(key) != SET {
+                    batch.values.reserve(bytes); // a set's members have no values
+                }
+            }
             let mut out = BatchOut {
                 fields: &mut batch.fields,
                 field_ends: &mut batch.field_ends,

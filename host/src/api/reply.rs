@@ -30,25 +30,12 @@ impl GuestState {
 
 impl Host for GuestState {
     fn reply_with_values(&mut self, values: Vec<ReplyValue>) -> Done {
-        for value in values {
-            match value {
-                ReplyValue::Integer(i) => self.reply_with_long_long(i)?,
-                ReplyValue::SimpleString(s) => self.reply_with_simple_string(s)?,
-                ReplyValue::Error(message) => self.reply_with_error(message)?,
-                ReplyValue::StringBuffer(bytes) => self.reply_with_string_buffer(bytes)?,
-                ReplyValue::Null => self.reply_with_null()?,
-                ReplyValue::Array(len) => self.reply_with_array(len)?,
-                ReplyValue::Map(len) => self.reply_with_map(len)?,
-                ReplyValue::Set(len) => self.reply_with_set(len)?,
-                ReplyValue::NullArray => self.reply_with_null_array()?,
-                ReplyValue::Double(d) => self.reply_with_double(d)?,
-                ReplyValue::Boolean(b) => self.reply_with_bool(b)?,
-                ReplyValue::BigNumber(n) => self.reply_with_big_number(n)?,
-                ReplyValue::VerbatimString((format, text)) => {
-                    self.reply_with_verbatim_string(format, text)?
-                }
-            }
+        if !matches!(self.phase, Phase::Command(_)) {
+            self.reply
+                .fail("reply functions can only be called while a command runs");
+            return Ok(());
         }
+        self.reply.push_values(values);
         Ok(())
     }
 

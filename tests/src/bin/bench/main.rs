@@ -7,8 +7,12 @@
 //! stretch of the machine slows all three instead of one. The 1 MB echo cannot be given to `redis-benchmark` (a command-line argument is
 //! limited to 128 KB), so it is driven by this program, pipelined the same way.
 //!
-//! Run: `scripts/bench.sh` (or `cargo run --release -p redis-wasm-tests --bin bench`).
+//! Run: `scripts/bench.sh` (or `cargo run --release -p redis-wasm-tests --bin bench`). With
+//! `--instructions`, counts instructions per call instead (see `instructions.rs`).
 
+mod instructions;
+
+use std::collections::HashMap;
 use std::process::Command;
 use std::time::Instant;
 
@@ -16,7 +20,7 @@ use redis_wasm_tests::{
     Client, Reply, Server, ServerOptions, context_switches, guests, native_library,
 };
 
-const LUA: &str = include_str!("../../../benchmarks/bench.lua");
+const LUA: &str = include_str!("../../../../benchmarks/bench.lua");
 
 struct Case {
     name: &'static str,
@@ -274,19 +278,20 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn main() {
-    let only: Vec<String> = std::env::args().skip(1).collect();
-    let server = Server::start_with(ServerOptions {
-        module_args: vec!["LOAD".into(), guests::BENCH_GUEST.into()],
-        config: vec![("maxmemory-policy".into(), "noeviction".into())],
-        ..Default::default()
-    });
+/// Starts a server with the host, the bench guest and the native twin, loads the Lua twins and
+/// the data the cases read. Returns it, a client, each case's script SHA, and the 1 MB value.
+fn prepare_server(mut options: ServerOptions) -> (Server, Client, HashMap<String, String>, String) {
+    options.module_args = vec!["LOAD".into(), guests::BENCH_GUEST.into()];
+    options
+        .config
+        .push(("maxmemory-policy".into(), "noeviction".into()));
+    let server = Server::start_with(options);
     let mut c = server.client();
     assert_eq!(
         c.cmd(&["MODULE", "LOAD", native_library().to_str().unwrap()]),
         Reply::Status("OK".into())
     );
-    let shas: Vec<(String, String)> = lua_scripts()
+    let shas = lua_scripts()
         .into_iter()
         .map(|(name, body)| (name, c.cmd(&["SCRIPT", "LOAD", &body]).text()))
         .collect();
@@ -301,6 +306,25 @@ fn main() {
         ]);
         c.cmd(&["HSET", "bench:hash", &format!("field{i}"), &i.to_string()]);
     }
+    (server, c, shas, value)
+}
+
+/// Runs `calls` of a case's command line. Returns requests per second.
+fn drive(case: &Case, port: u16, calls: usize, line: &[String]) -> f64 {
+    if case.name == "echo" {
+        pipelined(port, calls, line)
+    } else {
+        redis_benchmark(port, calls, line)
+    }
+}
+
+fn main() {
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    if only.first().is_some_and(|a| a == "--instructions") {
+        instructions::run(&only[1..]);
+        return;
+    }
+    let (server, mut c, shas, value) = prepare_server(ServerOptions::default());
 
     println!(
         "| case | native µs/call | wasm µs/call | Lua µs/call | wasm / native | wasm / Lua | native req/s | wasm req/s | Lua req/s | wasm / native req/s | wasm / Lua req/s |"
@@ -310,15 +334,11 @@ fn main() {
         .iter()
         .filter(|c| only.is_empty() || only.iter().any(|o| o == c.name))
     {
-        let sha = shas
-            .iter()
-            .find(|(name, _)| name == case.name)
-            .map(|(_, sha)| sha.clone())
-            .expect("a Lua script per case");
+        let sha = &shas[case.name];
         let runtimes = [Runtime::Native, Runtime::Guest, Runtime::Lua];
         let lines: Vec<Vec<String>> = runtimes
             .iter()
-            .map(|&runtime| command(case, runtime, &sha, &value))
+            .map(|&runtime| command(case, runtime, sha, &value))
             .collect();
         let mut answers = Vec::new();
         for (runtime, line) in runtimes.iter().zip(&lines) {
@@ -335,11 +355,7 @@ fn main() {
         for _ in 0..ROUNDS {
             for (i, (runtime, line)) in runtimes.iter().zip(&lines).enumerate() {
                 c.cmd(&["CONFIG", "RESETSTAT"]);
-                let throughput = if case.name == "echo" {
-                    pipelined(server.port, calls, line)
-                } else {
-                    redis_benchmark(server.port, calls, line)
-                };
+                let throughput = drive(case, server.port, calls, line);
                 rounds[i].push((usec_per_call(&mut c, runtime.stats_prefix()), throughput));
             }
         }
