@@ -208,10 +208,18 @@ fn read_module_file(path: &str) -> Result<Vec<u8>, String> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(cannot)?;
-    if !file.metadata().map_err(cannot)?.is_file() {
+    let metadata = file.metadata().map_err(cannot)?;
+    if !metadata.is_file() {
         return Err(format!("cannot read '{path}': not a regular file"));
     }
     let limit = crate::config::get_usize(&crate::config::MAX_MODULE_SIZE);
+    // The file's own size in the message (reading stops one byte past the limit).
+    if metadata.len() > limit as u64 {
+        return Err(format!(
+            "the module is {} bytes, more than wasm.max-module-size ({limit})",
+            metadata.len()
+        ));
+    }
     let mut bytes = Vec::new();
     file.take(limit.saturating_add(1) as u64)
         .read_to_end(&mut bytes)
@@ -589,8 +597,19 @@ pub fn wasm_setvalue(ctx: Ctx, args: Args<'_>) {
         return ctx.reply_error("ERR the encoding version must be an integer from 0 to 2147483647");
     };
     // A replayed AOF without an RDB preamble may set values before any guest declared the type.
+    // Only a replay may register one: a type is never unregistered and the RDB lists every type
+    // the server knows, so clients could otherwise fill the server's 1024 for good.
+    if let Err(why) = crate::ffi::check_type_name(type_name) {
+        return ctx.reply_error(&format!("ERR {why}"));
+    }
+    let replayed = ctx.flags() & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0;
     let ty = match crate::ffi::find_type(type_name) {
         Some(ty) => ty,
+        None if !replayed => {
+            return ctx.reply_error(&format!(
+                "ERR unknown data type '{type_name}': no guest declared it and it is not reserved (load its guest first)"
+            ));
+        }
         None => match ctx.register_guest_type(type_name) {
             Ok(ty) => ty,
             Err(why) => return ctx.reply_error(&format!("ERR {why}")),

@@ -97,10 +97,13 @@ fn invoke(ctx: Ctx, args: Args<'_>, variant: Variant) {
 fn run_routed(ctx: Ctx, args: Args<'_>, variant: Variant, keys_request: bool, route: &Route) {
     let guest_argc = args.len() - 1;
     if keys_request {
-        // Positions are in the dispatcher's argv, one after the guest's.
+        // Positions are in the dispatcher's argv, one after the guest's. A command that cannot
+        // write only reads its keys, so read-only ACL key patterns (`%R~`) let it run; one that
+        // writes may also read them (the host cannot tell which), so it needs both.
+        let read_only = !route.spec.flags.variant().may_write();
         for pos in route.spec.key_positions(guest_argc) {
             if let Ok(pos) = i32::try_from(pos + 1) {
-                ctx.key_at_pos(pos);
+                ctx.key_at_pos(pos, read_only);
             }
         }
         return;

@@ -173,6 +173,18 @@ fn values_survive_the_aof_and_its_rewrite() {
         );
         check_filled(&server);
     }
+    // The AOF (no preamble now) replayed with no guest loaded: WASM.SETVALUE registers the type.
+    let without_guest = ServerOptions {
+        config: vec![
+            ("appendonly".into(), "yes".into()),
+            ("aof-use-rdb-preamble".into(), "no".into()),
+        ],
+        ..Default::default()
+    };
+    server
+        .restart_with(without_guest)
+        .unwrap_or_else(|log| panic!("restart without the guest: {log}"));
+    assert_eq!(server.digest(), digest, "replayed with no guest loaded");
 }
 
 #[test]
@@ -273,6 +285,16 @@ fn reserved_types_and_wasm_setvalue() {
             .error()
             .contains("wrong number of arguments")
     );
+    // Only a replay (AOF, master) may register a new type: registrations are for good, and a
+    // client could otherwise use up the server's 1024.
+    let unknown = c.cmd(&["WASM.SETVALUE", "w", "unknown12", "0", "x"]);
+    assert!(
+        unknown
+            .error()
+            .starts_with("ERR unknown data type 'unknown12'"),
+        "{unknown:?}"
+    );
+    assert_eq!(c.cmd(&["EXISTS", "w"]), Reply::Int(0));
     let digest = server.digest();
     c.cmd(&["SAVE"]);
     server

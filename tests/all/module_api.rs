@@ -440,6 +440,49 @@ fn keys_a_command_did_not_declare_are_checked_against_the_users_acl() {
 }
 
 #[test]
+fn declared_keys_need_read_access_to_read_and_full_access_to_write() {
+    let server = api_server();
+    let mut c = server.client();
+    let mut bob = client_as(&server, "bob", &["%R~r*", "%W~w*", "~a*", "+@all"]);
+    let ok = || Reply::Status("OK".into());
+    // A read-only command's declared keys need only read access, as for Redis's own GET.
+    assert_eq!(bob.cmd(&["BASICS.KEYS", "r1", "x", "a1", "y"]), ok());
+    assert!(
+        bob.cmd(&["BASICS.KEYS", "w1", "x"])
+            .error()
+            .starts_with("NOPERM")
+    );
+    // A write command may read its keys too: it needs both permissions.
+    assert_eq!(bob.cmd(&["BASICS.WRITE", "a1"]), ok());
+    for key in ["r1", "w1"] {
+        let refused = bob.cmd(&["BASICS.WRITE", key]);
+        assert!(refused.error().starts_with("NOPERM"), "{key}: {refused:?}");
+    }
+    // COMMAND GETKEYSANDFLAGS reports the same.
+    let key_flags = |c: &mut Client, line: &[&str]| {
+        let mut command = vec!["COMMAND", "GETKEYSANDFLAGS"];
+        command.extend_from_slice(line);
+        let reply = c.cmd(&command);
+        let key = &reply.array()[0].array();
+        (
+            key[0].text(),
+            key[1].array().iter().map(Reply::text).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        key_flags(&mut c, &["BASICS.KEYS", "r1", "x"]),
+        ("r1".to_owned(), vec!["RO".to_owned(), "access".to_owned()])
+    );
+    assert_eq!(
+        key_flags(&mut c, &["BASICS.WRITE", "w1"]),
+        (
+            "w1".to_owned(),
+            vec!["RW".to_owned(), "access".to_owned(), "update".to_owned()]
+        )
+    );
+}
+
+#[test]
 fn a_guest_replicates_only_what_its_user_may_run() {
     let server = api_server();
     let mut c = server.client();

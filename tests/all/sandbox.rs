@@ -271,9 +271,11 @@ fn sizes_at_the_limits() {
     );
     c.cmd(&["CONFIG", "SET", "wasm.max-module-size", "1024"]);
     let load = c.cmd(&["WASM.LOAD", guests::HELLOWORLD]);
+    let size = std::fs::metadata(guests::HELLOWORLD).unwrap().len();
     assert!(
-        load.error()
-            .contains("more than wasm.max-module-size (1024)"),
+        load.error().contains(&format!(
+            "the module is {size} bytes, more than wasm.max-module-size (1024)"
+        )),
         "{load:?}"
     );
 }

@@ -232,10 +232,18 @@ impl Ctx {
         unsafe { api!(RedisModule_IsKeysPositionRequest)(self.0.as_ptr()) != 0 }
     }
 
-    /// Reports the argument at `pos` as a key (`RedisModule_KeyAtPos`).
-    pub fn key_at_pos(self, pos: i32) {
+    /// Reports the argument at `pos` as a key (`RedisModule_KeyAtPosWithFlags`): read only
+    /// (ACL `%R~` patterns suffice), or read and written (it needs both permissions).
+    pub fn key_at_pos(self, pos: i32, read_only: bool) {
+        let flags = if read_only {
+            raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS
+        } else {
+            raw::REDISMODULE_CMD_KEY_RW
+                | raw::REDISMODULE_CMD_KEY_ACCESS
+                | raw::REDISMODULE_CMD_KEY_UPDATE
+        };
         // SAFETY: valid context; Redis ignores the call when this is not a key-position request.
-        unsafe { api!(RedisModule_KeyAtPos)(self.0.as_ptr(), pos) };
+        unsafe { api!(RedisModule_KeyAtPosWithFlags)(self.0.as_ptr(), pos, flags as c_int) };
     }
 
     pub fn reply_long_long(self, value: i64) {
