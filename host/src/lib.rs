@@ -149,10 +149,17 @@ fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
 }
 
 /// After any `CONFIG SET`: keep wasmtime's signal handlers in front (Redis re-installs its own
-/// on `crash-log-enabled`) and follow `busy-reply-threshold`.
-fn on_config_change(ctx: Ctx, _names: &[&str]) {
+/// on `crash-log-enabled`) and follow `busy-reply-threshold`. The threshold is read back with a
+/// `CONFIG GET` call, which shows in `SLOWLOG` and `INFO commandstats`: only when it changed.
+fn on_config_change(ctx: Ctx, names: &[&str]) {
     ffi::signals::after_config_change();
-    busy::refresh_threshold(ctx);
+    let threshold_changed = names.iter().any(|name| {
+        name.eq_ignore_ascii_case("busy-reply-threshold")
+            || name.eq_ignore_ascii_case("lua-time-limit")
+    });
+    if threshold_changed {
+        busy::refresh_threshold(ctx);
+    }
 }
 
 /// Module arguments: `TYPE <name>`, repeated, then `LOAD <path> [ARGS arg ...]`, repeated. A

@@ -475,6 +475,25 @@ fn a_callback_cannot_hold_the_server_past_the_busy_threshold() {
     });
     assert_eq!(c.cmd(&["API.WAKE", "fine"]), Reply::Int(1));
     assert_eq!(a.read(), Reply::Bulk(b"fine".to_vec()));
+    // The host reads the threshold back (a CONFIG GET call) only when it is the one changed: other
+    // CONFIG SETs leave no trace in SLOWLOG.
+    c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    c.cmd(&["SLOWLOG", "RESET"]);
+    c.cmd(&["CONFIG", "SET", "hz", "11"]);
+    let slowlog = format!("{:?}", c.cmd(&["SLOWLOG", "GET", "100"]));
+    assert!(!slowlog.contains("busy-reply-threshold"), "{slowlog}");
+    // A new threshold set at runtime is followed.
+    c.cmd(&["CONFIG", "SET", "busy-reply-threshold", "300"]);
+    send(&mut a, &["API.WAIT", "plain"]);
+    wait_until("blocked a third time", || {
+        info_field(&server, "blocked_clients") == 1
+    });
+    assert_eq!(c.cmd(&["API.WAKE", "loop"]), Reply::Int(1));
+    let reply = a.read();
+    assert!(
+        reply.error().contains("busy-reply-threshold (300 ms)"),
+        "{reply:?}"
+    );
 }
 
 #[test]
