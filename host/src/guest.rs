@@ -412,7 +412,6 @@ impl Guest {
 
     /// A fresh instance after a trap; its init must register exactly what the first one did.
     fn restart(&self, ctx: Ctx, may_yield: bool) -> Result<Live, String> {
-        self.stats.restarts.fetch_add(1, Ordering::Relaxed);
         let (live, scope) = Live::start(
             &self.program,
             &self.info.name,
@@ -423,6 +422,8 @@ impl Guest {
             None,
         )?;
         self.check_same_registration(scope)?;
+        // Counted once the instance exists: a failed attempt is an error reply, not a restart.
+        self.stats.restarts.fetch_add(1, Ordering::Relaxed);
         Ok(live)
     }
 

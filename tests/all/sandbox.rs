@@ -219,6 +219,29 @@ fn memory_limits_hold_and_nothing_leaks() {
 }
 
 #[test]
+fn an_instance_that_cannot_be_recreated_answers_errors_and_is_not_counted_as_restarted() {
+    let server = Server::with_module_args(&["LOAD", guests::BASICS]);
+    let mut c = server.client();
+    let restarts = |c: &mut redis_wasm_tests::Client| c.info_u64("wasm", "wasm_restarts");
+    assert!(c.cmd(&["BASICS.PANIC"]).is_error());
+    // The next instance needs more than 1 MB of linear memory: it cannot start.
+    c.cmd(&["CONFIG", "SET", "wasm.max-memory", "1mb"]);
+    for _ in 0..3 {
+        let refused = c.cmd(&["BASICS.ECHO", "x"]);
+        assert!(
+            refused
+                .error()
+                .starts_with("ERR guest 'basics' could not restart:"),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(restarts(&mut c), 0);
+    c.cmd(&["CONFIG", "SET", "wasm.max-memory", "128mb"]);
+    assert!(!c.cmd(&["BASICS.ECHO", "x"]).is_error());
+    assert_eq!(restarts(&mut c), 1);
+}
+
+#[test]
 fn stack_overflow_and_out_of_bounds_reads_are_errors() {
     let server = evil_server(&[]);
     let mut c = server.client();
