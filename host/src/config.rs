@@ -112,11 +112,29 @@ const NUMERIC: &[NumericConfig] = &[
     },
 ];
 
-const STRINGS: &[StringConfig] = &[StringConfig {
+static STRINGS: [StringConfig; 1] = [StringConfig {
     name: c"load-dir",
     default: c"",
     value: &LOAD_DIR,
+    check: check_load_dir,
 }];
+
+/// `wasm.load-dir`: empty (any path), or an absolute path to a directory that exists.
+fn check_load_dir(dir: &str) -> Result<(), String> {
+    if dir.is_empty() {
+        return Ok(());
+    }
+    if !std::path::Path::new(dir).is_absolute() {
+        return Err(format!(
+            "wasm.load-dir must be an absolute path, not '{dir}'"
+        ));
+    }
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!("wasm.load-dir '{dir}' is not a directory")),
+        Err(e) => Err(format!("wasm.load-dir '{dir}': {e}")),
+    }
+}
 
 /// Sets every config to its default (done by `register` in Redis; used alone by the fuzz targets).
 pub fn set_defaults() {
@@ -126,7 +144,7 @@ pub fn set_defaults() {
 }
 
 pub fn register(ctx: Ctx) -> bool {
-    ctx.register_configs(NUMERIC, STRINGS)
+    ctx.register_configs(NUMERIC, &STRINGS)
 }
 
 /// A numeric config as `usize`.

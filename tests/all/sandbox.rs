@@ -371,7 +371,8 @@ fn forged_handle_numbers_reach_nothing() {
 fn reading_a_string_config_leaks_nothing() {
     let server = evil_server(&[]);
     let mut c = server.client();
-    let long = format!("/{}", "d".repeat(100_000));
+    // The config must name a directory: "/./././..." is the root, in 4 KB (near PATH_MAX).
+    let long = format!("/{}", "./".repeat(2_000));
     assert_eq!(
         c.cmd(&["CONFIG", "SET", "wasm.load-dir", &long]),
         Reply::Status("OK".into())
@@ -387,10 +388,10 @@ fn reading_a_string_config_leaks_nothing() {
     };
     c.cmd(&["CONFIG", "GET", "wasm.load-dir"]);
     let before = used_memory(&mut c);
-    for _ in 0..200 {
+    for _ in 0..3_000 {
         assert_eq!(c.cmd(&["CONFIG", "GET", "wasm.load-dir"]).array().len(), 2);
     }
-    // Each read used to leak a copy: 200 x 100 KB.
+    // Each read used to leak a copy: 3,000 x 4 KB.
     let grown = used_memory(&mut c) - before;
     assert!(grown < 5_000_000, "used_memory grew by {grown} bytes");
 }
@@ -425,6 +426,22 @@ fn loading_from_paths_can_be_restricted() {
     assert_eq!(
         c.cmd_bytes(&[b"WASM.LOAD", &bytes]),
         Reply::Bulk(b"helloworld".to_vec())
+    );
+    // Only an absolute path to an existing directory (or nothing) is accepted.
+    let file = dir.join("hw.wasm");
+    for (bad, why) in [
+        ("guests", "must be an absolute path"),
+        ("/no/such/dir", "No such file or directory"),
+        (file.to_str().unwrap(), "is not a directory"),
+    ] {
+        let refused = c.cmd(&["CONFIG", "SET", "wasm.load-dir", bad]);
+        assert!(refused.error().contains(why), "{bad}: {refused:?}");
+    }
+    let kept = c.cmd(&["CONFIG", "GET", "wasm.load-dir"]);
+    assert_eq!(kept.array()[1].text(), dir.to_str().unwrap());
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "wasm.load-dir", ""]),
+        Reply::Status("OK".into())
     );
 }
 

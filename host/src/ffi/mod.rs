@@ -531,6 +531,13 @@ impl OwnedString {
     pub(super) fn as_ptr(&self) -> *mut raw::RedisModuleString {
         self.0.as_ptr()
     }
+
+    /// Hands the reference to Redis, which frees it.
+    pub(super) fn into_raw(self) -> *mut raw::RedisModuleString {
+        let s = self.0.as_ptr();
+        std::mem::forget(self);
+        s
+    }
 }
 
 impl Drop for OwnedString {

@@ -43,16 +43,19 @@ pub struct StringConfig {
     pub name: &'static CStr,
     pub default: &'static CStr,
     pub value: &'static std::sync::Mutex<String>,
+    /// Refuses a value (`CONFIG SET` answers the message).
+    pub check: fn(&str) -> Result<(), String>,
 }
 
 extern "C" fn get_string(
     _name: *const c_char,
     privdata: *mut c_void,
 ) -> *mut raw::RedisModuleString {
-    // SAFETY: privdata is the `&'static Mutex<String>` given at registration.
-    let value = unsafe { &*(privdata as *const std::sync::Mutex<String>) };
+    // SAFETY: privdata is the `&'static StringConfig` given at registration.
+    let config = unsafe { &*(privdata as *const StringConfig) };
     let text = catch("reading a config", || {
-        value
+        config
+            .value
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
@@ -76,17 +79,30 @@ extern "C" fn set_string(
     _name: *const c_char,
     val: *mut raw::RedisModuleString,
     privdata: *mut c_void,
-    _err: *mut *mut raw::RedisModuleString,
+    err: *mut *mut raw::RedisModuleString,
 ) -> c_int {
     // SAFETY: as in `get_string`; `val` is a live string for the call.
-    let value = unsafe { &*(privdata as *const std::sync::Mutex<String>) };
+    let config = unsafe { &*(privdata as *const StringConfig) };
     let set = catch("setting a config", || {
         let text = String::from_utf8_lossy(super::string_bytes(val)).into_owned();
-        *value
+        (config.check)(&text)?;
+        *config
+            .value
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = text;
+        Ok::<(), String>(())
     });
-    if set.is_some() { OK } else { super::ERR }
+    match set {
+        Some(Ok(())) => OK,
+        Some(Err(why)) => {
+            if !err.is_null() {
+                // SAFETY: Redis passes where to put the message and frees the string it gets.
+                unsafe { *err = super::OwnedString::new(why.as_bytes()).into_raw() };
+            }
+            super::ERR
+        }
+        None => super::ERR,
+    }
 }
 
 /// Called for every change of a Redis config (`CONFIG SET`), with the names changed.
@@ -191,7 +207,11 @@ impl Ctx {
 
     /// Registers numeric and string configs, then applies values from the config file and
     /// command line (`RedisModule_LoadConfigs`).
-    pub fn register_configs(self, numeric: &[NumericConfig], strings: &[StringConfig]) -> bool {
+    pub fn register_configs(
+        self,
+        numeric: &[NumericConfig],
+        strings: &'static [StringConfig],
+    ) -> bool {
         for config in numeric {
             let flags = if config.memory {
                 raw::REDISMODULE_CONFIG_MEMORY
@@ -225,7 +245,7 @@ impl Ctx {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) =
                 config.default.to_string_lossy().into_owned();
-            // SAFETY: as above, with a `'static` mutex as privdata.
+            // SAFETY: as above, with the `'static` config as privdata.
             let status = unsafe {
                 api!(RedisModule_RegisterStringConfig)(
                     self.0.as_ptr(),
@@ -235,7 +255,7 @@ impl Ctx {
                     Some(get_string),
                     Some(set_string),
                     None,
-                    ptr::from_ref(config.value).cast_mut().cast::<c_void>(),
+                    ptr::from_ref(config).cast_mut().cast::<c_void>(),
                 )
             };
             if !self.config_registered(status, config.name) {
