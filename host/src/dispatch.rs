@@ -39,14 +39,24 @@ pub fn filter(fctx: &FilterCtx) {
         fctx.insert_arg(0, &names[variant.index()]);
         return;
     }
-    // COMMAND GETKEYS / GETKEYSANDFLAGS <guest command> ... : ask the dispatcher instead.
-    if name.eq_ignore_ascii_case(b"command") && fctx.arg_count() >= 3 {
+    // Commands that take a command line as arguments ask about the dispatcher instead:
+    // COMMAND GETKEYS / GETKEYSANDFLAGS <guest command> ..., ACL DRYRUN <user> <guest command> ...
+    let line_at = if name.eq_ignore_ascii_case(b"command") {
         let is_getkeys = fctx.arg(1).is_some_and(|sub| {
             sub.eq_ignore_ascii_case(b"getkeys") || sub.eq_ignore_ascii_case(b"getkeysandflags")
         });
-        if is_getkeys && let Some(variant) = fctx.arg(2).and_then(registry::variant_of) {
-            fctx.insert_arg(2, &names[variant.index()]);
-        }
+        is_getkeys.then_some(2)
+    } else if name.eq_ignore_ascii_case(b"acl") {
+        fctx.arg(1)
+            .is_some_and(|sub| sub.eq_ignore_ascii_case(b"dryrun"))
+            .then_some(3)
+    } else {
+        None
+    };
+    if let Some(at) = line_at
+        && let Some(variant) = fctx.arg(at).and_then(registry::variant_of)
+    {
+        fctx.insert_arg(at, &names[variant.index()]);
     }
 }
 
@@ -109,10 +119,11 @@ fn run_routed(ctx: Ctx, args: Args<'_>, variant: Variant, keys_request: bool, ro
         return;
     }
     if route.spec.flags.variant() != variant {
-        // Only reachable by calling a dispatcher by hand; refusing keeps a write command from
-        // running under a read-only dispatcher's checks.
+        // Reachable by calling a dispatcher by hand, or by a command queued in MULTI before a
+        // WASM.LOAD REPLACE changed its flags; refusing keeps a write command from running under
+        // a read-only dispatcher's checks.
         ctx.reply_error(&format!(
-            "ERR guest command '{}' runs through '{}', not '{}'",
+            "ERR guest command '{}' runs through '{}', not '{}' (its flags changed since it was queued, or the dispatcher was called by hand)",
             route.spec.name,
             route.spec.flags.variant().command_name(),
             variant.command_name()

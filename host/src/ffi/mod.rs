@@ -552,12 +552,6 @@ impl Drop for OwnedString {
 pub struct FilterCtx(NonNull<raw::RedisModuleCommandFilterCtx>);
 
 impl FilterCtx {
-    pub fn arg_count(&self) -> usize {
-        // SAFETY: valid filter context for this callback.
-        let n = unsafe { api!(RedisModule_CommandFilterArgsCount)(self.0.as_ptr()) };
-        usize::try_from(n).unwrap_or(0)
-    }
-
     pub fn arg(&self, pos: usize) -> Option<&[u8]> {
         let pos = c_int::try_from(pos).ok()?;
         // SAFETY: valid filter context; returns NULL when `pos` is out of range.
