@@ -10,6 +10,9 @@ use crate::wit::redis::module::keys::OpenMode;
 use crate::wit::redis::module::{call, context, keys, log, replication, reply, types};
 
 pub use crate::wit::redis::module::context::ContextFlags;
+/// Keyspace event classes for [`Context::notify_keyspace_event`] (`GENERIC`, `STRING`, `LIST`,
+/// `SET`, `HASH`, `ZSET`, `EXPIRED`, `EVICTED`, `STREAM`, `KEY_MISS`, `MODULE`, `NEW`).
+pub use crate::wit::redis::module::context::NotifyClass as NotifyEvent;
 pub use crate::wit::redis::module::replication::ReplicateFlags;
 
 /// Levels of the Redis log.
@@ -144,6 +147,29 @@ impl Context {
     /// `RedisModule_Milliseconds`: Unix time in milliseconds.
     pub fn milliseconds(&self) -> i64 {
         context::milliseconds()
+    }
+
+    /// `RedisModule_NotifyKeyspaceEvent`: publishes `event` about `key` (of the selected
+    /// database) to keyspace-notification subscribers, when the server's
+    /// `notify-keyspace-events` lets `class` through. Writes made through [`Key`] publish
+    /// nothing by themselves, as in C; [`call`](Self::call) publishes what its command does.
+    ///
+    /// ```no_run
+    /// # use redis_wasm_sdk::{Context, NotifyEvent, RedisResult, RedisString, RedisValue};
+    /// fn touch(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    ///     let key = ctx.open_key_writable(&args[1])?;
+    ///     key.string_set("1")?;
+    ///     ctx.notify_keyspace_event(NotifyEvent::STRING, "touch", &args[1])?;
+    ///     Ok(RedisValue::SimpleStringStatic("OK"))
+    /// }
+    /// ```
+    pub fn notify_keyspace_event(
+        &self,
+        class: NotifyEvent,
+        event: &str,
+        key: impl AsRef<[u8]>,
+    ) -> Result<(), RedisError> {
+        context::notify_keyspace_event(class, event, key.as_ref()).map_err(RedisError::String)
     }
 
     /// Writes a line to the Redis log (`RedisModule_Log`).

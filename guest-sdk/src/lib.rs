@@ -59,7 +59,7 @@ mod value;
 
 pub use blocking::{BlockedClient, BlockedPhase};
 pub use call::{BatchElement, CallArg, CallError, CallFlags, CallReply, CallReplyBatch, ReplyType};
-pub use context::{Context, ContextFlags, LogLevel, ReplicateFlags};
+pub use context::{Context, ContextFlags, LogLevel, NotifyEvent, ReplicateFlags};
 pub use datatype::{DataType, DataValue};
 pub use init::{CommandFn, InitContext, InitFn};
 pub use key::{

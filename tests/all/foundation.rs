@@ -664,7 +664,7 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
         (
             guests::FUTURE_WORLD.into(),
             vec![],
-            "the guest was built for redis:module@0.4.0, but this host implements redis:module@0.3.2",
+            "the guest was built for redis:module@0.4.0, but this host implements redis:module@0.3.3",
         ),
         (
             guests::FS_USER.into(),

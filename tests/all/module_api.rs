@@ -483,6 +483,43 @@ fn declared_keys_need_read_access_to_read_and_full_access_to_write() {
 }
 
 #[test]
+fn a_guest_publishes_keyspace_events() {
+    let server = api_server();
+    let mut c = server.client();
+    // Keyspace and keyevent channels, for generic, string and module events (not hash ones).
+    c.cmd(&["CONFIG", "SET", "notify-keyspace-events", "KEg$d"]);
+    let mut sub = server.client();
+    sub.cmd(&["PSUBSCRIBE", "__key*@0__:*"]);
+    let ok = Reply::Status("OK".into());
+    let mut next_message = || {
+        let message = sub.read();
+        let parts: Vec<String> = message.array().iter().map(Reply::text).collect();
+        (parts[2].clone(), parts[3].clone())
+    };
+    assert_eq!(c.cmd(&["API.NOTIFY", "string", "touched", "k1"]), ok);
+    assert_eq!(
+        next_message(),
+        ("__keyspace@0__:k1".to_owned(), "touched".to_owned())
+    );
+    assert_eq!(
+        next_message(),
+        ("__keyevent@0__:touched".to_owned(), "k1".to_owned())
+    );
+    // A class the server does not publish sends nothing: the next message is the next event's.
+    assert_eq!(c.cmd(&["API.NOTIFY", "hash", "hidden", "k2"]), ok);
+    assert_eq!(c.cmd(&["API.NOTIFY", "module", "shown", "k3"]), ok);
+    assert_eq!(
+        next_message(),
+        ("__keyspace@0__:k3".to_owned(), "shown".to_owned())
+    );
+    // Mistakes are errors.
+    let empty = c.cmd(&["API.NOTIFY", "none", "x", "k4"]);
+    assert!(empty.error().contains("needs an event class"), "{empty:?}");
+    let nul = c.cmd(&["API.NOTIFY", "generic", "a\0b", "k4"]);
+    assert!(nul.error().contains("cannot contain NUL"), "{nul:?}");
+}
+
+#[test]
 fn a_guest_replicates_only_what_its_user_may_run() {
     let server = api_server();
     let mut c = server.client();

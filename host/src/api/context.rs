@@ -1,6 +1,6 @@
-//! `redis:module/context`: the selected database, context flags, time.
+//! `redis:module/context`: the selected database, context flags, time, keyspace events.
 
-use super::bindings::redis::module::context::{ContextFlags, Host};
+use super::bindings::redis::module::context::{ContextFlags, Host, NotifyClass};
 use crate::ffi::{self, ctx_flags};
 use crate::state::GuestState;
 
@@ -51,5 +51,54 @@ impl Host for GuestState {
 
     fn milliseconds(&mut self) -> wasmtime::Result<i64> {
         Ok(ffi::milliseconds())
+    }
+
+    fn notify_keyspace_event(
+        &mut self,
+        class: NotifyClass,
+        event: String,
+        key: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let scope = match self.command() {
+            Ok(scope) if !scope.in_background() => scope,
+            Ok(_) => {
+                return Ok(Err(
+                    "ERR notify-keyspace-event is not available in a background job".to_owned(),
+                ));
+            }
+            Err(why) => return Ok(Err(format!("ERR notify-keyspace-event is {why}"))),
+        };
+        let mut bits = 0;
+        for (flag, bit) in [
+            (NotifyClass::GENERIC, ffi::notify::GENERIC),
+            (NotifyClass::STRING, ffi::notify::STRING),
+            (NotifyClass::LIST, ffi::notify::LIST),
+            (NotifyClass::SET, ffi::notify::SET),
+            (NotifyClass::HASH, ffi::notify::HASH),
+            (NotifyClass::ZSET, ffi::notify::ZSET),
+            (NotifyClass::EXPIRED, ffi::notify::EXPIRED),
+            (NotifyClass::EVICTED, ffi::notify::EVICTED),
+            (NotifyClass::STREAM, ffi::notify::STREAM),
+            (NotifyClass::KEY_MISS, ffi::notify::KEY_MISS),
+            (NotifyClass::MODULE, ffi::notify::MODULE),
+            (NotifyClass::NEW, ffi::notify::NEW),
+        ] {
+            if class.contains(flag) {
+                bits |= bit;
+            }
+        }
+        if bits == 0 {
+            return Ok(Err(
+                "ERR notify-keyspace-event needs an event class".to_owned()
+            ));
+        }
+        let Ok(event) = std::ffi::CString::new(event) else {
+            return Ok(Err("ERR an event name cannot contain NUL".to_owned()));
+        };
+        Ok(if scope.ctx.notify_keyspace_event(bits, &event, &key) {
+            Ok(())
+        } else {
+            Err("ERR notify-keyspace-event has no client to publish for here".to_owned())
+        })
     }
 }

@@ -196,6 +196,26 @@ pub mod ctx_flags {
     pub const DENY_BLOCKING: u32 = raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING;
 }
 
+/// `REDISMODULE_NOTIFY_*`: keyspace event classes.
+pub mod notify {
+    use std::ffi::c_int;
+
+    use super::raw;
+
+    pub const GENERIC: c_int = raw::REDISMODULE_NOTIFY_GENERIC as c_int;
+    pub const STRING: c_int = raw::REDISMODULE_NOTIFY_STRING as c_int;
+    pub const LIST: c_int = raw::REDISMODULE_NOTIFY_LIST as c_int;
+    pub const SET: c_int = raw::REDISMODULE_NOTIFY_SET as c_int;
+    pub const HASH: c_int = raw::REDISMODULE_NOTIFY_HASH as c_int;
+    pub const ZSET: c_int = raw::REDISMODULE_NOTIFY_ZSET as c_int;
+    pub const EXPIRED: c_int = raw::REDISMODULE_NOTIFY_EXPIRED as c_int;
+    pub const EVICTED: c_int = raw::REDISMODULE_NOTIFY_EVICTED as c_int;
+    pub const STREAM: c_int = raw::REDISMODULE_NOTIFY_STREAM as c_int;
+    pub const KEY_MISS: c_int = raw::REDISMODULE_NOTIFY_KEY_MISS as c_int;
+    pub const MODULE: c_int = raw::REDISMODULE_NOTIFY_MODULE as c_int;
+    pub const NEW: c_int = raw::REDISMODULE_NOTIFY_NEW as c_int;
+}
+
 /// A `RedisModuleCtx` for the duration of one callback.
 #[derive(Clone, Copy, Debug)]
 pub struct Ctx(NonNull<raw::RedisModuleCtx>);
@@ -230,6 +250,22 @@ impl Ctx {
     pub fn is_keys_position_request(self) -> bool {
         // SAFETY: valid context.
         unsafe { api!(RedisModule_IsKeysPositionRequest)(self.0.as_ptr()) != 0 }
+    }
+
+    /// `RedisModule_NotifyKeyspaceEvent` for `key` in the selected database; false when the
+    /// context has no client (Redis then publishes nothing).
+    pub fn notify_keyspace_event(self, class: c_int, event: &CStr, key: &[u8]) -> bool {
+        let key = OwnedString::new(key);
+        // SAFETY: valid context; Redis copies what it publishes from the event and the key,
+        // both alive for the call.
+        unsafe {
+            api!(RedisModule_NotifyKeyspaceEvent)(
+                self.0.as_ptr(),
+                class,
+                event.as_ptr(),
+                key.as_ptr(),
+            ) == OK
+        }
     }
 
     /// Reports the argument at `pos` as a key (`RedisModule_KeyAtPosWithFlags`): read only

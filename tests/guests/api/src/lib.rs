@@ -5,8 +5,8 @@ use std::cell::RefCell;
 
 use redis_wasm_sdk::{
     BatchElement, BlockedClient, BlockedPhase, CallFlags, CallReply, Context, HashSetFlags, Key,
-    KeyError, ListWhere, NextArg, RedisError, RedisResult, RedisString, RedisValue, ReplyType,
-    ZaddFlags, redis_module,
+    KeyError, ListWhere, NextArg, NotifyEvent, RedisError, RedisResult, RedisString, RedisValue,
+    ReplyType, ZaddFlags, redis_module,
 };
 
 /// `KeyType::Empty` → `empty`.
@@ -755,6 +755,21 @@ fn api_flags(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     ]))
 }
 
+/// `API.NOTIFY <class> <event> <key>`: publishes a keyspace event (`class`: `generic`,
+/// `string`, `hash`, `module` or `none`).
+fn api_notify(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let class = match args[1].as_slice() {
+        b"generic" => NotifyEvent::GENERIC,
+        b"string" => NotifyEvent::STRING,
+        b"hash" => NotifyEvent::HASH,
+        b"module" => NotifyEvent::MODULE,
+        _ => NotifyEvent::empty(),
+    };
+    let event = String::from_utf8_lossy(args[2].as_slice()).into_owned();
+    ctx.notify_keyspace_event(class, &event, &args[3])?;
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
 /// `API.POOL <n>`: fills `n` pool allocations and sums them.
 fn api_pool(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let n = args[1].parse_unsigned_integer()? as usize;
@@ -912,6 +927,7 @@ redis_module! {
         ["api.failafterwrite", api_fail_after_write, "write", 1, 1, 1],
         ["api.selectwrite", api_select_write, "write", 2, 2, 1],
         ["api.flags", api_flags, "readonly", 0, 0, 0],
+        ["api.notify", api_notify, "write", 3, 3, 1, arity = 4],
         ["api.pool", api_pool, "", 0, 0, 0],
         ["api.wait", api_wait, "write", 0, 0, 0],
         ["api.wake", api_wake, "", 0, 0, 0],

@@ -5,8 +5,8 @@
 use std::hint::black_box;
 
 use redis_wasm_sdk::{
-    CallFlags, Context, DataType, HashSetFlags, InitContext, ListWhere, NextArg, RedisError,
-    RedisResult, RedisString, RedisValue, ZaddFlags, redis_module,
+    CallFlags, Context, DataType, HashSetFlags, InitContext, ListWhere, NextArg, NotifyEvent,
+    RedisError, RedisResult, RedisString, RedisValue, ZaddFlags, redis_module,
 };
 
 fn init(_ctx: &InitContext, args: &[RedisString]) -> Result<(), RedisError> {
@@ -356,6 +356,8 @@ fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 if let Some(k) = keys.first() {
                     let _ = k.data_type_name();
                 }
+                let class = NotifyEvent::from_bits_truncate((r >> 24) as u16);
+                let _ = ctx.notify_keyspace_event(class, "fuzz", name);
             }
             _ => {
                 let _ = ctx.select_db((r % 3) as u32);
