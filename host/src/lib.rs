@@ -123,7 +123,7 @@ fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
         return false;
     }
     if ctx.config_get("aof-use-rdb-preamble").as_deref() == Some("no") {
-        ctx.log(LogLevel::Warning, "aof-use-rdb-preamble is no: guests are not kept across AOF rewrites (see docs/persistence.md)");
+        ctx.log(LogLevel::Warning, PREAMBLE_WARNING);
     }
     let (types, requests) = match parse_module_args(args) {
         Ok(parsed) => parsed,
@@ -153,14 +153,20 @@ fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
 /// `CONFIG GET` call, which shows in `SLOWLOG` and `INFO commandstats`: only when it changed.
 fn on_config_change(ctx: Ctx, names: &[&str]) {
     ffi::signals::after_config_change();
-    let threshold_changed = names.iter().any(|name| {
-        name.eq_ignore_ascii_case("busy-reply-threshold")
-            || name.eq_ignore_ascii_case("lua-time-limit")
-    });
-    if threshold_changed {
+    let changed = |config: &str| names.iter().any(|name| name.eq_ignore_ascii_case(config));
+    if changed("busy-reply-threshold") || changed("lua-time-limit") {
         busy::refresh_threshold(ctx);
     }
+    if changed("aof-use-rdb-preamble")
+        && ctx.config_get("aof-use-rdb-preamble").as_deref() == Some("no")
+    {
+        ctx.log(LogLevel::Warning, PREAMBLE_WARNING);
+    }
 }
+
+/// Logged at startup and when the setting changes to `no`: rewrites then drop the guests.
+const PREAMBLE_WARNING: &str =
+    "aof-use-rdb-preamble is no: guests are not kept across AOF rewrites (see docs/persistence.md)";
 
 /// Module arguments: `TYPE <name>`, repeated, then `LOAD <path> [ARGS arg ...]`, repeated. A
 /// guest's arguments run until the next `LOAD`. Returns the type names and the loads.

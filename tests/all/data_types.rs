@@ -150,6 +150,16 @@ fn values_survive_the_aof_and_its_rewrite() {
     for preamble in ["yes", "no"] {
         let mut c = server.client();
         c.cmd(&["CONFIG", "SET", "aof-use-rdb-preamble", preamble]);
+        if preamble == "no" {
+            // Turning it off warns at once: the next rewrite will not keep the guests.
+            assert!(
+                server
+                    .log()
+                    .contains("aof-use-rdb-preamble is no: guests are not kept"),
+                "{}",
+                server.log()
+            );
+        }
         assert_eq!(
             c.cmd(&["BGREWRITEAOF"]).text(),
             "Background append only file rewriting started"
