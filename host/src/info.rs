@@ -55,11 +55,14 @@ pub fn write(info: &InfoCtx) {
             ],
         );
     }
-    // Like Redis's `commandstats`, one line per guest command (Redis's own has only the
-    // dispatchers). The time is measured while `wasm.time-commands` is on.
+    // Like Redis's `commandstats`, one line per guest command called so far (Redis's own has
+    // only the dispatchers). The time is measured while `wasm.time-commands` is on.
     info.section("commandstats");
     for guest in &guests {
         for (spec, stats) in guest.commands.iter().zip(&guest.command_stats) {
+            if stats.calls.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
             let (usec, per_call) = stats.usec();
             info.dict(
                 &format!("cmdstat_{}", spec.name),

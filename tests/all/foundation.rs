@@ -876,6 +876,9 @@ fn each_guest_command_is_timed_when_asked() {
             .expect("a commandstats line for basics.echo")
             .to_owned()
     };
+    // As in Redis's commandstats, a command appears once called.
+    let stats = c.cmd(&["INFO", "wasm_commandstats"]).text();
+    assert!(!stats.contains("wasm_cmdstat_basics.echo:"), "{stats}");
     // Off by default: counted, not timed.
     for _ in 0..2 {
         c.cmd(&["BASICS.ECHO", "x"]);
