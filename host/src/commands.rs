@@ -23,7 +23,24 @@ pub struct LoadRequest {
 impl LoadRequest {
     /// Parses `[REPLACE] <module> [REPLACE] [ARGS arg ...]` (everything after `ARGS` is an
     /// argument for the guest).
-    pub fn parse<'a>(mut tokens: impl Iterator<Item = &'a [u8]>) -> Result<LoadRequest, String> {
+    pub fn parse<'a>(tokens: impl Iterator<Item = &'a [u8]>) -> Result<LoadRequest, String> {
+        let tokens: Vec<&[u8]> = tokens.collect();
+        // `redis-cli -x` sends the module's bytes last: `[REPLACE] ARGS <arg> ... <bytes>`.
+        if let Some((last, before)) = tokens.split_last()
+            && last.starts_with(b"\0asm")
+            && let Some(at) = before
+                .iter()
+                .position(|t| !t.eq_ignore_ascii_case(b"replace"))
+            && before[at].eq_ignore_ascii_case(b"args")
+        {
+            return Ok(LoadRequest {
+                module: last.to_vec(),
+                args: before[at + 1..].iter().map(|a| a.to_vec()).collect(),
+                replace: at > 0,
+                saved_as: None,
+            });
+        }
+        let mut tokens = tokens.into_iter();
         let mut replace = false;
         let mut module = None;
         let mut args = Vec::new();
@@ -649,7 +666,8 @@ const HELP: &[&str] = &[
     "WASM.LOAD [REPLACE] <path|bytes> [ARGS <arg> ...]",
     "    Load a WebAssembly guest from a file on the server or from the module's bytes,",
     "    run its init with the arguments, and register its commands. Replies with its name.",
-    "    REPLACE upgrades a loaded guest of the same name.",
+    "    REPLACE upgrades a loaded guest of the same name. The bytes may also come last,",
+    "    after the arguments (as redis-cli -x sends them).",
     "WASM.UNLOAD <name>",
     "    Unload a guest; its commands stop answering.",
     "WASM.LIST [<name>]",
@@ -704,5 +722,17 @@ mod tests {
         assert!(r.replace && r.args.is_empty());
         assert!(parse(&[]).unwrap_err().contains("missing"));
         assert!(parse(&["/x.wasm", "BOGUS"]).unwrap_err().contains("BOGUS"));
+        // The bytes last, as `redis-cli -x` sends them.
+        let bytes = "\0asm\x0d\0\x01\0";
+        let r = parse(&["REPLACE", "ARGS", "a", "b", bytes]).unwrap();
+        assert_eq!(
+            (r.module.as_slice(), r.replace, r.args.len()),
+            (bytes.as_bytes(), true, 2)
+        );
+        let r = parse(&["args", bytes]).unwrap();
+        assert!(!r.replace && r.args.is_empty() && r.module.starts_with(b"\0asm"));
+        // A path named ARGS is still a path when the bytes do not come last.
+        let r = parse(&["ARGS", "ARGS", "x"]).unwrap();
+        assert_eq!((r.module.as_slice(), r.args.len()), (&b"ARGS"[..], 1));
     }
 }

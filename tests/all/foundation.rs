@@ -798,6 +798,21 @@ fn module_bytes_can_be_sent_inline() {
         c.cmd(&["WASM.LIST"]).array()[0].field("source").text(),
         "bytes"
     );
+    // With arguments and the bytes last, as `redis-cli -x WASM.LOAD REPLACE ARGS ...` sends them.
+    let basics = std::fs::read(guests::BASICS).unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            c.cmd_bytes(&[b"WASM.LOAD", b"REPLACE", b"ARGS", b"a", b"b c", &basics]),
+            Reply::Bulk(b"basics".to_vec())
+        );
+    }
+    assert_eq!(
+        c.cmd(&["BASICS.LOADARGS"]),
+        Reply::Array(vec![
+            Reply::Bulk(b"a".to_vec()),
+            Reply::Bulk(b"b c".to_vec())
+        ])
+    );
 }
 
 #[test]
