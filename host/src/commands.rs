@@ -229,14 +229,9 @@ fn read_module_file(path: &str) -> Result<Vec<u8>, String> {
     if !metadata.is_file() {
         return Err(format!("cannot read '{path}': not a regular file"));
     }
-    let limit = crate::config::get_usize(&crate::config::MAX_MODULE_SIZE);
     // The file's own size in the message (reading stops one byte past the limit).
-    if metadata.len() > limit as u64 {
-        return Err(format!(
-            "the module is {} bytes, more than wasm.max-module-size ({limit})",
-            metadata.len()
-        ));
-    }
+    loader::check_size(metadata.len())?;
+    let limit = crate::config::get_usize(&crate::config::MAX_MODULE_SIZE);
     let mut bytes = Vec::new();
     file.take(limit.saturating_add(1) as u64)
         .read_to_end(&mut bytes)

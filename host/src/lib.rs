@@ -122,9 +122,7 @@ fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
         );
         return false;
     }
-    if ctx.config_get("aof-use-rdb-preamble").as_deref() == Some("no") {
-        ctx.log(LogLevel::Warning, PREAMBLE_WARNING);
-    }
+    warn_if_no_preamble(ctx);
     let (types, requests) = match parse_module_args(args) {
         Ok(parsed) => parsed,
         Err(why) => {
@@ -157,16 +155,21 @@ fn on_config_change(ctx: Ctx, names: &[&str]) {
     if changed("busy-reply-threshold") || changed("lua-time-limit") {
         busy::refresh_threshold(ctx);
     }
-    if changed("aof-use-rdb-preamble")
-        && ctx.config_get("aof-use-rdb-preamble").as_deref() == Some("no")
-    {
-        ctx.log(LogLevel::Warning, PREAMBLE_WARNING);
+    if changed("aof-use-rdb-preamble") {
+        warn_if_no_preamble(ctx);
     }
 }
 
-/// Logged at startup and when the setting changes to `no`: rewrites then drop the guests.
-const PREAMBLE_WARNING: &str =
-    "aof-use-rdb-preamble is no: guests are not kept across AOF rewrites (see docs/persistence.md)";
+/// At startup and when the setting changes: without the RDB preamble, AOF rewrites drop the
+/// guests.
+fn warn_if_no_preamble(ctx: Ctx) {
+    if ctx.config_get("aof-use-rdb-preamble").as_deref() == Some("no") {
+        ctx.log(
+            LogLevel::Warning,
+            "aof-use-rdb-preamble is no: guests are not kept across AOF rewrites (see docs/persistence.md)",
+        );
+    }
+}
 
 /// Module arguments: `TYPE <name>`, repeated, then `LOAD <path> [ARGS arg ...]`, repeated. A
 /// guest's arguments run until the next `LOAD`. Returns the type names and the loads.

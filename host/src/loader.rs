@@ -29,15 +29,20 @@ const HOST_INTERFACES: &[&str] = &[
     "blocking",
 ];
 
-/// Checks the bytes look like a component before handing them to the compiler.
-pub fn check_format(bytes: &[u8]) -> Result<(), String> {
+/// Refuses a module of `len` bytes over `wasm.max-module-size`.
+pub fn check_size(len: u64) -> Result<(), String> {
     let limit = crate::config::get_usize(&crate::config::MAX_MODULE_SIZE);
-    if bytes.len() > limit {
+    if len > limit as u64 {
         return Err(format!(
-            "the module is {} bytes, more than wasm.max-module-size ({limit})",
-            bytes.len()
+            "the module is {len} bytes, more than wasm.max-module-size ({limit})"
         ));
     }
+    Ok(())
+}
+
+/// Checks the bytes look like a component before handing them to the compiler.
+pub fn check_format(bytes: &[u8]) -> Result<(), String> {
+    check_size(bytes.len() as u64)?;
     if bytes.starts_with(b"\x7fELF") {
         return Err(
             "precompiled artifacts (ELF, .cwasm) are refused: load the .wasm component".to_owned(),
