@@ -315,3 +315,61 @@ fn reserved_types_and_wasm_setvalue() {
     let log = redis_wasm_tests::start_expecting_failure(&["TYPE", "toolong1234"]);
     assert!(log.contains("exactly 9 characters"), "{log}");
 }
+
+/// Redis's CRC-64 (Jones polynomial, reflected, no final xor), which ends every `DUMP` payload.
+fn crc64_jones(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0, |mut crc, &byte| {
+        crc ^= u64::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x95ac_9329_ac4b_c9b5
+            } else {
+                crc >> 1
+            };
+        }
+        crc
+    })
+}
+
+/// `payload` with `from` replaced by `to` (same length) and its checksum recomputed.
+fn edit_dump(payload: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at = payload
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("the text is in the payload");
+    let mut edited = payload[..payload.len() - 8].to_vec();
+    edited[at..at + to.len()].copy_from_slice(to);
+    let crc = crc64_jones(&edited);
+    edited.extend_from_slice(&crc.to_le_bytes());
+    edited
+}
+
+#[test]
+fn restore_refuses_a_value_that_names_another_type() {
+    let server = Server::with_module_args(&["TYPE", "mytype123", "TYPE", "othertyp1"]);
+    let mut c = server.client();
+    c.cmd(&["WASM.SETVALUE", "v", "mytype123", "0", "payload"]);
+    let Reply::Bulk(dump) = c.cmd(&["DUMP", "v"]) else {
+        panic!("DUMP of a guest type value")
+    };
+    assert_eq!(crc64_jones(b"123456789"), 0xe9c6_d914_c4b8_d9ca);
+    // A changed value with a correct checksum restores: the checksum is right...
+    let changed = edit_dump(&dump, b"payload", b"PAYLOAD");
+    assert_eq!(
+        c.cmd_bytes(&[b"RESTORE", b"changed", b"0", &changed]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(c.cmd(&["TYPE", "changed"]), Reply::Status("mytype123".into()));
+    let Reply::Bulk(again) = c.cmd(&["DUMP", "changed"]) else {
+        panic!("DUMP of the restored value")
+    };
+    assert!(again.windows(7).any(|w| w == b"PAYLOAD"));
+    // ...and a value whose envelope names another type than its Redis type is refused (it
+    // used to be stored, answering WRONGTYPE to its own type's guest and rewritten to the AOF
+    // under the other name).
+    let renamed = edit_dump(&dump, b"mytype123", b"othertyp1");
+    let refused = c.cmd_bytes(&[b"RESTORE", b"renamed", b"0", &renamed]);
+    assert!(refused.error().contains("Bad data format"), "{refused:?}");
+    assert_eq!(c.cmd(&["EXISTS", "renamed"]), Reply::Int(0));
+    assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+}

@@ -91,7 +91,42 @@ unsafe fn value_ref<'a>(value: *mut c_void) -> Option<&'a mut TypeValue> {
     unsafe { value.cast::<TypeValue>().as_mut() }
 }
 
-extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
+/// A type's `rdb_load` callback.
+type RdbLoad = extern "C" fn(*mut raw::RedisModuleIO, c_int) -> *mut c_void;
+
+/// Registration slots are numbered `row * 32 + column`; each slot has its own `rdb_load`.
+const SLOT_COLUMNS: usize = 32;
+
+/// `rdb_load` for the type registered in slot `ROW * 32 + COLUMN`. Redis does not tell a load
+/// callback which type it loads (the type's id is in the payload before the value, and
+/// `RESTORE` takes any payload with a valid checksum), so each type has its own instance of the
+/// callback, and a value whose envelope names another type than the one Redis loads is refused
+/// rather than stored under the wrong type.
+extern "C" fn rdb_load_slot<const ROW: usize, const COLUMN: usize>(
+    rdb: *mut raw::RedisModuleIO,
+    encver: c_int,
+) -> *mut c_void {
+    rdb_load(ROW * SLOT_COLUMNS + COLUMN, rdb, encver)
+}
+
+/// The load callbacks of every slot: `slot_table!(rows; columns)`.
+macro_rules! slot_table {
+    ($($row:literal)*; $columns:tt) => {
+        [$(slot_table!(@row $row $columns)),*]
+    };
+    (@row $row:literal ($($column:literal)*)) => {
+        [$(rdb_load_slot::<$row, $column> as RdbLoad),*]
+    };
+}
+
+/// The load callback of every registration slot.
+#[rustfmt::skip]
+static RDB_LOADERS: [[RdbLoad; SLOT_COLUMNS]; MAX_TYPES / SLOT_COLUMNS] = slot_table!(
+    0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31;
+    (0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31)
+);
+
+fn rdb_load(slot: usize, rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
     let Some(io) = NonNull::new(rdb).map(Io) else {
         return ptr::null_mut();
     };
@@ -99,9 +134,12 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
         if encver != ENVELOPE_VERSION {
             return None;
         }
-        // All guest types share these callbacks: the envelope names the type.
-        let name = io.load_bytes()?;
-        let ty = types().find(|t| t.name.as_bytes() == name.as_slice())?;
+        let ty = *TYPES.get(slot)?.get()?;
+        // The envelope names the type as well (the format dates from one callback for all
+        // types); it must name the type Redis is loading.
+        if io.load_bytes()? != ty.name.as_bytes() {
+            return None;
+        }
         let guest_encver = i32::try_from(io.load_unsigned()?).ok()?;
         let data = io.load_bytes()?;
         Some(TypeValue {
@@ -229,7 +267,7 @@ impl Ctx {
         }
         let mut methods = raw::RedisModuleTypeMethods {
             version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
-            rdb_load: Some(rdb_load),
+            rdb_load: Some(RDB_LOADERS[count / SLOT_COLUMNS][count % SLOT_COLUMNS]),
             rdb_save: Some(rdb_save),
             aof_rewrite: Some(aof_rewrite),
             mem_usage: Some(mem_usage),
