@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::key::{piece_ranges, split_at_ends};
 use crate::string::RedisString;
-use crate::value::RedisError;
+use crate::value::{RedisError, RedisValue};
 use crate::wit::redis::module::call as wit;
 
 pub use wit::{CallFlags, ReplyType};
@@ -265,6 +265,13 @@ impl CallReply {
         self.reply_type() == ReplyType::Error
     }
 
+    /// Whether this is a status reply (`+OK`), which [`reply_type`](Self::reply_type) calls a
+    /// string, as the C API does. (Status replies come with the call; one longer than 8 KiB,
+    /// which no Redis command sends, would read as a bulk string.)
+    pub fn is_status(&self) -> bool {
+        matches!(self.0, Inner::Status(_))
+    }
+
     /// `RedisModule_CallReplyLength`: bytes of a string, elements of an array or set, pairs of
     /// a map.
     pub fn len(&self) -> usize {
@@ -408,6 +415,14 @@ impl CallReply {
         })
     }
 
+    /// The key-value pairs of a map reply, read like [`iter`](Self::iter); nothing for any
+    /// other reply.
+    pub fn pairs(&self) -> impl Iterator<Item = (CallReply, CallReply)> + '_ {
+        let is_map = self.reply_type() == ReplyType::Map;
+        let mut elements = self.iter().take(if is_map { usize::MAX } else { 0 });
+        std::iter::from_fn(move || Some((elements.next()?, elements.next()?)))
+    }
+
     /// Elements `start..` of an array or set reply, or of a map reply's keys and values taken
     /// alternately, up to `max` (and about 1 MiB) in one crossing, without copying their bytes
     /// out of the batch: what the element accessors ([`element`](Self::element),
@@ -478,6 +493,51 @@ impl CallReply {
             Inner::Handle(h) => Some(h),
             _ => None,
         }
+    }
+}
+
+/// A call reply as a reply value, aggregates included (reading their elements as
+/// [`CallReply::iter`] does), so it can be sent inside a larger reply. Status replies stay
+/// status replies; an unknown reply becomes `Null`. To send a call reply on its own,
+/// [`Context::reply_with_call_reply`](crate::Context::reply_with_call_reply) does it without
+/// a copy.
+impl From<&CallReply> for RedisValue {
+    fn from(reply: &CallReply) -> Self {
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let handle = match &reply.0 {
+            Inner::Integer(n) => return RedisValue::Integer(*n),
+            Inner::Bulk(b) => return RedisValue::StringBuffer(b.to_vec()),
+            Inner::Status(s) => return RedisValue::SimpleString(text(s)),
+            Inner::Error(e) => return RedisValue::Error(text(e)),
+            Inner::Handle(h) => h,
+        };
+        match handle.reply_type() {
+            ReplyType::String => RedisValue::StringBuffer(handle.string().unwrap_or_default()),
+            ReplyType::Error => RedisValue::Error(text(&handle.string().unwrap_or_default())),
+            ReplyType::Integer => RedisValue::Integer(handle.integer()),
+            ReplyType::Array => RedisValue::Array(reply.iter().map(|e| (&e).into()).collect()),
+            ReplyType::Set => RedisValue::Set(reply.iter().map(|e| (&e).into()).collect()),
+            ReplyType::Map => RedisValue::Map(
+                reply
+                    .pairs()
+                    .map(|(k, v)| ((&k).into(), (&v).into()))
+                    .collect(),
+            ),
+            ReplyType::Bool => RedisValue::Bool(handle.bool()),
+            ReplyType::Double => RedisValue::Double(handle.double()),
+            ReplyType::BigNumber => RedisValue::BigNumber(handle.big_number().unwrap_or_default()),
+            ReplyType::VerbatimString => match handle.verbatim() {
+                Some((format, text)) => RedisValue::VerbatimString(format, text),
+                None => RedisValue::Null,
+            },
+            ReplyType::Null | ReplyType::Attribute | ReplyType::Unknown => RedisValue::Null,
+        }
+    }
+}
+
+impl From<CallReply> for RedisValue {
+    fn from(reply: CallReply) -> Self {
+        RedisValue::from(&reply)
     }
 }
 

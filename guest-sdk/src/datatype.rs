@@ -55,7 +55,8 @@ impl DataType {
     pub(crate) fn index(&self) -> Result<u32, KeyError> {
         match self.index.load(Ordering::Relaxed) {
             UNREGISTERED => Err(KeyError::Invalid(format!(
-                "ERR data type '{}' was not registered in init",
+                "ERR data type '{}' was not registered in init (list it in redis_module!'s \
+                 data_types, or call InitContext::create_data_type)",
                 self.name
             ))),
             index => Ok(index),

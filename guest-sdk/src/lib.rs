@@ -166,4 +166,12 @@ macro_rules! redis_module {
 
         $crate::wit::export_guest!(__RedisWasmGuest with_types_in $crate::wit);
     };
+    // Anything else: say what the macro takes rather than which token it did not expect.
+    ($($anything:tt)*) => {
+        ::std::compile_error!(
+            "redis_module! takes, in this order: `name: \"...\",` `version: N,` optionally \
+             `init: function,` optionally `data_types: [STATIC, ...],` and `commands: [[name, \
+             handler, flags, first key, last key, key step] or [..., arity = N], ...]`"
+        );
+    };
 }

@@ -5,7 +5,7 @@
 //! and the host never enters it twice at once.
 #![allow(missing_docs)] // macro support, hidden from the docs
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use crate::context::Context;
 use crate::init::{CommandFn, InitContext, InitFn};
@@ -42,6 +42,17 @@ struct Handler {
 
 thread_local! {
     static HANDLERS: RefCell<Vec<Handler>> = const { RefCell::new(Vec::new()) };
+    /// The guest's name and the running command's, for messages the SDK itself sends.
+    static RUNNING: Cell<(&'static str, &'static [u8])> = const { Cell::new(("", b"")) };
+}
+
+/// A bad-reply error in the host's words, for a mistake the SDK finds before the host could.
+pub(crate) fn bad_reply(why: &str) -> String {
+    let (guest, command) = RUNNING.get();
+    format!(
+        "ERR guest '{guest}' command '{}' sent a bad reply: {why}",
+        String::from_utf8_lossy(command)
+    )
 }
 
 pub(crate) fn add_handler(index: u32, name: &str, function: CommandFn) {
@@ -80,6 +91,7 @@ fn install_panic_hook() {
 /// The `guest.init` export.
 pub fn init(def: ModuleDef, args: Vec<Vec<u8>>) -> Result<(), String> {
     install_panic_hook();
+    RUNNING.set((def.name, b""));
     registration::init_module(def.name, def.version, crate::API_VERSION)?;
     let ctx = InitContext::new();
     for data_type in &def.data_types {
@@ -120,6 +132,7 @@ pub fn invoke(command: u32, args: Vec<Vec<u8>>) -> Option<i64> {
         ));
         return None;
     };
+    RUNNING.set((RUNNING.get().0, name));
     let mut full = Vec::with_capacity(args.len() + 1);
     full.push(RedisString::from_static(name));
     full.extend(args.into_iter().map(RedisString::from));
@@ -127,7 +140,12 @@ pub fn invoke(command: u32, args: Vec<Vec<u8>>) -> Option<i64> {
     match function(&ctx, full) {
         Ok(RedisValue::Integer(value)) => return Some(value),
         Ok(value) => value.emit(),
-        Err(RedisError::WrongArity) => reply::wrong_arity(),
+        // As an error return, it replaces whatever the command replied so far (`fail`), which
+        // `reply::wrong_arity` (a reply like any other) would not.
+        Err(RedisError::WrongArity) => reply::fail(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            String::from_utf8_lossy(name)
+        )),
         Err(RedisError::WrongType) => reply::fail(ERRORMSG_WRONGTYPE),
         Err(e) => reply::fail(&e.to_string()),
     }

@@ -72,15 +72,24 @@ impl RedisValue {
             }
             RedisValue::Array(_) | RedisValue::Map(_) | RedisValue::Set(_) => {
                 let mut flat = Vec::new();
-                self.flatten(&mut flat);
-                reply::reply_with_values(&flat);
+                let mut hollow = false;
+                self.flatten(&mut flat, &mut hollow);
+                if hollow {
+                    reply::fail(&crate::runtime::bad_reply(
+                        "RedisValue::NoReply inside an array, map or set (NoReply stands only \
+                         for a whole reply already sent)",
+                    ));
+                } else {
+                    reply::reply_with_values(&flat);
+                }
             }
             RedisValue::NoReply => {}
         }
     }
 
-    /// Appends this value, then its elements, as `reply-with-values` takes them.
-    fn flatten<'a>(&'a self, out: &mut Vec<reply::ReplyValue<'a>>) {
+    /// Appends this value, then its elements, as `reply-with-values` takes them. `hollow` is
+    /// set when an element is `NoReply`, which has nothing to send.
+    fn flatten<'a>(&'a self, out: &mut Vec<reply::ReplyValue<'a>>, hollow: &mut bool) {
         use reply::ReplyValue as V;
         // An aggregate longer than u32::MAX cannot be declared; the host rejects the mismatch
         // rather than sending a corrupt reply.
@@ -102,21 +111,20 @@ impl RedisValue {
             RedisValue::VerbatimString(format, text) => out.push(V::VerbatimString((format, text))),
             RedisValue::Array(items) => {
                 out.push(V::Array(len(items.len())));
-                items.iter().for_each(|item| item.flatten(out));
+                items.iter().for_each(|item| item.flatten(out, hollow));
             }
             RedisValue::Map(pairs) => {
                 out.push(V::Map(len(pairs.len())));
                 for (k, v) in pairs {
-                    k.flatten(out);
-                    v.flatten(out);
+                    k.flatten(out, hollow);
+                    v.flatten(out, hollow);
                 }
             }
             RedisValue::Set(items) => {
                 out.push(V::Set(len(items.len())));
-                items.iter().for_each(|item| item.flatten(out));
+                items.iter().for_each(|item| item.flatten(out, hollow));
             }
-            // Nothing to send (inside an aggregate the host then finds an element missing).
-            RedisValue::NoReply => {}
+            RedisValue::NoReply => *hollow = true,
         }
     }
 }
@@ -127,6 +135,26 @@ impl From<i64> for RedisValue {
     }
 }
 
+impl From<i32> for RedisValue {
+    fn from(i: i32) -> Self {
+        RedisValue::Integer(i64::from(i))
+    }
+}
+
+impl From<u32> for RedisValue {
+    fn from(i: u32) -> Self {
+        RedisValue::Integer(i64::from(i))
+    }
+}
+
+/// Counts and lengths: past `i64::MAX` (which no count in Redis reaches) the value is clamped.
+impl From<u64> for RedisValue {
+    fn from(i: u64) -> Self {
+        RedisValue::Integer(i64::try_from(i).unwrap_or(i64::MAX))
+    }
+}
+
+/// As for `u64`.
 impl From<usize> for RedisValue {
     fn from(i: usize) -> Self {
         RedisValue::Integer(i64::try_from(i).unwrap_or(i64::MAX))

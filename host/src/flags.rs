@@ -114,7 +114,11 @@ impl CommandFlags {
                     } else if let Some((_, why)) = REFUSED.iter().find(|(f, _)| *f == other) {
                         return Err(format!("flag '{other}' is not supported: {why}"));
                     } else {
-                        return Err(format!("unknown command flag '{word}'"));
+                        return Err(format!(
+                            "unknown command flag '{word}' (guest commands take write, readonly, \
+                             deny-oom, deny-script, no-cluster, {})",
+                            INFORMATIONAL.join(", ")
+                        ));
                     }
                 }
             }
@@ -196,6 +200,12 @@ mod tests {
             CommandFlags::parse("frobnicate")
                 .unwrap_err()
                 .contains("'frobnicate'")
+        );
+        // The message lists what is accepted, so `denyoom` points to `deny-oom`.
+        assert!(
+            CommandFlags::parse("denyoom")
+                .unwrap_err()
+                .contains("readonly, deny-oom, deny-script")
         );
     }
 

@@ -103,6 +103,14 @@ impl CommandSpec {
         if arity == i32::MIN {
             return Err("arity out of range".to_owned());
         }
+        // With an exact arity, arguments are 1 to arity - 1: a key beyond them is never there.
+        if arity > 0 && first_key > 0 && (first_key >= arity || last_key >= arity) {
+            return Err(format!(
+                "key positions {first_key} to {last_key} lie beyond the arity {arity} (the \
+                 command's arguments are 1 to {}; the name counts in the arity)",
+                arity - 1
+            ));
+        }
         Ok(CommandSpec {
             name: name.to_ascii_lowercase(),
             flags,
@@ -441,6 +449,13 @@ mod tests {
         assert!(CommandSpec::new("a", "", 0, 1, 0, 0).is_err());
         assert!(CommandSpec::new("a", "", 2, 1, 1, 0).is_err());
         assert!(CommandSpec::new("a", "", 1, 1, 0, 0).is_err());
+        // Keys beyond an exact arity; a variable arity or a key from the end is fine.
+        let beyond = CommandSpec::new("a", "", 2, 2, 1, 2).unwrap_err();
+        assert!(beyond.contains("beyond the arity 2"), "{beyond}");
+        assert!(CommandSpec::new("a", "", 1, 2, 1, 2).is_err());
+        assert!(CommandSpec::new("a", "", 1, 1, 1, 2).is_ok());
+        assert!(CommandSpec::new("a", "", 2, 4, 1, -2).is_ok());
+        assert!(CommandSpec::new("a", "", 1, -1, 1, 3).is_ok());
         assert_eq!(
             CommandSpec::new("A.B", "", 1, -1, 1, 0).unwrap().name,
             "a.b"

@@ -538,7 +538,10 @@ impl CommandScope {
             return Err(KeyFault::Invalid(crate::ffi::WRITES_PAUSED.into()));
         }
         if write && !self.may_write {
-            return Err(KeyFault::NotWritable);
+            return Err(KeyFault::Invalid(format!(
+                "ERR command '{}' is not flagged 'write': it cannot open keys for writing",
+                self.command.name
+            )));
         }
         let access = if write {
             KeyAccess::ReadWrite

@@ -359,7 +359,10 @@ fn restore_refuses_a_value_that_names_another_type() {
         c.cmd_bytes(&[b"RESTORE", b"changed", b"0", &changed]),
         Reply::Status("OK".into())
     );
-    assert_eq!(c.cmd(&["TYPE", "changed"]), Reply::Status("mytype123".into()));
+    assert_eq!(
+        c.cmd(&["TYPE", "changed"]),
+        Reply::Status("mytype123".into())
+    );
     let Reply::Bulk(again) = c.cmd(&["DUMP", "changed"]) else {
         panic!("DUMP of the restored value")
     };

@@ -160,6 +160,40 @@ fn calls_return_every_reply_type() {
 }
 
 #[test]
+fn call_replies_convert_into_reply_values() {
+    let server = api_server();
+    let mut c = server.client();
+    c.hello3();
+    c.cmd(&["HSET", "h", "f1", "v1", "f2", "v2"]);
+    c.cmd(&["ZADD", "z", "1.5", "a", "2", "b"]);
+    // Every RESP3 type, nested, comes back as the command itself answers.
+    for command in [
+        &["BASICS.TYPES"][..],
+        &["HGETALL", "h"],
+        &["ZRANGE", "z", "0", "-1", "WITHSCORES"],
+        &["MGET", "h", "missing"],
+        &["INFO", "keyspace"],
+    ] {
+        let direct = c.cmd(command);
+        let mut convert = vec!["API.CONVERT", "3"];
+        convert.extend_from_slice(command);
+        let converted = c.cmd(&convert);
+        assert_eq!(converted.array()[0], direct, "{command:?}");
+        assert_eq!(converted.array()[1], Reply::Bool(false), "{command:?}");
+    }
+    // Status replies stay status replies, and say so; errors are error values.
+    assert_eq!(
+        c.cmd(&["API.CONVERT", "2", "PING"]),
+        Reply::Array(vec![Reply::Status("PONG".into()), Reply::Bool(true)])
+    );
+    let error = c.cmd(&["API.CONVERT", "2", "GET", "h"]);
+    assert!(
+        error.array()[0].error().starts_with("WRONGTYPE"),
+        "{error:?}"
+    );
+}
+
+#[test]
 fn call_reply_elements_are_read_in_batches() {
     let server = api_server();
     let mut c = server.client();
@@ -371,6 +405,13 @@ fn calls_that_cannot_run_are_distinct_errors() {
             "{command:?}: {reply:?}"
         );
     }
+    let config = c.cmd(&["API.CALL", "2", "CONFIG", "GET", "maxmemory"]);
+    assert!(
+        config
+            .error()
+            .contains("'config' cannot be called from a guest: Redis refuses it in scripts"),
+        "{config:?}"
+    );
     assert_eq!(c.cmd(&["GET", "k"]), Reply::Nil);
     // A guest calling itself gets an error reply; the server is fine.
     let nested = c.cmd(&["API.CALL", "2", "API.CALL", "2", "PING"]);
@@ -437,6 +478,12 @@ fn keys_a_command_did_not_declare_are_checked_against_the_users_acl() {
     // Other users are not limited.
     assert_eq!(c.cmd(&["BASICS.PEEK", "b1"]), allowed());
     assert_eq!(c.cmd(&["BASICS.POKE", "b1"]), bulk("opened"));
+    // A command not flagged `write` is told why it cannot open a key for writing.
+    assert!(
+        c.cmd(&["BASICS.RPOKE", "b1"])
+            .text()
+            .contains("command 'basics.rpoke' is not flagged 'write'")
+    );
 }
 
 #[test]

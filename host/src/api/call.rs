@@ -245,9 +245,16 @@ impl Modifiers {
     fn replicates(&self) -> bool {
         self.text[..self.len].contains(&b'!')
     }
+
+    /// Whether write commands are refused (`W`).
+    fn refuses_writes(&self) -> bool {
+        self.text[..self.len].contains(&b'W')
+    }
 }
 
-fn refusal(refusal: CallRefusal, command: &str, oom: bool) -> CallError {
+/// The error for a call Redis refused. `refuses_writes`: the call had `W`, so Redis refused
+/// any write command before its script-mode checks of writes.
+fn refusal(refusal: CallRefusal, command: &str, oom: bool, refuses_writes: bool) -> CallError {
     match refusal {
         CallRefusal::UnknownCommand => {
             CallError::UnknownCommand(format!("ERR unknown command '{command}'"))
@@ -255,8 +262,14 @@ fn refusal(refusal: CallRefusal, command: &str, oom: bool) -> CallError {
         CallRefusal::WrongArity => CallError::WrongArity(format!(
             "ERR wrong number of arguments for '{command}' command"
         )),
+        // Redis runs the call in script mode (`S`); ESPIPE is one of its script-mode refusals.
+        CallRefusal::NotAllowed if refuses_writes => CallError::NotAllowed(format!(
+            "ERR command '{command}' cannot be called from a guest: Redis refuses it in scripts \
+             and guests (or, on a replica, while the link to the master is down)"
+        )),
         CallRefusal::NotAllowed => CallError::NotAllowed(format!(
-            "ERR command '{command}' is not allowed here (not from scripts or guests, or writes are refused: read-only replica, disk error, too few replicas)"
+            "ERR command '{command}' is refused: Redis refuses it in scripts and guests, or \
+             refuses writes now (read-only replica, disk error, too few good replicas)"
         )),
         CallRefusal::NoSpace if oom => CallError::OutOfMemory(
             "OOM command not allowed when used memory > 'maxmemory'.".to_owned(),
@@ -518,7 +531,12 @@ impl GuestState {
                     scope.effects.user_refused = true;
                 }
                 let oom = now & ctx_flags::OOM != 0;
-                Ok(Err(refusal(why, &command.to_ascii_lowercase(), oom)))
+                Ok(Err(refusal(
+                    why,
+                    &command.to_ascii_lowercase(),
+                    oom,
+                    modifiers.refuses_writes(),
+                )))
             }
         }
     }

@@ -116,6 +116,22 @@ fn api_call(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(describe(&reply))
 }
 
+/// `API.CONVERT <2|3|auto> <command> [args]`: calls, and replies the call's reply converted into
+/// a `RedisValue` (`From<&CallReply>`), with whether it was a status reply.
+fn api_convert(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() < 3 {
+        return Err(RedisError::WrongArity);
+    }
+    let flags = resp_flags(&args[1])?;
+    let reply = ctx
+        .call_ext(args[2].try_as_str()?, &call_args(&args[3..]), flags)
+        .map_err(call_error)?;
+    Ok(RedisValue::Array(vec![
+        RedisValue::from(&reply),
+        RedisValue::Bool(reply.is_status()),
+    ]))
+}
+
 /// `API.ELEMENTS <2|3|auto> <batch size> <command> [args]`: calls, then reads the reply's
 /// elements in batches. Replies the batch sizes, the elements as the batches give them
 /// (`integer`, `[bulk|status|error, bytes]`, `null`, `other`), and the reply's `iter()` described.
@@ -907,6 +923,7 @@ redis_module! {
         ["api.wcall", api_wcall, "write", 0, 0, 0],
         ["api.forward", api_forward, "write", 0, 0, 0],
         ["api.elements", api_elements, "readonly", 0, 0, 0],
+        ["api.convert", api_convert, "readonly", 0, 0, 0],
         ["api.parse", api_parse, "readonly", 0, 0, 0],
         ["api.types", api_types, "readonly", 0, 0, 0],
         ["api.postponed", api_postponed, "readonly", 0, 0, 0],

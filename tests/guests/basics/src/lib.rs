@@ -67,9 +67,14 @@ fn twice(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::NoReply)
 }
 
-fn partial_then_error(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+/// `BASICS.PARTIAL-THEN-ERROR [arity]`: half a reply, then an error (the arity error with
+/// `arity`).
+fn partial_then_error(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     ctx.reply_with_array(2);
     ctx.reply_with_long_long(1);
+    if args.len() > 1 {
+        return Err(RedisError::WrongArity);
+    }
     Err(RedisError::Str("ERR gave up half-way"))
 }
 
@@ -183,6 +188,7 @@ redis_module! {
         ["basics.nested", nested, "readonly", 0, 0, 0],
         ["basics.peek", peek, "readonly", 0, 0, 0],
         ["basics.poke", poke, "write", 0, 0, 0],
+        ["basics.rpoke", poke, "readonly", 0, 0, 0],
         ["basics.mixed", mixed, "readonly", 0, 0, 0],
         ["basics.types", types, "readonly", 0, 0, 0],
     ],
