@@ -163,13 +163,36 @@ pub fn finish(
     origin: Origin,
     may_yield: bool,
 ) -> Result<Arc<Guest>, String> {
+    let replace = prepared.replace;
+    let guest = start(ctx, prepared, origin, may_yield)?;
+    registry::commit(guest.clone(), replace)
+        .map_err(|why| format!("cannot load guest '{}': {why}", guest.info.name))?;
+    log_loaded(ctx, &guest);
+    Ok(guest)
+}
+
+pub fn log_loaded(ctx: Ctx, guest: &Guest) {
+    ctx.log(
+        LogLevel::Notice,
+        &format!(
+            "loaded guest '{}' version {} with {} command(s)",
+            guest.info.name,
+            guest.info.version,
+            guest.commands.len()
+        ),
+    );
+}
+
+/// Runs a prepared guest's init and checks its commands against Redis's: a guest ready to be
+/// published (`registry::commit`), which nothing sees yet.
+fn start(ctx: Ctx, prepared: Prepared, origin: Origin, may_yield: bool) -> Result<Arc<Guest>, String> {
     let Prepared {
         described,
         wasm,
         source,
         program,
         args,
-        replace,
+        replace: _,
         saved_as,
     } = prepared;
     let guest = Guest::start(program, Some(ctx), may_yield, wasm, source, args)
@@ -198,18 +221,7 @@ pub fn finish(
             )));
         }
     }
-    let guest = Arc::new(guest);
-    registry::commit(guest.clone(), replace).map_err(fail)?;
-    ctx.log(
-        LogLevel::Notice,
-        &format!(
-            "loaded guest '{}' version {} with {} command(s)",
-            guest.info.name,
-            guest.info.version,
-            guest.commands.len()
-        ),
-    );
-    Ok(guest)
+    Ok(Arc::new(guest))
 }
 
 /// Reads a module file: only a regular file, and no more than one byte past
@@ -243,6 +255,16 @@ fn read_module_file(path: &str) -> Result<Vec<u8>, String> {
 pub fn load(ctx: Ctx, request: LoadRequest, origin: Origin) -> Result<Arc<Guest>, String> {
     let may_yield = origin == Origin::Command && crate::busy::may_yield_in(ctx.flags());
     finish(ctx, prepare(request)?, origin, may_yield)
+}
+
+/// Compiles and starts a guest without publishing it (see [`start`]).
+pub fn load_unpublished(
+    ctx: Ctx,
+    request: LoadRequest,
+    origin: Origin,
+) -> Result<Arc<Guest>, String> {
+    let may_yield = origin == Origin::Command && crate::busy::may_yield_in(ctx.flags());
+    start(ctx, prepare(request)?, origin, may_yield)
 }
 
 /// `WASM.LOAD [REPLACE] <path | bytes> [ARGS arg ...]` → the guest's name.
@@ -519,24 +541,14 @@ pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
         Ok(saved) => saved,
         Err(why) => return ctx.reply_error(&format!("ERR {why}")),
     };
-    let before = registry::guests();
+    // All or nothing: a restore that fails changes nothing, so there is nothing to replicate
+    // (a replica replaying a failed one could fail differently: its limits and time differ).
     match restore(ctx, saved, mode, Origin::Command) {
         Ok(_) => {
             ctx.replicate_verbatim();
             ctx.reply_simple_ok();
         }
-        Err(why) => {
-            // A restore that failed part-way may have unloaded or loaded guests already. Replicas
-            // hold the same guests, so replaying it fails at the same point and leaves them as
-            // this server is.
-            let after = registry::guests();
-            let changed = before.len() != after.len()
-                || before.iter().zip(&after).any(|(a, b)| !Arc::ptr_eq(a, b));
-            if changed {
-                ctx.replicate_verbatim();
-            }
-            ctx.reply_error(&format!("ERR {why}"))
-        }
+        Err(why) => ctx.reply_error(&format!("ERR {why}")),
     }
 }
 

@@ -172,38 +172,43 @@ pub enum Mode {
     Mirror,
 }
 
-/// Loads saved guests. Guests identical to a loaded one are left as they are.
+/// Loads saved guests, all or nothing: every guest is compiled and started first, and only
+/// when all of them started are they published, with the removals `mode` asks for, in one
+/// step. Guests identical to one that stays loaded are left as they are.
 pub fn restore(
     ctx: Ctx,
     saved: Vec<SavedGuest>,
     mode: Mode,
     origin: Origin,
 ) -> Result<Vec<Arc<Guest>>, String> {
+    let current = registry::guests();
     if mode == Mode::Append
         && let Some(clash) = saved
             .iter()
-            .find(|s| registry::guests().iter().any(|g| g.info.name == s.name))
+            .find(|s| current.iter().any(|g| g.info.name == s.name))
     {
         return Err(format!(
             "guest '{}' is already loaded (use REPLACE or FLUSH)",
             clash.name
         ));
     }
-    if mode == Mode::Flush {
-        for guest in registry::guests() {
-            registry::remove(&guest.info.name);
-        }
-    }
-    if mode == Mode::Mirror {
-        for guest in registry::guests() {
-            if !saved.iter().any(|s| s.name == guest.info.name) {
-                registry::remove(&guest.info.name);
-            }
-        }
-    }
-    let mut loaded = Vec::new();
+    let removed: Vec<String> = current
+        .iter()
+        .filter(|g| match mode {
+            Mode::Append | Mode::Replace => false,
+            Mode::Flush => true,
+            Mode::Mirror => !saved.iter().any(|s| s.name == g.info.name),
+        })
+        .map(|g| g.info.name.clone())
+        .collect();
+    let stays = |s: &SavedGuest| {
+        current
+            .iter()
+            .any(|g| !removed.contains(&g.info.name) && s.matches(g))
+    };
+    let mut started = Vec::new();
     for guest in saved {
-        if registry::guests().iter().any(|g| guest.matches(g)) {
+        if stays(&guest) {
             continue;
         }
         let request = LoadRequest {
@@ -212,9 +217,13 @@ pub fn restore(
             replace: mode != Mode::Append,
             saved_as: Some(guest.name),
         };
-        loaded.push(commands::load(ctx, request, origin)?);
+        started.push(commands::load_unpublished(ctx, request, origin)?);
     }
-    Ok(loaded)
+    registry::commit_all(&removed, &started, mode != Mode::Append)?;
+    for guest in &started {
+        commands::log_loaded(ctx, guest);
+    }
+    Ok(started)
 }
 
 const DUMP_MAGIC: &[u8] = b"RWASMDUMP\x01";

@@ -161,7 +161,7 @@ pub struct Route {
 
 /// FNV-1a: command names are short and chosen by loaded guests, and the command filter looks
 /// one up for every command Redis runs, so a cheap hash beats SipHash here.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct NameHasher(u64);
 
 impl std::hash::Hasher for NameHasher {
@@ -184,7 +184,7 @@ impl std::hash::Hasher for NameHasher {
 
 type NameMap<V> = HashMap<Vec<u8>, V, std::hash::BuildHasherDefault<NameHasher>>;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Registry {
     guests: HashMap<String, Arc<Guest>>,
     /// Lowercase command name → route.
@@ -335,59 +335,76 @@ fn refresh_counters(r: &Registry) {
     }
 }
 
+impl Registry {
+    /// Adds `guest` and its commands, replacing the guest of the same name when `replace`,
+    /// after checking it against the other guests. Gives the replaced guest.
+    fn insert(&mut self, guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<Guest>>, String> {
+        let name = &guest.info.name;
+        let previous = self.guests.get(name).cloned();
+        if previous.is_some() && !replace {
+            return Err(format!(
+                "guest '{name}' is already loaded (use REPLACE to upgrade it)"
+            ));
+        }
+        for spec in &guest.commands {
+            if let Some(route) = self.commands.get(spec.name.as_bytes())
+                && route.guest.info.name != *name
+            {
+                return Err(format!(
+                    "command '{}' is already registered by guest '{}'",
+                    spec.name, route.guest.info.name
+                ));
+            }
+        }
+        for (type_name, _) in &guest.data_types {
+            if let Some(owner) = self.guests.values().find(|g| {
+                g.info.name != *name && g.data_types.iter().any(|(t, _)| t == type_name)
+            }) {
+                return Err(format!(
+                    "data type '{type_name}' belongs to guest '{}'",
+                    owner.info.name
+                ));
+            }
+        }
+        if let Some(old) = &previous {
+            for spec in &old.commands {
+                self.commands.remove(spec.name.as_bytes());
+            }
+        }
+        for (index, spec) in guest.commands.iter().enumerate() {
+            let index = u32::try_from(index).expect("bounded by MAX_COMMANDS_PER_GUEST");
+            self.commands.insert(
+                spec.name.as_bytes().to_vec(),
+                Route {
+                    guest: guest.clone(),
+                    index,
+                    spec: spec.clone(),
+                },
+            );
+        }
+        self.guests.insert(name.clone(), guest);
+        Ok(previous)
+    }
+
+    /// Removes a guest and its commands.
+    fn remove(&mut self, name: &str) -> Option<Arc<Guest>> {
+        let guest = self.guests.remove(name)?;
+        for spec in &guest.commands {
+            self.commands.remove(spec.name.as_bytes());
+        }
+        Some(guest)
+    }
+}
+
 /// Publishes `guest` and its commands, replacing the guest of the same name when `replace`.
 /// Checks against other guests happen here, atomically with the update; checks against Redis's
 /// own commands are the caller's (they need `RM_Call`, which must not run under this lock).
 pub fn commit(guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<Guest>>, String> {
-    let committed =
-        with(|r| {
-            let name = &guest.info.name;
-            let previous = r.guests.get(name).cloned();
-            if previous.is_some() && !replace {
-                return Err(format!(
-                    "guest '{name}' is already loaded (use REPLACE to upgrade it)"
-                ));
-            }
-            for spec in &guest.commands {
-                if let Some(route) = r.commands.get(spec.name.as_bytes())
-                    && route.guest.info.name != *name
-                {
-                    return Err(format!(
-                        "command '{}' is already registered by guest '{}'",
-                        spec.name, route.guest.info.name
-                    ));
-                }
-            }
-            for (type_name, _) in &guest.data_types {
-                if let Some(owner) = r.guests.values().find(|g| {
-                    g.info.name != *name && g.data_types.iter().any(|(t, _)| t == type_name)
-                }) {
-                    return Err(format!(
-                        "data type '{type_name}' belongs to guest '{}'",
-                        owner.info.name
-                    ));
-                }
-            }
-            if let Some(old) = &previous {
-                for spec in &old.commands {
-                    r.commands.remove(spec.name.as_bytes());
-                }
-            }
-            for (index, spec) in guest.commands.iter().enumerate() {
-                let index = u32::try_from(index).expect("bounded by MAX_COMMANDS_PER_GUEST");
-                r.commands.insert(
-                    spec.name.as_bytes().to_vec(),
-                    Route {
-                        guest: guest.clone(),
-                        index,
-                        spec: spec.clone(),
-                    },
-                );
-            }
-            r.guests.insert(name.clone(), guest);
-            refresh_counters(r);
-            Ok(previous)
-        });
+    let committed = with(|r| {
+        let previous = r.insert(guest, replace)?;
+        refresh_counters(r);
+        Ok(previous)
+    });
     forget_cached_route();
     // Outside the registry's lock: releasing clients blocked on keys runs their callbacks.
     if let Ok(Some(previous)) = &committed {
@@ -396,13 +413,31 @@ pub fn commit(guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<Guest>>, St
     committed
 }
 
+/// Removes the guests named in `remove`, then publishes `guests` (replacing namesakes when
+/// `replace`): all of it or, on the first conflict, nothing (`WASM.RESTORE` is atomic, as
+/// `FUNCTION RESTORE` is).
+pub fn commit_all(remove: &[String], guests: &[Arc<Guest>], replace: bool) -> Result<(), String> {
+    let gone = with(|r| {
+        let mut next = r.clone();
+        let mut gone: Vec<Arc<Guest>> = remove.iter().filter_map(|n| next.remove(n)).collect();
+        for guest in guests {
+            gone.extend(next.insert(guest.clone(), replace)?);
+        }
+        *r = next;
+        refresh_counters(r);
+        Ok(gone)
+    });
+    forget_cached_route();
+    for guest in gone.iter().flatten() {
+        crate::blocked::release_guest(guest);
+    }
+    gone.map(drop)
+}
+
 /// Removes a guest and its commands; its blocked clients get an error.
 pub fn remove(name: &str) -> Option<Arc<Guest>> {
     let removed = with(|r| {
-        let guest = r.guests.remove(name)?;
-        for spec in &guest.commands {
-            r.commands.remove(spec.name.as_bytes());
-        }
+        let guest = r.remove(name)?;
         refresh_counters(r);
         Some(guest)
     });

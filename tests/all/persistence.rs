@@ -371,6 +371,36 @@ fn a_restored_guest_must_declare_the_name_it_was_saved_under() {
 }
 
 #[test]
+fn a_restore_that_fails_changes_nothing_and_replicates_nothing() {
+    let server = Server::start();
+    let mut c = server.client();
+    c.cmd(&["WASM.LOAD", guests::HELLOWORLD]);
+    let mut tap = ReplicationTap::attach(&server);
+    // The second guest fails (it declares another name) after the first one started.
+    let basics = std::fs::read(guests::BASICS).unwrap();
+    let helloworld = std::fs::read(guests::HELLOWORLD).unwrap();
+    let payload = dump_payload(&[("basics", &basics), ("impostor", &helloworld)]);
+    for policy in [&b"APPEND"[..], b"REPLACE", b"FLUSH"] {
+        let refused = c.cmd_bytes(&[b"WASM.RESTORE", &payload, policy]);
+        assert!(
+            refused.error().contains("saved as guest 'impostor'"),
+            "{refused:?}"
+        );
+        // As FUNCTION RESTORE: not half of it, and FLUSH unloaded nothing.
+        assert_eq!(names(&server), ["helloworld"]);
+        assert!(c.cmd(&["HELLOWORLD.RAND"]).int() >= 0);
+        assert!(c.cmd(&["BASICS.ECHO", "x"]).is_error());
+    }
+    // Nothing changed, so nothing went to replicas or the AOF (a replica replaying a restore
+    // could fail elsewhere: its limits and timing are its own).
+    let propagated = tap.commands(&server);
+    assert!(
+        propagated.iter().all(|command| command[0] == "SELECT"),
+        "{propagated:?}"
+    );
+}
+
+#[test]
 fn dump_and_restore_work_with_redis_cli_as_documented() {
     let (a, b) = (Server::start(), Server::start());
     load_two(&a);
