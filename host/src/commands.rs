@@ -185,7 +185,12 @@ pub fn log_loaded(ctx: Ctx, guest: &Guest) {
 
 /// Runs a prepared guest's init and checks its commands against Redis's: a guest ready to be
 /// published (`registry::commit`), which nothing sees yet.
-fn start(ctx: Ctx, prepared: Prepared, origin: Origin, may_yield: bool) -> Result<Arc<Guest>, String> {
+fn start(
+    ctx: Ctx,
+    prepared: Prepared,
+    origin: Origin,
+    may_yield: bool,
+) -> Result<Arc<Guest>, String> {
     let Prepared {
         described,
         wasm,
@@ -212,9 +217,9 @@ fn start(ctx: Ctx, prepared: Prepared, origin: Origin, may_yield: bool) -> Resul
                 spec.name
             )));
         }
-        // A name that is a guest command now is not a Redis command (COMMAND INFO is not
-        // rewritten by the filter), so this only finds Redis's and other modules' commands.
-        if origin != Origin::Rdb && ctx.command_exists(&spec.name) {
+        // A guest command is not a Redis command (the filter routes it), so this finds only
+        // Redis's and other modules' commands.
+        if origin != Origin::Rdb && crate::ffi::command_known(&spec.name, &[]) {
             return Err(fail(format!(
                 "command '{}' collides with a Redis command",
                 spec.name

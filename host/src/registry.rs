@@ -357,9 +357,11 @@ impl Registry {
             }
         }
         for (type_name, _) in &guest.data_types {
-            if let Some(owner) = self.guests.values().find(|g| {
-                g.info.name != *name && g.data_types.iter().any(|(t, _)| t == type_name)
-            }) {
+            if let Some(owner) = self
+                .guests
+                .values()
+                .find(|g| g.info.name != *name && g.data_types.iter().any(|(t, _)| t == type_name))
+            {
                 return Err(format!(
                     "data type '{type_name}' belongs to guest '{}'",
                     owner.info.name

@@ -1340,6 +1340,13 @@ fn replication_order_verbatim_rules_and_failures() {
         c.cmd(&["API.REPLICATE", "NOSUCH", "x"]).error(),
         "ERR cannot replicate unknown command 'NOSUCH'"
     );
+    // Checking that the command exists runs no command of its own (it once ran COMMAND INFO,
+    // which showed in MONITOR, SLOWLOG and commandstats).
+    assert!(
+        !c.cmd(&["INFO", "commandstats"])
+            .text()
+            .contains("cmdstat_command")
+    );
     // Low-level writes already sent (ahead of a call) also rule replicate-verbatim out.
     assert!(
         c.cmd(&["API.VERBATIMAFTERWRITE", "vw"])

@@ -23,7 +23,7 @@ impl Host for GuestState {
             ));
         }
         let lower = command.to_ascii_lowercase();
-        if !scope.ctx.command_exists(&lower) {
+        if !crate::ffi::command_known(&lower, &args) {
             return Ok(Err(format!(
                 "ERR cannot replicate unknown command '{command}'"
             )));

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int};
 use std::ptr::{self, NonNull};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use redis_module::raw;
 
@@ -334,20 +334,62 @@ impl CallReply {
 
 /// `RedisModule_ACLCheckCommandPermissions` for `command args`.
 fn may_run(user: *mut raw::RedisModuleUser, command: &str, args: &[Vec<u8>]) -> bool {
+    matches!(acl_check(user, command, args), Ok(()) | Err(ENOENT))
+}
+
+/// `RedisModule_ACLCheckCommandPermissions` of `command args...` for `user`: the `errno` of a
+/// refusal (`ENOENT`: no such command, `EACCES`: not allowed).
+fn acl_check(
+    user: *mut raw::RedisModuleUser,
+    command: &str,
+    args: &[Vec<u8>],
+) -> Result<(), c_int> {
     let full: Vec<&[u8]> = std::iter::once(command.as_bytes())
         .chain(args.iter().map(Vec::as_slice))
         .collect();
     with_argv(&full, |argv| {
-        let Ok(argc) = c_int::try_from(argv.len()) else {
-            return false;
-        };
+        let argc = c_int::try_from(argv.len()).map_err(|_| EINVAL)?;
         set_errno(0);
-        // SAFETY: a live user (see `with_user_named`) and `argc` valid strings, only read.
+        // SAFETY: a live user (the caller's) and `argc` valid strings, only read.
         let status = unsafe {
             super::api!(RedisModule_ACLCheckCommandPermissions)(user, argv.as_mut_ptr(), argc)
         };
-        status == super::OK || errno() == ENOENT
+        if status == super::OK {
+            Ok(())
+        } else {
+            Err(errno())
+        }
     })
+}
+
+/// A module user allowed every command, to ask Redis whether it knows a command.
+struct LookupUser(NonNull<raw::RedisModuleUser>);
+
+// SAFETY: created once and only read by Redis under its lock (ACL checks); never freed.
+unsafe impl Send for LookupUser {}
+// SAFETY: as above.
+unsafe impl Sync for LookupUser {}
+
+static LOOKUP_USER: OnceLock<Option<LookupUser>> = OnceLock::new();
+
+/// Whether Redis knows `command` (with its subcommand from `args`, for a command that has
+/// subcommands). An ACL check for a module user allowed every command fails with `ENOENT` only
+/// for an unknown command: a lookup that, unlike `COMMAND INFO` through `RM_Call`, shows in no
+/// MONITOR, SLOWLOG or commandstats. Only under Redis's lock.
+pub fn command_known(command: &str, args: &[Vec<u8>]) -> bool {
+    let user = LOOKUP_USER.get_or_init(|| {
+        // SAFETY: NUL-terminated strings; the user is a module user Redis keeps out of its
+        // user list, alive for the server's life (never freed).
+        unsafe {
+            let user = NonNull::new(super::api!(RedisModule_CreateModuleUser)(
+                c"wasm-command-lookup".as_ptr(),
+            ))?;
+            super::api!(RedisModule_SetModuleUserACL)(user.as_ptr(), c"allcommands".as_ptr());
+            Some(LookupUser(user))
+        }
+    });
+    let Some(user) = user else { return false };
+    acl_check(user.0.as_ptr(), command, args) != Err(ENOENT)
 }
 
 /// Why `RM_Call` did not run the command (its `errno`).

@@ -75,7 +75,7 @@ mod server;
 pub mod signals;
 
 pub use blocking::{BlockedClient, ThreadSafeCtx, TimerId};
-pub use call::{CallRefusal, CallReply, ReplyKind};
+pub use call::{CallRefusal, CallReply, ReplyKind, command_known};
 pub use datatype::{GuestType, KeyValue, TypeValue, check_type_name, find_type, type_names};
 pub use keys::{KeyAccess, MODE_READ, MODE_WRITE, RawKey, ScanCursor};
 pub use rdb::{AuxHandlers, Io};
@@ -380,32 +380,6 @@ impl Ctx {
 
     pub fn reply_simple_ok(self) {
         self.reply_simple_string(b"OK");
-    }
-
-    /// Whether Redis knows a command by this name (`COMMAND INFO <name>` through `RM_Call`).
-    pub fn command_exists(self, name: &str) -> bool {
-        let name = c_string(name.as_bytes());
-        // SAFETY: valid context; format "c" takes one C string, the reply is freed below.
-        let reply = unsafe {
-            api!(RedisModule_Call)(
-                self.0.as_ptr(),
-                c"COMMAND".as_ptr(),
-                c"cc".as_ptr(),
-                c"INFO".as_ptr(),
-                name.as_ptr(),
-            )
-        };
-        if reply.is_null() {
-            return false;
-        }
-        // SAFETY: `reply` is a valid call reply until freed; its first element may be NULL.
-        unsafe {
-            let first = api!(RedisModule_CallReplyArrayElement)(reply, 0);
-            let exists = !first.is_null()
-                && api!(RedisModule_CallReplyType)(first) == raw::REDISMODULE_REPLY_ARRAY as c_int;
-            api!(RedisModule_FreeCallReply)(reply);
-            exists
-        }
     }
 
     /// Propagates `command args...` to replicas and the AOF (`RedisModule_Replicate`; the
