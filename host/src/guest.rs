@@ -529,6 +529,14 @@ impl Guest {
         drop(scope);
         match result {
             Ok(()) => payload,
+            // Its client timed out, disconnected or was unblocked: nobody gets this, and the
+            // guest did nothing wrong, so it counts as neither a trap nor an error.
+            Err(error) if matches!(error.downcast_ref::<Stop>(), Some(Stop::Cancelled)) => {
+                Payload::Error(format!(
+                    "ERR guest '{guest}' command '{command}' background job {}",
+                    Stop::Cancelled
+                ))
+            }
             Err(error) => {
                 self.stats.traps.fetch_add(1, Ordering::Relaxed);
                 let why = describe_trap(&error, &mut live.store);
@@ -567,12 +575,19 @@ impl Guest {
         phase: CallPhase,
     ) -> Delivery {
         let stats = &self.command_stats[route.index as usize];
-        stats.calls.fetch_add(1, Ordering::Relaxed);
+        // A blocking command counts once, as Redis counts a blocked BLPOP: its callbacks (reply,
+        // timeout) add their time and errors to the call that blocked.
+        let called = matches!(phase, CallPhase::Command);
+        if called {
+            stats.calls.fetch_add(1, Ordering::Relaxed);
+        }
         let started = (config::TIME_COMMANDS.load(Ordering::Relaxed) != 0).then(Instant::now);
         let delivery = self.run(ctx, flags, route, args, phase);
         if let Some(started) = started {
             let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            stats.timed_calls.fetch_add(1, Ordering::Relaxed);
+            if called {
+                stats.timed_calls.fetch_add(1, Ordering::Relaxed);
+            }
             stats.timed_nanos.fetch_add(nanos, Ordering::Relaxed);
         }
         if delivery == (Delivery::Sent { error: true }) {

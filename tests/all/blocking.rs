@@ -102,6 +102,15 @@ fn hello_block_times_out_and_a_late_job_is_dropped() {
         info_field(&server, "background_jobs") == 0
     });
     assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+    // A timeout is no fault of the guest: the cancelled job is neither a trap nor an error.
+    assert_eq!(info_field(&server, "traps"), 0);
+    assert_eq!(info_field(&server, "errors"), 0);
+    // It counts as one call, as a blocked BLPOP does, though its timeout phase ran the guest.
+    let stats = c.cmd(&["INFO", "wasm_commandstats"]).text();
+    assert!(
+        stats.contains("wasm_cmdstat_hello.block:calls=1,"),
+        "{stats}"
+    );
     assert_eq!(
         c.cmd(&["HELLO.BLOCK", "x", "1"]).error(),
         "ERR invalid count"
