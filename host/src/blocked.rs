@@ -228,6 +228,17 @@ fn release(id: u64, payload: Payload, by: By) -> bool {
     }
 }
 
+/// Whether the client with Redis id `client_id` was unblocked by the host (`block-client`) and
+/// Redis has yet to deliver its answer: for Redis 7.0, a `CLIENT UNBLOCK` of it now would drop
+/// that answer (see `dispatch::filter`).
+pub fn answer_pending(client_id: u64) -> bool {
+    with_entries(|entries| {
+        entries
+            .values()
+            .any(|e| e.client_id == client_id && !e.on_keys && e.released)
+    })
+}
+
 /// The end of a background job: unblocks its client with what was recorded while it worked,
 /// or with the job's own payload.
 fn finish_job(id: u64, payload: Payload) {

@@ -22,11 +22,14 @@ use crate::registry::{self, Route};
 
 /// The dispatcher names as Redis strings, inserted by the filter (one reference per use).
 static DISPATCHER_NAMES: OnceLock<[OwnedString; 4]> = OnceLock::new();
+/// A client id no client has (Redis counts from 1), for `CLIENT UNBLOCK` (see `filter`).
+static NO_CLIENT: OnceLock<OwnedString> = OnceLock::new();
 
 /// Creates the strings the filter inserts. Called from `OnLoad`.
 pub fn init() {
     DISPATCHER_NAMES
         .get_or_init(|| Variant::ALL.map(|v| OwnedString::new(v.command_name().as_bytes())));
+    NO_CLIENT.get_or_init(|| OwnedString::new(b"0"));
 }
 
 /// The command filter. Runs for every command Redis executes: must stay cheap.
@@ -51,12 +54,37 @@ pub fn filter(fctx: &FilterCtx) {
             .is_some_and(|sub| sub.eq_ignore_ascii_case(b"dryrun"))
             .then_some(3)
     } else {
+        if name.eq_ignore_ascii_case(b"client") {
+            guard_client_unblock(fctx);
+        }
         None
     };
     if let Some(at) = line_at
         && let Some(variant) = fctx.arg(at).and_then(registry::variant_of)
     {
         fctx.insert_arg(at, &names[variant.index()]);
+    }
+}
+
+/// `CLIENT UNBLOCK <id> [TIMEOUT | ERROR]` of a client the host has already unblocked, whose
+/// answer Redis delivers at the end of the event-loop turn: Redis 7.0 would skip the timeout
+/// (the handle is marked unblocked) and then forget the client, dropping its answer — the
+/// client would get no reply at all, and its later replies would answer the wrong requests.
+/// It is answered already, so the command asks about no client instead and answers 0, as for a
+/// client that is not blocked.
+fn guard_client_unblock(fctx: &FilterCtx) {
+    let is_unblock = fctx
+        .arg(1)
+        .is_some_and(|sub| sub.eq_ignore_ascii_case(b"unblock"));
+    let client_id = fctx
+        .arg(2)
+        .and_then(|id| std::str::from_utf8(id).ok()?.parse::<u64>().ok());
+    if is_unblock
+        && let Some(client_id) = client_id
+        && crate::blocked::answer_pending(client_id)
+        && let Some(no_client) = NO_CLIENT.get()
+    {
+        fctx.replace_arg(2, no_client);
     }
 }
 

@@ -506,6 +506,42 @@ fn a_callback_cannot_hold_the_server_past_the_busy_threshold() {
 }
 
 #[test]
+fn client_unblock_of_a_client_whose_answer_is_on_its_way_keeps_the_answer() {
+    let server = Server::with_module_args(&["LOAD", guests::API_GUEST]);
+    let mut blocked = server.client();
+    let id = blocked.cmd(&["CLIENT", "ID"]).int().to_string();
+    let mut waker = server.client();
+    for mode in ["TIMEOUT", "ERROR"] {
+        send(&mut blocked, &["API.WAIT", "plain", "0"]);
+        wait_until("the client blocks", || {
+            info_field(&server, "blocked_clients") == 1
+        });
+        // One pipeline, so both run in the same event-loop turn: the client is unblocked, and
+        // Redis delivers its answer only at the end of the turn. CLIENT UNBLOCK then finds it
+        // answered (Redis 7.0 alone would drop the answer and reply 1).
+        waker.send(&[b"API.WAKE", b"woken"]);
+        waker.send(&[b"CLIENT", b"UNBLOCK", id.as_bytes(), mode.as_bytes()]);
+        assert_eq!(waker.read(), Reply::Int(1));
+        assert_eq!(waker.read(), Reply::Int(0), "{mode}");
+        assert_eq!(blocked.read(), Reply::Bulk(b"woken".to_vec()), "{mode}");
+        assert_eq!(
+            blocked.cmd(&["ECHO", "next"]),
+            Reply::Bulk(b"next".to_vec())
+        );
+    }
+    // A client still waiting is unblocked as usual.
+    send(&mut blocked, &["API.WAIT", "plain", "0"]);
+    wait_until("the client blocks", || {
+        info_field(&server, "blocked_clients") == 1
+    });
+    assert_eq!(
+        waker.cmd(&["CLIENT", "UNBLOCK", &id, "TIMEOUT"]),
+        Reply::Int(1)
+    );
+    assert_eq!(blocked.read(), Reply::Status("timed out".into()));
+}
+
+#[test]
 fn a_timeout_racing_an_unblock_gets_exactly_one_reply() {
     // Timeouts and wake-ups land in the same event-loop turns: each client must get exactly one
     // answer (the data or "timed out"), and nothing else, or its next reply would be shifted.

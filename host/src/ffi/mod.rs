@@ -569,6 +569,25 @@ impl FilterCtx {
         (!s.is_null()).then(|| string_bytes(s))
     }
 
+    /// Replaces the argument at `pos` with `arg`. Redis takes a reference of its own (we retain
+    /// one for it) and releases the argument it replaces.
+    pub fn replace_arg(&self, pos: usize, arg: &OwnedString) -> bool {
+        let Ok(pos) = c_int::try_from(pos) else {
+            return false;
+        };
+        // SAFETY: as in `insert_arg`: the retained reference is the argv's from now on.
+        unsafe {
+            api!(RedisModule_RetainString)(ptr::null_mut(), arg.0.as_ptr());
+            if api!(RedisModule_CommandFilterArgReplace)(self.0.as_ptr(), pos, arg.0.as_ptr()) == OK
+            {
+                true
+            } else {
+                api!(RedisModule_FreeString)(ptr::null_mut(), arg.0.as_ptr());
+                false
+            }
+        }
+    }
+
     /// Inserts `arg` at `pos`. Redis takes a reference of its own (we retain one for it).
     pub fn insert_arg(&self, pos: usize, arg: &OwnedString) -> bool {
         let Ok(pos) = c_int::try_from(pos) else {
