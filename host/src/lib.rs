@@ -112,7 +112,7 @@ fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
     let aux = ffi::AuxHandlers {
         has_data: persist::has_data,
         save: persist::save_aux,
-        save_empty: persist::save_empty_aux,
+        save_types_only: persist::save_types_only_aux,
         load: persist::load_aux,
     };
     if !ctx.register_guest_aux(persist::AUX_ENCVER, aux) {

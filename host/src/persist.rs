@@ -59,16 +59,21 @@ pub fn save_aux(io: &Io) {
             io.save_bytes(arg);
         }
     }
+    save_type_names(io, &types);
+}
+
+fn save_type_names(io: &Io, types: &[String]) {
     io.save_unsigned(types.len() as u64);
     for name in types {
         io.save_bytes(name.as_bytes());
     }
 }
 
-/// An aux record with no guests and no types.
-pub fn save_empty_aux(io: &Io) {
+/// An aux record with the data types and no guests.
+pub fn save_types_only_aux(io: &Io) {
+    let types = crate::ffi::type_names();
     io.save_unsigned(0);
-    io.save_unsigned(0);
+    save_type_names(io, &types);
 }
 
 /// The type names of an encoding-version-2 record.

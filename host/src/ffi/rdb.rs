@@ -5,7 +5,7 @@ use std::ptr::{self, NonNull};
 
 use redis_module::raw;
 
-use super::{Ctx, OK, catch};
+use super::{Ctx, LogLevel, OK, catch, log_raw};
 
 /// The module IO of an aux callback.
 pub struct Io(pub(super) NonNull<raw::RedisModuleIO>);
@@ -65,8 +65,9 @@ pub struct AuxHandlers {
     /// Whether there is anything to save (Redis 7.2+ then writes no aux record at all).
     pub has_data: fn() -> bool,
     pub save: fn(&Io),
-    /// Writes a record holding nothing (when `save` failed before writing anything).
-    pub save_empty: fn(&Io),
+    /// Writes a record holding only the data types (when `save` failed before writing
+    /// anything): the keys after it need them to load; the guests are lost from this RDB.
+    pub save_types_only: fn(&Io),
     pub load: fn(&Io, encver: i32) -> bool,
 }
 
@@ -78,9 +79,14 @@ extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, _when: c_int) {
     };
     if catch("saving guests to the RDB", || (handlers.save)(&io)).is_none() {
         // The save handler prepares everything before its first write, so a failure means
-        // nothing was written: record nothing, keeping the RDB readable.
-        catch("saving an empty guest record to the RDB", || {
-            (handlers.save_empty)(&io)
+        // nothing was written. Redis 7.0 gives no way to fail the save from here, so keep the
+        // RDB loadable: its keys need their data types registered before them.
+        log_raw(
+            LogLevel::Warning,
+            "<wasm> the guests could not be saved in this RDB (see above): it holds only the              guest data types, so its keys load; load the guests again after loading it",
+        );
+        catch("saving the guest data types to the RDB", || {
+            (handlers.save_types_only)(&io)
         });
     }
 }
