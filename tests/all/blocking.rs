@@ -125,6 +125,27 @@ fn hello_block_times_out_and_a_late_job_is_dropped() {
 fn hello_keys_scans_in_the_background() {
     let server = blocking_server();
     let mut c = server.client();
+    // CLIENT UNBLOCK ... TIMEOUT during the scan gets the timeout answer.
+    for i in 0..20_000 {
+        send(&mut c, &["SET", &format!("filler:{i}"), "v"]);
+    }
+    for _ in 0..20_000 {
+        c.read();
+    }
+    let id = c.cmd(&["CLIENT", "ID"]).int().to_string();
+    send(&mut c, &["HELLO.KEYS"]);
+    wait_until("the scan starts", || {
+        info_field(&server, "blocked_clients") == 1
+    });
+    // (Unless the scan ended first: then there was nothing to unblock.)
+    let unblocked = server.client().cmd(&["CLIENT", "UNBLOCK", &id, "TIMEOUT"]);
+    let answer = c.read();
+    if unblocked == Reply::Int(1) {
+        assert_eq!(answer, Reply::Status("Request timedout".into()));
+    } else {
+        assert_eq!(answer.array().len(), 20_000);
+    }
+    c.cmd(&["FLUSHALL"]);
     for i in 0..300 {
         c.cmd(&["SET", &format!("key:{i}"), "v"]);
     }
@@ -191,6 +212,11 @@ fn blocking_pop_serves_waiters_in_order() {
     let started = Instant::now();
     assert_eq!(c.cmd_raw(&["BPOP.BLPOP", "a", "0.2"]), b"*-1\r\n");
     assert!(started.elapsed() >= Duration::from_millis(150));
+    // A timeout past the host's longest is refused, as BLPOP refuses one.
+    assert_eq!(
+        c.cmd(&["BPOP.BLPOP", "a", "1e20"]).error(),
+        "ERR timeout is out of range"
+    );
     // Where a client cannot block (MULTI, a script), it answers as a timeout would.
     c.cmd(&["MULTI"]);
     c.cmd(&["BPOP.BLPOP", "a", "0"]);

@@ -61,8 +61,12 @@ fn blpop(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             return Ok(popped);
         }
     }
-    let timeout_ms = (seconds * 1000.0).ceil() as i64;
-    match ctx.block_client_on_keys(keys, timeout_ms, &[]) {
+    // The host's longest timeout (2^40 ms, about 34 years); BLPOP refuses huge ones too.
+    let timeout_ms = (seconds * 1000.0).ceil();
+    if timeout_ms > (1u64 << 40) as f64 {
+        return Err(RedisError::Str("ERR timeout is out of range"));
+    }
+    match ctx.block_client_on_keys(keys, timeout_ms as i64, &[]) {
         Ok(_) => Ok(RedisValue::NoReply),
         // Where a client cannot block (MULTI, scripts), answer as if the timeout passed.
         Err(_) => {

@@ -78,6 +78,11 @@ fn hello_block(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// HELLO.KEYS: every key, collected with SCAN by a background job that takes Redis's lock for
 /// each call, so other clients are served between the SCAN steps.
 fn hello_keys(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    // Only `CLIENT UNBLOCK <id> TIMEOUT` gets here (the command blocks with no timeout); the C
+    // original has no timeout callback, so Redis refuses that there.
+    if ctx.blocked_phase() == BlockedPhase::Timeout {
+        return Ok(RedisValue::SimpleStringStatic("Request timedout"));
+    }
     if ctx.in_background_job() {
         // HelloKeys_ThreadMain.
         let mut cursor = b"0".to_vec();
