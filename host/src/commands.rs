@@ -235,7 +235,13 @@ fn start(
 fn read_module_file(path: &str) -> Result<Vec<u8>, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let cannot = |e: std::io::Error| format!("cannot read '{path}': {e}");
+    // `WASM.LOAD ARGS a b` forgot the module (a file named ARGS is still read when there is one).
+    let hint = if path.eq_ignore_ascii_case("args") {
+        " (the module, a path or its bytes, comes before ARGS; with redis-cli -x its bytes come last)"
+    } else {
+        ""
+    };
+    let cannot = |e: std::io::Error| format!("cannot read '{path}': {e}{hint}");
     // Non-blocking, so that opening a FIFO does not wait for a writer; regular files ignore it.
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -701,7 +707,10 @@ const HELP: &[&str] = &[
 ];
 
 /// `WASM.HELP`.
-pub fn wasm_help(ctx: Ctx, _args: Args<'_>) {
+pub fn wasm_help(ctx: Ctx, args: Args<'_>) {
+    if args.len() != 1 {
+        return ctx.reply_error(&crate::dispatch::wrong_arity_message("wasm.help"));
+    }
     let mut out = ReplyBuffer::default();
     out.push(array(count(HELP.len())));
     for line in HELP {

@@ -618,6 +618,8 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
             vec![],
             "cannot read '/no/such/file.wasm': No such file or directory",
         ),
+        // `WASM.LOAD ARGS a`: the module was forgotten.
+        ("ARGS".into(), vec!["a".into()], "comes before ARGS"),
         // Endless: read no further than wasm.max-module-size allows.
         (
             "/dev/zero".into(),
@@ -867,6 +869,10 @@ fn help_lists_the_commands() {
             "{command} missing from help"
         );
     }
+    assert_eq!(
+        server.client().cmd(&["WASM.HELP", "x"]).error(),
+        "ERR wrong number of arguments for 'wasm.help' command"
+    );
 }
 
 #[test]
