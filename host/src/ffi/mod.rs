@@ -569,36 +569,33 @@ impl FilterCtx {
         (!s.is_null()).then(|| string_bytes(s))
     }
 
-    /// Replaces the argument at `pos` with `arg`. Redis takes a reference of its own (we retain
-    /// one for it) and releases the argument it replaces.
+    /// Replaces the argument at `pos` with `arg`, releasing the one it replaces.
     pub fn replace_arg(&self, pos: usize, arg: &OwnedString) -> bool {
-        let Ok(pos) = c_int::try_from(pos) else {
-            return false;
-        };
-        // SAFETY: as in `insert_arg`: the retained reference is the argv's from now on.
-        unsafe {
-            api!(RedisModule_RetainString)(ptr::null_mut(), arg.0.as_ptr());
-            if api!(RedisModule_CommandFilterArgReplace)(self.0.as_ptr(), pos, arg.0.as_ptr()) == OK
-            {
-                true
-            } else {
-                api!(RedisModule_FreeString)(ptr::null_mut(), arg.0.as_ptr());
-                false
-            }
-        }
+        // SAFETY: reads a pointer of Redis's API table, written once before any of our code.
+        self.put_arg(pos, arg, unsafe {
+            api!(RedisModule_CommandFilterArgReplace)
+        })
     }
 
-    /// Inserts `arg` at `pos`. Redis takes a reference of its own (we retain one for it).
+    /// Inserts `arg` at `pos`.
     pub fn insert_arg(&self, pos: usize, arg: &OwnedString) -> bool {
+        // SAFETY: as in `replace_arg`.
+        self.put_arg(pos, arg, unsafe {
+            api!(RedisModule_CommandFilterArgInsert)
+        })
+    }
+
+    /// Hands `arg` to the argv with `put` (`CommandFilterArgInsert` or `…Replace`): the argv
+    /// owns a reference of its own, retained here, which Redis releases with the argv.
+    fn put_arg(&self, pos: usize, arg: &OwnedString, put: FilterArgPut) -> bool {
         let Ok(pos) = c_int::try_from(pos) else {
             return false;
         };
-        // SAFETY: RetainString with a NULL context adds one reference, which the inserted
-        // argument owns and Redis releases with the command's argv.
+        // SAFETY: valid filter context and string. RetainString with a NULL context adds one
+        // reference, given to the argv on success and dropped again on failure.
         unsafe {
             api!(RedisModule_RetainString)(ptr::null_mut(), arg.0.as_ptr());
-            if api!(RedisModule_CommandFilterArgInsert)(self.0.as_ptr(), pos, arg.0.as_ptr()) == OK
-            {
+            if put(self.0.as_ptr(), pos, arg.0.as_ptr()) == OK {
                 true
             } else {
                 api!(RedisModule_FreeString)(ptr::null_mut(), arg.0.as_ptr());
@@ -607,6 +604,13 @@ impl FilterCtx {
         }
     }
 }
+
+/// `RedisModule_CommandFilterArgInsert` / `…Replace`.
+type FilterArgPut = unsafe extern "C" fn(
+    *mut raw::RedisModuleCommandFilterCtx,
+    c_int,
+    *mut raw::RedisModuleString,
+) -> c_int;
 
 // ---------------------------------------------------------------------------------------------
 // Entry points from Redis.

@@ -106,26 +106,23 @@ fn call_error(e: redis_wasm_sdk::CallError) -> RedisError {
 
 /// `API.CALL <2|3|auto> <command> [args]`: calls and describes the reply.
 fn api_call(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    Ok(describe(&call_from_args(ctx, &args)?))
+}
+
+/// Makes the call `<2|3|auto> <command> [args]` of `args[1..]`.
+fn call_from_args(ctx: &Context, args: &[RedisString]) -> Result<CallReply, RedisError> {
     if args.len() < 3 {
         return Err(RedisError::WrongArity);
     }
     let flags = resp_flags(&args[1])?;
-    let reply = ctx
-        .call_ext(args[2].try_as_str()?, &call_args(&args[3..]), flags)
-        .map_err(call_error)?;
-    Ok(describe(&reply))
+    ctx.call_ext(args[2].try_as_str()?, &call_args(&args[3..]), flags)
+        .map_err(call_error)
 }
 
 /// `API.CONVERT <2|3|auto> <command> [args]`: calls, and replies the call's reply converted into
 /// a `RedisValue` (`From<&CallReply>`), with whether it was a status reply.
 fn api_convert(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if args.len() < 3 {
-        return Err(RedisError::WrongArity);
-    }
-    let flags = resp_flags(&args[1])?;
-    let reply = ctx
-        .call_ext(args[2].try_as_str()?, &call_args(&args[3..]), flags)
-        .map_err(call_error)?;
+    let reply = call_from_args(ctx, &args)?;
     Ok(RedisValue::Array(vec![
         RedisValue::from(&reply),
         RedisValue::Bool(reply.is_status()),
