@@ -219,7 +219,9 @@ fn start(
         }
         // A guest command is not a Redis command (the filter routes it), so this finds only
         // Redis's and other modules' commands.
-        if origin != Origin::Rdb && crate::ffi::command_known(&spec.name, &[]) {
+        if origin != Origin::Rdb
+            && crate::ffi::command_line(&spec.name, &[]) != crate::ffi::CommandLine::Unknown
+        {
             return Err(fail(format!(
                 "command '{}' collides with a Redis command",
                 spec.name

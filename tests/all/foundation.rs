@@ -703,6 +703,17 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
             vec!["wasm.load".into(), "write".into()],
             "command 'wasm.load' collides with a Redis command",
         ),
+        // Names of commands whose keys come after a count (the check once crashed on them).
+        (
+            guests::CONFIGURABLE.into(),
+            vec!["zunion".into(), "readonly".into()],
+            "command 'zunion' collides with a Redis command",
+        ),
+        (
+            guests::CONFIGURABLE.into(),
+            vec!["eval".into(), "write".into()],
+            "command 'eval' collides with a Redis command",
+        ),
         (
             guests::CONFIGURABLE.into(),
             vec!["cfg.x".into(), "write readonly".into()],

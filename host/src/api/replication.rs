@@ -1,6 +1,7 @@
 //! `redis:module/replication`: explicit and verbatim replication (see `Effects` in `scope.rs`).
 
 use super::bindings::redis::module::replication::{Host, ReplicateFlags};
+use crate::ffi::CommandLine;
 use crate::state::GuestState;
 
 impl Host for GuestState {
@@ -23,10 +24,18 @@ impl Host for GuestState {
             ));
         }
         let lower = command.to_ascii_lowercase();
-        if !crate::ffi::command_known(&lower, &args) {
-            return Ok(Err(format!(
-                "ERR cannot replicate unknown command '{command}'"
-            )));
+        match crate::ffi::command_line(&lower, &args) {
+            CommandLine::Valid => {}
+            CommandLine::Unknown => {
+                return Ok(Err(format!(
+                    "ERR cannot replicate unknown command '{command}'"
+                )));
+            }
+            CommandLine::WrongArity => {
+                return Ok(Err(format!(
+                    "ERR cannot replicate '{command}': wrong number of arguments for it"
+                )));
+            }
         }
         if !scope.acl.allows_command(scope.ctx, &lower, &args) {
             scope.effects.user_refused = true;

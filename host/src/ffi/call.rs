@@ -332,13 +332,23 @@ impl CallReply {
     }
 }
 
-/// `RedisModule_ACLCheckCommandPermissions` for `command args`.
+/// `RedisModule_ACLCheckCommandPermissions` for `command args`. An unknown command or a wrong
+/// argument count passes: `RM_Call` checks both before its ACL check and refuses them itself.
 fn may_run(user: *mut raw::RedisModuleUser, command: &str, args: &[Vec<u8>]) -> bool {
-    matches!(acl_check(user, command, args), Ok(()) | Err(ENOENT))
+    matches!(
+        acl_check(user, command, args),
+        Ok(()) | Err(ENOENT | EINVAL)
+    )
 }
 
 /// `RedisModule_ACLCheckCommandPermissions` of `command args...` for `user`: the `errno` of a
-/// refusal (`ENOENT`: no such command, `EACCES`: not allowed).
+/// refusal (`ENOENT`: no such command, `EINVAL`: a wrong argument count, `EACCES`: not
+/// allowed).
+///
+/// The argument count is checked first, with `RedisModule_GetCommandKeysWithFlags`: Redis's ACL
+/// check finds the keys of the command line without checking its arity (Redis checks it
+/// before, for a client's commands), and for some commands (`EVAL`, `ZUNION`, `LMPOP`, ...)
+/// reads past the arguments of a line that is too short — a crash, with a line a guest chose.
 fn acl_check(
     user: *mut raw::RedisModuleUser,
     command: &str,
@@ -350,7 +360,30 @@ fn acl_check(
     with_argv(&full, |argv| {
         let argc = c_int::try_from(argv.len()).map_err(|_| EINVAL)?;
         set_errno(0);
-        // SAFETY: a live user (the caller's) and `argc` valid strings, only read.
+        let mut key_count: c_int = 0;
+        // SAFETY: `argc` valid strings, only read (the context is unused); a non-NULL result is
+        // an array Redis allocated for us, freed at once.
+        unsafe {
+            let keys = super::api!(RedisModule_GetCommandKeysWithFlags)(
+                ptr::null_mut(),
+                argv.as_mut_ptr(),
+                argc,
+                &mut key_count,
+                ptr::null_mut(),
+            );
+            if keys.is_null() {
+                // NULL with errno 0: a command without keys, or none on this line.
+                match errno() {
+                    0 => {}
+                    refused => return Err(refused),
+                }
+            } else {
+                super::api!(RedisModule_Free)(keys.cast());
+            }
+        }
+        set_errno(0);
+        // SAFETY: a live user (the caller's) and `argc` valid strings of a line whose argument
+        // count fits the command, only read.
         let status = unsafe {
             super::api!(RedisModule_ACLCheckCommandPermissions)(user, argv.as_mut_ptr(), argc)
         };
@@ -362,7 +395,7 @@ fn acl_check(
     })
 }
 
-/// A module user allowed every command, to ask Redis whether it knows a command.
+/// A module user allowed every command, key and channel, to ask Redis about command lines.
 struct LookupUser(NonNull<raw::RedisModuleUser>);
 
 // SAFETY: created once and only read by Redis under its lock (ACL checks); never freed.
@@ -372,11 +405,19 @@ unsafe impl Sync for LookupUser {}
 
 static LOOKUP_USER: OnceLock<Option<LookupUser>> = OnceLock::new();
 
+/// What Redis says of a command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandLine {
+    Unknown,
+    WrongArity,
+    Valid,
+}
+
 /// Whether Redis knows `command` (with its subcommand from `args`, for a command that has
-/// subcommands). An ACL check for a module user allowed every command fails with `ENOENT` only
-/// for an unknown command: a lookup that, unlike `COMMAND INFO` through `RM_Call`, shows in no
-/// MONITOR, SLOWLOG or commandstats. Only under Redis's lock.
-pub fn command_known(command: &str, args: &[Vec<u8>]) -> bool {
+/// subcommands), and whether `args` fit its arity: the checks of [`acl_check`] for a module user
+/// allowed everything. Unlike `COMMAND INFO` through `RM_Call`, it shows in no MONITOR, SLOWLOG
+/// or commandstats. Only under Redis's lock.
+pub fn command_line(command: &str, args: &[Vec<u8>]) -> CommandLine {
     let user = LOOKUP_USER.get_or_init(|| {
         // SAFETY: NUL-terminated strings; the user is a module user Redis keeps out of its
         // user list, alive for the server's life (never freed).
@@ -384,12 +425,25 @@ pub fn command_known(command: &str, args: &[Vec<u8>]) -> bool {
             let user = NonNull::new(super::api!(RedisModule_CreateModuleUser)(
                 c"wasm-command-lookup".as_ptr(),
             ))?;
-            super::api!(RedisModule_SetModuleUserACL)(user.as_ptr(), c"allcommands".as_ptr());
+            // All keys and channels too: the ACL check then never looks at the arguments.
+            for rule in [c"allcommands", c"allkeys", c"allchannels"] {
+                if super::api!(RedisModule_SetModuleUserACL)(user.as_ptr(), rule.as_ptr())
+                    != super::OK
+                {
+                    return None;
+                }
+            }
             Some(LookupUser(user))
         }
     });
-    let Some(user) = user else { return false };
-    acl_check(user.0.as_ptr(), command, args) != Err(ENOENT)
+    let Some(user) = user else {
+        return CommandLine::Valid;
+    };
+    match acl_check(user.0.as_ptr(), command, args) {
+        Err(ENOENT) => CommandLine::Unknown,
+        Err(EINVAL) => CommandLine::WrongArity,
+        _ => CommandLine::Valid,
+    }
 }
 
 /// Why `RM_Call` did not run the command (its `errno`).
