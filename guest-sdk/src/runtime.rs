@@ -46,7 +46,8 @@ thread_local! {
     static RUNNING: Cell<(&'static str, &'static [u8])> = const { Cell::new(("", b"")) };
 }
 
-/// A bad-reply error in the host's words, for a mistake the SDK finds before the host could.
+/// A bad-reply error in the host's words (`guest.rs`, "sent a bad reply"), for a mistake the
+/// SDK finds before the host could. Keep the two alike.
 pub(crate) fn bad_reply(why: &str) -> String {
     let (guest, command) = RUNNING.get();
     format!(
@@ -141,7 +142,8 @@ pub fn invoke(command: u32, args: Vec<Vec<u8>>) -> Option<i64> {
         Ok(RedisValue::Integer(value)) => return Some(value),
         Ok(value) => value.emit(),
         // As an error return, it replaces whatever the command replied so far (`fail`), which
-        // `reply::wrong_arity` (a reply like any other) would not.
+        // `reply::wrong_arity` (a reply like any other) would not. Worded as Redis and the host
+        // word it (`dispatch::wrong_arity_message`).
         Err(RedisError::WrongArity) => reply::fail(&format!(
             "ERR wrong number of arguments for '{}' command",
             String::from_utf8_lossy(name)

@@ -369,7 +369,9 @@ pub fn run_in_background(ctx: Ctx, guest: &str, id: u64, args: Vec<Vec<u8>>) -> 
                 ),
                 other => other,
             };
-            finish_job(id, payload);
+            // Under Redis's lock, so that no command runs between marking the client answered
+            // and unblocking it (see `answer_pending`).
+            crate::ffi::with_redis_lock(|| finish_job(id, payload));
         });
     if spawned.is_err() {
         JOBS.fetch_sub(1, Ordering::SeqCst);

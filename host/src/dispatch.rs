@@ -76,8 +76,10 @@ fn guard_client_unblock(fctx: &FilterCtx) {
     let is_unblock = fctx
         .arg(1)
         .is_some_and(|sub| sub.eq_ignore_ascii_case(b"unblock"));
+    // Digits only, without a sign or leading zeros: ids as Redis parses them (`string2ll`).
     let client_id = fctx
         .arg(2)
+        .filter(|id| id.iter().all(u8::is_ascii_digit) && !id.starts_with(b"0"))
         .and_then(|id| std::str::from_utf8(id).ok()?.parse::<u64>().ok());
     if is_unblock
         && let Some(client_id) = client_id

@@ -109,6 +109,7 @@ fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
         return false;
     }
     dispatch::init();
+    ctx.init_redis_lock();
     let aux = ffi::AuxHandlers {
         has_data: persist::has_data,
         save: persist::save_aux,

@@ -187,6 +187,13 @@ pub fn restore(
     origin: Origin,
 ) -> Result<Vec<Arc<Guest>>, String> {
     let current = registry::guests();
+    if let Some((_, twice)) = saved
+        .iter()
+        .enumerate()
+        .find(|(i, s)| saved[..*i].iter().any(|earlier| earlier.name == s.name))
+    {
+        return Err(format!("the payload holds guest '{}' twice", twice.name));
+    }
     if mode == Mode::Append
         && let Some(clash) = saved
             .iter()

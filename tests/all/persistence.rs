@@ -391,6 +391,12 @@ fn a_restore_that_fails_changes_nothing_and_replicates_nothing() {
         assert!(c.cmd(&["HELLOWORLD.RAND"]).int() >= 0);
         assert!(c.cmd(&["BASICS.ECHO", "x"]).is_error());
     }
+    let twice = dump_payload(&[("helloworld", &helloworld), ("helloworld", &helloworld)]);
+    let refused = c.cmd_bytes(&[b"WASM.RESTORE", &twice, b"REPLACE"]);
+    assert_eq!(
+        refused.error(),
+        "ERR the payload holds guest 'helloworld' twice"
+    );
     // Nothing changed, so nothing went to replicas or the AOF (a replica replaying a restore
     // could fail elsewhere: its limits and timing are its own).
     let propagated = tap.commands(&server);

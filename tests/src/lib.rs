@@ -231,6 +231,16 @@ impl Client {
             .expect("write to redis");
     }
 
+    /// Sends commands in one write, so that Redis reads them together and runs them in the same
+    /// event-loop turn, without reading the replies.
+    pub fn send_together(&mut self, commands: &[&[&[u8]]]) {
+        let bytes: Vec<u8> = commands.iter().flat_map(|args| encode(args)).collect();
+        self.reader
+            .get_mut()
+            .write_all(&bytes)
+            .expect("write to redis");
+    }
+
     /// Switches the connection to RESP3.
     pub fn hello3(&mut self) {
         let reply = self.cmd(&["HELLO", "3"]);

@@ -266,6 +266,43 @@ impl Drop for ThreadSafeCtx {
     }
 }
 
+/// A detached thread-safe context, made in `OnLoad`, for threads that must take Redis's lock
+/// without a context of their own (Redis 7.0's lock ignores the context it is given).
+struct Locker(Ctx);
+
+// SAFETY: only passed to `ThreadSafeContextLock`/`Unlock`, which are made for other threads
+// and do not touch the context; never freed.
+unsafe impl Send for Locker {}
+// SAFETY: as above.
+unsafe impl Sync for Locker {}
+
+static LOCKER: std::sync::OnceLock<Locker> = std::sync::OnceLock::new();
+
+impl Ctx {
+    /// Makes the context [`with_redis_lock`] locks with. Called from `OnLoad`.
+    pub fn init_redis_lock(self) {
+        // SAFETY: valid OnLoad context; the detached context lives as long as the server.
+        let ctx = unsafe { api!(RedisModule_GetDetachedThreadSafeContext)(self.0.as_ptr()) };
+        if let Some(ctx) = NonNull::new(ctx) {
+            let _ = LOCKER.set(Locker(Ctx(ctx)));
+        }
+    }
+}
+
+/// Runs `f` holding Redis's global lock, from a thread other than Redis's main thread (the
+/// main thread holds it already: this would deadlock there).
+pub fn with_redis_lock<T>(f: impl FnOnce() -> T) -> T {
+    let Some(locker) = LOCKER.get() else {
+        return f();
+    };
+    // SAFETY: a live thread-safe context, and this thread does not hold the lock.
+    unsafe { api!(RedisModule_ThreadSafeContextLock)(locker.0.0.as_ptr()) };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    // SAFETY: locked just above.
+    unsafe { api!(RedisModule_ThreadSafeContextUnlock)(locker.0.0.as_ptr()) };
+    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 /// Redis's global lock, held for a background job's call.
 pub struct RedisLock<'a>(&'a ThreadSafeCtx);
 

@@ -83,7 +83,8 @@ extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, _when: c_int) {
         // RDB loadable: its keys need their data types registered before them.
         log_raw(
             LogLevel::Warning,
-            "<wasm> the guests could not be saved in this RDB (see above): it holds only the              guest data types, so its keys load; load the guests again after loading it",
+            "<wasm> the guests could not be saved in this RDB (see above): it holds only the \
+             guest data types, so its keys load; load the guests again after loading it",
         );
         catch("saving the guest data types to the RDB", || {
             (handlers.save_types_only)(&io)
