@@ -604,4 +604,23 @@ fn loads_compile_in_the_background_or_inline_where_blocking_is_impossible() {
             .error()
             .contains("No such file")
     );
+    // A client that leaves while its load compiles does not cancel it: Redis received a write
+    // command, which is carried out and replicated (it was dropped, without a trace).
+    let mut tap = ReplicationTap::attach(&server);
+    let mut leaving = server.client();
+    leaving.send(&[b"WASM.LOAD", guests::BIG.as_bytes()]);
+    drop(leaving);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !names(&server).contains(&"big".to_owned()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load of a client that left never happened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        tap.commands(&server)
+            .iter()
+            .any(|command| command[0] == "WASM.LOAD")
+    );
 }

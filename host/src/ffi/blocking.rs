@@ -1,8 +1,9 @@
 //! Blocking a client while work runs on another thread (`RedisModule_BlockClient`).
 //!
 //! The work hands back a continuation, which runs on the main thread with the client's context
-//! (Redis's reply callback) and replies. If the client disconnects first, the continuation is
-//! dropped unrun.
+//! (Redis's reply callback) and replies. If the client disconnected meanwhile, it still runs
+//! (when Redis frees the private data, with a context of its own), its replies going nowhere: a
+//! command Redis received is carried out whether or not its client waits for the answer.
 
 use std::ffi::{c_int, c_void};
 use std::ptr::{self, NonNull};
@@ -28,7 +29,8 @@ impl Blocked {
         if let Some(client) = self.0.take() {
             let privdata = Box::into_raw(Box::new(Some(then)));
             // SAFETY: a client we blocked, unblocked once (the handle was taken out); Redis
-            // passes `privdata` to `on_reply` and then to `free_continuation`, which owns it.
+            // passes `privdata` to `on_reply` (unless the client is gone) and then to
+            // `free_continuation`, which owns it.
             unsafe { api!(RedisModule_UnblockClient)(client.as_ptr(), privdata.cast::<c_void>()) };
         }
     }
@@ -64,13 +66,27 @@ extern "C" fn on_reply(
     OK
 }
 
-extern "C" fn free_continuation(_ctx: *mut raw::RedisModuleCtx, privdata: *mut c_void) {
-    if !privdata.is_null() {
-        catch("freeing a blocked client's data", || {
-            // SAFETY: the box allocated in `resume`, freed exactly once here.
-            drop(unsafe { Box::from_raw(privdata.cast::<Option<Continuation>>()) })
-        });
+extern "C" fn free_continuation(ctx: *mut raw::RedisModuleCtx, privdata: *mut c_void) {
+    if privdata.is_null() {
+        return;
     }
+    // SAFETY: the box allocated in `resume`, freed exactly once here.
+    let privdata = unsafe { Box::from_raw(privdata.cast::<Option<Continuation>>()) };
+    // Still there: Redis skipped the reply callback because the client disconnected. This
+    // callback's context has no client (the work would crash Redis replicating through it), so
+    // the work gets a context of its own, with a client of its own whose replies go nowhere.
+    // What it replicates is propagated when Redis frees this callback's context.
+    let (Some(then), Some(ctx)) = (*privdata, NonNull::new(ctx)) else {
+        return;
+    };
+    // SAFETY: Redis's context for this callback, of this module; freed below.
+    let own = unsafe { api!(RedisModule_GetDetachedThreadSafeContext)(ctx.as_ptr()) };
+    let Some(own) = NonNull::new(own) else { return };
+    catch("a blocked client's work after it disconnected", || {
+        then(Ctx(own))
+    });
+    // SAFETY: made above, no longer used.
+    unsafe { api!(RedisModule_FreeThreadSafeContext)(own.as_ptr()) };
 }
 
 impl Ctx {
