@@ -256,14 +256,12 @@ fn describe_trap(error: &wasmtime::Error, store: &mut Store<GuestState>) -> Stri
     let refused = state.limiter.refused.take();
     if let Some(message) = state.panic_message.take() {
         return match refused {
-            Some((size, limit)) => {
-                format!("ran out of memory ({limit} refused growing to {size} bytes): {message}")
-            }
+            Some(why) => format!("ran out of memory ({why}): {message}"),
             None => format!("panicked: {message}"),
         };
     }
-    if let Some((size, limit)) = refused {
-        return format!("ran out of memory ({limit} refused growing to {size} bytes)");
+    if let Some(why) = refused {
+        return format!("ran out of memory ({why})");
     }
     let what = match error.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => "stack overflow".to_owned(),
@@ -285,6 +283,15 @@ fn describe_trap(error: &wasmtime::Error, store: &mut Store<GuestState>) -> Stri
                 .join(": ")
                 .replace(['\r', '\n'], " ")
         }
+    };
+    // wasmtime's words for the copy limit set in `Live::start`: say which limit it is.
+    let what = if what.contains("fuel allocated for hostcalls has been exhausted") {
+        format!(
+            "{what} (one host call may copy at most {} MB out of the guest)",
+            HOSTCALL_FUEL >> 20
+        )
+    } else {
+        what
     };
     format!("trapped: {what}")
 }

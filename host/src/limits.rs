@@ -19,8 +19,8 @@ pub struct GuestLimiter {
     used: usize,
     /// Shared with the guest's stats, for INFO and WASM.LIST.
     pub memory: Arc<AtomicUsize>,
-    /// The size the guest last asked for and was refused, and which limit refused it.
-    pub refused: Option<(usize, &'static str)>,
+    /// Why the guest's last growth was refused: the limit, and the sizes it judged.
+    pub refused: Option<String>,
 }
 
 impl GuestLimiter {
@@ -40,15 +40,22 @@ impl ResourceLimiter for GuestLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > config::get_usize(&config::MAX_MEMORY) {
-            self.refused = Some((desired, "wasm.max-memory"));
+        let limit = config::get_usize(&config::MAX_MEMORY);
+        if desired > limit {
+            self.refused = Some(format!(
+                "wasm.max-memory ({limit} bytes) refused growing to {desired} bytes"
+            ));
             return Ok(false);
         }
         let more = desired.saturating_sub(current);
         let total = TOTAL_MEMORY.fetch_add(more, Ordering::SeqCst) + more;
-        if total > config::get_usize(&config::MAX_TOTAL_MEMORY) {
+        let total_limit = config::get_usize(&config::MAX_TOTAL_MEMORY);
+        if total > total_limit {
             TOTAL_MEMORY.fetch_sub(more, Ordering::SeqCst);
-            self.refused = Some((desired, "wasm.max-total-memory"));
+            self.refused = Some(format!(
+                "wasm.max-total-memory ({total_limit} bytes) refused growing to {desired} \
+                 bytes: all instances would use {total} bytes"
+            ));
             return Ok(false);
         }
         self.used += more;

@@ -196,7 +196,7 @@ fn memory_limits_hold_and_nothing_leaks() {
     let mut c = server.client();
     assert_eq!(c.cmd(&["EVIL.GROW", "8"]), Reply::Int(8 << 20));
     let refused = c.cmd(&["EVIL.GROW", "64"]);
-    assert!(refused.error().starts_with("ERR guest 'evil' command 'evil.grow' ran out of memory (wasm.max-memory refused growing to"), "{refused:?}");
+    assert!(refused.error().starts_with("ERR guest 'evil' command 'evil.grow' ran out of memory (wasm.max-memory (33554432 bytes) refused growing to"), "{refused:?}");
     let memory = || server.client().info_u64("wasm", "wasm_memory_bytes");
     for _ in 0..50 {
         assert!(c.cmd(&["EVIL.GROW", "64"]).is_error());
@@ -212,9 +212,20 @@ fn memory_limits_hold_and_nothing_leaks() {
     c.cmd(&["CONFIG", "SET", "wasm.max-total-memory", "24mb"]);
     let refused = c.cmd(&["EVIL.GROW", "30"]);
     assert!(
-        refused.error().contains("wasm.max-total-memory refused"),
+        refused
+            .error()
+            .contains("wasm.max-total-memory (25165824 bytes) refused growing to"),
         "{refused:?}"
     );
+    // The message gives the total the growth would have made, which is over the cap.
+    let total: u64 = refused
+        .error()
+        .split("all instances would use ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the total in the message");
+    assert!(total > 24 << 20, "{refused:?}");
     pong(&server);
 }
 
@@ -285,6 +296,13 @@ fn sizes_at_the_limits() {
     assert_eq!(c.cmd(&["EVIL.BIGARG", "big", "512"]), Reply::Int(512 << 20));
     assert_eq!(c.cmd(&["STRLEN", "big"]), Reply::Int(512 << 20));
     c.cmd(&["DEL", "big"]);
+    // Past what one host call may copy out of the guest: the message names the limit.
+    let over = c.cmd(&["EVIL.BIGARG", "big", "600"]);
+    assert!(
+        over.error()
+            .contains("(one host call may copy at most 576 MB out of the guest)"),
+        "{over:?}"
+    );
     c.cmd(&["CONFIG", "SET", "wasm.max-reply-bytes", "1mb"]);
     let big = c.cmd(&["EVIL.BIGREPLY", "2"]);
     assert!(
