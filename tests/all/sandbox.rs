@@ -866,8 +866,8 @@ fn components_that_cannot_start_or_do_not_fit_the_guest_world_are_refused() {
         &[
             (
                 Trick::HugeMemory,
-                "cannot instantiate the guest: ran out of memory (wasm.max-memory refused \
-                 growing to 4294967296 bytes)",
+                "cannot instantiate the guest: ran out of memory (wasm.max-memory (134217728 \
+                 bytes) refused growing to 4294967296 bytes)",
             ),
             (
                 Trick::HugeTable,
