@@ -481,6 +481,12 @@ impl GuestState {
                 "ERR a command may hold at most {MAX_HANDLES} handles"
             ))));
         }
+        // RM_Call's ACL check (`C`) would size a buffer by the count before checking it.
+        if !crate::ffi::key_count_fits(command, args) {
+            return Ok(Err(CallError::WrongArity(
+                "ERR Number of keys can't be greater than number of args".to_owned(),
+            )));
+        }
         scope.suspend_keys();
         let ctx = scope.ctx;
         // A background job calls from its own thread: under Redis's lock, as the blocked

@@ -332,6 +332,51 @@ impl CallReply {
     }
 }
 
+/// Commands whose keys follow a count, and the count's position in the command line (the
+/// command name at 0): Redis 7.0's ACL key search (`getKeysUsingKeySpecs`) sizes its result by
+/// that count before checking it against the line, so `EVAL x 2147483000` would allocate 17 GB
+/// and abort Redis, for a user whose key access is limited.
+const KEY_COUNT_AT: [(&str, usize); 18] = [
+    ("eval", 2),
+    ("evalsha", 2),
+    ("eval_ro", 2),
+    ("evalsha_ro", 2),
+    ("fcall", 2),
+    ("fcall_ro", 2),
+    ("zunionstore", 2),
+    ("zinterstore", 2),
+    ("zdiffstore", 2),
+    ("blmpop", 2),
+    ("bzmpop", 2),
+    ("zunion", 1),
+    ("zinter", 1),
+    ("zdiff", 1),
+    ("zintercard", 1),
+    ("sintercard", 1),
+    ("lmpop", 1),
+    ("zmpop", 1),
+];
+
+/// Whether a command line's key count (for the commands of [`KEY_COUNT_AT`]) fits the
+/// arguments after it; other lines, and counts that are not numbers, are Redis's to judge.
+/// `args` are the arguments after the command name.
+pub fn key_count_fits(command: &str, args: &[Vec<u8>]) -> bool {
+    let Some(&(_, at)) = KEY_COUNT_AT
+        .iter()
+        .find(|(name, _)| name.len() == command.len() && name.eq_ignore_ascii_case(command))
+    else {
+        return true;
+    };
+    let Some(count) = args
+        .get(at - 1)
+        .and_then(|c| std::str::from_utf8(c).ok()?.parse::<i64>().ok())
+    else {
+        return true;
+    };
+    let after = args.len() - at;
+    u64::try_from(count).map_or(true, |count| count <= after as u64)
+}
+
 /// `RedisModule_ACLCheckCommandPermissions` for `command args`. An unknown command or a wrong
 /// argument count passes: `RM_Call` checks both before its ACL check and refuses them itself.
 fn may_run(user: *mut raw::RedisModuleUser, command: &str, args: &[Vec<u8>]) -> bool {
@@ -349,11 +394,17 @@ fn may_run(user: *mut raw::RedisModuleUser, command: &str, args: &[Vec<u8>]) -> 
 /// check finds the keys of the command line without checking its arity (Redis checks it
 /// before, for a client's commands), and for some commands (`EVAL`, `ZUNION`, `LMPOP`, ...)
 /// reads past the arguments of a line that is too short — a crash, with a line a guest chose.
+/// So is the key count of those commands ([`key_count_fits`]). Only commands with keys have
+/// their argument count checked (Redis's function stops earlier for the others, which are
+/// safe to check).
 fn acl_check(
     user: *mut raw::RedisModuleUser,
     command: &str,
     args: &[Vec<u8>],
 ) -> Result<(), c_int> {
+    if !key_count_fits(command, args) {
+        return Err(EINVAL);
+    }
     let full: Vec<&[u8]> = std::iter::once(command.as_bytes())
         .chain(args.iter().map(Vec::as_slice))
         .collect();
@@ -551,5 +602,32 @@ impl Ctx {
             super::api!(RedisModule_ReplyWithCallReply)(self.0.as_ptr(), reply.ptr.as_ptr())
                 == super::OK
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_count_fits;
+
+    fn fits(command: &str, args: &[&str]) -> bool {
+        let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+        key_count_fits(command, &args)
+    }
+
+    #[test]
+    fn key_counts_must_fit_the_line() {
+        assert!(fits("EVAL", &["return 1", "2", "a", "b"]));
+        assert!(fits("eval", &["return 1", "0"]));
+        assert!(!fits("EVAL", &["return 1", "2147483000"]));
+        assert!(!fits("Eval", &["return 1", "3", "a", "b"]));
+        assert!(!fits("ZUNION", &["2147483000", "a"]));
+        assert!(fits("zunion", &["1", "a"]));
+        assert!(!fits("BLMPOP", &["0", "9", "a", "LEFT"]));
+        // Negative or non-numeric counts and short lines are Redis's to refuse.
+        assert!(fits("EVAL", &["return 1", "-1"]));
+        assert!(fits("EVAL", &["return 1", "many"]));
+        assert!(fits("EVAL", &["return 1"]));
+        // Other commands are not looked at.
+        assert!(fits("GET", &["2147483000"]));
     }
 }
