@@ -685,7 +685,10 @@ impl Guest {
             .into_iter()
             .flatten()
             .filter_map(|pos| args.get(pos - 1));
-        scope.acl.prepare(replayed, declared);
+        // Redis routed a client's command to this node by its declared keys; callbacks come
+        // back to the node that blocked the client.
+        let routed = flags & ctx_flags::CLUSTER != 0 && matches!(phase, CallPhase::Command);
+        scope.acl.prepare(replayed, routed, declared);
         scope.reset(ctx, &route.spec, route.index, phase);
         if replayed {
             scope.effects.mark_wrote();

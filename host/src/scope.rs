@@ -405,17 +405,42 @@ pub struct CallerAcl {
     /// The command's declared keys back to back; `ends[i]` is where key `i` stops.
     declared: Vec<u8>,
     ends: Vec<usize>,
+    /// In cluster mode, for a client's command: the hash slot of its declared keys, for which
+    /// Redis routed it here (`Some(None)` for a command without keys).
+    cluster_slot: Option<Option<u16>>,
 }
 
 impl CallerAcl {
     /// For a new command: `declared` are its keys that Redis checked (none for a callback).
-    pub fn prepare<'a>(&mut self, exempt: bool, declared: impl Iterator<Item = &'a [u8]>) {
+    /// `routed`: Redis routed the command by its keys to this cluster node.
+    pub fn prepare<'a>(
+        &mut self,
+        exempt: bool,
+        routed: bool,
+        declared: impl Iterator<Item = &'a [u8]>,
+    ) {
         self.exempt = exempt;
         self.declared.clear();
         self.ends.clear();
         for key in declared {
             self.declared.extend_from_slice(key);
             self.ends.push(self.declared.len());
+        }
+        self.cluster_slot = (routed && !exempt).then(|| {
+            self.ends
+                .first()
+                .map(|&end| key_hash_slot(&self.declared[..end]))
+        });
+    }
+
+    /// Whether this node serves key `name`, as far as the command knows: in cluster mode, a key
+    /// the command declares or one of their hash slot. Redis checks only declared keys, and
+    /// only `call`s later: a key of another slot, opened directly, would be written here while
+    /// its owner has another value (and it would surface in this node's RDB).
+    pub fn serves_key(&self, name: &[u8]) -> bool {
+        match self.cluster_slot {
+            None => true,
+            Some(slot) => self.is_declared(name) || slot == Some(key_hash_slot(name)),
         }
     }
 
@@ -452,6 +477,39 @@ impl CallerAcl {
             .find_map(check)
             .unwrap_or(true)
     }
+}
+
+/// The cluster hash slot of a key, as Redis computes it: CRC16 (XMODEM) of the key, or of its
+/// hash tag (what is between the first `{` and the next `}`, when not empty), modulo 16384.
+pub fn key_hash_slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let close = rest.iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    let crc = tagged.unwrap_or(key).iter().fold(0u16, |mut crc, &byte| {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+        crc
+    });
+    crc & 0x3fff
+}
+
+/// The error for a key of another hash slot (see [`CallerAcl::serves_key`]).
+pub fn not_served_here(name: &[u8]) -> String {
+    const SHOWN: usize = 128;
+    let shown = String::from_utf8_lossy(&name[..name.len().min(SHOWN)]);
+    format!(
+        "ERR key '{shown}' is not in the hash slot of the command's keys: in cluster mode a guest \
+         opens only the keys its command declares and keys of their slot (declare the key or \
+         give it their hash tag, or use call)"
+    )
 }
 
 /// The error for a command the user may not run.
@@ -552,6 +610,9 @@ impl CommandScope {
             self.effects.user_refused = true;
             return Err(KeyFault::Invalid(no_key_permission(&name)));
         }
+        if !self.acl.serves_key(&name) {
+            return Err(KeyFault::Invalid(not_served_here(&name)));
+        }
         let db = self.ctx.selected_db();
         let conflict = self
             .keys
@@ -648,14 +709,45 @@ mod tests {
     #[test]
     fn declared_keys_are_recognized_exactly() {
         let mut acl = CallerAcl::default();
-        acl.prepare(false, [&b"counter"[..], b"", b"k2"].into_iter());
+        acl.prepare(false, false, [&b"counter"[..], b"", b"k2"].into_iter());
         assert!(acl.is_declared(b"counter"));
         assert!(acl.is_declared(b""));
         assert!(acl.is_declared(b"k2"));
         assert!(!acl.is_declared(b"count"));
         assert!(!acl.is_declared(b"counterk2"));
         // A new command forgets the last one's keys.
-        acl.prepare(false, std::iter::empty());
+        acl.prepare(false, false, std::iter::empty());
         assert!(!acl.is_declared(b"counter"));
+    }
+
+    #[test]
+    fn hash_slots_are_redis_s() {
+        use super::key_hash_slot;
+        // CRC16/XMODEM check value, and `CLUSTER KEYSLOT` answers.
+        assert_eq!(key_hash_slot(b"123456789"), 0x31c3);
+        assert_eq!(key_hash_slot(b"foo"), 12182);
+        assert_eq!(
+            key_hash_slot(b"{user1000}.following"),
+            key_hash_slot(b"user1000")
+        );
+        assert_eq!(key_hash_slot(b"foo{}{bar}"), key_hash_slot(b"foo{}{bar}"));
+        assert_ne!(key_hash_slot(b"foo{}{bar}"), key_hash_slot(b"bar"));
+        assert_eq!(key_hash_slot(b"foo{{bar}}zap"), key_hash_slot(b"{bar"));
+    }
+
+    #[test]
+    fn in_cluster_mode_only_keys_of_the_routed_slot_are_served() {
+        let mut acl = CallerAcl::default();
+        acl.prepare(false, true, [&b"{u1}:a"[..]].into_iter());
+        assert!(acl.serves_key(b"{u1}:a"));
+        assert!(acl.serves_key(b"{u1}:b"));
+        assert!(!acl.serves_key(b"foo"));
+        // A keyless command serves none; a replayed one, or outside a cluster, all.
+        acl.prepare(false, true, std::iter::empty());
+        assert!(!acl.serves_key(b"foo"));
+        acl.prepare(true, true, std::iter::empty());
+        assert!(acl.serves_key(b"foo"));
+        acl.prepare(false, false, std::iter::empty());
+        assert!(acl.serves_key(b"foo"));
     }
 }

@@ -150,6 +150,22 @@ fn guests_on_a_cluster_with_replicas_and_failover() {
         reply.error().starts_with("CALLERR non-local-key"),
         "{reply:?}"
     );
+    // Opening it directly is refused too, and a keyless command sees no key (such a key would
+    // be written here while its owner holds another value).
+    let mut first = Client::connect(masters[0]).unwrap();
+    assert_eq!(
+        first.cmd(&["WASM.LOAD", guests::BASICS]),
+        Reply::Bulk(b"basics".to_vec())
+    );
+    let poke = first.cmd(&["BASICS.POKE", &other]).text();
+    assert!(poke.contains("is not in the hash slot"), "{poke}");
+    let peek = first.cmd(&["BASICS.PEEK", &other]);
+    assert_eq!(peek.array()[0], Reply::Int(0), "{peek:?}");
+    let slot = first.cmd(&["CLUSTER", "KEYSLOT", &other]).int().to_string();
+    assert_eq!(
+        first.cmd(&["CLUSTER", "COUNTKEYSINSLOT", &slot]),
+        Reply::Int(0)
+    );
 
     // A node added later, as a replica, gets the guests with its full sync.
     let late = cluster_node();

@@ -181,6 +181,9 @@ impl Host for GuestState {
                 scope.effects.user_refused = true;
                 return Ok(false); // what the user may not see does not exist for it
             }
+            if !scope.acl.serves_key(&name) {
+                return Ok(false); // another cluster node's key is not here
+            }
             scope.suspend_key(ctx.selected_db(), &name);
         }
         Ok(ctx.key_exists(&name))
