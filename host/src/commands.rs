@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::ffi::{Args, Ctx, LogLevel, catch, ctx_flags, log_raw};
+use crate::ffi::{Args, Ctx, LogLevel, Waiting, catch, ctx_flags, log_raw};
 use crate::guest::{Guest, Source};
 use crate::reply::{Aggregate, ReplyBuffer, ReplyItem};
 use crate::{loader, registry};
@@ -302,8 +302,20 @@ pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
                                     .to_owned(),
                             )
                         });
-                    blocked.resume(Box::new(move |ctx| {
+                    blocked.resume(Box::new(move |ctx, waiting| {
                         let started = std::time::Instant::now();
+                        // Its client left: the load is still made (Redis received it), unless
+                        // this server became a replica meanwhile (`REPLICAOF` unblocks every
+                        // client): a replica's guests are its master's.
+                        let prepared = prepared.and_then(|p| {
+                            if waiting == Waiting::No && ctx.flags() & ctx_flags::SLAVE != 0 {
+                                Err("the server became a replica while the guest compiled; \
+                                     nothing was loaded"
+                                    .to_owned())
+                            } else {
+                                Ok(p)
+                            }
+                        });
                         // Redis runs this even while clients are paused, when nothing may be
                         // propagated (and 7.0 asserts it): the load is refused then.
                         let prepared = prepared.and_then(|p| match crate::ffi::writes_paused() {
@@ -315,6 +327,15 @@ pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
                             false => Ok(p),
                         });
                         let loaded = prepared.and_then(|p| finish(ctx, p, Origin::Command, false));
+                        if waiting == Waiting::No
+                            && let Err(why) = &loaded
+                        {
+                            // Nobody gets the error: the log does.
+                            log_raw(
+                                LogLevel::Warning,
+                                &format!("<wasm> a WASM.LOAD whose client left failed: {why}"),
+                            );
+                        }
                         reply_load(ctx, loaded);
                         log_raw(
                             LogLevel::Verbose,

@@ -187,11 +187,8 @@ pub fn restore(
     origin: Origin,
 ) -> Result<Vec<Arc<Guest>>, String> {
     let current = registry::guests();
-    if let Some((_, twice)) = saved
-        .iter()
-        .enumerate()
-        .find(|(i, s)| saved[..*i].iter().any(|earlier| earlier.name == s.name))
-    {
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = saved.iter().find(|s| !seen.insert(s.name.as_str())) {
         return Err(format!("the payload holds guest '{}' twice", twice.name));
     }
     if mode == Mode::Append

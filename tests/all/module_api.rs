@@ -594,6 +594,20 @@ fn a_guest_replicates_only_what_its_user_may_run() {
             );
         }
     }
+    // So is a key count larger than the line (Redis's ACL key search sized a buffer by it:
+    // 17 GB for this one).
+    let huge = alice.cmd(&["API.REPLICATE", "EVAL", "return 1", "2147483000", "a1"]);
+    assert!(
+        huge.error().contains("wrong number of arguments"),
+        "{huge:?}"
+    );
+    let huge = alice.cmd(&["API.CALL", "2", "ZUNION", "2147483000", "a1"]);
+    assert!(
+        huge.error().starts_with(
+            "CALLERR wrong-arity: ERR Number of keys can't be greater than number of args"
+        ),
+        "{huge:?}"
+    );
     assert_eq!(
         alice.cmd(&["API.REPLICATE", "SET", "a1", "x"]),
         Reply::Status("OK".into())

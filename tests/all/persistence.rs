@@ -608,9 +608,19 @@ fn loads_compile_in_the_background_or_inline_where_blocking_is_impossible() {
     // command, which is carried out and replicated (it was dropped, without a trace).
     let mut tap = ReplicationTap::attach(&server);
     let mut leaving = server.client();
+    leaving.cmd(&["CLIENT", "SETNAME", "leaving"]);
     leaving.send(&[b"WASM.LOAD", guests::BIG.as_bytes()]);
     drop(leaving);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while c.cmd(&["CLIENT", "LIST"]).text().contains("name=leaving") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client never left"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // (The big guest takes a good part of a second to compile: it is still compiling.)
+    assert!(!names(&server).contains(&"big".to_owned()));
     while !names(&server).contains(&"big".to_owned()) {
         assert!(
             std::time::Instant::now() < deadline,

@@ -12,8 +12,17 @@ use redis_module::raw;
 
 use super::{Ctx, OK, catch};
 
-/// What runs on the main thread once the background work is done.
-pub type Continuation = Box<dyn FnOnce(Ctx) + Send>;
+/// What runs on the main thread once the background work is done; `waiting` is false when the
+/// client left meanwhile (its replies then go nowhere).
+pub type Continuation = Box<dyn FnOnce(Ctx, Waiting) + Send>;
+
+/// Whether the blocked client still waits for the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waiting {
+    Yes,
+    /// It disconnected, or Redis unblocked it (`REPLICAOF` unblocks every client).
+    No,
+}
 
 /// A blocked client, to be resumed from any thread. Dropped without being resumed (the work
 /// panicked, or its thread never started), it answers an internal error rather than leave the
@@ -40,7 +49,7 @@ impl Drop for Blocked {
     fn drop(&mut self) {
         if self.0.is_some() {
             let lost = Blocked(self.0.take());
-            lost.resume(Box::new(|ctx| ctx.reply_error(super::INTERNAL_ERROR)));
+            lost.resume(Box::new(|ctx, _| ctx.reply_error(super::INTERNAL_ERROR)));
         }
     }
 }
@@ -59,7 +68,7 @@ extern "C" fn on_reply(
     // SAFETY: `privdata` is the live box from `resume`; `free_continuation` frees it later.
     let then = NonNull::new(privdata).and_then(|mut p| unsafe { p.as_mut() }.take());
     if let Some(then) = then
-        && catch("a blocked client's reply", || then(ctx)).is_none()
+        && catch("a blocked client's reply", || then(ctx, Waiting::Yes)).is_none()
     {
         ctx.reply_error(super::INTERNAL_ERROR);
     }
@@ -83,7 +92,7 @@ extern "C" fn free_continuation(ctx: *mut raw::RedisModuleCtx, privdata: *mut c_
     let own = unsafe { api!(RedisModule_GetDetachedThreadSafeContext)(ctx.as_ptr()) };
     let Some(own) = NonNull::new(own) else { return };
     catch("a blocked client's work after it disconnected", || {
-        then(Ctx(own))
+        then(Ctx(own), Waiting::No)
     });
     // SAFETY: made above, no longer used.
     unsafe { api!(RedisModule_FreeThreadSafeContext)(own.as_ptr()) };

@@ -86,9 +86,15 @@ extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, _when: c_int) {
             "<wasm> the guests could not be saved in this RDB (see above): it holds only the \
              guest data types, so its keys load; load the guests again after loading it",
         );
-        catch("saving the guest data types to the RDB", || {
+        // That prepares before writing too; if it fails as well, an empty record, which cannot.
+        if catch("saving the guest data types to the RDB", || {
             (handlers.save_types_only)(&io)
-        });
+        })
+        .is_none()
+        {
+            io.save_unsigned(0);
+            io.save_unsigned(0);
+        }
     }
 }
 
