@@ -26,7 +26,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Linker, Lower, Resource, ResourceType};
 
-use crate::ffi::{LogLevel, log_raw};
+use crate::ffi::LogLevel;
 use crate::state::GuestState;
 
 /// The WASI version the host defines.
@@ -56,7 +56,7 @@ pub const GRANTED: &[&str] = &[
 
 /// Largest single write or random request a guest may make.
 const MAX_CHUNK: u64 = 1 << 20;
-/// A log line longer than this is cut and flushed.
+/// A printed line longer than this is flushed as it is (and logged in pieces Redis keeps).
 const MAX_LINE: usize = 16 * 1024;
 
 // Host resource types. Streams carry their identity in the handle's rep.
@@ -125,10 +125,7 @@ impl Output {
 }
 
 fn emit(label: &str, level: LogLevel, buffer: &mut Vec<u8>) {
-    log_raw(
-        level,
-        &format!("<wasm:{label}> {}", String::from_utf8_lossy(buffer)),
-    );
+    crate::ffi::log_guest_text(level, label, buffer);
     buffer.clear();
 }
 

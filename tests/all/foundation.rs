@@ -586,6 +586,26 @@ fn printing_goes_to_the_redis_log() {
     ] {
         assert!(log.contains(line), "missing {line:?} in log:\n{log}");
     }
+    // A long line is logged whole, in pieces Redis does not cut (it keeps 1024 bytes of a
+    // message); control bytes are escaped, so a guest cannot forge lines or send terminal codes.
+    let long = format!("{}END", "x".repeat(3000));
+    server.client().cmd(&["BASICS.PRINT", &long]);
+    server.client().cmd(&["BASICS.PRINT", "a\rFAKE\x1b[31m"]);
+    let log = server.log();
+    let stdout_x: usize = log
+        .lines()
+        .filter(|l| {
+            l.contains("<wasm:basics> ") && !l.contains("stderr") && !l.contains("log says")
+        })
+        .map(|l| l.matches('x').count())
+        .sum();
+    assert!(stdout_x >= 3000, "{stdout_x} of 3000 printed bytes logged");
+    assert!(
+        log.contains("xxxEND"),
+        "the end of the long line is missing"
+    );
+    assert!(log.contains("stdout says a\\x0dFAKE\\x1b[31m"), "{log}");
+    assert!(!log.contains('\x1b'));
 }
 
 #[test]

@@ -5,7 +5,7 @@ use super::bindings::redis::module::types::LogLevel;
 use crate::ffi::{self, LogLevel as RedisLevel};
 use crate::state::GuestState;
 
-/// Longest log line a guest may write; longer ones are cut.
+/// Longest log message a guest may write; longer ones are cut (and logged in several lines).
 const MAX_LOG_LINE: usize = 16 * 1024;
 
 impl Host for GuestState {
@@ -25,7 +25,7 @@ impl Host for GuestState {
             text.truncate(cut);
             text.push_str("...");
         }
-        ffi::log_raw(level, &format!("<wasm:{}> {text}", self.label));
+        ffi::log_guest_text(level, &self.label, text.as_bytes());
         Ok(())
     }
 

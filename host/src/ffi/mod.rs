@@ -181,6 +181,37 @@ pub fn log_raw(level: LogLevel, message: &str) {
     };
 }
 
+/// Bytes of guest text per log line: Redis 7.0 cuts every log message at 1024 bytes (its
+/// `LOG_MAX_LEN`, prefixes included), so longer text is split into lines of this size.
+const GUEST_LOG_CHUNK: usize = 900;
+
+/// Logs text a guest wrote as `<wasm:label> text`: control bytes (but tabs) escaped as `\xNN`,
+/// so that a guest cannot forge log lines or send terminal escapes, invalid UTF-8 replaced, and
+/// split into lines Redis keeps whole.
+pub fn log_guest_text(level: LogLevel, label: &str, text: &[u8]) {
+    let mut escaped = String::with_capacity(text.len());
+    for c in String::from_utf8_lossy(text).chars() {
+        if c.is_control() && c != '\t' {
+            escaped.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            escaped.push(c);
+        }
+    }
+    let mut rest = escaped.as_str();
+    loop {
+        let mut cut = rest.len().min(GUEST_LOG_CHUNK);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (line, after) = rest.split_at(cut);
+        log_raw(level, &format!("<wasm:{label}> {line}"));
+        if after.is_empty() {
+            break;
+        }
+        rest = after;
+    }
+}
+
 /// `RedisModuleCtx` flags the host looks at (`RedisModule_GetContextFlags`).
 pub mod ctx_flags {
     use redis_module::raw;
