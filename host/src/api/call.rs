@@ -481,6 +481,16 @@ impl GuestState {
                 "ERR a command may hold at most {MAX_HANDLES} handles"
             ))));
         }
+        // Refused as a Redis command scripts may not run is (RM_Call's script mode refuses
+        // those before running them); the dispatcher could only answer an error reply.
+        if crate::registry::with_route(command.as_bytes(), |r| r.spec.flags.deny_script)
+            .unwrap_or(false)
+        {
+            return Ok(Err(CallError::NotAllowed(format!(
+                "ERR command '{}' cannot be called from a guest: it is flagged deny-script",
+                command.to_ascii_lowercase()
+            ))));
+        }
         // RM_Call's ACL check (`C`) would size a buffer by the count before checking it.
         if !crate::ffi::key_count_fits(command, args) {
             return Ok(Err(CallError::WrongArity(
