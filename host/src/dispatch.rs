@@ -24,12 +24,16 @@ use crate::registry::{self, Route};
 static DISPATCHER_NAMES: OnceLock<[OwnedString; 4]> = OnceLock::new();
 /// A client id no client has (Redis counts from 1), for `CLIENT UNBLOCK` (see `filter`).
 static NO_CLIENT: OnceLock<OwnedString> = OnceLock::new();
+/// A Redis command without keys that takes any arguments, for `COMMAND GETKEYS` of a guest
+/// command without keys (see `filter`).
+static KEYLESS: OnceLock<OwnedString> = OnceLock::new();
 
 /// Creates the strings the filter inserts. Called from `OnLoad`.
 pub fn init() {
     DISPATCHER_NAMES
         .get_or_init(|| Variant::ALL.map(|v| OwnedString::new(v.command_name().as_bytes())));
     NO_CLIENT.get_or_init(|| OwnedString::new(b"0"));
+    KEYLESS.get_or_init(|| OwnedString::new(b"ping"));
 }
 
 /// The command filter. Runs for every command Redis executes: must stay cheap.
@@ -60,9 +64,18 @@ pub fn filter(fctx: &FilterCtx) {
         None
     };
     if let Some(at) = line_at
-        && let Some(variant) = fctx.arg(at).and_then(registry::variant_of)
+        && let Some(guest_command) = fctx.arg(at)
+        && let Some(variant) = registry::variant_of(guest_command)
     {
-        fctx.insert_arg(at, &names[variant.index()]);
+        // COMMAND GETKEYS of a command without keys: Redis's own answer for one ("The command
+        // has no key arguments"), where the dispatcher, which has keys, would say the
+        // arguments are invalid.
+        let keyless = at == 2
+            && registry::with_route(guest_command, |r| r.spec.first_key == 0).unwrap_or(false);
+        match (keyless, KEYLESS.get()) {
+            (true, Some(keyless)) => fctx.replace_arg(at, keyless),
+            _ => fctx.insert_arg(at, &names[variant.index()]),
+        };
     }
 }
 

@@ -466,6 +466,13 @@ fn key_positions_reach_command_getkeys_and_acl() {
             .text(),
         "mykey"
     );
+    // A command without keys gets Redis's answer for one (as `COMMAND GETKEYS PING`).
+    for getkeys in ["GETKEYS", "GETKEYSANDFLAGS"] {
+        assert_eq!(
+            c.cmd(&["COMMAND", getkeys, "BASICS.ECHO", "x"]).error(),
+            "ERR The command has no key arguments"
+        );
+    }
     // A user limited to keys a* can use a* keys only.
     assert_eq!(
         c.cmd(&["ACL", "SETUSER", "alice", "on", "nopass", "~a*", "+@all"]),
