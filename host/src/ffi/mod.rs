@@ -181,9 +181,9 @@ pub fn log_raw(level: LogLevel, message: &str) {
     };
 }
 
-/// Bytes of guest text per log line: Redis 7.0 cuts every log message at 1024 bytes (its
-/// `LOG_MAX_LEN`, prefixes included), so longer text is split into lines of this size.
-const GUEST_LOG_CHUNK: usize = 900;
+/// Redis 7.0 cuts every module log message at 1024 bytes (its `LOG_MAX_LEN`), `<module> ` and
+/// the terminating NUL included.
+const REDIS_LOG_ROOM: usize = 1024 - "<wasm> ".len() - 1;
 
 /// Logs text a guest wrote as `<wasm:label> text`: control bytes (but tabs) escaped as `\xNN`,
 /// so that a guest cannot forge log lines or send terminal escapes, invalid UTF-8 replaced, and
@@ -197,9 +197,13 @@ pub fn log_guest_text(level: LogLevel, label: &str, text: &[u8]) {
             escaped.push(c);
         }
     }
+    // What is left of a line after `<wasm:label> ` (guest names are at most 128 bytes).
+    let chunk = REDIS_LOG_ROOM
+        .saturating_sub(label.len() + "<wasm:> ".len())
+        .max(64);
     let mut rest = escaped.as_str();
     loop {
-        let mut cut = rest.len().min(GUEST_LOG_CHUNK);
+        let mut cut = rest.len().min(chunk);
         while !rest.is_char_boundary(cut) {
             cut -= 1;
         }
