@@ -79,23 +79,26 @@ extern "C" fn free_continuation(ctx: *mut raw::RedisModuleCtx, privdata: *mut c_
     if privdata.is_null() {
         return;
     }
-    // SAFETY: the box allocated in `resume`, freed exactly once here.
-    let privdata = unsafe { Box::from_raw(privdata.cast::<Option<Continuation>>()) };
-    // Still there: Redis skipped the reply callback because the client disconnected. This
-    // callback's context has no client (the work would crash Redis replicating through it), so
-    // the work gets a context of its own, with a client of its own whose replies go nowhere.
-    // What it replicates is propagated when Redis frees this callback's context.
-    let (Some(then), Some(ctx)) = (*privdata, NonNull::new(ctx)) else {
-        return;
-    };
-    // SAFETY: Redis's context for this callback, of this module; freed below.
-    let own = unsafe { api!(RedisModule_GetDetachedThreadSafeContext)(ctx.as_ptr()) };
-    let Some(own) = NonNull::new(own) else { return };
-    catch("a blocked client's work after it disconnected", || {
-        then(Ctx(own), Waiting::No)
+    catch("freeing a blocked client's data", || {
+        // SAFETY: the box allocated in `resume`, freed exactly once here.
+        let privdata = unsafe { Box::from_raw(privdata.cast::<Option<Continuation>>()) };
+        // Still there: Redis skipped the reply callback because the client disconnected. This
+        // callback's context has no client (the work would crash Redis replicating through
+        // it), so the work gets a context of its own, with a client of its own whose replies
+        // go nowhere. What it replicates is propagated when Redis frees this callback's
+        // context.
+        let (Some(then), Some(ctx)) = (*privdata, NonNull::new(ctx)) else {
+            return;
+        };
+        // SAFETY: Redis's context for this callback, of this module; freed below.
+        let own = unsafe { api!(RedisModule_GetDetachedThreadSafeContext)(ctx.as_ptr()) };
+        let Some(own) = NonNull::new(own) else { return };
+        catch("a blocked client's work after it disconnected", || {
+            then(Ctx(own), Waiting::No)
+        });
+        // SAFETY: made above, no longer used.
+        unsafe { api!(RedisModule_FreeThreadSafeContext)(own.as_ptr()) };
     });
-    // SAFETY: made above, no longer used.
-    unsafe { api!(RedisModule_FreeThreadSafeContext)(own.as_ptr()) };
 }
 
 impl Ctx {
