@@ -56,7 +56,7 @@ impl LoadRequest {
             } else {
                 return Err(format!(
                     "unexpected argument '{}' (expected REPLACE or ARGS)",
-                    String::from_utf8_lossy(token)
+                    shown(token)
                 ));
             }
         }
@@ -87,7 +87,7 @@ impl LoadRequest {
         if self.module.starts_with(b"\0asm") {
             format!("a module of {} bytes", self.module.len())
         } else {
-            format!("'{}'", String::from_utf8_lossy(&self.module))
+            format!("'{}'", shown(&self.module))
         }
     }
 }
@@ -384,8 +384,8 @@ pub fn wasm_unload(ctx: Ctx, args: Args<'_>) {
     if args.len() != 2 {
         return ctx.reply_error(&crate::dispatch::wrong_arity_message("wasm.unload"));
     }
-    let name = String::from_utf8_lossy(args.get(1).unwrap_or_default());
-    match registry::remove(&name) {
+    let name = args.get(1).unwrap_or_default();
+    match registry::remove(&String::from_utf8_lossy(name)) {
         Some(guest) => {
             ctx.log(
                 LogLevel::Notice,
@@ -394,9 +394,21 @@ pub fn wasm_unload(ctx: Ctx, args: Args<'_>) {
             ctx.replicate("WASM.UNLOAD", &[guest.info.name.as_bytes()], "");
             ctx.reply_simple_ok();
         }
-        None => ctx.reply_error(&format!("ERR no guest named '{name}' is loaded")),
+        None => ctx.reply_error(&format!("ERR no guest named '{}' is loaded", shown(name))),
     }
 }
+
+/// A client's argument as an error message quotes it: text, cut after [`SHOWN_CHARS`]
+/// characters (a mistyped word should not echo the megabytes of a module sent beside it).
+pub fn shown(arg: &[u8]) -> String {
+    let text = String::from_utf8_lossy(arg);
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], arg.len()),
+        None => text.into_owned(),
+    }
+}
+
+const SHOWN_CHARS: usize = 64;
 
 fn array(len: u32) -> ReplyItem {
     ReplyItem::Aggregate(Aggregate::Array, len)
@@ -564,9 +576,11 @@ pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
             (Some(mode), _) => (second, mode),
             (None, Some(mode)) => (first, mode),
             (None, None) => {
+                // The shorter of the two is the word meant as the policy.
+                let word = if first.len() <= second.len() { first } else { second };
                 return ctx.reply_error(&format!(
                     "ERR unknown policy '{}' (expected APPEND, REPLACE or FLUSH)",
-                    String::from_utf8_lossy(second)
+                    shown(word)
                 ));
             }
         },
@@ -600,7 +614,8 @@ pub fn wasm_debug(ctx: Ctx, args: Args<'_>) {
             let site = String::from_utf8_lossy(site);
             if !crate::inject::SITES.contains(&site.as_ref()) {
                 return ctx.reply_error(&format!(
-                    "ERR unknown site '{site}'; sites: {}",
+                    "ERR unknown site '{}'; sites: {}",
+                    shown(site.as_bytes()),
                     crate::inject::SITES.join(", ")
                 ));
             }

@@ -63,20 +63,32 @@ pub fn filter(fctx: &FilterCtx) {
         }
         None
     };
-    if let Some(at) = line_at
-        && let Some(guest_command) = fctx.arg(at)
-        && let Some(variant) = registry::variant_of(guest_command)
-    {
-        // COMMAND GETKEYS of a command without keys: Redis's own answer for one ("The command
-        // has no key arguments"), where the dispatcher, which has keys, would say the
-        // arguments are invalid.
-        let keyless = at == 2
-            && registry::with_route(guest_command, |r| r.spec.first_key == 0).unwrap_or(false);
-        match (keyless, KEYLESS.get()) {
-            (true, Some(keyless)) => fctx.replace_arg(at, keyless),
+    let Some(at) = line_at else { return };
+    let Some(command) = fctx.arg(at) else { return };
+    // COMMAND GETKEYS of a command without keys gets Redis's own answer for one ("The command
+    // has no key arguments"), where the dispatcher, which has keys, would say the arguments
+    // are invalid: whether the guest command is named directly or after its dispatcher (as
+    // cluster clients send it).
+    let is_getkeys = at == 2;
+    if let Some(variant) = registry::variant_of(command) {
+        match KEYLESS.get() {
+            Some(keyless) if is_getkeys && has_no_keys(command) => fctx.replace_arg(at, keyless),
             _ => fctx.insert_arg(at, &names[variant.index()]),
         };
+    } else if is_getkeys
+        && Variant::ALL
+            .iter()
+            .any(|v| command.eq_ignore_ascii_case(v.command_name().as_bytes()))
+        && fctx.arg(at + 1).is_some_and(has_no_keys)
+        && let Some(keyless) = KEYLESS.get()
+    {
+        fctx.replace_arg(at, keyless);
     }
+}
+
+/// Whether `command` is a guest command without key arguments.
+fn has_no_keys(command: &[u8]) -> bool {
+    registry::with_route(command, |route| route.spec.first_key == 0).unwrap_or(false)
 }
 
 /// `CLIENT UNBLOCK <id> [TIMEOUT | ERROR]` of a client the host has already unblocked, whose

@@ -472,7 +472,19 @@ fn key_positions_reach_command_getkeys_and_acl() {
             c.cmd(&["COMMAND", getkeys, "BASICS.ECHO", "x"]).error(),
             "ERR The command has no key arguments"
         );
+        // So it does named after its dispatcher, as cluster clients send it.
+        assert_eq!(
+            c.cmd(&["COMMAND", getkeys, "wasm.invoke-readonly", "BASICS.ECHO", "x"])
+                .error(),
+            "ERR The command has no key arguments"
+        );
     }
+    assert_eq!(
+        c.cmd(&["COMMAND", "GETKEYS", "WASM.INVOKE-WRITE-DENYOOM", "basics.write", "mykey"])
+            .array()[0]
+            .text(),
+        "mykey"
+    );
     // A user limited to keys a* can use a* keys only.
     assert_eq!(
         c.cmd(&["ACL", "SETUSER", "alice", "on", "nopass", "~a*", "+@all"]),

@@ -6,7 +6,7 @@
 //! Build:  `cargo build -p helloworld --target wasm32-wasip2 --profile guest`
 //!         (the guest is `target/wasm32-wasip2/guest/helloworld.wasm`)
 //! Load:   `redis-cli WASM.LOAD $PWD/target/wasm32-wasip2/guest/helloworld.wasm`
-//! Call:   `redis-cli HELLOWORLD.RAND`  →  `(integer) 1804289383`
+//! Call:   `redis-cli HELLOWORLD.RAND`  →  `(integer) 1068897285` (the first call after a load)
 
 use redis_wasm_sdk::{Context, RedisError, RedisResult, RedisString, RedisValue, redis_module};
 
