@@ -18,6 +18,9 @@ pub struct LoadRequest {
     pub replace: bool,
     /// The name the guest must declare (a saved guest): any other fails the load.
     pub saved_as: Option<String>,
+    /// Replayed from the master, the AOF or an RDB: the master applied `wasm.max-module-size`
+    /// when it accepted the module, and a replica must not refuse what its master holds.
+    pub replayed: bool,
 }
 
 impl LoadRequest {
@@ -38,6 +41,7 @@ impl LoadRequest {
                 args: before[at + 1..].iter().map(|a| a.to_vec()).collect(),
                 replace: at > 0,
                 saved_as: None,
+                replayed: false,
             });
         }
         let mut tokens = tokens.into_iter();
@@ -67,6 +71,7 @@ impl LoadRequest {
             args,
             replace,
             saved_as: None,
+            replayed: false,
         })
     }
 
@@ -142,7 +147,7 @@ pub fn prepare(request: LoadRequest) -> Result<Prepared, String> {
     let described = request.describe();
     let fail = |why: String| format!("cannot load {described}: {why}");
     let (wasm, source) = request.read().map_err(fail)?;
-    let program = loader::compile(&wasm).map_err(fail)?;
+    let program = loader::compile(&wasm, request.replayed).map_err(fail)?;
     Ok(Prepared {
         described,
         wasm,
@@ -282,10 +287,11 @@ pub fn load_unpublished(
 
 /// `WASM.LOAD [REPLACE] <path | bytes> [ARGS arg ...]` → the guest's name.
 pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
-    let request = match LoadRequest::parse(args.iter().skip(1)) {
+    let mut request = match LoadRequest::parse(args.iter().skip(1)) {
         Ok(request) => request,
         Err(why) => return ctx.reply_error(&format!("ERR {why}")),
     };
+    request.replayed = ctx_flags::replayed(ctx.flags());
     // Compiling takes milliseconds to seconds: do it on another thread while the client waits
     // and others are served. Where the client cannot be blocked (MULTI, scripts, the master, the
     // AOF), compile here.
@@ -675,7 +681,7 @@ pub fn wasm_setvalue(ctx: Ctx, args: Args<'_>) {
     if let Err(why) = crate::ffi::check_type_name(type_name) {
         return ctx.reply_error(&format!("ERR {why}"));
     }
-    let replayed = ctx.flags() & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0;
+    let replayed = ctx_flags::replayed(ctx.flags());
     let ty = match crate::ffi::find_type(type_name) {
         Some(ty) => ty,
         None if !replayed => {

@@ -144,8 +144,7 @@ impl Live {
         background: Option<&Arc<AtomicBool>>,
     ) -> Result<(Live, InitScope), String> {
         let label: Arc<str> = label.into();
-        let replayed =
-            ctx.is_some_and(|c| c.flags() & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0);
+        let replayed = ctx.is_some_and(|c| ctx_flags::replayed(c.flags()));
         let clock = match background {
             Some(stop) => Clock::background(stop.clone()),
             None if replayed => Clock::unlimited(),
@@ -170,6 +169,7 @@ impl Live {
             })
         });
         let mut state = GuestState::new(label, GuestLimiter::new(memory));
+        state.limiter.unlimited = replayed;
         state.clock = Some(clock);
         let mut store = Store::new(engine::engine(), state);
         store.limiter(|state| &mut state.limiter);
@@ -667,7 +667,7 @@ impl Guest {
         let live = slot.as_mut().expect("instance ensured above");
 
         // Commands from the master or the AOF must run to the end: replicas must not diverge.
-        let replayed = flags & (ctx_flags::REPLICATED | ctx_flags::LOADING) != 0;
+        let replayed = ctx_flags::replayed(flags);
         let state = live.store.data_mut();
         let mut scope = state.spare_scope.take().unwrap_or_else(|| {
             Box::new(CommandScope::idle(
@@ -712,6 +712,7 @@ impl Guest {
         state.reply.clear();
         state.panic_message = None;
         state.limiter.refused = None;
+        state.limiter.unlimited = replayed;
         live.store.set_epoch_deadline(1);
         engine::guest_entering();
         // SAFETY: the signature was checked with `typed` in `Live::start`.

@@ -73,7 +73,7 @@ pub mod fuzzing {
             crate::busy::BUSY_THRESHOLD_MS.store(50, std::sync::atomic::Ordering::Relaxed);
             crate::engine::start().expect("engine");
         });
-        if let Ok(program) = crate::loader::compile(bytes) {
+        if let Ok(program) = crate::loader::compile(bytes, false) {
             let _ = crate::guest::Guest::start(
                 program,
                 None,

@@ -21,6 +21,9 @@ pub struct GuestLimiter {
     pub memory: Arc<AtomicUsize>,
     /// Why the guest's last growth was refused: the limit, and the sizes it judged.
     pub refused: Option<String>,
+    /// Growth is counted but not refused: the running work is replayed from the master or the
+    /// AOF (see `ctx_flags::replayed`), which must not fail where the master's succeeded.
+    pub unlimited: bool,
 }
 
 impl GuestLimiter {
@@ -29,6 +32,7 @@ impl GuestLimiter {
             used: 0,
             memory,
             refused: None,
+            unlimited: false,
         }
     }
 }
@@ -41,7 +45,7 @@ impl ResourceLimiter for GuestLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let limit = config::get_usize(&config::MAX_MEMORY);
-        if desired > limit {
+        if desired > limit && !self.unlimited {
             self.refused = Some(format!(
                 "wasm.max-memory ({limit} bytes) refused growing to {desired} bytes"
             ));
@@ -50,7 +54,7 @@ impl ResourceLimiter for GuestLimiter {
         let more = desired.saturating_sub(current);
         let total = TOTAL_MEMORY.fetch_add(more, Ordering::SeqCst) + more;
         let total_limit = config::get_usize(&config::MAX_TOTAL_MEMORY);
-        if total > total_limit {
+        if total > total_limit && !self.unlimited {
             TOTAL_MEMORY.fetch_sub(more, Ordering::SeqCst);
             self.refused = Some(format!(
                 "wasm.max-total-memory ({total_limit} bytes) refused growing to {desired} \

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::commands::{self, LoadRequest, Origin};
-use crate::ffi::{Ctx, Io, LogLevel, log_raw};
+use crate::ffi::{Ctx, Io, LogLevel, ctx_flags, log_raw};
 use crate::guest::Guest;
 use crate::registry;
 
@@ -191,6 +191,14 @@ pub fn restore(
     if let Some(twice) = saved.iter().find(|s| !seen.insert(s.name.as_str())) {
         return Err(format!("the payload holds guest '{}' twice", twice.name));
     }
+    // Module bytes only: a path would be read where the restore is replayed (a replica, the
+    // AOF at the next start), which may not have the file.
+    if let Some(no_module) = saved.iter().find(|s| !s.wasm.starts_with(b"\0asm")) {
+        return Err(format!(
+            "guest '{}' is saved without its module's bytes",
+            no_module.name
+        ));
+    }
     if mode == Mode::Append
         && let Some(clash) = saved
             .iter()
@@ -225,6 +233,7 @@ pub fn restore(
             args: guest.args,
             replace: mode != Mode::Append,
             saved_as: Some(guest.name),
+            replayed: origin == Origin::Rdb || ctx_flags::replayed(ctx.flags()),
         };
         started.push(commands::load_unpublished(ctx, request, origin)?);
     }

@@ -645,3 +645,66 @@ fn loads_compile_in_the_background_or_inline_where_blocking_is_impossible() {
             .any(|command| command[0] == "WASM.LOAD")
     );
 }
+
+#[test]
+fn replicas_and_the_aof_carry_out_loads_their_own_limits_would_refuse() {
+    // Limits below what the guests need: a module larger than `wasm.max-module-size` (hellotype
+    // is ~85 KB) and instances larger than `wasm.max-memory` (a Rust guest starts at 1.1 MB).
+    let low_limits = || {
+        vec![
+            ("wasm.max-module-size".to_owned(), "65536".to_owned()),
+            ("wasm.max-memory".to_owned(), "1048576".to_owned()),
+        ]
+    };
+    let master = Server::start_with(ServerOptions {
+        config: vec![("appendonly".into(), "yes".into())],
+        ..Default::default()
+    });
+    let mut m = master.client();
+    m.cmd(&["WASM.LOAD", guests::HELLOTYPE]);
+    m.cmd(&["HELLOTYPE.INSERT", "before", "1"]);
+    // Full sync: the guests come in the RDB.
+    let replica = Server::start_with(ServerOptions {
+        config: low_limits(),
+        ..Default::default()
+    });
+    replica.replicate_from(&master);
+    // The replication stream: a load, and a command that replicates itself verbatim.
+    m.cmd(&["WASM.LOAD", guests::BASICS]);
+    m.cmd(&["HELLOTYPE.INSERT", "after", "2"]);
+    master.assert_same_dataset(&replica);
+    assert_eq!(names(&replica), ["basics", "hellotype"]);
+    assert!(!replica.log().contains("sending an error to its master"));
+    // The AOF replayed under the same low limits.
+    let digest = master.digest();
+    let mut master = master;
+    let mut config = low_limits();
+    config.push(("appendonly".into(), "yes".into()));
+    master
+        .restart_with(ServerOptions {
+            config,
+            ..Default::default()
+        })
+        .expect("restart from the AOF");
+    assert_eq!(master.digest(), digest);
+    assert_eq!(names(&master), ["basics", "hellotype"]);
+    // A client's load still meets the limits.
+    let refused = master
+        .client()
+        .cmd(&["WASM.LOAD", "REPLACE", guests::HELLOTYPE]);
+    assert!(
+        refused.error().contains("more than wasm.max-module-size"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn a_restore_payload_must_carry_module_bytes_not_a_path() {
+    let server = Server::start();
+    let payload = dump_payload(&[("helloworld", guests::HELLOWORLD.as_bytes())]);
+    assert_eq!(
+        server.client().cmd_bytes(&[b"WASM.RESTORE", &payload]).error(),
+        "ERR guest 'helloworld' is saved without its module's bytes"
+    );
+    assert!(names(&server).is_empty());
+}

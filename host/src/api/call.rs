@@ -210,7 +210,7 @@ impl Modifiers {
         };
         m.push(b'S');
         m.push(b'M');
-        if ctx_flags_now & (ctx_flags::REPLICATED | ctx_flags::LOADING) == 0 {
+        if !ctx_flags::replayed(ctx_flags_now) {
             m.push(b'C');
         }
         if !may_write || flags.contains(CallFlags::NO_WRITES) {

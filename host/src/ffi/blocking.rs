@@ -349,7 +349,7 @@ impl Ctx {
             Some("inside MULTI")
         } else if flags & super::ctx_flags::LUA != 0 {
             Some("from a script")
-        } else if flags & (super::ctx_flags::REPLICATED | super::ctx_flags::LOADING) != 0 {
+        } else if super::ctx_flags::replayed(flags) {
             Some("for the master or the AOF")
         } else if flags & super::ctx_flags::DENY_BLOCKING != 0 {
             Some("for a client that cannot block (a call from another command)")

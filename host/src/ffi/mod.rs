@@ -229,6 +229,12 @@ pub mod ctx_flags {
     pub const READONLY: u32 = raw::REDISMODULE_CTX_FLAGS_READONLY;
     pub const RESP3: u32 = raw::REDISMODULE_CTX_FLAGS_RESP3;
     pub const DENY_BLOCKING: u32 = raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING;
+
+    /// Whether the context's work is replayed from the master or the AOF (or an RDB being
+    /// loaded): the master accepted it, so a replica must carry it out whatever its own limits.
+    pub fn replayed(flags: u32) -> bool {
+        flags & (REPLICATED | LOADING) != 0
+    }
 }
 
 /// `REDISMODULE_NOTIFY_*`: keyspace event classes.
