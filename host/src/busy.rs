@@ -266,8 +266,13 @@ impl Clock {
         {
             return Err(Stop::TimedOut(limit, config));
         }
-        let threshold =
-            Duration::from_millis(BUSY_THRESHOLD_MS.load(Ordering::Relaxed).max(0) as u64);
+        // 0 (or less) turns Redis's busy mechanism off, as for scripts: the call runs to its end
+        // (or its `limit`) without letting other clients in.
+        let Ok(threshold_ms @ 1..) = u64::try_from(BUSY_THRESHOLD_MS.load(Ordering::Relaxed))
+        else {
+            return Ok(());
+        };
+        let threshold = Duration::from_millis(threshold_ms);
         if self.stop_at_threshold && elapsed > threshold {
             return Err(Stop::CannotYield(threshold));
         }

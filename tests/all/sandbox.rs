@@ -896,3 +896,23 @@ fn components_that_cannot_start_or_do_not_fit_the_guest_world_are_refused() {
         ],
     );
 }
+
+#[test]
+fn busy_reply_threshold_0_runs_guests_uninterrupted_as_it_does_scripts() {
+    // Redis's 0 turns the busy mechanism off: no -BUSY for other clients, no stop where the
+    // guest cannot yield; only wasm.max-call-ms stops a runaway.
+    let server = evil_server(&[("busy-reply-threshold", "0"), ("wasm.max-call-ms", "400")]);
+    let mut c = server.client();
+    let exec = c.cmd(&["EVAL", "return redis.call('evil.calls', '20000')", "0"]);
+    assert!(!exec.is_error(), "{exec:?}");
+    let mut runner = server.client();
+    let mut other = server.client();
+    runner.send(&[b"EVIL.LOOP"]);
+    std::thread::sleep(Duration::from_millis(100));
+    other.send(&[b"GET", b"x"]);
+    assert_eq!(
+        runner.read().error(),
+        "ERR guest 'evil' command 'evil.loop' ran longer than 400 ms (wasm.max-call-ms)"
+    );
+    assert_eq!(other.read(), Reply::Nil);
+}
