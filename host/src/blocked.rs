@@ -233,10 +233,23 @@ fn release(id: u64, payload: Payload, by: By) -> bool {
 /// that answer (see `dispatch::filter`).
 pub fn answer_pending(client_id: u64) -> bool {
     with_entries(|entries| {
-        entries
-            .values()
-            .any(|e| e.client_id == client_id && !e.on_keys && e.released)
+        newest_is_released(
+            entries
+                .iter()
+                .filter(|(_, e)| e.client_id == client_id)
+                .map(|(&id, e)| (id, e.released && !e.on_keys)),
+        )
     })
+}
+
+/// Whether the newest of a client's handles (`(id, released by the host)`; ids grow) is
+/// released. Only the newest counts: an older handle lingers until Redis frees it, after the
+/// client may have been answered (by a `CLIENT UNBLOCK` while its job wound down) and blocked
+/// again, and that new block must stay open to `CLIENT UNBLOCK`.
+fn newest_is_released(handles: impl Iterator<Item = (u64, bool)>) -> bool {
+    handles
+        .max_by_key(|&(id, _)| id)
+        .is_some_and(|(_, released)| released)
 }
 
 /// The end of a background job: unblocks its client with what was recorded while it worked,
@@ -571,4 +584,19 @@ pub fn blocked_count() -> usize {
 /// Background jobs running now (for INFO).
 pub fn job_count() -> usize {
     JOBS.load(Ordering::SeqCst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newest_is_released;
+
+    #[test]
+    fn only_the_newest_handle_of_a_client_decides_whether_its_answer_is_pending() {
+        assert!(!newest_is_released([].into_iter()));
+        assert!(newest_is_released([(3, true)].into_iter()));
+        // An old handle released by its job's end, and the client blocked again since.
+        assert!(!newest_is_released([(3, true), (7, false)].into_iter()));
+        assert!(!newest_is_released([(7, false), (3, true)].into_iter()));
+        assert!(newest_is_released([(3, false), (7, true)].into_iter()));
+    }
 }
