@@ -35,6 +35,8 @@ struct Running {
     /// Its context (for its client), valid while it is on the stack; `None` for an init run
     /// without one (the fuzzing entry point).
     ctx: Option<Ctx>,
+    /// Whether it may yield to other clients; what it calls may yield only if it may.
+    may_yield: bool,
 }
 
 impl Running {
@@ -56,6 +58,7 @@ impl Running {
         }
         refill_arc(&mut self.wrote, entry.wrote);
         self.ctx = entry.ctx;
+        self.may_yield = entry.may_yield;
     }
 }
 
@@ -68,6 +71,8 @@ pub struct RunningEntry<'a> {
     /// Its context (for its client); `None` for an init run without one (the fuzzing entry
     /// point).
     pub ctx: Option<Ctx>,
+    /// Whether it may yield to other clients.
+    pub may_yield: bool,
 }
 
 /// A thread's guest invocations, innermost last: the first `depth` entries. Entries beyond it
@@ -164,6 +169,7 @@ impl RunningGuard {
                     command: entry.command.cloned(),
                     wrote: entry.wrote.clone(),
                     ctx: entry.ctx,
+                    may_yield: entry.may_yield,
                 }),
             }
             stack.depth += 1;
@@ -332,10 +338,14 @@ pub fn on_main_thread() -> bool {
 }
 
 /// Whether a command running with these context flags may yield to other clients: only on the
-/// main thread, and never inside `EXEC` or a script (Redis asserts that no other client's
-/// command runs while a transaction or a script does).
+/// main thread, never inside `EXEC` or a script (Redis asserts that no other client's command
+/// runs while a transaction or a script does), and only if every guest invocation it runs
+/// inside may (a guest command a blocked client's callback calls must not yield either: Redis
+/// does not protect that client meanwhile, and would use it freed if it disconnected).
 pub fn may_yield_in(ctx_flags: u32) -> bool {
-    on_main_thread() && ctx_flags & (crate::ffi::ctx_flags::MULTI | crate::ffi::ctx_flags::LUA) == 0
+    on_main_thread()
+        && ctx_flags & (crate::ffi::ctx_flags::MULTI | crate::ffi::ctx_flags::LUA) == 0
+        && RUNNING.with_borrow(|stack| stack.running().iter().all(|r| r.may_yield))
 }
 
 /// Reads `busy-reply-threshold` from Redis.

@@ -166,6 +166,7 @@ impl Live {
                 command: None,
                 wrote: &wrote,
                 ctx,
+                may_yield: may_yield && !replayed && ctx.is_some(),
             })
         });
         let mut state = GuestState::new(label, GuestLimiter::new(memory));
@@ -471,6 +472,7 @@ impl Guest {
         };
         let command = spec.name.clone();
         let _ticking = engine::BackgroundCall::enter();
+        let _job_user = crate::scope::JobUserGuard::enter(user.clone());
         let failed = |why: String| {
             self.stats.error(&why);
             Payload::Error(why)
@@ -698,6 +700,7 @@ impl Guest {
             command: Some(&route.spec),
             wrote: &scope.effects.wrote,
             ctx: Some(ctx),
+            may_yield: may_yield && !replayed,
         });
         state.clock = Some(if replayed {
             Clock::unlimited()

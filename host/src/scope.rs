@@ -14,7 +14,7 @@
 //! and when the command ends. See [`Effects`].
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -457,25 +457,64 @@ impl CallerAcl {
     pub fn allows_key(&self, ctx: Ctx, name: &[u8], access: KeyAccess) -> bool {
         self.exempt
             || self.is_declared(name)
-            || Self::ask(|client| ctx.client_may_access_key(client, name, access))
+            || Self::ask(
+                |client| ctx.client_may_access_key(client, name, access),
+                |user| ctx.user_may_access_key(user, name, access),
+            )
     }
 
     /// Whether the command's user may run `command args` itself (see [`ask`](Self::ask)):
     /// replicas and the AOF replay what a guest replicates without any ACL.
     pub fn allows_command(&self, ctx: Ctx, command: &str, args: &[Vec<u8>]) -> bool {
-        self.exempt || Self::ask(|client| ctx.client_may_run(client, command, args))
+        self.exempt
+            || Self::ask(
+                |client| ctx.client_may_run(client, command, args),
+                |user| ctx.user_may_run(user, command, args),
+            )
     }
 
-    /// Asks `check` about the user of the client the command runs for (the innermost running
-    /// guest invocation is this command) or, when that is a fake client (a guest command called
-    /// by another guest), of the nearest enclosing guest command's client. With no user to ask
-    /// (a script, another module's call, the master), the checks Redis made before the command
-    /// ran are all there is.
-    fn ask(check: impl Fn(u64) -> Option<bool>) -> bool {
-        crate::busy::running_clients()
+    /// Asks `check_client` about the user of the client the command runs for (the innermost
+    /// running guest invocation is this command) or, when that is a fake client (a guest
+    /// command called by another guest), of the nearest enclosing guest command's client. On a
+    /// background job's thread, where the enclosing command is the job, `check_user` asks
+    /// about the job's user (refused without one). With no user to ask otherwise (a script,
+    /// another module's call, the master), the checks Redis made before the command ran are all
+    /// there is.
+    fn ask(check_client: impl Fn(u64) -> Option<bool>, check_user: impl Fn(&[u8]) -> Option<bool>) -> bool {
+        if let Some(answer) = crate::busy::running_clients()
             .into_iter()
-            .find_map(check)
-            .unwrap_or(true)
+            .find_map(check_client)
+        {
+            return answer;
+        }
+        JOB_USER.with_borrow(|job| match job {
+            Some(Some(user)) => check_user(user).unwrap_or(false),
+            Some(None) => false,
+            None => true,
+        })
+    }
+}
+
+thread_local! {
+    /// On a background job's thread, while the job runs: the ACL user of its blocked client
+    /// (`None` inside when it has none).
+    static JOB_USER: RefCell<Option<Option<Vec<u8>>>> = const { RefCell::new(None) };
+}
+
+/// Marks this thread as running a background job for `user` until dropped: guest commands the
+/// job calls check the keys they open against that user (see [`CallerAcl::ask`]).
+pub struct JobUserGuard(());
+
+impl JobUserGuard {
+    pub fn enter(user: Option<Vec<u8>>) -> JobUserGuard {
+        JOB_USER.set(Some(user));
+        JobUserGuard(())
+    }
+}
+
+impl Drop for JobUserGuard {
+    fn drop(&mut self) {
+        JOB_USER.set(None);
     }
 }
 

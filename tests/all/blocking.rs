@@ -398,6 +398,68 @@ fn a_job_runs_as_the_blocked_clients_user_whoever_starts_it() {
 }
 
 #[test]
+fn guest_commands_a_job_calls_open_keys_only_as_the_jobs_user() {
+    let server = Server::with_module_args(&["LOAD", guests::API_GUEST, "LOAD", guests::BASICS]);
+    let mut c = server.client();
+    c.cmd(&["SET", "secret", "x"]);
+    c.cmd(&["SET", "allowed:1", "x"]);
+    c.cmd(&[
+        "ACL", "SETUSER", "limited", "on", "nopass", "~allowed:*", "+@all",
+    ]);
+    let mut limited = server.client();
+    limited.cmd(&["AUTH", "limited", "x"]);
+    // BASICS.PEEK declares no keys: the key it opens is checked against the job's user, as on
+    // the main thread, whatever calls it.
+    // The reply describes BASICS.PEEK's: [whether the key exists, what opening it gave].
+    let peek = |c: &mut Client, key: &str| {
+        format!(
+            "{:?}",
+            c.cmd(&["API.WAIT", "bgcall", "0", "BASICS.PEEK", key])
+        )
+    };
+    let denied = peek(&mut limited, "secret");
+    assert!(
+        denied.contains("[\"integer\", :0]")
+            && denied.contains("no permissions to access the 'secret' key"),
+        "{denied}"
+    );
+    let allowed = peek(&mut limited, "allowed:1");
+    assert!(allowed.contains("[\"integer\", :1]") && allowed.contains("opened"), "{allowed}");
+    let default_user = peek(&mut c, "secret");
+    assert!(default_user.contains("opened"), "{default_user}");
+}
+
+#[test]
+fn a_guest_command_a_callback_calls_does_not_yield() {
+    // A blocked client's callback cannot yield (Redis does not protect that client meanwhile:
+    // a disconnection during the yield freed it under Redis's feet), and neither can a guest
+    // command it calls: it stops at busy-reply-threshold, and other clients wait.
+    let server = Server::start_with(ServerOptions {
+        module_args: vec![
+            "LOAD".into(),
+            guests::API_GUEST.into(),
+            "LOAD".into(),
+            guests::EVIL.into(),
+        ],
+        config: vec![("busy-reply-threshold".into(), "200".into())],
+        ..Default::default()
+    });
+    let mut waiter = server.client();
+    send(&mut waiter, &["API.WAIT", "plain"]);
+    wait_until("the client blocks", || {
+        info_field(&server, "blocked_clients") == 1
+    });
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["API.WAKE", "call EVIL.LOOP"]), Reply::Int(1));
+    let mut other = server.client();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(other.cmd(&["GET", "x"]), Reply::Nil);
+    let answer = waiter.read();
+    let text = format!("{answer:?}");
+    assert!(text.contains("where it cannot yield"), "{text}");
+}
+
+#[test]
 fn a_job_outlives_its_client_safely() {
     // The job keeps calling Redis through its client's thread-safe context while the client
     // times out, disconnects, or its guest is unloaded: the handle is released only when the

@@ -116,6 +116,24 @@ pub(super) fn with_user_named(
     }
 }
 
+/// `RedisModule_ACLCheckKeyPermissions` of `key` for `access`; `user` must be live.
+fn may_access_key(user: *mut raw::RedisModuleUser, key: &[u8], access: KeyAccess) -> bool {
+    let flags = match access {
+        KeyAccess::Exists => 0,
+        KeyAccess::Read => raw::REDISMODULE_CMD_KEY_ACCESS,
+        KeyAccess::ReadWrite => {
+            raw::REDISMODULE_CMD_KEY_ACCESS
+                | raw::REDISMODULE_CMD_KEY_UPDATE
+                | raw::REDISMODULE_CMD_KEY_INSERT
+                | raw::REDISMODULE_CMD_KEY_DELETE
+        }
+    };
+    let key = OwnedString::new(key);
+    // SAFETY: a live user (the caller's promise) and a valid string; the flags are among those
+    // it accepts.
+    unsafe { api!(RedisModule_ACLCheckKeyPermissions)(user, key.as_ptr(), flags as c_int) == OK }
+}
+
 /// What a guest does with a key, for [`Ctx::client_may_access_key`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyAccess {
@@ -166,22 +184,19 @@ impl Ctx {
         key: &[u8],
         access: KeyAccess,
     ) -> Option<bool> {
-        let flags = match access {
-            KeyAccess::Exists => 0,
-            KeyAccess::Read => raw::REDISMODULE_CMD_KEY_ACCESS,
-            KeyAccess::ReadWrite => {
-                raw::REDISMODULE_CMD_KEY_ACCESS
-                    | raw::REDISMODULE_CMD_KEY_UPDATE
-                    | raw::REDISMODULE_CMD_KEY_INSERT
-                    | raw::REDISMODULE_CMD_KEY_DELETE
-            }
-        };
-        let key = OwnedString::new(key);
-        self.with_client_user(client_id, |user| {
-            // SAFETY: a live user and a valid string; the flags are among those it accepts.
-            unsafe {
-                api!(RedisModule_ACLCheckKeyPermissions)(user, key.as_ptr(), flags as c_int) == OK
-            }
+        self.with_client_user(client_id, |user| may_access_key(user, key, access))
+    }
+
+    /// Like [`client_may_access_key`](Self::client_may_access_key), for the user called
+    /// `user_name` (`None`: there is none).
+    pub fn user_may_access_key(
+        self,
+        user_name: &[u8],
+        key: &[u8],
+        access: KeyAccess,
+    ) -> Option<bool> {
+        with_user_named(&OwnedString::new(user_name), |user| {
+            may_access_key(user, key, access)
         })
     }
 

@@ -797,11 +797,13 @@ fn api_pool(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 thread_local!(static WAITING: RefCell<Vec<BlockedClient>> = const { RefCell::new(Vec::new()) });
 
-/// `API.WAIT <mode> [timeout-ms]`: blocks the client until `API.WAKE`. Modes: `plain`; `abort`
+/// `API.WAIT <mode> [timeout-ms]`: blocks the client until `API.WAKE`; woken with `call <command
+/// line>`, the reply phase calls it and describes the reply. Modes: `plain`; `abort`
 /// (blocks, aborts, replies "aborted"); `replythen` (blocks, then replies "anyway": the reply
 /// goes through the block); `replyint` (the same with the integer 7); `twice` (blocks twice: the second is refused); `trap` (blocks, then
 /// panics); `bgwrite` (a background job that tries a write and opens a key); `spin` (a
-/// background job calling PING until it is cancelled); `keysreply` and `keystrap` (block on the
+/// background job calling PING until it is cancelled); `bgcall` (`API.WAIT bgcall <timeout>
+/// <command> [args]`: a background job that calls the command and describes the reply); `keysreply` and `keystrap` (block on the
 /// key `api:never`, then reply "anyway", or panic). Woken with `API.WAKE loop`, the reply
 /// phase loops for ever.
 fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -829,12 +831,19 @@ fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                     rounds = std::hint::black_box(rounds.wrapping_add(1));
                 }
             }
+            if let Some(line) = data.strip_prefix(b"call ") {
+                return call_words(ctx, line);
+            }
             return Ok(RedisValue::StringBuffer(data));
         }
         BlockedPhase::Timeout => return Ok(RedisValue::SimpleStringStatic("timed out")),
         BlockedPhase::Background if args.get(1).is_some_and(|m| m.as_slice() == b"spin") => loop {
             ctx.call("PING", &[])?;
         },
+        BlockedPhase::Background if args.get(1).is_some_and(|m| m.as_slice() == b"bgcall") => {
+            let line: Vec<&[u8]> = args[3..].iter().map(RedisString::as_slice).collect();
+            return call_words(ctx, &line.join(&b' '));
+        }
         BlockedPhase::Background => {
             let write = match ctx.call("SET", &[&"api:bg", &"x"]) {
                 Ok(_) => "write ran".to_owned(),
@@ -876,7 +885,7 @@ fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             Ok(RedisValue::BulkString(second.to_string()))
         }
         "trap" => panic!("trapped after blocking"),
-        "bgwrite" | "spin" => {
+        "bgwrite" | "spin" | "bgcall" => {
             ctx.run_in_background(client, &args)?;
             if mode == "spin" {
                 WAITING.with_borrow_mut(|w| w.push(client));
@@ -888,6 +897,15 @@ fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             Ok(RedisValue::NoReply)
         }
     }
+}
+
+/// Calls the command line `words` (separated by spaces) and describes its reply.
+fn call_words(ctx: &Context, words: &[u8]) -> RedisResult {
+    let words: Vec<&[u8]> = words.split(|&b| b == b' ').collect();
+    let command = std::str::from_utf8(words[0]).map_err(|_| RedisError::Str("ERR bad name"))?;
+    Ok(describe(
+        &ctx.call(command, &[&&words[1..]]).map_err(call_error)?,
+    ))
 }
 
 /// `API.WAKE <data>`: unblocks the clients `API.WAIT plain` (or `spin`) blocked; replies how many
