@@ -254,7 +254,21 @@ impl Modifiers {
 
 /// The error for a call Redis refused. `refuses_writes`: the call had `W`, so Redis refused
 /// any write command before its script-mode checks of writes.
-fn refusal(refusal: CallRefusal, command: &str, oom: bool, refuses_writes: bool) -> CallError {
+/// Why the command cannot write, for a write call Redis refused with `ENOSPC` (outside OOM).
+#[derive(Clone, Copy)]
+enum NoWrites {
+    NotFlagged,
+    BackgroundJob,
+    ClientsPaused,
+}
+
+fn refusal(
+    refusal: CallRefusal,
+    command: &str,
+    oom: bool,
+    refuses_writes: bool,
+    no_writes: NoWrites,
+) -> CallError {
     match refusal {
         CallRefusal::UnknownCommand => {
             CallError::UnknownCommand(format!("ERR unknown command '{command}'"))
@@ -274,9 +288,16 @@ fn refusal(refusal: CallRefusal, command: &str, oom: bool, refuses_writes: bool)
         CallRefusal::NoSpace if oom => CallError::OutOfMemory(
             "OOM command not allowed when used memory > 'maxmemory'.".to_owned(),
         ),
-        CallRefusal::NoSpace => CallError::WriteNotAllowed(format!(
-            "ERR write command '{command}' called from a command not flagged 'write'"
-        )),
+        CallRefusal::NoSpace => CallError::WriteNotAllowed(match no_writes {
+            NoWrites::NotFlagged => {
+                format!("ERR write command '{command}' called from a command not flagged 'write'")
+            }
+            NoWrites::BackgroundJob => format!(
+                "ERR write command '{command}' called from a background job: jobs only read \
+                 (write in the command's reply phase)"
+            ),
+            NoWrites::ClientsPaused => crate::ffi::WRITES_PAUSED.to_owned(),
+        }),
         CallRefusal::NoPermission => {
             CallError::NoPermission(crate::scope::no_command_permission(command))
         }
@@ -547,11 +568,19 @@ impl GuestState {
                     scope.effects.user_refused = true;
                 }
                 let oom = now & ctx_flags::OOM != 0;
+                let no_writes = if scope.in_background() {
+                    NoWrites::BackgroundJob
+                } else if scope.writes_paused {
+                    NoWrites::ClientsPaused
+                } else {
+                    NoWrites::NotFlagged
+                };
                 Ok(Err(refusal(
                     why,
                     &command.to_ascii_lowercase(),
                     oom,
                     modifiers.refuses_writes(),
+                    no_writes,
                 )))
             }
         }
