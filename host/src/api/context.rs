@@ -19,6 +19,8 @@ impl Host for GuestState {
         let Ok(id) = i32::try_from(db) else {
             return Ok(Err("ERR DB index is out of range".to_owned()));
         };
+        // A background job's context is used from its thread: under Redis's lock.
+        let _lock = scope.background.as_ref().map(|job| job.ctx.lock());
         // Writes recorded so far belong to the current database.
         scope.effects.flush(scope.ctx);
         Ok(if scope.ctx.select_db(id) {

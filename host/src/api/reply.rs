@@ -146,6 +146,15 @@ impl Host for GuestState {
             _ => None,
         };
         match found {
+            // An attribute's protocol is only its pairs: the client would take them as the
+            // attribute of the command's next reply, one reply out of step.
+            Some((reply, _)) if reply.kind() == crate::ffi::ReplyKind::Attribute => {
+                self.reply.fail(
+                    "reply-with-call-reply cannot forward an attribute on its own: reply the \
+                     reply it belongs to",
+                );
+                Ok(())
+            }
             Some((reply, resp3)) => self.reply_item(ReplyItem::CallReply { reply, resp3 }),
             None => {
                 self.reply
