@@ -23,11 +23,36 @@ pub const SITES: &[&str] = &[
     "saving guests to the RDB",
 ];
 
+/// Sites that run in a forked child (a `BGSAVE`'s, a full sync's): the child's disarming does not
+/// reach the server, which disarms them when it forks instead.
+const FORKED_SITES: &[&str] = &["saving guests to the RDB"];
+
 pub fn arm(site: &str) {
     *SITE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = site.to_owned();
     ARMED.store(true, Ordering::SeqCst);
+    if FORKED_SITES.contains(&site) {
+        static FORK_HANDLER: std::sync::Once = std::sync::Once::new();
+        FORK_HANDLER.call_once(|| {
+            // SAFETY: registers a function of this library, which stays loaded (the host
+            // refuses MODULE UNLOAD), to run in the parent after each fork.
+            unsafe { libc::pthread_atfork(None, Some(disarm_forked_sites), None) };
+        });
+    }
+}
+
+/// In the server, after a fork: the child has the armed site now.
+extern "C" fn disarm_forked_sites() {
+    let _ = std::panic::catch_unwind(|| {
+        let mut armed = SITE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if FORKED_SITES.contains(&armed.as_str()) {
+            armed.clear();
+            ARMED.store(false, Ordering::SeqCst);
+        }
+    });
 }
 
 /// Panics if `site` is armed (once). Inlined: the command filter and every host function pass

@@ -69,10 +69,14 @@ fn save_type_names(io: &Io, types: &[String]) {
     }
 }
 
-/// An aux record with the data types and no guests.
+/// The guest count of a record whose guests could not be saved: a server loading it keeps the
+/// guests it has (a replica would otherwise unload all of its own, mirroring "no guests").
+const GUESTS_NOT_SAVED: u64 = u64::MAX;
+
+/// An aux record with the data types and without the guests (see [`GUESTS_NOT_SAVED`]).
 pub fn save_types_only_aux(io: &Io) {
     let types = crate::ffi::type_names();
-    io.save_unsigned(0);
+    io.save_unsigned(GUESTS_NOT_SAVED);
     save_type_names(io, &types);
 }
 
@@ -87,8 +91,12 @@ fn read_type_names(io: &Io) -> Option<Vec<String>> {
         .collect()
 }
 
-fn read_aux(io: &Io) -> Option<Vec<SavedGuest>> {
+/// The saved guests; `Some(None)` for a record without them ([`GUESTS_NOT_SAVED`]).
+fn read_aux(io: &Io) -> Option<Option<Vec<SavedGuest>>> {
     let count = io.load_unsigned()?;
+    if count == GUESTS_NOT_SAVED {
+        return Some(None);
+    }
     if count > MAX_GUESTS {
         return None;
     }
@@ -105,7 +113,7 @@ fn read_aux(io: &Io) -> Option<Vec<SavedGuest>> {
             .collect::<Option<Vec<_>>>()?;
         guests.push(SavedGuest { name, wasm, args });
     }
-    Some(guests)
+    Some(Some(guests))
 }
 
 /// Reads the aux record and loads its guests. False makes the RDB load fail.
@@ -147,6 +155,14 @@ pub fn load_aux(io: &Io, encver: i32) -> bool {
     }
     // A replica (full sync, or its own RDB at startup) mirrors its master's guests; a master
     // keeps guests loaded from its module arguments that its RDB does not hold.
+    let Some(saved) = saved else {
+        log_raw(
+            LogLevel::Warning,
+            "<wasm> the RDB holds no guests: they could not be saved when it was made (see that \
+             server's log); the guests loaded here stay as they are",
+        );
+        return true;
+    };
     let mode = match ctx.flags() & crate::ffi::ctx_flags::SLAVE {
         0 => Mode::Replace,
         _ => Mode::Mirror,

@@ -708,3 +708,44 @@ fn a_restore_payload_must_carry_module_bytes_not_a_path() {
     );
     assert!(names(&server).is_empty());
 }
+
+#[test]
+fn a_replica_keeps_its_guests_when_its_masters_guests_could_not_be_saved() {
+    let master = Server::start_with(ServerOptions {
+        config: vec![("wasm.enable-debug".into(), "1".into())],
+        ..Default::default()
+    });
+    let mut m = master.client();
+    m.cmd(&["WASM.LOAD", guests::HELLOTYPE]);
+    m.cmd(&["HELLOTYPE.INSERT", "k", "5"]);
+    let replica = Server::start();
+    replica.replicate_from(&master);
+    master.assert_same_dataset(&replica);
+    assert_eq!(names(&replica), ["hellotype"]);
+    let resync = || {
+        let mut r = replica.client();
+        r.cmd(&["REPLICAOF", "NO", "ONE"]);
+        replica.replicate_from(&master);
+        master.assert_same_dataset(&replica);
+    };
+    // A host fault while the master's fork writes the full sync's RDB: its record has the data
+    // types but not the guests, and the replica keeps the guests it has rather than mirroring
+    // "none".
+    m.cmd(&["WASM.DEBUG", "PANIC", "saving guests to the RDB"]);
+    resync();
+    assert_eq!(names(&replica), ["hellotype"]);
+    assert!(replica.log().contains("the RDB holds no guests"));
+    // The fault was armed for one save (in the fork's child): the next full sync carries the
+    // guests again.
+    let second = Server::start();
+    second.replicate_from(&master);
+    master.assert_same_dataset(&second);
+    assert_eq!(names(&second), ["hellotype"]);
+    assert_eq!(
+        master
+            .log()
+            .matches("the guests could not be saved in this RDB")
+            .count(),
+        1
+    );
+}
