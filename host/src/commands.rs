@@ -583,7 +583,11 @@ pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
             (None, Some(mode)) => (first, mode),
             (None, None) => {
                 // The shorter of the two is the word meant as the policy.
-                let word = if first.len() <= second.len() { first } else { second };
+                let word = if first.len() <= second.len() {
+                    first
+                } else {
+                    second
+                };
                 return ctx.reply_error(&format!(
                     "ERR unknown policy '{}' (expected APPEND, REPLACE or FLUSH)",
                     shown(word)

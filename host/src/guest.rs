@@ -50,9 +50,14 @@ pub struct Program {
 impl Program {
     /// Links a compiled component against the host's world and finds its exports.
     pub fn new(component: &Component, guest_export: &str) -> Result<Program, String> {
-        let pre = engine::linker()
-            .instantiate_pre(component)
-            .map_err(|e| format!("cannot link the guest: {e:#}"))?;
+        let linked = if crate::wasi::imports_without_capabilities(component) {
+            let mut linker = engine::linker().clone();
+            crate::wasi::define_without_capabilities(&mut linker, component)
+                .and_then(|()| linker.instantiate_pre(component))
+        } else {
+            engine::linker().instantiate_pre(component)
+        };
+        let pre = linked.map_err(|e| format!("cannot link the guest: {e:#}"))?;
         let interface = component
             .get_export_index(None, guest_export)
             .ok_or_else(|| format!("the guest does not export '{guest_export}'"))?;

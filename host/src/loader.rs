@@ -138,6 +138,7 @@ fn check_interfaces(component: &Component) -> Result<String, String> {
             Some(parsed)
                 if crate::wasi::GRANTED
                     .iter()
+                    .chain(crate::wasi::WITHOUT_CAPABILITIES)
                     .any(|g| g.split_once('/') == Some((parsed.package, parsed.interface)))
                     && parsed
                         .version

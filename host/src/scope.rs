@@ -480,7 +480,10 @@ impl CallerAcl {
     /// about the job's user (refused without one). With no user to ask otherwise (a script,
     /// another module's call, the master), the checks Redis made before the command ran are all
     /// there is.
-    fn ask(check_client: impl Fn(u64) -> Option<bool>, check_user: impl Fn(&[u8]) -> Option<bool>) -> bool {
+    fn ask(
+        check_client: impl Fn(u64) -> Option<bool>,
+        check_user: impl Fn(&[u8]) -> Option<bool>,
+    ) -> bool {
         if let Some(answer) = crate::busy::running_clients()
             .into_iter()
             .find_map(check_client)

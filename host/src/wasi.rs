@@ -14,8 +14,13 @@
 //! | `wasi:io/*` | the streams above; every pollable is always ready |
 //! | `wasi:random/*` | OS randomness (guest writes are replicated as effects, so this is safe) |
 //! | `wasi:clocks/*` | the server's clocks |
+//! | `wasi:filesystem/*` | no preopened directories, so no file can be opened |
+//! | `wasi:sockets/*` | present, but every function traps: no network |
 //!
-//! Files, sockets, HTTP and every other interface are refused when the guest loads
+//! Files and sockets are there without any capability because toolchains link them in whether
+//! or not the guest uses them (componentize-py, ComponentizeJS with stdio, Rust's `std::fs`): a
+//! guest that never reaches for a file or a socket loads and runs; one that does finds no
+//! directory, or traps. HTTP and every other interface are refused when the guest loads
 //! (`loader.rs` names the import). The version defined is 0.2.6; wasmtime's linker resolves any
 //! `0.2.x` import to it.
 
@@ -54,6 +59,32 @@ pub const GRANTED: &[&str] = &[
     "wasi:clocks/wall-clock",
 ];
 
+/// Interfaces a guest may import that give it nothing: their functions are defined for each
+/// guest that imports them ([`define_without_capabilities`]).
+pub const WITHOUT_CAPABILITIES: &[&str] = &[
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/ip-name-lookup",
+];
+
+/// The resources [`WITHOUT_CAPABILITIES`] interfaces define (besides `descriptor`, which the
+/// shared linker has).
+const OWN_RESOURCES: &[(&str, &str)] = &[
+    ("wasi:filesystem/types", "directory-entry-stream"),
+    ("wasi:sockets/network", "network"),
+    ("wasi:sockets/tcp", "tcp-socket"),
+    ("wasi:sockets/udp", "udp-socket"),
+    ("wasi:sockets/udp", "incoming-datagram-stream"),
+    ("wasi:sockets/udp", "outgoing-datagram-stream"),
+    ("wasi:sockets/ip-name-lookup", "resolve-address-stream"),
+];
+
 /// Largest single write or random request a guest may make.
 const MAX_CHUNK: u64 = 1 << 20;
 /// A printed line longer than this is flushed as it is (and logged in pieces Redis keeps).
@@ -66,6 +97,10 @@ struct InputStream;
 struct OutputStream;
 struct TerminalInput;
 struct TerminalOutput;
+/// `wasi:filesystem/types#descriptor`: never made (no directory is preopened).
+struct Descriptor;
+/// Any other resource of an interface without capabilities: never made either.
+struct NoCapability;
 
 const STDOUT: u32 = 1;
 const STDERR: u32 = 2;
@@ -411,5 +446,80 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
             nanoseconds: 1,
         },))
     })?;
+
+    // No directory is preopened: files cannot be named, so the rest of the filesystem
+    // interface is unreachable (defined per guest as traps, below).
+    linker
+        .instance(&format!("wasi:filesystem/types@{v}"))?
+        .resource(
+            "descriptor",
+            ResourceType::host::<Descriptor>(),
+            ignore_drop,
+        )?;
+    linker
+        .instance(&format!("wasi:filesystem/preopens@{v}"))?
+        .func_wrap("get-directories", |_: Store<'_>, ()| {
+            Ok((Vec::<(Resource<Descriptor>, String)>::new(),))
+        })?;
+    Ok(())
+}
+
+/// Whether `component` imports an interface of [`WITHOUT_CAPABILITIES`] (any 0.2.x).
+pub fn imports_without_capabilities(component: &wasmtime::component::Component) -> bool {
+    let engine = crate::engine::engine();
+    component
+        .component_type()
+        .imports(engine)
+        .any(|(name, _)| without_capabilities_interface(name).is_some())
+}
+
+/// The `package/interface` of [`WITHOUT_CAPABILITIES`] that import `name` is, if any.
+fn without_capabilities_interface(name: &str) -> Option<&'static str> {
+    let (path, version) = name.split_once('@')?;
+    if !version.starts_with("0.2.") {
+        return None;
+    }
+    WITHOUT_CAPABILITIES.iter().copied().find(|i| *i == path)
+}
+
+/// Defines, in `linker` (a copy of the shared one, for one guest), every function and
+/// resource `component` imports from [`WITHOUT_CAPABILITIES`] that the shared linker lacks:
+/// functions trap, naming themselves; resources are never made.
+pub fn define_without_capabilities(
+    linker: &mut Linker<GuestState>,
+    component: &wasmtime::component::Component,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    let engine = crate::engine::engine();
+    for (name, item) in component.component_type().imports(engine) {
+        let (Some(interface), ComponentItem::ComponentInstance(instance)) =
+            (without_capabilities_interface(name), item.ty)
+        else {
+            continue;
+        };
+        let mut defined = linker.instance(&format!("{interface}@{VERSION}"))?;
+        for (export, item) in instance.exports(engine) {
+            match item.ty {
+                // Defined in the shared linker.
+                _ if matches!(
+                    (interface, export),
+                    ("wasi:filesystem/types", "descriptor")
+                        | ("wasi:filesystem/preopens", "get-directories")
+                ) => {}
+                ComponentItem::ComponentFunc(_) => {
+                    let message = format!(
+                        "the guest called '{interface}#{export}': this host grants no files or sockets"
+                    );
+                    defined.func_new(export, move |_, _, _, _| Err(trap(&message)))?;
+                }
+                // Only the interface's own resources: those it `use`s (streams, pollables, the
+                // network) are the defining interface's.
+                ComponentItem::Resource(_) if OWN_RESOURCES.contains(&(interface, export)) => {
+                    defined.resource(export, ResourceType::host::<NoCapability>(), ignore_drop)?;
+                }
+                _ => {}
+            }
+        }
+    }
     Ok(())
 }

@@ -361,7 +361,10 @@ fn unblock_abort_and_mistakes_around_a_block() {
     // A background job reads through call, but cannot write or open keys.
     let job = c.cmd(&["API.WAIT", "bgwrite"]);
     let job: Vec<String> = job.array().iter().map(Reply::text).collect();
-    assert!(job[0].contains("write command 'set' called from a background job"), "{job:?}");
+    assert!(
+        job[0].contains("write command 'set' called from a background job"),
+        "{job:?}"
+    );
     assert!(job[1].contains("background job"), "{job:?}");
     assert_eq!(job[2], "PONG");
     assert_eq!(c.cmd(&["EXISTS", "api:bg"]), Reply::Int(0));
@@ -404,7 +407,13 @@ fn guest_commands_a_job_calls_open_keys_only_as_the_jobs_user() {
     c.cmd(&["SET", "secret", "x"]);
     c.cmd(&["SET", "allowed:1", "x"]);
     c.cmd(&[
-        "ACL", "SETUSER", "limited", "on", "nopass", "~allowed:*", "+@all",
+        "ACL",
+        "SETUSER",
+        "limited",
+        "on",
+        "nopass",
+        "~allowed:*",
+        "+@all",
     ]);
     let mut limited = server.client();
     limited.cmd(&["AUTH", "limited", "x"]);
@@ -424,7 +433,10 @@ fn guest_commands_a_job_calls_open_keys_only_as_the_jobs_user() {
         "{denied}"
     );
     let allowed = peek(&mut limited, "allowed:1");
-    assert!(allowed.contains("[\"integer\", :1]") && allowed.contains("opened"), "{allowed}");
+    assert!(
+        allowed.contains("[\"integer\", :1]") && allowed.contains("opened"),
+        "{allowed}"
+    );
     let default_user = peek(&mut c, "secret");
     assert!(default_user.contains("opened"), "{default_user}");
 }

@@ -474,14 +474,26 @@ fn key_positions_reach_command_getkeys_and_acl() {
         );
         // So it does named after its dispatcher, as cluster clients send it.
         assert_eq!(
-            c.cmd(&["COMMAND", getkeys, "wasm.invoke-readonly", "BASICS.ECHO", "x"])
-                .error(),
+            c.cmd(&[
+                "COMMAND",
+                getkeys,
+                "wasm.invoke-readonly",
+                "BASICS.ECHO",
+                "x"
+            ])
+            .error(),
             "ERR The command has no key arguments"
         );
     }
     assert_eq!(
-        c.cmd(&["COMMAND", "GETKEYS", "WASM.INVOKE-WRITE-DENYOOM", "basics.write", "mykey"])
-            .array()[0]
+        c.cmd(&[
+            "COMMAND",
+            "GETKEYS",
+            "WASM.INVOKE-WRITE-DENYOOM",
+            "basics.write",
+            "mykey"
+        ])
+        .array()[0]
             .text(),
         "mykey"
     );
@@ -712,11 +724,6 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
             guests::FUTURE_WORLD.into(),
             vec![],
             "the guest was built for redis:module@0.4.0, but this host implements redis:module@0.3.3",
-        ),
-        (
-            guests::FS_USER.into(),
-            vec![],
-            "the guest imports 'wasi:filesystem/",
         ),
         (
             guests::CONFIGURABLE.into(),

@@ -330,7 +330,10 @@ fn dump_and_restore_move_guests_between_servers() {
     let long_name = "x".repeat(100);
     assert_eq!(
         c.cmd(&["WASM.UNLOAD", &long_name]).error(),
-        format!("ERR no guest named '{}... (100 bytes)' is loaded", "x".repeat(64))
+        format!(
+            "ERR no guest named '{}... (100 bytes)' is loaded",
+            "x".repeat(64)
+        )
     );
     assert_eq!(names(&b), ["basics", "hello"]);
 }
@@ -703,7 +706,10 @@ fn a_restore_payload_must_carry_module_bytes_not_a_path() {
     let server = Server::start();
     let payload = dump_payload(&[("helloworld", guests::HELLOWORLD.as_bytes())]);
     assert_eq!(
-        server.client().cmd_bytes(&[b"WASM.RESTORE", &payload]).error(),
+        server
+            .client()
+            .cmd_bytes(&[b"WASM.RESTORE", &payload])
+            .error(),
         "ERR guest 'helloworld' is saved without its module's bytes"
     );
     assert!(names(&server).is_empty());

@@ -704,12 +704,30 @@ fn scripting_vulnerability_classes_are_closed() {
             .error()
             .contains("precompiled")
     );
-    assert!(
-        c.cmd(&["WASM.LOAD", guests::FS_USER])
-            .error()
-            .contains("wasi:filesystem")
-    );
     pong(&server);
+}
+
+#[test]
+fn files_and_sockets_are_there_without_any_capability() {
+    // Rust's std links in wasi:filesystem and wasi:sockets (as other languages' toolchains do):
+    // the guest loads, no file can be opened, and a socket traps naming the function.
+    let server = Server::with_module_args(&["LOAD", guests::FS_USER]);
+    let mut c = server.client();
+    for path in ["/etc/passwd", "passwd", "."] {
+        let read = c.cmd(&["FSUSER.READ", path]).text();
+        assert!(
+            read.starts_with("error: No such file or directory"),
+            "{path}: {read}"
+        );
+    }
+    let connect = c.cmd(&["FSUSER.CONNECT", "127.0.0.1:1"]);
+    assert_eq!(
+        connect.error(),
+        "ERR guest 'fs-user' command 'fsuser.connect' trapped: the guest called \
+         'wasi:sockets/tcp-create-socket#create-tcp-socket': this host grants no files or sockets"
+    );
+    // The trap re-created the instance; the guest answers as before.
+    assert!(c.cmd(&["FSUSER.READ", "x"]).text().starts_with("error:"));
 }
 
 #[test]
@@ -880,6 +898,11 @@ fn components_that_cannot_start_or_do_not_fit_the_guest_world_are_refused() {
                  `redis:module/context@0.3.2`, but a matching implementation was not found in \
                  the linker: instance export `no-such-function` has the wrong type: function \
                  implementation is missing",
+            ),
+            (
+                Trick::ImportsHttp,
+                "the guest imports 'wasi:http/outgoing-handler@0.2.0', which this host does not \
+                 grant",
             ),
             (
                 Trick::NotAGuest,

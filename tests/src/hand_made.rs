@@ -19,6 +19,8 @@ pub enum Trick {
     ResultOutOfBounds,
     /// It imports a function the host's `context` interface does not have.
     ImportsAnUnknownFunction,
+    /// It imports `wasi:http/outgoing-handler`, an interface the host does not grant.
+    ImportsHttp,
     /// It exports its functions as another package's interface.
     NotAGuest,
     /// Its `guest` export has no `invoke`.
@@ -35,13 +37,14 @@ pub enum Trick {
 }
 
 impl Trick {
-    pub const ALL: [Trick; 12] = [
+    pub const ALL: [Trick; 13] = [
         Trick::EndlessStart,
         Trick::StartCallsTheHost,
         Trick::EndlessRealloc,
         Trick::ReallocCallsTheHost,
         Trick::ResultOutOfBounds,
         Trick::ImportsAnUnknownFunction,
+        Trick::ImportsHttp,
         Trick::NotAGuest,
         Trick::NoInvoke,
         Trick::InvokeOfTheWrongType,
@@ -209,10 +212,11 @@ pub fn guest(trick: Trick) -> Vec<u8> {
     component.section(&types);
     let mut component_imports = ComponentImportSection::new();
     for (index, (interface, _, _, _)) in host_functions.into_iter().enumerate() {
-        component_imports.import(
-            format!("redis:module/{interface}@0.3.2"),
-            ComponentTypeRef::Instance(index as u32),
-        );
+        let name = match (trick, index) {
+            (Trick::ImportsHttp, 0) => "wasi:http/outgoing-handler@0.2.0".to_owned(),
+            _ => format!("redis:module/{interface}@0.3.2"),
+        };
+        component_imports.import(&name, ComponentTypeRef::Instance(index as u32));
     }
     component.section(&component_imports);
     let mut aliases = ComponentAliasSection::new();
