@@ -120,12 +120,10 @@ fn check_world_version(name: &str, parsed: &InterfaceName<'_>) -> Result<(), Str
     }
 }
 
-/// Checks every import is one the host provides, and returns the name of the `guest` export.
-fn check_interfaces(component: &Component) -> Result<String, String> {
-    let engine = engine::engine();
-    let ty = component.component_type();
+/// Checks a component's imports are all ones the host provides.
+fn check_imports<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), String> {
     let mut refused = Vec::new();
-    for (name, _) in ty.imports(engine) {
+    for name in names {
         match parse_interface_name(name) {
             Some(parsed) if parsed.package == WIT_PACKAGE => {
                 check_world_version(name, &parsed)?;
@@ -152,6 +150,41 @@ fn check_interfaces(component: &Component) -> Result<String, String> {
             refused.join(", ")
         ));
     }
+    Ok(())
+}
+
+/// The component's own imports, read from its bytes without compiling it (nested modules' and
+/// components' imports are the component's business); `None` if it cannot be parsed, which
+/// the compiler then explains.
+fn import_names(bytes: &[u8]) -> Option<Vec<String>> {
+    use wasmtime::wasmparser::{Parser, Payload};
+    let mut depth = 0usize;
+    let mut names = Vec::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.ok()? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(imports) if depth == 0 => {
+                for import in imports {
+                    let name = import.ok()?.name;
+                    // Names with options are rare: leave them to the check after compiling.
+                    if name.implements.is_some() || name.version_suffix.is_some() {
+                        return None;
+                    }
+                    names.push(name.name.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(names)
+}
+
+/// Checks every import is one the host provides, and returns the name of the `guest` export.
+fn check_interfaces(component: &Component) -> Result<String, String> {
+    let engine = engine::engine();
+    let ty = component.component_type();
+    check_imports(ty.imports(engine).map(|(name, _)| name))?;
     let mut guest_export = None;
     for (name, _) in ty.exports(engine) {
         if let Some(parsed) = parse_interface_name(name)
@@ -174,6 +207,10 @@ pub fn compile(bytes: &[u8], replayed: bool) -> Result<Program, String> {
         check_size(bytes.len() as u64)?;
     }
     check_format(bytes)?;
+    // Refused imports are known from the bytes: say so before a compile of seconds.
+    if let Some(names) = import_names(bytes) {
+        check_imports(names.iter().map(String::as_str))?;
+    }
     let component = Component::new(engine::engine(), bytes)
         .map_err(|e| format!("invalid component: {e:#}").replace(['\r', '\n'], " "))?;
     let guest_export = check_interfaces(&component)?;
@@ -183,6 +220,35 @@ pub fn compile(bytes: &[u8], replayed: bool) -> Result<Program, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A component header and an import section importing instance type 0 as `name` (parsed,
+    /// not validated: enough for [`import_names`]).
+    fn component_importing(name: &str) -> Vec<u8> {
+        let mut import = vec![0x01, 0x00, name.len() as u8];
+        import.extend_from_slice(name.as_bytes());
+        import.extend_from_slice(&[0x05, 0x00]);
+        let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
+        bytes.push(0x0a);
+        bytes.push(import.len() as u8);
+        bytes.extend_from_slice(&import);
+        bytes
+    }
+
+    #[test]
+    fn imports_are_judged_from_the_bytes_before_compiling() {
+        let http = component_importing("wasi:http/types@0.2.0");
+        assert_eq!(
+            import_names(&http).unwrap(),
+            ["wasi:http/types@0.2.0".to_owned()]
+        );
+        assert_eq!(
+            compile(&http, false).err().unwrap(),
+            "the guest imports 'wasi:http/types@0.2.0', which this host does not grant"
+        );
+        let files = component_importing("wasi:filesystem/types@0.2.3");
+        assert!(check_imports(import_names(&files).unwrap().iter().map(String::as_str)).is_ok());
+        assert_eq!(import_names(b"\0asm\x0d\0\x01\0\x0a\x09"), None);
+    }
 
     #[test]
     fn formats_are_told_apart() {
