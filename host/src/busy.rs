@@ -37,6 +37,8 @@ struct Running {
     ctx: Option<Ctx>,
     /// Whether it may yield to other clients; what it calls may yield only if it may.
     may_yield: bool,
+    /// Whether it replays the master's or the AOF's work; what it calls does too.
+    replayed: bool,
 }
 
 impl Running {
@@ -59,6 +61,7 @@ impl Running {
         refill_arc(&mut self.wrote, entry.wrote);
         self.ctx = entry.ctx;
         self.may_yield = entry.may_yield;
+        self.replayed = entry.replayed;
     }
 }
 
@@ -73,6 +76,8 @@ pub struct RunningEntry<'a> {
     pub ctx: Option<Ctx>,
     /// Whether it may yield to other clients.
     pub may_yield: bool,
+    /// Whether it replays the master's or the AOF's work.
+    pub replayed: bool,
 }
 
 /// A thread's guest invocations, innermost last: the first `depth` entries. Entries beyond it
@@ -170,6 +175,7 @@ impl RunningGuard {
                     wrote: entry.wrote.clone(),
                     ctx: entry.ctx,
                     may_yield: entry.may_yield,
+                    replayed: entry.replayed,
                 }),
             }
             stack.depth += 1;
@@ -346,6 +352,13 @@ pub fn may_yield_in(ctx_flags: u32) -> bool {
     on_main_thread()
         && ctx_flags & (crate::ffi::ctx_flags::MULTI | crate::ffi::ctx_flags::LUA) == 0
         && RUNNING.with_borrow(|stack| stack.running().iter().all(|r| r.may_yield))
+}
+
+/// Whether a guest invocation on this thread replays the master's or the AOF's work: a guest
+/// command it calls replays it too, though Redis flags only the master's own client (a call
+/// runs on a temporary one).
+pub fn inside_replayed() -> bool {
+    RUNNING.with_borrow(|stack| stack.running().iter().any(|r| r.replayed))
 }
 
 /// Reads `busy-reply-threshold` from Redis.

@@ -149,7 +149,8 @@ impl Live {
         background: Option<&Arc<AtomicBool>>,
     ) -> Result<(Live, InitScope), String> {
         let label: Arc<str> = label.into();
-        let replayed = ctx.is_some_and(|c| ctx_flags::replayed(c.flags()));
+        let replayed = ctx.is_some_and(|c| ctx_flags::replayed(c.flags()))
+            || (background.is_none() && crate::busy::inside_replayed());
         let clock = match background {
             Some(stop) => Clock::background(stop.clone()),
             None if replayed => Clock::unlimited(),
@@ -172,6 +173,7 @@ impl Live {
                 wrote: &wrote,
                 ctx,
                 may_yield: may_yield && !replayed && ctx.is_some(),
+                replayed,
             })
         });
         let mut state = GuestState::new(label, GuestLimiter::new(memory));
@@ -674,7 +676,7 @@ impl Guest {
         let live = slot.as_mut().expect("instance ensured above");
 
         // Commands from the master or the AOF must run to the end: replicas must not diverge.
-        let replayed = ctx_flags::replayed(flags);
+        let replayed = ctx_flags::replayed(flags) || crate::busy::inside_replayed();
         let state = live.store.data_mut();
         let mut scope = state.spare_scope.take().unwrap_or_else(|| {
             Box::new(CommandScope::idle(
@@ -706,6 +708,7 @@ impl Guest {
             wrote: &scope.effects.wrote,
             ctx: Some(ctx),
             may_yield: may_yield && !replayed,
+            replayed,
         });
         state.clock = Some(if replayed {
             Clock::unlimited()
@@ -718,6 +721,7 @@ impl Guest {
         });
         state.phase = Phase::Command(scope);
         state.reply.clear();
+        state.reply.unlimited = replayed;
         state.panic_message = None;
         state.limiter.refused = None;
         state.limiter.unlimited = replayed;

@@ -114,6 +114,7 @@ fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
         has_data: persist::has_data,
         save: persist::save_aux,
         save_types_only: persist::save_types_only_aux,
+        guests_not_saved: persist::GUESTS_NOT_SAVED,
         load: persist::load_aux,
     };
     if !ctx.register_guest_aux(persist::AUX_ENCVER, aux) {

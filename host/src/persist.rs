@@ -71,7 +71,7 @@ fn save_type_names(io: &Io, types: &[String]) {
 
 /// The guest count of a record whose guests could not be saved: a server loading it keeps the
 /// guests it has (a replica would otherwise unload all of its own, mirroring "no guests").
-const GUESTS_NOT_SAVED: u64 = u64::MAX;
+pub const GUESTS_NOT_SAVED: u64 = u64::MAX;
 
 /// An aux record with the data types and without the guests (see [`GUESTS_NOT_SAVED`]).
 pub fn save_types_only_aux(io: &Io) {

@@ -187,6 +187,9 @@ pub struct ReplyBuffer {
     error: Option<String>,
     /// Bytes of payload so far (checked against `wasm.max-reply-bytes`).
     bytes: usize,
+    /// Not checked against `wasm.max-reply-bytes`: the command replays the master's or the
+    /// AOF's work (its reply goes nowhere, and an error would tell the master of a failure).
+    pub unlimited: bool,
 }
 
 impl ReplyBuffer {
@@ -236,11 +239,18 @@ impl ReplyBuffer {
         }
     }
 
+    fn byte_limit(&self) -> usize {
+        match self.unlimited {
+            true => usize::MAX,
+            false => crate::config::get_usize(&crate::config::MAX_REPLY_BYTES),
+        }
+    }
+
     pub fn push(&mut self, item: ReplyItem) {
         if let ReplyItem::Values(values) = item {
             return self.push_values(values);
         }
-        let limit = crate::config::get_usize(&crate::config::MAX_REPLY_BYTES);
+        let limit = self.byte_limit();
         if self.admit(Shape::of_item(&item), limit) {
             self.items.push(item);
         }
@@ -249,7 +259,7 @@ impl ReplyBuffer {
     /// `reply-with-values`: the replies in order, as `push` on each would add them, kept as
     /// one item.
     pub fn push_values(&mut self, values: Vec<ReplyValue>) {
-        let limit = crate::config::get_usize(&crate::config::MAX_REPLY_BYTES);
+        let limit = self.byte_limit();
         for value in &values {
             if !self.admit(Shape::of_value(value), limit) {
                 return;

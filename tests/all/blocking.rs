@@ -439,6 +439,31 @@ fn guest_commands_a_job_calls_open_keys_only_as_the_jobs_user() {
     );
     let default_user = peek(&mut c, "secret");
     assert!(default_user.contains("opened"), "{default_user}");
+    // A guest command the job's user may not run is refused as the line Redis checks, its
+    // dispatcher's (checking the guest command's own name, which Redis does not know, let it
+    // through to Redis's own check, whose denial crashed Redis 7.0 on a job's context).
+    c.cmd(&[
+        "ACL",
+        "SETUSER",
+        "noread",
+        "on",
+        "nopass",
+        "~*",
+        "+@all",
+        "-wasm.invoke-readonly",
+    ]);
+    let mut noread = server.client();
+    noread.cmd(&["AUTH", "noread", "x"]);
+    for (client, line) in [
+        (&mut limited, ["BASICS.KEYS", "secret", "x"]),
+        (&mut noread, ["BASICS.ECHO", "hi", "there"]),
+    ] {
+        let mut command = vec!["API.WAIT", "bgcall", "0"];
+        command.extend(line);
+        let refused = client.cmd(&command);
+        assert!(refused.error().contains("no-permission"), "{refused:?}");
+    }
+    assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
 }
 
 #[test]

@@ -672,12 +672,22 @@ fn replicas_and_the_aof_carry_out_loads_their_own_limits_would_refuse() {
         ..Default::default()
     });
     replica.replicate_from(&master);
-    // The replication stream: a load, and a command that replicates itself verbatim.
-    m.cmd(&["WASM.LOAD", guests::BASICS]);
+    // The replication stream: loads, a command that replicates itself verbatim, and one that
+    // calls another guest's command, which grows its memory past the replica's limit: what a
+    // replayed command calls is replayed too (Redis flags only the master's own client).
+    for guest in [guests::BASICS, guests::API_GUEST, guests::EVIL] {
+        m.cmd(&["WASM.LOAD", guest]);
+    }
     m.cmd(&["HELLOTYPE.INSERT", "after", "2"]);
+    let grown = m.cmd(&["API.VERBATIMCALL", "EVIL.GROW", "3"]);
+    assert_eq!(grown, Reply::Int(3 << 20));
     master.assert_same_dataset(&replica);
-    assert_eq!(names(&replica), ["basics", "hellotype"]);
-    assert!(!replica.log().contains("sending an error to its master"));
+    assert_eq!(names(&replica), ["api", "basics", "evil", "hellotype"]);
+    let log = replica.log();
+    assert!(!log.contains("sending an error to its master"), "{log}");
+    // The replica's clients still meet its limits.
+    let refused = replica.client().cmd(&["EVIL.GROW", "8"]);
+    assert!(refused.error().contains("wasm.max-memory"), "{refused:?}");
     // The AOF replayed under the same low limits.
     let digest = master.digest();
     let mut master = master;
@@ -690,7 +700,7 @@ fn replicas_and_the_aof_carry_out_loads_their_own_limits_would_refuse() {
         })
         .expect("restart from the AOF");
     assert_eq!(master.digest(), digest);
-    assert_eq!(names(&master), ["basics", "hellotype"]);
+    assert_eq!(names(&master), ["api", "basics", "evil", "hellotype"]);
     // A client's load still meets the limits.
     let refused = master
         .client()

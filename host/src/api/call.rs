@@ -257,9 +257,30 @@ impl Modifiers {
 /// Why the command cannot write, for a write call Redis refused with `ENOSPC` (outside OOM).
 #[derive(Clone, Copy)]
 enum NoWrites {
+    /// The guest asked for it (`NO_WRITES`).
+    CallFlag,
     NotFlagged,
     BackgroundJob,
     ClientsPaused,
+}
+
+/// Whether `user` may run `command args` as Redis will check it: a guest command's line is
+/// its dispatcher's (the command filter rewrites it inside `RM_Call` too).
+fn user_may_run_as_routed(
+    ctx: crate::ffi::Ctx,
+    user: &[u8],
+    command: &str,
+    args: &[Vec<u8>],
+) -> Option<bool> {
+    match crate::registry::variant_of(command.as_bytes()) {
+        Some(variant) => {
+            let line: Vec<Vec<u8>> = std::iter::once(command.as_bytes().to_vec())
+                .chain(args.iter().cloned())
+                .collect();
+            ctx.user_may_run(user, variant.command_name(), &line)
+        }
+        None => ctx.user_may_run(user, command, args),
+    }
 }
 
 fn refusal(
@@ -289,6 +310,9 @@ fn refusal(
             "OOM command not allowed when used memory > 'maxmemory'.".to_owned(),
         ),
         CallRefusal::NoSpace => CallError::WriteNotAllowed(match no_writes {
+            NoWrites::CallFlag => {
+                format!("ERR write command '{command}' called with the NO_WRITES flag")
+            }
             NoWrites::NotFlagged => {
                 format!("ERR write command '{command}' called from a command not flagged 'write'")
             }
@@ -535,8 +559,8 @@ impl GuestState {
         let called = match &lock {
             None => ctx.call(command, args, modifiers.as_str()),
             // Redis 7.0 crashes logging an ACL denial for a context user (it reads the fake
-            // client's user, which is NULL): ask first.
-            Some((lock, Some(user))) => match ctx.user_may_run(user, command, args) {
+            // client's user, which is NULL): ask first, about the line Redis will check.
+            Some((lock, Some(user))) => match user_may_run_as_routed(ctx, user, command, args) {
                 Some(true) => ctx
                     .as_user(lock, user, || ctx.call(command, args, modifiers.as_str()))
                     .unwrap_or(Err(CallRefusal::NoPermission)),
@@ -568,7 +592,12 @@ impl GuestState {
                     scope.effects.user_refused = true;
                 }
                 let oom = now & ctx_flags::OOM != 0;
-                let no_writes = if scope.in_background() {
+                // The reason that holds whenever the call is made first.
+                let no_writes = if flags.contains(CallFlags::NO_WRITES) {
+                    NoWrites::CallFlag
+                } else if !scope.command.flags.variant().may_write() {
+                    NoWrites::NotFlagged
+                } else if scope.in_background() {
                     NoWrites::BackgroundJob
                 } else if scope.writes_paused {
                     NoWrites::ClientsPaused

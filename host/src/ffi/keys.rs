@@ -116,8 +116,11 @@ pub(super) fn with_user_named(
     }
 }
 
-/// `RedisModule_ACLCheckKeyPermissions` of `key` for `access`; `user` must be live.
-fn may_access_key(user: *mut raw::RedisModuleUser, key: &[u8], access: KeyAccess) -> bool {
+/// `RedisModule_ACLCheckKeyPermissions` of `key` for `access`.
+///
+/// # Safety
+/// `user` is live, and Redis's lock is held.
+unsafe fn may_access_key(user: *mut raw::RedisModuleUser, key: &[u8], access: KeyAccess) -> bool {
     let flags = match access {
         KeyAccess::Exists => 0,
         KeyAccess::Read => raw::REDISMODULE_CMD_KEY_ACCESS,
@@ -129,8 +132,8 @@ fn may_access_key(user: *mut raw::RedisModuleUser, key: &[u8], access: KeyAccess
         }
     };
     let key = OwnedString::new(key);
-    // SAFETY: a live user (the caller's promise) and a valid string; the flags are among those
-    // it accepts.
+    // SAFETY: a live user under the lock (the caller's promise) and a valid string; the flags
+    // are among those it accepts.
     unsafe { api!(RedisModule_ACLCheckKeyPermissions)(user, key.as_ptr(), flags as c_int) == OK }
 }
 
@@ -184,7 +187,11 @@ impl Ctx {
         key: &[u8],
         access: KeyAccess,
     ) -> Option<bool> {
-        self.with_client_user(client_id, |user| may_access_key(user, key, access))
+        // SAFETY: the user `with_client_user` found, live for the closure, under the lock its
+        // callers hold.
+        self.with_client_user(client_id, |user| unsafe {
+            may_access_key(user, key, access)
+        })
     }
 
     /// Like [`client_may_access_key`](Self::client_may_access_key), for the user called
@@ -195,7 +202,10 @@ impl Ctx {
         key: &[u8],
         access: KeyAccess,
     ) -> Option<bool> {
-        with_user_named(&OwnedString::new(user_name), |user| {
+        // SAFETY: the user `with_user_named` found, live for the closure, under the lock its
+        // callers hold (a background job's calls into guest commands run inside its locked
+        // `RM_Call`).
+        with_user_named(&OwnedString::new(user_name), |user| unsafe {
             may_access_key(user, key, access)
         })
     }

@@ -68,6 +68,9 @@ pub struct AuxHandlers {
     /// Writes a record holding only the data types (when `save` failed before writing
     /// anything): the keys after it need them to load; the guests are lost from this RDB.
     pub save_types_only: fn(&Io),
+    /// The guest count that says the guests could not be saved; if `save_types_only` fails
+    /// too, the record is that count and no data types.
+    pub guests_not_saved: u64,
     pub load: fn(&Io, encver: i32) -> bool,
 }
 
@@ -86,13 +89,14 @@ extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, _when: c_int) {
             "<wasm> the guests could not be saved in this RDB (see above): it holds only the \
              guest data types, so its keys load; load the guests again after loading it",
         );
-        // That prepares before writing too; if it fails as well, an empty record, which cannot.
+        // That prepares before writing too; if it fails as well, a record without guests and
+        // types, which cannot.
         if catch("saving the guest data types to the RDB", || {
             (handlers.save_types_only)(&io)
         })
         .is_none()
         {
-            io.save_unsigned(0);
+            io.save_unsigned(handlers.guests_not_saved);
             io.save_unsigned(0);
         }
     }

@@ -696,6 +696,20 @@ fn api_verbatim_after_call(ctx: &Context, args: Vec<RedisString>) -> RedisResult
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
+/// `API.VERBATIMCALL <command> [args]`: replicates itself verbatim, then makes the call (so a
+/// replica replaying it makes the call too) and replies its reply; an error reply of the call
+/// is its own.
+fn api_verbatim_call(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    ctx.replicate_verbatim()?;
+    let reply = ctx.call(args[1].try_as_str()?, &[&&args[2..]])?;
+    match reply.reply_type() {
+        ReplyType::Error => Err(RedisError::String(
+            reply.string().unwrap_or_default().to_string_lossy(),
+        )),
+        _ => Ok(RedisValue::from(&reply)),
+    }
+}
+
 /// `API.VERBATIMAFTERWRITE <key>`: a low-level write, a read-only call (which sends the write
 /// ahead of it), then replicate-verbatim (refused: the write already went out).
 fn api_verbatim_after_write(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -953,6 +967,7 @@ redis_module! {
         ["api.replicate", api_replicate, "write", 0, 0, 0],
         ["api.order", api_order, "write", 1, 1, 1],
         ["api.verbatimaftercall", api_verbatim_after_call, "write", 1, 1, 1],
+        ["api.verbatimcall", api_verbatim_call, "write", 0, 0, 0, arity = -2],
         ["api.verbatimafterwrite", api_verbatim_after_write, "write", 1, 1, 1],
         ["api.verbatimindb", api_verbatim_in_db, "write", 2, 2, 1],
         ["api.verbatimtry", api_verbatim_try, "write", 1, 1, 1],
