@@ -106,14 +106,16 @@ fn check_load_dir(path: &str) -> Result<(), String> {
     if dir.is_empty() {
         return Ok(());
     }
-    let canonical =
-        |p: &str| std::fs::canonicalize(p).map_err(|e| format!("cannot read '{p}': {e}"));
+    let canonical = |p: &str| {
+        std::fs::canonicalize(p).map_err(|e| format!("cannot read '{}': {e}", shown(p.as_bytes())))
+    };
     let (file, dir_path) = (canonical(path)?, canonical(&dir)?);
     if file.starts_with(&dir_path) {
         Ok(())
     } else {
         Err(format!(
-            "'{path}' is outside wasm.load-dir ('{dir}'); send the module's bytes instead"
+            "'{}' is outside wasm.load-dir ('{dir}'); send the module's bytes instead",
+            shown(path.as_bytes())
         ))
     }
 }
@@ -248,7 +250,7 @@ fn read_module_file(path: &str) -> Result<Vec<u8>, String> {
     } else {
         ""
     };
-    let cannot = |e: std::io::Error| format!("cannot read '{path}': {e}{hint}");
+    let cannot = |e: std::io::Error| format!("cannot read '{}': {e}{hint}", shown(path.as_bytes()));
     // Non-blocking, so that opening a FIFO does not wait for a writer; regular files ignore it.
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -257,7 +259,10 @@ fn read_module_file(path: &str) -> Result<Vec<u8>, String> {
         .map_err(cannot)?;
     let metadata = file.metadata().map_err(cannot)?;
     if !metadata.is_file() {
-        return Err(format!("cannot read '{path}': not a regular file"));
+        return Err(format!(
+            "cannot read '{}': not a regular file",
+            shown(path.as_bytes())
+        ));
     }
     // The file's own size in the message (reading stops one byte past the limit).
     loader::check_size(metadata.len())?;

@@ -153,7 +153,7 @@ fn invoke(ctx: Ctx, args: Args<'_>, variant: Variant) {
         // called directly with a name that is not a guest command.
         ctx.reply_error(&format!(
             "ERR unknown command '{}': no loaded guest provides it",
-            String::from_utf8_lossy(name)
+            crate::commands::shown(name)
         ));
     }
 }

@@ -202,6 +202,12 @@ pub fn restore(
     mode: Mode,
     origin: Origin,
 ) -> Result<Vec<Arc<Guest>>, String> {
+    // Names as a guest may declare them (a hand-made payload could hold anything), before any
+    // is quoted in a message.
+    for guest in &saved {
+        registry::ModuleInfo::check_name(&guest.name)
+            .map_err(|why| format!("the payload names a guest wrongly: {why}"))?;
+    }
     let current = registry::guests();
     let mut seen = std::collections::HashSet::new();
     if let Some(twice) = saved.iter().find(|s| !seen.insert(s.name.as_str())) {

@@ -765,3 +765,23 @@ fn a_replica_keeps_its_guests_when_its_masters_guests_could_not_be_saved() {
         1
     );
 }
+
+#[test]
+fn error_messages_quote_long_arguments_shortened() {
+    let server = Server::start();
+    let mut c = server.client();
+    let long_path = format!("/tmp/{}", "p".repeat(5000));
+    let error = c.cmd(&["WASM.LOAD", &long_path]).error().to_owned();
+    assert!(error.len() < 400 && error.contains("(5005 bytes)"), "{error}");
+    let error = c
+        .cmd(&["wasm.invoke-readonly", &"n".repeat(5000)])
+        .error()
+        .to_owned();
+    assert!(error.len() < 200 && error.contains("(5000 bytes)"), "{error}");
+    // A hand-made payload naming a guest as no guest could be named.
+    let payload = dump_payload(&[(&"g".repeat(300), b"\0asm".as_slice())]);
+    assert_eq!(
+        c.cmd_bytes(&[b"WASM.RESTORE", &payload]).error(),
+        "ERR the payload names a guest wrongly: a guest name must have 1 to 128 characters"
+    );
+}

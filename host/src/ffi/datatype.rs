@@ -76,7 +76,8 @@ pub fn check_type_name(name: &str) -> Result<(), String> {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         return Err(format!(
-            "data type name '{name}' must be exactly 9 characters of A-Z, a-z, 0-9, '-' and '_'"
+            "data type name '{}' must be exactly 9 characters of A-Z, a-z, 0-9, '-' and '_'",
+            crate::commands::shown(name.as_bytes())
         ));
     }
     Ok(())
