@@ -351,14 +351,22 @@ pub fn on_main_thread() -> bool {
 pub fn may_yield_in(ctx_flags: u32) -> bool {
     on_main_thread()
         && ctx_flags & (crate::ffi::ctx_flags::MULTI | crate::ffi::ctx_flags::LUA) == 0
-        && RUNNING.with_borrow(|stack| stack.running().iter().all(|r| r.may_yield))
+        && (!any_running_here()
+            || RUNNING.with_borrow(|stack| stack.running().iter().all(|r| r.may_yield)))
+}
+
+/// Whether this thread may have guest invocations running, without reaching its stack (a
+/// thread-local, which in a shared library costs a call): none run anywhere in the common
+/// case. This thread's own entries are always counted in what it reads.
+fn any_running_here() -> bool {
+    RUNNING_COUNT.load(Ordering::Relaxed) != 0
 }
 
 /// Whether a guest invocation on this thread replays the master's or the AOF's work: a guest
 /// command it calls replays it too, though Redis flags only the master's own client (a call
 /// runs on a temporary one).
 pub fn inside_replayed() -> bool {
-    RUNNING.with_borrow(|stack| stack.running().iter().any(|r| r.replayed))
+    any_running_here() && RUNNING.with_borrow(|stack| stack.running().iter().any(|r| r.replayed))
 }
 
 /// Reads `busy-reply-threshold` from Redis.

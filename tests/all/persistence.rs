@@ -772,12 +772,18 @@ fn error_messages_quote_long_arguments_shortened() {
     let mut c = server.client();
     let long_path = format!("/tmp/{}", "p".repeat(5000));
     let error = c.cmd(&["WASM.LOAD", &long_path]).error().to_owned();
-    assert!(error.len() < 400 && error.contains("(5005 bytes)"), "{error}");
+    assert!(
+        error.len() < 400 && error.contains("(5005 bytes)"),
+        "{error}"
+    );
     let error = c
         .cmd(&["wasm.invoke-readonly", &"n".repeat(5000)])
         .error()
         .to_owned();
-    assert!(error.len() < 200 && error.contains("(5000 bytes)"), "{error}");
+    assert!(
+        error.len() < 200 && error.contains("(5000 bytes)"),
+        "{error}"
+    );
     // A hand-made payload naming a guest as no guest could be named.
     let payload = dump_payload(&[(&"g".repeat(300), b"\0asm".as_slice())]);
     assert_eq!(
