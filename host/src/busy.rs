@@ -39,6 +39,10 @@ struct Running {
     may_yield: bool,
     /// Whether it replays the master's or the AOF's work; what it calls does too.
     replayed: bool,
+    /// A guest command it called (directly or not) failed in the host's hands: trapped,
+    /// stopped by a limit, or answered a host error. A replica replaying it, with other limits
+    /// or none, may not fail alike, so it must not replicate verbatim.
+    inner_failed: bool,
 }
 
 impl Running {
@@ -62,6 +66,7 @@ impl Running {
         self.ctx = entry.ctx;
         self.may_yield = entry.may_yield;
         self.replayed = entry.replayed;
+        self.inner_failed = false;
     }
 }
 
@@ -176,6 +181,7 @@ impl RunningGuard {
                     ctx: entry.ctx,
                     may_yield: entry.may_yield,
                     replayed: entry.replayed,
+                    inner_failed: false,
                 }),
             }
             stack.depth += 1;
@@ -367,6 +373,26 @@ fn any_running_here() -> bool {
 /// runs on a temporary one).
 pub fn inside_replayed() -> bool {
     any_running_here() && RUNNING.with_borrow(|stack| stack.running().iter().any(|r| r.replayed))
+}
+
+/// Called by a guest invocation that failed in the host's hands (see `Running::inner_failed`),
+/// while it is still on the stack: marks every invocation it runs inside.
+pub fn mark_enclosing_failed() {
+    if !any_running_here() {
+        return;
+    }
+    RUNNING.with_borrow_mut(|stack| {
+        let depth = stack.depth;
+        for entry in stack.entries[..depth.saturating_sub(1)].iter_mut() {
+            entry.inner_failed = true;
+        }
+    });
+}
+
+/// Whether a guest command the innermost running invocation called failed in the host's hands.
+pub fn inner_failed() -> bool {
+    any_running_here()
+        && RUNNING.with_borrow(|stack| stack.running().last().is_some_and(|r| r.inner_failed))
 }
 
 /// Reads `busy-reply-threshold` from Redis.

@@ -747,6 +747,7 @@ impl Guest {
             Ok(result) => result,
             Err(panic) => {
                 scope.finish(true);
+                crate::busy::mark_enclosing_failed();
                 *slot = None;
                 self.stats.traps.fetch_add(1, Ordering::Relaxed);
                 log_raw(
@@ -760,6 +761,9 @@ impl Guest {
             }
         };
         scope.finish(result.is_err());
+        if result.is_err() || live.store.data().reply.error().is_some() {
+            crate::busy::mark_enclosing_failed();
+        }
         live.store.data_mut().spare_scope = Some(scope);
         match result {
             Ok(Some(value)) if blocked.is_none() => {

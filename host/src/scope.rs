@@ -740,6 +740,9 @@ impl CommandScope {
             return;
         }
         self.replies.clear();
+        // A guest command this one called failed in the host's hands: replicating this command
+        // verbatim would have a replica run that call again under other limits.
+        let trapped = trapped || crate::busy::inner_failed();
         self.effects.finish(self.ctx, trapped);
     }
 }

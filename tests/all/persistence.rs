@@ -767,6 +767,57 @@ fn a_replica_keeps_its_guests_when_its_masters_guests_could_not_be_saved() {
 }
 
 #[test]
+fn a_verbatim_command_whose_nested_guest_command_failed_replicates_its_effects() {
+    // Stopped by the master's limit, the nested loop must not reach a replica or the AOF,
+    // where it would replay without limits, for ever.
+    let mut master = Server::start_with(ServerOptions {
+        config: vec![
+            ("appendonly".into(), "yes".into()),
+            ("wasm.max-call-ms".into(), "200".into()),
+        ],
+        module_args: [
+            "LOAD",
+            guests::API_GUEST,
+            "LOAD",
+            guests::EVIL,
+            "LOAD",
+            guests::BENCH_GUEST,
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Default::default()
+    });
+    let replica = Server::with_module_args(&[
+        "LOAD",
+        guests::API_GUEST,
+        "LOAD",
+        guests::EVIL,
+        "LOAD",
+        guests::BENCH_GUEST,
+    ]);
+    replica.replicate_from(&master);
+    let mut m = master.client();
+    let stopped = m.cmd(&["API.VERBATIMCALL", "EVIL.LOOP"]);
+    assert!(stopped.error().contains("wasm.max-call-ms"), "{stopped:?}");
+    // A nested guest command's own calls replay on the replica too (they ran without a user
+    // to check, and failed).
+    assert_eq!(m.cmd(&["API.VERBATIMCALL", "BG.INCR", "nk"]), Reply::Int(1));
+    master.assert_same_dataset(&replica);
+    assert_eq!(
+        replica.client().cmd(&["GET", "nk"]),
+        Reply::Bulk(b"1".to_vec())
+    );
+    let log = replica.log();
+    assert!(!log.contains("sending an error to its master"), "{log}");
+    // A guest may not replicate a guest command line either.
+    let refused = m.cmd(&["API.REPLICATE", "wasm.invoke-readonly", "EVIL.LOOP"]);
+    assert!(refused.error().contains("cannot replicate"), "{refused:?}");
+    let digest = master.digest();
+    master.restart().expect("restart from the AOF");
+    assert_eq!(master.digest(), digest);
+}
+
+#[test]
 fn error_messages_quote_long_arguments_shortened() {
     let server = Server::start();
     let mut c = server.client();

@@ -203,14 +203,16 @@ struct Modifiers {
 }
 
 impl Modifiers {
-    fn new(flags: CallFlags, may_write: bool, verbatim: bool, ctx_flags_now: u32) -> Self {
+    /// `replayed`: the command replays the master's or the AOF's work (see
+    /// `busy::inside_replayed`), which runs without ACL checks: the master made them.
+    fn new(flags: CallFlags, may_write: bool, verbatim: bool, replayed: bool) -> Self {
         let mut m = Modifiers {
             text: [0; 12],
             len: 0,
         };
         m.push(b'S');
         m.push(b'M');
-        if !ctx_flags::replayed(ctx_flags_now) {
+        if !replayed {
             m.push(b'C');
         }
         if !may_write || flags.contains(CallFlags::NO_WRITES) {
@@ -551,7 +553,10 @@ impl GuestState {
             .as_ref()
             .map(|b| (b.ctx.lock(), b.user.as_deref()));
         let now = ctx.flags();
-        let modifiers = Modifiers::new(flags, scope.may_write, scope.effects.verbatim, now);
+        // A guest command a replayed one calls runs on RM_Call's client, which Redis does not
+        // flag as the master's, and which has no user to check (a `C` call would fail).
+        let replayed = ctx_flags::replayed(now) || crate::busy::inside_replayed();
+        let modifiers = Modifiers::new(flags, scope.may_write, scope.effects.verbatim, replayed);
         let resp3 = flags.contains(CallFlags::RESP3)
             || (flags.contains(CallFlags::RESP_AUTO) && now & ctx_flags::RESP3 != 0);
         let db = if lock.is_none() { ctx.selected_db() } else { 0 };
