@@ -742,7 +742,7 @@ impl CommandScope {
         self.replies.clear();
         // A guest command this one called failed in the host's hands: replicating this command
         // verbatim would have a replica run that call again under other limits.
-        let trapped = trapped || crate::busy::inner_failed();
+        let trapped = trapped || (self.effects.verbatim && crate::busy::inner_failed());
         self.effects.finish(self.ctx, trapped);
     }
 }
