@@ -28,7 +28,8 @@
 //! - `scope.rs` — what one running command owns: keys, call replies, replication effects.
 //! - `scan.rs` — a key's scan (`scan-key`): Redis's cursor and the entries not yet handed out.
 //! - `flags.rs` — guest command flags and which dispatcher carries them.
-//! - `wasi.rs` — the small part of WASI granted to guests (printing goes to the Redis log).
+//! - `wasi.rs` — the small part of WASI granted to guests (printing goes to the Redis log; files
+//!   and sockets without any capability).
 
 mod api;
 mod blocked;
