@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::ffi::{Args, Ctx, LogLevel, Waiting, catch, ctx_flags, log_raw};
+use crate::ffi::{Args, Ctx, LogLevel, Waiting, catch, ctx_flags, log_raw, shown};
 use crate::guest::{Guest, Source};
 use crate::reply::{Aggregate, ReplyBuffer, ReplyItem};
 use crate::{loader, registry};
@@ -408,18 +408,6 @@ pub fn wasm_unload(ctx: Ctx, args: Args<'_>) {
         None => ctx.reply_error(&format!("ERR no guest named '{}' is loaded", shown(name))),
     }
 }
-
-/// A client's argument as an error message quotes it: text, cut after [`SHOWN_CHARS`]
-/// characters (a mistyped word should not echo the megabytes of a module sent beside it).
-pub fn shown(arg: &[u8]) -> String {
-    let text = String::from_utf8_lossy(arg);
-    match text.char_indices().nth(SHOWN_CHARS) {
-        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], arg.len()),
-        None => text.into_owned(),
-    }
-}
-
-const SHOWN_CHARS: usize = 64;
 
 fn array(len: u32) -> ReplyItem {
     ReplyItem::Aggregate(Aggregate::Array, len)

@@ -76,9 +76,7 @@ pub fn filter(fctx: &FilterCtx) {
             _ => fctx.insert_arg(at, &names[variant.index()]),
         };
     } else if is_getkeys
-        && Variant::ALL
-            .iter()
-            .any(|v| command.eq_ignore_ascii_case(v.command_name().as_bytes()))
+        && Variant::is_dispatcher(command)
         && fctx.arg(at + 1).is_some_and(has_no_keys)
         && let Some(keyless) = KEYLESS.get()
     {
@@ -153,7 +151,7 @@ fn invoke(ctx: Ctx, args: Args<'_>, variant: Variant) {
         // called directly with a name that is not a guest command.
         ctx.reply_error(&format!(
             "ERR unknown command '{}': no loaded guest provides it",
-            crate::commands::shown(name)
+            crate::ffi::shown(name)
         ));
     }
 }

@@ -39,6 +39,13 @@ impl Variant {
         }
     }
 
+    /// Whether `name` is a dispatcher's (any case).
+    pub fn is_dispatcher(name: &[u8]) -> bool {
+        Variant::ALL
+            .iter()
+            .any(|v| name.eq_ignore_ascii_case(v.command_name().as_bytes()))
+    }
+
     pub fn index(self) -> usize {
         self as usize
     }

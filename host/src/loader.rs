@@ -63,13 +63,13 @@ pub fn check_format(bytes: &[u8]) -> Result<(), String> {
 }
 
 /// A parsed import or export name such as `redis:module/log@0.1.0`.
-struct InterfaceName<'a> {
-    package: &'a str,
-    interface: &'a str,
-    version: Option<(u64, u64, u64)>,
+pub(crate) struct InterfaceName<'a> {
+    pub package: &'a str,
+    pub interface: &'a str,
+    pub version: Option<(u64, u64, u64)>,
 }
 
-fn parse_interface_name(name: &str) -> Option<InterfaceName<'_>> {
+pub(crate) fn parse_interface_name(name: &str) -> Option<InterfaceName<'_>> {
     let (path, version) = match name.split_once('@') {
         Some((path, version)) => (path, Some(version)),
         None => (name, None),
@@ -133,14 +133,7 @@ fn check_imports<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), String>
                     ));
                 }
             }
-            Some(parsed)
-                if crate::wasi::GRANTED
-                    .iter()
-                    .chain(crate::wasi::WITHOUT_CAPABILITIES)
-                    .any(|g| g.split_once('/') == Some((parsed.package, parsed.interface)))
-                    && parsed
-                        .version
-                        .is_some_and(|(major, minor, _)| (major, minor) == (0, 2)) => {}
+            Some(_) if crate::wasi::grants(name) => {}
             _ => refused.push(format!("'{name}'")),
         }
     }

@@ -475,11 +475,24 @@ pub fn imports_without_capabilities(component: &wasmtime::component::Component) 
 
 /// The `package/interface` of [`WITHOUT_CAPABILITIES`] that import `name` is, if any.
 fn without_capabilities_interface(name: &str) -> Option<&'static str> {
-    let (path, version) = name.split_once('@')?;
-    if !version.starts_with("0.2.") {
-        return None;
-    }
+    let path = wasi_0_2_interface(name)?;
     WITHOUT_CAPABILITIES.iter().copied().find(|i| *i == path)
+}
+
+/// The `package/interface` of a WASI 0.2.x import (`wasi:io/streams@0.2.9`): the versions the
+/// host's 0.2.6 definitions answer.
+fn wasi_0_2_interface(name: &str) -> Option<&str> {
+    let parsed = crate::loader::parse_interface_name(name)?;
+    let is_0_2 = parsed
+        .version
+        .is_some_and(|(major, minor, _)| (major, minor) == (0, 2));
+    is_0_2.then(|| name.split_once('@').map_or(name, |(path, _)| path))
+}
+
+/// Whether the host defines the import `name` (granted, or without capabilities).
+pub fn grants(name: &str) -> bool {
+    wasi_0_2_interface(name)
+        .is_some_and(|path| GRANTED.contains(&path) || WITHOUT_CAPABILITIES.contains(&path))
 }
 
 /// Defines, in `linker` (a copy of the shared one, for one guest), every function and

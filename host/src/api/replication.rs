@@ -26,10 +26,7 @@ impl Host for GuestState {
         let lower = command.to_ascii_lowercase();
         // A guest command (named through its dispatcher) would run on replicas without the
         // master having run it under its limits: only its effects may be replicated.
-        if crate::flags::Variant::ALL
-            .iter()
-            .any(|v| v.command_name() == lower)
-        {
+        if crate::flags::Variant::is_dispatcher(lower.as_bytes()) {
             return Ok(Err(format!(
                 "ERR cannot replicate '{command}': replicas would run that guest command, which \
                  this server did not run under its limits; replicate what it does instead"

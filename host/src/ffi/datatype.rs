@@ -77,7 +77,7 @@ pub fn check_type_name(name: &str) -> Result<(), String> {
     {
         return Err(format!(
             "data type name '{}' must be exactly 9 characters of A-Z, a-z, 0-9, '-' and '_'",
-            crate::commands::shown(name.as_bytes())
+            crate::ffi::shown(name.as_bytes())
         ));
     }
     Ok(())

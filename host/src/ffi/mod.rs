@@ -216,6 +216,18 @@ pub fn log_guest_text(level: LogLevel, label: &str, text: &[u8]) {
     }
 }
 
+/// A client's argument as an error message quotes it: text, cut after [`SHOWN_CHARS`]
+/// characters (a mistyped word should not echo the megabytes of a module sent beside it).
+pub fn shown(arg: &[u8]) -> String {
+    let text = String::from_utf8_lossy(arg);
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], arg.len()),
+        None => text.into_owned(),
+    }
+}
+
+const SHOWN_CHARS: usize = 64;
+
 /// `RedisModuleCtx` flags the host looks at (`RedisModule_GetContextFlags`).
 pub mod ctx_flags {
     use redis_module::raw;
