@@ -588,7 +588,7 @@ impl GuestState {
                     // (so the command is no longer killable), and if the command traps, the
                     // call goes out instead.
                     scope.effects.mark_wrote();
-                    scope.effects.record_call(db, command, args.to_vec());
+                    scope.effects.record_call(db, command, args);
                 }
                 self.value_of(ReplyHandle { reply, resp3 }).map(Ok)
             }

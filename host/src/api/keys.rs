@@ -227,7 +227,7 @@ impl Host for GuestState {
                 return Err(KeyFault::Invalid("ERR the key could not be deleted".into()));
             }
             if existed {
-                effects.record(key.db, "DEL", vec![key.name.clone()]);
+                effects.record(key.db, "DEL", &[&key.name]);
             }
             Ok(())
         })
@@ -245,7 +245,7 @@ impl Host for GuestState {
                 ));
             }
             if existed {
-                effects.record(key.db, "UNLINK", vec![key.name.clone()]);
+                effects.record(key.db, "UNLINK", &[&key.name]);
             }
             Ok(())
         })
@@ -287,7 +287,7 @@ impl Host for GuestState {
             if !writable(key)?.string_set(&value) {
                 return Err(KeyFault::Invalid("ERR the string could not be set".into()));
             }
-            effects.record(key.db, "SET", vec![key.name.clone(), value]);
+            effects.record(key.db, "SET", &[&key.name, &value]);
             Ok(())
         })
     }
@@ -309,11 +309,7 @@ impl Host for GuestState {
                 .string_write(offset, &data)
                 .map_err(|why| KeyFault::Invalid(format!("ERR {why}")))?;
             if !data.is_empty() {
-                effects.record(
-                    key.db,
-                    "SETRANGE",
-                    vec![key.name.clone(), num(offset), data],
-                );
+                effects.record(key.db, "SETRANGE", &[&key.name, &num(offset), &data]);
             }
             Ok(())
         })
@@ -336,24 +332,16 @@ impl Host for GuestState {
                     .as_ref()
                     .and_then(|r| r.string_read(0, len))
                     .unwrap_or_default();
-                effects.record(key.db, "SET", vec![key.name.clone(), value]);
+                effects.record(key.db, "SET", &[&key.name, &value]);
             } else if len > old {
-                effects.record(
-                    key.db,
-                    "SETRANGE",
-                    vec![key.name.clone(), num(len - 1), vec![0]],
-                );
+                effects.record(key.db, "SETRANGE", &[&key.name, &num(len - 1), &[0]]);
             } else if len < old {
                 let value = key
                     .raw
                     .as_ref()
                     .and_then(|r| r.string_read(0, len))
                     .unwrap_or_default();
-                effects.record(
-                    key.db,
-                    "SET",
-                    vec![key.name.clone(), value, b"KEEPTTL".to_vec()],
-                );
+                effects.record(key.db, "SET", &[&key.name, &value, b"KEEPTTL"]);
             }
             Ok(())
         })
@@ -371,7 +359,7 @@ impl Host for GuestState {
             effects.record(
                 key.db,
                 if tail { "RPUSH" } else { "LPUSH" },
-                vec![key.name.clone(), value],
+                &[&key.name, &value],
             );
             Ok(())
         })
@@ -387,11 +375,7 @@ impl Host for GuestState {
             let tail = where_ == ListWhere::Tail;
             let value = raw.list_pop(tail);
             if value.is_some() {
-                effects.record(
-                    key.db,
-                    if tail { "RPOP" } else { "LPOP" },
-                    vec![key.name.clone()],
-                );
+                effects.record(key.db, if tail { "RPOP" } else { "LPOP" }, &[&key.name]);
             }
             Ok(value)
         })
@@ -452,7 +436,7 @@ impl Host for GuestState {
             if !raw.list_set(index, &value) {
                 return Err(KeyFault::OutOfRange);
             }
-            effects.record(key.db, "LSET", vec![key.name.clone(), num(at), value]);
+            effects.record(key.db, "LSET", &[&key.name, &num(at), &value]);
             Ok(())
         })
     }
@@ -471,21 +455,17 @@ impl Host for GuestState {
             }
             let name = key.name.clone();
             if at == len {
-                effects.record(key.db, "RPUSH", vec![name, value]);
+                effects.record(key.db, "RPUSH", &[&name, &value]);
             } else if at == 0 {
-                effects.record(key.db, "LPUSH", vec![name, value]);
+                effects.record(key.db, "LPUSH", &[&name, &value]);
             } else {
                 // No command inserts by index: mark the element now after the new one, insert
                 // before the mark, then restore the element.
                 let displaced = raw.list_get(at + 1).unwrap_or_default();
                 let mark = tombstone().to_vec();
-                effects.record(key.db, "LSET", vec![name.clone(), num(at), mark.clone()]);
-                effects.record(
-                    key.db,
-                    "LINSERT",
-                    vec![name.clone(), b"BEFORE".to_vec(), mark, value],
-                );
-                effects.record(key.db, "LSET", vec![name, num(at + 1), displaced]);
+                effects.record(key.db, "LSET", &[&name, &num(at), &mark]);
+                effects.record(key.db, "LINSERT", &[&name, b"BEFORE", &mark, &value]);
+                effects.record(key.db, "LSET", &[&name, &num(at + 1), &displaced]);
             }
             Ok(())
         })
@@ -501,12 +481,8 @@ impl Host for GuestState {
                 return Err(KeyFault::OutOfRange);
             }
             let mark = tombstone().to_vec();
-            effects.record(
-                key.db,
-                "LSET",
-                vec![key.name.clone(), num(at), mark.clone()],
-            );
-            effects.record(key.db, "LREM", vec![key.name.clone(), b"1".to_vec(), mark]);
+            effects.record(key.db, "LSET", &[&key.name, &num(at), &mark]);
+            effects.record(key.db, "LREM", &[&key.name, b"1", &mark]);
             Ok(())
         })
     }
@@ -532,7 +508,7 @@ impl Host for GuestState {
                 effects.record(
                     key.db,
                     "ZADD",
-                    vec![key.name.clone(), ffi::double_to_string(score), member],
+                    &[&key.name, &ffi::double_to_string(score), &member],
                 );
             }
             Ok(zadd_outcome(out))
@@ -564,7 +540,7 @@ impl Host for GuestState {
                 effects.record(
                     key.db,
                     "ZADD",
-                    vec![key.name.clone(), ffi::double_to_string(score), member],
+                    &[&key.name, &ffi::double_to_string(score), &member],
                 );
             }
             Ok((score, zadd_outcome(out)))
@@ -591,7 +567,7 @@ impl Host for GuestState {
             }
             let deleted = raw.zset_rem(&member).unwrap_or(false);
             if deleted {
-                effects.record(key.db, "ZREM", vec![key.name.clone(), member]);
+                effects.record(key.db, "ZREM", &[&key.name, &member]);
             }
             Ok(deleted)
         })
@@ -743,10 +719,8 @@ impl Host for GuestState {
                     count += 1;
                 }
                 match value {
-                    Some(value) => {
-                        effects.record(key.db, "HSET", vec![key.name.clone(), field, value])
-                    }
-                    None => effects.record(key.db, "HDEL", vec![key.name.clone(), field]),
+                    Some(value) => effects.record(key.db, "HSET", &[&key.name, &field, &value]),
+                    None => effects.record(key.db, "HDEL", &[&key.name, &field]),
                 }
             }
             Ok(count)
@@ -880,12 +854,7 @@ impl Host for GuestState {
             effects.record(
                 key.db,
                 "WASM.SETVALUE",
-                vec![
-                    key.name.clone(),
-                    ty.name.clone().into_bytes(),
-                    num(encver),
-                    data,
-                ],
+                &[&key.name, ty.name.as_bytes(), &num(encver), &data],
             );
             Ok(())
         })
@@ -914,9 +883,9 @@ fn remove_if_empty_zset(key: &KeyHandle) {
 fn record_expire(key: &KeyHandle, effects: &mut Effects) {
     let at = key.raw.as_ref().map_or(-1, RawKey::get_abs_expire);
     if at == -1 {
-        effects.record(key.db, "PERSIST", vec![key.name.clone()]);
+        effects.record(key.db, "PERSIST", &[&key.name]);
     } else {
-        effects.record(key.db, "PEXPIREAT", vec![key.name.clone(), num(at)]);
+        effects.record(key.db, "PEXPIREAT", &[&key.name, &num(at)]);
     }
 }
 

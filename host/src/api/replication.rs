@@ -62,7 +62,7 @@ impl Host for GuestState {
             (false, false) => "",
         };
         let db = scope.ctx.selected_db();
-        scope.effects.record_explicit(db, command, args, modifiers);
+        scope.effects.record_explicit(db, command, &args, modifiers);
         Ok(Ok(()))
     }
 
