@@ -497,6 +497,11 @@ impl CallerAcl {
         });
     }
 
+    /// Whether the command replays the master's or the AOF's work (no ACL applies).
+    pub fn replayed(&self) -> bool {
+        self.exempt
+    }
+
     /// Whether this node serves key `name`, as far as the command knows: in cluster mode, a key
     /// the command declares or one of their hash slot. Redis checks only declared keys, and
     /// only `call`s later: a key of another slot, opened directly, would be written here while
@@ -808,6 +813,12 @@ impl CommandScope {
         // verbatim would have a replica run that call again under other limits.
         let trapped = trapped || (self.effects.verbatim && crate::busy::inner_failed());
         self.effects.finish(self.ctx, trapped);
+        // A command replayed from the master or the AOF came in the database it started in,
+        // and the stream goes on from there (the master sends no SELECT after it): a guest that
+        // selected another database must not leave the replaying client in it.
+        if self.acl.replayed() && self.ctx.selected_db() != self.effects.start_db {
+            self.ctx.select_db(self.effects.start_db);
+        }
     }
 }
 

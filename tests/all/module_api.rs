@@ -1385,8 +1385,13 @@ fn replication_order_verbatim_rules_and_failures() {
 
 #[test]
 fn a_verbatim_command_replays_from_the_database_it_started_in() {
-    let master = api_server();
-    let replica = Server::with_module_args(&["LOAD", guests::API_GUEST, "LOAD", guests::BASICS]);
+    let aof = redis_wasm_tests::ServerOptions {
+        module_args: vec!["LOAD".into(), guests::API_GUEST.into()],
+        config: vec![("appendonly".into(), "yes".into())],
+        ..Default::default()
+    };
+    let mut master = Server::start_with(aof);
+    let replica = Server::with_module_args(&["LOAD", guests::API_GUEST]);
     replica.replicate_from(&master);
     let mut c = master.client();
     c.cmd(&["SELECT", "2"]);
@@ -1394,12 +1399,36 @@ fn a_verbatim_command_replays_from_the_database_it_started_in() {
         c.cmd(&["API.VERBATIMINDB", "5", "vk"]),
         Reply::Status("OK".into())
     );
-    master.assert_same_dataset(&replica);
+    // The guest left its client in database 5, as SELECT would; replicas and the AOF replay
+    // the command with another client, which must end where the stream expects it, in 2.
+    let mut other = master.client();
+    other.cmd(&["SELECT", "2"]);
+    other.cmd(&["SET", "in2", "x"]);
+    c.cmd(&["SET", "in5", "x"]);
+    master.client().cmd(&["SET", "in0", "x"]);
+    let digest = master.assert_same_dataset(&replica);
     let mut r = replica.client();
+    let where_they_are = |r: &mut Client| {
+        let mut found = Vec::new();
+        for db in ["0", "2", "5"] {
+            r.cmd(&["SELECT", db]);
+            for key in ["vk", "in0", "in2", "in5"] {
+                if r.cmd(&["EXISTS", key]) == Reply::Int(1) {
+                    found.push(format!("{key}@{db}"));
+                }
+            }
+        }
+        found
+    };
+    let expected = ["in0@0", "vk@2", "in2@2", "vk@5", "in5@5"];
+    assert_eq!(where_they_are(&mut r), expected);
     r.cmd(&["SELECT", "2"]);
     assert_eq!(r.cmd(&["GET", "vk"]).text(), "here");
     r.cmd(&["SELECT", "5"]);
     assert_eq!(r.cmd(&["GET", "vk"]).text(), "there");
+    master.restart().expect("restart from the AOF");
+    assert_eq!(master.digest(), digest);
+    assert_eq!(where_they_are(&mut master.client()), expected);
 }
 
 #[test]
