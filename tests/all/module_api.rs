@@ -370,6 +370,52 @@ fn call_and_replicate_pass_any_number_of_binary_arguments_exactly() {
 }
 
 #[test]
+fn commands_that_may_replicate_are_writes_to_commands_that_may_not_write() {
+    let master = api_server();
+    let replica = api_server();
+    replica.replicate_from(&master);
+    let mut c = master.client();
+    c.cmd(&["PFADD", "hll", "a", "b", "c"]);
+    let mut subscriber = replica.client();
+    subscriber.send(&[b"SUBSCRIBE", b"ch"]);
+    assert_eq!(subscriber.read().array()[0], bulk("subscribe"));
+    // Read-only commands call with `W`, which Redis applies to `write` commands only: PFCOUNT
+    // (which rewrites the key's cached count) and PUBLISH would run unreplicated.
+    for (call, what) in [
+        (&["API.CALL", "2", "PFCOUNT", "hll"][..], "pfcount"),
+        (&["API.CALL", "2", "publish", "ch", "lost"], "publish"),
+        (&["API.CALL", "2", "SPUBLISH", "ch", "lost"], "spublish"),
+    ] {
+        let reply = c.cmd(call);
+        assert!(
+            reply.error().starts_with("CALLERR write-not-allowed")
+                && reply.error().contains(&format!(
+                    "command '{what}', which may replicate like a write, called from a command \
+                     not flagged 'write'"
+                )),
+            "{call:?}: {reply:?}"
+        );
+    }
+    // Redis still judges the arity first.
+    let arity = c.cmd(&["API.CALL", "2", "PUBLISH", "ch"]);
+    assert!(
+        arity.error().starts_with("CALLERR wrong-arity"),
+        "{arity:?}"
+    );
+    // A command that may write runs them, replicated.
+    assert_eq!(
+        c.cmd(&["API.WCALL", "2", "PFCOUNT", "hll"]).array()[1],
+        Reply::Int(3)
+    );
+    c.cmd(&["API.WCALL", "2", "PUBLISH", "ch", "delivered"]);
+    assert_eq!(
+        subscriber.read().array(),
+        [bulk("message"), bulk("ch"), bulk("delivered")]
+    );
+    master.assert_same_dataset(&replica);
+}
+
+#[test]
 fn calls_that_cannot_run_are_distinct_errors() {
     let server = api_server();
     let mut c = server.client();

@@ -266,6 +266,50 @@ enum NoWrites {
     ClientsPaused,
 }
 
+impl NoWrites {
+    /// Why the command cannot write: the reason that holds whenever the call is made first.
+    fn of(scope: &crate::scope::CommandScope, flags: CallFlags) -> NoWrites {
+        if flags.contains(CallFlags::NO_WRITES) {
+            NoWrites::CallFlag
+        } else if !scope.command.flags.variant().may_write() {
+            NoWrites::NotFlagged
+        } else if scope.in_background() {
+            NoWrites::BackgroundJob
+        } else if scope.writes_paused {
+            NoWrites::ClientsPaused
+        } else {
+            NoWrites::NotFlagged
+        }
+    }
+
+    /// The error refusing `what` ("write command 'set'").
+    fn refusal(self, what: &str) -> CallError {
+        CallError::WriteNotAllowed(match self {
+            NoWrites::CallFlag => format!("ERR {what} called with the NO_WRITES flag"),
+            NoWrites::NotFlagged => {
+                format!("ERR {what} called from a command not flagged 'write'")
+            }
+            NoWrites::BackgroundJob => format!(
+                "ERR {what} called from a background job: jobs only read (write in the \
+                 command's reply phase)"
+            ),
+            NoWrites::ClientsPaused => crate::ffi::WRITES_PAUSED.to_owned(),
+        })
+    }
+}
+
+/// Whether `command args` is one of Redis's commands not flagged `write` that replicate
+/// themselves when they change something (`may-replicate`: `PUBLISH`, `SPUBLISH`, and `PFCOUNT`,
+/// which may rewrite its key's cached count) and that scripts may run, with a valid arity.
+/// `RM_Call`'s `W` refuses only `write` commands, and a call without `!` would run these without
+/// replicating them: they are refused where writes are, as Lua refuses them in read-only
+/// scripts. (Redis 7.0 gives modules no way to read a command's flags; another module's
+/// `may-replicate` commands are not recognized.)
+fn may_replicate(command: &str, args: &[Vec<u8>]) -> bool {
+    let is = |name: &str| command.eq_ignore_ascii_case(name);
+    ((is("publish") || is("spublish")) && args.len() == 2) || (is("pfcount") && !args.is_empty())
+}
+
 /// Whether `user` may run `command args` as Redis will check it: a guest command's line is
 /// its dispatcher's (the command filter rewrites it inside `RM_Call` too).
 fn user_may_run_as_routed(
@@ -311,19 +355,7 @@ fn refusal(
         CallRefusal::NoSpace if oom => CallError::OutOfMemory(
             "OOM command not allowed when used memory > 'maxmemory'.".to_owned(),
         ),
-        CallRefusal::NoSpace => CallError::WriteNotAllowed(match no_writes {
-            NoWrites::CallFlag => {
-                format!("ERR write command '{command}' called with the NO_WRITES flag")
-            }
-            NoWrites::NotFlagged => {
-                format!("ERR write command '{command}' called from a command not flagged 'write'")
-            }
-            NoWrites::BackgroundJob => format!(
-                "ERR write command '{command}' called from a background job: jobs only read \
-                 (write in the command's reply phase)"
-            ),
-            NoWrites::ClientsPaused => crate::ffi::WRITES_PAUSED.to_owned(),
-        }),
+        CallRefusal::NoSpace => no_writes.refusal(&format!("write command '{command}'")),
         CallRefusal::NoPermission => {
             CallError::NoPermission(crate::scope::no_command_permission(command))
         }
@@ -557,6 +589,13 @@ impl GuestState {
         // flag as the master's, and which has no user to check (a `C` call would fail).
         let replayed = ctx_flags::replayed(now) || crate::busy::inside_replayed();
         let modifiers = Modifiers::new(flags, scope.may_write, scope.effects.verbatim, replayed);
+        if modifiers.refuses_writes() && may_replicate(command, args) {
+            let what = format!(
+                "command '{}', which may replicate like a write,",
+                command.to_ascii_lowercase()
+            );
+            return Ok(Err(NoWrites::of(scope, flags).refusal(&what)));
+        }
         let resp3 = flags.contains(CallFlags::RESP3)
             || (flags.contains(CallFlags::RESP_AUTO) && now & ctx_flags::RESP3 != 0);
         let db = if lock.is_none() { ctx.selected_db() } else { 0 };
@@ -597,24 +636,12 @@ impl GuestState {
                     scope.effects.user_refused = true;
                 }
                 let oom = now & ctx_flags::OOM != 0;
-                // The reason that holds whenever the call is made first.
-                let no_writes = if flags.contains(CallFlags::NO_WRITES) {
-                    NoWrites::CallFlag
-                } else if !scope.command.flags.variant().may_write() {
-                    NoWrites::NotFlagged
-                } else if scope.in_background() {
-                    NoWrites::BackgroundJob
-                } else if scope.writes_paused {
-                    NoWrites::ClientsPaused
-                } else {
-                    NoWrites::NotFlagged
-                };
                 Ok(Err(refusal(
                     why,
                     &command.to_ascii_lowercase(),
                     oom,
                     modifiers.refuses_writes(),
-                    no_writes,
+                    NoWrites::of(scope, flags),
                 )))
             }
         }
