@@ -20,7 +20,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::ffi::{CallReply, Ctx, KeyAccess, MODE_READ, MODE_WRITE, RawKey};
+use crate::ffi::{CallReply, ContextUser, Ctx, KeyAccess, MODE_READ, MODE_WRITE, RawKey};
 use crate::registry::CommandSpec;
 use crate::scan::KeyScan;
 
@@ -472,6 +472,8 @@ pub struct CallerAcl {
     /// In cluster mode, for a client's command: the hash slot of its declared keys, for which
     /// Redis routed it here (`Some(None)` for a command without keys).
     cluster_slot: Option<Option<u16>>,
+    /// The user of the command's own client, once asked (see [`ask`](Self::ask)).
+    context_user: std::cell::OnceCell<ContextUser>,
 }
 
 impl CallerAcl {
@@ -484,6 +486,7 @@ impl CallerAcl {
         declared: impl Iterator<Item = &'a [u8]>,
     ) {
         self.exempt = exempt;
+        self.context_user = std::cell::OnceCell::new();
         self.declared.clear();
         self.ends.clear();
         for key in declared {
@@ -526,7 +529,8 @@ impl CallerAcl {
     pub fn allows_key(&self, ctx: Ctx, name: &[u8], access: KeyAccess) -> bool {
         self.exempt
             || self.is_declared(name)
-            || Self::ask(
+            || self.ask(
+                ctx,
                 |client| ctx.client_may_access_key(client, name, access),
                 |user| ctx.user_may_access_key(user, name, access),
             )
@@ -536,7 +540,8 @@ impl CallerAcl {
     /// replicas and the AOF replay what a guest replicates without any ACL.
     pub fn allows_command(&self, ctx: Ctx, command: &str, args: &[Vec<u8>]) -> bool {
         self.exempt
-            || Self::ask(
+            || self.ask(
+                ctx,
                 |client| ctx.client_may_run(client, command, args),
                 |user| ctx.user_may_run(user, command, args),
             )
@@ -546,10 +551,13 @@ impl CallerAcl {
     /// running guest invocation is this command) or, when that is a fake client (a guest
     /// command called by another guest), of the nearest enclosing guest command's client. On a
     /// background job's thread, where the enclosing command is the job, `check_user` asks
-    /// about the job's user (refused without one). With no user to ask otherwise (a script,
-    /// another module's call, the master), the checks Redis made before the command ran are all
-    /// there is.
+    /// about the job's user (refused without one). Otherwise no running command has a
+    /// connection: `check_user` asks about the user of the command's own client (a script's
+    /// caller, or the user another module called as); a client without a user is one Redis
+    /// checks nothing for either (the master, the AOF, another module's unchecked call).
     fn ask(
+        &self,
+        ctx: Ctx,
         check_client: impl Fn(u64) -> Option<bool>,
         check_user: impl Fn(&[u8]) -> Option<bool>,
     ) -> bool {
@@ -562,7 +570,11 @@ impl CallerAcl {
         JOB_USER.with_borrow(|job| match job {
             Some(Some(user)) => check_user(user).unwrap_or(false),
             Some(None) => false,
-            None => true,
+            None => match self.context_user.get_or_init(|| ctx.context_user()) {
+                ContextUser::Named(user) => check_user(user).unwrap_or(false),
+                ContextUser::Unchecked => true,
+                ContextUser::Unknown => false,
+            },
         })
     }
 }

@@ -521,6 +521,26 @@ fn keys_a_command_did_not_declare_are_checked_against_the_users_acl() {
     assert!(format!("{nested:?}").contains("NOPERM"), "{nested:?}");
     let nested = alice.cmd(&["API.CALL", "2", "BASICS.PEEK", "a1"]);
     assert!(format!("{nested:?}").contains("opened"), "{nested:?}");
+    // From a script, as the script's caller (the script's client has no connection to look
+    // up): Lua and functions alike.
+    let peek_from_lua = |user: &mut Client, key: &str| {
+        user.cmd(&[
+            "EVAL",
+            "return redis.call('basics.peek', ARGV[1])",
+            "0",
+            key,
+        ])
+    };
+    let denied = peek_from_lua(&mut alice, "b1");
+    assert!(format!("{denied:?}").contains("NOPERM"), "{denied:?}");
+    assert_eq!(peek_from_lua(&mut alice, "a1"), allowed());
+    assert_eq!(peek_from_lua(&mut c, "b1"), allowed());
+    let library = "#!lua name=peeklib\nredis.register_function('peek', function(keys, args) \
+                   return redis.call('basics.peek', args[1]) end)";
+    assert_eq!(c.cmd(&["FUNCTION", "LOAD", library]).text(), "peeklib");
+    let denied = alice.cmd(&["FCALL", "peek", "0", "b1"]);
+    assert!(format!("{denied:?}").contains("NOPERM"), "{denied:?}");
+    assert_eq!(alice.cmd(&["FCALL", "peek", "0", "a1"]), allowed());
     // Other users are not limited.
     assert_eq!(c.cmd(&["BASICS.PEEK", "b1"]), allowed());
     assert_eq!(c.cmd(&["BASICS.POKE", "b1"]), bulk("opened"));
@@ -622,6 +642,15 @@ fn a_guest_replicates_only_what_its_user_may_run() {
         let refused = alice.cmd(&["API.REPLICATE", command, key, "x"]);
         assert!(
             refused.error().starts_with(&format!(
+                "NOPERM this user has no permissions to run the '{command}' command or its keys"
+            )),
+            "{refused:?}"
+        );
+        // Through a script too, as the script's caller.
+        let script = "return redis.call('api.replicate', ARGV[1], ARGV[2], 'x')";
+        let refused = alice.cmd(&["EVAL", script, "0", command, key]);
+        assert!(
+            format!("{refused:?}").contains(&format!(
                 "NOPERM this user has no permissions to run the '{command}' command or its keys"
             )),
             "{refused:?}"

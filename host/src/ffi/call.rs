@@ -519,8 +519,45 @@ const ENOSPC: c_int = 28;
 const ESPIPE: c_int = 29;
 const EROFS: c_int = 30;
 const ENETDOWN: c_int = 100;
+const ENOTSUP: c_int = 95;
+
+/// The ACL user the context's own client runs as (see [`Ctx::context_user`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContextUser {
+    Named(Vec<u8>),
+    /// No user: Redis checks nothing for such a client (the master's, the AOF's, another
+    /// module's call made without `C`).
+    Unchecked,
+    /// The probe answered something it never does: treat as a user allowed nothing.
+    Unknown,
+}
+
+/// A command name no command can have (lookups never match a space).
+const NO_SUCH_COMMAND: &str = "wasm probe: no such command";
 
 impl Ctx {
+    /// The ACL user of the context's client itself, for a client that is no connection and so
+    /// cannot be looked up by id: a Lua script's client (which runs as the script's caller), or
+    /// another module's `RM_Call` client (as the user it called with).
+    pub fn context_user(self) -> ContextUser {
+        // `RedisModule_GetCurrentUserName` reads the client's user without checking for none.
+        // A `C` call checks that before anything else (ENOTSUP), then looks the command up: a
+        // call of a command that cannot exist tells the two apart and runs nothing.
+        match self.call(NO_SUCH_COMMAND, &[] as &[&[u8]], "C") {
+            Err(CallRefusal::Other(ENOTSUP)) => ContextUser::Unchecked,
+            Err(CallRefusal::UnknownCommand) => {
+                // SAFETY: valid context whose client has a user (the probe above); Redis returns
+                // a new string, freed by OwnedString (the context has no automatic memory).
+                let name = unsafe { super::api!(RedisModule_GetCurrentUserName)(self.0.as_ptr()) };
+                match NonNull::new(name) {
+                    Some(name) => ContextUser::Named(OwnedString(name).bytes().to_vec()),
+                    None => ContextUser::Unknown,
+                }
+            }
+            _ => ContextUser::Unknown,
+        }
+    }
+
     /// Whether the ACL user of client `client_id` may run `command args` (the command, its
     /// subcommand and its keys). `None` as for [`Ctx::client_may_access_key`]. An unknown
     /// command is allowed here: running it answers that it is unknown.
