@@ -263,6 +263,14 @@ fn a_type_belongs_to_one_guest_and_names_are_checked() {
     );
     let bad = c.cmd(&["WASM.LOAD", guests::RAW_GUEST, "ARGS", "bad-type"]);
     assert!(bad.error().contains("exactly 9 characters"), "{bad:?}");
+    // The host's own type (its guest record) is no guest's.
+    let taken = c.cmd(&["WASM.LOAD", guests::RAW_GUEST, "ARGS", "host-type"]);
+    assert!(
+        taken
+            .error()
+            .contains("data type name 'wasmguest' is taken"),
+        "{taken:?}"
+    );
     // Once the owner is unloaded, another guest may take the type over.
     c.cmd(&["WASM.UNLOAD", "hellotype"]);
     assert!(
@@ -311,9 +319,20 @@ fn reserved_types_and_wasm_setvalue() {
         .restart_with(ServerOptions::default())
         .expect("restart without the TYPE argument");
     assert_eq!(server.digest(), digest);
+    assert!(
+        server
+            .client()
+            .cmd(&["WASM.SETVALUE", "v", "wasmguest", "0", "x"])
+            .error()
+            .contains("is taken")
+    );
     // A bad reservation stops the host from loading, with the reason in the log.
     let log = redis_wasm_tests::start_expecting_failure(&["TYPE", "toolong1234"]);
     assert!(log.contains("exactly 9 characters"), "{log}");
+    // Reserving the host's own type would have Redis read keys and the guest record with each
+    // other's loaders (the dataset lost on DEBUG RELOAD, a server that could not restart).
+    let log = redis_wasm_tests::start_expecting_failure(&["TYPE", "wasmguest"]);
+    assert!(log.contains("data type name 'wasmguest' is taken"), "{log}");
 }
 
 /// Redis's CRC-64 (Jones polynomial, reflected, no final xor), which ends every `DUMP` payload.

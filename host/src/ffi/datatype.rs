@@ -68,8 +68,16 @@ pub fn type_names() -> Vec<String> {
     types().map(|t| t.name.clone()).collect()
 }
 
-/// Whether `name` can name a Redis module type: exactly 9 characters of `A-Z a-z 0-9 - _`.
+/// Whether `name` can name a guest's Redis module type: exactly 9 characters of
+/// `A-Z a-z 0-9 - _`, and not the host's own type's name (Redis 7.0 lets a module register a
+/// name twice while it loads, and then finds either type by it: keys and the guest record
+/// would be read with each other's loaders).
 pub fn check_type_name(name: &str) -> Result<(), String> {
+    if name == super::rdb::GUEST_RECORD_TYPE {
+        return Err(format!(
+            "data type name '{name}' is taken: it is the host's own (its record of the guests)"
+        ));
+    }
     if name.len() != 9
         || !name
             .bytes()

@@ -136,6 +136,10 @@ extern "C" fn no_value_save(_rdb: *mut raw::RedisModuleIO, _value: *mut c_void) 
 
 extern "C" fn no_value_free(_value: *mut c_void) {}
 
+/// The name of the host's own data type, which carries the guest record.
+pub const GUEST_RECORD_TYPE: &str = "wasmguest";
+const GUEST_RECORD_TYPE_C: &std::ffi::CStr = c"wasmguest";
+
 impl Ctx {
     /// Registers the `wasmguest` data type, used only for its aux record (saved before the keys,
     /// so guests exist before any key that needs them). Also asks Redis to report RDB read
@@ -176,7 +180,7 @@ impl Ctx {
         let ty = unsafe {
             api!(RedisModule_CreateDataType)(
                 self.0.as_ptr(),
-                c"wasmguest".as_ptr(),
+                GUEST_RECORD_TYPE_C.as_ptr(),
                 encver,
                 &mut methods,
             )

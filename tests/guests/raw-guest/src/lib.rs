@@ -1,6 +1,6 @@
 //! Test guest written against the bare WIT bindings, to break the init rules on purpose.
 //! Its first load argument picks the mistake: `api-version-2`, `no-init-module`, `init-error`,
-//! `init-panic`, `create-before-init`, `reply-in-init`, `type-clash` (declares `hellotype`),
+//! `init-panic`, `create-before-init`, `reply-in-init`, `type-clash` (declares `hellotype`), `host-type` (declares the host's `wasmguest`),
 //! `bad-type` (a type name of the wrong length), or `fine`. `RAW.CMD` replies `OK` through the
 //! reply interface; `RAW.CMD returned` returns the integer 7 from `invoke` instead, and
 //! `RAW.CMD both` does both (a second reply).
@@ -33,6 +33,10 @@ impl Guest for Raw {
             "type-clash" => {
                 registration::init_module("raw", 1, 1)?;
                 registration::create_data_type("hellotype", 0).map(|_| ())
+            }
+            "host-type" => {
+                registration::init_module("raw", 1, 1)?;
+                registration::create_data_type("wasmguest", 0).map(|_| ())
             }
             "bad-type" => {
                 registration::init_module("raw", 1, 1)?;
