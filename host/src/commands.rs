@@ -604,8 +604,9 @@ pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
 }
 
 /// `WASM.DEBUG PANIC <site>`: arms a panic (see `inject.rs`). `WASM.DEBUG HANDLES <guest> <n>`:
-/// jumps a live instance's handle numbers to `n` (to test their recycling). Needs
-/// `wasm.enable-debug 1`.
+/// jumps a live instance's handle numbers to `n` (to test their recycling). `WASM.DEBUG
+/// HOLD-REGISTRY <ms>`: another thread holds the registry's lock that long, as a background
+/// job's lookup does (to test forks meanwhile). Needs `wasm.enable-debug 1`.
 pub fn wasm_debug(ctx: Ctx, args: Args<'_>) {
     if crate::config::ENABLE_DEBUG.load(Ordering::Relaxed) == 0 {
         return ctx.reply_error(
@@ -643,11 +644,23 @@ pub fn wasm_debug(ctx: Ctx, args: Args<'_>) {
                 None => ctx.reply_error(&format!("ERR no guest named '{name}'")),
             }
         }
-        _ => ctx.reply_error(
-            "ERR syntax: WASM.DEBUG PANIC <site> | WASM.DEBUG HANDLES <guest> <number>",
-        ),
+        (Some(sub), Some(ms)) if sub.eq_ignore_ascii_case(b"hold-registry") && args.len() == 3 => {
+            let Some(ms) = std::str::from_utf8(ms)
+                .ok()
+                .and_then(|n| n.parse::<u64>().ok())
+                .filter(|&ms| ms <= 10_000)
+            else {
+                return ctx.reply_error("ERR the time must be an integer from 0 to 10000 (ms)");
+            };
+            crate::registry::debug_hold_lock(std::time::Duration::from_millis(ms));
+            ctx.reply_simple_ok();
+        }
+        _ => ctx.reply_error(&format!("ERR syntax: {DEBUG_SYNTAX}")),
     }
 }
+
+const DEBUG_SYNTAX: &str = "WASM.DEBUG PANIC <site> | WASM.DEBUG HANDLES <guest> <number> | \
+                            WASM.DEBUG HOLD-REGISTRY <ms>";
 
 /// `WASM.SETVALUE <key> <type> <encoding-version> <bytes>`: stores a value of a guest data type.
 /// The host replicates guest writes of data type values with it and rewrites the AOF with it;
@@ -741,8 +754,9 @@ const HELP: &[&str] = &[
     "    Stop the guest command that keeps Redis busy (unless it already wrote).",
     "WASM.SETVALUE <key> <type> <encoding-version> <bytes>",
     "    Store a value of a guest data type in a key (used by AOF rewrites and replication).",
-    "WASM.DEBUG PANIC <site> | WASM.DEBUG HANDLES <guest> <number>",
-    "    Test hooks (needs wasm.enable-debug 1): inject a host panic; jump handle numbers.",
+    "WASM.DEBUG PANIC <site> | WASM.DEBUG HANDLES <guest> <number> | WASM.DEBUG HOLD-REGISTRY <ms>",
+    "    Test hooks (needs wasm.enable-debug 1): inject a host panic; jump handle numbers;",
+    "    hold the guest registry's lock on another thread.",
     "WASM.HELP",
     "    Print this help.",
 ];

@@ -2,8 +2,8 @@
 //! to prove every entry point and host function turns a host bug into an error reply. Only
 //! available with `wasm.enable-debug 1` (off by default).
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 /// Whether a panic is armed (checked first, so the common path is one relaxed load).
 static ARMED: AtomicBool = AtomicBool::new(false);
@@ -28,31 +28,58 @@ pub const SITES: &[&str] = &[
 const FORKED_SITES: &[&str] = &["saving guests to the RDB"];
 
 pub fn arm(site: &str) {
-    *SITE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = site.to_owned();
+    *lock_site() = site.to_owned();
     ARMED.store(true, Ordering::SeqCst);
     if FORKED_SITES.contains(&site) {
         static FORK_HANDLER: std::sync::Once = std::sync::Once::new();
         FORK_HANDLER.call_once(|| {
-            // SAFETY: registers a function of this library, which stays loaded (the host
-            // refuses MODULE UNLOAD), to run in the parent after each fork.
-            unsafe { libc::pthread_atfork(None, Some(disarm_forked_sites), None) };
+            // SAFETY: registers functions of this library, which stays loaded (the host
+            // refuses MODULE UNLOAD), to run on the forking thread around each fork.
+            unsafe {
+                libc::pthread_atfork(
+                    Some(lock_before_fork),
+                    Some(disarm_forked_sites),
+                    Some(unlock_in_child),
+                )
+            };
         });
     }
+}
+
+thread_local! {
+    /// The site's lock, held by the forking thread across a fork: another thread holding it at
+    /// the fork (checking its own site) would leave it locked for ever in the child.
+    static HELD_ACROSS_FORK: std::cell::RefCell<Option<MutexGuard<'static, String>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn lock_site() -> MutexGuard<'static, String> {
+    SITE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+extern "C" fn lock_before_fork() {
+    let _ = std::panic::catch_unwind(|| {
+        let guard = lock_site();
+        HELD_ACROSS_FORK.with_borrow_mut(|held| *held = Some(guard));
+    });
 }
 
 /// In the server, after a fork: the child has the armed site now.
 extern "C" fn disarm_forked_sites() {
     let _ = std::panic::catch_unwind(|| {
-        let mut armed = SITE
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut armed = HELD_ACROSS_FORK
+            .with_borrow_mut(Option::take)
+            .unwrap_or_else(lock_site);
         if FORKED_SITES.contains(&armed.as_str()) {
             armed.clear();
             ARMED.store(false, Ordering::SeqCst);
         }
     });
+}
+
+extern "C" fn unlock_in_child() {
+    let _ = std::panic::catch_unwind(|| HELD_ACROSS_FORK.with_borrow_mut(|held| drop(held.take())));
 }
 
 /// Panics if `site` is armed (once). Inlined: the command filter and every host function pass
@@ -67,9 +94,7 @@ pub fn maybe_panic(site: &str) {
 #[cold]
 #[inline(never)]
 fn panic_if_armed(site: &str) {
-    let mut armed = SITE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut armed = lock_site();
     if *armed == site {
         armed.clear();
         ARMED.store(false, Ordering::SeqCst);

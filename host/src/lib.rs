@@ -125,6 +125,7 @@ fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
         );
         return false;
     }
+    registry::hold_lock_across_forks();
     warn_if_no_preamble(ctx);
     let (types, requests) = match parse_module_args(args) {
         Ok(parsed) => parsed,

@@ -9,7 +9,7 @@
 //! pipeline of one command finds it without the lock or a reference count: on this path the
 //! atomic read-modify-writes, not the lookups, were most of the cost (BENCHMARKS.md).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -210,6 +210,53 @@ fn length_bit(len: usize) -> (usize, u64) {
 /// consistent (every update is a single insert/remove sequence), so poisoning is ignored.
 fn lock() -> MutexGuard<'static, Option<Registry>> {
     REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+thread_local! {
+    /// The registry's lock, held by the thread that forks from just before the fork to just
+    /// after it (see [`hold_lock_across_forks`]).
+    static HELD_ACROSS_FORK: RefCell<Option<MutexGuard<'static, Option<Registry>>>> =
+        const { RefCell::new(None) };
+}
+
+/// Makes every fork wait for the registry's lock and release it on both sides. The child saves
+/// the guests (BGSAVE, AOF rewrite, full sync) from the registry, with only the forking thread:
+/// a lock some other thread held at the fork (a background job looking a command up) would
+/// never be released there, and the child would wait for ever. Holders never wait for anything
+/// while holding it, so a fork waits at most for one lookup.
+pub fn hold_lock_across_forks() {
+    // SAFETY: registers functions of this library, which stays mapped for the life of the
+    // process (`ffi::pin_library`); they run on the forking thread around each fork.
+    unsafe {
+        libc::pthread_atfork(
+            Some(lock_before_fork),
+            Some(unlock_after_fork),
+            Some(unlock_after_fork),
+        )
+    };
+}
+
+extern "C" fn lock_before_fork() {
+    let _ = std::panic::catch_unwind(|| {
+        let guard = lock();
+        HELD_ACROSS_FORK.with_borrow_mut(|held| *held = Some(guard));
+    });
+}
+
+extern "C" fn unlock_after_fork() {
+    let _ = std::panic::catch_unwind(|| HELD_ACROSS_FORK.with_borrow_mut(|held| drop(held.take())));
+}
+
+/// Holds the registry's lock on another thread for `time` (`WASM.DEBUG HOLD-REGISTRY`),
+/// returning once it is held.
+pub fn debug_hold_lock(time: std::time::Duration) {
+    let (held, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _guard = lock();
+        let _ = held.send(());
+        std::thread::sleep(time);
+    });
+    let _ = wait.recv();
 }
 
 fn with<R>(f: impl FnOnce(&mut Registry) -> R) -> R {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis_wasm_tests::{ReplicationTap, Reply, Server, ServerOptions, guests};
+use redis_wasm_tests::{Client, ReplicationTap, Reply, Server, ServerOptions, guests};
 
 fn names(server: &Server) -> Vec<String> {
     server
@@ -723,6 +723,45 @@ fn a_restore_payload_must_carry_module_bytes_not_a_path() {
         "ERR guest 'helloworld' is saved without its module's bytes"
     );
     assert!(names(&server).is_empty());
+}
+
+#[test]
+fn a_fork_while_another_thread_holds_the_registry_still_saves_the_guests() {
+    // A background job looking a command up holds the registry's lock for an instant; a fork
+    // then would leave it locked for ever in the child, which saves the guests from it.
+    let server = Server::start_with(ServerOptions {
+        config: vec![("wasm.enable-debug".into(), "1".into())],
+        ..Default::default()
+    });
+    let mut c = server.client();
+    c.cmd(&["WASM.LOAD", guests::HELLOWORLD]);
+    let bgsave_running = |c: &mut Client| {
+        c.cmd(&["INFO", "persistence"])
+            .text()
+            .contains("rdb_bgsave_in_progress:1")
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            c.cmd(&["WASM.DEBUG", "HOLD-REGISTRY", "200"]),
+            Reply::Status("OK".into())
+        );
+        assert_eq!(c.cmd(&["BGSAVE"]).text(), "Background saving started");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while bgsave_running(&mut c) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the BGSAVE child is stuck"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            c.cmd(&["INFO", "persistence"])
+                .text()
+                .contains("rdb_last_bgsave_status:ok")
+        );
+    }
+    let bad = c.cmd(&["WASM.DEBUG", "HOLD-REGISTRY", "10001"]);
+    assert!(bad.error().contains("from 0 to 10000"), "{bad:?}");
 }
 
 #[test]
