@@ -48,6 +48,8 @@ pub enum Payload {
     Timeout,
     /// Nothing to answer: the handle is only being released (after a timeout or disconnection).
     Nothing,
+    /// The command that blocked the client answered it itself (`abort-block`).
+    Answered,
 }
 
 /// Redis's private data of a guest blocked client.
@@ -228,16 +230,17 @@ fn release(id: u64, payload: Payload, by: By) -> bool {
     }
 }
 
-/// Whether the client with Redis id `client_id` was unblocked by the host (`block-client`) and
-/// Redis has yet to deliver its answer: for Redis 7.0, a `CLIENT UNBLOCK` of it now would drop
-/// that answer (see `dispatch::filter`).
+/// Whether the client with Redis id `client_id` has its answer decided — released by the host,
+/// served on a key, aborted, or released while its job winds down — and Redis has yet to
+/// unblock it (at the end of its event-loop turn): a `CLIENT UNBLOCK` of it now would answer it
+/// a second time, or replace what decided it (see `dispatch::filter`).
 pub fn answer_pending(client_id: u64) -> bool {
     with_entries(|entries| {
         newest_is_released(
             entries
                 .iter()
                 .filter(|(_, e)| e.client_id == client_id)
-                .map(|(&id, e)| (id, e.released && !e.on_keys)),
+                .map(|(&id, e)| (id, e.released || e.deferred.is_some())),
         )
     })
 }
@@ -290,10 +293,10 @@ pub fn finish_blocking_command(ctx: Ctx, id: u64, payload: Payload) {
         Some(false) => {
             release(id, payload, By::Other);
         }
-        Some(true) if abort(ctx, id) => match payload {
+        Some(true) if abort(id) => match payload {
             Payload::Reply(reply) => reply.send(ctx),
             Payload::Error(message) => ctx.reply_error(&message),
-            Payload::Data(_) | Payload::Timeout | Payload::Nothing => {
+            Payload::Data(_) | Payload::Timeout | Payload::Nothing | Payload::Answered => {
                 ctx.reply_error("ERR the command blocked its client on keys and gave up");
             }
         },
@@ -301,8 +304,8 @@ pub fn finish_blocking_command(ctx: Ctx, id: u64, payload: Payload) {
     }
 }
 
-/// `abort-block`, from the command that blocked the client.
-pub fn abort(ctx: Ctx, id: u64) -> bool {
+/// `abort-block`, from the command that blocked the client, which then answers it itself.
+pub fn abort(id: u64) -> bool {
     let target = with_entries(|entries| {
         let entry = entries.get_mut(&id)?;
         // A job still uses the client's context: only its end may release the handle.
@@ -310,22 +313,24 @@ pub fn abort(ctx: Ctx, id: u64) -> bool {
             return None;
         }
         entry.released = true;
-        entry.aborting = true;
-        let client = entry.client;
-        // AbortBlock gives no private data, so Redis will not call `on_free`, which would
-        // stop the timer.
-        let timer = match entry.on_keys {
-            false => entries.remove(&id).and_then(|entry| entry.timer),
-            true => None,
-        };
-        Some((client, timer))
+        entry.aborting = entry.on_keys;
+        Some((entry.client, entry.on_keys))
     });
     match target {
-        Some((client, timer)) => {
-            if let Some(timer) = timer {
-                ctx.stop_timer(timer);
-            }
+        // Redis calls no callback of a client blocked on keys it aborts (its private data, set
+        // when it blocked, still reaches `on_free`).
+        Some((client, true)) => {
             client.abort();
+            true
+        }
+        // Unblocked rather than aborted, so that its private data reaches `on_free` (which
+        // stops the timer and forgets the entry only once Redis has unblocked the client,
+        // keeping `answer_pending` true until then).
+        Some((client, false)) => {
+            client.unblock(Privdata {
+                id,
+                payload: Payload::Answered,
+            });
             true
         }
         None => false,
@@ -452,6 +457,20 @@ pub fn on_reply(ctx: Ctx, args: Args<'_>) -> bool {
         return true;
     };
     let id = privdata.id;
+    let served = serve(ctx, args, id, &mut privdata.payload);
+    if served {
+        // Answered: Redis unblocks it at the end of this event-loop turn (`answer_pending`).
+        with_entries(|entries| {
+            if let Some(entry) = entries.get_mut(&id) {
+                entry.released = true;
+            }
+        });
+    }
+    served
+}
+
+/// [`on_reply`] for handle `id` with its payload.
+fn serve(ctx: Ctx, args: Args<'_>, id: u64, payload: &mut Payload) -> bool {
     let found = with_entries(|entries| {
         entries
             .get(&id)
@@ -461,7 +480,8 @@ pub fn on_reply(ctx: Ctx, args: Args<'_>) -> bool {
         ctx.reply_error("ERR the blocked client is unknown");
         return true;
     };
-    let data = match &mut privdata.payload {
+    let data = match payload {
+        Payload::Answered => return true,
         Payload::Reply(reply) => {
             reply.send(ctx);
             return true;

@@ -633,8 +633,15 @@ fn client_unblock_of_a_client_whose_answer_is_on_its_way_keeps_the_answer() {
     let mut blocked = server.client();
     let id = blocked.cmd(&["CLIENT", "ID"]).int().to_string();
     let mut waker = server.client();
-    for mode in ["TIMEOUT", "ERROR"] {
-        send(&mut blocked, &["API.WAIT", "plain", "0"]);
+    // `spin`: a background job works for the client; the wake-up cancels it, and the client is
+    // answered once the job has ended.
+    for (wait, mode) in [
+        ("plain", "TIMEOUT"),
+        ("plain", "ERROR"),
+        ("spin", "TIMEOUT"),
+        ("spin", "ERROR"),
+    ] {
+        send(&mut blocked, &["API.WAIT", wait, "0"]);
         wait_until("the client blocks", || {
             info_field(&server, "blocked_clients") == 1
         });
@@ -663,6 +670,82 @@ fn client_unblock_of_a_client_whose_answer_is_on_its_way_keeps_the_answer() {
         Reply::Int(1)
     );
     assert_eq!(blocked.read(), Reply::Status("timed out".into()));
+}
+
+#[test]
+fn client_unblock_in_the_turn_a_client_was_served_on_keys_or_aborted_answers_0() {
+    let server = Server::start_with(ServerOptions {
+        module_args: ["LOAD", guests::BPOP, "LOAD", guests::API_GUEST]
+            .map(String::from)
+            .to_vec(),
+        config: vec![("enable-debug-command".into(), "yes".into())],
+        ..Default::default()
+    });
+    let mut sleeper = server.client();
+    let mut blocked = server.client();
+    let id = blocked.cmd(&["CLIENT", "ID"]).int().to_string();
+    let mut other = server.client();
+    let wait_blocked = || {
+        wait_until("the client blocks", || {
+            info_field(&server, "blocked_clients") == 1
+        })
+    };
+    for mode in ["ERROR", "TIMEOUT"] {
+        // Served by a push: Redis unblocks it at the end of the turn, where CLIENT UNBLOCK
+        // ERROR would add a second reply (and TIMEOUT answer 1 for a client already served).
+        send(&mut blocked, &["BPOP.BLPOP", "bk", "0"]);
+        wait_blocked();
+        other.send_together(&[
+            &[b"RPUSH", b"bk", b"a"],
+            &[b"CLIENT", b"UNBLOCK", id.as_bytes(), mode.as_bytes()],
+        ]);
+        assert_eq!(other.read(), Reply::Int(1));
+        assert_eq!(other.read(), Reply::Int(0), "{mode}");
+        assert_eq!(
+            blocked.read().array(),
+            [Reply::Bulk(b"bk".to_vec()), Reply::Bulk(b"a".to_vec())]
+        );
+        assert_eq!(
+            blocked.cmd(&["ECHO", "next"]),
+            Reply::Bulk(b"next".to_vec())
+        );
+        // Released by an unload: the client gets the unload's error, once.
+        send(&mut blocked, &["BPOP.BLPOP", "bk", "0"]);
+        wait_blocked();
+        other.send_together(&[
+            &[b"WASM.UNLOAD", b"bpop"],
+            &[b"CLIENT", b"UNBLOCK", id.as_bytes(), mode.as_bytes()],
+        ]);
+        assert_eq!(other.read(), Reply::Status("OK".into()));
+        assert_eq!(other.read(), Reply::Int(0), "{mode}");
+        assert!(blocked.read().error().contains("unloaded or replaced"));
+        assert_eq!(
+            blocked.cmd(&["ECHO", "next"]),
+            Reply::Bulk(b"next".to_vec())
+        );
+        other.cmd(&["WASM.LOAD", guests::BPOP]);
+        // Blocked, then aborted and answered by the command itself, on keys or not: while the
+        // server sleeps, the command and CLIENT UNBLOCK arrive, to run in one turn.
+        for (wait, answer) in [("abort", "aborted"), ("keysreply", "anyway")] {
+            send(&mut sleeper, &["DEBUG", "SLEEP", "0.3"]);
+            std::thread::sleep(Duration::from_millis(100));
+            blocked.send_together(&[&[b"API.WAIT", wait.as_bytes(), b"0"], &[b"ECHO", b"after"]]);
+            std::thread::sleep(Duration::from_millis(50));
+            send(&mut other, &["CLIENT", "UNBLOCK", &id, mode]);
+            assert_eq!(sleeper.read(), Reply::Status("OK".into()));
+            assert_eq!(other.read(), Reply::Int(0), "{wait} {mode}");
+            assert_eq!(
+                blocked.read(),
+                Reply::Status(answer.into()),
+                "{wait} {mode}"
+            );
+            assert_eq!(
+                blocked.read(),
+                Reply::Bulk(b"after".to_vec()),
+                "{wait} {mode}"
+            );
+        }
+    }
 }
 
 #[test]

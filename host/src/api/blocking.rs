@@ -81,7 +81,7 @@ impl Host for GuestState {
         if scope.blocked != Some(id) {
             return Ok(false);
         }
-        let aborted = crate::blocked::abort(scope.ctx, id);
+        let aborted = crate::blocked::abort(id);
         if aborted {
             scope.blocked = None;
         }
