@@ -214,6 +214,12 @@ fn blocking_pop_serves_waiters_in_order() {
         c.cmd(&["BPOP.BLPOP", "a", "1e20"]).error(),
         "ERR timeout is out of range"
     );
+    // A waited-on key that becomes another type is ignored, as BLPOP ignores it: the client
+    // waits on until the timeout.
+    send(&mut first, &["BPOP.BLPOP", "z", "0.5"]);
+    wait_until("it blocks", || info_field(&server, "blocked_clients") == 1);
+    c.cmd(&["ZADD", "z", "1", "m"]);
+    assert_eq!(first.read(), Reply::Nil);
     // Where a client cannot block (MULTI, a script), it answers as a timeout would.
     c.cmd(&["MULTI"]);
     c.cmd(&["BPOP.BLPOP", "a", "0"]);

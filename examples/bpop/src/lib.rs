@@ -36,8 +36,12 @@ fn blpop(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             let Some(ready) = ctx.blocked_client_ready_key() else {
                 return Ok(RedisValue::NoReply);
             };
-            // Empty again (another client popped first): keep waiting.
-            return Ok(pop(ctx, &ready)?.unwrap_or(RedisValue::NoReply));
+            // Empty again (another client popped first), or no longer a list (BLPOP ignores
+            // other types a waited-on key takes): keep waiting.
+            return match pop(ctx, &ready) {
+                Err(RedisError::WrongType) => Ok(RedisValue::NoReply),
+                popped => Ok(popped?.unwrap_or(RedisValue::NoReply)),
+            };
         }
         BlockedPhase::Timeout => {
             ctx.reply_with_null_array();
