@@ -403,16 +403,25 @@ impl Effects {
     }
 }
 
-/// A unique list element used to replicate index-based list edits with LSET/LINSERT/LREM.
-pub fn tombstone() -> &'static [u8] {
-    static TOMBSTONE: OnceLock<Vec<u8>> = OnceLock::new();
-    TOMBSTONE.get_or_init(|| {
-        let mut random = [0u8; 16];
-        let _ = std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random));
-        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        format!("redis-wasm:tombstone:{hex}").into_bytes()
-    })
+/// A list element no list holds, used to replicate index-based list edits with LSET followed
+/// by LINSERT/LREM (which act on the first element equal to it). A fresh one for every edit:
+/// the markers travel in plain text in the replication stream and the AOF, and a list holding
+/// one as data would have replicas edit the wrong element. Each is a keyed hash (SipHash with
+/// the process's random keys) of a counter, which nobody can predict from earlier ones.
+pub fn tombstone() -> Vec<u8> {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::AtomicU64;
+    static KEYS: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let keys = KEYS.get_or_init(std::collections::hash_map::RandomState::new);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let half = |which: u64| {
+        let mut h = keys.build_hasher();
+        h.write_u64(n);
+        h.write_u64(which);
+        h.finish()
+    };
+    format!("redis-wasm:tombstone:{:016x}{:016x}", half(0), half(1)).into_bytes()
 }
 
 /// Why a guest command runs (see `blocked.rs` and the WIT `blocking` interface).

@@ -1106,6 +1106,37 @@ fn an_expire_that_overflows_is_refused() {
 }
 
 #[test]
+fn index_edits_replicate_exactly_even_into_lists_holding_an_earlier_marker() {
+    let master = api_server();
+    let replica = Server::start();
+    replica.replicate_from(&master);
+    let mut c = master.client();
+    let mut tap = ReplicationTap::attach(&master);
+    // An index edit replicates as LSET to a marker, then LREM/LINSERT of the first element
+    // equal to it: anyone reading the stream (MONITOR, the AOF) sees the marker.
+    c.cmd(&["RPUSH", "probe", "a", "b", "c"]);
+    let ok = Reply::Status("OK".into());
+    assert_eq!(key(&mut c, &["list-delete", "probe", "1"]), ok);
+    let seen = tap.commands(&master);
+    let marker = seen
+        .iter()
+        .find(|command| command[0].eq_ignore_ascii_case("lset"))
+        .map(|lset| lset[3].clone())
+        .expect("an LSET of a marker");
+    // A list holding that marker as data: the next edits must not touch it on replicas.
+    c.cmd(&["RPUSH", "l", &marker, "a", "b"]);
+    assert_eq!(key(&mut c, &["list-delete", "l", "2"]), ok);
+    c.cmd(&["RPUSH", "l2", &marker, "a", "b"]);
+    assert_eq!(key(&mut c, &["list-insert", "l2", "2", "X"]), ok);
+    assert_eq!(texts(&c.cmd(&["LRANGE", "l", "0", "-1"])), [&marker, "a"]);
+    assert_eq!(
+        texts(&c.cmd(&["LRANGE", "l2", "0", "-1"])),
+        [&marker, "a", "X", "b"]
+    );
+    master.assert_same_dataset(&replica);
+}
+
+#[test]
 fn low_level_keys_work_and_replicate_exactly() {
     let master = api_server();
     let replica = Server::start();

@@ -462,7 +462,7 @@ impl Host for GuestState {
                 // No command inserts by index: mark the element now after the new one, insert
                 // before the mark, then restore the element.
                 let displaced = raw.list_get(at + 1).unwrap_or_default();
-                let mark = tombstone().to_vec();
+                let mark = tombstone();
                 effects.record(key.db, "LSET", &[&name, &num(at), &mark]);
                 effects.record(key.db, "LINSERT", &[&name, b"BEFORE", &mark, &value]);
                 effects.record(key.db, "LSET", &[&name, &num(at + 1), &displaced]);
@@ -480,7 +480,7 @@ impl Host for GuestState {
             if !raw.list_delete(index) {
                 return Err(KeyFault::OutOfRange);
             }
-            let mark = tombstone().to_vec();
+            let mark = tombstone();
             effects.record(key.db, "LSET", &[&key.name, &num(at), &mark]);
             effects.record(key.db, "LREM", &[&key.name, b"1", &mark]);
             Ok(())
