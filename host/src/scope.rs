@@ -195,6 +195,9 @@ struct Effect {
     modifiers: &'static str,
     /// Its arguments' ends in [`EffectLog::ends`].
     args: std::ops::Range<usize>,
+    /// A last argument kept as the guest's write gave it (a value, which may be big: moved
+    /// rather than copied into the arena).
+    value: Option<Vec<u8>>,
 }
 
 /// Commands to replicate, in order. Their arguments are copied into one byte arena that keeps
@@ -217,6 +220,7 @@ impl EffectLog {
         db: i32,
         command: Cow<'static, str>,
         args: &[A],
+        value: Option<Vec<u8>>,
         modifiers: &'static str,
     ) {
         let first = self.ends.len();
@@ -229,6 +233,7 @@ impl EffectLog {
             command,
             modifiers,
             args: first..self.ends.len(),
+            value,
         });
     }
 
@@ -236,25 +241,29 @@ impl EffectLog {
         self.effects.is_empty()
     }
 
-    fn args_of(&self, effect: &Effect) -> impl Iterator<Item = &[u8]> {
-        effect.args.clone().map(|i| {
-            let start = if i == 0 { 0 } else { self.ends[i - 1] };
-            &self.bytes[start..self.ends[i]]
-        })
+    fn args_of<'a>(&'a self, effect: &'a Effect) -> impl Iterator<Item = &'a [u8]> {
+        effect
+            .args
+            .clone()
+            .map(|i| {
+                let start = if i == 0 { 0 } else { self.ends[i - 1] };
+                &self.bytes[start..self.ends[i]]
+            })
+            .chain(effect.value.as_deref())
     }
 
+    /// Empties the log, dropping its buffers if a big command grew them: an idle instance
+    /// keeps only small ones (they are Redis's memory, counted in `used_memory`).
     fn clear(&mut self) {
-        self.effects.clear();
-        self.bytes.clear();
-        self.ends.clear();
-    }
-
-    /// Empties the log, dropping its buffers if a big command grew them.
-    fn reset(&mut self) {
-        if self.effects.capacity() > KEPT_CAPACITY || self.bytes.capacity() > KEPT_BYTES {
+        if self.effects.capacity() > KEPT_CAPACITY
+            || self.ends.capacity() > KEPT_CAPACITY * STACK_ARGS
+            || self.bytes.capacity() > KEPT_BYTES
+        {
             *self = EffectLog::default();
         } else {
-            self.clear();
+            self.effects.clear();
+            self.bytes.clear();
+            self.ends.clear();
         }
     }
 
@@ -269,16 +278,13 @@ impl EffectLog {
             if effect.db != selected && ctx.select_db(effect.db) {
                 selected = effect.db;
             }
-            if effect.args.len() <= STACK_ARGS {
+            let count = effect.args.len() + usize::from(effect.value.is_some());
+            if count <= STACK_ARGS {
                 let mut args: [&[u8]; STACK_ARGS] = [&[]; STACK_ARGS];
                 for (slot, arg) in args.iter_mut().zip(self.args_of(effect)) {
                     *slot = arg;
                 }
-                ctx.replicate(
-                    &effect.command,
-                    &args[..effect.args.len()],
-                    effect.modifiers,
-                );
+                ctx.replicate(&effect.command, &args[..count], effect.modifiers);
             } else {
                 let args: Vec<&[u8]> = self.args_of(effect).collect();
                 ctx.replicate(&effect.command, &args, effect.modifiers);
@@ -337,8 +343,8 @@ impl Effects {
     /// Forgets the previous command's state (keeping the buffers' capacity).
     fn reset(&mut self, start_db: i32) {
         self.wrote.store(false, Ordering::Release);
-        self.pending.reset();
-        self.explicit.reset();
+        self.pending.clear();
+        self.explicit.clear();
         self.verbatim = false;
         self.propagated = false;
         self.start_db = start_db;
@@ -354,14 +360,23 @@ impl Effects {
     /// Records a low-level write as the command that replicates it.
     pub fn record(&mut self, db: i32, command: &'static str, args: &[&[u8]]) {
         self.mark_wrote();
-        self.pending.push(db, Cow::Borrowed(command), args, "");
+        self.pending
+            .push(db, Cow::Borrowed(command), args, None, "");
+    }
+
+    /// [`record`](Self::record), with a last argument the write's value, moved in (a value
+    /// may be big: copying it would double it for a while).
+    pub fn record_value(&mut self, db: i32, command: &'static str, args: &[&[u8]], value: Vec<u8>) {
+        self.mark_wrote();
+        self.pending
+            .push(db, Cow::Borrowed(command), args, Some(value), "");
     }
 
     /// A call made after `replicate-verbatim` (which runs without replicating itself): kept to
     /// be emitted if the command traps and the verbatim replication is abandoned.
     pub fn record_call(&mut self, db: i32, command: &str, args: &[Vec<u8>]) {
         self.pending
-            .push(db, Cow::Owned(command.to_owned()), args, "");
+            .push(db, Cow::Owned(command.to_owned()), args, None, "");
     }
 
     pub fn record_explicit(
@@ -371,7 +386,8 @@ impl Effects {
         args: &[Vec<u8>],
         modifiers: &'static str,
     ) {
-        self.explicit.push(db, Cow::Owned(command), args, modifiers);
+        self.explicit
+            .push(db, Cow::Owned(command), args, None, modifiers);
     }
 
     /// Emits recorded low-level writes (unless the command replicates verbatim).
@@ -850,11 +866,11 @@ mod tests {
     #[test]
     fn an_effect_log_gives_back_each_effects_own_arguments() {
         let mut log = EffectLog::default();
-        log.push(0, "DEL".into(), &[b"k"], "");
-        log.push(1, "PING".into(), &[] as &[&[u8]], "A");
+        log.push(0, "DEL".into(), &[b"k"], None, "");
+        log.push(1, "PING".into(), &[] as &[&[u8]], None, "A");
         let many: Vec<Vec<u8>> = (0..10).map(|i| vec![b'a' + i; i as usize]).collect();
-        log.push(2, "RPUSH".into(), &many, "");
-        log.push(0, "SET".into(), &[&b"k"[..], b"", b"v"], "R");
+        log.push(2, "RPUSH".into(), &many, None, "");
+        log.push(0, "SET".into(), &[&b"k"[..], b""], Some(b"v".to_vec()), "R");
         let seen: Vec<(i32, &str, Vec<&[u8]>, &str)> = log
             .effects
             .iter()
@@ -870,8 +886,18 @@ mod tests {
                 (0, "SET", vec![&b"k"[..], b"", b"v"], "R"),
             ]
         );
-        log.reset();
+        log.clear();
         assert!(log.is_empty() && log.bytes.is_empty() && log.ends.is_empty());
+        // A big command's buffers are not kept.
+        log.push(
+            0,
+            "SET".into(),
+            &[vec![0u8; super::KEPT_BYTES + 1]],
+            None,
+            "",
+        );
+        log.clear();
+        assert_eq!(log.bytes.capacity(), 0);
     }
 
     #[test]

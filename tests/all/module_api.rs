@@ -1106,6 +1106,38 @@ fn an_expire_that_overflows_is_refused() {
 }
 
 #[test]
+fn a_big_write_leaves_no_big_buffer_behind() {
+    let server = api_server();
+    let mut c = server.client();
+    let used = |c: &mut Client| c.info_u64("memory", "used_memory");
+    assert_eq!(
+        key(&mut c, &["string-set", "small", "v"]),
+        Reply::Status("OK".into())
+    );
+    let before = used(&mut c);
+    // From another connection, closed after: its query buffer held the value too.
+    let big = vec![b'x'; 8 << 20];
+    let reply = server
+        .client()
+        .cmd_bytes(&[b"API.KEY", b"string-set", b"big", &big]);
+    assert_eq!(reply, Reply::Status("OK".into()));
+    c.cmd(&["DEL", "big"]);
+    // The effects log (what the write replicates as) keeps only small buffers between commands.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let after = used(&mut c);
+        if after < before + (2 << 20) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "used_memory {before} before, {after} after"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn index_edits_replicate_exactly_even_into_lists_holding_an_earlier_marker() {
     let master = api_server();
     let replica = Server::start();

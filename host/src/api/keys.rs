@@ -287,7 +287,7 @@ impl Host for GuestState {
             if !writable(key)?.string_set(&value) {
                 return Err(KeyFault::Invalid("ERR the string could not be set".into()));
             }
-            effects.record(key.db, "SET", &[&key.name, &value]);
+            effects.record_value(key.db, "SET", &[&key.name], value);
             Ok(())
         })
     }
@@ -309,7 +309,7 @@ impl Host for GuestState {
                 .string_write(offset, &data)
                 .map_err(|why| KeyFault::Invalid(format!("ERR {why}")))?;
             if !data.is_empty() {
-                effects.record(key.db, "SETRANGE", &[&key.name, &num(offset), &data]);
+                effects.record_value(key.db, "SETRANGE", &[&key.name, &num(offset)], data);
             }
             Ok(())
         })
@@ -332,7 +332,7 @@ impl Host for GuestState {
                     .as_ref()
                     .and_then(|r| r.string_read(0, len))
                     .unwrap_or_default();
-                effects.record(key.db, "SET", &[&key.name, &value]);
+                effects.record_value(key.db, "SET", &[&key.name], value);
             } else if len > old {
                 effects.record(key.db, "SETRANGE", &[&key.name, &num(len - 1), &[0]]);
             } else if len < old {
@@ -356,10 +356,11 @@ impl Host for GuestState {
                     "ERR the element could not be pushed".into(),
                 ));
             }
-            effects.record(
+            effects.record_value(
                 key.db,
                 if tail { "RPUSH" } else { "LPUSH" },
-                &[&key.name, &value],
+                &[&key.name],
+                value,
             );
             Ok(())
         })
@@ -436,7 +437,7 @@ impl Host for GuestState {
             if !raw.list_set(index, &value) {
                 return Err(KeyFault::OutOfRange);
             }
-            effects.record(key.db, "LSET", &[&key.name, &num(at), &value]);
+            effects.record_value(key.db, "LSET", &[&key.name, &num(at)], value);
             Ok(())
         })
     }
@@ -455,16 +456,16 @@ impl Host for GuestState {
             }
             let name = key.name.clone();
             if at == len {
-                effects.record(key.db, "RPUSH", &[&name, &value]);
+                effects.record_value(key.db, "RPUSH", &[&name], value);
             } else if at == 0 {
-                effects.record(key.db, "LPUSH", &[&name, &value]);
+                effects.record_value(key.db, "LPUSH", &[&name], value);
             } else {
                 // No command inserts by index: mark the element now after the new one, insert
                 // before the mark, then restore the element.
                 let displaced = raw.list_get(at + 1).unwrap_or_default();
                 let mark = tombstone();
                 effects.record(key.db, "LSET", &[&name, &num(at), &mark]);
-                effects.record(key.db, "LINSERT", &[&name, b"BEFORE", &mark, &value]);
+                effects.record_value(key.db, "LINSERT", &[&name, b"BEFORE", &mark], value);
                 effects.record(key.db, "LSET", &[&name, &num(at + 1), &displaced]);
             }
             Ok(())
@@ -719,7 +720,9 @@ impl Host for GuestState {
                     count += 1;
                 }
                 match value {
-                    Some(value) => effects.record(key.db, "HSET", &[&key.name, &field, &value]),
+                    Some(value) => {
+                        effects.record_value(key.db, "HSET", &[&key.name, &field], value)
+                    }
                     None => effects.record(key.db, "HDEL", &[&key.name, &field]),
                 }
             }
@@ -851,10 +854,11 @@ impl Host for GuestState {
             if !raw.set_guest_value(value) {
                 return Err(KeyFault::Invalid("ERR the value could not be set".into()));
             }
-            effects.record(
+            effects.record_value(
                 key.db,
                 "WASM.SETVALUE",
-                &[&key.name, ty.name.as_bytes(), &num(encver), &data],
+                &[&key.name, ty.name.as_bytes(), &num(encver)],
+                data,
             );
             Ok(())
         })
