@@ -69,6 +69,9 @@ struct Entry {
     released: bool,
     /// `AbortBlock` is running: its timeout callback must do nothing.
     aborting: bool,
+    /// Redis unblocked the client itself (its timeout callback ran: `CLIENT UNBLOCK`, or a key
+    /// wait's timeout): whatever the handle still waits for, the client is no longer blocked.
+    unblocked_by_redis: bool,
     /// The cancel flag of the background job working for this client.
     job: Option<Arc<AtomicBool>>,
     /// A release that came while the job worked: what the client gets when the job ends.
@@ -123,6 +126,7 @@ fn register(
                 on_keys,
                 released: false,
                 aborting: false,
+                unblocked_by_redis: false,
                 job: None,
                 deferred: None,
                 timer,
@@ -231,18 +235,31 @@ fn release(id: u64, payload: Payload, by: By) -> bool {
 }
 
 /// Whether the client with Redis id `client_id` has its answer decided — released by the host,
-/// served on a key, aborted, or released while its job winds down — and Redis has yet to
-/// unblock it (at the end of its event-loop turn): a `CLIENT UNBLOCK` of it now would answer it
-/// a second time, or replace what decided it (see `dispatch::filter`).
+/// served on a key, aborted, or released by someone else while its job winds down (cancelled)
+/// — and Redis has yet to unblock it (at the end of its event-loop turn, or the job's): a
+/// `CLIENT UNBLOCK` of it now would answer it a second time, or replace what decided it (see
+/// `dispatch::filter`). A job's own early `unblock-client` does not count: the job goes on,
+/// and `CLIENT UNBLOCK` stays the way to free its client.
 pub fn answer_pending(client_id: u64) -> bool {
     with_entries(|entries| {
         newest_is_released(
             entries
                 .iter()
                 .filter(|(_, e)| e.client_id == client_id)
-                .map(|(&id, e)| (id, e.released || e.deferred.is_some())),
+                .map(|(&id, e)| (id, e.answer_decided())),
         )
     })
+}
+
+impl Entry {
+    /// See [`answer_pending`].
+    fn answer_decided(&self) -> bool {
+        let job_cancelled = self
+            .job
+            .as_ref()
+            .is_some_and(|cancel| cancel.load(Ordering::SeqCst));
+        !self.unblocked_by_redis && (self.released || (self.deferred.is_some() && job_cancelled))
+    }
 }
 
 /// Whether the newest of a client's handles (`(id, released by the host)`; ids grow) is
@@ -526,9 +543,17 @@ pub fn on_timeout(ctx: Ctx, args: Args<'_>) {
     let client = ctx.blocked_client();
     let found = with_entries(|entries| {
         entries
-            .iter()
+            .iter_mut()
             .find(|(_, e)| Some(e.client) == client)
-            .map(|(id, e)| (*id, e.guest.clone(), e.command, e.on_keys, e.aborting))
+            .map(|(id, e)| {
+                // Unless the host released it: then this runs within the host's own unblocking
+                // of a client blocked on keys, and Redis unblocks it only at the end of the
+                // event-loop turn.
+                if !e.released {
+                    e.unblocked_by_redis = true;
+                }
+                (*id, e.guest.clone(), e.command, e.on_keys, e.aborting)
+            })
     });
     let Some((id, guest, command, on_keys, aborting)) = found else {
         ctx.reply_error("ERR the blocked client timed out");
