@@ -1106,6 +1106,33 @@ fn an_expire_that_overflows_is_refused() {
 }
 
 #[test]
+fn growing_a_string_replicates_a_few_bytes_not_the_string() {
+    let server = api_server();
+    let mut c = server.client();
+    let mut tap = ReplicationTap::attach(&server);
+    let ok = Reply::Status("OK".into());
+    assert_eq!(key(&mut c, &["string-truncate", "new", "10000000"]), ok);
+    c.cmd(&["SET", "old", "abc"]);
+    assert_eq!(key(&mut c, &["string-truncate", "old", "5"]), ok);
+    assert_eq!(key(&mut c, &["string-truncate", "old", "2"]), ok);
+    let seen = tap.commands(&server);
+    let seen: Vec<&Vec<String>> = seen.iter().filter(|c| c[0] != "SELECT").collect();
+    assert_eq!(
+        seen,
+        [
+            &["SETRANGE", "new", "9999999", "\0"]
+                .map(String::from)
+                .to_vec(),
+            &["SET", "old", "abc"].map(String::from).to_vec(),
+            &["SETRANGE", "old", "4", "\0"].map(String::from).to_vec(),
+            // Nothing shrinks a string but setting it again.
+            &["SET", "old", "ab", "KEEPTTL"].map(String::from).to_vec(),
+        ]
+    );
+    assert_eq!(c.cmd(&["STRLEN", "new"]), Reply::Int(10_000_000));
+}
+
+#[test]
 fn a_big_write_leaves_no_big_buffer_behind() {
     let server = api_server();
     let mut c = server.client();

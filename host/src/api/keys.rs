@@ -318,7 +318,6 @@ impl Host for GuestState {
     fn string_truncate(&mut self, handle: Key, len: u64) -> R<()> {
         self.with_key(handle, |key, effects| {
             expect_type(key, STRING)?;
-            let was_empty = type_of(key) == EMPTY;
             let raw = writable(key)?;
             let old = raw.value_length();
             if len > 512 << 20 || !raw.string_truncate(len) {
@@ -326,14 +325,10 @@ impl Host for GuestState {
                     "ERR string length out of range (at most 512 MB)".into(),
                 ));
             }
-            if was_empty && type_of(key) == STRING {
-                let value = key
-                    .raw
-                    .as_ref()
-                    .and_then(|r| r.string_read(0, len))
-                    .unwrap_or_default();
-                effects.record_value(key.db, "SET", &[&key.name], value);
-            } else if len > old {
+            // Growing pads with zero bytes, which SETRANGE of the last one does too (also for a
+            // new key: a few bytes to replicate, not the whole string). Nothing shrinks a
+            // string but setting it again.
+            if len > old {
                 effects.record(key.db, "SETRANGE", &[&key.name, &num(len - 1), &[0]]);
             } else if len < old {
                 let value = key
