@@ -1269,6 +1269,15 @@ fn low_level_keys_work_and_replicate_exactly() {
         key(&mut c, &["zset-incrby", "z", "", "0.2", "b"]),
         Reply::Array(vec![bulk("0.30000000000000004"), bulk("UPDATED")])
     );
+    // Nothing happens: the member's score as it is (Redis leaves it unset).
+    assert_eq!(
+        key(&mut c, &["zset-incrby", "z", "nx", "5", "b"]),
+        Reply::Array(vec![bulk("0.30000000000000004"), bulk("NOP")])
+    );
+    assert_eq!(
+        key(&mut c, &["zset-incrby", "z", "xx", "5", "nobody"]),
+        Reply::Array(vec![bulk("0"), bulk("NOP")])
+    );
     assert_eq!(key(&mut c, &["zset-score", "z", "a"]), bulk("2"));
     assert_eq!(key(&mut c, &["zset-score", "z", "nobody"]), Reply::Nil);
     assert_eq!(
@@ -1309,7 +1318,7 @@ fn low_level_keys_work_and_replicate_exactly() {
     );
     assert_eq!(
         key(&mut c, &["zset-range", "lex", "lex", "first", "bad", "+"]).error(),
-        "KEYERR invalid: invalid range"
+        "KEYERR invalid: ERR invalid range"
     );
     // Batches give the same elements as one-by-one iteration, split at the batch size.
     c.cmd(&[

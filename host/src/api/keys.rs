@@ -539,7 +539,18 @@ impl Host for GuestState {
                     &[&key.name, &ffi::double_to_string(score), &member],
                 );
             }
-            Ok((score, zadd_outcome(out)))
+            // Redis leaves the score unset when nothing happened: give the member's own.
+            let outcome = zadd_outcome(out);
+            let score = if outcome.contains(ZaddOutcome::NOP) {
+                key.raw
+                    .as_ref()
+                    .filter(|_| type_of(key) == ZSET)
+                    .and_then(|raw| raw.zset_score(&member))
+                    .unwrap_or(0.0)
+            } else {
+                score
+            };
+            Ok((score, outcome))
         })
     }
 
@@ -899,7 +910,7 @@ fn start_range(key: &mut KeyHandle, start: impl FnOnce(&RawKey) -> bool) -> Resu
         && !start(raw)
     {
         key.range.set(RangeState::None);
-        return Err(KeyFault::Invalid("invalid range".into()));
+        return Err(KeyFault::Invalid("ERR invalid range".into()));
     }
     Ok(())
 }
