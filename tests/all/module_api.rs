@@ -1394,6 +1394,17 @@ fn low_level_keys_work_and_replicate_exactly() {
         Reply::Int(0)
     );
     assert_eq!(c.cmd(&["EXISTS", "nohash"]), Reply::Int(0));
+    // One hash-set emptying the hash and then filling it keeps its expire, as one
+    // RedisModule_HashSet call does (it deletes an emptied hash only at the end).
+    c.cmd(&["HSET", "hx", "f", "1"]);
+    c.cmd(&["PEXPIRE", "hx", "100000"]);
+    assert_eq!(
+        key(&mut c, &["hash-set", "hx", "", "f", "-", "g", "2"]),
+        Reply::Int(1)
+    );
+    assert_eq!(texts(&c.cmd(&["HKEYS", "hx"])), ["g"]);
+    let ttl = c.cmd(&["PTTL", "hx"]).int();
+    assert!((1..=100_000).contains(&ttl), "{ttl}");
     // Expires.
     assert_eq!(key(&mut c, &["get-expire", "h"]), Reply::Int(-1));
     assert_eq!(key(&mut c, &["set-expire", "h", "100000"]), ok);

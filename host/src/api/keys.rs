@@ -712,6 +712,11 @@ impl Host for GuestState {
                 base |= raw::REDISMODULE_HASH_XX as i32;
             }
             let mut count = 0u64;
+            // `RedisModule_HashSet` with several fields deletes an emptied hash only at the end;
+            // one call per field deletes it at once, and a later field makes a new key: give it
+            // the expire the hash had.
+            let expire_at = raw.get_abs_expire();
+            let mut emptied = false;
             for (field, value) in fields {
                 // A deletion on a missing hash does nothing (and the key must not be created).
                 if value.is_none() && type_of(key) == EMPTY {
@@ -731,6 +736,10 @@ impl Host for GuestState {
                     }
                     None => effects.record(key.db, "HDEL", &[&key.name, &field]),
                 }
+                emptied |= type_of(key) == EMPTY;
+            }
+            if emptied && expire_at != -1 && type_of(key) == HASH && raw.set_abs_expire(expire_at) {
+                record_expire(key, effects);
             }
             Ok(count)
         })
