@@ -290,6 +290,62 @@ pub fn load_unpublished(
     start(ctx, prepare(request)?, origin, may_yield)
 }
 
+/// Background compiles running and waiting now.
+static COMPILES: std::sync::Mutex<CompileCounts> = std::sync::Mutex::new(CompileCounts {
+    running: 0,
+    waiting: 0,
+});
+static COMPILE_DONE: std::sync::Condvar = std::sync::Condvar::new();
+
+#[derive(Clone, Copy)]
+pub struct CompileCounts {
+    pub running: usize,
+    pub waiting: usize,
+}
+
+/// Background compiles now (for INFO).
+pub fn compile_counts() -> CompileCounts {
+    *COMPILES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A background compile's turn among at most `wasm.max-compiles`; the next one's on drop.
+struct CompileTurn;
+
+impl CompileTurn {
+    fn wait() -> CompileTurn {
+        let mut counts = COMPILES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.waiting += 1;
+        loop {
+            let limit = crate::config::get_usize(&crate::config::MAX_COMPILES).max(1);
+            if counts.running < limit {
+                break;
+            }
+            // Timed, so that a raised limit is seen without another compile ending.
+            counts = COMPILE_DONE
+                .wait_timeout(counts, std::time::Duration::from_millis(100))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        counts.waiting -= 1;
+        counts.running += 1;
+        CompileTurn
+    }
+}
+
+impl Drop for CompileTurn {
+    fn drop(&mut self) {
+        let mut counts = COMPILES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.running -= 1;
+        COMPILE_DONE.notify_one();
+    }
+}
+
 /// `WASM.LOAD [REPLACE] <path | bytes> [ARGS arg ...]` → the guest's name.
 pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
     let mut request = match LoadRequest::parse(args.iter().skip(1)) {
@@ -306,6 +362,8 @@ pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
                 .name("wasm-compile".into())
                 .spawn(move || {
                     crate::ffi::lower_thread_priority();
+                    // A compile takes tens of times the module's size in memory: a few at once.
+                    let turn = CompileTurn::wait();
                     let prepared =
                         catch("compiling a guest", || prepare(request)).unwrap_or_else(|| {
                             Err(
@@ -313,6 +371,7 @@ pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
                                     .to_owned(),
                             )
                         });
+                    drop(turn);
                     blocked.resume(Box::new(move |ctx, waiting| {
                         let started = std::time::Instant::now();
                         // Its client left: the load is still made (Redis received it), unless

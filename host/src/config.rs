@@ -13,6 +13,7 @@ const DEFAULT_MAX_INIT_MS: i64 = 10_000;
 const DEFAULT_MAX_MODULE_SIZE: i64 = 64 * MB;
 const DEFAULT_MAX_REPLY_BYTES: i64 = 256 * MB;
 const DEFAULT_MAX_BACKGROUND_JOBS: i64 = 16;
+const DEFAULT_MAX_COMPILES: i64 = 2;
 
 /// Largest linear memory one guest instance may have, in bytes.
 pub static MAX_MEMORY: AtomicI64 = AtomicI64::new(DEFAULT_MAX_MEMORY);
@@ -28,6 +29,8 @@ pub static MAX_MODULE_SIZE: AtomicI64 = AtomicI64::new(DEFAULT_MAX_MODULE_SIZE);
 pub static MAX_REPLY_BYTES: AtomicI64 = AtomicI64::new(DEFAULT_MAX_REPLY_BYTES);
 /// Most background jobs (`run-in-background`) running at once, across guests.
 pub static MAX_BACKGROUND_JOBS: AtomicI64 = AtomicI64::new(DEFAULT_MAX_BACKGROUND_JOBS);
+/// Most `WASM.LOAD`s compiling at once in the background; more wait their turn.
+pub static MAX_COMPILES: AtomicI64 = AtomicI64::new(DEFAULT_MAX_COMPILES);
 /// Whether `WASM.DEBUG` (fault injection for tests) is allowed: 1 or 0.
 pub static ENABLE_DEBUG: AtomicI64 = AtomicI64::new(0);
 /// Whether each guest command's time is measured (`WASM.LIST`, `INFO wasm_commandstats`): 1 or
@@ -93,6 +96,14 @@ const NUMERIC: &[NumericConfig] = &[
         max: 1024,
         memory: false,
         value: &MAX_BACKGROUND_JOBS,
+    },
+    NumericConfig {
+        name: c"max-compiles",
+        default: DEFAULT_MAX_COMPILES,
+        min: 1,
+        max: 64,
+        memory: false,
+        value: &MAX_COMPILES,
     },
     NumericConfig {
         name: c"time-commands",

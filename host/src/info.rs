@@ -32,6 +32,9 @@ pub fn write(info: &InfoCtx) {
     );
     info.field_i64("blocked_clients", n(crate::blocked::blocked_count()));
     info.field_i64("background_jobs", n(crate::blocked::job_count()));
+    let compiles = crate::commands::compile_counts();
+    info.field_i64("compiles", n(compiles.running));
+    info.field_i64("compiles_waiting", n(compiles.waiting));
     info.field_i64(
         "instances",
         n(guests.iter().filter(|g| g.has_instance()).count()),

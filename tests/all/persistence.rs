@@ -650,6 +650,46 @@ fn loads_compile_in_the_background_or_inline_where_blocking_is_impossible() {
 }
 
 #[test]
+fn at_most_max_compiles_loads_compile_at_once_and_the_others_wait() {
+    let server = Server::start_with(ServerOptions {
+        config: vec![("wasm.max-compiles".into(), "1".into())],
+        ..Default::default()
+    });
+    let mut c = server.client();
+    // Three loads of the big guest (a good part of a second to compile each), from three
+    // clients that leave at once: they compile one after another.
+    for _ in 0..3 {
+        server
+            .client()
+            .send(&[b"WASM.LOAD", b"REPLACE", guests::BIG.as_bytes()]);
+    }
+    let (mut most_running, mut most_waiting) = (0, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let running = c.info_u64("wasm", "wasm_compiles");
+        let waiting = c.info_u64("wasm", "wasm_compiles_waiting");
+        most_running = most_running.max(running);
+        most_waiting = most_waiting.max(waiting);
+        if running == 0 && waiting == 0 && names(&server).contains(&"big".to_owned()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loads never ended"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(most_running, 1);
+    assert!(most_waiting >= 1, "{most_waiting}");
+    assert!(
+        server
+            .client()
+            .cmd(&["CONFIG", "SET", "wasm.max-compiles", "0"])
+            .is_error()
+    );
+}
+
+#[test]
 fn replicas_and_the_aof_carry_out_loads_their_own_limits_would_refuse() {
     // Limits below what the guests need: a module larger than `wasm.max-module-size` (hellotype
     // is ~85 KB) and instances larger than `wasm.max-memory` (a Rust guest starts at 1.1 MB).
