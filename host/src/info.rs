@@ -1,12 +1,35 @@
 //! The `INFO wasm` section.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ffi::InfoCtx;
 use crate::{limits, registry};
 
 fn n(value: impl TryInto<i64>) -> i64 {
     value.try_into().unwrap_or(i64::MAX)
+}
+
+/// The counters of guests no longer loaded (unloaded or replaced), in `INFO wasm`'s totals:
+/// calls, errors, traps, kills, restarts.
+static RETIRED: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+/// A guest's totals, in `RETIRED`'s order.
+fn counters(g: &crate::guest::Guest) -> [u64; 5] {
+    let s = &g.stats;
+    [
+        g.calls(),
+        s.errors.load(Ordering::Relaxed),
+        s.traps.load(Ordering::Relaxed),
+        s.kills.load(Ordering::Relaxed),
+        s.restarts.load(Ordering::Relaxed),
+    ]
+}
+
+/// Keeps the counters of a guest that was unloaded or replaced, so the totals never go back.
+pub fn retire(guest: &crate::guest::Guest) {
+    for (total, count) in RETIRED.iter().zip(counters(guest)) {
+        total.fetch_add(count, Ordering::Relaxed);
+    }
 }
 
 pub fn write(info: &InfoCtx) {
@@ -21,15 +44,18 @@ pub fn write(info: &InfoCtx) {
         "memory_bytes",
         n(limits::TOTAL_MEMORY.load(Ordering::Relaxed)),
     );
-    let total = |f: fn(&crate::guest::Guest) -> u64| n(guests.iter().map(|g| f(g)).sum::<u64>());
-    info.field_i64("calls", total(crate::guest::Guest::calls));
-    info.field_i64("errors", total(|g| g.stats.errors.load(Ordering::Relaxed)));
-    info.field_i64("traps", total(|g| g.stats.traps.load(Ordering::Relaxed)));
-    info.field_i64("kills", total(|g| g.stats.kills.load(Ordering::Relaxed)));
-    info.field_i64(
-        "restarts",
-        total(|g| g.stats.restarts.load(Ordering::Relaxed)),
-    );
+    let mut totals: [u64; 5] = std::array::from_fn(|i| RETIRED[i].load(Ordering::Relaxed));
+    for guest in &guests {
+        for (total, count) in totals.iter_mut().zip(counters(guest)) {
+            *total = total.saturating_add(count);
+        }
+    }
+    for (name, total) in ["calls", "errors", "traps", "kills", "restarts"]
+        .into_iter()
+        .zip(totals)
+    {
+        info.field_i64(name, n(total));
+    }
     info.field_i64("blocked_clients", n(crate::blocked::blocked_count()));
     info.field_i64("background_jobs", n(crate::blocked::job_count()));
     let compiles = crate::commands::compile_counts();

@@ -457,7 +457,7 @@ pub fn commit(guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<Guest>>, St
     forget_cached_route();
     // Outside the registry's lock: releasing clients blocked on keys runs their callbacks.
     if let Ok(Some(previous)) = &committed {
-        crate::blocked::release_guest(previous);
+        gone(previous);
     }
     committed
 }
@@ -478,7 +478,7 @@ pub fn commit_all(remove: &[String], guests: &[Arc<Guest>], replace: bool) -> Re
     });
     forget_cached_route();
     for guest in gone.iter().flatten() {
-        crate::blocked::release_guest(guest);
+        self::gone(guest);
     }
     gone.map(drop)
 }
@@ -492,9 +492,16 @@ pub fn remove(name: &str) -> Option<Arc<Guest>> {
     });
     forget_cached_route();
     if let Some(guest) = &removed {
-        crate::blocked::release_guest(guest);
+        gone(guest);
     }
     removed
+}
+
+/// A guest left the registry: its blocked clients get an error, and its counters go on
+/// counting in `INFO wasm`'s totals.
+fn gone(guest: &Arc<Guest>) {
+    crate::blocked::release_guest(guest);
+    crate::info::retire(guest);
 }
 
 #[cfg(test)]

@@ -511,6 +511,19 @@ fn info_and_configs_describe_the_host() {
         .field("calls")
         .int();
     assert_eq!(calls, 1);
+    // The totals count guests since the server started: replacing or unloading one keeps its
+    // counts in them (its own line starts again, or goes).
+    c.cmd(&["WASM.LOAD", guests::HELLOWORLD]);
+    c.cmd(&["HELLOWORLD.RAND"]);
+    let totals = |c: &mut redis_wasm_tests::Client| {
+        ["calls", "errors", "traps"].map(|f| c.info_u64("wasm", &format!("wasm_{f}")))
+    };
+    assert_eq!(totals(&mut c), [3, 1, 1]);
+    c.cmd(&["WASM.LOAD", "REPLACE", guests::EVIL]);
+    assert_eq!(totals(&mut c), [3, 1, 1]);
+    c.cmd(&["WASM.UNLOAD", "helloworld"]);
+    c.cmd(&["EVIL.CALLS", "1"]);
+    assert_eq!(totals(&mut c), [4, 1, 1]);
 }
 
 #[test]
