@@ -600,13 +600,18 @@ fn timeout_phase(
     }
 }
 
-/// The disconnect callback: releases the handle (and cancels any background job).
+/// The disconnect callback: releases the handle (and cancels any background job). Redis calls
+/// it when it unblocks the client itself without the module's answer: a disconnection, `CLIENT
+/// UNBLOCK ... ERROR`, a server turning replica.
 pub fn on_disconnect(client: BlockedClient) {
     let id = with_entries(|entries| {
         entries
-            .iter()
+            .iter_mut()
             .find(|(_, e)| e.client == client)
-            .map(|(id, _)| *id)
+            .map(|(id, e)| {
+                e.unblocked_by_redis = true;
+                *id
+            })
     });
     if let Some(id) = id {
         release(id, Payload::Nothing, By::Other);

@@ -321,9 +321,11 @@ pub struct Effects {
     pub propagated: bool,
     /// The database the command started in (where a verbatim command replays).
     pub start_db: i32,
-    /// The command's user was refused a call, a key or a replicate: a replica replaying it
-    /// would not be, so it may not replicate verbatim.
-    pub user_refused: bool,
+    /// The command was refused something a replica replaying it would not be refused — by
+    /// its user's ACL (replicas replay without a user), a key or call of another cluster
+    /// node's slot (the master's link skips those checks), out of memory — so it may not
+    /// replicate verbatim.
+    pub refused_here: bool,
 }
 
 impl Effects {
@@ -336,7 +338,7 @@ impl Effects {
             verbatim: false,
             propagated: false,
             start_db: 0,
-            user_refused: false,
+            refused_here: false,
         }
     }
 
@@ -348,7 +350,7 @@ impl Effects {
         self.verbatim = false;
         self.propagated = false;
         self.start_db = start_db;
-        self.user_refused = false;
+        self.refused_here = false;
     }
 
     /// Marks the command as having written: `WASM.KILL` (on this thread, during a yield) now
@@ -400,7 +402,7 @@ impl Effects {
 
     /// Emits everything at the end of the command.
     pub fn finish(&mut self, ctx: Ctx, trapped: bool) {
-        if self.verbatim && !trapped && !self.user_refused {
+        if self.verbatim && !trapped && !self.refused_here {
             self.pending.clear();
             // The command may have moved its client to another database (`select-db`).
             let now = ctx.selected_db();
@@ -523,6 +525,11 @@ impl CallerAcl {
                 .first()
                 .map(|&end| key_hash_slot(&self.declared[..end]))
         });
+    }
+
+    /// Whether this is a client's command in cluster mode, which may touch its slot only.
+    pub fn in_cluster(&self) -> bool {
+        self.cluster_slot.is_some()
     }
 
     /// Whether the command replays the master's or the AOF's work (no ACL applies).
@@ -755,10 +762,11 @@ impl CommandScope {
             KeyAccess::Read
         };
         if !self.acl.allows_key(self.ctx, &name, access) {
-            self.effects.user_refused = true;
+            self.effects.refused_here = true;
             return Err(KeyFault::Invalid(no_key_permission(&name)));
         }
         if !self.acl.serves_key(&name) {
+            self.effects.refused_here = true;
             return Err(KeyFault::Invalid(not_served_here(&name)));
         }
         let db = self.ctx.selected_db();

@@ -185,6 +185,36 @@ fn guests_on_a_cluster_with_replicas_and_failover() {
     wait_until("the new replica to get the guests", || {
         guest_names(late.port) == ["api", "hello"]
     });
+    let master1 = nodes.iter().find(|n| n.port == masters[1]).unwrap();
+    master1.assert_same_dataset(&late);
+    let mut m1 = master1.client();
+    let served_here = |c: &mut Client, key: &str| !c.cmd(&["GET", key]).is_error();
+    let local = (0..200)
+        .map(|i| format!("k{i}"))
+        .find(|k| served_here(&mut m1, k))
+        .expect("a key of masters[1]");
+    let foreign = (0..200)
+        .map(|i| format!("k{i}"))
+        .find(|k| !served_here(&mut m1, k))
+        .expect("a key of another node");
+    // Redis keeps cluster bookkeeping for database 0 only: writing elsewhere would crash.
+    let select = m1.cmd(&["API.SELECTWRITE", "1", &local, "x"]);
+    assert!(
+        format!("{select:?}").contains("SELECT is not allowed in cluster mode"),
+        "{select:?}"
+    );
+    assert_eq!(m1.cmd(&["PING"]), Reply::Status("PONG".into()));
+    // What the master refused for another node's slot (a call, a key) must not reach its
+    // replica by a verbatim replication, whose replay skips those checks; nor may a guest
+    // replicate a write of another node's key.
+    m1.cmd(&["API.VERBATIMTRY", &local, &foreign]);
+    let replicated = m1.cmd(&["API.REPLICATE", "SET", &foreign, "x"]);
+    assert!(
+        replicated.error().contains("is not in the hash slot"),
+        "{replicated:?}"
+    );
+    master1.assert_same_dataset(&late);
+    assert_eq!(late.client().cmd(&["DBSIZE"]), m1.cmd(&["DBSIZE"]));
 
     // Failover: the master of a guest-written key stops; its replica serves the command, data kept.
     let (reply, _) = routed(masters[2], &["HELLO.PUSH.NATIVE", "failover-key", "a"]);

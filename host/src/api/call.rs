@@ -632,8 +632,10 @@ impl GuestState {
                 self.value_of(ReplyHandle { reply, resp3 }).map(Ok)
             }
             Err(why) => {
-                if why == CallRefusal::NoPermission {
-                    scope.effects.user_refused = true;
+                // Refusals a replica replaying the command would not make (it has no user,
+                // skips cluster, memory and script-mode checks for its master): it must not.
+                if !matches!(why, CallRefusal::UnknownCommand | CallRefusal::WrongArity) {
+                    scope.effects.refused_here = true;
                 }
                 let oom = now & ctx_flags::OOM != 0;
                 Ok(Err(refusal(

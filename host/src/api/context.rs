@@ -21,6 +21,11 @@ impl Host for GuestState {
         };
         // A background job's context is used from its thread: under Redis's lock.
         let _lock = scope.background.as_ref().map(|job| job.ctx.lock());
+        // Redis keeps the slot-to-key index of database 0 only: a key written in another one
+        // crashes a cluster node (Redis refuses SELECT there).
+        if id != 0 && scope.ctx.flags() & ctx_flags::CLUSTER != 0 {
+            return Ok(Err("ERR SELECT is not allowed in cluster mode".to_owned()));
+        }
         // Writes recorded so far belong to the current database.
         scope.effects.flush(scope.ctx);
         Ok(if scope.ctx.select_db(id) {

@@ -178,10 +178,11 @@ impl Host for GuestState {
         // The lookup may expire the key: close handles on it first (see `suspend_key`).
         if let Ok(scope) = self.command() {
             if !scope.acl.allows_key(ctx, &name, KeyAccess::Exists) {
-                scope.effects.user_refused = true;
+                scope.effects.refused_here = true;
                 return Ok(false); // what the user may not see does not exist for it
             }
             if !scope.acl.serves_key(&name) {
+                scope.effects.refused_here = true;
                 return Ok(false); // another cluster node's key is not here
             }
             scope.suspend_key(ctx.selected_db(), &name);

@@ -45,8 +45,21 @@ impl Host for GuestState {
                 )));
             }
         }
+        // Replicas write what the master sends whatever the slot: only keys this node serves,
+        // as for the keys a guest opens.
+        if scope.acl.in_cluster()
+            && let Some(key) = crate::ffi::command_keys(&lower, &args)
+                .into_iter()
+                .find(|key| !scope.acl.serves_key(key))
+        {
+            scope.effects.refused_here = true;
+            return Ok(Err(format!(
+                "{} (replicas would write what a guest replicates)",
+                crate::scope::not_served_here(&key)
+            )));
+        }
         if !scope.acl.allows_command(scope.ctx, &lower, &args) {
-            scope.effects.user_refused = true;
+            scope.effects.refused_here = true;
             return Ok(Err(format!(
                 "{} (replicas would run what a guest replicates without checking)",
                 crate::scope::no_command_permission(&command)

@@ -446,6 +446,47 @@ fn acl_check(
     })
 }
 
+/// The keys of the command line `command args...`, as Redis finds them
+/// (`RedisModule_GetCommandKeysWithFlags`); none for an unknown command or a line whose argument
+/// count does not fit it (check it first: see [`acl_check`]).
+pub fn command_keys(command: &str, args: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    if !key_count_fits(command, args) {
+        return Vec::new();
+    }
+    let full: Vec<&[u8]> = std::iter::once(command.as_bytes())
+        .chain(args.iter().map(Vec::as_slice))
+        .collect();
+    with_argv(&full, |argv| {
+        let Ok(argc) = c_int::try_from(argv.len()) else {
+            return Vec::new();
+        };
+        let mut key_count: c_int = 0;
+        // SAFETY: `argc` valid strings, only read (the context is unused); a non-NULL result is
+        // an array of `key_count` argument indexes Redis allocated for us, freed here.
+        unsafe {
+            let keys = super::api!(RedisModule_GetCommandKeysWithFlags)(
+                ptr::null_mut(),
+                argv.as_mut_ptr(),
+                argc,
+                &mut key_count,
+                ptr::null_mut(),
+            );
+            if keys.is_null() {
+                return Vec::new();
+            }
+            let positions =
+                std::slice::from_raw_parts(keys, usize::try_from(key_count).unwrap_or(0));
+            let found = positions
+                .iter()
+                .filter_map(|&i| full.get(usize::try_from(i).ok()?))
+                .map(|key| key.to_vec())
+                .collect();
+            super::api!(RedisModule_Free)(keys.cast());
+            found
+        }
+    })
+}
+
 /// A module user allowed every command, key and channel, to ask Redis about command lines.
 struct LookupUser(NonNull<raw::RedisModuleUser>);
 

@@ -76,7 +76,8 @@ pub mod signals;
 
 pub use blocking::{BlockedClient, ThreadSafeCtx, TimerId, Waiting, with_redis_lock};
 pub use call::{
-    CallRefusal, CallReply, CommandLine, ContextUser, ReplyKind, command_line, key_count_fits,
+    CallRefusal, CallReply, CommandLine, ContextUser, ReplyKind, command_keys, command_line,
+    key_count_fits,
 };
 pub use datatype::{GuestType, KeyValue, TypeValue, check_type_name, find_type, type_names};
 pub use keys::{KeyAccess, MODE_READ, MODE_WRITE, RawKey, ScanCursor};
