@@ -202,6 +202,10 @@ enum Released {
 /// thread-safe context) and, unless the job asked, the job is cancelled.
 fn take_for_release(entry: &mut Entry, payload: Payload, by: By) -> Released {
     if entry.released || entry.deferred.is_some() {
+        // A job that answered early (its own `unblock-client`) works on for nobody now.
+        if let (By::Other, Some(job)) = (by, &entry.job) {
+            job.store(true, Ordering::SeqCst);
+        }
         return Released::Already;
     }
     if let Some(job) = &entry.job {
