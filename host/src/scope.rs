@@ -424,8 +424,9 @@ impl Effects {
 /// A list element no list holds, used to replicate index-based list edits with LSET followed
 /// by LINSERT/LREM (which act on the first element equal to it). A fresh one for every edit:
 /// the markers travel in plain text in the replication stream and the AOF, and a list holding
-/// one as data would have replicas edit the wrong element. Each is a keyed hash (SipHash with
-/// the process's random keys) of a counter, which nobody can predict from earlier ones.
+/// one as data would have replicas edit the wrong element. Each is a keyed hash of a counter
+/// (std's `RandomState`, seeded from the OS once per process: SipHash today), which nobody can
+/// predict from earlier ones without the keys.
 pub fn tombstone() -> Vec<u8> {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::AtomicU64;
