@@ -752,6 +752,23 @@ fn client_unblock_in_the_turn_a_client_was_served_on_keys_or_aborted_answers_0()
             );
         }
     }
+    // CLIENT UNBLOCK ... ERROR is Redis's own unblocking: the client's next block (BLPOP here),
+    // even in the same turn, is open to CLIENT UNBLOCK.
+    let mut third = server.client();
+    send(&mut blocked, &["API.WAIT", "plain", "0"]);
+    wait_blocked();
+    send(&mut sleeper, &["DEBUG", "SLEEP", "0.3"]);
+    std::thread::sleep(Duration::from_millis(100));
+    send(&mut other, &["CLIENT", "UNBLOCK", &id, "ERROR"]);
+    std::thread::sleep(Duration::from_millis(30));
+    send(&mut blocked, &["BLPOP", "nokey", "0"]);
+    std::thread::sleep(Duration::from_millis(30));
+    send(&mut third, &["CLIENT", "UNBLOCK", &id]);
+    assert_eq!(sleeper.read(), Reply::Status("OK".into()));
+    assert_eq!(other.read(), Reply::Int(1));
+    assert_eq!(third.read(), Reply::Int(1));
+    assert!(blocked.read().error().starts_with("UNBLOCKED"));
+    assert_eq!(blocked.read(), Reply::Nil);
 }
 
 #[test]
