@@ -119,6 +119,16 @@ fn hello_block_times_out_and_a_late_job_is_dropped() {
         c.cmd(&["HELLO.BLOCK", "1"]).error(),
         "ERR wrong number of arguments for 'hello.block' command"
     );
+    // As the C module: a negative timeout has passed already; a negative delay (C's unsigned
+    // sleep of ages) waits for the timeout.
+    assert_eq!(
+        c.cmd(&["HELLO.BLOCK", "0", "-1"]),
+        Reply::Status("Request timedout".into())
+    );
+    assert_eq!(
+        c.cmd(&["HELLO.BLOCK", "-1", "200"]),
+        Reply::Status("Request timedout".into())
+    );
 }
 
 #[test]
@@ -209,11 +219,22 @@ fn blocking_pop_serves_waiters_in_order() {
     let started = Instant::now();
     assert_eq!(c.cmd_raw(&["BPOP.BLPOP", "a", "0.2"]), b"*-1\r\n");
     assert!(started.elapsed() >= Duration::from_millis(150));
-    // A timeout past the host's longest is refused, as BLPOP refuses one.
+    // A timeout past the host's longest is refused, as BLPOP refuses one, before anything is
+    // popped; so is a negative one, in BLPOP's words.
     assert_eq!(
         c.cmd(&["BPOP.BLPOP", "a", "1e20"]).error(),
         "ERR timeout is out of range"
     );
+    c.cmd(&["RPUSH", "full", "x"]);
+    assert_eq!(
+        c.cmd(&["BPOP.BLPOP", "full", "1e20"]).error(),
+        "ERR timeout is out of range"
+    );
+    assert_eq!(
+        c.cmd(&["BPOP.BLPOP", "full", "-1"]).error(),
+        "ERR timeout is negative"
+    );
+    assert_eq!(c.cmd(&["LLEN", "full"]), Reply::Int(1));
     // A waited-on key that becomes another type is ignored, as BLPOP ignores it: the client
     // waits on until the timeout.
     send(&mut first, &["BPOP.BLPOP", "z", "0.5"]);
@@ -254,6 +275,10 @@ fn hellotype_brange_blocks_until_the_key_gets_a_value() {
     assert_eq!(
         c.cmd(&["HELLOTYPE.BRANGE", "t", "0", "5", "soon"]).error(),
         "ERR invalid timeout parameter"
+    );
+    assert_eq!(
+        c.cmd(&["HELLOTYPE.BRANGE", "empty", "0", "5", "-1"]),
+        Reply::Status("Request timedout".into())
     );
 }
 

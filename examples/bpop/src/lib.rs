@@ -52,23 +52,27 @@ fn blpop(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if args.len() < 3 {
         return Err(RedisError::WrongArity);
     }
+    // Checked before anything is popped, with BLPOP's messages.
     let seconds = args[args.len() - 1]
         .parse_float()
         .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
+        .filter(|s| !s.is_nan())
         .ok_or(RedisError::Str(
             "ERR timeout is not a float or out of range",
         ))?;
-    let keys = &args[1..args.len() - 1];
-    for key in keys {
-        if let Some(popped) = pop(ctx, key)? {
-            return Ok(popped);
-        }
+    if seconds < 0.0 {
+        return Err(RedisError::Str("ERR timeout is negative"));
     }
     // The host's longest timeout (2^40 ms, about 34 years); BLPOP refuses huge ones too.
     let timeout_ms = (seconds * 1000.0).ceil();
     if timeout_ms > (1u64 << 40) as f64 {
         return Err(RedisError::Str("ERR timeout is out of range"));
+    }
+    let keys = &args[1..args.len() - 1];
+    for key in keys {
+        if let Some(popped) = pop(ctx, key)? {
+            return Ok(popped);
+        }
     }
     match ctx.block_client_on_keys(keys, timeout_ms as i64, &[]) {
         Ok(_) => Ok(RedisValue::NoReply),

@@ -49,8 +49,10 @@ fn hello_block(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         BlockedPhase::Timeout => return Ok(RedisValue::SimpleStringStatic("Request timedout")),
         // HelloBlock_ThreadMain: sleep, then unblock with the number.
         BlockedPhase::Background => {
+            // At most an hour; a negative delay is C's unsigned sleep of ages, so an hour too
+            // (the timeout, if any, comes first; the job stops when the client is answered).
             let delay = args[1].parse_integer()?;
-            let seconds = u32::try_from(delay.clamp(0, 3600)).unwrap_or(0);
+            let seconds = if delay < 0 { 3600 } else { delay.min(3600) } as u32;
             for _ in 0..seconds {
                 ctx.sleep_ms(1000);
             }
@@ -67,6 +69,10 @@ fn hello_block(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let (Ok(_delay), Ok(timeout)) = (args[1].parse_integer(), args[2].parse_integer()) else {
         return Err(RedisError::Str("ERR invalid count"));
     };
+    // The C module blocks with a timeout already past, which times out at once.
+    if timeout < 0 {
+        return Ok(RedisValue::SimpleStringStatic("Request timedout"));
+    }
     let client = ctx.block_client(timeout)?;
     if ctx.run_in_background(client, &args).is_err() {
         ctx.abort_block(client);

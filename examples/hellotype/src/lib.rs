@@ -144,6 +144,10 @@ fn hellotype_brange(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if !empty {
         return hellotype_range(ctx, args[..4].to_vec());
     }
+    // The C module blocks with a timeout already past, which times out at once.
+    if timeout < 0 {
+        return Ok(RedisValue::SimpleStringStatic("Request timedout"));
+    }
     // The C module allocates 100 bytes of private data it never reads; so do we.
     ctx.block_client_on_keys(&[&args[1]], timeout, &[0; 100])?;
     Ok(RedisValue::NoReply)
