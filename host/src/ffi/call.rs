@@ -402,36 +402,8 @@ fn acl_check(
     command: &str,
     args: &[Vec<u8>],
 ) -> Result<(), c_int> {
-    if !key_count_fits(command, args) {
-        return Err(EINVAL);
-    }
-    let full: Vec<&[u8]> = std::iter::once(command.as_bytes())
-        .chain(args.iter().map(Vec::as_slice))
-        .collect();
-    with_argv(&full, |argv| {
+    with_line_keys(command, args, |argv, _| {
         let argc = c_int::try_from(argv.len()).map_err(|_| EINVAL)?;
-        set_errno(0);
-        let mut key_count: c_int = 0;
-        // SAFETY: `argc` valid strings, only read (the context is unused); a non-NULL result is
-        // an array Redis allocated for us, freed at once.
-        unsafe {
-            let keys = super::api!(RedisModule_GetCommandKeysWithFlags)(
-                ptr::null_mut(),
-                argv.as_mut_ptr(),
-                argc,
-                &mut key_count,
-                ptr::null_mut(),
-            );
-            if keys.is_null() {
-                // NULL with errno 0: a command without keys, or none on this line.
-                match errno() {
-                    0 => {}
-                    refused => return Err(refused),
-                }
-            } else {
-                super::api!(RedisModule_Free)(keys.cast());
-            }
-        }
         set_errno(0);
         // SAFETY: a live user (the caller's) and `argc` valid strings of a line whose argument
         // count fits the command, only read.
@@ -446,24 +418,45 @@ fn acl_check(
     })
 }
 
-/// The keys of the command line `command args...`, as Redis finds them
-/// (`RedisModule_GetCommandKeysWithFlags`); none for an unknown command or a line whose argument
-/// count does not fit it (check it first: see [`acl_check`]).
+/// The keys of the command line `command args...`, as Redis finds them; none for an unknown
+/// command or a line whose argument count does not fit it.
 pub fn command_keys(command: &str, args: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let full: Vec<&[u8]> = std::iter::once(command.as_bytes())
+        .chain(args.iter().map(Vec::as_slice))
+        .collect();
+    with_line_keys(command, args, |_, positions| {
+        Ok(positions
+            .iter()
+            .filter_map(|&i| full.get(i))
+            .map(|key| key.to_vec())
+            .collect())
+    })
+    .unwrap_or_default()
+}
+
+/// Runs `f` with the line `command args...` as Redis strings and the positions of its keys
+/// (`RedisModule_GetCommandKeysWithFlags`), once its argument count is known to fit the
+/// command: the `errno` of Redis's refusal otherwise (`ENOENT`: no such command, `EINVAL`: a
+/// wrong argument count or key count; see [`acl_check`]).
+fn with_line_keys<R>(
+    command: &str,
+    args: &[Vec<u8>],
+    f: impl FnOnce(&mut [*mut raw::RedisModuleString], &[usize]) -> Result<R, c_int>,
+) -> Result<R, c_int> {
     if !key_count_fits(command, args) {
-        return Vec::new();
+        return Err(EINVAL);
     }
     let full: Vec<&[u8]> = std::iter::once(command.as_bytes())
         .chain(args.iter().map(Vec::as_slice))
         .collect();
     with_argv(&full, |argv| {
-        let Ok(argc) = c_int::try_from(argv.len()) else {
-            return Vec::new();
-        };
+        let argc = c_int::try_from(argv.len()).map_err(|_| EINVAL)?;
+        set_errno(0);
         let mut key_count: c_int = 0;
         // SAFETY: `argc` valid strings, only read (the context is unused); a non-NULL result is
-        // an array of `key_count` argument indexes Redis allocated for us, freed here.
-        unsafe {
+        // an array of `key_count` argument positions Redis allocated for us, copied and freed
+        // at once.
+        let positions: Vec<usize> = unsafe {
             let keys = super::api!(RedisModule_GetCommandKeysWithFlags)(
                 ptr::null_mut(),
                 argv.as_mut_ptr(),
@@ -472,18 +465,22 @@ pub fn command_keys(command: &str, args: &[Vec<u8>]) -> Vec<Vec<u8>> {
                 ptr::null_mut(),
             );
             if keys.is_null() {
-                return Vec::new();
+                // NULL with errno 0: a command without keys, or none on this line.
+                match errno() {
+                    0 => Vec::new(),
+                    refused => return Err(refused),
+                }
+            } else {
+                let found =
+                    std::slice::from_raw_parts(keys, usize::try_from(key_count).unwrap_or(0))
+                        .iter()
+                        .filter_map(|&i| usize::try_from(i).ok())
+                        .collect();
+                super::api!(RedisModule_Free)(keys.cast());
+                found
             }
-            let positions =
-                std::slice::from_raw_parts(keys, usize::try_from(key_count).unwrap_or(0));
-            let found = positions
-                .iter()
-                .filter_map(|&i| full.get(usize::try_from(i).ok()?))
-                .map(|key| key.to_vec())
-                .collect();
-            super::api!(RedisModule_Free)(keys.cast());
-            found
-        }
+        };
+        f(argv, &positions)
     })
 }
 
