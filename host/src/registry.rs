@@ -469,6 +469,11 @@ pub fn commit_all(remove: &[String], guests: &[Arc<Guest>], replace: bool) -> Re
     let gone = with(|r| {
         let mut next = r.clone();
         let mut gone: Vec<Arc<Guest>> = remove.iter().filter_map(|n| next.remove(n)).collect();
+        // Every guest being replaced goes first: a new guest may take over a command or data
+        // type that its old namesake gives up, whatever the order of the new guests.
+        if replace {
+            gone.extend(guests.iter().filter_map(|g| next.remove(&g.info.name)));
+        }
         for guest in guests {
             gone.extend(next.insert(guest.clone(), replace)?);
         }

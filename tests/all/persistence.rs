@@ -360,6 +360,32 @@ fn dump_payload(guests: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 #[test]
+fn guests_replaced_together_may_hand_a_command_to_an_earlier_name() {
+    // `configurable` gives up `big.run`, which `big` (sorted first) takes: restoring or syncing
+    // the two at once must not find `big.run` taken by the `configurable` being replaced.
+    let old_args = ["LOAD", guests::CONFIGURABLE, "ARGS", "big.run", "readonly"];
+    let target = Server::with_module_args(&old_args);
+    let source = Server::start();
+    let mut s = source.client();
+    s.cmd(&["WASM.LOAD", guests::CONFIGURABLE, "ARGS", "x.y", "readonly"]);
+    s.cmd(&["WASM.LOAD", guests::BIG]);
+    let payload = s.cmd(&["WASM.DUMP"]);
+    let Reply::Bulk(payload) = payload else {
+        panic!("a payload: {payload:?}")
+    };
+    let restored = target
+        .client()
+        .cmd_bytes(&[b"WASM.RESTORE", b"REPLACE", &payload]);
+    assert_eq!(restored, Reply::Status("OK".into()));
+    assert_eq!(names(&target), ["big", "configurable"]);
+    // A replica of the source that had the old guest mirrors it too (it exited before).
+    let replica = Server::with_module_args(&old_args);
+    replica.replicate_from(&source);
+    source.assert_same_dataset(&replica);
+    assert_eq!(names(&replica), ["big", "configurable"]);
+}
+
+#[test]
 fn a_restored_guest_must_declare_the_name_it_was_saved_under() {
     let server = Server::start();
     let wasm = std::fs::read(guests::HELLOWORLD).unwrap();
