@@ -250,6 +250,7 @@ pub fn restore(
         if stays(&guest) {
             continue;
         }
+        let name = guest.name.clone();
         let request = LoadRequest {
             module: guest.wasm,
             args: guest.args,
@@ -257,7 +258,12 @@ pub fn restore(
             saved_as: Some(guest.name),
             replayed: origin == Origin::Rdb || ctx_flags::replayed(ctx.flags()),
         };
-        started.push(commands::load_unpublished(ctx, request, origin)?);
+        // Which of the saved guests failed, unless the error says already.
+        let named = |why: String| match why.contains(&format!("'{name}'")) {
+            true => why,
+            false => format!("guest '{name}': {why}"),
+        };
+        started.push(commands::load_unpublished(ctx, request, origin).map_err(named)?);
     }
     registry::commit_all(&removed, &started, mode != Mode::Append)?;
     for guest in &started {

@@ -431,6 +431,14 @@ fn a_restore_that_fails_changes_nothing_and_replicates_nothing() {
         assert!(c.cmd(&["HELLOWORLD.RAND"]).int() >= 0);
         assert!(c.cmd(&["BASICS.ECHO", "x"]).is_error());
     }
+    // A bad module is named by the guest it was saved as.
+    let junk = dump_payload(&[("basics", &basics), ("zzz", b"\0asmjunk")]);
+    let refused = c.cmd_bytes(&[b"WASM.RESTORE", &junk]);
+    assert!(
+        refused.error().starts_with("ERR guest 'zzz': "),
+        "{refused:?}"
+    );
+    assert_eq!(names(&server), ["helloworld"]);
     let twice = dump_payload(&[("helloworld", &helloworld), ("helloworld", &helloworld)]);
     let refused = c.cmd_bytes(&[b"WASM.RESTORE", &twice, b"REPLACE"]);
     assert_eq!(
