@@ -109,15 +109,45 @@ fn check_load_dir(path: &str) -> Result<(), String> {
     let canonical = |p: &str| {
         std::fs::canonicalize(p).map_err(|e| format!("cannot read '{}': {e}", shown(p.as_bytes())))
     };
-    let (file, dir_path) = (canonical(path)?, canonical(&dir)?);
+    let outside = || {
+        format!(
+            "'{}' is outside wasm.load-dir ('{dir}'); send the module's bytes instead",
+            shown(path.as_bytes())
+        )
+    };
+    let dir_path = canonical(&dir)?;
+    let file = match canonical(path) {
+        Ok(file) => file,
+        // Only a path inside the directory learns why it cannot be read: the others are
+        // refused alike, whether or not they exist.
+        Err(why) if lexically_inside(path, &dir_path) => return Err(why),
+        Err(_) => return Err(outside()),
+    };
     if file.starts_with(&dir_path) {
         Ok(())
     } else {
-        Err(format!(
-            "'{}' is outside wasm.load-dir ('{dir}'); send the module's bytes instead",
-            shown(path.as_bytes())
-        ))
+        Err(outside())
     }
+}
+
+/// Whether `path` (relative to the server's working directory) names something under `dir`,
+/// reading its `..` and `.` without the file system.
+fn lexically_inside(path: &str, dir: &std::path::Path) -> bool {
+    use std::path::{Component, PathBuf};
+    let absolute = std::env::current_dir()
+        .map(|cwd| cwd.join(path))
+        .unwrap_or_else(|_| PathBuf::from(path));
+    let mut normal = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            Component::ParentDir => {
+                normal.pop();
+            }
+            Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    normal.starts_with(dir)
 }
 
 /// Where a load comes from.

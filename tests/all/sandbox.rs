@@ -434,6 +434,16 @@ fn loading_from_paths_can_be_restricted() {
             .error()
             .contains("is outside wasm.load-dir")
     );
+    // Whether a path outside exists is not told; a missing file inside says why.
+    let missing_outside = format!("{}/../no-such.wasm", dir.display());
+    assert!(
+        c.cmd(&["WASM.LOAD", &missing_outside])
+            .error()
+            .contains("is outside wasm.load-dir")
+    );
+    let missing_inside = dir.join("no-such.wasm");
+    let missing = c.cmd(&["WASM.LOAD", missing_inside.to_str().unwrap()]);
+    assert!(missing.error().contains("No such file"), "{missing:?}");
     assert_eq!(
         c.cmd(&["WASM.LOAD", dir.join("hw.wasm").to_str().unwrap()]),
         Reply::Bulk(b"helloworld".to_vec())
