@@ -13,6 +13,9 @@ fn n(value: impl TryInto<i64>) -> i64 {
 /// calls, errors, traps, kills, restarts.
 static RETIRED: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
 
+/// The names of `RETIRED`'s counters, in its order.
+const COUNTERS: [&str; 5] = ["calls", "errors", "traps", "kills", "restarts"];
+
 /// A guest's totals, in `RETIRED`'s order.
 fn counters(g: &crate::guest::Guest) -> [u64; 5] {
     let s = &g.stats;
@@ -50,10 +53,7 @@ pub fn write(info: &InfoCtx) {
             *total = total.saturating_add(count);
         }
     }
-    for (name, total) in ["calls", "errors", "traps", "kills", "restarts"]
-        .into_iter()
-        .zip(totals)
-    {
+    for (name, total) in COUNTERS.into_iter().zip(totals) {
         info.field_i64(name, n(total));
     }
     info.field_i64("blocked_clients", n(crate::blocked::blocked_count()));
@@ -66,23 +66,21 @@ pub fn write(info: &InfoCtx) {
         n(guests.iter().filter(|g| g.has_instance()).count()),
     );
     for guest in &guests {
-        let s = &guest.stats;
-        info.dict(
-            &format!("guest_{}", guest.info.name),
-            &[
-                ("commands", n(guest.commands.len()).to_string()),
-                ("memory", n(s.memory.load(Ordering::Relaxed)).to_string()),
-                ("code", n(guest.code_size()).to_string()),
-                ("calls", n(guest.calls()).to_string()),
-                ("errors", n(s.errors.load(Ordering::Relaxed)).to_string()),
-                ("traps", n(s.traps.load(Ordering::Relaxed)).to_string()),
-                ("kills", n(s.kills.load(Ordering::Relaxed)).to_string()),
-                (
-                    "restarts",
-                    n(s.restarts.load(Ordering::Relaxed)).to_string(),
-                ),
-            ],
+        let mut fields = vec![
+            ("commands", n(guest.commands.len()).to_string()),
+            (
+                "memory",
+                n(guest.stats.memory.load(Ordering::Relaxed)).to_string(),
+            ),
+            ("code", n(guest.code_size()).to_string()),
+        ];
+        fields.extend(
+            COUNTERS
+                .into_iter()
+                .zip(counters(guest))
+                .map(|(name, count)| (name, n(count).to_string())),
         );
+        info.dict(&format!("guest_{}", guest.info.name), &fields);
     }
     // Like Redis's `commandstats`, one line per guest command called so far (Redis's own has
     // only the dispatchers). The time is measured while `wasm.time-commands` is on.

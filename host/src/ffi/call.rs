@@ -402,7 +402,7 @@ fn acl_check(
     command: &str,
     args: &[Vec<u8>],
 ) -> Result<(), c_int> {
-    with_line_keys(command, args, |argv, _| {
+    with_line_keys(command, args, |_, argv, _| {
         let argc = c_int::try_from(argv.len()).map_err(|_| EINVAL)?;
         set_errno(0);
         // SAFETY: a live user (the caller's) and `argc` valid strings of a line whose argument
@@ -421,27 +421,24 @@ fn acl_check(
 /// The keys of the command line `command args...`, as Redis finds them; none for an unknown
 /// command or a line whose argument count does not fit it.
 pub fn command_keys(command: &str, args: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let full: Vec<&[u8]> = std::iter::once(command.as_bytes())
-        .chain(args.iter().map(Vec::as_slice))
-        .collect();
-    with_line_keys(command, args, |_, positions| {
+    with_line_keys(command, args, |line, _, positions| {
         Ok(positions
             .iter()
-            .filter_map(|&i| full.get(i))
+            .filter_map(|&i| line.get(i))
             .map(|key| key.to_vec())
             .collect())
     })
     .unwrap_or_default()
 }
 
-/// Runs `f` with the line `command args...` as Redis strings and the positions of its keys
-/// (`RedisModule_GetCommandKeysWithFlags`), once its argument count is known to fit the
-/// command: the `errno` of Redis's refusal otherwise (`ENOENT`: no such command, `EINVAL`: a
+/// Runs `f` with the line `command args...`, as bytes and as Redis strings, and the positions
+/// of its keys (`RedisModule_GetCommandKeysWithFlags`), once its argument count is known to fit
+/// the command: the `errno` of Redis's refusal otherwise (`ENOENT`: no such command, `EINVAL`: a
 /// wrong argument count or key count; see [`acl_check`]).
 fn with_line_keys<R>(
     command: &str,
     args: &[Vec<u8>],
-    f: impl FnOnce(&mut [*mut raw::RedisModuleString], &[usize]) -> Result<R, c_int>,
+    f: impl FnOnce(&[&[u8]], &mut [*mut raw::RedisModuleString], &[usize]) -> Result<R, c_int>,
 ) -> Result<R, c_int> {
     if !key_count_fits(command, args) {
         return Err(EINVAL);
@@ -480,7 +477,7 @@ fn with_line_keys<R>(
                 found
             }
         };
-        f(argv, &positions)
+        f(&full, argv, &positions)
     })
 }
 
