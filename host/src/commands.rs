@@ -83,8 +83,8 @@ impl LoadRequest {
         }
         let path = String::from_utf8(self.module.clone())
             .map_err(|_| "the module path is not valid UTF-8".to_owned())?;
-        check_load_dir(&path)?;
-        let bytes = read_module_file(&path)?;
+        let load_dir = check_load_dir(&path)?;
+        let bytes = read_module_file(&path, load_dir.as_deref())?;
         Ok((bytes.into(), Source::Path(path)))
     }
 
@@ -97,23 +97,19 @@ impl LoadRequest {
     }
 }
 
-/// Refuses paths outside `wasm.load-dir` (when set).
-fn check_load_dir(path: &str) -> Result<(), String> {
+/// Refuses paths outside `wasm.load-dir` (when set), before anything is opened; returns the
+/// directory, resolved, for [`read_module_file`] to check the file it opens against (a link
+/// swapped in between the two is caught there).
+fn check_load_dir(path: &str) -> Result<Option<std::path::PathBuf>, String> {
     let dir = crate::config::LOAD_DIR
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     if dir.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let canonical = |p: &str| {
         std::fs::canonicalize(p).map_err(|e| format!("cannot read '{}': {e}", shown(p.as_bytes())))
-    };
-    let outside = || {
-        format!(
-            "'{}' is outside wasm.load-dir ('{dir}'); send the module's bytes instead",
-            shown(path.as_bytes())
-        )
     };
     let dir_path = canonical(&dir)?;
     let file = match canonical(path) {
@@ -121,13 +117,21 @@ fn check_load_dir(path: &str) -> Result<(), String> {
         // Only a path inside the directory learns why it cannot be read: the others are
         // refused alike, whether or not they exist.
         Err(why) if lexically_inside(path, &dir_path) => return Err(why),
-        Err(_) => return Err(outside()),
+        Err(_) => return Err(outside_load_dir(path, &dir_path)),
     };
     if file.starts_with(&dir_path) {
-        Ok(())
+        Ok(Some(dir_path))
     } else {
-        Err(outside())
+        Err(outside_load_dir(path, &dir_path))
     }
+}
+
+fn outside_load_dir(path: &str, dir: &std::path::Path) -> String {
+    format!(
+        "'{}' is outside wasm.load-dir ('{}'); send the module's bytes instead",
+        shown(path.as_bytes()),
+        dir.display()
+    )
 }
 
 /// Whether `path` (relative to the server's working directory) names something under `dir`,
@@ -271,8 +275,9 @@ fn start(
 /// Reads a module file: only a regular file, and no more than one byte past
 /// `wasm.max-module-size` (enough for the size check to refuse it), so that a path such as
 /// `/dev/zero` or a FIFO cannot exhaust memory or hang the load.
-fn read_module_file(path: &str) -> Result<Vec<u8>, String> {
+fn read_module_file(path: &str, load_dir: Option<&std::path::Path>) -> Result<Vec<u8>, String> {
     use std::io::Read;
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     // `WASM.LOAD ARGS a b` forgot the module (a file named ARGS is still read when there is one).
     let hint = if path.eq_ignore_ascii_case("args") {
@@ -287,6 +292,16 @@ fn read_module_file(path: &str) -> Result<Vec<u8>, String> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(cannot)?;
+    // The file actually opened, as the kernel resolved it: a link changed since
+    // `check_load_dir` looked cannot lead outside the directory. (Without /proc, the check
+    // made before opening stands alone.)
+    if let Some(dir) = load_dir {
+        if let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+            if !opened.starts_with(dir) {
+                return Err(outside_load_dir(path, dir));
+            }
+        }
+    }
     let metadata = file.metadata().map_err(cannot)?;
     if !metadata.is_file() {
         return Err(format!(

@@ -415,6 +415,56 @@ fn reading_a_string_config_leaks_nothing() {
 }
 
 #[test]
+fn a_link_swapped_during_a_load_cannot_lead_outside_load_dir() {
+    let server = evil_server(&[]);
+    let mut c = server.client();
+    let dir = server.dir.join("guests");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(guests::HELLOWORLD, dir.join("inside.wasm")).unwrap();
+    std::fs::copy(guests::HELLO, server.dir.join("outside.wasm")).unwrap();
+    c.cmd(&["CONFIG", "SET", "wasm.load-dir", dir.to_str().unwrap()]);
+    // `link.wasm` flips between the two files while the loads run: each load reads the file
+    // inside, or is refused; never the one outside.
+    let link = dir.join("link.wasm");
+    std::os::unix::fs::symlink(dir.join("inside.wasm"), &link).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (stop, dir, outside) = (stop.clone(), dir.clone(), server.dir.join("outside.wasm"));
+        std::thread::spawn(move || {
+            let (staged, link) = (dir.join("staged.wasm"), dir.join("link.wasm"));
+            for round in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let target = if round % 2 == 0 {
+                    outside.clone()
+                } else {
+                    dir.join("inside.wasm")
+                };
+                let _ = std::fs::remove_file(&staged);
+                std::os::unix::fs::symlink(target, &staged).unwrap();
+                std::fs::rename(&staged, &link).unwrap();
+            }
+        })
+    };
+    let (mut inside, mut refused) = (0, 0);
+    for _ in 0..150 {
+        match c.cmd(&["WASM.LOAD", link.to_str().unwrap(), "REPLACE"]) {
+            Reply::Bulk(name) if name == b"helloworld" => inside += 1,
+            Reply::Error(e) if e.contains("is outside wasm.load-dir") => refused += 1,
+            other => panic!("a load through the link read something else: {other:?}"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().unwrap();
+    assert!(
+        inside > 0 && refused > 0,
+        "{inside} loads, {refused} refusals"
+    );
+    assert_eq!(c.cmd(&["WASM.LIST", "hello"]), Reply::Array(vec![]));
+}
+
+#[test]
 fn loading_from_paths_can_be_restricted() {
     let server = evil_server(&[]);
     let mut c = server.client();
