@@ -10,6 +10,11 @@ use crate::config;
 /// Linear memory of all guest instances, in bytes.
 pub static TOTAL_MEMORY: AtomicUsize = AtomicUsize::new(0);
 
+/// wasmtime's message for a growth its memory type cannot address, which it reports to
+/// `memory_grow_failed` without having called `memory_growing` (wasmtime is pinned to one
+/// version; `a_failed_growth_past_a_declared_maximum_is_not_counted` covers the other case).
+const GROWTH_REFUSED_BEFORE_ASKING: &str = "memory growth exceeds memory type's limits";
+
 /// Most table elements, instances and memories one guest may have.
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
@@ -17,6 +22,9 @@ const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 /// allocator then aborts); the refusal is remembered to explain the trap.
 pub struct GuestLimiter {
     used: usize,
+    /// The growth `memory_growing` approved last: wasmtime may still fail it (past the memory's
+    /// own declared maximum, or the system refusing), and then it is given back.
+    approved: usize,
     /// Shared with the guest's stats, for INFO and WASM.LIST.
     pub memory: Arc<AtomicUsize>,
     /// Why the guest's last growth was refused: the limit, and the sizes it judged.
@@ -30,6 +38,7 @@ impl GuestLimiter {
     pub fn new(memory: Arc<AtomicUsize>) -> Self {
         GuestLimiter {
             used: 0,
+            approved: 0,
             memory,
             refused: None,
             unlimited: false,
@@ -64,7 +73,20 @@ impl ResourceLimiter for GuestLimiter {
         }
         self.used += more;
         self.memory.fetch_add(more, Ordering::Relaxed);
+        self.approved = more;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        // wasmtime also reports a growth it refused before asking `memory_growing` (past what
+        // the memory's index type can address); nothing was approved for that one.
+        if error.to_string() != GROWTH_REFUSED_BEFORE_ASKING {
+            let more = std::mem::take(&mut self.approved);
+            self.used -= more;
+            TOTAL_MEMORY.fetch_sub(more, Ordering::SeqCst);
+            self.memory.fetch_sub(more, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     fn table_growing(

@@ -230,6 +230,22 @@ fn memory_limits_hold_and_nothing_leaks() {
 }
 
 #[test]
+fn a_failed_growth_past_a_declared_maximum_is_not_counted() {
+    // The host approves growing past 3 GB; the guest's memory declares 3 GB at most, so the
+    // growth fails after the approval.
+    let server = evil_server(&[("wasm.max-memory", "4gb"), ("wasm.max-total-memory", "4gb")]);
+    let mut c = server.client();
+    let before = c.info_u64("wasm", "wasm_memory_bytes");
+    assert_eq!(c.cmd(&["EVIL.GROWPASTMAX", "40"]), Reply::Int(40));
+    let after = c.info_u64("wasm", "wasm_memory_bytes");
+    assert_eq!(after, before, "failed growth stayed counted");
+    // Other growth is judged on what is really used: the failures were not kept against the
+    // 4 GB cap.
+    assert_eq!(c.cmd(&["EVIL.GROW", "1200"]), Reply::Int(1200 << 20));
+    pong(&server);
+}
+
+#[test]
 fn an_instance_that_cannot_be_recreated_answers_errors_and_is_not_counted_as_restarted() {
     let server = Server::with_module_args(&["LOAD", guests::BASICS]);
     let mut c = server.client();
@@ -536,7 +552,7 @@ fn info_and_configs_describe_the_host() {
         "wasm_errors:1",
         "wasm_traps:1",
         "wasm_instances:0",
-        "wasm_guest_evil:commands=13,",
+        "wasm_guest_evil:commands=14,",
     ] {
         assert!(info.contains(field), "{field} missing from:\n{info}");
     }

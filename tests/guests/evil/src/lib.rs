@@ -1,6 +1,6 @@
-//! Test guest that misbehaves on purpose: loops, grows memory, recurses, reads out of bounds,
-//! builds huge replies, calls host functions with edge values and forged handles. With the load
-//! argument `loop-in-init`, its init never returns.
+//! Test guest that misbehaves on purpose: loops, grows memory (also past its declared maximum),
+//! recurses, reads out of bounds, builds huge replies, calls host functions with edge values and
+//! forged handles. With the load argument `loop-in-init`, its init never returns.
 
 use std::hint::black_box;
 
@@ -71,6 +71,26 @@ fn grow(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Integer(
         chunks.iter().map(|c| c.len() as i64).sum(),
     ))
+}
+
+/// The largest its linear memory may become, as declared in the module (`build.rs`), in 64 KiB
+/// pages (3 GB): below the highest `wasm.max-memory` (4 GB), so that the host can approve
+/// growth that the memory's own maximum then refuses.
+const DECLARED_MAXIMUM_PAGES: usize = 49152;
+
+/// `EVIL.GROWPASTMAX times`: asks `times` times for memory past the declared maximum, with
+/// `memory.grow` itself (a Rust allocator would abort at the first failure); answers how many
+/// failed.
+fn grow_past_maximum(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let times = args.into_iter().skip(1).next_u64()?;
+    let mut failed = 0;
+    for _ in 0..times {
+        let pages = DECLARED_MAXIMUM_PAGES + 64 - core::arch::wasm32::memory_size(0);
+        if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
+            failed += 1;
+        }
+    }
+    Ok(RedisValue::Integer(failed))
 }
 
 fn recurse(depth: u64) -> u64 {
@@ -431,6 +451,7 @@ redis_module! {
         ["evil.writeloop", write_then_spin, "write", 1, 1, 1],
         ["evil.calls", many_calls, "readonly", 0, 0, 0],
         ["evil.grow", grow, "readonly", 0, 0, 0],
+        ["evil.growpastmax", grow_past_maximum, "readonly", 0, 0, 0],
         ["evil.recurse", deep, "readonly", 0, 0, 0],
         ["evil.oob", out_of_bounds, "readonly", 0, 0, 0],
         ["evil.bigreply", big_reply, "readonly", 0, 0, 0],
