@@ -39,9 +39,10 @@ struct Running {
     may_yield: bool,
     /// Whether it replays the master's or the AOF's work; what it calls does too.
     replayed: bool,
-    /// A guest command it called (directly or not) failed in the host's hands: trapped,
-    /// stopped by a limit, or answered a host error. A replica replaying it, with other limits
-    /// or none, may not fail alike, so it must not replicate verbatim.
+    /// A guest command it called (directly or not) failed in the host's hands (trapped,
+    /// stopped by a limit, could not start, or answered a host error) or was refused something
+    /// a replica would not refuse (an ACL, a slot). A replica replaying it, with other limits or
+    /// none and without a user, may not fail alike, so it must not replicate verbatim.
     inner_failed: bool,
 }
 
@@ -375,15 +376,17 @@ pub fn inside_replayed() -> bool {
     any_running_here() && RUNNING.with_borrow(|stack| stack.running().iter().any(|r| r.replayed))
 }
 
-/// Called by a guest invocation that failed in the host's hands (see `Running::inner_failed`),
-/// while it is still on the stack: marks every invocation it runs inside.
-pub fn mark_enclosing_failed() {
+/// Called by a guest invocation that failed in the host's hands, or was refused something a
+/// replica would not refuse (see `Running::inner_failed`): marks every invocation it runs
+/// inside. `entered` tells whether the failing invocation is on the stack itself (it failed
+/// while running) or never got there (it could not start).
+pub fn mark_enclosing_failed(entered: bool) {
     if !any_running_here() {
         return;
     }
     RUNNING.with_borrow_mut(|stack| {
-        let depth = stack.depth;
-        for entry in stack.entries[..depth.saturating_sub(1)].iter_mut() {
+        let enclosing = stack.depth.saturating_sub(usize::from(entered));
+        for entry in stack.entries[..enclosing].iter_mut() {
             entry.inner_failed = true;
         }
     });

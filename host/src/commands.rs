@@ -791,11 +791,13 @@ pub fn wasm_setvalue(ctx: Ctx, args: Args<'_>) {
     };
     // A replayed AOF without an RDB preamble may set values before any guest declared the type.
     // Only a replay may register one: a type is never unregistered and the RDB lists every type
-    // the server knows, so clients could otherwise fill the server's 1024 for good.
+    // the server knows, so clients could otherwise fill the server's 1024 for good. A guest's
+    // call is never the replay (Redis flags the whole AOF load as loading): the master refused
+    // it, so the AOF and replicas replaying the guest's command refuse it too.
     if let Err(why) = crate::ffi::check_type_name(type_name) {
         return ctx.reply_error(&format!("ERR {why}"));
     }
-    let replayed = ctx_flags::replayed(ctx.flags());
+    let replayed = ctx_flags::replayed(ctx.flags()) && !crate::api::called_by_a_guest();
     let ty = match crate::ffi::find_type(type_name) {
         Some(ty) => ty,
         None if !replayed => {

@@ -639,6 +639,7 @@ impl Guest {
         let mut slot = match self.live.try_lock() {
             Ok(slot) => slot,
             Err(TryLockError::WouldBlock) => {
+                crate::busy::mark_enclosing_failed(false);
                 return self.fail(ctx, None, &format!("ERR guest '{guest}' is already running: command '{command}' cannot re-enter it"));
             }
             Err(TryLockError::Poisoned(poisoned)) => {
@@ -665,6 +666,8 @@ impl Guest {
             match self.restart(ctx, may_yield) {
                 Ok(live) => *slot = Some(live),
                 Err(why) => {
+                    // Limits differ between servers: a replica may well restart it.
+                    crate::busy::mark_enclosing_failed(false);
                     return self.fail(
                         ctx,
                         None,
@@ -698,7 +701,9 @@ impl Guest {
         // back to the node that blocked the client.
         let routed = flags & ctx_flags::CLUSTER != 0 && matches!(phase, CallPhase::Command);
         scope.acl.prepare(replayed, routed, declared);
+        let captured = matches!(phase, CallPhase::Command) && crate::scope::Capture::claim();
         scope.reset(ctx, &route.spec, route.index, phase);
+        scope.effects.captured = captured;
         if replayed {
             scope.effects.mark_wrote();
         }
@@ -747,7 +752,7 @@ impl Guest {
             Ok(result) => result,
             Err(panic) => {
                 scope.finish(true);
-                crate::busy::mark_enclosing_failed();
+                crate::busy::mark_enclosing_failed(true);
                 *slot = None;
                 self.stats.traps.fetch_add(1, Ordering::Relaxed);
                 log_raw(
@@ -760,9 +765,11 @@ impl Guest {
                 return self.fail(ctx, blocked, &format!("ERR internal error in redis-wasm while running guest '{guest}' command '{command}' (see the server log)"));
             }
         };
+        // Read before `finish`, which clears it.
+        let refused_here = scope.effects.refused_here;
         scope.finish(result.is_err());
-        if result.is_err() || live.store.data().reply.error().is_some() {
-            crate::busy::mark_enclosing_failed();
+        if result.is_err() || refused_here || live.store.data().reply.error().is_some() {
+            crate::busy::mark_enclosing_failed(true);
         }
         live.store.data_mut().spare_scope = Some(scope);
         match result {

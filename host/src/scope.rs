@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::ffi::{CallReply, ContextUser, Ctx, KeyAccess, MODE_READ, MODE_WRITE, RawKey};
@@ -241,6 +241,24 @@ impl EffectLog {
         self.effects.is_empty()
     }
 
+    /// Moves every effect of `other` to the end of this log, in order.
+    fn append(&mut self, other: &mut EffectLog) {
+        for effect in other.effects.drain(..) {
+            let first = self.ends.len();
+            for i in effect.args.clone() {
+                let start = if i == 0 { 0 } else { other.ends[i - 1] };
+                self.bytes
+                    .extend_from_slice(&other.bytes[start..other.ends[i]]);
+                self.ends.push(self.bytes.len());
+            }
+            self.effects.push(Effect {
+                args: first..self.ends.len(),
+                ..effect
+            });
+        }
+        other.clear();
+    }
+
     fn args_of<'a>(&'a self, effect: &'a Effect) -> impl Iterator<Item = &'a [u8]> {
         effect
             .args
@@ -310,6 +328,10 @@ const KEPT_BYTES: usize = 64 * 1024;
 ///   recorded writes and the calls made meanwhile are then dropped — or, if the guest trapped
 ///   or its user was refused something (replicas might not fail the same way, and replay
 ///   without a user), emitted instead of it.
+/// - A guest command such a command calls cannot replicate itself (Redis drops what a call
+///   made without `!` replicates) and its command line cannot stand for it: it records
+///   everything, like a verbatim command, and hands its effects to its caller
+///   ([`Capture`]), which drops or emits them with its own.
 pub struct Effects {
     /// Whether the command has written (shared with `busy.rs`: a writer cannot be killed).
     pub wrote: Arc<AtomicBool>,
@@ -326,6 +348,9 @@ pub struct Effects {
     /// node's slot (the master's link skips those checks), out of memory — so it may not
     /// replicate verbatim.
     pub refused_here: bool,
+    /// Called by a command that replicates verbatim: its effects go to that command's
+    /// [`Capture`] instead of being replicated.
+    pub captured: bool,
 }
 
 impl Effects {
@@ -339,6 +364,7 @@ impl Effects {
             propagated: false,
             start_db: 0,
             refused_here: false,
+            captured: false,
         }
     }
 
@@ -351,6 +377,13 @@ impl Effects {
         self.propagated = false;
         self.start_db = start_db;
         self.refused_here = false;
+        self.captured = false;
+    }
+
+    /// Whether the command's calls run without replicating themselves, each recorded to be
+    /// emitted if the verbatim replication is abandoned.
+    pub fn records_calls(&self) -> bool {
+        self.verbatim || self.captured
     }
 
     /// Marks the command as having written: `WASM.KILL` (on this thread, during a yield) now
@@ -394,7 +427,7 @@ impl Effects {
 
     /// Emits recorded low-level writes (unless the command replicates verbatim).
     pub fn flush(&mut self, ctx: Ctx) {
-        if !self.verbatim && !self.pending.is_empty() {
+        if !self.records_calls() && !self.pending.is_empty() {
             self.propagated = true;
             self.pending.emit(ctx);
         }
@@ -402,6 +435,10 @@ impl Effects {
 
     /// Emits everything at the end of the command.
     pub fn finish(&mut self, ctx: Ctx, trapped: bool) {
+        if self.captured {
+            Capture::deliver(&mut self.pending, &mut self.explicit);
+            return;
+        }
         if self.verbatim && !trapped && !self.refused_here {
             self.pending.clear();
             // The command may have moved its client to another database (`select-db`).
@@ -418,6 +455,78 @@ impl Effects {
             self.flush(ctx);
         }
         self.explicit.emit(ctx);
+    }
+}
+
+/// The effects of a guest command that a verbatim command calls, collected for the caller
+/// (see [`Effects`]). One per such call, on the calling thread, innermost last.
+struct CapturedEffects {
+    /// A guest command took this capture (the call ran one).
+    claimed: bool,
+    log: EffectLog,
+}
+
+thread_local! {
+    static CAPTURES: RefCell<Vec<CapturedEffects>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Captures open on any thread: spares each guest command a thread-local lookup when none is.
+static OPEN_CAPTURES: AtomicUsize = AtomicUsize::new(0);
+
+/// A verbatim command's call of a guest command, collecting that command's effects; closed
+/// (even by a panic) when dropped.
+pub struct Capture(());
+
+impl Capture {
+    pub fn open() -> Capture {
+        CAPTURES.with_borrow_mut(|captures| {
+            captures.push(CapturedEffects {
+                claimed: false,
+                log: EffectLog::default(),
+            })
+        });
+        OPEN_CAPTURES.fetch_add(1, Ordering::Relaxed);
+        Capture(())
+    }
+
+    /// Closes the capture: what the called command delivered joins `effects`' recorded ones,
+    /// in order.
+    pub fn close(self, effects: &mut Effects) {
+        if let Some(mut captured) = CAPTURES.with_borrow_mut(Vec::pop) {
+            effects.pending.append(&mut captured.log);
+        }
+        OPEN_CAPTURES.fetch_sub(1, Ordering::Relaxed);
+        std::mem::forget(self);
+    }
+
+    /// At the start of a guest command: whether the call that runs it collects its effects.
+    pub fn claim() -> bool {
+        OPEN_CAPTURES.load(Ordering::Relaxed) != 0
+            && CAPTURES.with_borrow_mut(|captures| match captures.last_mut() {
+                Some(capture) if !capture.claimed => {
+                    capture.claimed = true;
+                    true
+                }
+                _ => false,
+            })
+    }
+
+    /// At the end of a guest command that claimed the innermost capture: hands it its
+    /// effects, the recorded ones first.
+    fn deliver(pending: &mut EffectLog, explicit: &mut EffectLog) {
+        CAPTURES.with_borrow_mut(|captures| {
+            if let Some(capture) = captures.last_mut() {
+                capture.log.append(pending);
+                capture.log.append(explicit);
+            }
+        });
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        CAPTURES.with_borrow_mut(Vec::pop);
+        OPEN_CAPTURES.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

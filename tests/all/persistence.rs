@@ -931,6 +931,87 @@ fn a_verbatim_command_whose_nested_guest_command_failed_replicates_its_effects()
 }
 
 #[test]
+fn a_verbatim_command_whose_nested_guest_command_was_refused_or_could_not_start_replicates_its_effects()
+ {
+    // Replicas and the AOF replay a verbatim command without a user and without this server's
+    // limits: a nested guest command refused a key by the ACL, or unable to start under a
+    // limit, would do there what it did not do here.
+    let guests = [
+        "LOAD",
+        guests::API_GUEST,
+        "LOAD",
+        guests::BASICS,
+        "LOAD",
+        guests::EVIL,
+    ];
+    let mut master = Server::start_with(ServerOptions {
+        config: vec![("appendonly".into(), "yes".into())],
+        module_args: guests.map(String::from).to_vec(),
+        ..Default::default()
+    });
+    let replica = Server::with_module_args(&guests);
+    replica.replicate_from(&master);
+    let mut m = master.client();
+    m.cmd(&["ACL", "SETUSER", "u", "on", "nopass", "+@all", "~a*"]);
+    let mut u = master.client();
+    u.cmd(&["AUTH", "u", "x"]);
+    let refused = u.cmd(&["API.VERBATIMCALL", "BASICS.TRYWRITE", "a1", "b1"]);
+    assert!(refused.text().contains("NOPERM"), "{refused:?}");
+    // The nested guest could not restart (its instance trapped; the memory budget is full).
+    assert!(m.cmd(&["EVIL.OOB"]).is_error());
+    m.cmd(&["CONFIG", "SET", "wasm.max-total-memory", "1mb"]);
+    let not_started = m.cmd(&["API.VERBATIMCALL", "EVIL.BIGARG", "bk", "1"]);
+    assert!(
+        not_started.error().contains("could not restart"),
+        "{not_started:?}"
+    );
+    m.cmd(&["CONFIG", "SET", "wasm.max-total-memory", "1gb"]);
+    // A guest cannot re-enter itself; refused alike everywhere, but the replica must not be
+    // sent a command that answers an error.
+    let reentered = m.cmd(&[
+        "API.VERBATIMCALL",
+        "API.KEY",
+        "list-push",
+        "al",
+        "tail",
+        "x",
+    ]);
+    assert!(
+        reentered.error().contains("cannot re-enter"),
+        "{reentered:?}"
+    );
+    master.assert_same_dataset(&replica);
+    assert_eq!(m.cmd(&["EXISTS", "b1", "bk", "al"]), Reply::Int(0));
+    assert_eq!(
+        replica.client().cmd(&["GET", "a1"]),
+        Reply::Bulk(b"done".to_vec())
+    );
+    let log = replica.log();
+    assert!(!log.contains("sending an error to its master"), "{log}");
+    // WASM.SETVALUE registers a type only replayed from the master or the AOF, never when a
+    // guest calls it (though Redis flags the whole AOF load as replaying).
+    let unknown = m.cmd(&[
+        "API.VERBATIMCALL",
+        "WASM.SETVALUE",
+        "z",
+        "newtype01",
+        "0",
+        "abc",
+    ]);
+    assert!(unknown.error().contains("unknown data type"), "{unknown:?}");
+    let digest = master.digest();
+    master.restart().expect("restart from the AOF");
+    let mut m = master.client();
+    assert_eq!(master.digest(), digest);
+    assert_eq!(m.cmd(&["EXISTS", "z"]), Reply::Int(0));
+    let still_unknown = m.cmd(&["WASM.SETVALUE", "z2", "newtype01", "0", "abc"]);
+    assert!(
+        still_unknown.error().contains("unknown data type"),
+        "{still_unknown:?}"
+    );
+}
+
+#[test]
 fn error_messages_quote_long_arguments_shortened() {
     let server = Server::start();
     let mut c = server.client();

@@ -12,7 +12,7 @@ use super::bindings::redis::module::call::{
 };
 use super::{MAX_BATCH_BYTES, batch_room};
 use crate::ffi::{CallRefusal, CallReply, ReplyKind, ctx_flags};
-use crate::scope::{MAX_HANDLES, ReplyHandle};
+use crate::scope::{Capture, MAX_HANDLES, ReplyHandle};
 use crate::state::GuestState;
 use wasmtime::component::{Linker, WasmList, WasmStr};
 use wasmtime::{AsContextMut, StoreContextMut};
@@ -104,6 +104,12 @@ fn call_from_guest_memory(
     copies.trim();
     state.call_args = copies;
     Ok((result?,))
+}
+
+/// Whether calling `command` runs a guest command: one of a guest's names, or a dispatcher.
+fn runs_a_guest(command: &str) -> bool {
+    crate::flags::Variant::is_dispatcher(command.as_bytes())
+        || crate::registry::with_route(command.as_bytes(), |_| ()).is_some()
 }
 
 thread_local! {
@@ -588,7 +594,8 @@ impl GuestState {
         // A guest command a replayed one calls runs on RM_Call's client, which Redis does not
         // flag as the master's, and which has no user to check (a `C` call would fail).
         let replayed = ctx_flags::replayed(now) || crate::busy::inside_replayed();
-        let modifiers = Modifiers::new(flags, scope.may_write, scope.effects.verbatim, replayed);
+        let records_calls = scope.effects.records_calls();
+        let modifiers = Modifiers::new(flags, scope.may_write, records_calls, replayed);
         if modifiers.refuses_writes() && may_replicate(command, args) {
             let what = format!(
                 "command '{}', which may replicate like a write,",
@@ -599,6 +606,12 @@ impl GuestState {
         let resp3 = flags.contains(CallFlags::RESP3)
             || (flags.contains(CallFlags::RESP_AUTO) && now & ctx_flags::RESP3 != 0);
         let db = if lock.is_none() { ctx.selected_db() } else { 0 };
+        // A guest command called unreplicated hands its effects back (see `scope::Capture`).
+        let capture = (records_calls
+            && scope.may_write
+            && !modifiers.refuses_writes()
+            && runs_a_guest(command))
+        .then(Capture::open);
         let running = CallRunning::enter();
         let called = match &lock {
             None => ctx.call(command, args, modifiers.as_str()),
@@ -614,6 +627,10 @@ impl GuestState {
         };
         drop(running);
         drop(lock);
+        let ran_a_guest = capture.is_some();
+        if let Some(capture) = capture {
+            capture.close(&mut scope.effects);
+        }
         match called {
             Ok(reply) => {
                 let succeeded = reply.kind() != ReplyKind::Error;
@@ -622,12 +639,15 @@ impl GuestState {
                     if succeeded {
                         scope.effects.mark_wrote();
                     }
-                } else if scope.effects.verbatim && scope.may_write && succeeded {
+                } else if records_calls && scope.may_write && succeeded {
                     // Not replicated now: the verbatim command replays it. It may have written
                     // (so the command is no longer killable), and if the command traps, the
-                    // call goes out instead.
+                    // call goes out instead (a guest command's captured effects, which cannot
+                    // be replaced by its line).
                     scope.effects.mark_wrote();
-                    scope.effects.record_call(db, command, args);
+                    if !ran_a_guest {
+                        scope.effects.record_call(db, command, args);
+                    }
                 }
                 self.value_of(ReplyHandle { reply, resp3 }).map(Ok)
             }

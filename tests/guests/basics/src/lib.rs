@@ -134,6 +134,23 @@ fn poke(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     }))
 }
 
+/// `BASICS.TRYWRITE <key> <other>` (declares `key`): tries to set `other`, then sets `key`;
+/// answers what setting `other` gave.
+fn try_write(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let [_, key, other] = args.as_slice() else {
+        return Err(RedisError::WrongArity);
+    };
+    let tried = match ctx.open_key_writable(other) {
+        Ok(opened) => {
+            opened.string_set("tried")?;
+            "set".to_owned()
+        }
+        Err(e) => RedisError::from(e).to_string(),
+    };
+    ctx.open_key_writable(key)?.string_set("done")?;
+    Ok(RedisValue::BulkString(tried))
+}
+
 fn mixed(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Array(vec![
         RedisValue::Integer(-7),
@@ -189,6 +206,7 @@ redis_module! {
         ["basics.peek", peek, "readonly", 0, 0, 0],
         ["basics.poke", poke, "write", 0, 0, 0],
         ["basics.rpoke", poke, "readonly", 0, 0, 0],
+        ["basics.trywrite", try_write, "write deny-oom", 1, 1, 1],
         ["basics.mixed", mixed, "readonly", 0, 0, 0],
         ["basics.types", types, "readonly", 0, 0, 0],
     ],
