@@ -96,6 +96,9 @@ fn with_entries<T>(f: impl FnOnce(&mut HashMap<u64, Entry>) -> T) -> T {
 /// Longest timeout: about 34 years (Redis adds it to the clock in microseconds unchecked).
 const MAX_TIMEOUT_MS: i64 = 1 << 40;
 
+/// A background job's thread stack (reserved address space; touched pages only are memory).
+const JOB_STACK_SIZE: usize = 8 << 20;
+
 fn check_timeout(timeout_ms: i64) -> Result<(), String> {
     if timeout_ms < 0 {
         return Err("ERR the timeout cannot be negative".to_owned());
@@ -395,6 +398,9 @@ pub fn run_in_background(ctx: Ctx, guest: &str, id: u64, args: Vec<Vec<u8>>) -> 
     };
     let spawned = std::thread::Builder::new()
         .name(format!("wasm-job-{}", guest.info.name))
+        // As much as Redis's main thread has (Linux's default): a job's guest may call other
+        // guests, each entitled to its own wasm stack (see `engine::NESTED_STACK_NEEDED`).
+        .stack_size(JOB_STACK_SIZE)
         .spawn(move || {
             crate::ffi::lower_thread_priority();
             let payload = crate::ffi::catch("a background job", || {

@@ -365,7 +365,7 @@ pub fn may_yield_in(ctx_flags: u32) -> bool {
 /// Whether this thread may have guest invocations running, without reaching its stack (a
 /// thread-local, which in a shared library costs a call): none run anywhere in the common
 /// case. This thread's own entries are always counted in what it reads.
-fn any_running_here() -> bool {
+pub fn any_running_here() -> bool {
     RUNNING_COUNT.load(Ordering::Relaxed) != 0
 }
 

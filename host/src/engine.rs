@@ -25,6 +25,15 @@ struct Runtime {
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
+/// Native stack one guest invocation's wasm may use (wasmtime's default, made explicit): a
+/// guest recursing deeper traps with a stack overflow.
+pub const MAX_WASM_STACK: usize = 512 << 10;
+
+/// Native stack a guest command called by another guest needs left to start: its wasm's
+/// allowance (wasmtime counts it from where each store is entered, so guests calling guests
+/// add theirs up) and room for Redis's and the host's frames around it.
+pub const NESTED_STACK_NEEDED: usize = MAX_WASM_STACK + (256 << 10);
+
 /// Creates the engine and linker and starts the epoch ticker. Idempotent.
 pub fn start() -> anyhow::Result<()> {
     if RUNTIME.get().is_some() {
@@ -34,6 +43,7 @@ pub fn start() -> anyhow::Result<()> {
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.cranelift_opt_level(OptLevel::Speed);
+    config.max_wasm_stack(MAX_WASM_STACK);
     crate::ffi::signals::before_engine();
     let engine =
         Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;

@@ -636,6 +636,15 @@ impl Guest {
     ) -> Delivery {
         let guest = &self.info.name;
         let command = &route.spec.name;
+        // Called by another guest: each store's wasm may use its own stack allowance from where
+        // it is entered, so a chain of guests could overflow the thread's stack (and kill the
+        // server) where each one alone stays within its allowance.
+        if crate::busy::any_running_here()
+            && crate::ffi::stack_left().is_some_and(|left| left < engine::NESTED_STACK_NEEDED)
+        {
+            crate::busy::mark_enclosing_failed(false);
+            return self.fail(ctx, None, &format!("ERR guest '{guest}' command '{command}' cannot start: guests calling guests have used up the native stack"));
+        }
         let mut slot = match self.live.try_lock() {
             Ok(slot) => slot,
             Err(TryLockError::WouldBlock) => {

@@ -246,6 +246,57 @@ fn a_failed_growth_past_a_declared_maximum_is_not_counted() {
 }
 
 #[test]
+fn guests_calling_guests_cannot_overflow_the_native_stack() {
+    // Each guest's wasm gets its own stack allowance from where it is entered, so a chain of
+    // guests calling guests, each well within its own, would overflow the thread's stack.
+    let mut module_args = vec!["LOAD".to_owned(), guests::API_GUEST.to_owned()];
+    for i in 1..=24 {
+        module_args.extend(
+            ["LOAD", guests::RAW_GUEST, "ARGS", "relay", &format!("g{i}")].map(String::from),
+        );
+    }
+    let server = Server::start_with(ServerOptions {
+        module_args,
+        ..Default::default()
+    });
+    let mut c = server.client();
+    // Each relay recurses 1,800 frames (about 2,000 fit in one guest's allowance), then calls
+    // the next one.
+    let chain = |guests: usize| -> Vec<String> {
+        (1..=guests)
+            .flat_map(|i| [format!("g{i}.relay"), "1800".to_owned()])
+            .collect()
+    };
+    let line = |words: &[String]| {
+        words
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let short = chain(3);
+    let short: Vec<&str> = short.iter().map(String::as_str).collect();
+    assert_eq!(c.cmd(&short), Reply::Int(1));
+    let long = chain(24);
+    let long: Vec<&str> = long.iter().map(String::as_str).collect();
+    let refused = c.cmd(&long);
+    assert!(
+        refused
+            .error()
+            .contains("cannot start: guests calling guests have used up the native stack"),
+        "{refused:?}"
+    );
+    // A background job's thread too.
+    let words = chain(24);
+    let in_job = c.cmd(&["API.WAIT", "bgcall", "5000", &line(&words)]);
+    assert!(
+        format!("{in_job:?}").contains("used up the native stack"),
+        "{in_job:?}"
+    );
+    pong(&server);
+}
+
+#[test]
 fn an_instance_that_cannot_be_recreated_answers_errors_and_is_not_counted_as_restarted() {
     let server = Server::with_module_args(&["LOAD", guests::BASICS]);
     let mut c = server.client();

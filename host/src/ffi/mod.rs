@@ -95,6 +95,45 @@ pub fn lower_thread_priority() {
     }
 }
 
+thread_local! {
+    /// The lowest address of this thread's stack (stacks grow down), once asked.
+    static STACK_LOW: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Bytes of native stack left to the calling thread below the caller's frame, when the thread's
+/// stack bounds can be read.
+pub fn stack_left() -> Option<usize> {
+    let marker = 0u8;
+    let here = std::hint::black_box(&marker) as *const u8 as usize;
+    let low = match STACK_LOW.get() {
+        Some(low) => low,
+        None => {
+            let low = stack_low()?;
+            STACK_LOW.set(Some(low));
+            low
+        }
+    };
+    here.checked_sub(low)
+}
+
+fn stack_low() -> Option<usize> {
+    let mut addr = std::ptr::null_mut();
+    let mut size = 0;
+    // SAFETY: pthread_getattr_np initialises `attr` for the calling thread (glibc reads the
+    // main thread's bounds from /proc and its rlimit); it is read, then destroyed, only when
+    // that succeeded.
+    let read = unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let read = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        read
+    };
+    read.then_some(addr as usize)
+}
+
 /// Whether clients are paused (`CLIENT PAUSE`, a failover): nothing may be written or
 /// propagated then (`RedisModule_AvoidReplicaTraffic`; Redis 7.0 asserts on propagation).
 pub fn writes_paused() -> bool {

@@ -4,9 +4,56 @@
 //! `bad-type` (a type name of the wrong length), or `fine`. `RAW.CMD` replies `OK` through the
 //! reply interface; `RAW.CMD returned` returns the integer 7 from `invoke` instead, and
 //! `RAW.CMD both` does both (a second reply).
+//!
+//! With `relay <name>` it loads as guest `<name>` (so several copies can be loaded) with one
+//! command, `<name>.relay <frames> [<command> <arg>...]`: it recurses `frames` deep (about 2,000
+//! fit in wasm's stack allowance), then calls `<command>` (another copy's relay, to chain guests
+//! calling guests) and replies 1, or the call's error.
+
+use std::cell::RefCell;
+use std::hint::black_box;
 
 use redis_wasm_sdk::wit::exports::redis::module::guest::Guest;
+use redis_wasm_sdk::wit::redis::module::call::{CallFlags, CallValue, call};
 use redis_wasm_sdk::wit::redis::module::{registration, reply};
+
+thread_local! {
+    /// Set by a `relay` load: `invoke` relays.
+    static RELAY: RefCell<bool> = const { RefCell::new(false) };
+}
+
+/// Recurses `frames` deep, then runs `at_bottom`.
+fn recurse<T>(frames: u32, at_bottom: &mut dyn FnMut() -> T) -> T {
+    let mut frame = black_box([frames as u8; 16]);
+    if frames == 0 {
+        return at_bottom();
+    }
+    let result = recurse(frames - 1, at_bottom);
+    frame[0] = black_box(frame[15]);
+    black_box(frame);
+    result
+}
+
+fn relay(args: &[Vec<u8>]) {
+    let frames = args
+        .first()
+        .and_then(|a| std::str::from_utf8(a).ok()?.parse().ok())
+        .unwrap_or(0);
+    let next = args.get(1).map(|c| String::from_utf8_lossy(c).into_owned());
+    let failure = recurse(frames, &mut || {
+        let command = next.as_deref()?;
+        let rest: Vec<&[u8]> = args[2..].iter().map(Vec::as_slice).collect();
+        match call(command, &rest, CallFlags::empty()) {
+            Ok(CallValue::Error(e)) => Some(String::from_utf8_lossy(&e).into_owned()),
+            Ok(_) => None,
+            Err(e) => Some(format!("{e:?}")),
+        }
+    });
+    match failure {
+        Some(error) => reply::reply_with_error(&error),
+        None => reply::reply_with_long_long(1),
+    }
+}
 
 struct Raw;
 
@@ -25,6 +72,19 @@ impl Guest for Raw {
             arity: 0,
         };
         match mode.as_str() {
+            "relay" => {
+                let name = args.get(1).map(|n| String::from_utf8_lossy(n).into_owned());
+                let name = name.unwrap_or_else(|| "relay".to_owned());
+                registration::init_module(&name, 1, 1)?;
+                RELAY.with_borrow_mut(|relay| *relay = true);
+                let command = format!("{name}.relay");
+                registration::create_command(registration::CommandSpec {
+                    name: &command,
+                    arity: -2,
+                    ..spec
+                })
+                .map(|_| ())
+            }
             "api-version-2" => registration::init_module("raw", 1, 2),
             "no-init-module" => Ok(()),
             "init-error" => Err("ERR the guest refuses to start".into()),
@@ -55,6 +115,10 @@ impl Guest for Raw {
     }
 
     fn invoke(_command: u32, args: Vec<Vec<u8>>) -> Option<i64> {
+        if RELAY.with_borrow(|relay| *relay) {
+            relay(&args);
+            return None;
+        }
         match args.first().map(Vec::as_slice) {
             Some(b"returned") => Some(7),
             Some(b"both") => {
