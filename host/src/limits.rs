@@ -1,4 +1,5 @@
-//! Memory limits: per guest (`wasm.max-memory`) and across all guests (`wasm.max-total-memory`).
+//! Memory limits: per guest instance (`wasm.max-memory`) and across all instances
+//! (`wasm.max-total-memory`), counting linear memories and tables.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,23 +8,28 @@ use wasmtime::ResourceLimiter;
 
 use crate::config;
 
-/// Linear memory of all guest instances, in bytes.
+/// Linear memory and tables of all guest instances, in bytes.
 pub static TOTAL_MEMORY: AtomicUsize = AtomicUsize::new(0);
 
-/// wasmtime's message for a growth its memory type cannot address, which it reports to
-/// `memory_grow_failed` without having called `memory_growing` (wasmtime is pinned to one
-/// version; `a_failed_growth_past_a_declared_maximum_is_not_counted` covers the other case).
-const GROWTH_REFUSED_BEFORE_ASKING: &str = "memory growth exceeds memory type's limits";
+/// wasmtime's messages for a growth it refused before asking the limiter, which it reports as
+/// failed all the same: past what a memory's index type can address, a table size that
+/// overflows (wasmtime is pinned to one version; `a_failed_growth_past_a_declared_maximum_is_not_counted`
+/// covers the growth that fails after approval).
+const MEMORY_REFUSED_BEFORE_ASKING: &str = "memory growth exceeds memory type's limits";
+const TABLE_REFUSED_BEFORE_ASKING: &str = "overflow calculating new table size";
 
-/// Most table elements, instances and memories one guest may have.
+/// What the limits count for one table element (a function reference is a pointer).
+const TABLE_ELEMENT_BYTES: usize = 8;
+
+/// Most elements one table may have.
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
 /// The limiter of one store. Refused growth makes `memory.grow` fail inside the guest (the Rust
 /// allocator then aborts); the refusal is remembered to explain the trap.
 pub struct GuestLimiter {
     used: usize,
-    /// The growth `memory_growing` approved last: wasmtime may still fail it (past the memory's
-    /// own declared maximum, or the system refusing), and then it is given back.
+    /// The growth approved last: wasmtime may still fail it (past a memory's or table's own
+    /// declared maximum, or the system refusing), and then it is given back.
     approved: usize,
     /// Shared with the guest's stats, for INFO and WASM.LIST.
     pub memory: Arc<AtomicUsize>,
@@ -46,6 +52,47 @@ impl GuestLimiter {
     }
 }
 
+impl GuestLimiter {
+    /// Judges `more` bytes of growth of a memory or a table: against `wasm.max-memory` for the
+    /// whole instance (all its memories and tables), and `wasm.max-total-memory` for all
+    /// instances.
+    fn grow(&mut self, more: usize) -> bool {
+        let instance = self.used.saturating_add(more);
+        let limit = config::get_usize(&config::MAX_MEMORY);
+        if instance > limit && !self.unlimited {
+            self.refused = Some(format!(
+                "wasm.max-memory ({limit} bytes) refused growing to {instance} bytes"
+            ));
+            return false;
+        }
+        let total = TOTAL_MEMORY.fetch_add(more, Ordering::SeqCst) + more;
+        let total_limit = config::get_usize(&config::MAX_TOTAL_MEMORY);
+        if total > total_limit && !self.unlimited {
+            TOTAL_MEMORY.fetch_sub(more, Ordering::SeqCst);
+            self.refused = Some(format!(
+                "wasm.max-total-memory ({total_limit} bytes) refused growing to {instance} \
+                 bytes: all instances would use {total} bytes"
+            ));
+            return false;
+        }
+        self.used = instance;
+        self.memory.fetch_add(more, Ordering::Relaxed);
+        self.approved = more;
+        true
+    }
+
+    /// Gives back the growth approved last, which wasmtime then failed (`error`), unless
+    /// wasmtime failed it before asking (`refused_before_asking`: nothing was approved).
+    fn grow_failed(&mut self, error: &wasmtime::Error, refused_before_asking: &str) {
+        if error.to_string() != refused_before_asking {
+            let more = std::mem::take(&mut self.approved);
+            self.used -= more;
+            TOTAL_MEMORY.fetch_sub(more, Ordering::SeqCst);
+            self.memory.fetch_sub(more, Ordering::Relaxed);
+        }
+    }
+}
+
 impl ResourceLimiter for GuestLimiter {
     fn memory_growing(
         &mut self,
@@ -53,49 +100,30 @@ impl ResourceLimiter for GuestLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let limit = config::get_usize(&config::MAX_MEMORY);
-        if desired > limit && !self.unlimited {
-            self.refused = Some(format!(
-                "wasm.max-memory ({limit} bytes) refused growing to {desired} bytes"
-            ));
-            return Ok(false);
-        }
-        let more = desired.saturating_sub(current);
-        let total = TOTAL_MEMORY.fetch_add(more, Ordering::SeqCst) + more;
-        let total_limit = config::get_usize(&config::MAX_TOTAL_MEMORY);
-        if total > total_limit && !self.unlimited {
-            TOTAL_MEMORY.fetch_sub(more, Ordering::SeqCst);
-            self.refused = Some(format!(
-                "wasm.max-total-memory ({total_limit} bytes) refused growing to {desired} \
-                 bytes: all instances would use {total} bytes"
-            ));
-            return Ok(false);
-        }
-        self.used += more;
-        self.memory.fetch_add(more, Ordering::Relaxed);
-        self.approved = more;
-        Ok(true)
+        Ok(self.grow(desired.saturating_sub(current)))
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        // wasmtime also reports a growth it refused before asking `memory_growing` (past what
-        // the memory's index type can address); nothing was approved for that one.
-        if error.to_string() != GROWTH_REFUSED_BEFORE_ASKING {
-            let more = std::mem::take(&mut self.approved);
-            self.used -= more;
-            TOTAL_MEMORY.fetch_sub(more, Ordering::SeqCst);
-            self.memory.fetch_sub(more, Ordering::Relaxed);
-        }
+        self.grow_failed(&error, MEMORY_REFUSED_BEFORE_ASKING);
         Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let more = desired.saturating_sub(current) * TABLE_ELEMENT_BYTES;
+        Ok(self.grow(more))
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed(&error, TABLE_REFUSED_BEFORE_ASKING);
+        Ok(())
     }
 
     fn instances(&self) -> usize {

@@ -1018,19 +1018,31 @@ fn start_allocator_and_post_return_functions_cannot_escape_init() {
 
 #[test]
 fn components_that_cannot_start_or_do_not_fit_the_guest_world_are_refused() {
-    let server = evil_server(&[]);
+    let server = evil_server(&[("wasm.max-memory", "32mb")]);
     assert_loads_refused(
         &server,
         &[
             (
                 Trick::HugeMemory,
-                "cannot instantiate the guest: ran out of memory (wasm.max-memory (134217728 \
+                "cannot instantiate the guest: ran out of memory (wasm.max-memory (33554432 \
                  bytes) refused growing to 4294967296 bytes)",
             ),
             (
                 Trick::HugeTable,
                 "cannot instantiate the guest: trapped: table minimum size of 100000000 \
                  elements exceeds table limits",
+            ),
+            // Tables and every memory count towards the instance's wasm.max-memory (each
+            // memory alone would fit).
+            (
+                Trick::ManyTables,
+                "cannot instantiate the guest: ran out of memory (wasm.max-memory (33554432 \
+                 bytes) refused growing to",
+            ),
+            (
+                Trick::ManyMemories,
+                "cannot instantiate the guest: ran out of memory (wasm.max-memory (33554432 \
+                 bytes) refused growing to",
             ),
             (
                 Trick::ImportsAnUnknownFunction,

@@ -31,13 +31,17 @@ pub enum Trick {
     HugeMemory,
     /// It has a table of 100 million elements.
     HugeTable,
+    /// It has eight tables of a million elements (64 MB of function references).
+    ManyTables,
+    /// Besides its first memory, it has two of 400 pages (25 MB each).
+    ManyMemories,
     /// The post-return function of its `init` (which wasmtime calls after every `init`) loops
     /// forever.
     EndlessPostReturn,
 }
 
 impl Trick {
-    pub const ALL: [Trick; 13] = [
+    pub const ALL: [Trick; 15] = [
         Trick::EndlessStart,
         Trick::StartCallsTheHost,
         Trick::EndlessRealloc,
@@ -50,6 +54,8 @@ impl Trick {
         Trick::InvokeOfTheWrongType,
         Trick::HugeMemory,
         Trick::HugeTable,
+        Trick::ManyTables,
+        Trick::ManyMemories,
         Trick::EndlessPostReturn,
     ];
 }
@@ -118,30 +124,42 @@ pub fn guest(trick: Trick) -> Vec<u8> {
         functions.function(ty);
     }
     module.section(&functions);
-    if trick == Trick::HugeTable {
+    let (table_count, table_size) = match trick {
+        Trick::HugeTable => (1, 100_000_000),
+        Trick::ManyTables => (8, 1_000_000),
+        _ => (0, 0),
+    };
+    if table_count > 0 {
         let mut tables = TableSection::new();
-        tables.table(TableType {
-            element_type: RefType::FUNCREF,
-            table64: false,
-            minimum: 100_000_000,
-            maximum: None,
-            shared: false,
-        });
+        for _ in 0..table_count {
+            tables.table(TableType {
+                element_type: RefType::FUNCREF,
+                table64: false,
+                minimum: table_size,
+                maximum: None,
+                shared: false,
+            });
+        }
         module.section(&tables);
     }
-    let mut memories = MemorySection::new();
-    memories.memory(MemoryType {
-        // 64 KiB pages: 65,536 of them are 4 GiB.
-        minimum: if trick == Trick::HugeMemory {
-            65_536
-        } else {
-            1
-        },
+    let memory = |pages: u64| MemoryType {
+        minimum: pages,
         maximum: None,
         memory64: false,
         shared: false,
         page_size_log2: None,
-    });
+    };
+    let mut memories = MemorySection::new();
+    // 64 KiB pages: 65,536 of them are 4 GiB.
+    memories.memory(memory(if trick == Trick::HugeMemory {
+        65_536
+    } else {
+        1
+    }));
+    if trick == Trick::ManyMemories {
+        memories.memory(memory(400));
+        memories.memory(memory(400));
+    }
     module.section(&memories);
     let mut exports = ExportSection::new();
     exports.export("memory", ExportKind::Memory, 0);
