@@ -392,7 +392,32 @@ impl Drop for CompileTurn {
 }
 
 /// `WASM.LOAD [REPLACE] <path | bytes> [ARGS arg ...]` → the guest's name.
+/// On Redis 7.0, which gives module commands no ACL categories (`-@scripting`, `-@dangerous`
+/// would not deny them), a host command that changes the guests is refused to a client whose
+/// user may not run the Redis command with the categories it would have (`stand_in`: FUNCTION
+/// LOAD for WASM.LOAD). Clients without a user (the master, the AOF) are not checked.
+fn refused_as_stand_in(ctx: Ctx, name: &str, stand_in: &[&str]) -> Option<String> {
+    if crate::ffi::has_command_categories() {
+        return None;
+    }
+    let args: Vec<Vec<u8>> = stand_in[1..]
+        .iter()
+        .map(|a| a.as_bytes().to_vec())
+        .collect();
+    match ctx.client_may_run(ctx.client_id(), stand_in[0], &args) {
+        Some(false) => Some(format!(
+            "NOPERM this user has no permissions to run the '{name}' command (Redis 7.0 gives \
+             module commands no ACL categories: it needs the permissions of '{}')",
+            stand_in[..2].join(" ").to_ascii_lowercase()
+        )),
+        _ => None,
+    }
+}
+
 pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
+    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.load", &["FUNCTION", "LOAD", "x"]) {
+        return ctx.reply_error(&refusal);
+    }
     let mut request = match LoadRequest::parse(args.iter().skip(1)) {
         Ok(request) => request,
         Err(why) => return ctx.reply_error(&format!("ERR {why}")),
@@ -496,6 +521,9 @@ fn replicate_load(ctx: Ctx, guest: &Guest) {
 
 /// `WASM.UNLOAD <name>` → OK.
 pub fn wasm_unload(ctx: Ctx, args: Args<'_>) {
+    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.unload", &["FUNCTION", "DELETE", "x"]) {
+        return ctx.reply_error(&refusal);
+    }
     if args.len() != 2 {
         return ctx.reply_error(&crate::dispatch::wrong_arity_message("wasm.unload"));
     }
@@ -659,6 +687,9 @@ pub fn wasm_dump(ctx: Ctx, args: Args<'_>) {
 /// `WASM.RESTORE <payload> [APPEND | REPLACE | FLUSH]` → OK.
 pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
     use crate::persist::{Mode, parse_dump, restore};
+    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.restore", &["FUNCTION", "RESTORE", "x"]) {
+        return ctx.reply_error(&refusal);
+    }
     if args.len() < 2 || args.len() > 3 {
         return ctx.reply_error(&crate::dispatch::wrong_arity_message("wasm.restore"));
     }
@@ -712,6 +743,9 @@ pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
 /// HOLD-REGISTRY <ms>`: another thread holds the registry's lock that long, as a background
 /// job's lookup does (to test forks meanwhile). Needs `wasm.enable-debug 1`.
 pub fn wasm_debug(ctx: Ctx, args: Args<'_>) {
+    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.debug", &["DEBUG", "HELP"]) {
+        return ctx.reply_error(&refusal);
+    }
     if crate::config::ENABLE_DEBUG.load(Ordering::Relaxed) == 0 {
         return ctx.reply_error(
             "ERR WASM.DEBUG is disabled (CONFIG SET wasm.enable-debug 1 to allow it)",

@@ -993,3 +993,60 @@ fn each_guest_command_is_timed_when_asked() {
             .contains("argument must be between 0 and 1")
     );
 }
+
+#[test]
+fn host_commands_that_change_guests_need_the_permissions_of_their_categories() {
+    // Redis 7.0 gives module commands no ACL categories: the host stands in for them with the
+    // FUNCTION subcommand of the same categories, so `-@scripting` denies WASM.LOAD too.
+    let server = Server::with_module_args(&["LOAD", guests::HELLOWORLD]);
+    let mut admin = server.client();
+    let mut as_user = |rules: &[&str]| {
+        let mut setuser = vec!["ACL", "SETUSER", "u", "reset", "on", "nopass", "~*"];
+        setuser.extend_from_slice(rules);
+        admin.cmd(&setuser);
+        let mut c = server.client();
+        c.cmd(&["AUTH", "u", "x"]);
+        c
+    };
+    let mut no_scripting = as_user(&["+@all", "-@scripting"]);
+    let dump = server.client().cmd(&["WASM.DUMP"]);
+    let Reply::Bulk(payload) = dump else {
+        panic!("{dump:?}")
+    };
+    for (command, refused) in [
+        (
+            no_scripting.cmd(&["WASM.LOAD", guests::HELLOWORLD, "REPLACE"]),
+            "'wasm.load'",
+        ),
+        (
+            no_scripting.cmd(&["WASM.UNLOAD", "helloworld"]),
+            "'wasm.unload'",
+        ),
+        (
+            no_scripting.cmd_bytes(&[b"WASM.RESTORE", b"REPLACE", &payload]),
+            "'wasm.restore'",
+        ),
+    ] {
+        assert!(
+            command.error().starts_with("NOPERM") && command.error().contains(refused),
+            "{command:?}"
+        );
+    }
+    assert!(!no_scripting.cmd(&["HELLOWORLD.RAND"]).is_error());
+    // Granted by name, with the FUNCTION subcommand it needs.
+    let mut granted = as_user(&[
+        "-@all",
+        "+wasm.load",
+        "+function|load",
+        "+wasm.unload",
+        "+function|delete",
+    ]);
+    assert_eq!(
+        granted.cmd(&["WASM.LOAD", guests::HELLOWORLD, "REPLACE"]),
+        Reply::Bulk(b"helloworld".to_vec())
+    );
+    assert_eq!(
+        granted.cmd(&["WASM.UNLOAD", "helloworld"]),
+        Reply::Status("OK".into())
+    );
+}

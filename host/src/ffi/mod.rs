@@ -134,6 +134,13 @@ fn stack_low() -> Option<usize> {
     read.then_some(addr as usize)
 }
 
+/// Whether Redis gives module commands ACL categories (`RedisModule_SetCommandACLCategories`,
+/// Redis 7.2+).
+pub fn has_command_categories() -> bool {
+    // SAFETY: reading an optional API pointer, set once when the module loaded.
+    unsafe { raw::RedisModule_SetCommandACLCategories }.is_some()
+}
+
 /// Whether clients are paused (`CLIENT PAUSE`, a failover): nothing may be written or
 /// propagated then (`RedisModule_AvoidReplicaTraffic`; Redis 7.0 asserts on propagation).
 pub fn writes_paused() -> bool {
@@ -1035,7 +1042,8 @@ pub unsafe extern "C" fn RedisModule_OnLoad(
                 );
                 return false;
             }
-            // SAFETY: reading an optional API pointer; Redis 7.0 leaves it NULL.
+            // SAFETY: reading an optional API pointer; Redis 7.0 leaves it NULL (see
+            // `commands::refused_as_stand_in` for what the host does instead).
             if let Some(set_categories) = unsafe { raw::RedisModule_SetCommandACLCategories } {
                 // SAFETY: valid OnLoad context; the command was just created.
                 unsafe {
