@@ -128,7 +128,10 @@ static STRINGS: [StringConfig; 1] = [StringConfig {
     default: c"",
     value: &LOAD_DIR,
     check: check_load_dir,
+    previous: &LOAD_DIR_BEFORE,
 }];
+
+static LOAD_DIR_BEFORE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 /// `wasm.load-dir`: empty (any path), or an absolute path to a directory that exists.
 fn check_load_dir(dir: &str) -> Result<(), String> {

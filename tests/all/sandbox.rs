@@ -565,6 +565,26 @@ fn loading_from_paths_can_be_restricted() {
         c.cmd(&["WASM.LOAD", dir.join("hw.wasm").to_str().unwrap()]),
         Reply::Bulk(b"helloworld".to_vec())
     );
+    // A CONFIG SET that fails restores the directory set before, even gone meanwhile: Redis
+    // would keep the new one if the host refused it.
+    let gone = server.dir.join("gone");
+    std::fs::create_dir_all(&gone).unwrap();
+    c.cmd(&["CONFIG", "SET", "wasm.load-dir", gone.to_str().unwrap()]);
+    std::fs::remove_dir(&gone).unwrap();
+    let failed = c.cmd(&[
+        "CONFIG",
+        "SET",
+        "wasm.load-dir",
+        dir.to_str().unwrap(),
+        "wasm.max-compiles",
+        "0",
+    ]);
+    assert!(failed.is_error(), "{failed:?}");
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "wasm.load-dir"]).array()[1],
+        Reply::Bulk(gone.to_str().unwrap().as_bytes().to_vec())
+    );
+    c.cmd(&["CONFIG", "SET", "wasm.load-dir", dir.to_str().unwrap()]);
     // Bytes sent by a client are always accepted.
     c.cmd(&["WASM.UNLOAD", "helloworld"]);
     let bytes = std::fs::read(guests::HELLOWORLD).unwrap();

@@ -45,6 +45,10 @@ pub struct StringConfig {
     pub value: &'static std::sync::Mutex<String>,
     /// Refuses a value (`CONFIG SET` answers the message).
     pub check: fn(&str) -> Result<(), String>,
+    /// The value before the current one, which is set again unchecked: a `CONFIG SET` of
+    /// several configs that fails restores it, and must not be refused (Redis would keep the
+    /// new value) because what `check` judged then has changed since.
+    pub previous: &'static std::sync::Mutex<Option<String>>,
 }
 
 extern "C" fn get_string(
@@ -85,11 +89,21 @@ extern "C" fn set_string(
     let config = unsafe { &*(privdata as *const StringConfig) };
     let set = catch("setting a config", || {
         let text = String::from_utf8_lossy(super::string_bytes(val)).into_owned();
-        (config.check)(&text)?;
-        *config
-            .value
+        let mut previous = config
+            .previous
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = text;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if previous.as_deref() != Some(text.as_str()) {
+            (config.check)(&text)?;
+        }
+        let replaced = std::mem::replace(
+            &mut *config
+                .value
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            text,
+        );
+        *previous = Some(replaced);
         Ok::<(), String>(())
     });
     match set {
