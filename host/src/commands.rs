@@ -295,12 +295,11 @@ fn read_module_file(path: &str, load_dir: Option<&std::path::Path>) -> Result<Ve
     // The file actually opened, as the kernel resolved it: a link changed since
     // `check_load_dir` looked cannot lead outside the directory. (Without /proc, the check
     // made before opening stands alone.)
-    if let Some(dir) = load_dir {
-        if let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
-            if !opened.starts_with(dir) {
-                return Err(outside_load_dir(path, dir));
-            }
-        }
+    if let Some(dir) = load_dir
+        && let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        && !opened.starts_with(dir)
+    {
+        return Err(outside_load_dir(path, dir));
     }
     let metadata = file.metadata().map_err(cannot)?;
     if !metadata.is_file() {

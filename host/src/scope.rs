@@ -67,6 +67,98 @@ fn empty_for_reuse<V>(table: &mut HandleMap<V>) {
     }
 }
 
+/// A command's open keys by handle number, and, once it holds many, by database and name:
+/// opening a key checks the others on it, which a scan of all of them would make quadratic
+/// (a command may hold [`MAX_HANDLES`]).
+#[derive(Default)]
+pub struct OpenKeys {
+    handles: HandleMap<KeyHandle>,
+    by_name: Option<KeyUses>,
+}
+
+/// (database, name) → (handles open on the key, of which open for writing).
+type KeyUses = HashMap<(i32, Vec<u8>), (u32, u32)>;
+
+/// Open keys past which [`OpenKeys`] indexes them by name (below, a scan is cheaper).
+const INDEXED_FROM: usize = 32;
+
+impl OpenKeys {
+    pub fn insert(&mut self, number: u32, key: KeyHandle) {
+        if self.by_name.is_none() && self.handles.len() >= INDEXED_FROM {
+            let mut index = HashMap::new();
+            for open in self.handles.values() {
+                Self::count(&mut index, open, true);
+            }
+            self.by_name = Some(index);
+        }
+        if let Some(index) = &mut self.by_name {
+            Self::count(index, &key, true);
+        }
+        self.handles.insert(number, key);
+    }
+
+    pub fn remove(&mut self, number: u32) {
+        if let Some(key) = self.handles.remove(&number)
+            && let Some(index) = &mut self.by_name
+        {
+            Self::count(index, &key, false);
+        }
+    }
+
+    fn count(index: &mut KeyUses, key: &KeyHandle, opened: bool) {
+        let entry = index.entry((key.db, key.name.clone())).or_default();
+        let writes = u32::from(key.write);
+        if opened {
+            *entry = (entry.0 + 1, entry.1 + writes);
+        } else {
+            *entry = (entry.0 - 1, entry.1 - writes);
+            if entry.0 == 0 {
+                index.remove(&(key.db, key.name.clone()));
+            }
+        }
+    }
+
+    /// How many handles are open on `name` in `db`, and whether one is open for writing.
+    fn uses(&self, db: i32, name: &[u8]) -> (u32, bool) {
+        match &self.by_name {
+            Some(index) => index
+                .get(&(db, name.to_vec()))
+                .map_or((0, false), |&(open, writes)| (open, writes > 0)),
+            None => self
+                .handles
+                .values()
+                .filter(|k| k.db == db && k.name == name)
+                .fold((0, false), |(open, write), k| (open + 1, write || k.write)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    fn get_mut(&mut self, number: u32) -> Option<&mut KeyHandle> {
+        self.handles.get_mut(&number)
+    }
+
+    fn get(&self, number: u32) -> Option<&KeyHandle> {
+        self.handles.get(&number)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut KeyHandle> {
+        self.handles.values_mut()
+    }
+
+    fn clear(&mut self) {
+        self.handles.clear();
+        self.by_name = None;
+    }
+
+    fn empty_for_reuse(&mut self) {
+        empty_for_reuse(&mut self.handles);
+        self.by_name = None;
+    }
+}
+
 /// A key handle.
 pub struct KeyHandle {
     pub name: Vec<u8>,
@@ -584,7 +676,7 @@ pub struct CommandScope {
     /// A blocked client's callback run while clients are paused: Redis runs those callbacks
     /// even then, but nothing may be written or propagated, so writes are refused.
     pub writes_paused: bool,
-    pub keys: HandleMap<KeyHandle>,
+    pub keys: OpenKeys,
     pub replies: HandleMap<ReplyHandle>,
     pub effects: Effects,
     pub phase: CallPhase,
@@ -807,7 +899,7 @@ impl CommandScope {
             index: 0,
             may_write: false,
             writes_paused: false,
-            keys: HandleMap::default(),
+            keys: OpenKeys::default(),
             replies: HandleMap::default(),
             effects: Effects::new(wrote),
             acl: CallerAcl::default(),
@@ -834,7 +926,7 @@ impl CommandScope {
         self.index = index;
         self.may_write = may_write && !writes_paused;
         self.writes_paused = writes_paused;
-        empty_for_reuse(&mut self.keys);
+        self.keys.empty_for_reuse();
         empty_for_reuse(&mut self.replies);
         self.phase = phase;
         self.blocked = None;
@@ -880,17 +972,16 @@ impl CommandScope {
             return Err(KeyFault::Invalid(not_served_here(&name)));
         }
         let db = self.ctx.selected_db();
-        let conflict = self
-            .keys
-            .values()
-            .any(|k| k.db == db && k.name == name && (k.write || write));
-        if conflict {
+        let (open, open_for_writing) = self.keys.uses(db, &name);
+        if open > 0 && (write || open_for_writing) {
             return Err(KeyFault::AlreadyOpen);
         }
         // Another read handle on this key: opening the key again may expire it (a blocked
         // client's callback runs outside a command, on the live clock), which would free it
-        // under the first handle. The first is closed and reopens when next used.
-        self.suspend_key(db, &name);
+        // under the first handle. There the first is closed and reopens when next used.
+        if open > 0 {
+            self.suspend_key(db, &name);
+        }
         let mode = if write {
             MODE_READ | MODE_WRITE
         } else {
@@ -913,7 +1004,7 @@ impl CommandScope {
     pub fn key(&mut self, number: u32) -> Result<(&mut KeyHandle, &mut Effects, Ctx), KeyFault> {
         let reopening = self
             .keys
-            .get(&number)
+            .get(number)
             .filter(|key| key.suspended)
             .map(|key| (key.db, key.name.clone()));
         if let Some((db, name)) = reopening {
@@ -924,7 +1015,7 @@ impl CommandScope {
             ctx, keys, effects, ..
         } = self;
         let ctx = *ctx;
-        let key = keys.get_mut(&number).ok_or(KeyFault::Closed)?;
+        let key = keys.get_mut(number).ok_or(KeyFault::Closed)?;
         if key.suspended {
             key.reopen(ctx);
         }
@@ -932,8 +1023,14 @@ impl CommandScope {
     }
 
     /// Closes the open handles on one key before a lookup of it that may expire it (they reopen
-    /// when next used).
+    /// when next used, and a range or scan on them ends). Only callbacks and background jobs
+    /// look keys up on the live clock: a command runs inside Redis's `call()`, which holds the
+    /// clock that expires keys still for the whole command (a key alive at its first lookup
+    /// stays alive), so handles stay open and ranges go on there.
     pub fn suspend_key(&mut self, db: i32, name: &[u8]) {
+        if matches!(self.phase, CallPhase::Command) {
+            return;
+        }
         for key in self.keys.values_mut() {
             if key.db == db && key.name == name && key.raw.is_some() {
                 key.raw = None;

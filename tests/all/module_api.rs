@@ -1478,6 +1478,19 @@ fn keys_survive_calls_that_change_them() {
     // A sorted-set range cannot continue across a call.
     c.cmd(&["ZADD", "z", "1", "a", "2", "b"]);
     assert_eq!(c.cmd(&["API.RANGECALL", "z"]).error(), "KEYERR no-range");
+    // A second read handle on the key, or a test whether it exists, does not end it (a command
+    // runs on a clock Redis holds still: the key cannot expire under the first handle).
+    assert_eq!(c.cmd(&["API.RANGECALL", "z", "open"]), Reply::Int(1));
+    assert_eq!(c.cmd(&["API.RANGECALL", "z", "exists"]), Reply::Int(1));
+    // Many keys held at once (past the host's index threshold): the one open for reading is
+    // refused for writing until its handle closes.
+    for n in ["10", "40", "99999"] {
+        assert_eq!(
+            texts(&c.cmd(&["API.OPENMANY", n, "7"])),
+            ["already-open", "opened"],
+            "{n} keys"
+        );
+    }
     // A handle kept past its command is closed.
     assert_eq!(c.cmd(&["API.KEEP", "k"]), Reply::Status("OK".into()));
     assert_eq!(c.cmd(&["API.USEKEPT"]).error(), "KEYERR closed");

@@ -192,7 +192,7 @@ impl Host for GuestState {
 
     fn close_key(&mut self, handle: Key) -> wasmtime::Result<()> {
         if let Ok(scope) = self.command() {
-            scope.keys.remove(&handle);
+            scope.keys.remove(handle);
         }
         Ok(())
     }

@@ -665,12 +665,37 @@ fn api_use_kept(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     })
 }
 
-/// `API.RANGECALL <key>`: a sorted-set range interrupted by a call.
+/// `API.RANGECALL <key> [call | open | exists]`: a sorted-set range, then a call, a second
+/// read handle on the key, or a test whether it exists, then the range's next step.
 fn api_range_call(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let key = ctx.open_key(&args[1])?;
     key.zset_first_in_score_range(f64::NEG_INFINITY, f64::INFINITY, false, false)?;
-    ctx.call("PING", &[])?;
+    match args.get(2).map(RedisString::as_slice) {
+        Some(b"open") => drop(ctx.open_key(&args[1])?),
+        Some(b"exists") => drop(ctx.key_exists(&args[1])),
+        _ => drop(ctx.call("PING", &[])?),
+    }
     key_result(key.zset_range_next().map(RedisValue::Bool))
+}
+
+/// `API.OPENMANY <n> <i>` (write): opens keys `k0`..`k<n-1>` for reading and holds them, then
+/// tries to open `k<i>` for writing (refused: it is open), closes its handle and tries again;
+/// answers the two outcomes.
+fn api_open_many(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let mut args = args.into_iter().skip(1);
+    let n = args.next_u64()?;
+    let i = args.next_u64()?;
+    let mut held: Vec<_> = (0..n)
+        .map(|k| ctx.open_key(&format!("k{k}")))
+        .collect::<Result<_, _>>()?;
+    let outcome = |opened: Result<_, KeyError>| match opened {
+        Ok(_) => bulk("opened"),
+        Err(e) => bulk(describe_key_error(&e)),
+    };
+    let first = outcome(ctx.open_key_writable(&format!("k{i}")));
+    held.remove(i as usize);
+    let second = outcome(ctx.open_key_writable(&format!("k{i}")));
+    Ok(RedisValue::Array(vec![first, second]))
 }
 
 /// `API.REPLICATE <command> [args]`: explicit replication.
@@ -962,6 +987,7 @@ redis_module! {
         ["api.open2", api_open2, "write", 1, 3, 2],
         ["api.delwhileopen", api_del_while_open, "write", 1, 1, 1],
         ["api.keep", api_keep, "readonly", 1, 1, 1],
+        ["api.openmany", api_open_many, "write", 0, 0, 0],
         ["api.usekept", api_use_kept, "readonly", 0, 0, 0],
         ["api.rangecall", api_range_call, "readonly", 1, 1, 1],
         ["api.replicate", api_replicate, "write", 0, 0, 0],
