@@ -226,7 +226,7 @@ pub fn log_loaded(ctx: Ctx, guest: &Guest) {
 
 /// Runs a prepared guest's init and checks its commands against Redis's: a guest ready to be
 /// published (`registry::commit`), which nothing sees yet.
-fn start(
+pub fn start(
     ctx: Ctx,
     prepared: Prepared,
     origin: Origin,
@@ -324,16 +324,6 @@ pub fn load(ctx: Ctx, request: LoadRequest, origin: Origin) -> Result<Arc<Guest>
     finish(ctx, prepare(request)?, origin, may_yield)
 }
 
-/// Compiles and starts a guest without publishing it (see [`start`]).
-pub fn load_unpublished(
-    ctx: Ctx,
-    request: LoadRequest,
-    origin: Origin,
-) -> Result<Arc<Guest>, String> {
-    let may_yield = origin == Origin::Command && crate::busy::may_yield_in(ctx.flags());
-    start(ctx, prepare(request)?, origin, may_yield)
-}
-
 /// Background compiles running and waiting now.
 static COMPILES: std::sync::Mutex<CompileCounts> = std::sync::Mutex::new(CompileCounts {
     running: 0,
@@ -426,74 +416,85 @@ pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
     // and others are served. Where the client cannot be blocked (MULTI, scripts, the master, the
     // AOF), compile here.
     match ctx.block() {
-        Some(blocked) => {
-            let spawned = std::thread::Builder::new()
-                .name("wasm-compile".into())
-                .spawn(move || {
-                    crate::ffi::lower_thread_priority();
-                    // A compile takes tens of times the module's size in memory: a few at once.
-                    let turn = CompileTurn::wait();
-                    let prepared =
-                        catch("compiling a guest", || prepare(request)).unwrap_or_else(|| {
-                            Err(
-                                "internal error in redis-wasm while compiling (see the server log)"
-                                    .to_owned(),
-                            )
-                        });
-                    drop(turn);
-                    blocked.resume(Box::new(move |ctx, waiting| {
-                        let started = std::time::Instant::now();
-                        // Its client left: the load is still made (Redis received it), unless
-                        // this server became a replica meanwhile (`REPLICAOF` unblocks every
-                        // client): a replica's guests are its master's.
-                        let prepared = prepared.and_then(|p| {
-                            if waiting == Waiting::No && ctx.flags() & ctx_flags::SLAVE != 0 {
-                                Err("the server became a replica while the guest compiled; \
-                                     nothing was loaded"
-                                    .to_owned())
-                            } else {
-                                Ok(p)
-                            }
-                        });
-                        // Redis runs this even while clients are paused, when nothing may be
-                        // propagated (and 7.0 asserts it): the load is refused then.
-                        let prepared = prepared.and_then(|p| match crate::ffi::writes_paused() {
-                            true => Err(
-                                "clients were paused (CLIENT PAUSE or a failover) while the guest \
-                                 compiled; nothing was loaded: retry once they are unpaused"
-                                    .to_owned(),
-                            ),
-                            false => Ok(p),
-                        });
-                        let loaded = prepared.and_then(|p| finish(ctx, p, Origin::Command, false));
-                        if waiting == Waiting::No
-                            && let Err(why) = &loaded
-                        {
-                            // Nobody gets the error: the log does.
-                            log_raw(
-                                LogLevel::Warning,
-                                &format!("<wasm> a WASM.LOAD whose client left failed: {why}"),
-                            );
-                        }
-                        reply_load(ctx, loaded);
-                        log_raw(
-                            LogLevel::Verbose,
-                            &format!(
-                                "<wasm> a compiled guest took {} µs to start on the main thread",
-                                started.elapsed().as_micros()
-                            ),
-                        );
-                    }));
-                });
-            if let Err(e) = spawned {
+        Some(blocked) => compile_in_background(
+            blocked,
+            move || prepare(request),
+            |ctx, waiting, prepared: Result<Prepared, String>| {
+                let started = std::time::Instant::now();
+                let loaded = prepared
+                    .and_then(|p| may_publish(ctx, waiting).map(|()| p))
+                    .and_then(|p| finish(ctx, p, Origin::Command, false));
+                if waiting == Waiting::No
+                    && let Err(why) = &loaded
+                {
+                    // Nobody gets the error: the log does.
+                    log_raw(
+                        LogLevel::Warning,
+                        &format!("<wasm> a WASM.LOAD whose client left failed: {why}"),
+                    );
+                }
+                reply_load(ctx, loaded);
                 log_raw(
-                    LogLevel::Warning,
-                    &format!("<wasm> cannot start a compile thread: {e}"),
+                    LogLevel::Verbose,
+                    &format!(
+                        "<wasm> a compiled guest took {} µs to start on the main thread",
+                        started.elapsed().as_micros()
+                    ),
                 );
-            }
-        }
+            },
+        ),
         None => reply_load(ctx, load(ctx, request, Origin::Command)),
     }
+}
+
+/// Compiles on another thread (`compile`, at most `wasm.max-compiles` at once) for a client
+/// blocked meanwhile, then, back on the main thread, hands the result to `then` (with whether
+/// the client still waits).
+fn compile_in_background<T: Send + 'static>(
+    blocked: crate::ffi::Blocked,
+    compile: impl FnOnce() -> Result<T, String> + Send + 'static,
+    then: impl FnOnce(Ctx, Waiting, Result<T, String>) + Send + 'static,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("wasm-compile".into())
+        .spawn(move || {
+            crate::ffi::lower_thread_priority();
+            // A compile takes tens of times the module's size in memory: a few at once.
+            let turn = CompileTurn::wait();
+            let compiled = catch("compiling a guest", compile).unwrap_or_else(|| {
+                Err("internal error in redis-wasm while compiling (see the server log)".to_owned())
+            });
+            drop(turn);
+            blocked.resume(Box::new(move |ctx, waiting| then(ctx, waiting, compiled)));
+        });
+    if let Err(e) = spawned {
+        log_raw(
+            LogLevel::Warning,
+            &format!("<wasm> cannot start a compile thread: {e}"),
+        );
+    }
+}
+
+/// Whether guests compiled in the background may be published now, on the main thread.
+fn may_publish(ctx: Ctx, waiting: Waiting) -> Result<(), String> {
+    // Its client left: the load is still made (Redis received it), unless this server became a
+    // replica meanwhile (`REPLICAOF` unblocks every client): a replica's guests are its
+    // master's.
+    if waiting == Waiting::No && ctx.flags() & ctx_flags::SLAVE != 0 {
+        return Err(
+            "the server became a replica while the guest compiled; nothing was loaded".to_owned(),
+        );
+    }
+    // Redis runs this even while clients are paused, when nothing may be propagated (and 7.0
+    // asserts it): the load is refused then.
+    if crate::ffi::writes_paused() {
+        return Err(
+            "clients were paused (CLIENT PAUSE or a failover) while the guest \
+                    compiled; nothing was loaded: retry once they are unpaused"
+                .to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// Replies to a `WASM.LOAD` and replicates it when it worked.
@@ -685,7 +686,9 @@ pub fn wasm_dump(ctx: Ctx, args: Args<'_>) {
 
 /// `WASM.RESTORE <payload> [APPEND | REPLACE | FLUSH]` → OK.
 pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
-    use crate::persist::{Mode, parse_dump, restore};
+    use crate::persist::{
+        Mode, compile_restore, parse_dump, plan_restore, restore, restore_compiled,
+    };
     if let Some(refusal) = refused_as_stand_in(ctx, "wasm.restore", &["FUNCTION", "RESTORE", "x"]) {
         return ctx.reply_error(&refusal);
     }
@@ -728,13 +731,51 @@ pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
     };
     // All or nothing: a restore that fails changes nothing, so there is nothing to replicate
     // (a replica replaying a failed one could fail differently: its limits and time differ).
-    match restore(ctx, saved, mode, Origin::Command) {
-        Ok(_) => {
-            ctx.replicate_verbatim();
-            ctx.reply_simple_ok();
-        }
-        Err(why) => ctx.reply_error(&format!("ERR {why}")),
-    }
+    // What it compiles is compiled on another thread, as for WASM.LOAD (where the client can
+    // be blocked), and its plan made again on the main thread once compiled.
+    let plan = match plan_restore(&saved, mode) {
+        Ok(plan) => plan,
+        Err(why) => return ctx.reply_error(&format!("ERR {why}")),
+    };
+    let Some(blocked) = ctx.block() else {
+        return match restore(ctx, saved, mode, Origin::Command) {
+            Ok(_) => {
+                ctx.replicate_verbatim();
+                ctx.reply_simple_ok();
+            }
+            Err(why) => ctx.reply_error(&format!("ERR {why}")),
+        };
+    };
+    // Replicated as the client sent it (its reply callback has no command line to copy).
+    let line: Vec<Vec<u8>> = args.iter().skip(1).map(<[u8]>::to_vec).collect();
+    compile_in_background(
+        blocked,
+        move || {
+            let compiled = compile_restore(&saved, &plan, mode);
+            Ok((saved, compiled))
+        },
+        move |ctx, waiting, compiled| {
+            let restored = compiled.and_then(|(saved, compiled)| {
+                may_publish(ctx, waiting)?;
+                restore_compiled(ctx, &saved, mode, Origin::Command, false, compiled)
+            });
+            match restored {
+                Ok(_) => {
+                    ctx.replicate("WASM.RESTORE", &line, "");
+                    ctx.reply_simple_ok();
+                }
+                Err(why) => {
+                    if waiting == Waiting::No {
+                        log_raw(
+                            LogLevel::Warning,
+                            &format!("<wasm> a WASM.RESTORE whose client left failed: {why}"),
+                        );
+                    }
+                    ctx.reply_error(&format!("ERR {why}"));
+                }
+            }
+        },
+    );
 }
 
 /// `WASM.DEBUG PANIC <site>`: arms a panic (see `inject.rs`). `WASM.DEBUG HANDLES <guest> <n>`:

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::commands::{self, LoadRequest, Origin};
+use crate::commands::{self, LoadRequest, Origin, Prepared};
 use crate::ffi::{Ctx, Io, LogLevel, ctx_flags, log_raw};
 use crate::guest::Guest;
 use crate::registry;
@@ -193,18 +193,19 @@ pub enum Mode {
     Mirror,
 }
 
-/// Loads saved guests, all or nothing: every guest is compiled and started first, and only
-/// when all of them started are they published, with the removals `mode` asks for, in one
-/// step. Guests identical to one that stays loaded are left as they are.
-pub fn restore(
-    ctx: Ctx,
-    saved: Vec<SavedGuest>,
-    mode: Mode,
-    origin: Origin,
-) -> Result<Vec<Arc<Guest>>, String> {
+/// What a restore does: which saved guests it starts, and which loaded ones it removes.
+pub struct RestorePlan {
+    /// Indexes into the saved guests.
+    start: Vec<usize>,
+    removed: Vec<String>,
+}
+
+/// Checks saved guests against the loaded ones and plans their restore: every saved guest
+/// starts, but those identical to one that stays loaded, which are left as they are.
+pub fn plan_restore(saved: &[SavedGuest], mode: Mode) -> Result<RestorePlan, String> {
     // Names as a guest may declare them (a hand-made payload could hold anything), before any
     // is quoted in a message.
-    for guest in &saved {
+    for guest in saved {
         registry::ModuleInfo::check_name(&guest.name)
             .map_err(|why| format!("the payload names a guest wrongly: {why}"))?;
     }
@@ -245,27 +246,75 @@ pub fn restore(
             .iter()
             .any(|g| !removed.contains(&g.info.name) && s.matches(g))
     };
+    let start = (0..saved.len()).filter(|&i| !stays(&saved[i])).collect();
+    Ok(RestorePlan { start, removed })
+}
+
+/// A saved guest's load.
+fn request(guest: &SavedGuest, mode: Mode, replayed: bool) -> LoadRequest {
+    LoadRequest {
+        module: guest.wasm.clone(),
+        args: guest.args.clone(),
+        replace: mode != Mode::Append,
+        saved_as: Some(guest.name.clone()),
+        replayed,
+    }
+}
+
+/// Compiles the guests a plan starts: the slow part of a restore, safe on any thread.
+pub fn compile_restore(
+    saved: &[SavedGuest],
+    plan: &RestorePlan,
+    mode: Mode,
+) -> Vec<(usize, Result<Prepared, String>)> {
+    plan.start
+        .iter()
+        .map(|&i| (i, commands::prepare(request(&saved[i], mode, false))))
+        .collect()
+}
+
+/// Loads saved guests, all or nothing: every guest is compiled and started first, and only
+/// when all of them started are they published, with the removals `mode` asks for, in one
+/// step. Guests identical to one that stays loaded are left as they are.
+pub fn restore(
+    ctx: Ctx,
+    saved: Vec<SavedGuest>,
+    mode: Mode,
+    origin: Origin,
+) -> Result<Vec<Arc<Guest>>, String> {
+    let may_yield = origin == Origin::Command && crate::busy::may_yield_in(ctx.flags());
+    restore_compiled(ctx, &saved, mode, origin, may_yield, Vec::new())
+}
+
+/// [`restore`], with some guests compiled beforehand ([`compile_restore`]; the plan is made
+/// again, since guests may have been loaded or unloaded meanwhile, and any guest it starts that
+/// was not compiled is compiled here).
+pub fn restore_compiled(
+    ctx: Ctx,
+    saved: &[SavedGuest],
+    mode: Mode,
+    origin: Origin,
+    may_yield: bool,
+    mut compiled: Vec<(usize, Result<Prepared, String>)>,
+) -> Result<Vec<Arc<Guest>>, String> {
+    let plan = plan_restore(saved, mode)?;
+    let replayed = origin == Origin::Rdb || ctx_flags::replayed(ctx.flags());
     let mut started = Vec::new();
-    for guest in saved {
-        if stays(&guest) {
-            continue;
-        }
-        let name = guest.name.clone();
-        let request = LoadRequest {
-            module: guest.wasm,
-            args: guest.args,
-            replace: mode != Mode::Append,
-            saved_as: Some(guest.name),
-            replayed: origin == Origin::Rdb || ctx_flags::replayed(ctx.flags()),
-        };
+    for index in plan.start {
+        let name = &saved[index].name;
         // Which of the saved guests failed, unless the error says already.
         let named = |why: String| match why.contains(&format!("'{name}'")) {
             true => why,
             false => format!("guest '{name}': {why}"),
         };
-        started.push(commands::load_unpublished(ctx, request, origin).map_err(named)?);
+        let prepared = match compiled.iter().position(|(i, _)| *i == index) {
+            Some(at) => compiled.swap_remove(at).1,
+            None => commands::prepare(request(&saved[index], mode, replayed)),
+        };
+        let guest = prepared.and_then(|p| commands::start(ctx, p, origin, may_yield));
+        started.push(guest.map_err(named)?);
     }
-    registry::commit_all(&removed, &started, mode != Mode::Append)?;
+    registry::commit_all(&plan.removed, &started, mode != Mode::Append)?;
     for guest in &started {
         commands::log_loaded(ctx, guest);
     }

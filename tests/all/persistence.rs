@@ -684,6 +684,46 @@ fn loads_compile_in_the_background_or_inline_where_blocking_is_impossible() {
 }
 
 #[test]
+fn restores_compile_in_the_background_too() {
+    let server = Server::with_module_args(&["LOAD", guests::BIG, "LOAD", guests::HELLO]);
+    let mut c = server.client();
+    let Reply::Bulk(payload) = c.cmd(&["WASM.DUMP"]) else {
+        panic!("no dump")
+    };
+    let mut tap = ReplicationTap::attach(&server);
+    // FLUSH starts every guest again: the big one takes a good part of a second to compile,
+    // while other clients are served (and see it compiling).
+    c.send(&[b"WASM.RESTORE", b"FLUSH", &payload]);
+    let mut other = server.client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while other.info_u64("wasm", "wasm_compiles") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore never compiled in the background"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(c.read(), Reply::Status("OK".into()));
+    assert_eq!(names(&server), ["big", "hello"]);
+    // Replicated as sent.
+    assert!(tap.commands(&server).iter().any(|command| {
+        command[0].eq_ignore_ascii_case("WASM.RESTORE") && command[1] == "FLUSH"
+    }));
+    // Errors found once compiled, and those found before, answer alike.
+    let unloaded = c.cmd_bytes(&[b"WASM.RESTORE", &payload]);
+    assert!(
+        unloaded
+            .error()
+            .contains("is already loaded (use REPLACE or FLUSH)"),
+        "{unloaded:?}"
+    );
+    // Inside MULTI it compiles inline.
+    c.cmd(&["MULTI"]);
+    c.cmd_bytes(&[b"WASM.RESTORE", b"REPLACE", &payload]);
+    assert_eq!(c.cmd(&["EXEC"]).array(), [Reply::Status("OK".into())]);
+}
+
+#[test]
 fn at_most_max_compiles_loads_compile_at_once_and_the_others_wait() {
     let server = Server::start_with(ServerOptions {
         config: vec![("wasm.max-compiles".into(), "1".into())],

@@ -74,7 +74,7 @@ mod rdb;
 mod server;
 pub mod signals;
 
-pub use blocking::{BlockedClient, ThreadSafeCtx, TimerId, Waiting, with_redis_lock};
+pub use blocking::{Blocked, BlockedClient, ThreadSafeCtx, TimerId, Waiting, with_redis_lock};
 pub use call::{
     CallRefusal, CallReply, CommandLine, ContextUser, ReplyKind, command_keys, command_line,
     key_count_fits,
