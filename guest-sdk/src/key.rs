@@ -316,7 +316,7 @@ impl Key {
     /// the whole scan comes at least once (again if the table was resized), and writes between
     /// batches are allowed. An empty key gives one empty batch that [`is_done`]. Go on until a
     /// batch [`is_done`] (a batch may be empty before that); [`scan_restart`](Self::scan_restart)
-    /// starts over.
+    /// starts over. A `max` of 0 is taken as 1 (a scan reading nothing would never be done).
     ///
     /// ```no_run
     /// # use redis_wasm_sdk::{Context, RedisResult, RedisString, RedisValue, parse_integer};
@@ -337,7 +337,7 @@ impl Key {
     ///
     /// [`is_done`]: ScanBatch::is_done
     pub fn scan(&self, max: u32) -> Result<ScanBatch> {
-        wit::scan_key(self.0, max).map(ScanBatch)
+        wit::scan_key(self.0, max.max(1)).map(ScanBatch)
     }
 
     /// Starts this key's [`scan`](Self::scan) over (`RedisModule_ScanCursorRestart`).

@@ -64,7 +64,9 @@ impl RedisString {
         parse_integer(&self.0)
     }
 
-    /// Parses the string as a non-negative integer within `u64`.
+    /// Parses the string as [`parse_integer`](Self::parse_integer) does, refusing a negative
+    /// number: from 0 to `i64::MAX` (as the `redis-module` crate does; Redis's own arguments are
+    /// signed 64-bit integers).
     pub fn parse_unsigned_integer(&self) -> Result<u64, RedisError> {
         let v = self.parse_integer()?;
         u64::try_from(v).map_err(|_| RedisError::Str(NOT_AN_INTEGER))
@@ -204,7 +206,8 @@ pub trait NextArg {
     fn next_arg(&mut self) -> Result<RedisString, RedisError>;
     /// The next argument as an integer.
     fn next_i64(&mut self) -> Result<i64, RedisError>;
-    /// The next argument as a non-negative integer.
+    /// The next argument as a non-negative integer (0 to `i64::MAX`, see
+    /// [`RedisString::parse_unsigned_integer`]).
     fn next_u64(&mut self) -> Result<u64, RedisError>;
     /// The next argument as a double.
     fn next_f64(&mut self) -> Result<f64, RedisError>;

@@ -117,7 +117,11 @@ impl Shape {
                 .bytes()
                 .any(|b| matches!(b, b'\r' | b'\n' | b':' | 0))
         {
-            return Err("a verbatim string format must be exactly three characters".to_owned());
+            return Err(format!(
+                "a verbatim string format must be exactly three bytes, none of them ':', CR, LF \
+                 or NUL, not '{}'",
+                format.escape_debug()
+            ));
         }
         Shape::scalar(text.len())
     }
