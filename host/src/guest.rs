@@ -147,7 +147,7 @@ impl Live {
         may_yield: bool,
         args: &[Vec<u8>],
         background: Option<&Arc<AtomicBool>>,
-    ) -> Result<(Live, InitScope), String> {
+    ) -> Result<(Live, InitScope), StartFailure> {
         let label: Arc<str> = label.into();
         let replayed = ctx.is_some_and(|c| ctx_flags::replayed(c.flags()))
             || (background.is_none() && crate::busy::inside_replayed());
@@ -188,12 +188,16 @@ impl Live {
         store.epoch_deadline_callback(|mut store| on_tick(store.data_mut()));
         store.set_epoch_deadline(1);
         engine::guest_entering();
-        let instance = program.pre.instantiate(&mut store).map_err(|e| {
-            format!(
-                "cannot instantiate the guest: {}",
-                describe_trap(&e, &mut store)
-            )
-        })?;
+        let instance = program
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| StartFailure {
+                killed: was_killed(&e),
+                message: format!(
+                    "cannot instantiate the guest: {}",
+                    describe_trap(&e, &mut store)
+                ),
+            })?;
         let func = |store: &mut Store<GuestState>, index: &ComponentExportIndex, name: &str| {
             instance
                 .get_func(&mut *store, index)
@@ -218,7 +222,7 @@ impl Live {
 
     /// Runs the guest's `init` export (under the clock `start` set) and returns what it
     /// registered.
-    fn run_init(&mut self, ctx: Option<Ctx>, args: &[Vec<u8>]) -> Result<InitScope, String> {
+    fn run_init(&mut self, ctx: Option<Ctx>, args: &[Vec<u8>]) -> Result<InitScope, StartFailure> {
         let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let state = self.store.data_mut();
         state.phase = Phase::Init(InitScope {
@@ -238,20 +242,45 @@ impl Live {
         };
         match result {
             Ok((Ok(()),)) => {}
-            Ok((Err(message),)) => return Err(format!("init failed: {message}")),
-            Err(e) => return Err(format!("init {}", describe_trap(&e, &mut self.store))),
+            Ok((Err(message),)) => return Err(format!("init failed: {message}").into()),
+            Err(e) => {
+                return Err(StartFailure {
+                    killed: was_killed(&e),
+                    message: format!("init {}", describe_trap(&e, &mut self.store)),
+                });
+            }
         }
         let state = self.store.data_mut();
         if let Some(mistake) = state.reply.error() {
             let mistake = mistake.to_owned();
             state.reply.clear();
-            return Err(format!("init failed: {mistake}"));
+            return Err(format!("init failed: {mistake}").into());
         }
         if scope.module.is_none() {
-            return Err("init did not call init-module".to_owned());
+            return Err("init did not call init-module".to_owned().into());
         }
         Ok(scope)
     }
+}
+
+/// Why an instance could not start.
+pub struct StartFailure {
+    pub message: String,
+    /// `WASM.KILL` stopped its start function or init.
+    pub killed: bool,
+}
+
+impl From<String> for StartFailure {
+    fn from(message: String) -> Self {
+        StartFailure {
+            message,
+            killed: false,
+        }
+    }
+}
+
+fn was_killed(error: &wasmtime::Error) -> bool {
+    matches!(error.downcast_ref::<Stop>(), Some(Stop::Killed))
 }
 
 /// Explains a trap or instantiation error in one line: the guest's panic message, a kill or
@@ -406,7 +435,8 @@ impl Guest {
             may_yield,
             &load_args,
             None,
-        )?;
+        )
+        .map_err(|failure| failure.message)?;
         let info = scope
             .module
             .expect("run_init checks init-module was called");
@@ -435,7 +465,15 @@ impl Guest {
             may_yield,
             &self.load_args,
             None,
-        )?;
+        )
+        .map_err(|failure| {
+            // Killed while its init ran for a command: a kill of that command, counted as such.
+            if failure.killed {
+                self.stats.traps.fetch_add(1, Ordering::Relaxed);
+                self.stats.kills.fetch_add(1, Ordering::Relaxed);
+            }
+            failure.message
+        })?;
         self.check_same_registration(scope)?;
         // Counted once the instance exists: a failed attempt is an error reply, not a restart.
         self.stats.restarts.fetch_add(1, Ordering::Relaxed);
@@ -494,6 +532,7 @@ impl Guest {
             &self.load_args,
             Some(stop),
         )
+        .map_err(|failure| failure.message)
         .and_then(|(live, scope)| self.check_same_registration(scope).map(|()| live));
         let mut live = match started {
             Ok(live) => live,
@@ -830,7 +869,7 @@ impl Guest {
             }
             Err(error) => {
                 self.stats.traps.fetch_add(1, Ordering::Relaxed);
-                if matches!(error.downcast_ref::<Stop>(), Some(Stop::Killed)) {
+                if was_killed(&error) {
                     self.stats.kills.fetch_add(1, Ordering::Relaxed);
                 }
                 let why = describe_trap(&error, &mut live.store);

@@ -100,6 +100,33 @@ fn a_runaway_guest_inside_exec_or_a_script_stops_without_yielding() {
 }
 
 #[test]
+fn a_kill_of_an_init_run_to_recreate_an_instance_is_counted() {
+    let server = Server::start_with(ServerOptions {
+        module_args: ["LOAD", guests::EVIL, "ARGS", "init-ms", "1500"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    });
+    let mut c = server.client();
+    c.cmd(&["CONFIG", "SET", "busy-reply-threshold", "200"]);
+    assert!(c.cmd(&["EVIL.OOB"]).is_error()); // the instance is dropped
+    c.send(&[b"EVIL.CALLS", b"1"]); // re-creates it: its init runs 1.5 s, and yields
+    let mut killer = server.client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while killer.cmd(&["WASM.KILL"]).is_error() {
+        assert!(Instant::now() < deadline, "never busy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = c.read();
+    assert!(
+        killed.error().contains("could not restart") && killed.error().contains("WASM.KILL"),
+        "{killed:?}"
+    );
+    assert_eq!(killer.info_u64("wasm", "wasm_kills"), 1);
+    assert_eq!(killer.info_u64("wasm", "wasm_traps"), 2);
+}
+
+#[test]
 fn a_guest_cannot_swallow_a_kill() {
     let server = evil_server(&[]);
     let mut runner = server.client();

@@ -1,6 +1,7 @@
 //! Test guest that misbehaves on purpose: loops, grows memory (also past its declared maximum),
 //! recurses, reads out of bounds, builds huge replies, calls host functions with edge values and
-//! forged handles. With the load argument `loop-in-init`, its init never returns.
+//! forged handles. With the load argument `loop-in-init`, its init never returns; with
+//! `init-ms <n>`, it takes n ms.
 
 use std::hint::black_box;
 
@@ -17,6 +18,18 @@ fn init(_ctx: &InitContext, args: &[RedisString]) -> Result<(), RedisError> {
         let mut x = 0u64;
         loop {
             x = black_box(x.wrapping_add(1));
+        }
+    }
+    // `init-ms <n>`: init spins n ms (every time it runs, re-creations after a trap too).
+    if args.first().is_some_and(|a| a.as_slice() == b"init-ms") {
+        let ms = args
+            .get(1)
+            .map(|a| a.parse_integer())
+            .transpose()?
+            .unwrap_or(0);
+        let started = std::time::Instant::now();
+        while started.elapsed().as_millis() < ms as u128 {
+            black_box(started);
         }
     }
     // What needs a client's database, called from init, which also runs while an RDB loads
