@@ -171,10 +171,10 @@ fn run_routed(ctx: Ctx, args: Args<'_>, variant: Variant, keys_request: bool, ro
         }
         return;
     }
-    if route.spec.flags.variant() != variant {
+    if !variant.covers(route.spec.flags.variant()) {
         // Reachable by calling a dispatcher by hand, or by a command queued in MULTI before a
         // WASM.LOAD REPLACE changed its flags; refusing keeps a write command from running under
-        // a read-only dispatcher's checks.
+        // a read-only dispatcher's checks (the other way round, the stricter checks were made).
         ctx.reply_error(&format!(
             "ERR guest command '{}' runs through '{}', not '{}' (its flags changed since it was queued, or the dispatcher was called by hand)",
             route.spec.name,

@@ -53,6 +53,17 @@ impl Variant {
     pub fn may_write(self) -> bool {
         matches!(self, Variant::WriteDenyOom | Variant::Write)
     }
+
+    /// Whether the checks Redis makes for this dispatcher include those a command of `needed`
+    /// requires (a command queued as a write may run once read-only; not the other way).
+    pub fn covers(self, needed: Variant) -> bool {
+        use Variant::*;
+        self == needed
+            || matches!(
+                (self, needed),
+                (WriteDenyOom, _) | (Write, Readonly | Plain) | (Readonly, Plain)
+            )
+    }
 }
 
 /// The flags of one guest command, parsed and checked.

@@ -578,11 +578,23 @@ fn declared_flags_are_enforced() {
             .contains("Write commands are not allowed from read-only scripts"),
         "{ro:?}"
     );
-    // Calling a dispatcher by hand with a command of another access class is refused.
+    // Calling a dispatcher by hand with a command of another access class is refused, unless
+    // that dispatcher's checks are stricter.
     let wrong = c.cmd(&["WASM.INVOKE-READONLY", "basics.write", "k"]);
     assert_eq!(
         wrong.error(),
         "ERR guest command 'basics.write' runs through 'wasm.invoke-write-denyoom', not 'wasm.invoke-readonly' (its flags changed since it was queued, or the dispatcher was called by hand)"
+    );
+    let no_oom_check = c.cmd(&["WASM.INVOKE-WRITE", "basics.write", "k"]);
+    assert!(
+        no_oom_check.error().contains("runs through"),
+        "{no_oom_check:?}"
+    );
+    assert_eq!(
+        c.cmd(&["WASM.INVOKE-WRITE-DENYOOM", "basics.echo", "a"])
+            .array()
+            .len(),
+        1
     );
     // On a read-only replica, write guest commands are refused; read-only ones run.
     assert_eq!(

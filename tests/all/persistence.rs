@@ -588,6 +588,18 @@ fn a_command_called_again_after_replace_or_unload_reaches_what_provides_it_now()
     assert_eq!(c.cmd(&["CFG.X"]), Reply::Bulk(b"cfg.x".to_vec()));
     assert_eq!(calls(&mut c), 1, "the call must reach the new version");
     assert_eq!(dispatcher_calls(&mut c, "wasm.invoke-write"), writes + 1);
+    // Queued in MULTI as a write, replaced by a read-only version before EXEC: it runs (the
+    // write dispatcher's stricter checks were made); the other way round it is refused.
+    let mut other = server.client();
+    c.cmd(&["MULTI"]);
+    c.cmd(&["CFG.X"]);
+    load(&mut other, &["cfg.x", "readonly"]);
+    assert_eq!(c.cmd(&["EXEC"]).array(), [Reply::Bulk(b"cfg.x".to_vec())]);
+    c.cmd(&["MULTI"]);
+    c.cmd(&["CFG.X"]);
+    load(&mut other, &["cfg.x", "write"]);
+    let exec = c.cmd(&["EXEC"]);
+    assert!(exec.array()[0].error().contains("runs through"), "{exec:?}");
     // Unloaded: the name is unknown, and the guest's memory is gone with it.
     assert_eq!(
         c.cmd(&["WASM.UNLOAD", "configurable"]),
