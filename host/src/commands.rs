@@ -347,12 +347,46 @@ pub fn compile_counts() -> CompileCounts {
 /// A background compile's turn among at most `wasm.max-compiles`; the next one's on drop.
 struct CompileTurn;
 
-impl CompileTurn {
-    fn wait() -> CompileTurn {
+/// Background compiles that may wait for their turn: each holds a thread and its module's
+/// bytes meanwhile.
+const MAX_WAITING_COMPILES: usize = 64;
+
+/// A background compile queued for its turn (see [`CompileTurn`]).
+struct QueuedCompile;
+
+impl QueuedCompile {
+    /// Queues a compile, unless [`MAX_WAITING_COMPILES`] already wait.
+    fn join() -> Result<QueuedCompile, String> {
         let mut counts = COMPILES
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if counts.waiting >= MAX_WAITING_COMPILES {
+            return Err(format!(
+                "{MAX_WAITING_COMPILES} loads are already waiting to compile \
+                 (wasm.max-compiles at once); retry once they are done"
+            ));
+        }
         counts.waiting += 1;
+        Ok(QueuedCompile)
+    }
+}
+
+impl Drop for QueuedCompile {
+    fn drop(&mut self) {
+        let mut counts = COMPILES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.waiting -= 1;
+    }
+}
+
+impl CompileTurn {
+    /// Waits for a turn to compile: leaves the queue for the running ones.
+    fn wait(queued: QueuedCompile) -> CompileTurn {
+        std::mem::forget(queued);
+        let mut counts = COMPILES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         loop {
             let limit = crate::config::get_usize(&crate::config::MAX_COMPILES).max(1);
             if counts.running < limit {
@@ -380,7 +414,6 @@ impl Drop for CompileTurn {
     }
 }
 
-/// `WASM.LOAD [REPLACE] <path | bytes> [ARGS arg ...]` → the guest's name.
 /// On Redis 7.0, which gives module commands no ACL categories (`-@scripting`, `-@dangerous`
 /// would not deny them), a host command that changes the guests is refused to a client whose
 /// user may not run the Redis command with the categories it would have (`stand_in`: FUNCTION
@@ -403,6 +436,7 @@ fn refused_as_stand_in(ctx: Ctx, name: &str, stand_in: &[&str]) -> Option<String
     }
 }
 
+/// `WASM.LOAD [REPLACE] <path | bytes> [ARGS arg ...]` → the guest's name.
 pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
     if let Some(refusal) = refused_as_stand_in(ctx, "wasm.load", &["FUNCTION", "LOAD", "x"]) {
         return ctx.reply_error(&refusal);
@@ -455,12 +489,18 @@ fn compile_in_background<T: Send + 'static>(
     compile: impl FnOnce() -> Result<T, String> + Send + 'static,
     then: impl FnOnce(Ctx, Waiting, Result<T, String>) + Send + 'static,
 ) {
+    let queued = match QueuedCompile::join() {
+        Ok(queued) => queued,
+        Err(why) => {
+            return blocked.resume(Box::new(move |ctx, waiting| then(ctx, waiting, Err(why))));
+        }
+    };
     let spawned = std::thread::Builder::new()
         .name("wasm-compile".into())
         .spawn(move || {
             crate::ffi::lower_thread_priority();
             // A compile takes tens of times the module's size in memory: a few at once.
-            let turn = CompileTurn::wait();
+            let turn = CompileTurn::wait(queued);
             let compiled = catch("compiling a guest", compile).unwrap_or_else(|| {
                 Err("internal error in redis-wasm while compiling (see the server log)".to_owned())
             });

@@ -773,6 +773,28 @@ fn at_most_max_compiles_loads_compile_at_once_and_the_others_wait() {
             .cmd(&["CONFIG", "SET", "wasm.max-compiles", "0"])
             .is_error()
     );
+    // At most 64 wait (each holds a thread and its module): the next is refused at once.
+    let mut waiting_clients = Vec::new();
+    for _ in 0..65 {
+        let mut client = server.client();
+        client.send(&[b"WASM.LOAD", b"REPLACE", guests::BIG.as_bytes()]);
+        waiting_clients.push(client);
+    }
+    while c.info_u64("wasm", "wasm_compiles_waiting") < 64 {
+        assert!(
+            std::time::Instant::now() < deadline + Duration::from_secs(30),
+            "never queued"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let refused = server.client().cmd(&["WASM.LOAD", "REPLACE", guests::BIG]);
+    assert!(
+        refused
+            .error()
+            .contains("64 loads are already waiting to compile"),
+        "{refused:?}"
+    );
+    assert_eq!(c.info_u64("wasm", "wasm_compiles_waiting"), 64);
 }
 
 #[test]
