@@ -426,7 +426,7 @@ fn refused_as_stand_in(ctx: Ctx, name: &str, stand_in: &[&str]) -> Option<String
         .iter()
         .map(|a| a.as_bytes().to_vec())
         .collect();
-    match ctx.client_may_run(ctx.client_id(), stand_in[0], &args) {
+    match ctx.client_may_run_as(ctx.client_id(), name, stand_in[0], &args) {
         Some(false) => Some(format!(
             "NOPERM this user has no permissions to run the '{name}' command (Redis 7.0 gives \
              module commands no ACL categories: it needs the permissions of '{}')",

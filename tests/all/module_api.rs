@@ -513,6 +513,13 @@ fn keys_a_command_did_not_declare_are_checked_against_the_users_acl() {
     );
     assert!(alice.cmd(&["BASICS.POKE", "b1"]).text().contains("NOPERM"));
     assert_eq!(alice.cmd(&["BASICS.POKE", "a2"]), bulk("opened"));
+    // The host's refusals are in ACL LOG, as Redis's own are (context "module").
+    let log = c.cmd(&["ACL", "LOG", "1"]);
+    let entry = &log.array()[0];
+    assert_eq!(entry.field("reason").text(), "key");
+    assert_eq!(entry.field("object").text(), "b1");
+    assert_eq!(entry.field("username").text(), "alice");
+    assert_eq!(entry.field("context").text(), "module");
     // Read-only key patterns allow reading, not writing.
     assert_eq!(alice.cmd(&["BASICS.PEEK", "r1"]).array()[1], bulk("opened"));
     assert!(alice.cmd(&["BASICS.POKE", "r1"]).text().contains("NOPERM"));
@@ -655,6 +662,12 @@ fn a_guest_replicates_only_what_its_user_may_run() {
             )),
             "{refused:?}"
         );
+        let logged = c.cmd(&["ACL", "LOG", "1"]);
+        assert_eq!(
+            logged.array()[0].field("object").text(),
+            command.to_ascii_lowercase()
+        );
+        assert_eq!(logged.array()[0].field("reason").text(), "command");
     }
     // A line too short for its command is refused before any ACL check: Redis's check reads
     // past the arguments of such a line for some commands (this crashed the server).

@@ -597,15 +597,49 @@ impl Ctx {
     /// subcommand and its keys). `None` as for [`Ctx::client_may_access_key`]. An unknown
     /// command is allowed here: running it answers that it is unknown.
     pub fn client_may_run(self, client_id: u64, command: &str, args: &[Vec<u8>]) -> Option<bool> {
-        self.with_client_user(client_id, |user| may_run(user, command, args))
+        self.client_may_run_as(client_id, command, command, args)
+    }
+
+    /// [`client_may_run`](Self::client_may_run), with a refusal recorded in `ACL LOG` as one of
+    /// `shown_as` (a command standing in for another).
+    pub fn client_may_run_as(
+        self,
+        client_id: u64,
+        shown_as: &str,
+        command: &str,
+        args: &[Vec<u8>],
+    ) -> Option<bool> {
+        self.with_client_user(client_id, |user| {
+            self.may_run_logged(user, shown_as, command, args)
+        })
     }
 
     /// Like [`client_may_run`](Self::client_may_run), for the user called `user_name` (`None`:
     /// there is none).
     pub fn user_may_run(self, user_name: &[u8], command: &str, args: &[Vec<u8>]) -> Option<bool> {
         super::keys::with_user_named(&OwnedString::new(user_name), |user| {
-            may_run(user, command, args)
+            self.may_run_logged(user, command, command, args)
         })
+    }
+
+    fn may_run_logged(
+        self,
+        user: *mut raw::RedisModuleUser,
+        shown_as: &str,
+        command: &str,
+        args: &[Vec<u8>],
+    ) -> bool {
+        let allowed = may_run(user, command, args);
+        let object = shown_as.to_ascii_lowercase();
+        // SAFETY: the live user of the closures above, under Redis's lock.
+        unsafe {
+            self.logged(
+                user,
+                object.as_bytes(),
+                raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_CMD,
+                allowed,
+            )
+        }
     }
 
     /// `RedisModule_Call(ctx, command, "<modifiers>bb…", ptr, len, …)`, or with a `v` array

@@ -190,8 +190,36 @@ impl Ctx {
         // SAFETY: the user `with_client_user` found, live for the closure, under the lock its
         // callers hold.
         self.with_client_user(client_id, |user| unsafe {
-            may_access_key(user, key, access)
+            self.logged(
+                user,
+                key,
+                raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_KEY,
+                may_access_key(user, key, access),
+            )
         })
+    }
+
+    /// Passes `allowed` on; a refusal is recorded in `ACL LOG` (context `module`), as Redis
+    /// records its own: `object` is the key or the command refused.
+    ///
+    /// # Safety
+    /// `user` is live, and Redis's lock is held.
+    pub(super) unsafe fn logged(
+        self,
+        user: *mut raw::RedisModuleUser,
+        object: &[u8],
+        reason: raw::RedisModuleACLLogEntryReason,
+        allowed: bool,
+    ) -> bool {
+        if !allowed {
+            let object = OwnedString::new(object);
+            // SAFETY: a valid context (whose client Redis describes in the entry), a live user
+            // (its name is copied), and a string Redis copies.
+            unsafe {
+                api!(RedisModule_ACLAddLogEntry)(self.0.as_ptr(), user, object.as_ptr(), reason)
+            };
+        }
+        allowed
     }
 
     /// Like [`client_may_access_key`](Self::client_may_access_key), for the user called
@@ -206,7 +234,12 @@ impl Ctx {
         // callers hold (a background job's calls into guest commands run inside its locked
         // `RM_Call`).
         with_user_named(&OwnedString::new(user_name), |user| unsafe {
-            may_access_key(user, key, access)
+            self.logged(
+                user,
+                key,
+                raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_KEY,
+                may_access_key(user, key, access),
+            )
         })
     }
 
