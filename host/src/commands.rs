@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::ffi::{Args, Ctx, LogLevel, Waiting, catch, ctx_flags, log_raw, shown};
+use crate::ffi::{Args, Ctx, LogLevel, Waiting, catch, ctx_flags, log_host, shown};
 use crate::guest::{Guest, Source};
 use crate::reply::{Aggregate, ReplyBuffer, ReplyItem};
 use crate::{loader, registry};
@@ -462,16 +462,16 @@ pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
                     && let Err(why) = &loaded
                 {
                     // Nobody gets the error: the log does.
-                    log_raw(
+                    log_host(
                         LogLevel::Warning,
-                        &format!("<wasm> a WASM.LOAD whose client left failed: {why}"),
+                        &format!("a WASM.LOAD whose client left failed: {why}"),
                     );
                 }
                 reply_load(ctx, loaded);
-                log_raw(
+                log_host(
                     LogLevel::Verbose,
                     &format!(
-                        "<wasm> a compiled guest took {} µs to start on the main thread",
+                        "a compiled guest took {} µs to start on the main thread",
                         started.elapsed().as_micros()
                     ),
                 );
@@ -508,9 +508,9 @@ fn compile_in_background<T: Send + 'static>(
             blocked.resume(Box::new(move |ctx, waiting| then(ctx, waiting, compiled)));
         });
     if let Err(e) = spawned {
-        log_raw(
+        log_host(
             LogLevel::Warning,
-            &format!("<wasm> cannot start a compile thread: {e}"),
+            &format!("cannot start a compile thread: {e}"),
         );
     }
 }
@@ -806,9 +806,9 @@ pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
                 }
                 Err(why) => {
                     if waiting == Waiting::No {
-                        log_raw(
+                        log_host(
                             LogLevel::Warning,
-                            &format!("<wasm> a WASM.RESTORE whose client left failed: {why}"),
+                            &format!("a WASM.RESTORE whose client left failed: {why}"),
                         );
                     }
                     ctx.reply_error(&format!("ERR {why}"));

@@ -15,7 +15,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::blocked::Payload;
 use crate::busy::{Clock, RunningEntry, RunningGuard, Stop};
-use crate::ffi::{Args, Ctx, LogLevel, ThreadSafeCtx, ctx_flags, log_raw, panic_text};
+use crate::ffi::{Args, Ctx, LogLevel, ThreadSafeCtx, ctx_flags, log_host, panic_text};
 use crate::limits::GuestLimiter;
 use crate::registry::{CommandSpec, ModuleInfo, Route};
 use crate::reply::ReplyItem;
@@ -803,10 +803,10 @@ impl Guest {
                 crate::busy::mark_enclosing_failed(true);
                 *slot = None;
                 self.stats.traps.fetch_add(1, Ordering::Relaxed);
-                log_raw(
+                log_host(
                     LogLevel::Warning,
                     &format!(
-                        "<wasm> host panic in guest '{guest}' command '{command}': {}",
+                        "host panic in guest '{guest}' command '{command}': {}",
                         panic_text(&*panic)
                     ),
                 );

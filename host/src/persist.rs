@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::commands::{self, LoadRequest, Origin, Prepared};
-use crate::ffi::{Ctx, Io, LogLevel, ctx_flags, log_raw};
+use crate::ffi::{Ctx, Io, LogLevel, ctx_flags, log_host};
 use crate::guest::Guest;
 use crate::registry;
 
@@ -119,10 +119,10 @@ fn read_aux(io: &Io) -> Option<Option<Vec<SavedGuest>>> {
 /// Reads the aux record and loads its guests. False makes the RDB load fail.
 pub fn load_aux(io: &Io, encver: i32) -> bool {
     if !(1..=AUX_ENCVER).contains(&encver) {
-        log_raw(
+        log_host(
             LogLevel::Warning,
             &format!(
-                "<wasm> the RDB's guest record has encoding version {encver}; this host reads 1 to {AUX_ENCVER}"
+                "the RDB's guest record has encoding version {encver}; this host reads 1 to {AUX_ENCVER}"
             ),
         );
         return false;
@@ -136,9 +136,9 @@ pub fn load_aux(io: &Io, encver: i32) -> bool {
         Some((guests, types))
     });
     let Some((saved, types)) = saved else {
-        log_raw(
+        log_host(
             LogLevel::Warning,
-            "<wasm> the RDB's guest record is corrupt or truncated",
+            "the RDB's guest record is corrupt or truncated",
         );
         return false;
     };
@@ -146,9 +146,9 @@ pub fn load_aux(io: &Io, encver: i32) -> bool {
     // The types first: the keys that follow may hold values of types no guest owns now.
     for name in &types {
         if let Err(why) = ctx.register_guest_type(name) {
-            log_raw(
+            log_host(
                 LogLevel::Warning,
-                &format!("<wasm> cannot register data type '{name}' saved in the RDB: {why}"),
+                &format!("cannot register data type '{name}' saved in the RDB: {why}"),
             );
             return false;
         }
@@ -156,9 +156,9 @@ pub fn load_aux(io: &Io, encver: i32) -> bool {
     // A replica (full sync, or its own RDB at startup) mirrors its master's guests; a master
     // keeps guests loaded from its module arguments that its RDB does not hold.
     let Some(saved) = saved else {
-        log_raw(
+        log_host(
             LogLevel::Warning,
-            "<wasm> the RDB holds no guests: they could not be saved when it was made (see that \
+            "the RDB holds no guests: they could not be saved when it was made (see that \
              server's log); the guests loaded here stay as they are",
         );
         return true;
@@ -170,9 +170,9 @@ pub fn load_aux(io: &Io, encver: i32) -> bool {
     match restore(ctx, saved, mode, Origin::Rdb) {
         Ok(_) => true,
         Err(why) => {
-            log_raw(
+            log_host(
                 LogLevel::Warning,
-                &format!("<wasm> cannot restore the guests saved in the RDB: {why}"),
+                &format!("cannot restore the guests saved in the RDB: {why}"),
             );
             false
         }

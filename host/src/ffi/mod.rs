@@ -163,9 +163,9 @@ pub fn catch<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
     })) {
         Ok(r) => Some(r),
         Err(payload) => {
-            log_raw(
+            log_host(
                 LogLevel::Warning,
-                &format!("<wasm> internal error in {what}: {}", panic_text(&*payload)),
+                &format!("internal error in {what}: {}", panic_text(&*payload)),
             );
             None
         }
@@ -211,28 +211,41 @@ fn c_string(text: &[u8]) -> CString {
     .expect("NUL bytes were replaced")
 }
 
-/// Writes a line to the Redis log without a context (`RedisModule_Log(NULL, ...)`).
+/// A context of this module that is never freed, for the host's log lines from anywhere
+/// (Redis prefixes a line with the module's name, `<wasm>`, only through such a context).
+static LOG_CTX: std::sync::atomic::AtomicPtr<raw::RedisModuleCtx> =
+    std::sync::atomic::AtomicPtr::new(ptr::null_mut());
+
+/// Writes a line of the host's to the Redis log, as `<wasm> message` (from any thread).
+pub fn log_host(level: LogLevel, message: &str) {
+    log_with(
+        LOG_CTX.load(std::sync::atomic::Ordering::Acquire),
+        level,
+        message,
+    );
+}
+
+/// Writes a line to the Redis log without a context (`RedisModule_Log(NULL, ...)`: Redis puts
+/// `<module>` before it).
 pub fn log_raw(level: LogLevel, message: &str) {
+    log_with(ptr::null_mut(), level, message);
+}
+
+fn log_with(ctx: *mut raw::RedisModuleCtx, level: LogLevel, message: &str) {
     // SAFETY: reads the API pointer, which is only missing outside Redis (the fuzz targets).
     if unsafe { raw::RedisModule_Log }.is_none() {
         return;
     }
     let text = c_string(message.as_bytes());
-    // SAFETY: RM_Log accepts a NULL context; the format takes exactly one C string argument and
-    // both strings are valid NUL-terminated buffers for the duration of the call.
-    unsafe {
-        api!(RedisModule_Log)(
-            ptr::null_mut(),
-            level.as_cstr().as_ptr(),
-            c"%s".as_ptr(),
-            text.as_ptr(),
-        )
-    };
+    // SAFETY: RM_Log accepts a NULL context, or a live one (`LOG_CTX` is never freed; RM_Log
+    // reads only its module's name); the format takes exactly one C string argument and both
+    // strings are valid NUL-terminated buffers for the duration of the call.
+    unsafe { api!(RedisModule_Log)(ctx, level.as_cstr().as_ptr(), c"%s".as_ptr(), text.as_ptr()) };
 }
 
 /// Redis 7.0 cuts every module log message at 1024 bytes (its `LOG_MAX_LEN`), `<module> ` and
 /// the terminating NUL included.
-const REDIS_LOG_ROOM: usize = 1024 - "<wasm> ".len() - 1;
+const REDIS_LOG_ROOM: usize = 1024 - "<module> ".len() - 1;
 
 /// Logs text a guest wrote as `<wasm:label> text`: control bytes (but tabs) escaped as `\xNN`,
 /// so that a guest cannot forge log lines or send terminal escapes, invalid UTF-8 replaced, and
@@ -1071,6 +1084,10 @@ pub unsafe extern "C" fn RedisModule_OnLoad(
             ctx.log(LogLevel::Warning, "could not register the command filter");
             return false;
         }
+        // SAFETY: the OnLoad context of this module; the detached context made from it is
+        // kept for the server's life (the module cannot be unloaded).
+        let log_ctx = unsafe { api!(RedisModule_GetDetachedThreadSafeContext)(ctx.0.as_ptr()) };
+        LOG_CTX.store(log_ctx, std::sync::atomic::Ordering::Release);
         crate::on_load(ctx, Args { argv })
     });
     if loaded == Some(true) {
@@ -1118,9 +1135,9 @@ fn pin_library() {
 /// background thread live inside this library.
 #[unsafe(no_mangle)]
 pub extern "C" fn RedisModule_OnUnload(_ctx: *mut raw::RedisModuleCtx) -> c_int {
-    log_raw(
+    log_host(
         LogLevel::Warning,
-        "<wasm> the redis-wasm module cannot be unloaded; restart the server instead",
+        "the redis-wasm module cannot be unloaded; restart the server instead",
     );
     ERR
 }

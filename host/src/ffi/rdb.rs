@@ -5,7 +5,7 @@ use std::ptr::{self, NonNull};
 
 use redis_module::raw;
 
-use super::{Ctx, LogLevel, OK, catch, log_raw};
+use super::{Ctx, LogLevel, OK, catch, log_host};
 
 /// The module IO of an aux callback.
 pub struct Io(pub(super) NonNull<raw::RedisModuleIO>);
@@ -84,9 +84,9 @@ extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, _when: c_int) {
         // The save handler prepares everything before its first write, so a failure means
         // nothing was written. Redis 7.0 gives no way to fail the save from here, so keep the
         // RDB loadable: its keys need their data types registered before them.
-        log_raw(
+        log_host(
             LogLevel::Warning,
-            "<wasm> the guests could not be saved in this RDB (see above): it holds only the \
+            "the guests could not be saved in this RDB (see above): it holds only the \
              guest data types, so its keys load; load the guests again after loading it",
         );
         // That prepares before writing too; if it fails as well, a record without guests and
