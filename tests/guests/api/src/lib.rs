@@ -686,15 +686,15 @@ fn api_open_many(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let n = args.next_u64()?;
     let i = args.next_u64()?;
     let mut held: Vec<_> = (0..n)
-        .map(|k| ctx.open_key(&format!("k{k}")))
+        .map(|k| ctx.open_key(format!("k{k}")))
         .collect::<Result<_, _>>()?;
     let outcome = |opened: Result<_, KeyError>| match opened {
         Ok(_) => bulk("opened"),
         Err(e) => bulk(describe_key_error(&e)),
     };
-    let first = outcome(ctx.open_key_writable(&format!("k{i}")));
+    let first = outcome(ctx.open_key_writable(format!("k{i}")));
     held.remove(i as usize);
-    let second = outcome(ctx.open_key_writable(&format!("k{i}")));
+    let second = outcome(ctx.open_key_writable(format!("k{i}")));
     Ok(RedisValue::Array(vec![first, second]))
 }
 
