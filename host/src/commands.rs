@@ -521,16 +521,14 @@ fn may_publish(ctx: Ctx, waiting: Waiting) -> Result<(), String> {
     // replica meanwhile (`REPLICAOF` unblocks every client): a replica's guests are its
     // master's.
     if waiting == Waiting::No && ctx.flags() & ctx_flags::SLAVE != 0 {
-        return Err(
-            "the server became a replica while the guest compiled; nothing was loaded".to_owned(),
-        );
+        return Err("the server became a replica while compiling; nothing was loaded".to_owned());
     }
     // Redis runs this even while clients are paused, when nothing may be propagated (and 7.0
     // asserts it): the load is refused then.
     if crate::ffi::writes_paused() {
         return Err(
-            "clients were paused (CLIENT PAUSE or a failover) while the guest \
-                    compiled; nothing was loaded: retry once they are unpaused"
+            "clients were paused (CLIENT PAUSE or a failover) while compiling; \
+                    nothing was loaded: retry once they are unpaused"
                 .to_owned(),
         );
     }

@@ -20,7 +20,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::ffi::{CallReply, ContextUser, Ctx, KeyAccess, MODE_READ, MODE_WRITE, RawKey};
+use crate::ffi::{
+    CallReply, ContextUser, Ctx, KeyAccess, MODE_NO_TOUCH, MODE_READ, MODE_WRITE, RawKey,
+};
 use crate::registry::CommandSpec;
 use crate::scan::KeyScan;
 
@@ -214,7 +216,8 @@ impl KeyHandle {
         } else {
             MODE_READ
         };
-        self.raw = ctx.open_key(&self.name, mode);
+        // Reopened: the first open counted the access (Redis 7.0 counts keyspace hits again).
+        self.raw = ctx.open_key(&self.name, mode | MODE_NO_TOUCH);
         if switched {
             ctx.select_db(current);
         }
@@ -500,10 +503,17 @@ impl Effects {
     }
 
     /// A call made after `replicate-verbatim` (which runs without replicating itself): kept to
-    /// be emitted if the command traps and the verbatim replication is abandoned.
-    pub fn record_call(&mut self, db: i32, command: &str, args: &[Vec<u8>]) {
+    /// be emitted if the command traps and the verbatim replication is abandoned, with the
+    /// call's own `A`/`R` (not to the AOF, not to replicas).
+    pub fn record_call(
+        &mut self,
+        db: i32,
+        command: &str,
+        args: &[Vec<u8>],
+        modifiers: &'static str,
+    ) {
         self.pending
-            .push(db, Cow::Owned(command.to_owned()), args, None, "");
+            .push(db, Cow::Owned(command.to_owned()), args, None, modifiers);
     }
 
     pub fn record_explicit(

@@ -1491,6 +1491,17 @@ fn keys_survive_calls_that_change_them() {
     // A sorted-set range cannot continue across a call.
     c.cmd(&["ZADD", "z", "1", "a", "2", "b"]);
     assert_eq!(c.cmd(&["API.RANGECALL", "z"]).error(), "KEYERR no-range");
+    // A handle reopened after a call counts no second access for eviction: three commands
+    // count three, as three GETs would.
+    c.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"]);
+    c.cmd(&["CONFIG", "SET", "lfu-log-factor", "0"]);
+    c.cmd(&["ZADD", "f", "1", "a"]);
+    let before = c.cmd(&["OBJECT", "FREQ", "f"]).int();
+    for _ in 0..3 {
+        c.cmd(&["API.RANGECALL", "f"]);
+    }
+    assert_eq!(c.cmd(&["OBJECT", "FREQ", "f"]).int(), before + 3);
+    c.cmd(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
     // A second read handle on the key, or a test whether it exists, does not end it (a command
     // runs on a clock Redis holds still: the key cannot expire under the first handle).
     assert_eq!(c.cmd(&["API.RANGECALL", "z", "open"]), Reply::Int(1));
@@ -1665,6 +1676,18 @@ fn a_verbatim_command_whose_user_was_refused_something_replicates_its_effects() 
     );
     master.assert_same_dataset(&replica);
     assert_eq!(replica.client().cmd(&["GET", "b2"]).text(), "tried");
+    // The calls go out as they were made: one kept from replicas stays away from them.
+    let mut tap = ReplicationTap::attach(&master);
+    assert_eq!(
+        alice.cmd(&["API.VERBATIMNOREPL", "a3", "b3"]),
+        Reply::Int(0)
+    );
+    let sent = tap.commands(&master);
+    assert!(
+        !sent.iter().any(|c| c.iter().any(|arg| arg == "a3")),
+        "{sent:?}"
+    );
+    assert_eq!(replica.client().cmd(&["EXISTS", "a3"]), Reply::Int(0));
 }
 
 #[test]

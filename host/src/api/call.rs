@@ -646,7 +646,16 @@ impl GuestState {
                     // be replaced by its line).
                     scope.effects.mark_wrote();
                     if !ran_a_guest {
-                        scope.effects.record_call(db, command, args);
+                        let target = match (
+                            flags.contains(CallFlags::NO_AOF),
+                            flags.contains(CallFlags::NO_REPLICAS),
+                        ) {
+                            (false, false) => "",
+                            (true, false) => "A",
+                            (false, true) => "R",
+                            (true, true) => "AR",
+                        };
+                        scope.effects.record_call(db, command, args, target);
                     }
                 }
                 self.value_of(ReplyHandle { reply, resp3 }).map(Ok)

@@ -148,6 +148,9 @@ pub enum KeyAccess {
 
 pub const MODE_READ: c_int = raw::REDISMODULE_READ as c_int;
 pub const MODE_WRITE: c_int = raw::REDISMODULE_WRITE as c_int;
+/// Opens a key without counting an access for LRU/LFU eviction (a handle reopened after a
+/// call: its first open counted it).
+pub const MODE_NO_TOUCH: c_int = raw::REDISMODULE_OPEN_KEY_NOTOUCH as c_int;
 
 impl Ctx {
     /// `RedisModule_OpenKey`. `None` for a missing key opened for reading only.

@@ -80,7 +80,7 @@ pub use call::{
     key_count_fits,
 };
 pub use datatype::{GuestType, KeyValue, TypeValue, check_type_name, find_type, type_names};
-pub use keys::{KeyAccess, MODE_READ, MODE_WRITE, RawKey, ScanCursor};
+pub use keys::{KeyAccess, MODE_NO_TOUCH, MODE_READ, MODE_WRITE, RawKey, ScanCursor};
 pub use rdb::{AuxHandlers, Io};
 pub use server::{InfoCtx, NumericConfig, StringConfig};
 

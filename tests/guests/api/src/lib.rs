@@ -735,6 +735,17 @@ fn api_verbatim_call(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     }
 }
 
+/// `API.VERBATIMNOREPL <key> <other>`: replicates verbatim, sets `key` by a call kept from
+/// replicas (`no-replicas`), then tries to open `other` for writing (its user may not be allowed:
+/// the verbatim replication is then abandoned for the effects).
+fn api_verbatim_no_replicas(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    ctx.replicate_verbatim()?;
+    ctx.call_ext("SET", &[&args[1], &"1"], CallFlags::NO_REPLICAS)
+        .map_err(call_error)?;
+    let other = ctx.open_key_writable(&args[2]).is_ok();
+    Ok(RedisValue::Bool(other))
+}
+
 /// `API.VERBATIMAFTERWRITE <key>`: a low-level write, a read-only call (which sends the write
 /// ahead of it), then replicate-verbatim (refused: the write already went out).
 fn api_verbatim_after_write(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -987,6 +998,7 @@ redis_module! {
         ["api.open2", api_open2, "write", 1, 3, 2],
         ["api.delwhileopen", api_del_while_open, "write", 1, 1, 1],
         ["api.keep", api_keep, "readonly", 1, 1, 1],
+        ["api.verbatimnorepl", api_verbatim_no_replicas, "write", 1, 1, 1],
         ["api.openmany", api_open_many, "write", 0, 0, 0],
         ["api.usekept", api_use_kept, "readonly", 0, 0, 0],
         ["api.rangecall", api_range_call, "readonly", 1, 1, 1],
