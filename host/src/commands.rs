@@ -894,9 +894,10 @@ pub fn wasm_setvalue(ctx: Ctx, args: Args<'_>) {
     let Ok(type_name) = std::str::from_utf8(type_name) else {
         return ctx.reply_error("ERR the type name is not valid UTF-8");
     };
+    // As Redis reads integers: no sign, no leading zeros.
     let Some(encver) = std::str::from_utf8(encver)
         .ok()
-        .and_then(|v| v.parse::<i32>().ok())
+        .and_then(|text| text.parse::<i32>().ok().filter(|v| v.to_string() == text))
         .filter(|v| *v >= 0)
     else {
         return ctx.reply_error("ERR the encoding version must be an integer from 0 to 2147483647");

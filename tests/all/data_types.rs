@@ -298,6 +298,14 @@ fn reserved_types_and_wasm_setvalue() {
             .error()
             .contains("encoding version")
     );
+    for unusual in ["01", "+1", " 1"] {
+        assert!(
+            c.cmd(&["WASM.SETVALUE", "v", "mytype123", unusual, "x"])
+                .error()
+                .contains("encoding version"),
+            "{unusual}"
+        );
+    }
     assert!(
         c.cmd(&["WASM.SETVALUE", "v", "mytype123"])
             .error()
