@@ -182,6 +182,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_dispatcher_covers_the_checks_of_looser_ones_only() {
+        use Variant::*;
+        let order = [WriteDenyOom, Write, Readonly, Plain];
+        for (i, dispatcher) in order.iter().enumerate() {
+            for (j, needed) in order.iter().enumerate() {
+                assert_eq!(
+                    dispatcher.covers(*needed),
+                    i <= j,
+                    "{dispatcher:?} {needed:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn variants_follow_access_flags() {
         assert_eq!(
             CommandFlags::parse("write deny-oom").unwrap().variant(),

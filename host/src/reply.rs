@@ -681,7 +681,7 @@ mod tests {
             (V::BigNumber("12a".into()), "not a big number"),
             (
                 V::VerbatimString(("md".into(), b"x".to_vec())),
-                "three characters",
+                "exactly three bytes",
             ),
         ] {
             let mut r = ReplyBuffer::default();

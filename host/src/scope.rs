@@ -1089,6 +1089,30 @@ mod tests {
     use super::{CallerAcl, EffectLog};
 
     #[test]
+    fn an_appended_effect_log_follows_the_first_in_order() {
+        let mut first = EffectLog::default();
+        first.push(0, "DEL".into(), &[b"k"], None, "");
+        let mut second = EffectLog::default();
+        second.push(1, "RPUSH".into(), &[&b"l"[..], b"a", b"b"], None, "R");
+        second.push(2, "SET".into(), &[b"s"], Some(b"v".to_vec()), "A");
+        first.append(&mut second);
+        assert!(second.is_empty() && second.bytes.is_empty());
+        let seen: Vec<(i32, &str, Vec<&[u8]>, &str)> = first
+            .effects
+            .iter()
+            .map(|e| (e.db, &*e.command, first.args_of(e).collect(), e.modifiers))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (0, "DEL", vec![&b"k"[..]], ""),
+                (1, "RPUSH", vec![&b"l"[..], b"a", b"b"], "R"),
+                (2, "SET", vec![&b"s"[..], b"v"], "A"),
+            ]
+        );
+    }
+
+    #[test]
     fn an_effect_log_gives_back_each_effects_own_arguments() {
         let mut log = EffectLog::default();
         log.push(0, "DEL".into(), &[b"k"], None, "");
