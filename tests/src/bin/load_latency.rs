@@ -1,6 +1,7 @@
 //! How loading a ~1 MB guest affects other clients: one client sends PING in a loop and records
 //! each round trip while another loads the guest — compiled in the background (a normal
-//! `WASM.LOAD`), then compiled inline (the same load inside MULTI, where the client cannot block).
+//! `WASM.LOAD`, and a `WASM.RESTORE`), then compiled inline (the same load inside MULTI, where
+//! the client cannot block).
 //!
 //! Run: `cargo run --release -p redis-wasm-tests --bin load_latency`.
 
@@ -60,6 +61,18 @@ fn main() {
             measured
         })
         .collect();
+    // A restore compiles in the background too: FLUSH starts every guest again.
+    c.cmd_bytes(&[b"WASM.LOAD", &module]);
+    let Reply::Bulk(payload) = c.cmd(&["WASM.DUMP"]) else {
+        panic!("no WASM.DUMP payload")
+    };
+    let (restore_took, restore_worst) = measure(&server, || {
+        assert_eq!(
+            c.cmd_bytes(&[b"WASM.RESTORE", b"FLUSH", &payload]),
+            Reply::Status("OK".into())
+        );
+    });
+    c.cmd(&["WASM.UNLOAD", "big"]);
     let (inline_took, inline_worst) = measure(&server, || {
         c.cmd(&["MULTI"]);
         c.cmd_bytes(&[b"WASM.LOAD", &module]);
@@ -81,6 +94,11 @@ fn main() {
             worst.as_secs_f64() * 1e3
         );
     }
+    println!(
+        "| WASM.RESTORE FLUSH of its WASM.DUMP (compiled in the background) | {:.0} ms | {:.2} ms |",
+        restore_took.as_secs_f64() * 1e3,
+        restore_worst.as_secs_f64() * 1e3
+    );
     println!(
         "| WASM.LOAD in MULTI (compiled inline) | {:.0} ms | {:.2} ms |",
         inline_took.as_secs_f64() * 1e3,
