@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::ffi::{Args, Ctx, LogLevel, Waiting, catch, ctx_flags, log_host, shown};
-use crate::guest::{Guest, Source};
+use crate::guest::{Guest, InitTiming, Source};
 use crate::reply::{Aggregate, ReplyBuffer, ReplyItem};
 use crate::{loader, registry};
 
@@ -241,7 +241,11 @@ pub fn start(
         replace: _,
         saved_as,
     } = prepared;
-    let guest = Guest::start(program, Some(ctx), may_yield, wasm, source, args)
+    let timing = match origin {
+        Origin::ModuleArgs => InitTiming::Alone,
+        _ => InitTiming::yielding_if(may_yield),
+    };
+    let guest = Guest::start(program, Some(ctx), timing, wasm, source, args)
         .map_err(|why| format!("cannot load {described}: {why}"))?;
     let name = guest.info.name.clone();
     if let Some(saved) = saved_as.filter(|saved| *saved != name) {

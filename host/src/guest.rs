@@ -144,10 +144,11 @@ impl Live {
         label: &str,
         memory: Arc<AtomicUsize>,
         ctx: Option<Ctx>,
-        may_yield: bool,
+        timing: InitTiming,
         args: &[Vec<u8>],
         background: Option<&Arc<AtomicBool>>,
     ) -> Result<(Live, InitScope), StartFailure> {
+        let may_yield = timing == InitTiming::MayYield;
         let label: Arc<str> = label.into();
         let replayed = ctx.is_some_and(|c| ctx_flags::replayed(c.flags()))
             || (background.is_none() && crate::busy::inside_replayed());
@@ -156,10 +157,11 @@ impl Live {
             None if replayed => Clock::unlimited(),
             None => {
                 let limit = config::get_ms(&config::MAX_INIT_MS).map(|d| (d, "wasm.max-init-ms"));
-                match ctx.filter(|_| may_yield) {
-                    Some(ctx) => Clock::new(limit, Some(ctx)),
+                match (timing, ctx) {
+                    (InitTiming::MayYield, Some(ctx)) => Clock::new(limit, Some(ctx)),
+                    (InitTiming::Alone, _) => Clock::new(limit, None),
                     // Nothing else runs meanwhile, not even WASM.KILL: stop at the threshold.
-                    None => Clock::without_yield(limit),
+                    _ => Clock::without_yield(limit),
                 }
             }
         };
@@ -260,6 +262,29 @@ impl Live {
             return Err("init did not call init-module".to_owned().into());
         }
         Ok(scope)
+    }
+}
+
+/// How a guest's init is timed, by who waits for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitTiming {
+    /// A client's command: other clients are let in (`-BUSY`) while it runs; it stops at
+    /// `wasm.max-init-ms`.
+    MayYield,
+    /// Nothing else may run meanwhile (a blocked client's callback that ends a load, EXEC, a
+    /// script): it also stops at `busy-reply-threshold`, since nothing else could stop it.
+    CannotYield,
+    /// The module's arguments (at startup, or `MODULE LOAD`), which no client waits on: it
+    /// stops at `wasm.max-init-ms`.
+    Alone,
+}
+
+impl InitTiming {
+    pub fn yielding_if(may_yield: bool) -> InitTiming {
+        match may_yield {
+            true => InitTiming::MayYield,
+            false => InitTiming::CannotYield,
+        }
     }
 }
 
@@ -416,12 +441,10 @@ impl Guest {
     }
 
     /// Instantiates a compiled guest and runs its init; the result is not yet registered.
-    /// `may_yield`: the load comes from a client command (not `OnLoad`), so a slow init may let
-    /// other clients in.
     pub fn start(
         program: Program,
         ctx: Option<Ctx>,
-        may_yield: bool,
+        timing: InitTiming,
         wasm: Arc<[u8]>,
         source: Source,
         load_args: Vec<Vec<u8>>,
@@ -432,7 +455,7 @@ impl Guest {
             "(loading)",
             stats.memory.clone(),
             ctx,
-            may_yield,
+            timing,
             &load_args,
             None,
         )
@@ -462,7 +485,7 @@ impl Guest {
             &self.info.name,
             self.stats.memory.clone(),
             Some(ctx),
-            may_yield,
+            InitTiming::yielding_if(may_yield),
             &self.load_args,
             None,
         )
@@ -528,7 +551,7 @@ impl Guest {
             guest,
             Arc::default(),
             None,
-            false,
+            InitTiming::CannotYield,
             &self.load_args,
             Some(stop),
         )

@@ -78,7 +78,7 @@ pub mod fuzzing {
             let _ = crate::guest::Guest::start(
                 program,
                 None,
-                false,
+                crate::guest::InitTiming::CannotYield,
                 bytes.into(),
                 crate::guest::Source::Bytes,
                 Vec::new(),

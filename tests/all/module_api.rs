@@ -643,9 +643,9 @@ fn a_guest_publishes_keyspace_events() {
 fn a_guest_replicates_only_what_its_user_may_run() {
     let server = api_server();
     let mut c = server.client();
-    let mut alice = client_as(&server, "alice", &["~a*", "+@all", "-acl"]);
+    let mut alice = client_as(&server, "alice", &["~a*", "+@all", "-lpush"]);
     let mut tap = ReplicationTap::attach(&server);
-    for (command, key) in [("ACL", "SETUSER"), ("SET", "b1")] {
+    for (command, key) in [("LPUSH", "a2"), ("SET", "b1")] {
         let refused = alice.cmd(&["API.REPLICATE", command, key, "x"]);
         assert!(
             refused.error().starts_with(&format!(
@@ -696,6 +696,29 @@ fn a_guest_replicates_only_what_its_user_may_run() {
         ),
         "{huge:?}"
     );
+    // Only writes: replicas replay what they are sent as it comes, and these would stop, break
+    // or desynchronise them (a replica replaying SHUTDOWN crashed and did again after each
+    // restart; MULTI left it in a transaction for good; SELECT moved its link).
+    for line in [
+        &["SHUTDOWN", "NOSAVE"][..],
+        &["MULTI"],
+        &["EXEC"],
+        &["SELECT", "5"],
+        &["CONFIG", "SET", "maxmemory-samples", "7"],
+        &["BLPOP", "empty", "0"],
+        &["EVAL", "return 1", "0"],
+        &["CLIENT", "KILL", "TYPE", "master"],
+        &["MIGRATE", "127.0.0.1", "1", "k", "0", "10"],
+        &["SUBSCRIBE", "ch"],
+    ] {
+        let mut command = vec!["API.REPLICATE"];
+        command.extend_from_slice(line);
+        let refused = c.cmd(&command);
+        assert!(
+            refused.error().contains("replicas only replay writes"),
+            "{line:?}: {refused:?}"
+        );
+    }
     assert_eq!(
         alice.cmd(&["API.REPLICATE", "SET", "a1", "x"]),
         Reply::Status("OK".into())
@@ -705,12 +728,26 @@ fn a_guest_replicates_only_what_its_user_may_run() {
         Reply::Status("OK".into())
     );
     assert_eq!(
+        c.cmd(&["API.REPLICATE", "PUBLISH", "ch", "x"]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(
         tap.commands(&server),
         vec![
             vec!["SELECT", "0"],
             vec!["SET", "a1", "x"],
-            vec!["SET", "b1", "x"]
+            vec!["SET", "b1", "x"],
+            vec!["PUBLISH", "ch", "x"]
         ]
+    );
+    // A command replicated verbatim records its calls, to replicate them instead if need be:
+    // a blocking one could not be replayed, and is refused.
+    let blocking = c.cmd(&["API.VERBATIMCALL", "BLPOP", "empty", "0"]);
+    assert!(
+        blocking
+            .error()
+            .contains("cannot be called by a command replicated verbatim"),
+        "{blocking:?}"
     );
 }
 

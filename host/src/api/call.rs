@@ -606,12 +606,24 @@ impl GuestState {
         let resp3 = flags.contains(CallFlags::RESP3)
             || (flags.contains(CallFlags::RESP_AUTO) && now & ctx_flags::RESP3 != 0);
         let db = if lock.is_none() { ctx.selected_db() } else { 0 };
-        // A guest command called unreplicated hands its effects back (see `scope::Capture`).
-        let capture = (records_calls
-            && scope.may_write
-            && !modifiers.refuses_writes()
-            && runs_a_guest(command))
-        .then(Capture::open);
+        // A call made unreplicated is recorded to be replicated later if need be; a guest
+        // command called so hands its effects back instead (see `scope::Capture`).
+        let recorded = records_calls && scope.may_write && !modifiers.refuses_writes();
+        let runs_a_guest = recorded && runs_a_guest(command);
+        // Its line must be one replicas can replay: a blocking command (replayed, it would
+        // block the replica's link), or one that only acts on the connection (SELECT would move
+        // the link to another database) cannot be. Those that may write are refused, the others
+        // are not recorded.
+        let replayable = !recorded || runs_a_guest || crate::ffi::replicable(command, args);
+        if !replayable && crate::ffi::may_write(command, args) {
+            return Ok(Err(CallError::NotAllowed(format!(
+                "ERR command '{}' cannot be called by a command replicated verbatim (or by a \
+                 guest command it calls): replicas could not replay it; call its non-blocking \
+                 form",
+                command.to_ascii_lowercase()
+            ))));
+        }
+        let capture = runs_a_guest.then(Capture::open);
         let running = CallRunning::enter();
         let called = match &lock {
             None => ctx.call(command, args, modifiers.as_str()),
@@ -627,7 +639,6 @@ impl GuestState {
         };
         drop(running);
         drop(lock);
-        let ran_a_guest = capture.is_some();
         if let Some(capture) = capture {
             capture.close(&mut scope.effects);
         }
@@ -645,7 +656,7 @@ impl GuestState {
                     // call goes out instead (a guest command's captured effects, which cannot
                     // be replaced by its line).
                     scope.effects.mark_wrote();
-                    if !ran_a_guest {
+                    if !runs_a_guest && replayable {
                         let target = match (
                             flags.contains(CallFlags::NO_AOF),
                             flags.contains(CallFlags::NO_REPLICAS),

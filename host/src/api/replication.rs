@@ -45,6 +45,16 @@ impl Host for GuestState {
                 )));
             }
         }
+        // Replicas replay what their master sends as it comes: an administrative, transaction,
+        // connection, scripting, blocking or pub/sub command would stop, break or desynchronise
+        // them (`SHUTDOWN`, `CLUSTER RESET`, `MULTI`, `SELECT`, `BLPOP`, ...).
+        if !crate::ffi::replicable(&lower, &args) {
+            return Ok(Err(format!(
+                "ERR cannot replicate '{command}': replicas only replay writes, not \
+                 administrative, transaction, connection, scripting, blocking or pub/sub \
+                 commands (nor MIGRATE); replicate what it does instead"
+            )));
+        }
         // Replicas write what the master sends whatever the slot: only keys this node serves,
         // as for the keys a guest opens.
         if scope.acl.in_cluster()

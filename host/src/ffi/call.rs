@@ -1,6 +1,6 @@
 //! `RedisModule_Call` and call replies.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{CStr, c_char, c_int};
 use std::ptr::{self, NonNull};
 use std::sync::{Arc, OnceLock};
 
@@ -481,7 +481,8 @@ fn with_line_keys<R>(
     })
 }
 
-/// A module user allowed every command, key and channel, to ask Redis about command lines.
+/// A module user the host asks Redis's ACL about command lines with: Redis keeps it out of its
+/// user list (nobody can log in as it).
 struct LookupUser(NonNull<raw::RedisModuleUser>);
 
 // SAFETY: created once and only read by Redis under its lock (ACL checks); never freed.
@@ -489,7 +490,38 @@ unsafe impl Send for LookupUser {}
 // SAFETY: as above.
 unsafe impl Sync for LookupUser {}
 
+impl LookupUser {
+    /// A module user called `name` with ACL `rules`, alive for the server's life (never freed);
+    /// `None` if Redis refuses a rule.
+    fn new(name: &CStr, rules: &[&CStr]) -> Option<LookupUser> {
+        // SAFETY: NUL-terminated strings; the user is a module user Redis keeps out of its
+        // user list, alive for the server's life (never freed).
+        unsafe {
+            let user = NonNull::new(super::api!(RedisModule_CreateModuleUser)(name.as_ptr()))?;
+            for rule in rules {
+                if super::api!(RedisModule_SetModuleUserACL)(user.as_ptr(), rule.as_ptr())
+                    != super::OK
+                {
+                    return None;
+                }
+            }
+            Some(LookupUser(user))
+        }
+    }
+}
+
+/// Allowed every command, key and channel: whether Redis knows a command line.
 static LOOKUP_USER: OnceLock<Option<LookupUser>> = OnceLock::new();
+
+/// Allowed what a replica may be sent to replay: not administrative, transaction, connection,
+/// scripting, blocking or pub/sub commands (a replica replays `SHUTDOWN`, `MULTI`, `SELECT` or
+/// `CLUSTER RESET` from its master, and breaks or diverges), but `PUBLISH` and `SPUBLISH`;
+/// not `MIGRATE`, which would move the replica's keys to another server. These categories hold
+/// every command that scripts may not run.
+static REPLICABLE_USER: OnceLock<Option<LookupUser>> = OnceLock::new();
+
+/// Allowed the commands that may write (`@write`).
+static WRITER_USER: OnceLock<Option<LookupUser>> = OnceLock::new();
 
 /// What Redis says of a command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -505,22 +537,11 @@ pub enum CommandLine {
 /// or commandstats. Only under Redis's lock.
 pub fn command_line(command: &str, args: &[Vec<u8>]) -> CommandLine {
     let user = LOOKUP_USER.get_or_init(|| {
-        // SAFETY: NUL-terminated strings; the user is a module user Redis keeps out of its
-        // user list, alive for the server's life (never freed).
-        unsafe {
-            let user = NonNull::new(super::api!(RedisModule_CreateModuleUser)(
-                c"wasm-command-lookup".as_ptr(),
-            ))?;
-            // All keys and channels too: the ACL check then never looks at the arguments.
-            for rule in [c"allcommands", c"allkeys", c"allchannels"] {
-                if super::api!(RedisModule_SetModuleUserACL)(user.as_ptr(), rule.as_ptr())
-                    != super::OK
-                {
-                    return None;
-                }
-            }
-            Some(LookupUser(user))
-        }
+        // All keys and channels too: the ACL check then never looks at the arguments.
+        LookupUser::new(
+            c"wasm-command-lookup",
+            &[c"allcommands", c"allkeys", c"allchannels"],
+        )
     });
     let Some(user) = user else {
         return CommandLine::Valid;
@@ -530,6 +551,47 @@ pub fn command_line(command: &str, args: &[Vec<u8>]) -> CommandLine {
         Err(EINVAL) => CommandLine::WrongArity,
         _ => CommandLine::Valid,
     }
+}
+
+/// Whether a replica may be sent `command args` to replay (see [`REPLICABLE_USER`]): asked of a
+/// known command line with a fitting arity ([`command_line`]). Only under Redis's lock.
+pub fn replicable(command: &str, args: &[Vec<u8>]) -> bool {
+    let user = REPLICABLE_USER.get_or_init(|| {
+        LookupUser::new(
+            c"wasm-replicable",
+            &[
+                c"+@all",
+                c"-@admin",
+                c"-@transaction",
+                c"-@connection",
+                c"-@scripting",
+                c"-@blocking",
+                c"-@pubsub",
+                c"+publish",
+                c"+spublish",
+                c"-migrate",
+                c"allkeys",
+                c"allchannels",
+            ],
+        )
+    });
+    // Without it (Redis refused a rule), nothing is replicated rather than anything.
+    user.as_ref()
+        .is_some_and(|user| acl_check(user.0.as_ptr(), command, args).is_ok())
+}
+
+/// Whether `command args` may write (Redis's `@write`); unknown commands do not. Only under
+/// Redis's lock.
+pub fn may_write(command: &str, args: &[Vec<u8>]) -> bool {
+    let user = WRITER_USER.get_or_init(|| {
+        LookupUser::new(
+            c"wasm-writer-lookup",
+            &[c"+@write", c"allkeys", c"allchannels"],
+        )
+    });
+    // Without it, every command is taken to write (the stricter answer).
+    user.as_ref()
+        .is_none_or(|user| acl_check(user.0.as_ptr(), command, args).is_ok())
 }
 
 /// Why `RM_Call` did not run the command (its `errno`).
