@@ -127,6 +127,19 @@ fn a_kill_of_an_init_run_to_recreate_an_instance_is_counted() {
 }
 
 #[test]
+fn a_guest_loaded_at_startup_has_max_init_ms_for_its_init() {
+    // No client waits on the module's arguments: the busy threshold does not stop their init.
+    let server = Server::start_with(ServerOptions {
+        config: vec![("busy-reply-threshold".into(), "200".into())],
+        module_args: ["LOAD", guests::EVIL, "ARGS", "init-ms", "600"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    });
+    assert_eq!(server.client().cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
+}
+
+#[test]
 fn a_guest_cannot_swallow_a_kill() {
     let server = evil_server(&[]);
     let mut runner = server.client();
