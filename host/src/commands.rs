@@ -830,7 +830,7 @@ pub fn wasm_debug(ctx: Ctx, args: Args<'_>) {
     }
     if crate::config::ENABLE_DEBUG.load(Ordering::Relaxed) == 0 {
         return ctx.reply_error(
-            "ERR WASM.DEBUG is disabled (CONFIG SET wasm.enable-debug 1 to allow it)",
+            "ERR WASM.DEBUG is disabled (start the server with wasm.enable-debug 1 to allow it)",
         );
     }
     match (args.get(1), args.get(2)) {

@@ -47,6 +47,7 @@ const NUMERIC: &[NumericConfig] = &[
         min: MB,
         max: 4096 * MB,
         memory: true,
+        immutable: false,
         value: &MAX_MEMORY,
     },
     NumericConfig {
@@ -55,6 +56,7 @@ const NUMERIC: &[NumericConfig] = &[
         min: MB,
         max: i64::MAX / 2,
         memory: true,
+        immutable: false,
         value: &MAX_TOTAL_MEMORY,
     },
     NumericConfig {
@@ -63,6 +65,7 @@ const NUMERIC: &[NumericConfig] = &[
         min: 0,
         max: i64::MAX / 2,
         memory: false,
+        immutable: false,
         value: &MAX_CALL_MS,
     },
     NumericConfig {
@@ -71,6 +74,7 @@ const NUMERIC: &[NumericConfig] = &[
         min: 1,
         max: i64::MAX / 2,
         memory: false,
+        immutable: false,
         value: &MAX_INIT_MS,
     },
     NumericConfig {
@@ -79,6 +83,7 @@ const NUMERIC: &[NumericConfig] = &[
         min: 1024,
         max: 1024 * MB,
         memory: true,
+        immutable: false,
         value: &MAX_MODULE_SIZE,
     },
     NumericConfig {
@@ -87,6 +92,7 @@ const NUMERIC: &[NumericConfig] = &[
         min: 1024,
         max: 4096 * MB,
         memory: true,
+        immutable: false,
         value: &MAX_REPLY_BYTES,
     },
     NumericConfig {
@@ -95,6 +101,7 @@ const NUMERIC: &[NumericConfig] = &[
         min: 0,
         max: 1024,
         memory: false,
+        immutable: false,
         value: &MAX_BACKGROUND_JOBS,
     },
     NumericConfig {
@@ -103,6 +110,7 @@ const NUMERIC: &[NumericConfig] = &[
         min: 1,
         max: 64,
         memory: false,
+        immutable: false,
         value: &MAX_COMPILES,
     },
     NumericConfig {
@@ -111,6 +119,7 @@ const NUMERIC: &[NumericConfig] = &[
         min: 0,
         max: 1,
         memory: false,
+        immutable: false,
         value: &TIME_COMMANDS,
     },
     NumericConfig {
@@ -119,6 +128,8 @@ const NUMERIC: &[NumericConfig] = &[
         min: 0,
         max: 1,
         memory: false,
+        // Set at startup only, as Redis's own `enable-debug-command`.
+        immutable: true,
         value: &ENABLE_DEBUG,
     },
 ];

@@ -796,8 +796,12 @@ fn a_panic_in_any_entry_point_or_host_function_is_an_error_reply() {
     let mut c = server.client();
     assert_eq!(c.cmd(&["TYPE", "k"]), Reply::Status("hellotype".into()));
     assert_eq!(c.cmd(&["WASM.LIST"]), Reply::Array(vec![]));
-    // Without the config, WASM.DEBUG is refused.
-    c.cmd(&["CONFIG", "SET", "wasm.enable-debug", "0"]);
+    // Without the config, WASM.DEBUG is refused; the config is set at startup only.
+    assert!(
+        c.cmd(&["CONFIG", "SET", "wasm.enable-debug", "1"])
+            .error()
+            .contains("immutable")
+    );
     assert!(
         c.cmd(&["WASM.DEBUG", "PANIC", "INFO"])
             .error()

@@ -17,6 +17,8 @@ pub struct NumericConfig {
     pub max: i64,
     /// Accepts memory units (`64mb`).
     pub memory: bool,
+    /// Only settable at startup (`CONFIG SET` refuses it).
+    pub immutable: bool,
     pub value: &'static AtomicI64,
 }
 
@@ -227,11 +229,13 @@ impl Ctx {
         strings: &'static [StringConfig],
     ) -> bool {
         for config in numeric {
-            let flags = if config.memory {
-                raw::REDISMODULE_CONFIG_MEMORY
-            } else {
-                raw::REDISMODULE_CONFIG_DEFAULT
-            } as c_uint;
+            let mut flags = raw::REDISMODULE_CONFIG_DEFAULT as c_uint;
+            if config.memory {
+                flags |= raw::REDISMODULE_CONFIG_MEMORY as c_uint;
+            }
+            if config.immutable {
+                flags |= raw::REDISMODULE_CONFIG_IMMUTABLE as c_uint;
+            }
             config.value.store(config.default, Ordering::Relaxed);
             // SAFETY: valid OnLoad context; the name is static; callbacks are panic-free and
             // privdata is a `'static` atomic.
