@@ -422,19 +422,22 @@ impl Drop for CompileTurn {
 /// would not deny them), a host command that changes the guests is refused to a client whose
 /// user may not run the Redis command with the categories it would have (`stand_in`: FUNCTION
 /// LOAD for WASM.LOAD). Clients without a user (the master, the AOF) are not checked.
-fn refused_as_stand_in(ctx: Ctx, name: &str, stand_in: &[&str]) -> Option<String> {
+fn refused_as_stand_in(ctx: Ctx, name: &str, command: &str, args: &[&[u8]]) -> Option<String> {
     if crate::ffi::has_command_categories() {
         return None;
     }
-    let args: Vec<Vec<u8>> = stand_in[1..]
-        .iter()
-        .map(|a| a.as_bytes().to_vec())
-        .collect();
-    match ctx.client_may_run_as(ctx.client_id(), name, stand_in[0], &args) {
+    let args: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
+    match ctx.client_may_run_as(ctx.client_id(), name, command, &args) {
         Some(false) => Some(format!(
             "NOPERM this user has no permissions to run the '{name}' command (Redis 7.0 gives \
              module commands no ACL categories: it needs the permissions of '{}')",
-            stand_in[..2].join(" ").to_ascii_lowercase()
+            match args.first() {
+                Some(sub) if command == "FUNCTION" => format!(
+                    "function {}",
+                    String::from_utf8_lossy(sub).to_ascii_lowercase()
+                ),
+                _ => command.to_ascii_lowercase(),
+            }
         )),
         _ => None,
     }
@@ -442,7 +445,7 @@ fn refused_as_stand_in(ctx: Ctx, name: &str, stand_in: &[&str]) -> Option<String
 
 /// `WASM.LOAD [REPLACE] <path | bytes> [ARGS arg ...]` → the guest's name.
 pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
-    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.load", &["FUNCTION", "LOAD", "x"]) {
+    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.load", "FUNCTION", &[b"LOAD", b"x"]) {
         return ctx.reply_error(&refusal);
     }
     let mut request = match LoadRequest::parse(args.iter().skip(1)) {
@@ -563,7 +566,7 @@ fn replicate_load(ctx: Ctx, guest: &Guest) {
 
 /// `WASM.UNLOAD <name>` → OK.
 pub fn wasm_unload(ctx: Ctx, args: Args<'_>) {
-    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.unload", &["FUNCTION", "DELETE", "x"]) {
+    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.unload", "FUNCTION", &[b"DELETE", b"x"]) {
         return ctx.reply_error(&refusal);
     }
     if args.len() != 2 {
@@ -731,7 +734,8 @@ pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
     use crate::persist::{
         Mode, compile_restore, parse_dump, plan_restore, restore, restore_compiled,
     };
-    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.restore", &["FUNCTION", "RESTORE", "x"]) {
+    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.restore", "FUNCTION", &[b"RESTORE", b"x"])
+    {
         return ctx.reply_error(&refusal);
     }
     if args.len() < 2 || args.len() > 3 {
@@ -825,7 +829,7 @@ pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
 /// HOLD-REGISTRY <ms>`: another thread holds the registry's lock that long, as a background
 /// job's lookup does (to test forks meanwhile). Needs `wasm.enable-debug 1`.
 pub fn wasm_debug(ctx: Ctx, args: Args<'_>) {
-    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.debug", &["DEBUG", "HELP"]) {
+    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.debug", "DEBUG", &[b"HELP"]) {
         return ctx.reply_error(&refusal);
     }
     if crate::config::ENABLE_DEBUG.load(Ordering::Relaxed) == 0 {
@@ -895,6 +899,10 @@ pub fn wasm_setvalue(ctx: Ctx, args: Args<'_>) {
     else {
         return;
     };
+    // It replaces a key's value: a keyspace write, as DEL.
+    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.setvalue", "DEL", &[key]) {
+        return ctx.reply_error(&refusal);
+    }
     let Ok(type_name) = std::str::from_utf8(type_name) else {
         return ctx.reply_error("ERR the type name is not valid UTF-8");
     };
@@ -947,6 +955,9 @@ pub fn wasm_setvalue(ctx: Ctx, args: Args<'_>) {
 pub fn wasm_kill(ctx: Ctx, args: Args<'_>) {
     if args.len() != 1 {
         return ctx.reply_error(&crate::dispatch::wrong_arity_message("wasm.kill"));
+    }
+    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.kill", "FUNCTION", &[b"KILL"]) {
+        return ctx.reply_error(&refusal);
     }
     match crate::busy::kill() {
         crate::busy::KillOutcome::Killed => ctx.reply_simple_ok(),

@@ -1045,6 +1045,14 @@ fn host_commands_that_change_guests_need_the_permissions_of_their_categories() {
         );
     }
     assert!(!no_scripting.cmd(&["HELLOWORLD.RAND"]).is_error());
+    let killed = no_scripting.cmd(&["WASM.KILL"]);
+    assert!(killed.error().contains("'wasm.kill'"), "{killed:?}");
+    let mut no_writes = as_user(&["+@all", "-@write"]);
+    let set = no_writes.cmd(&["WASM.SETVALUE", "k", "sometype1", "0", "x"]);
+    assert!(
+        set.error().starts_with("NOPERM") && set.error().contains("'wasm.setvalue'"),
+        "{set:?}"
+    );
     // Granted by name, with the FUNCTION subcommand it needs.
     let mut granted = as_user(&[
         "-@all",
