@@ -1045,6 +1045,13 @@ fn host_commands_that_change_guests_need_the_permissions_of_their_categories() {
         );
     }
     assert!(!no_scripting.cmd(&["HELLOWORLD.RAND"]).is_error());
+    // Cluster clients that follow tips send WASM.KILL to every shard, as FUNCTION KILL.
+    let info = format!("{:?}", server.client().cmd(&["COMMAND", "INFO", "wasm.kill"]));
+    assert!(
+        info.contains("request_policy:all_shards")
+            && info.contains("response_policy:one_succeeded"),
+        "{info}"
+    );
     let killed = no_scripting.cmd(&["WASM.KILL"]);
     assert!(killed.error().contains("'wasm.kill'"), "{killed:?}");
     let mut no_writes = as_user(&["+@all", "-@write"]);

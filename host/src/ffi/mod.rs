@@ -953,6 +953,11 @@ const COMMAND_TIPS: &[(&CStr, &CStr)] = &[
         c"wasm.restore",
         c"request_policy:all_shards response_policy:all_succeeded",
     ),
+    // As FUNCTION KILL: the busy guest runs on one of the shards.
+    (
+        c"wasm.kill",
+        c"request_policy:all_shards response_policy:one_succeeded",
+    ),
 ];
 
 /// Sets a command's tips (`RedisModule_SetCommandInfo`).
