@@ -1101,9 +1101,10 @@ fn hashes_sets_and_sorted_sets_are_scanned_in_batches() {
             expected_score.parse::<f64>().unwrap()
         );
     }
-    // An empty key is a complete scan; a batch of 0 is empty.
+    // An empty key is a complete scan; the SDK asks for a batch of 0 as 1 (a scan reading
+    // nothing would never end).
     assert_eq!(scan(&mut c, &["nothing", "10"]), (vec![0], vec![]));
-    assert_eq!(scan(&mut c, &["big", "0"]), (vec![0], vec![]));
+    assert_eq!(scan(&mut c, &["big", "0"]).1.len(), 1);
     // Other types are refused.
     c.cmd(&["SET", "string", "v"]);
     c.cmd(&["RPUSH", "list", "v"]);

@@ -515,7 +515,8 @@ static LOOKUP_USER: OnceLock<Option<LookupUser>> = OnceLock::new();
 
 /// Allowed what a replica may be sent to replay: not administrative, transaction, connection,
 /// scripting, blocking or pub/sub commands (a replica replays `SHUTDOWN`, `MULTI`, `SELECT` or
-/// `CLUSTER RESET` from its master, and breaks or diverges), but `PUBLISH` and `SPUBLISH`;
+/// `CLUSTER RESET` from its master, and breaks or diverges), but `PUBLISH`, `SPUBLISH` and the
+/// harmless `PING` and `ECHO` (Redis's example module replicates `ECHO`);
 /// not `MIGRATE`, which would move the replica's keys to another server. These categories hold
 /// every command that scripts may not run.
 static REPLICABLE_USER: OnceLock<Option<LookupUser>> = OnceLock::new();
@@ -569,6 +570,8 @@ pub fn replicable(command: &str, args: &[Vec<u8>]) -> bool {
                 c"-@pubsub",
                 c"+publish",
                 c"+spublish",
+                c"+ping",
+                c"+echo",
                 c"-migrate",
                 c"allkeys",
                 c"allchannels",
