@@ -398,7 +398,9 @@ impl RawKey {
         take_string(key_call!(self, RedisModule_ListGet, index))
     }
 
-    /// `RedisModule_ListGet`, appending the element to `out`; false when there is none.
+    /// `RedisModule_ListGet`, appending the element to `out`; false when there is none. Inlined:
+    /// list batches call it per element.
+    #[inline]
     pub fn list_get_into(&self, index: i64, out: &mut Vec<u8>) -> bool {
         let Some(element) = NonNull::new(key_call!(self, RedisModule_ListGet, index)) else {
             return false;
