@@ -366,7 +366,7 @@ impl QueuedCompile {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if counts.waiting >= MAX_WAITING_COMPILES {
             return Err(format!(
-                "{MAX_WAITING_COMPILES} loads are already waiting to compile \
+                "{MAX_WAITING_COMPILES} loads or restores are already waiting to compile \
                  (wasm.max-compiles at once); retry once they are done"
             ));
         }
@@ -423,12 +423,24 @@ impl Drop for CompileTurn {
 /// user may not run the Redis command with the categories it would have (`stand_in`: FUNCTION
 /// LOAD for WASM.LOAD). Clients without a user (the master, the AOF) are not checked.
 fn refused_as_stand_in(ctx: Ctx, name: &str, command: &str, args: &[&[u8]]) -> Option<String> {
-    if crate::ffi::has_command_categories() {
+    // Replayed from the master or the AOF: Redis checks nothing there either.
+    if crate::ffi::has_command_categories() || ctx_flags::replayed(ctx.flags()) {
         return None;
     }
     let args: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
-    match ctx.client_may_run_as(ctx.client_id(), name, command, &args) {
-        Some(false) => Some(format!(
+    // The client's own user when it is connected; for a script's or a guest's call, the user
+    // they run for (as for what guests do).
+    let allowed = ctx
+        .client_may_run_as(ctx.client_id(), name, command, &args)
+        .unwrap_or_else(|| {
+            crate::scope::CallerAcl::default().ask(
+                ctx,
+                |client| ctx.client_may_run_as(client, name, command, &args),
+                |user| ctx.user_may_run(user, command, &args),
+            )
+        });
+    match allowed {
+        false => Some(format!(
             "NOPERM this user has no permissions to run the '{name}' command (Redis 7.0 gives \
              module commands no ACL categories: it needs the permissions of '{}')",
             match args.first() {
@@ -439,7 +451,7 @@ fn refused_as_stand_in(ctx: Ctx, name: &str, command: &str, args: &[&[u8]]) -> O
                 _ => command.to_ascii_lowercase(),
             }
         )),
-        _ => None,
+        true => None,
     }
 }
 

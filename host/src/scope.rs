@@ -113,7 +113,9 @@ impl OpenKeys {
         if opened {
             *entry = (entry.0 + 1, entry.1 + writes);
         } else {
-            *entry = (entry.0 - 1, entry.1 - writes);
+            // Every handle removed was counted when inserted (its name and database never
+            // change), so this never goes below 0; saturating all the same.
+            *entry = (entry.0.saturating_sub(1), entry.1.saturating_sub(writes));
             if entry.0 == 0 {
                 index.remove(&(key.db, key.name.clone()));
             }
@@ -799,7 +801,7 @@ impl CallerAcl {
     /// connection: `check_user` asks about the user of the command's own client (a script's
     /// caller, or the user another module called as); a client without a user is one Redis
     /// checks nothing for either (the master, the AOF, another module's unchecked call).
-    fn ask(
+    pub fn ask(
         &self,
         ctx: Ctx,
         check_client: impl Fn(u64) -> Option<bool>,

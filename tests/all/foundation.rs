@@ -1046,7 +1046,10 @@ fn host_commands_that_change_guests_need_the_permissions_of_their_categories() {
     }
     assert!(!no_scripting.cmd(&["HELLOWORLD.RAND"]).is_error());
     // Cluster clients that follow tips send WASM.KILL to every shard, as FUNCTION KILL.
-    let info = format!("{:?}", server.client().cmd(&["COMMAND", "INFO", "wasm.kill"]));
+    let info = format!(
+        "{:?}",
+        server.client().cmd(&["COMMAND", "INFO", "wasm.kill"])
+    );
     assert!(
         info.contains("request_policy:all_shards")
             && info.contains("response_policy:one_succeeded"),
@@ -1060,6 +1063,10 @@ fn host_commands_that_change_guests_need_the_permissions_of_their_categories() {
         set.error().starts_with("NOPERM") && set.error().contains("'wasm.setvalue'"),
         "{set:?}"
     );
+    // Through a script too, as the script's caller (Lua lets module commands through on 7.0).
+    let script = "return redis.pcall('wasm.setvalue', KEYS[1], 'sometype1', '0', 'x')";
+    let set = no_writes.cmd(&["EVAL", script, "1", "k"]);
+    assert!(format!("{set:?}").contains("NOPERM"), "{set:?}");
     // Granted by name, with the FUNCTION subcommand it needs.
     let mut granted = as_user(&[
         "-@all",

@@ -749,6 +749,20 @@ fn a_guest_replicates_only_what_its_user_may_run() {
             .contains("cannot be called by a command replicated verbatim"),
         "{blocking:?}"
     );
+    // XREADGROUP, filed as blocking, never blocks without BLOCK: it is allowed.
+    c.cmd(&["XADD", "s", "1-1", "f", "v"]);
+    c.cmd(&["XGROUP", "CREATE", "s", "g", "0"]);
+    let read = c.cmd(&[
+        "API.VERBATIMCALL",
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c",
+        "STREAMS",
+        "s",
+        ">",
+    ]);
+    assert!(!read.is_error(), "{read:?}");
 }
 
 #[test]

@@ -791,7 +791,7 @@ fn at_most_max_compiles_loads_compile_at_once_and_the_others_wait() {
     assert!(
         refused
             .error()
-            .contains("64 loads are already waiting to compile"),
+            .contains("64 loads or restores are already waiting to compile"),
         "{refused:?}"
     );
     assert_eq!(c.info_u64("wasm", "wasm_compiles_waiting"), 64);

@@ -106,6 +106,13 @@ fn call_from_guest_memory(
     Ok((result?,))
 }
 
+/// `XREADGROUP` without `BLOCK`: Redis files it under `@blocking`, but it never blocks then, and
+/// replicas replay it alike (a guest may not call the blocking form anyway).
+fn reads_a_group_without_blocking(command: &str, args: &[Vec<u8>]) -> bool {
+    command.eq_ignore_ascii_case("xreadgroup")
+        && !args.iter().any(|arg| arg.eq_ignore_ascii_case(b"block"))
+}
+
 /// Whether calling `command` runs a guest command: one of a guest's names, or a dispatcher.
 fn runs_a_guest(command: &str) -> bool {
     crate::flags::Variant::is_dispatcher(command.as_bytes())
@@ -614,12 +621,15 @@ impl GuestState {
         // block the replica's link), or one that only acts on the connection (SELECT would move
         // the link to another database) cannot be. Those that may write are refused, the others
         // are not recorded.
-        let replayable = !recorded || runs_a_guest || crate::ffi::replicable(command, args);
+        let replayable = !recorded
+            || runs_a_guest
+            || crate::ffi::replicable(command, args)
+            || reads_a_group_without_blocking(command, args);
         if !replayable && crate::ffi::may_write(command, args) {
             return Ok(Err(CallError::NotAllowed(format!(
                 "ERR command '{}' cannot be called by a command replicated verbatim (or by a \
-                 guest command it calls): replicas could not replay it; call its non-blocking \
-                 form",
+                 guest command it calls): it may block, and replicas could not replay it; call \
+                 its non-blocking form (XREADGROUP without BLOCK)",
                 command.to_ascii_lowercase()
             ))));
         }
