@@ -352,7 +352,7 @@ impl Ctx {
         } else if super::ctx_flags::replayed(flags) {
             Some("for the master or the AOF")
         } else if flags & super::ctx_flags::DENY_BLOCKING != 0 {
-            Some("for a client that cannot block (a call from another command)")
+            Some("in a call from another command")
         } else {
             None
         }
