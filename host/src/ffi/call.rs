@@ -695,16 +695,26 @@ impl Ctx {
         args: &[Vec<u8>],
     ) -> bool {
         let allowed = may_run(user, command, args);
-        let object = shown_as.to_ascii_lowercase();
-        // SAFETY: the live user of the closures above, under Redis's lock.
-        unsafe {
-            self.logged(
-                user,
-                object.as_bytes(),
-                raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_CMD,
-                allowed,
-            )
+        if allowed {
+            return true;
         }
+        // Logged as Redis logs its own refusals: a key the user may not touch at all, or else
+        // the command (a key it may read but not write also lands here).
+        // SAFETY (both blocks): the live user of the closures above, under Redis's lock.
+        let refused_key = command_keys(command, args).into_iter().find(|key| unsafe {
+            !super::keys::may_access_key(user, key, super::KeyAccess::Exists)
+        });
+        let (object, reason) = match refused_key {
+            Some(key) => (
+                key,
+                raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_KEY,
+            ),
+            None => (
+                shown_as.to_ascii_lowercase().into_bytes(),
+                raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_CMD,
+            ),
+        };
+        unsafe { self.logged(user, &object, reason, false) }
     }
 
     /// `RedisModule_Call(ctx, command, "<modifiers>bb…", ptr, len, …)`, or with a `v` array

@@ -120,7 +120,11 @@ pub(super) fn with_user_named(
 ///
 /// # Safety
 /// `user` is live, and Redis's lock is held.
-unsafe fn may_access_key(user: *mut raw::RedisModuleUser, key: &[u8], access: KeyAccess) -> bool {
+pub(super) unsafe fn may_access_key(
+    user: *mut raw::RedisModuleUser,
+    key: &[u8],
+    access: KeyAccess,
+) -> bool {
     let flags = match access {
         KeyAccess::Exists => 0,
         KeyAccess::Read => raw::REDISMODULE_CMD_KEY_ACCESS,
