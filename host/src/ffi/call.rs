@@ -700,9 +700,9 @@ impl Ctx {
         }
         // Logged as Redis logs its own refusals: a key the user may not touch at all, or else
         // the command (a key it may read but not write also lands here).
-        // SAFETY (both blocks): the live user of the closures above, under Redis's lock.
-        let refused_key = command_keys(command, args).into_iter().find(|key| unsafe {
-            !super::keys::may_access_key(user, key, super::KeyAccess::Exists)
+        let refused_key = command_keys(command, args).into_iter().find(|key| {
+            // SAFETY: the live user of the closures above, under Redis's lock.
+            unsafe { !super::keys::may_access_key(user, key, super::KeyAccess::Exists) }
         });
         let (object, reason) = match refused_key {
             Some(key) => (
@@ -714,6 +714,7 @@ impl Ctx {
                 raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_CMD,
             ),
         };
+        // SAFETY: as above.
         unsafe { self.logged(user, &object, reason, false) }
     }
 
