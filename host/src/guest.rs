@@ -136,8 +136,8 @@ pub struct Live {
 impl Live {
     /// Instantiates `program` and runs its `init` with `args`, both under one clock: a core
     /// module's start function runs during instantiation, and must not escape the time limits
-    /// and `WASM.KILL` that bound the init. `ctx` may yield to other clients when it is a
-    /// client's command (not the module's OnLoad); `background` is a background job's cancel
+    /// and `WASM.KILL` that bound the init, timed as `timing` says (with `ctx`, other clients
+    /// may be let in when it is a client's command); `background` is a background job's cancel
     /// flag.
     fn start(
         program: &Program,
