@@ -343,7 +343,11 @@ pub struct CompileCounts {
 
 /// Background compiles now (for INFO).
 pub fn compile_counts() -> CompileCounts {
-    *COMPILES
+    *locked_compiles()
+}
+
+fn locked_compiles() -> std::sync::MutexGuard<'static, CompileCounts> {
+    COMPILES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -361,9 +365,7 @@ struct QueuedCompile;
 impl QueuedCompile {
     /// Queues a compile, unless [`MAX_WAITING_COMPILES`] already wait.
     fn join() -> Result<QueuedCompile, String> {
-        let mut counts = COMPILES
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = locked_compiles();
         if counts.waiting >= MAX_WAITING_COMPILES {
             return Err(format!(
                 "{MAX_WAITING_COMPILES} loads or restores are already waiting to compile \
@@ -377,9 +379,7 @@ impl QueuedCompile {
 
 impl Drop for QueuedCompile {
     fn drop(&mut self) {
-        let mut counts = COMPILES
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = locked_compiles();
         counts.waiting -= 1;
     }
 }
@@ -388,9 +388,7 @@ impl CompileTurn {
     /// Waits for a turn to compile: leaves the queue for the running ones.
     fn wait(queued: QueuedCompile) -> CompileTurn {
         std::mem::forget(queued);
-        let mut counts = COMPILES
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = locked_compiles();
         loop {
             let limit = crate::config::get_usize(&crate::config::MAX_COMPILES).max(1);
             if counts.running < limit {
@@ -410,18 +408,17 @@ impl CompileTurn {
 
 impl Drop for CompileTurn {
     fn drop(&mut self) {
-        let mut counts = COMPILES
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = locked_compiles();
         counts.running -= 1;
         COMPILE_DONE.notify_one();
     }
 }
 
 /// On Redis 7.0, which gives module commands no ACL categories (`-@scripting`, `-@dangerous`
-/// would not deny them), a host command that changes the guests is refused to a client whose
-/// user may not run the Redis command with the categories it would have (`stand_in`: FUNCTION
-/// LOAD for WASM.LOAD). Clients without a user (the master, the AOF) are not checked.
+/// would not deny them), host command `name` is refused to a caller whose user may not run
+/// `command args`, the Redis command with the categories it would have (`FUNCTION LOAD x` for
+/// WASM.LOAD). The caller is the client, or for a script's or a guest's call, the user they run
+/// for; what the master or the AOF replays is not checked.
 fn refused_as_stand_in(ctx: Ctx, name: &str, command: &str, args: &[&[u8]]) -> Option<String> {
     // Replayed from the master or the AOF: Redis checks nothing there either.
     if crate::ffi::has_command_categories() || ctx_flags::replayed(ctx.flags()) {

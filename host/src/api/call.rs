@@ -625,7 +625,7 @@ impl GuestState {
             || runs_a_guest
             || crate::ffi::replicable(command, args)
             || reads_a_group_without_blocking(command, args);
-        if !replayable && crate::ffi::may_write(command, args) {
+        if !replayable && crate::ffi::command_may_write(command, args) {
             return Ok(Err(CallError::NotAllowed(format!(
                 "ERR command '{}' cannot be called by a command replicated verbatim (or by a \
                  guest command it calls): it may block, and replicas could not replay it; call \

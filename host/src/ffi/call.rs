@@ -585,7 +585,7 @@ pub fn replicable(command: &str, args: &[Vec<u8>]) -> bool {
 
 /// Whether `command args` may write (Redis's `@write`); unknown commands do not. Only under
 /// Redis's lock.
-pub fn may_write(command: &str, args: &[Vec<u8>]) -> bool {
+pub fn command_may_write(command: &str, args: &[Vec<u8>]) -> bool {
     let user = WRITER_USER.get_or_init(|| {
         LookupUser::new(
             c"wasm-writer-lookup",
