@@ -394,6 +394,9 @@ pub struct GuestStats {
     /// Linear memory of the instance, in bytes.
     pub memory: Arc<AtomicUsize>,
     pub last_error: Mutex<String>,
+    /// The totals it had when it left the registry (`info::retire`): what a job still winding
+    /// down adds after that is added to `INFO wasm`'s totals when the guest is dropped.
+    pub retired_with: std::sync::OnceLock<[u64; 5]>,
 }
 
 impl GuestStats {
@@ -429,6 +432,12 @@ pub struct Guest {
     /// The instance; `None` after a trap until the next call. Locked while the guest runs, so a
     /// failed `try_lock` means the guest is being re-entered (it called itself through Redis).
     live: Mutex<Option<Live>>,
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        crate::info::add_counts_after_retirement(self);
+    }
 }
 
 impl Guest {

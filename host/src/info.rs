@@ -30,8 +30,22 @@ fn counters(g: &crate::guest::Guest) -> [u64; 5] {
 
 /// Keeps the counters of a guest that was unloaded or replaced, so the totals never go back.
 pub fn retire(guest: &crate::guest::Guest) {
-    for (total, count) in RETIRED.iter().zip(counters(guest)) {
-        total.fetch_add(count, Ordering::Relaxed);
+    let counts = counters(guest);
+    if guest.stats.retired_with.set(counts).is_ok() {
+        for (total, count) in RETIRED.iter().zip(counts) {
+            total.fetch_add(count, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A retired guest is dropped once its last job has ended: what it counted since `retire`
+/// (a job's error, trap or kill) joins the totals.
+pub fn add_counts_after_retirement(guest: &crate::guest::Guest) {
+    let Some(at_retirement) = guest.stats.retired_with.get() else {
+        return;
+    };
+    for ((total, now), then) in RETIRED.iter().zip(counters(guest)).zip(at_retirement) {
+        total.fetch_add(now.saturating_sub(*then), Ordering::Relaxed);
     }
 }
 
