@@ -1052,6 +1052,27 @@ impl CommandScope {
         }
     }
 
+    /// Closes the other handles open on the key behind handle `number` (they reopen when next
+    /// used), in every phase. For a string that is not stored raw (a short or integer one),
+    /// `RedisModule_StringDMA` replaces the value object even to read it, freeing the object
+    /// that the other handles on the key still point to.
+    pub fn close_other_handles(&mut self, number: u32) {
+        let Some(key) = self.keys.get(number) else {
+            return;
+        };
+        if self.keys.uses(key.db, &key.name).0 < 2 {
+            return;
+        }
+        let (db, name) = (key.db, key.name.clone());
+        for (other, key) in self.keys.handles.iter_mut() {
+            if *other != number && key.db == db && key.name == name && key.raw.is_some() {
+                key.raw = None;
+                key.suspended = true;
+                key.interrupt_range();
+            }
+        }
+    }
+
     /// Closes every key before something that may change the keyspace under them (a call), and
     /// emits recorded writes so they precede the call's own effects.
     pub fn suspend_keys(&mut self) {

@@ -1560,6 +1560,26 @@ fn keys_survive_calls_that_change_them() {
     // runs on a clock Redis holds still: the key cannot expire under the first handle).
     assert_eq!(c.cmd(&["API.RANGECALL", "z", "open"]), Reply::Int(1));
     assert_eq!(c.cmd(&["API.RANGECALL", "z", "exists"]), Reply::Int(1));
+    // Reading a short or integer string replaces its value object (`RedisModule_StringDMA`
+    // unshares it): a second handle on the key must not read the freed one.
+    for value in [
+        "abcdefghijabcdefghijabcdefghijabcdefghij1234",
+        "123456789",
+        "7",
+    ] {
+        for others in ["0", "1", "8"] {
+            c.cmd(&["SET", "s", value]);
+            assert_eq!(
+                c.cmd(&["API.READ2", "s", others]),
+                Reply::Array(vec![
+                    bulk(value),
+                    Reply::Int(value.len() as i64),
+                    bulk(value)
+                ]),
+                "{value} {others}"
+            );
+        }
+    }
     // Many keys held at once (past the host's index threshold): the one open for reading is
     // refused for writing until its handle closes.
     for n in ["10", "40", "99999"] {

@@ -294,13 +294,19 @@ impl Host for GuestState {
     }
 
     fn string_read(&mut self, handle: Key, offset: u64, len: u64) -> R<Vec<u8>> {
-        self.with_key(handle, |key, _| {
+        let Ok(scope) = self.command() else {
+            return Ok(Err(KeyError::Closed));
+        };
+        // Reading is by `RedisModule_StringDMA`, which may replace the value object.
+        scope.close_other_handles(handle);
+        let read = scope.key(handle).and_then(|(key, _, _)| {
             expect_type(key, STRING)?;
             match &key.raw {
                 None => Ok(Vec::new()),
                 Some(raw) => raw.string_read(offset, len).ok_or(KeyFault::WrongType),
             }
-        })
+        });
+        Ok(read.map_err(Into::into))
     }
 
     fn string_write(&mut self, handle: Key, offset: u64, data: Vec<u8>) -> R<()> {

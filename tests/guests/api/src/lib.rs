@@ -634,6 +634,24 @@ fn api_open2(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     })
 }
 
+/// `API.READ2 <key> <n>`: opens two read handles on the key, reads the string through the
+/// first, opens `n` other keys (reusing freed memory), then reads length and string through the
+/// second. Replies [first read, length, second read].
+fn api_read2(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let n = args[2].parse_integer()?;
+    let first = ctx.open_key(&args[1])?;
+    let second = ctx.open_key(&args[1])?;
+    let read = first.string_get()?;
+    let _others: Vec<_> = (0..n)
+        .map(|i| ctx.open_key(format!("{i:0>60}")))
+        .collect::<Result<_, _>>()?;
+    Ok(RedisValue::Array(vec![
+        RedisValue::BulkRedisString(read),
+        RedisValue::from(second.value_length()?),
+        RedisValue::BulkRedisString(second.string_get()?),
+    ]))
+}
+
 /// `API.DELWHILEOPEN <key>`: pushes through a handle, deletes the key with a call, pushes again
 /// through the same handle (reopened after the call). Replies [len before DEL, len after].
 fn api_del_while_open(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -1002,6 +1020,7 @@ redis_module! {
         ["api.openmany", api_open_many, "write", 0, 0, 0],
         ["api.usekept", api_use_kept, "readonly", 0, 0, 0],
         ["api.rangecall", api_range_call, "readonly", 1, 1, 1],
+        ["api.read2", api_read2, "readonly", 1, 1, 1, arity = 3],
         ["api.replicate", api_replicate, "write", 0, 0, 0],
         ["api.order", api_order, "write", 1, 1, 1],
         ["api.verbatimaftercall", api_verbatim_after_call, "write", 1, 1, 1],
