@@ -290,10 +290,21 @@ fn read_module_file(path: &str, load_dir: Option<&std::path::Path>) -> Result<Ve
         ""
     };
     let cannot = |e: std::io::Error| format!("cannot read '{}': {e}{hint}", shown(path.as_bytes()));
-    // Non-blocking, so that opening a FIFO does not wait for a writer; regular files ignore it.
+    let not_regular = || {
+        format!(
+            "cannot read '{}': not a regular file",
+            shown(path.as_bytes())
+        )
+    };
+    // Refused before it is opened: opening a device can do something of its own (a terminal, a
+    // tape, a watchdog). The opened file is checked again below, in case the path changed.
+    if !std::fs::metadata(path).map_err(cannot)?.is_file() {
+        return Err(not_regular());
+    }
+    // Non-blocking, so that opening a FIFO swapped in does not wait for a writer.
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
         .map_err(cannot)?;
     // The file actually opened, as the kernel resolved it: a link changed since
@@ -307,10 +318,7 @@ fn read_module_file(path: &str, load_dir: Option<&std::path::Path>) -> Result<Ve
     }
     let metadata = file.metadata().map_err(cannot)?;
     if !metadata.is_file() {
-        return Err(format!(
-            "cannot read '{}': not a regular file",
-            shown(path.as_bytes())
-        ));
+        return Err(not_regular());
     }
     // The file's own size in the message (reading stops one byte past the limit).
     loader::check_size(metadata.len())?;

@@ -797,6 +797,22 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
             "a failed load left a guest behind"
         );
     }
+    // A path that is not a regular file is refused before it is opened (opening a device can
+    // do something of its own): a writer waiting on the FIFO is not let through.
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::OpenOptions::new().write(true).open(fifo).is_ok())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        load(&server, &path(&fifo), &[])
+            .error()
+            .contains("not a regular file")
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!writer.is_finished(), "the server opened the FIFO");
+    drop(std::fs::File::open(&fifo).unwrap());
+    assert!(writer.join().unwrap());
     // Nothing of a failed guest stays registered.
     assert!(c.cmd(&["CFG.A"]).error().starts_with("ERR unknown command"));
     assert_eq!(c.cmd(&["GET", "x"]), Reply::Nil);
