@@ -13,6 +13,18 @@ use crate::ffi::{CallReply, Ctx, ReplyKind, ctx_flags};
 /// Deepest nesting of aggregates a guest may reply with.
 pub const MAX_REPLY_DEPTH: usize = 128;
 
+/// What one reply element costs in host memory besides its payload, counted against
+/// `wasm.max-reply-bytes`: the limit bounds the memory a reply holds, not only its bytes.
+const ELEMENT_BYTES: usize = {
+    let (item, value) = (size_of::<ReplyItem>(), size_of::<ReplyValue>());
+    if item > value { item } else { value }
+};
+
+/// Items whose room a buffer keeps for the next reply; a larger one is given back when cleared,
+/// so that one big reply does not hold its memory (counted in Redis's `used_memory`, where it
+/// could make Redis evict keys) for the life of the instance.
+const KEPT_ITEMS: usize = 1024;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Aggregate {
     Array,
@@ -189,7 +201,8 @@ pub struct ReplyBuffer {
     complete: bool,
     /// The first mistake; once set, the reply is an error.
     error: Option<String>,
-    /// Bytes of payload so far (checked against `wasm.max-reply-bytes`).
+    /// Bytes so far, payload and `ELEMENT_BYTES` per element (checked against
+    /// `wasm.max-reply-bytes`).
     bytes: usize,
     /// Not checked against `wasm.max-reply-bytes`: the command replays the master's or the
     /// AOF's work (its reply goes nowhere, and an error would tell the master of a failure).
@@ -198,7 +211,11 @@ pub struct ReplyBuffer {
 
 impl ReplyBuffer {
     pub fn clear(&mut self) {
-        self.items.clear();
+        if self.items.capacity() > KEPT_ITEMS {
+            self.items = Vec::new();
+        } else {
+            self.items.clear();
+        }
         self.open.clear();
         self.complete = false;
         self.error = None;
@@ -293,7 +310,7 @@ impl ReplyBuffer {
                 return false;
             }
         };
-        self.bytes += shape.payload + 16;
+        self.bytes += shape.payload + ELEMENT_BYTES;
         if self.bytes > limit {
             self.fail(format!(
                 "the reply is larger than wasm.max-reply-bytes ({limit} bytes)"

@@ -562,6 +562,20 @@ fn declared_flags_are_enforced() {
         "CALLERR not-allowed: ERR command 'basics.noscript' cannot be called from a guest: it is flagged deny-script"
     );
     assert_eq!(c.cmd(&["BASICS.NOSCRIPT"]), Reply::Status("OK".into()));
+    // Like FUNCTION LIST and DUMP, WASM.LIST and WASM.DUMP (every guest's load arguments and
+    // code) are not for scripts or guests.
+    for command in ["wasm.list", "wasm.dump"] {
+        let lua = c.cmd(&["EVAL", &format!("return redis.pcall('{command}')"), "0"]);
+        assert_eq!(
+            lua.error(),
+            "ERR This Redis command is not allowed from script"
+        );
+        let from_guest = c.cmd(&["API.CALL", "2", command]);
+        assert!(
+            from_guest.error().starts_with("CALLERR not-allowed"),
+            "{from_guest:?}"
+        );
+    }
     // Other guest commands are fine from a guest.
     assert!(
         !format!("{:?}", c.cmd(&["API.CALL", "2", "BASICS.ECHO", "x"])).contains("not allowed")

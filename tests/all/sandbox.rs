@@ -417,6 +417,26 @@ fn sizes_at_the_limits() {
             .ends_with("the reply is larger than wasm.max-reply-bytes (1048576 bytes)"),
         "{big:?}"
     );
+    // The limit counts what a reply holds in memory: each element costs more than its payload.
+    let many = c.cmd(&["EVIL.MANYREPLIES", "30000"]);
+    assert!(
+        many.error()
+            .ends_with("the reply is larger than wasm.max-reply-bytes (1048576 bytes)"),
+        "{many:?}"
+    );
+    // A big reply's memory is given back once sent (it counts in Redis's used_memory, where it
+    // could make Redis evict keys long after the command).
+    c.cmd(&["CONFIG", "SET", "wasm.max-reply-bytes", "256mb"]);
+    let before = c.info_u64("memory", "used_memory");
+    assert_eq!(
+        c.cmd(&["EVIL.MANYREPLIES", "1000000"]).array().len(),
+        1_000_000
+    );
+    let after = c.info_u64("memory", "used_memory");
+    assert!(
+        after < before + (10 << 20),
+        "used_memory {before} before a 1,000,000-element reply, {after} after"
+    );
     c.cmd(&["CONFIG", "SET", "wasm.max-module-size", "1024"]);
     let load = c.cmd(&["WASM.LOAD", guests::HELLOWORLD]);
     let size = std::fs::metadata(guests::HELLOWORLD).unwrap().len();

@@ -840,7 +840,7 @@ const HOST_COMMANDS: &[(&CStr, RawCommandFn, &CStr, c_int, c_int, c_int, &CStr)]
     (
         c"wasm.list",
         wasm_list_entry,
-        c"readonly allow-busy",
+        c"readonly allow-busy deny-script",
         0,
         0,
         0,
@@ -858,7 +858,7 @@ const HOST_COMMANDS: &[(&CStr, RawCommandFn, &CStr, c_int, c_int, c_int, &CStr)]
     (
         c"wasm.dump",
         wasm_dump_entry,
-        c"readonly",
+        c"readonly deny-script",
         0,
         0,
         0,

@@ -146,6 +146,16 @@ fn big_reply(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::StringBuffer(vec![b'x'; mb << 20]))
 }
 
+/// `EVIL.MANYREPLIES n`: an array of the integers 0..n, one reply call each.
+fn many_replies(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let n = args.into_iter().skip(1).next_u64()?;
+    ctx.reply_with_array(n as u32);
+    for i in 0..n {
+        ctx.reply_with_long_long(i as i64);
+    }
+    Ok(RedisValue::NoReply)
+}
+
 /// `EVIL.ARGS n`: calls ECHO-like `DEL` with n arguments, then replies with the count deleted.
 fn many_args(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let n = args.into_iter().skip(1).next_u64()? as usize;
@@ -480,6 +490,7 @@ redis_module! {
         ["evil.recurse", deep, "readonly", 0, 0, 0],
         ["evil.oob", out_of_bounds, "readonly", 0, 0, 0],
         ["evil.bigreply", big_reply, "readonly", 0, 0, 0],
+        ["evil.manyreplies", many_replies, "readonly", 0, 0, 0],
         ["evil.args", many_args, "write", 0, 0, 0],
         ["evil.bigarg", big_arg, "write deny-oom", 1, 1, 1],
         ["evil.edges", edges, "write", 0, 0, 0],
