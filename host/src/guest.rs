@@ -595,8 +595,8 @@ impl Guest {
         };
         let payload = match &result {
             Ok(()) => match state.reply.finish() {
-                // Detached while the thread-safe context (which call replies point to) lives,
-                // under Redis's lock since it frees call replies.
+                // Detached while the thread-safe context (which call replies point to) lives;
+                // under Redis's lock like the scope's replies at the job's end (`finish`).
                 Ok(()) => {
                     let _lock = scope.background.as_ref().map(|b| b.ctx.lock());
                     Payload::Reply(std::mem::take(&mut state.reply).detach())

@@ -1088,7 +1088,9 @@ impl CommandScope {
     pub fn finish(&mut self, trapped: bool) {
         self.keys.clear();
         if let Some(background) = &self.background {
-            // Call replies are Redis's memory: free them under its lock.
+            // Freeing a call reply needs no lock (see `Root` in ffi/call.rs), and a job frees
+            // them without it as it goes; at its end they go under the lock all the same, which
+            // costs little once and keeps the job's last touch of Redis serialized.
             let _lock = background.ctx.lock();
             self.replies.clear();
             return;

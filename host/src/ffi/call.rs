@@ -147,8 +147,9 @@ pub struct CallReply {
     ptr: NonNull<raw::RedisModuleCallReply>,
 }
 
-// SAFETY: the element pointer is only dereferenced under Redis's global lock while `root` keeps
-// the reply alive.
+// SAFETY: as for `Root`: an element belongs to its top-level reply, private to the command or job
+// that made the call; reading it parses the reply's own buffer (no server state), and `root`
+// keeps it alive.
 unsafe impl Send for CallReply {}
 // SAFETY: as above; shared references only read.
 unsafe impl Sync for CallReply {}
