@@ -27,6 +27,18 @@ impl LoadRequest {
     /// Parses `[REPLACE] <module> [REPLACE] [ARGS arg ...]` (everything after `ARGS` is an
     /// argument for the guest).
     pub fn parse<'a>(tokens: impl Iterator<Item = &'a [u8]>) -> Result<LoadRequest, String> {
+        let request = Self::parse_tokens(tokens)?;
+        if request.args.len() > crate::registry::MAX_LOAD_ARGS {
+            return Err(format!(
+                "{} load arguments given, more than the {} a guest may have",
+                request.args.len(),
+                crate::registry::MAX_LOAD_ARGS
+            ));
+        }
+        Ok(request)
+    }
+
+    fn parse_tokens<'a>(tokens: impl Iterator<Item = &'a [u8]>) -> Result<LoadRequest, String> {
         let tokens: Vec<&[u8]> = tokens.collect();
         // `redis-cli -x` sends the module's bytes last: `[REPLACE] ARGS <arg> ... <bytes>`.
         if let Some((last, before)) = tokens.split_last()
@@ -800,17 +812,26 @@ pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
         Ok(plan) => plan,
         Err(why) => return ctx.reply_error(&format!("ERR {why}")),
     };
+    // Propagated with REPLACE (or FLUSH), as loads are: replaying an APPEND that worked here
+    // where a namesake is loaded (a guest named in the module's arguments, a writable replica's
+    // own) would fail as a whole and drop every guest of the payload.
+    let replicated = [
+        payload.to_vec(),
+        match mode {
+            // (`Mirror` is not a policy a client can give.)
+            Mode::Flush | Mode::Mirror => b"FLUSH".to_vec(),
+            Mode::Append | Mode::Replace => b"REPLACE".to_vec(),
+        },
+    ];
     let Some(blocked) = ctx.block() else {
         return match restore(ctx, saved, mode, Origin::Command) {
             Ok(_) => {
-                ctx.replicate_verbatim();
+                ctx.replicate("WASM.RESTORE", &replicated, "");
                 ctx.reply_simple_ok();
             }
             Err(why) => ctx.reply_error(&format!("ERR {why}")),
         };
     };
-    // Replicated as the client sent it (its reply callback has no command line to copy).
-    let line: Vec<Vec<u8>> = args.iter().skip(1).map(<[u8]>::to_vec).collect();
     compile_in_background(
         blocked,
         move || {
@@ -824,7 +845,7 @@ pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
             });
             match restored {
                 Ok(_) => {
-                    ctx.replicate("WASM.RESTORE", &line, "");
+                    ctx.replicate("WASM.RESTORE", &replicated, "");
                     ctx.reply_simple_ok();
                 }
                 Err(why) => {

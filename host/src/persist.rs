@@ -14,8 +14,10 @@ use crate::registry;
 /// the guest data types registered in the server (so their values load even when no guest owns
 /// the type any more).
 pub const AUX_ENCVER: i32 = 2;
-/// More guests than this in one record or payload means it is corrupt.
-const MAX_GUESTS: u64 = 100_000;
+/// More guests than this in one record or payload, or more load arguments for one, means it is
+/// corrupt (loads refuse more).
+const MAX_GUESTS: u64 = registry::MAX_GUESTS as u64;
+const MAX_LOAD_ARGS: u64 = registry::MAX_LOAD_ARGS as u64;
 
 /// One persisted guest.
 #[derive(Debug, PartialEq, Eq)]
@@ -105,7 +107,7 @@ fn read_aux(io: &Io) -> Option<Option<Vec<SavedGuest>>> {
         let name = String::from_utf8(io.load_bytes()?).ok()?;
         let wasm = io.load_bytes()?;
         let argc = io.load_unsigned()?;
-        if argc > 1 << 20 {
+        if argc > MAX_LOAD_ARGS {
             return None;
         }
         let args = (0..argc)
@@ -387,7 +389,7 @@ pub fn parse_dump(payload: &[u8]) -> Result<Vec<SavedGuest>, String> {
         let name = String::from_utf8(take_bytes(&mut rest)?).map_err(|_| bad())?;
         let wasm = take_bytes(&mut rest)?;
         let argc = take_u64(&mut rest)?;
-        if argc > 1 << 20 {
+        if argc > MAX_LOAD_ARGS {
             return Err(bad());
         }
         let args = (0..argc)

@@ -382,6 +382,11 @@ fn refresh_counters(r: &Registry) {
     }
 }
 
+/// Guests loaded at once, and load arguments of one guest, at most: the RDB, the AOF preamble
+/// and `WASM.DUMP` hold them all, and their readers take no more (more is corruption there).
+pub const MAX_GUESTS: usize = 100_000;
+pub const MAX_LOAD_ARGS: usize = 1 << 20;
+
 impl Registry {
     /// Adds `guest` and its commands, replacing the guest of the same name when `replace`,
     /// after checking it against the other guests. Gives the replaced guest.
@@ -391,6 +396,11 @@ impl Registry {
         if previous.is_some() && !replace {
             return Err(format!(
                 "guest '{name}' is already loaded (use REPLACE to upgrade it)"
+            ));
+        }
+        if previous.is_none() && self.guests.len() >= MAX_GUESTS {
+            return Err(format!(
+                "{MAX_GUESTS} guests are loaded, the most there can be"
             ));
         }
         for spec in &guest.commands {

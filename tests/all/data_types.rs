@@ -281,12 +281,19 @@ fn a_type_belongs_to_one_guest_and_names_are_checked() {
 
 #[test]
 fn reserved_types_and_wasm_setvalue() {
-    let mut server = Server::with_module_args(&["TYPE", "mytype123"]);
+    let mut server = Server::with_module_args(&["TYPE", "mytype123", "TYPE", "mytype456"]);
     let mut c = server.client();
     assert_eq!(
         c.cmd(&["WASM.SETVALUE", "v", "mytype123", "3", "payload"]),
         Reply::Status("OK".into())
     );
+    // Values of two types digest apart, whatever their bytes.
+    c.cmd(&["WASM.SETVALUE", "other", "mytype456", "3", "payload"]);
+    assert_ne!(
+        c.cmd(&["DEBUG", "DIGEST-VALUE", "v"]),
+        c.cmd(&["DEBUG", "DIGEST-VALUE", "other"])
+    );
+    c.cmd(&["DEL", "other"]);
     assert_eq!(c.cmd(&["TYPE", "v"]), Reply::Status("mytype123".into()));
     assert!(
         c.cmd(&["WASM.SETVALUE", "v", "bad", "0", "x"])

@@ -811,6 +811,16 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
             "a failed load left a guest behind"
         );
     }
+    // Every load argument is saved in the RDB and WASM.DUMP, whose readers take at most 2^20.
+    let mut many = vec!["WASM.LOAD", guests::HELLOWORLD, "ARGS"];
+    many.extend(std::iter::repeat_n("x", (1 << 20) + 1));
+    let refused = c.cmd(&many);
+    assert!(
+        refused
+            .error()
+            .contains("1048577 load arguments given, more than the 1048576"),
+        "{refused:?}"
+    );
     // A path that is not a regular file is refused before it is opened (opening a device can
     // do something of its own): a writer waiting on the FIFO is not let through.
     let writer = {

@@ -717,10 +717,26 @@ fn restores_compile_in_the_background_too() {
     }
     assert_eq!(c.read(), Reply::Status("OK".into()));
     assert_eq!(names(&server), ["big", "hello"]);
-    // Replicated as sent.
+    // Replicated with its policy (after the payload).
     assert!(tap.commands(&server).iter().any(|command| {
-        command[0].eq_ignore_ascii_case("WASM.RESTORE") && command[1] == "FLUSH"
+        command[0].eq_ignore_ascii_case("WASM.RESTORE") && command[2] == "FLUSH"
     }));
+    // An APPEND goes out as REPLACE, as loads do: replayed where a namesake is loaded (a guest
+    // of the module's arguments, a writable replica's own), it must not fail as a whole.
+    c.cmd(&["WASM.UNLOAD", "big"]);
+    c.cmd(&["WASM.UNLOAD", "hello"]);
+    assert_eq!(
+        c.cmd_bytes(&[b"WASM.RESTORE", &payload]),
+        Reply::Status("OK".into())
+    );
+    let restores: Vec<Vec<String>> = tap
+        .commands(&server)
+        .into_iter()
+        .filter(|command| command[0].eq_ignore_ascii_case("WASM.RESTORE"))
+        .collect();
+    assert_eq!(restores.len(), 1);
+    assert_eq!(restores[0].len(), 3);
+    assert_eq!(restores[0][2], "REPLACE");
     // Errors found once compiled, and those found before, answer alike.
     let unloaded = c.cmd_bytes(&[b"WASM.RESTORE", &payload]);
     assert!(
@@ -857,6 +873,17 @@ fn replicas_and_the_aof_carry_out_loads_their_own_limits_would_refuse() {
         refused.error().contains("more than wasm.max-module-size"),
         "{refused:?}"
     );
+    // Replayed work is not refused for memory the replaying server lacks (Redis replays its own
+    // commands so): a verbatim command's calls reloaded from the AOF over maxmemory still run.
+    let mut c = master.client();
+    assert!(
+        !c.cmd(&["API.VERBATIMCALL", "SET", "vk", "hello"])
+            .is_error()
+    );
+    c.cmd(&["CONFIG", "SET", "maxmemory", "1"]);
+    assert_eq!(c.cmd(&["DEBUG", "LOADAOF"]), Reply::Status("OK".into()));
+    c.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
+    assert_eq!(c.cmd(&["GET", "vk"]), Reply::Bulk(b"hello".to_vec()));
 }
 
 #[test]

@@ -217,15 +217,16 @@ struct Modifiers {
 
 impl Modifiers {
     /// `replayed`: the command replays the master's or the AOF's work (see
-    /// `busy::inside_replayed`), which runs without ACL checks: the master made them.
+    /// `busy::inside_replayed`), which runs without ACL or out-of-memory checks: the master
+    /// made them (and Redis's memory state then is the replaying command's, not the master's).
     fn new(flags: CallFlags, may_write: bool, verbatim: bool, replayed: bool) -> Self {
         let mut m = Modifiers {
             text: [0; 12],
             len: 0,
         };
         m.push(b'S');
-        m.push(b'M');
         if !replayed {
+            m.push(b'M');
             m.push(b'C');
         }
         if !may_write || flags.contains(CallFlags::NO_WRITES) {

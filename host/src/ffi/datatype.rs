@@ -223,6 +223,9 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
             let Some(value) = value_ref(value) else {
                 return;
             };
+            // The type too: two servers must not digest alike when a key's type differs.
+            let name = &value.ty.name;
+            api!(RedisModule_DigestAddStringBuffer)(md, name.as_ptr().cast::<c_char>(), name.len());
             api!(RedisModule_DigestAddLongLong)(md, i64::from(value.encver));
             api!(RedisModule_DigestAddStringBuffer)(
                 md,
