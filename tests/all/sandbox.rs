@@ -683,7 +683,7 @@ fn info_and_configs_describe_the_host() {
         "wasm_errors:1",
         "wasm_traps:1",
         "wasm_instances:0",
-        "wasm_guest_evil:commands=14,",
+        "wasm_guest_evil:commands=15,",
     ] {
         assert!(info.contains(field), "{field} missing from:\n{info}");
     }
