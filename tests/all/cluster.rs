@@ -251,3 +251,29 @@ fn guests_on_a_cluster_with_replicas_and_failover() {
         ["a", "b"]
     );
 }
+
+#[test]
+fn loads_answer_truly_while_the_cluster_is_down() {
+    // A lone node has no slots: its cluster is down, and Redis 7.0 answers every blocked client
+    // -CLUSTERDOWN within 100 ms. A load that takes longer to compile must still answer what it
+    // did (it compiles inline there), as a new node is given its guests before it takes slots.
+    let node = cluster_node();
+    let mut c = node.client();
+    assert!(
+        c.cmd(&["CLUSTER", "INFO"])
+            .text()
+            .contains("cluster_state:fail")
+    );
+    assert_eq!(
+        c.cmd(&["WASM.LOAD", guests::BIG]),
+        Reply::Bulk(b"big".to_vec())
+    );
+    let Reply::Bulk(payload) = c.cmd(&["WASM.DUMP"]) else {
+        panic!("no dump")
+    };
+    assert_eq!(
+        c.cmd_bytes(&[b"WASM.RESTORE", &payload, b"REPLACE"]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(guest_names(node.port), ["big"]);
+}

@@ -102,8 +102,17 @@ extern "C" fn free_continuation(ctx: *mut raw::RedisModuleCtx, privdata: *mut c_
 }
 
 impl Ctx {
+    /// Whether this cluster node's state is `fail` (`CLUSTER INFO`).
+    fn cluster_is_down(self) -> bool {
+        self.call("CLUSTER", &["INFO"], "")
+            .ok()
+            .and_then(|reply| reply.string())
+            .is_some_and(|info| info.windows(18).any(|w| w == b"cluster_state:fail"))
+    }
+
     /// Blocks the calling client until [`Blocked::resume`]. `None` where blocking is not
-    /// possible (MULTI, scripts, the master, the AOF): do the work inline then.
+    /// possible (MULTI, scripts, the master, the AOF, a cluster that is down): do the work
+    /// inline then.
     pub fn block(self) -> Option<Blocked> {
         let flags = self.flags();
         let cannot = super::ctx_flags::MULTI
@@ -112,6 +121,12 @@ impl Ctx {
             | super::ctx_flags::LOADING
             | super::ctx_flags::DENY_BLOCKING;
         if flags & cannot != 0 {
+            return None;
+        }
+        // While a cluster is down, Redis 7.0 answers every blocked client `-CLUSTERDOWN` and
+        // unblocks it within 100 ms (`clusterRedirectBlockedClientIfNeeded`), even one blocked
+        // without keys: the work would go on with its client told it failed.
+        if flags & super::ctx_flags::CLUSTER != 0 && self.cluster_is_down() {
             return None;
         }
         // SAFETY: valid command context; callbacks are panic-safe; no timeout.
