@@ -470,3 +470,27 @@ fn a_replica_ends_with_the_same_dataset() {
     r.cmd(&["SELECT", "5"]);
     assert_eq!(r.cmd(&["LLEN", "in5"]).int(), 1);
 }
+
+#[test]
+fn a_verbatim_command_the_host_yields_in_answers_and_replicates_its_effects() {
+    // HELLO.REPL2 writes every element, then asks to replicate verbatim. A command running past
+    // busy-reply-threshold is yielded, which sends its writes so far ahead: it then replicates
+    // its effects, and answers as usual (an error would tell a client to retry done writes).
+    let master = hello_server();
+    let replica = Server::start_with(ServerOptions {
+        module_args: vec!["LOAD".into(), guests::HELLO.into()],
+        ..Default::default()
+    });
+    replica.replicate_from(&master);
+    let mut c = master.client();
+    let mut push = vec!["RPUSH".to_owned(), "big".to_owned()];
+    push.extend((0..200_000).map(|i| i.to_string()));
+    let push: Vec<&str> = push.iter().map(String::as_str).collect();
+    c.cmd(&push);
+    c.cmd(&["CONFIG", "SET", "busy-reply-threshold", "1"]);
+    let sum: i64 = (1..=200_000).sum();
+    assert_eq!(c.cmd(&["HELLO.REPL2", "big"]).int(), sum);
+    c.cmd(&["CONFIG", "SET", "busy-reply-threshold", "5000"]);
+    assert_eq!(c.cmd(&["LINDEX", "big", "0"]).text(), "1");
+    master.assert_same_dataset(&replica);
+}

@@ -109,14 +109,13 @@ impl Host for GuestState {
                     .to_owned(),
             ));
         }
-        if scope.effects.propagated {
-            return Ok(Err(
-                "ERR replicate-verbatim must come before anything is replicated (a call's \
-                 effects, or low-level writes sent before a call, select-db or a yield)"
-                    .to_owned(),
-            ));
+        // Something already went out as effects (a call's, or writes sent ahead of a call,
+        // select-db or a yield, which the guest cannot foresee): the command goes on
+        // replicating so. Failing here would answer an error for a command whose writes are
+        // done and replicated (a client retrying would apply them twice).
+        if !scope.effects.propagated {
+            scope.effects.verbatim = true;
         }
-        scope.effects.verbatim = true;
         Ok(Ok(()))
     }
 }
