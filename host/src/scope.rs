@@ -1037,8 +1037,12 @@ impl CommandScope {
     /// Closes the open handles on one key before a lookup of it that may expire it (they reopen
     /// when next used, and a range or scan on them ends). Only callbacks and background jobs
     /// look keys up on the live clock: a command runs inside Redis's `call()`, which holds the
-    /// clock that expires keys still for the whole command (a key alive at its first lookup
-    /// stays alive), so handles stay open and ranges go on there.
+    /// clock that expires keys still for the whole command, so a key alive at its first lookup
+    /// stays alive — unless the command gives it an expire in the past, which needs a handle
+    /// open for writing, and no other handle can be open on the key then (`before_lookup`
+    /// covers the lookup that `key-exists` makes). So handles stay open and ranges go on in a
+    /// command. (Reads that change the stored value are another matter: see
+    /// `close_other_handles`.)
     pub fn suspend_key(&mut self, db: i32, name: &[u8]) {
         if matches!(self.phase, CallPhase::Command) {
             return;
@@ -1057,6 +1061,17 @@ impl CommandScope {
     /// `RedisModule_StringDMA` replaces the value object even to read it, freeing the object
     /// that the other handles on the key still point to.
     pub fn close_other_handles(&mut self, number: u32) {
+        self.close_others_where(number, |_| true);
+    }
+
+    /// Closes the other handles on the key behind handle `number` that hold a list iterator:
+    /// Redis keeps one in a key between index-based list reads, and two on one list undo each
+    /// other (one moving off a compressed node recompresses it, freeing what the other reads).
+    pub fn close_other_list_iterators(&mut self, number: u32) {
+        self.close_others_where(number, |key| key.list_iterator.get() != ListIterator::None);
+    }
+
+    fn close_others_where(&mut self, number: u32, which: impl Fn(&KeyHandle) -> bool) {
         let Some(key) = self.keys.get(number) else {
             return;
         };
@@ -1065,7 +1080,28 @@ impl CommandScope {
         }
         let (db, name) = (key.db, key.name.clone());
         for (other, key) in self.keys.handles.iter_mut() {
-            if *other != number && key.db == db && key.name == name && key.raw.is_some() {
+            if *other != number
+                && key.db == db
+                && key.name == name
+                && key.raw.is_some()
+                && which(key)
+            {
+                key.raw = None;
+                key.suspended = true;
+                key.interrupt_range();
+            }
+        }
+    }
+
+    /// Before a lookup of a key by name (`key-exists`): closes the handles on it that the
+    /// lookup could free under them by expiring the key (see `suspend_key`) — in a command
+    /// too when one is open for writing, since that one may have set an expire in the past.
+    pub fn before_lookup(&mut self, db: i32, name: &[u8]) {
+        if matches!(self.phase, CallPhase::Command) && !self.keys.uses(db, name).1 {
+            return;
+        }
+        for key in self.keys.values_mut() {
+            if key.db == db && key.name == name && key.raw.is_some() {
                 key.raw = None;
                 key.suspended = true;
                 key.interrupt_range();

@@ -821,3 +821,23 @@ fn a_timeout_racing_an_unblock_gets_exactly_one_reply() {
     }
     assert_eq!(info_field(&server, "blocked_clients"), 0);
 }
+
+#[test]
+fn a_timeout_callback_cannot_start_a_job() {
+    // CLIENT UNBLOCK ... TIMEOUT runs the timeout phase before the host releases the client: a
+    // job started there would work for a client already answered.
+    let server = Server::with_module_args(&["LOAD", guests::API_GUEST]);
+    let mut a = server.client();
+    let id = a.cmd(&["CLIENT", "ID"]).int().to_string();
+    send(&mut a, &["API.WAIT", "bgtimeout"]);
+    wait_until("blocked", || info_field(&server, "blocked_clients") == 1);
+    assert_eq!(
+        server.client().cmd(&["CLIENT", "UNBLOCK", &id, "TIMEOUT"]),
+        Reply::Int(1)
+    );
+    assert_eq!(
+        a.read().text(),
+        "ERR run-in-background is only available in a command, not in a blocked client's callback"
+    );
+    assert_eq!(info_field(&server, "background_jobs"), 0);
+}

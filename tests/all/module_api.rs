@@ -1580,6 +1580,26 @@ fn keys_survive_calls_that_change_them() {
             );
         }
     }
+    // A key given an expire in the past through a write handle: asking whether it exists
+    // expires it, and the handle then sees it gone (it once read the freed value).
+    c.cmd(&["SET", "gone", "bar"]);
+    assert_eq!(
+        c.cmd(&["API.EXPIREDEXISTS", "gone"]),
+        Reply::Array(vec![Reply::Int(0), Reply::Int(0)])
+    );
+    assert_eq!(c.cmd(&["EXISTS", "gone"]), Reply::Int(0));
+    // Two read handles reading one compressed list in turns (each keeps Redis's list iterator:
+    // one moving off a compressed node freed what the other was reading).
+    c.cmd(&["CONFIG", "SET", "list-compress-depth", "1"]);
+    let mut push = vec!["RPUSH".to_owned(), "cl".to_owned()];
+    push.extend((0..1000).map(|i| format!("{i:0>100}")));
+    let push: Vec<&str> = push.iter().map(String::as_str).collect();
+    c.cmd(&push);
+    assert_eq!(
+        texts(&c.cmd(&["API.LISTS2", "cl", "400", "400", "600", "401"])),
+        [400, 400, 600, 401].map(|i| format!("{i:0>100}"))
+    );
+    c.cmd(&["CONFIG", "SET", "list-compress-depth", "0"]);
     // Many keys held at once (past the host's index threshold): the one open for reading is
     // refused for writing until its handle closes.
     for n in ["10", "40", "99999"] {

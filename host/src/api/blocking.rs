@@ -125,8 +125,19 @@ impl Host for GuestState {
     fn run_in_background(&mut self, id: u64, args: Vec<Vec<u8>>) -> R<Result<(), String>> {
         let guest = self.label.clone();
         let scope = match self.command() {
-            Ok(scope) if !scope.in_background() => scope,
-            Ok(_) => return Ok(Err("ERR a background job cannot start another".to_owned())),
+            Ok(scope) if scope.in_background() => {
+                return Ok(Err("ERR a background job cannot start another".to_owned()));
+            }
+            // A callback answers its client now (after `CLIENT UNBLOCK ... TIMEOUT`, before the
+            // host has released it): a job would work for an answered client.
+            Ok(scope) if !matches!(scope.phase, CallPhase::Command) => {
+                return Ok(Err(
+                    "ERR run-in-background is only available in a command, not in a blocked \
+                     client's callback"
+                        .to_owned(),
+                ));
+            }
+            Ok(scope) => scope,
             Err(why) => return Ok(Err(format!("ERR run-in-background is {why}"))),
         };
         Ok(crate::blocked::run_in_background(

@@ -185,7 +185,7 @@ impl Host for GuestState {
                 scope.effects.refused_here = true;
                 return Ok(false); // another cluster node's key is not here
             }
-            scope.suspend_key(ctx.selected_db(), &name);
+            scope.before_lookup(ctx.selected_db(), &name);
         }
         Ok(ctx.key_exists(&name))
     }
@@ -297,15 +297,19 @@ impl Host for GuestState {
         let Ok(scope) = self.command() else {
             return Ok(Err(KeyError::Closed));
         };
-        // Reading is by `RedisModule_StringDMA`, which may replace the value object.
-        scope.close_other_handles(handle);
-        let read = scope.key(handle).and_then(|(key, _, _)| {
-            expect_type(key, STRING)?;
-            match &key.raw {
+        // Reading is by `RedisModule_StringDMA`, which may replace the value object (when the
+        // key holds a string: other types' ranges on other handles go on).
+        let read = scope
+            .key(handle)
+            .and_then(|(key, _, _)| expect_type(key, STRING))
+            .and_then(|()| {
+                scope.close_other_handles(handle);
+                scope.key(handle)
+            })
+            .and_then(|(key, _, _)| match &key.raw {
                 None => Ok(Vec::new()),
                 Some(raw) => raw.string_read(offset, len).ok_or(KeyFault::WrongType),
-            }
-        });
+            });
         Ok(read.map_err(Into::into))
     }
 
@@ -385,6 +389,9 @@ impl Host for GuestState {
     }
 
     fn list_get(&mut self, handle: Key, index: i64) -> R<Vec<u8>> {
+        if let Ok(scope) = self.command() {
+            scope.close_other_list_iterators(handle);
+        }
         self.with_key_ctx(handle, |key, _, ctx| {
             key.reading_list_iterator(ctx);
             expect_type(key, LIST)?;
@@ -395,6 +402,9 @@ impl Host for GuestState {
     }
 
     fn list_range(&mut self, handle: Key, start: i64, max: u32) -> R<ListRangeBatch> {
+        if let Ok(scope) = self.command() {
+            scope.close_other_list_iterators(handle);
+        }
         self.with_key_ctx(handle, |key, _, ctx| {
             key.reading_list_iterator(ctx);
             expect_type(key, LIST)?;

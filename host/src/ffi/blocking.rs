@@ -482,19 +482,26 @@ impl Ctx {
         name: &[u8],
         f: impl FnOnce() -> T,
     ) -> Option<T> {
+        /// Puts the context's user back and frees the looked-up one, also if `f` panics.
+        struct ContextUser(Ctx, NonNull<raw::RedisModuleUser>);
+        impl Drop for ContextUser {
+            fn drop(&mut self) {
+                // SAFETY: still under the lock `as_user` was given; the user was looked up
+                // there and is freed once, after the context stops using it.
+                unsafe {
+                    api!(RedisModule_SetContextUser)(self.0.0.as_ptr(), ptr::null());
+                    api!(RedisModule_FreeModuleUser)(self.1.as_ptr());
+                }
+            }
+        }
         let name = super::OwnedString::new(name);
         // SAFETY: the lock is held (`_lock`); the user is looked up now and released (only the
-        // wrapper: it is not a module user) before the lock is.
-        unsafe {
-            let user = api!(RedisModule_GetModuleUserFromUserName)(name.as_ptr());
-            if user.is_null() {
-                return None;
-            }
-            api!(RedisModule_SetContextUser)(self.0.as_ptr(), user);
-            let result = f();
-            api!(RedisModule_SetContextUser)(self.0.as_ptr(), ptr::null());
-            api!(RedisModule_FreeModuleUser)(user);
-            Some(result)
-        }
+        // wrapper: it is not a module user) before the lock is, by `ContextUser`.
+        let user =
+            NonNull::new(unsafe { api!(RedisModule_GetModuleUserFromUserName)(name.as_ptr()) })?;
+        // SAFETY: as above; a valid context and a live user.
+        unsafe { api!(RedisModule_SetContextUser)(self.0.as_ptr(), user.as_ptr()) };
+        let _restore = ContextUser(self, user);
+        Some(f())
     }
 }

@@ -1,8 +1,9 @@
 //! Open keys (`RedisModuleKey`) and the low-level key API.
 //!
-//! A [`RawKey`] is closed when dropped. The host (`keyspace.rs`) guarantees what the C API does
-//! not: no two handles conflict on one key, and every key is closed before `RM_Call` runs and
-//! before the command returns.
+//! A [`RawKey`] is closed when dropped. The host (`scope.rs`'s `CommandScope`) guarantees what
+//! the C API does not: a key open for writing has no other handle, handles that a read or lookup
+//! through another one could free under them are closed first, and every key is closed before
+//! `RM_Call` runs and before the command returns.
 
 use std::ffi::c_int;
 use std::ptr::{self, NonNull};

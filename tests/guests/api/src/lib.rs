@@ -652,6 +652,32 @@ fn api_read2(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     ]))
 }
 
+/// `API.EXPIREDEXISTS <key>`: gives the key an expire in the past through a write handle, asks
+/// whether the key exists, then reads its length through the handle. Replies [exists, length].
+fn api_expired_exists(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let key = ctx.open_key_writable(&args[1])?;
+    key.set_abs_expire(1)?;
+    let exists = ctx.key_exists(&args[1]);
+    Ok(RedisValue::Array(vec![
+        RedisValue::from(i64::from(exists)),
+        RedisValue::from(key.value_length()?),
+    ]))
+}
+
+/// `API.LISTS2 <key> <i> <j> <k> <l>`: two read handles on one list, reading element i through
+/// the first, j and k through the second, then l through the first. Replies the four.
+fn api_lists2(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let first = ctx.open_key(&args[1])?;
+    let second = ctx.open_key(&args[1])?;
+    let at = |n: usize| args[n].parse_integer();
+    Ok(RedisValue::Array(vec![
+        RedisValue::BulkRedisString(first.list_get(at(2)?)?),
+        RedisValue::BulkRedisString(second.list_get(at(3)?)?),
+        RedisValue::BulkRedisString(second.list_get(at(4)?)?),
+        RedisValue::BulkRedisString(first.list_get(at(5)?)?),
+    ]))
+}
+
 /// `API.DELWHILEOPEN <key>`: pushes through a handle, deletes the key with a call, pushes again
 /// through the same handle (reopened after the call). Replies [len before DEL, len after].
 fn api_del_while_open(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -904,6 +930,16 @@ fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             }
             return Ok(RedisValue::StringBuffer(data));
         }
+        // `bgtimeout`: tries to start a job for the client its timeout answers.
+        BlockedPhase::Timeout if args.get(1).is_some_and(|m| m.as_slice() == b"bgtimeout") => {
+            let client = ctx
+                .blocked_client()
+                .ok_or(RedisError::Str("ERR no client"))?;
+            return Ok(match ctx.run_in_background(client, &args) {
+                Ok(()) => RedisValue::SimpleStringStatic("job started"),
+                Err(e) => RedisValue::BulkString(e.to_string()),
+            });
+        }
         BlockedPhase::Timeout => return Ok(RedisValue::SimpleStringStatic("timed out")),
         BlockedPhase::Background if args.get(1).is_some_and(|m| m.as_slice() == b"spin") => loop {
             ctx.call("PING", &[])?;
@@ -1021,6 +1057,8 @@ redis_module! {
         ["api.usekept", api_use_kept, "readonly", 0, 0, 0],
         ["api.rangecall", api_range_call, "readonly", 1, 1, 1],
         ["api.read2", api_read2, "readonly", 1, 1, 1, arity = 3],
+        ["api.expiredexists", api_expired_exists, "write", 1, 1, 1, arity = 2],
+        ["api.lists2", api_lists2, "readonly", 1, 1, 1, arity = 6],
         ["api.replicate", api_replicate, "write", 0, 0, 0],
         ["api.order", api_order, "write", 1, 1, 1],
         ["api.verbatimaftercall", api_verbatim_after_call, "write", 1, 1, 1],
