@@ -985,6 +985,10 @@ pub fn wasm_setvalue(ctx: Ctx, args: Args<'_>) {
         return ctx.reply_error("ERR the value could not be stored");
     }
     drop(raw);
+    // A value of the same type is replaced in place, which Redis does not notice: clients
+    // blocked on the key (a replica's, when this replays a guest's write) are woken as the
+    // guest's own write woke them on the master.
+    ctx.signal_key_as_ready(key);
     ctx.replicate_verbatim();
     ctx.reply_simple_ok();
 }

@@ -410,3 +410,43 @@ fn restore_refuses_a_value_that_names_another_type() {
     assert_eq!(c.cmd(&["EXISTS", "renamed"]), Reply::Int(0));
     assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
 }
+
+#[test]
+fn wasm_setvalue_wakes_clients_blocked_on_the_key() {
+    // Replacing a value of the same type in place is no change Redis notices: WASM.SETVALUE
+    // signals the key itself (on a replica it stands for the master guest's write, which woke
+    // the master's clients).
+    let server = Server::with_module_args(&["LOAD", guests::HELLOTYPE, "LOAD", guests::API_GUEST]);
+    let mut c = server.client();
+    let value = |v: i64| v.to_le_bytes().to_vec();
+    let set = |c: &mut redis_wasm_tests::Client, v: i64| {
+        c.cmd_bytes(&[
+            b"WASM.SETVALUE",
+            b"api:never",
+            b"hellotype",
+            b"0",
+            &value(v),
+        ])
+    };
+    assert_eq!(set(&mut c, 1), Reply::Status("OK".into()));
+    // Blocks on the key `api:never` until it is signalled, for 5 s at most.
+    let mut waiter = server.client();
+    waiter.send(&[b"API.WAIT", b"keyswait", b"5000"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c
+        .cmd(&["INFO", "wasm"])
+        .text()
+        .contains("wasm_blocked_clients:1")
+    {
+        assert!(Instant::now() < deadline, "never blocked");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let started = Instant::now();
+    assert_eq!(set(&mut c, 2), Reply::Status("OK".into()));
+    assert_eq!(waiter.read(), Reply::Bulk(Vec::new()));
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(
+        c.cmd(&["HELLOTYPE.RANGE", "api:never", "0", "9"]),
+        ints(&[2])
+    );
+}

@@ -898,7 +898,8 @@ thread_local!(static WAITING: RefCell<Vec<BlockedClient>> = const { RefCell::new
 /// panics); `bgwrite` (a background job that tries a write and opens a key); `spin` (a
 /// background job calling PING until it is cancelled); `bgcall` (`API.WAIT bgcall <timeout>
 /// <command> [args]`: a background job that calls the command and describes the reply); `keysreply` and `keystrap` (block on the
-/// key `api:never`, then reply "anyway", or panic). Woken with `API.WAKE loop`, the reply
+/// key `api:never`, then reply "anyway", or panic), `keyswait` (blocks on it until it is
+/// signalled). Woken with `API.WAKE loop`, the reply
 /// phase loops for ever.
 fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     match ctx.blocked_phase() {
@@ -972,6 +973,8 @@ fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         ctx.block_client_on_keys(&["api:never"], timeout, b"")?;
         return match then {
             "trap" => panic!("trapped after blocking on keys"),
+            // Stays blocked until the key is signalled (the reply phase answers "").
+            "wait" => Ok(RedisValue::NoReply),
             _ => Ok(RedisValue::SimpleStringStatic("anyway")),
         };
     }
