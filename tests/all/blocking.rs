@@ -248,7 +248,7 @@ fn blocking_pop_serves_waiters_in_order() {
     assert!(
         c.cmd(&["EVAL", "return redis.call('hello.block', '1', '100')", "0"])
             .error()
-            .contains("cannot be blocked from a script")
+            .contains("cannot be blocked inside a script (EVAL or FCALL)")
     );
 }
 

@@ -363,7 +363,7 @@ impl Ctx {
         if flags & super::ctx_flags::MULTI != 0 {
             Some("inside MULTI")
         } else if flags & super::ctx_flags::LUA != 0 {
-            Some("from a script")
+            Some("inside a script (EVAL or FCALL)")
         } else if super::ctx_flags::replayed(flags) {
             Some("for the master or the AOF")
         } else if flags & super::ctx_flags::DENY_BLOCKING != 0 {
