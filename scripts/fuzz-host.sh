@@ -15,8 +15,10 @@ evil=$(build_guest evil)
 # A copy, so rebuilding the host during a long run cannot disturb it.
 host="$dir/libredis_wasm.so"
 cp target/release/libredis_wasm.so "$host"
-start_server "$port" "$dir/master" --loadmodule "$host" LOAD "$evil"
-start_server $((port + 1)) "$dir/replica" --loadmodule "$host"
+# Small compressed list nodes, so that the fuzzer's lists have some.
+lists=(--list-compress-depth 1 --list-max-listpack-size 4)
+start_server "$port" "$dir/master" "${lists[@]}" --loadmodule "$host" LOAD "$evil"
+start_server $((port + 1)) "$dir/replica" "${lists[@]}" --loadmodule "$host"
 trap 'redis-cli -p $port shutdown nosave >/dev/null 2>&1; redis-cli -p $((port + 1)) shutdown nosave >/dev/null 2>&1' EXIT
 redis-cli -p $((port + 1)) replicaof 127.0.0.1 "$port" >/dev/null
 until redis-cli -p $((port + 1)) info replication | grep -q master_link_status:up; do sleep 0.1; done

@@ -289,7 +289,11 @@ fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             _ => (r >> 8) as i64 % 100,
         };
         let name = names[(r >> 3) as usize % names.len()];
-        match (r >> 16) % 18 {
+        // Any open handle, not only the newest: several may be open on one key.
+        let any = |keys: &Vec<redis_wasm_sdk::Key>| {
+            (!keys.is_empty()).then(|| (r >> 44) as usize % keys.len())
+        };
+        match (r >> 16) % 23 {
             0 => {
                 if let Ok(k) = ctx.open_key_writable(name) {
                     keys.push(k);
@@ -413,6 +417,42 @@ fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 }
                 let class = NotifyEvent::from_bits_truncate((r >> 24) as u16);
                 let _ = ctx.notify_keyspace_event(class, "fuzz", name);
+            }
+            // Reads through any handle: a string's (which Redis may re-encode to read it), a
+            // list's by index (Redis keeps an iterator in the key), whether the key exists.
+            17 => {
+                if let Some(i) = any(&keys) {
+                    let _ = keys[i].string_read((r % 8) as usize, 100);
+                    let _ = keys[i].value_length();
+                }
+            }
+            18 => {
+                if let Some(i) = any(&keys) {
+                    let _ = keys[i].list_get(int);
+                    let _ = keys[i].list_range(int, (r >> 24) as u32 % 8);
+                }
+                let _ = ctx.key_exists(name);
+            }
+            // An expire in the past or far ahead, through any handle.
+            19 => {
+                if let Some(i) = any(&keys) {
+                    let _ = keys[i].set_abs_expire(if r & 1 == 0 { 1 } else { i64::MAX / 4 });
+                }
+            }
+            // Values of every encoding: shared and plain integers, short and long strings,
+            // and lists long enough for compressed nodes.
+            20 => {
+                let value = match r % 4 {
+                    0 => int.to_string(),
+                    1 => format!("{}", r >> 1),
+                    2 => "e".repeat((r >> 8) as usize % 40),
+                    _ => "r".repeat(45 + (r >> 8) as usize % 100),
+                };
+                let _ = ctx.call("SET", &[&name, &value]);
+            }
+            21 => {
+                let values: Vec<String> = (0..12).map(|i| format!("{i:x>30}")).collect();
+                let _ = ctx.call("RPUSH", &[&name, &values]);
             }
             _ => {
                 let _ = ctx.select_db((r % 3) as u32);
