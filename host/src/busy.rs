@@ -2,14 +2,14 @@
 //!
 //! Every running guest gets a callback each epoch tick (`engine.rs`). Once a command has run
 //! longer than Redis's `busy-reply-threshold`, the callback calls `RedisModule_Yield`: other
-//! clients get `-BUSY`, and commands flagged `allow-busy` (`WASM.KILL`, `SHUTDOWN NOSAVE`, ...)
+//! clients get `-BUSY`, and commands flagged `allow-busy` (`WASM.KILL`, `SHUTDOWN`, ...)
 //! run. Keys are closed before yielding, as around calls, so nothing that runs meanwhile can
 //! leave a handle dangling.
 //!
 //! `WASM.KILL` sets a flag that makes the next tick of every running guest trap — a trap cannot
 //! be caught by guest code. Like Lua's `SCRIPT KILL`, it refuses (`-UNKILLABLE`) once the
 //! running command has written: killing it would leave the command half applied. Only
-//! `SHUTDOWN NOSAVE` (or the hard `wasm.max-call-ms` limit) stops such a command.
+//! `SHUTDOWN NOSAVE NOW` (or the hard `wasm.max-call-ms` limit) stops such a command.
 
 use std::cell::RefCell;
 use std::ffi::CString;
@@ -300,7 +300,7 @@ impl Clock {
         {
             let (guest, command) = suspend();
             let message = format!(
-                "Redis is busy running guest '{guest}' command '{command}'. You can only call WASM.KILL or SHUTDOWN NOSAVE."
+                "Redis is busy running guest '{guest}' command '{command}'. You can only call WASM.KILL or SHUTDOWN NOSAVE NOW."
             );
             ctx.yield_to_clients(&CString::new(message).unwrap_or_default());
             if KILL.load(Ordering::SeqCst) {

@@ -1005,7 +1005,7 @@ pub fn wasm_kill(ctx: Ctx, args: Args<'_>) {
         crate::busy::KillOutcome::Killed => ctx.reply_simple_ok(),
         crate::busy::KillOutcome::NotBusy => ctx.reply_error("NOTBUSY No guest command is running right now."),
         crate::busy::KillOutcome::Unkillable { guest, command } => ctx.reply_error(&format!(
-            "UNKILLABLE Guest '{guest}' command '{command}' already wrote to the dataset: killing it would leave it half done. Wait for it to finish, or stop the server with SHUTDOWN NOSAVE."
+            "UNKILLABLE Guest '{guest}' command '{command}' already wrote to the dataset: killing it would leave it half done. Wait for it to finish, or stop the server with SHUTDOWN NOSAVE NOW."
         )),
     }
 }

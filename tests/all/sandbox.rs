@@ -47,7 +47,7 @@ fn a_runaway_guest_is_busy_then_killed_and_pipelined_commands_run() {
     let busy = wait_busy(&server);
     assert_eq!(
         busy,
-        "BUSY Redis is busy running guest 'evil' command 'evil.loop'. You can only call WASM.KILL or SHUTDOWN NOSAVE."
+        "BUSY Redis is busy running guest 'evil' command 'evil.loop'. You can only call WASM.KILL or SHUTDOWN NOSAVE NOW."
     );
     // Introspection still works while busy.
     assert_eq!(server.client().cmd(&["WASM.LIST"]).array().len(), 1);
@@ -169,10 +169,10 @@ fn a_guest_that_wrote_is_unkillable_and_shutdown_nosave_still_works() {
     let shutdown = server.client().cmd(&["SHUTDOWN"]);
     assert!(shutdown.error().starts_with("BUSY"), "{shutdown:?}");
     let mut c = server.client();
-    c.send(&[b"SHUTDOWN", b"NOSAVE"]);
+    c.send(&[b"SHUTDOWN", b"NOSAVE", b"NOW"]);
     assert!(
         server.wait_exit(Duration::from_secs(10)),
-        "SHUTDOWN NOSAVE did not stop the server"
+        "SHUTDOWN NOSAVE NOW did not stop the server"
     );
 }
 
