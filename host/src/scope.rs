@@ -76,7 +76,13 @@ fn empty_for_reuse<V>(table: &mut HandleMap<V>) {
 pub struct OpenKeys {
     handles: HandleMap<KeyHandle>,
     by_name: Option<KeyUses>,
+    /// Names of closed keys, whose buffers the next opens reuse (see [`OpenKeys::spare_name`]).
+    spare_names: Vec<Vec<u8>>,
 }
+
+/// Closed keys' name buffers kept for the next opens, and the largest kept.
+const SPARE_NAMES: usize = 4;
+const SPARE_NAME_CAPACITY: usize = 256;
 
 /// (database, name) → (handles open on the key, of which open for writing).
 type KeyUses = HashMap<(i32, Vec<u8>), (u32, u32)>;
@@ -100,11 +106,24 @@ impl OpenKeys {
     }
 
     pub fn remove(&mut self, number: u32) {
-        if let Some(key) = self.handles.remove(&number)
-            && let Some(index) = &mut self.by_name
-        {
+        let Some(mut key) = self.handles.remove(&number) else {
+            return;
+        };
+        if let Some(index) = &mut self.by_name {
             Self::count(index, &key, false);
         }
+        // Its name's buffer is kept for reuse; the rest drops as before (closing the key).
+        if self.spare_names.len() < SPARE_NAMES && key.name.capacity() <= SPARE_NAME_CAPACITY {
+            self.spare_names.push(std::mem::take(&mut key.name));
+        }
+    }
+
+    /// An empty buffer for a key name: a closed key's, when one was kept (opening and closing
+    /// a key then allocates nothing).
+    pub fn spare_name(&mut self) -> Vec<u8> {
+        let mut name = self.spare_names.pop().unwrap_or_default();
+        name.clear();
+        name
     }
 
     fn count(index: &mut KeyUses, key: &KeyHandle, opened: bool) {
@@ -1041,7 +1060,8 @@ impl CommandScope {
     /// stays alive — unless the command gives it an expire in the past, which needs a handle
     /// open for writing, and no other handle can be open on the key then (`before_lookup`
     /// covers the lookup that `key-exists` makes). So handles stay open and ranges go on in a
-    /// command. (Reads that change the stored value are another matter: see
+    /// command — between yields: a yield moves the clock (and lets active defrag move values),
+    /// so every key is closed before one (`suspend_keys`). (Reads that change the stored value are another matter: see
     /// `close_other_handles`.)
     pub fn suspend_key(&mut self, db: i32, name: &[u8]) {
         if matches!(self.phase, CallPhase::Command) {

@@ -31,6 +31,8 @@ pub struct GuestState {
     pub spare_scope: Option<Box<CommandScope>>,
     /// Reused copies of `call` arguments (see `api/call.rs`).
     pub call_args: crate::api::CallArgs,
+    /// A reused copy of a byte argument read from guest memory (see `api/keys.rs`).
+    pub byte_arg: Vec<u8>,
 }
 
 /// What the guest is doing, which decides which host functions it may call.
@@ -68,6 +70,7 @@ impl GuestState {
             data_types: Vec::new(),
             spare_scope: None,
             call_args: Default::default(),
+            byte_arg: Vec::new(),
         }
     }
 

@@ -11,7 +11,7 @@ use super::bindings::redis::module::call::{
     ReplyType,
 };
 use super::{MAX_BATCH_BYTES, batch_room};
-use crate::ffi::{CallRefusal, CallReply, ReplyKind, ctx_flags};
+use crate::ffi::{CallRefusal, CallReply, ReplyKind, ReplyRef, ctx_flags};
 use crate::scope::{Capture, MAX_HANDLES, ReplyHandle};
 use crate::state::GuestState;
 use wasmtime::component::{Linker, WasmList, WasmStr};
@@ -161,9 +161,9 @@ enum Scalar<'a> {
     Other,
 }
 
-fn scalar(reply: &CallReply, resp3: bool) -> Scalar<'_> {
+fn scalar(reply: &ReplyRef, resp3: bool) -> Scalar<'_> {
     let kind = reply.kind();
-    if resp3 && kind != ReplyKind::Attribute && reply.attribute().is_some() {
+    if resp3 && kind != ReplyKind::Attribute && reply.has_attribute() {
         return Scalar::Other;
     }
     match kind {
@@ -180,7 +180,7 @@ fn scalar(reply: &CallReply, resp3: bool) -> Scalar<'_> {
 }
 
 /// The reply as an inline value, when it is a small scalar (see `call-value` in the WIT).
-fn inline_value(reply: &CallReply, resp3: bool) -> Option<CallValue> {
+fn inline_value(reply: &ReplyRef, resp3: bool) -> Option<CallValue> {
     match scalar(reply, resp3) {
         Scalar::Integer(n) => Some(CallValue::Integer(n)),
         Scalar::Error(text) => Some(CallValue::Error(text.to_vec())),
@@ -192,7 +192,7 @@ fn inline_value(reply: &CallReply, resp3: bool) -> Option<CallValue> {
 
 /// Appends `element` to a batch's bytes as `call-reply-elements` lays it out (strings of any
 /// length), and says what it is.
-fn add_to_batch(element: &CallReply, resp3: bool, bytes: &mut Vec<u8>) -> ElementKind {
+fn add_to_batch(element: &ReplyRef, resp3: bool, bytes: &mut Vec<u8>) -> ElementKind {
     let (kind, text) = match scalar(element, resp3) {
         Scalar::Integer(n) => {
             bytes.extend_from_slice(&n.to_le_bytes());
@@ -213,6 +213,10 @@ fn add_to_batch(element: &CallReply, resp3: bool, bytes: &mut Vec<u8>) -> Elemen
 struct Modifiers {
     text: [u8; 12],
     len: usize,
+    /// Whether the call replicates its effects (`!`).
+    replicates: bool,
+    /// Whether write commands are refused (`W`).
+    refuses_writes: bool,
 }
 
 impl Modifiers {
@@ -223,6 +227,8 @@ impl Modifiers {
         let mut m = Modifiers {
             text: [0; 12],
             len: 0,
+            replicates: false,
+            refuses_writes: false,
         };
         m.push(b'S');
         if !replayed {
@@ -231,8 +237,10 @@ impl Modifiers {
         }
         if !may_write || flags.contains(CallFlags::NO_WRITES) {
             m.push(b'W');
+            m.refuses_writes = true;
         } else if !verbatim {
             m.push(b'!');
+            m.replicates = true;
         }
         if flags.contains(CallFlags::NO_AOF) {
             m.push(b'A');
@@ -259,12 +267,12 @@ impl Modifiers {
 
     /// Whether the call replicates its effects (`!`).
     fn replicates(&self) -> bool {
-        self.text[..self.len].contains(&b'!')
+        self.replicates
     }
 
     /// Whether write commands are refused (`W`).
     fn refuses_writes(&self) -> bool {
-        self.text[..self.len].contains(&b'W')
+        self.refuses_writes
     }
 }
 
@@ -598,10 +606,16 @@ impl GuestState {
             .background
             .as_ref()
             .map(|b| (b.ctx.lock(), b.user.as_deref()));
-        let now = ctx.flags();
+        // The context's flags, read only when needed: on the main thread, whether the command
+        // replays the master's or the AOF's work is what the scope was prepared with (the
+        // same flags and running stack, see `Guest::run`); a job's thread asks its own context.
+        let now = || ctx.flags();
         // A guest command a replayed one calls runs on RM_Call's client, which Redis does not
         // flag as the master's, and which has no user to check (a `C` call would fail).
-        let replayed = ctx_flags::replayed(now) || crate::busy::inside_replayed();
+        let replayed = match lock {
+            None => scope.acl.replayed(),
+            Some(_) => ctx_flags::replayed(now()) || crate::busy::inside_replayed(),
+        };
         let records_calls = scope.effects.records_calls();
         let modifiers = Modifiers::new(flags, scope.may_write, records_calls, replayed);
         if modifiers.refuses_writes() && may_replicate(command, args) {
@@ -612,7 +626,7 @@ impl GuestState {
             return Ok(Err(NoWrites::of(scope, flags).refusal(&what)));
         }
         let resp3 = flags.contains(CallFlags::RESP3)
-            || (flags.contains(CallFlags::RESP_AUTO) && now & ctx_flags::RESP3 != 0);
+            || (flags.contains(CallFlags::RESP_AUTO) && now() & ctx_flags::RESP3 != 0);
         let db = if lock.is_none() { ctx.selected_db() } else { 0 };
         // A call made unreplicated is recorded to be replicated later if need be; a guest
         // command called so hands its effects back instead (see `scope::Capture`).
@@ -680,7 +694,14 @@ impl GuestState {
                         scope.effects.record_call(db, command, args, target);
                     }
                 }
-                self.value_of(ReplyHandle { reply, resp3 }).map(Ok)
+                // Most replies go back inline and are freed here: only one kept behind a handle
+                // is shared (reference-counted, for its elements).
+                if let Some(value) = inline_value(&reply, resp3) {
+                    return Ok(Ok(value));
+                }
+                let reply = reply.share();
+                self.hold(ReplyHandle { reply, resp3 })
+                    .map(|number| Ok(CallValue::Reply(number)))
             }
             Err(why) => {
                 // Refusals a replica replaying the command would not make (it has no user,
@@ -688,7 +709,8 @@ impl GuestState {
                 if !matches!(why, CallRefusal::UnknownCommand | CallRefusal::WrongArity) {
                     scope.effects.refused_here = true;
                 }
-                let oom = now & ctx_flags::OOM != 0;
+                // Read after the call, as before: whether Redis refused it for memory.
+                let oom = now() & ctx_flags::OOM != 0;
                 Ok(Err(refusal(
                     why,
                     &command.to_ascii_lowercase(),

@@ -13,6 +13,8 @@ use crate::ffi::{self, KeyAccess, KeyValue, RawKey, TypeValue};
 use crate::scan::{BatchLimits, BatchOut};
 use crate::scope::{Effects, KeyFault, KeyHandle, MAX_HANDLES, RangeState, tombstone};
 use crate::state::GuestState;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, WasmList};
 
 type R<T> = wasmtime::Result<Result<T, KeyError>>;
 
@@ -147,6 +149,95 @@ fn unknown_data_type(index: u32) -> KeyError {
     KeyError::Invalid(format!(
         "ERR this guest declared no data type with index {index}"
     ))
+}
+
+/// Defines `open-key` and `list-push` over bindgen's versions, which lift their byte argument
+/// into a new `Vec` on every call (an allocation and a free through `RedisModule_Alloc`): these
+/// read it from guest memory into a buffer the instance or the command keeps. Type checking at
+/// instantiation still holds them to the WIT signatures.
+pub fn define_byte_readers(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    let (major, minor, patch) = super::WIT_VERSION;
+    let interface = format!("{}/keys@{major}.{minor}.{patch}", super::WIT_PACKAGE);
+    // Without shadowing these must fail, bindgen's functions being there: otherwise the names
+    // are wrong and guests would never reach these versions.
+    let mut keys = linker.instance(&interface)?;
+    if keys
+        .func_wrap("open-key", open_key_from_guest_memory)
+        .is_ok()
+        || keys
+            .func_wrap("list-push", list_push_from_guest_memory)
+            .is_ok()
+    {
+        wasmtime::bail!("'{interface}' had no 'open-key' or 'list-push' to replace");
+    }
+    linker.allow_shadowing(true);
+    let mut keys = linker.instance(&interface)?;
+    let defined = keys
+        .func_wrap("open-key", open_key_from_guest_memory)
+        .and_then(|()| keys.func_wrap("list-push", list_push_from_guest_memory));
+    linker.allow_shadowing(false);
+    defined
+}
+
+/// The `open-key` [`define_byte_readers`] registers: the name is copied into a closed key's
+/// buffer (see `OpenKeys::spare_name`), which the key keeps.
+fn open_key_from_guest_memory(
+    mut store: StoreContextMut<'_, GuestState>,
+    (name, mode): (WasmList<u8>, OpenMode),
+) -> wasmtime::Result<(Result<Key, KeyError>,)> {
+    let mut copy = match store.data_mut().command() {
+        Ok(scope) => scope.keys.spare_name(),
+        Err(_) => Vec::new(),
+    };
+    copy.extend_from_slice(name.as_le_slice(&store));
+    store
+        .data_mut()
+        .open_key(copy, mode)
+        .map(|result| (result,))
+}
+
+/// Values up to this size are copied into the effects log's arena; longer ones are moved in
+/// as their own buffer (see `Effects::record_value`).
+const INLINE_VALUE_MAX: usize = 4096;
+
+/// The `list-push` [`define_byte_readers`] registers: the value is copied into the instance's
+/// [`GuestState::byte_arg`].
+fn list_push_from_guest_memory(
+    mut store: StoreContextMut<'_, GuestState>,
+    (handle, where_, value): (Key, ListWhere, WasmList<u8>),
+) -> wasmtime::Result<(Result<(), KeyError>,)> {
+    let mut copy = std::mem::take(&mut store.data_mut().byte_arg);
+    copy.clear();
+    copy.extend_from_slice(value.as_le_slice(&store));
+    let state = store.data_mut();
+    let result = state.push_to_list(handle, where_, &mut copy);
+    if copy.capacity() <= INLINE_VALUE_MAX {
+        state.byte_arg = copy;
+    }
+    result.map(|result| (result,))
+}
+
+impl GuestState {
+    /// `list-push` of `value`: a short value is copied into the effects log, a long one taken
+    /// from `value` (left empty).
+    fn push_to_list(&mut self, handle: Key, where_: ListWhere, value: &mut Vec<u8>) -> R<()> {
+        self.with_key(handle, |key, effects| {
+            expect_type(key, LIST)?;
+            let tail = where_ == ListWhere::Tail;
+            if !writable(key)?.list_push(tail, value) {
+                return Err(KeyFault::Invalid(
+                    "ERR the element could not be pushed".into(),
+                ));
+            }
+            let command = if tail { "RPUSH" } else { "LPUSH" };
+            if value.len() <= INLINE_VALUE_MAX {
+                effects.record(key.db, command, &[&key.name[..], &value[..]]);
+            } else {
+                effects.record_value(key.db, command, &[&key.name], std::mem::take(value));
+            }
+            Ok(())
+        })
+    }
 }
 
 impl Host for GuestState {
@@ -353,23 +444,11 @@ impl Host for GuestState {
         })
     }
 
+    /// Bindgen's lifted form, which guests never reach: [`define_byte_readers`] registers
+    /// `list-push` over it. The trait still needs it.
     fn list_push(&mut self, handle: Key, where_: ListWhere, value: Vec<u8>) -> R<()> {
-        self.with_key(handle, |key, effects| {
-            expect_type(key, LIST)?;
-            let tail = where_ == ListWhere::Tail;
-            if !writable(key)?.list_push(tail, &value) {
-                return Err(KeyFault::Invalid(
-                    "ERR the element could not be pushed".into(),
-                ));
-            }
-            effects.record_value(
-                key.db,
-                if tail { "RPUSH" } else { "LPUSH" },
-                &[&key.name],
-                value,
-            );
-            Ok(())
-        })
+        let mut value = value;
+        self.push_to_list(handle, where_, &mut value)
     }
 
     fn list_pop(&mut self, handle: Key, where_: ListWhere) -> R<Option<Vec<u8>>> {

@@ -58,6 +58,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
     let mut linker = Linker::new(engine);
     bindings::Module::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |state| state)?;
     call::define_call(&mut linker)?;
+    keys::define_byte_readers(&mut linker)?;
     crate::wasi::add_to_linker(&mut linker)?;
     Ok(linker)
 }

@@ -314,7 +314,8 @@ impl Ctx {
     pub fn config_get(self, name: &str) -> Option<String> {
         let reply = self
             .call("CONFIG", &[&b"GET"[..], name.as_bytes()], "")
-            .ok()?;
+            .ok()?
+            .share();
         let value = reply.array_element(1)?.string()?;
         Some(String::from_utf8_lossy(&value).trim().to_owned())
     }
