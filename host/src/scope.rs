@@ -1080,6 +1080,11 @@ impl CommandScope {
     /// used), in every phase. For a string that is not stored raw (a short or integer one),
     /// `RedisModule_StringDMA` replaces the value object even to read it, freeing the object
     /// that the other handles on the key still point to.
+    /// Whether more than one key is open (only then can another handle share a key).
+    pub fn holds_several_keys(&self) -> bool {
+        self.keys.handles.len() > 1
+    }
+
     pub fn close_other_handles(&mut self, number: u32) {
         self.close_others_where(number, |_| true);
     }
@@ -1092,6 +1097,9 @@ impl CommandScope {
     }
 
     fn close_others_where(&mut self, number: u32, which: impl Fn(&KeyHandle) -> bool) {
+        if self.keys.handles.len() < 2 {
+            return;
+        }
         let Some(key) = self.keys.get(number) else {
             return;
         };

@@ -390,17 +390,20 @@ impl Host for GuestState {
         };
         // Reading is by `RedisModule_StringDMA`, which may replace the value object (when the
         // key holds a string: other types' ranges on other handles go on).
-        let read = scope
-            .key(handle)
-            .and_then(|(key, _, _)| expect_type(key, STRING))
-            .and_then(|()| {
-                scope.close_other_handles(handle);
-                scope.key(handle)
-            })
-            .and_then(|(key, _, _)| match &key.raw {
+        if scope.holds_several_keys()
+            && scope
+                .key(handle)
+                .is_ok_and(|(key, _, _)| expect_type(key, STRING).is_ok())
+        {
+            scope.close_other_handles(handle);
+        }
+        let read = scope.key(handle).and_then(|(key, _, _)| {
+            expect_type(key, STRING)?;
+            match &key.raw {
                 None => Ok(Vec::new()),
                 Some(raw) => raw.string_read(offset, len).ok_or(KeyFault::WrongType),
-            });
+            }
+        });
         Ok(read.map_err(Into::into))
     }
 
