@@ -247,6 +247,13 @@ impl KeyHandle {
         self.interrupt_range();
     }
 
+    /// Closes the key until its next use, which reopens it; an active range on it ends.
+    fn suspend(&mut self) {
+        self.raw = None;
+        self.suspended = true;
+        self.interrupt_range();
+    }
+
     /// Marks an active sorted-set range as interrupted (its later calls get `no-range`).
     pub fn interrupt_range(&self) {
         if self.range.get() == RangeState::Active {
@@ -1061,17 +1068,19 @@ impl CommandScope {
     /// open for writing, and no other handle can be open on the key then (`before_lookup`
     /// covers the lookup that `key-exists` makes). So handles stay open and ranges go on in a
     /// command — between yields: a yield moves the clock (and lets active defrag move values),
-    /// so every key is closed before one (`suspend_keys`). (Reads that change the stored value are another matter: see
-    /// `close_other_handles`.)
+    /// so every key is closed before one (`suspend_keys`). (Reads that change the stored value
+    /// are another matter: see `close_other_handles`.)
     pub fn suspend_key(&mut self, db: i32, name: &[u8]) {
         if matches!(self.phase, CallPhase::Command) {
             return;
         }
+        self.close_handles_on(db, name);
+    }
+
+    fn close_handles_on(&mut self, db: i32, name: &[u8]) {
         for key in self.keys.values_mut() {
             if key.db == db && key.name == name && key.raw.is_some() {
-                key.raw = None;
-                key.suspended = true;
-                key.interrupt_range();
+                key.suspend();
             }
         }
     }
@@ -1114,9 +1123,7 @@ impl CommandScope {
                 && key.raw.is_some()
                 && which(key)
             {
-                key.raw = None;
-                key.suspended = true;
-                key.interrupt_range();
+                key.suspend();
             }
         }
     }
@@ -1128,13 +1135,7 @@ impl CommandScope {
         if matches!(self.phase, CallPhase::Command) && !self.keys.uses(db, name).1 {
             return;
         }
-        for key in self.keys.values_mut() {
-            if key.db == db && key.name == name && key.raw.is_some() {
-                key.raw = None;
-                key.suspended = true;
-                key.interrupt_range();
-            }
-        }
+        self.close_handles_on(db, name);
     }
 
     /// Closes every key before something that may change the keyspace under them (a call), and
@@ -1142,9 +1143,7 @@ impl CommandScope {
     pub fn suspend_keys(&mut self) {
         self.effects.flush(self.ctx);
         for key in self.keys.values_mut() {
-            key.raw = None;
-            key.suspended = true;
-            key.interrupt_range();
+            key.suspend();
         }
     }
 

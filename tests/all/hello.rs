@@ -432,15 +432,21 @@ fn verbatim_commands_replicate_as_the_guest_command() {
     assert_eq!(stream, expected);
 }
 
-#[test]
-fn a_replica_ends_with_the_same_dataset() {
-    let master = hello_server();
-    // Verbatim-replicated commands run the guest on the replica too.
+/// A replica of `master` with the hello guest: verbatim-replicated commands run the guest there
+/// too.
+fn hello_replica(master: &Server) -> Server {
     let replica = Server::start_with(ServerOptions {
         module_args: vec!["LOAD".into(), guests::HELLO.into()],
         ..Default::default()
     });
-    replica.replicate_from(&master);
+    replica.replicate_from(master);
+    replica
+}
+
+#[test]
+fn a_replica_ends_with_the_same_dataset() {
+    let master = hello_server();
+    let replica = hello_replica(&master);
     let mut c = master.client();
     let workload: &[&[&str]] = &[
         &["RPUSH", "src", "1", "2", "3", "4"],
@@ -477,11 +483,7 @@ fn a_verbatim_command_the_host_yields_in_answers_and_replicates_its_effects() {
     // busy-reply-threshold is yielded, which sends its writes so far ahead: it then replicates
     // its effects, and answers as usual (an error would tell a client to retry done writes).
     let master = hello_server();
-    let replica = Server::start_with(ServerOptions {
-        module_args: vec!["LOAD".into(), guests::HELLO.into()],
-        ..Default::default()
-    });
-    replica.replicate_from(&master);
+    let replica = hello_replica(&master);
     let mut c = master.client();
     let mut push = vec!["RPUSH".to_owned(), "big".to_owned()];
     push.extend((0..200_000).map(|i| i.to_string()));
