@@ -71,8 +71,8 @@ impl Context {
 
     /// `RedisModule_BlockClient`: blocks this command's client; return
     /// [`RedisValue::NoReply`](crate::RedisValue::NoReply) after it. `timeout_ms` 0 waits
-    /// forever. Fails where a client cannot block (MULTI, scripts, calls from other commands):
-    /// reply instead then.
+    /// forever. Fails where a client cannot block (MULTI, scripts, calls from other commands,
+    /// commands replayed from the master or the AOF): reply instead then.
     pub fn block_client(&self, timeout_ms: i64) -> Result<BlockedClient, RedisError> {
         wit::block_client(timeout_ms)
             .map(BlockedClient)
@@ -144,7 +144,8 @@ impl Context {
         wit::signal_key_as_ready(key.as_ref());
     }
 
-    /// Sleeps, in a background job only (on the main thread it returns at once).
+    /// Sleeps, in a background job only (on the main thread it returns at once), at most 60 s
+    /// per call; a cancelled job stops sleeping within 10 ms.
     pub fn sleep_ms(&self, milliseconds: u32) {
         wit::sleep(milliseconds);
     }

@@ -12,8 +12,9 @@ use crate::wit::redis::module::call as wit;
 
 pub use wit::{CallFlags, ReplyType};
 
-/// Something that can be a `call` argument: text, bytes, a [`RedisString`], an integer (the
-/// seed's `c`, `b`, `s`, `l` kinds) or a slice/`Vec` of them (the `v` kind, spread).
+/// Something that can be a `call` argument: text, bytes, a [`RedisString`], an integer, an
+/// `f64` (the C format's `c`, `b`, `s`, `l` and `d` kinds) or a slice/`Vec` of them (the `v`
+/// kind, spread).
 pub trait CallArg {
     /// Appends this argument (or these arguments) to `out`: bytes are borrowed, numbers
     /// formatted.

@@ -125,6 +125,10 @@ impl Context {
     }
 
     /// `RedisModule_ReplicateVerbatim`: propagate this command itself instead of its effects.
+    /// If something already went out as effects (a call's, writes sent ahead of a call,
+    /// `select_db`, a yield past `busy-reply-threshold`), it returns `Ok` and the command goes
+    /// on replicating its effects. Errors in a blocked client's `Reply`/`Timeout` phase, in a
+    /// command not flagged `write`, and while clients are paused.
     pub fn replicate_verbatim(&self) -> Result<(), RedisError> {
         replication::replicate_verbatim().map_err(RedisError::String)
     }
@@ -202,7 +206,7 @@ impl Context {
         reply::reply_with_long_long(value);
     }
 
-    /// `RedisModule_ReplyWithSimpleString`. The string must not contain CR or LF.
+    /// `RedisModule_ReplyWithSimpleString`. The string must not contain CR, LF or NUL.
     pub fn reply_with_simple_string(&self, value: &str) {
         reply::reply_with_simple_string(value);
     }

@@ -14,7 +14,7 @@ pub type RedisResult = Result<RedisValue, RedisError>;
 pub enum RedisValue {
     /// A status reply from a static string, such as `OK`.
     SimpleStringStatic(&'static str),
-    /// A status reply. Must not contain CR or LF.
+    /// A status reply. Must not contain CR, LF or NUL.
     SimpleString(String),
     /// A bulk string from UTF-8 text.
     BulkString(String),

@@ -102,6 +102,13 @@ fn hellotype_replies_as_the_c_module_does() {
     );
     assert!(c.cmd(&["GET", "k"]).error().starts_with("WRONGTYPE"));
     assert!(c.cmd(&["LPUSH", "k", "x"]).error().starts_with("WRONGTYPE"));
+    // Bytes the guest did not write (a client's WASM.SETVALUE) are decoded as untrusted.
+    c.cmd(&["WASM.SETVALUE", "bad", "hellotype", "0", "abc"]);
+    assert_eq!(
+        c.cmd(&["HELLOTYPE.RANGE", "bad", "0", "10"]).error(),
+        "ERR corrupt hellotype value"
+    );
+    c.cmd(&["DEL", "bad"]);
     // MEMORY USAGE, DEBUG DIGEST-VALUE, COPY, DEL work on the values.
     assert!(c.cmd(&["MEMORY", "USAGE", "k"]).int() > 32);
     let digest = c.cmd(&["DEBUG", "DIGEST-VALUE", "k"]);

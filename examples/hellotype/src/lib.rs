@@ -28,12 +28,17 @@ static HELLOTYPE: DataType = DataType::new("hellotype", 0);
 struct HelloTypeObject(Vec<i64>);
 
 impl HelloTypeObject {
-    fn decode(data: &[u8]) -> Self {
-        HelloTypeObject(
+    /// The bytes are untrusted (`WASM.SETVALUE` and `RESTORE` store anything): a length that is
+    /// not a whole number of integers is an error, not a guess.
+    fn decode(data: &[u8]) -> Result<Self, RedisError> {
+        if data.len() % 8 != 0 {
+            return Err(RedisError::Str("ERR corrupt hellotype value"));
+        }
+        Ok(HelloTypeObject(
             data.chunks_exact(8)
                 .map(|c| i64::from_le_bytes(c.try_into().expect("chunks of 8 bytes")))
                 .collect(),
-        )
+        ))
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -49,9 +54,9 @@ impl HelloTypeObject {
 
 /// Reads the key's value: `None` when the key is empty, WRONGTYPE when it holds something else.
 fn load(key: &Key) -> Result<Option<HelloTypeObject>, RedisError> {
-    Ok(key
-        .get_value(&HELLOTYPE)?
-        .map(|value| HelloTypeObject::decode(&value.data)))
+    key.get_value(&HELLOTYPE)?
+        .map(|value| HelloTypeObject::decode(&value.data))
+        .transpose()
 }
 
 /// HELLOTYPE.INSERT key value
