@@ -228,7 +228,8 @@ pub struct ReplyHandle {
 impl KeyHandle {
     /// Closes and reopens the key (in its own database): after a call, or to drop iterator state
     /// Redis keeps inside an open key.
-    pub fn reopen(&mut self, ctx: Ctx) {
+    pub fn reopen(&mut self, ctx: Ctx, effects: &mut Effects) {
+        effects.flush_before_lookup(ctx);
         self.raw = None;
         let current = ctx.selected_db();
         let switched = self.db != current && ctx.select_db(self.db);
@@ -266,17 +267,17 @@ impl KeyHandle {
     /// Call before an index-based list write. Redis 7.0 caches a list iterator in an open key
     /// between such operations, and some sequences leave it out of step with the list (an
     /// assertion in `moduleListIteratorSeek`); reopening drops it.
-    pub fn fresh_list_iterator(&mut self, ctx: Ctx) {
-        self.drop_list_iterator(ctx);
+    pub fn fresh_list_iterator(&mut self, ctx: Ctx, effects: &mut Effects) {
+        self.drop_list_iterator(ctx, effects);
         self.list_iterator.set(ListIterator::Stale);
     }
 
     /// Call before an index-based list read: keeps an iterator that only reads have moved (so
     /// reading in order costs a step per element, not a seek from an end), and drops one that
     /// may be out of step.
-    pub fn reading_list_iterator(&mut self, ctx: Ctx) {
+    pub fn reading_list_iterator(&mut self, ctx: Ctx, effects: &mut Effects) {
         if self.list_iterator.get() == ListIterator::Stale {
-            self.reopen(ctx);
+            self.reopen(ctx, effects);
         }
         self.list_iterator.set(ListIterator::Reading);
     }
@@ -290,9 +291,9 @@ impl KeyHandle {
 
     /// Call before replacing the value: Redis refuses to set a key while the list iterator of an
     /// index-based list operation is cached in it; reopening drops it.
-    pub fn drop_list_iterator(&mut self, ctx: Ctx) {
+    pub fn drop_list_iterator(&mut self, ctx: Ctx, effects: &mut Effects) {
         if self.list_iterator.get() != ListIterator::None {
-            self.reopen(ctx);
+            self.reopen(ctx, effects);
         }
     }
 }
@@ -474,6 +475,11 @@ pub struct Effects {
     /// Called by a command that replicates verbatim: its effects go to that command's
     /// [`Capture`] instead of being replicated.
     pub captured: bool,
+    /// A key lookup may now expire a key this command recorded writes to: it runs on the live
+    /// clock (a callback), or gave a key an expire that has passed. Redis propagates such a
+    /// key's `DEL` at once, so recorded writes are flushed before lookups then, or replicas
+    /// would get the `DEL` before them.
+    pub lookups_may_expire: bool,
 }
 
 impl Effects {
@@ -488,6 +494,7 @@ impl Effects {
             start_db: 0,
             refused_here: false,
             captured: false,
+            lookups_may_expire: false,
         }
     }
 
@@ -501,6 +508,7 @@ impl Effects {
         self.start_db = start_db;
         self.refused_here = false;
         self.captured = false;
+        self.lookups_may_expire = false;
     }
 
     /// Whether the command's calls run without replicating themselves, each recorded to be
@@ -553,6 +561,14 @@ impl Effects {
     ) {
         self.explicit
             .push(db, Cow::Owned(command), args, None, modifiers);
+    }
+
+    /// Before a lookup of a key by name (opening, reopening, `key-exists`): emits recorded
+    /// writes when the lookup may expire a key (see `lookups_may_expire`).
+    pub fn flush_before_lookup(&mut self, ctx: Ctx) {
+        if self.lookups_may_expire {
+            self.flush(ctx);
+        }
     }
 
     /// Emits recorded low-level writes (unless the command replicates verbatim).
@@ -957,6 +973,9 @@ impl CommandScope {
             && crate::ffi::writes_paused();
         self.effects
             .reset(if background { 0 } else { ctx.selected_db() });
+        // Callbacks look keys up on the live clock (a command, on the time it started at).
+        self.effects.lookups_may_expire =
+            matches!(phase, CallPhase::Reply { .. } | CallPhase::Timeout { .. });
         self.ctx = ctx;
         if !Arc::ptr_eq(&self.command, command) {
             self.command = command.clone();
@@ -1025,6 +1044,7 @@ impl CommandScope {
         } else {
             MODE_READ
         };
+        self.effects.flush_before_lookup(self.ctx);
         let raw = self.ctx.open_key(&name, mode);
         Ok(KeyHandle {
             name,
@@ -1055,7 +1075,7 @@ impl CommandScope {
         let ctx = *ctx;
         let key = keys.get_mut(number).ok_or(KeyFault::Closed)?;
         if key.suspended {
-            key.reopen(ctx);
+            key.reopen(ctx, effects);
         }
         Ok((key, effects, ctx))
     }
@@ -1132,6 +1152,7 @@ impl CommandScope {
     /// lookup could free under them by expiring the key (see `suspend_key`) — in a command
     /// too when one is open for writing, since that one may have set an expire in the past.
     pub fn before_lookup(&mut self, db: i32, name: &[u8]) {
+        self.effects.flush_before_lookup(self.ctx);
         if matches!(self.phase, CallPhase::Command) && !self.keys.uses(db, name).1 {
             return;
         }

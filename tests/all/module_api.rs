@@ -1616,6 +1616,22 @@ fn keys_survive_calls_that_change_them() {
 }
 
 #[test]
+fn writes_recorded_before_a_lookup_that_expires_their_key_replicate_before_its_del() {
+    // The command writes a key and gives it an expire in the past; asking whether it exists
+    // then deletes it, and Redis propagates that DEL at once: the recorded writes must go out
+    // before it, or a replica keeps the key (expired, but there for ever).
+    let server = api_server();
+    let replica = Server::with_module_args(&["LOAD", guests::API_GUEST]);
+    replica.replicate_from(&server);
+    let mut c = server.client();
+    assert_eq!(
+        c.cmd(&["API.EXPIREDEXISTS", "k"]),
+        Reply::Array(vec![Reply::Int(0), Reply::Int(0)])
+    );
+    server.assert_same_dataset(&replica);
+}
+
+#[test]
 fn read_only_commands_cannot_write() {
     let server = api_server();
     let mut c = server.client();

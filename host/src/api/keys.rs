@@ -313,7 +313,7 @@ impl Host for GuestState {
         self.with_key_ctx(handle, |key, effects, ctx| {
             // Redis keeps a list iterator inside an open key after index operations, and
             // deleting then would free the list under it: start from a fresh handle.
-            key.reopen(ctx);
+            key.reopen(ctx, effects);
             let existed = type_of(key) != EMPTY;
             if !writable(key)?.delete() {
                 return Err(KeyFault::Invalid("ERR the key could not be deleted".into()));
@@ -329,7 +329,7 @@ impl Host for GuestState {
         self.with_key_ctx(handle, |key, effects, ctx| {
             // Redis keeps a list iterator inside an open key after index operations, and
             // deleting then would free the list under it: start from a fresh handle.
-            key.reopen(ctx);
+            key.reopen(ctx, effects);
             let existed = type_of(key) != EMPTY;
             if !writable(key)?.unlink() {
                 return Err(KeyFault::Invalid(
@@ -375,7 +375,7 @@ impl Host for GuestState {
 
     fn string_set(&mut self, handle: Key, value: Vec<u8>) -> R<()> {
         self.with_key_ctx(handle, |key, effects, ctx| {
-            key.drop_list_iterator(ctx);
+            key.drop_list_iterator(ctx, effects);
             if !writable(key)?.string_set(&value) {
                 return Err(KeyFault::Invalid("ERR the string could not be set".into()));
             }
@@ -474,8 +474,8 @@ impl Host for GuestState {
         if let Ok(scope) = self.command() {
             scope.close_other_list_iterators(handle);
         }
-        self.with_key_ctx(handle, |key, _, ctx| {
-            key.reading_list_iterator(ctx);
+        self.with_key_ctx(handle, |key, effects, ctx| {
+            key.reading_list_iterator(ctx, effects);
             expect_type(key, LIST)?;
             let raw = key.raw.as_ref().ok_or(KeyFault::OutOfRange)?;
             list_index(index, raw.value_length())?;
@@ -487,8 +487,8 @@ impl Host for GuestState {
         if let Ok(scope) = self.command() {
             scope.close_other_list_iterators(handle);
         }
-        self.with_key_ctx(handle, |key, _, ctx| {
-            key.reading_list_iterator(ctx);
+        self.with_key_ctx(handle, |key, effects, ctx| {
+            key.reading_list_iterator(ctx, effects);
             expect_type(key, LIST)?;
             let mut batch = ListRangeBatch {
                 elements: Vec::new(),
@@ -524,7 +524,7 @@ impl Host for GuestState {
 
     fn list_set(&mut self, handle: Key, index: i64, value: Vec<u8>) -> R<()> {
         self.with_key_ctx(handle, |key, effects, ctx| {
-            key.fresh_list_iterator(ctx);
+            key.fresh_list_iterator(ctx, effects);
             expect_type(key, LIST)?;
             let raw = writable(key)?;
             let at = list_index(index, raw.value_length())?;
@@ -538,7 +538,7 @@ impl Host for GuestState {
 
     fn list_insert(&mut self, handle: Key, index: i64, value: Vec<u8>) -> R<()> {
         self.with_key_ctx(handle, |key, effects, ctx| {
-            key.fresh_list_iterator(ctx);
+            key.fresh_list_iterator(ctx, effects);
             expect_type(key, LIST)?;
             let raw = writable(key)?;
             let before = raw.value_length();
@@ -568,7 +568,7 @@ impl Host for GuestState {
 
     fn list_delete(&mut self, handle: Key, index: i64) -> R<()> {
         self.with_key_ctx(handle, |key, effects, ctx| {
-            key.fresh_list_iterator(ctx);
+            key.fresh_list_iterator(ctx, effects);
             expect_type(key, LIST)?;
             let raw = writable(key)?;
             let at = list_index(index, raw.value_length())?;
@@ -957,7 +957,7 @@ impl Host for GuestState {
             return Ok(Err(unknown_data_type(data_type)));
         };
         self.with_key_ctx(handle, |key, effects, ctx| {
-            key.drop_list_iterator(ctx);
+            key.drop_list_iterator(ctx, effects);
             writable(key)?;
             let raw = key.raw.as_mut().ok_or(KeyFault::Closed)?;
             let value = TypeValue {
@@ -1004,6 +1004,15 @@ fn record_expire(key: &KeyHandle, effects: &mut Effects) {
         effects.record(key.db, "PERSIST", &[&key.name]);
     } else {
         effects.record(key.db, "PEXPIREAT", &[&key.name, &num(at)]);
+        // Already passed: the key's next lookup deletes it (see `lookups_may_expire`).
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(i64::MAX, |d| {
+                i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+            });
+        if at <= now_ms {
+            effects.lookups_may_expire = true;
+        }
     }
 }
 

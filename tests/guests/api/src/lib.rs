@@ -652,10 +652,12 @@ fn api_read2(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     ]))
 }
 
-/// `API.EXPIREDEXISTS <key>`: gives the key an expire in the past through a write handle, asks
-/// whether the key exists, then reads its length through the handle. Replies [exists, length].
+/// `API.EXPIREDEXISTS <key>`: sets the key to "v" and gives it an expire in the past through a
+/// write handle, asks whether the key exists, then reads its length through the handle. Replies
+/// [exists, length].
 fn api_expired_exists(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let key = ctx.open_key_writable(&args[1])?;
+    key.string_set("v")?;
     key.set_abs_expire(1)?;
     let exists = ctx.key_exists(&args[1]);
     Ok(RedisValue::Array(vec![
