@@ -63,7 +63,7 @@ fn blpop(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if seconds < 0.0 {
         return Err(RedisError::Str("ERR timeout is negative"));
     }
-    // The host's longest timeout (2^40 ms, about 34 years); BLPOP refuses huge ones too.
+    // The host's longest timeout (2^40 ms, about 34 years; BLPOP's own limit is far higher).
     let timeout_ms = (seconds * 1000.0).ceil();
     if timeout_ms > (1u64 << 40) as f64 {
         return Err(RedisError::Str("ERR timeout is out of range"));

@@ -84,8 +84,9 @@ fn hello_block(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// HELLO.KEYS: every key, collected with SCAN by a background job that takes Redis's lock for
 /// each call, so other clients are served between the SCAN steps.
 fn hello_keys(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    // Only `CLIENT UNBLOCK <id> TIMEOUT` gets here (the command blocks with no timeout); the C
-    // original has no timeout callback, so Redis refuses that there.
+    // Only `CLIENT UNBLOCK <id>` (or `... TIMEOUT`) gets here (the command blocks with no
+    // timeout; `... ERROR` answers the client itself); the C original has no timeout callback, so
+    // Redis refuses all three there.
     if ctx.blocked_phase() == BlockedPhase::Timeout {
         return Ok(RedisValue::SimpleStringStatic("Request timedout"));
     }
