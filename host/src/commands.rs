@@ -559,6 +559,15 @@ fn may_publish(ctx: Ctx, waiting: Waiting) -> Result<(), String> {
     if waiting == Waiting::No && ctx.flags() & ctx_flags::SLAVE != 0 {
         return Err("the server became a replica while compiling; nothing was loaded".to_owned());
     }
+    // Or the cluster went down meanwhile: Redis answered the client `-CLUSTERDOWN` (see
+    // `Ctx::block`), and the load must not happen behind that answer.
+    if waiting == Waiting::No && ctx.flags() & ctx_flags::CLUSTER != 0 && ctx.cluster_is_down() {
+        return Err(
+            "the cluster went down while compiling and Redis answered the client \
+             -CLUSTERDOWN; nothing was loaded"
+                .to_owned(),
+        );
+    }
     // Redis runs this even while clients are paused, when nothing may be propagated (and 7.0
     // asserts it): the load is refused then.
     if crate::ffi::writes_paused() {

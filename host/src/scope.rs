@@ -783,6 +783,15 @@ impl CallerAcl {
         });
     }
 
+    /// At a command's end: a big command's declared keys give their room back (it would stay
+    /// in Redis's `used_memory`, which eviction goes by, until the next command).
+    fn release_big_buffers(&mut self) {
+        if self.declared.capacity() > KEPT_BYTES || self.ends.capacity() > KEPT_BYTES / 8 {
+            self.declared = Vec::new();
+            self.ends = Vec::new();
+        }
+    }
+
     /// Whether this is a client's command in cluster mode, which may touch its slot only.
     pub fn in_cluster(&self) -> bool {
         self.cluster_slot.is_some()
@@ -1105,15 +1114,15 @@ impl CommandScope {
         }
     }
 
-    /// Closes the other handles open on the key behind handle `number` (they reopen when next
-    /// used), in every phase. For a string that is not stored raw (a short or integer one),
-    /// `RedisModule_StringDMA` replaces the value object even to read it, freeing the object
-    /// that the other handles on the key still point to.
     /// Whether more than one key is open (only then can another handle share a key).
     pub fn holds_several_keys(&self) -> bool {
         self.keys.handles.len() > 1
     }
 
+    /// Closes the other handles open on the key behind handle `number` (they reopen when next
+    /// used), in every phase. For a string that is not stored raw (a short or integer one),
+    /// `RedisModule_StringDMA` replaces the value object even to read it, freeing the object
+    /// that the other handles on the key still point to.
     pub fn close_other_handles(&mut self, number: u32) {
         self.close_others_where(number, |_| true);
     }
@@ -1171,6 +1180,7 @@ impl CommandScope {
     /// Ends the command: closes keys, releases replies, emits replication.
     pub fn finish(&mut self, trapped: bool) {
         self.keys.clear();
+        self.acl.release_big_buffers();
         if let Some(background) = &self.background {
             // Freeing a call reply needs no lock (see `Root` in ffi/call.rs), and a job frees
             // them without it as it goes; at its end they go under the lock all the same, which

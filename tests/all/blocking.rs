@@ -837,7 +837,7 @@ fn a_timeout_callback_cannot_start_a_job() {
     );
     assert_eq!(
         a.read().text(),
-        "ERR run-in-background is only available in a command, not in a blocked client's callback"
+        "ERR run-in-background cannot work for the client this callback answers"
     );
     assert_eq!(info_field(&server, "background_jobs"), 0);
 }

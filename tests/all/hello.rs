@@ -495,4 +495,7 @@ fn a_verbatim_command_the_host_yields_in_answers_and_replicates_its_effects() {
     c.cmd(&["CONFIG", "SET", "busy-reply-threshold", "5000"]);
     assert_eq!(c.cmd(&["LINDEX", "big", "0"]).text(), "1");
     master.assert_same_dataset(&replica);
+    // It did yield: the replica got the effects, not the command to run again.
+    let stats = replica.client().cmd(&["INFO", "commandstats"]).text();
+    assert!(!stats.contains("cmdstat_wasm.invoke-write"), "{stats}");
 }

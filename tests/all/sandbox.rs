@@ -1183,3 +1183,23 @@ fn busy_reply_threshold_0_runs_guests_uninterrupted_as_it_does_scripts() {
     );
     assert_eq!(other.read(), Reply::Nil);
 }
+
+#[test]
+fn a_big_commands_declared_keys_give_their_memory_back() {
+    // The host keeps a command's declared keys to check later opens against them; a command
+    // with many big keys must not leave that room in Redis's used_memory (eviction goes by it).
+    let server = Server::with_module_args(&["LOAD", guests::BASICS]);
+    let mut c = server.client();
+    let keys: Vec<String> = (0..20_000).map(|i| format!("k{i:0>500}")).collect();
+    let mut command = vec!["BASICS.KEYS"];
+    for key in &keys {
+        command.extend([key.as_str(), "v"]);
+    }
+    let before = c.info_u64("memory", "used_memory");
+    assert_eq!(c.cmd(&command), Reply::Status("OK".into()));
+    let after = c.info_u64("memory", "used_memory");
+    assert!(
+        after < before + (4 << 20),
+        "used_memory {before} before a command with 20,000 keys of 500 bytes, {after} after"
+    );
+}

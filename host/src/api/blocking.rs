@@ -128,12 +128,14 @@ impl Host for GuestState {
             Ok(scope) if scope.in_background() => {
                 return Ok(Err("ERR a background job cannot start another".to_owned()));
             }
-            // A callback answers its client now (after `CLIENT UNBLOCK ... TIMEOUT`, before the
-            // host has released it): a job would work for an answered client.
-            Ok(scope) if !matches!(scope.phase, CallPhase::Command) => {
+            // A callback answers its own client now (after `CLIENT UNBLOCK ... TIMEOUT`, before
+            // the host has released it): a job would work for an answered client.
+            Ok(scope)
+                if matches!(scope.phase, CallPhase::Reply { id: answered, .. }
+                    | CallPhase::Timeout { id: answered, .. } if answered == id) =>
+            {
                 return Ok(Err(
-                    "ERR run-in-background is only available in a command, not in a blocked \
-                     client's callback"
+                    "ERR run-in-background cannot work for the client this callback answers"
                         .to_owned(),
                 ));
             }

@@ -662,6 +662,9 @@ impl GuestState {
             },
             Some((_, None)) => Err(CallRefusal::NoPermission),
         };
+        // For a refused call's message: whether Redis is out of memory, read while a job still
+        // holds Redis's lock (the flags read server state).
+        let oom = called.is_err() && now() & ctx_flags::OOM != 0;
         drop(running);
         drop(lock);
         if let Some(capture) = capture {
@@ -709,8 +712,6 @@ impl GuestState {
                 if !matches!(why, CallRefusal::UnknownCommand | CallRefusal::WrongArity) {
                     scope.effects.refused_here = true;
                 }
-                // Read after the call, as before: whether Redis refused it for memory.
-                let oom = now() & ctx_flags::OOM != 0;
                 Ok(Err(refusal(
                     why,
                     &command.to_ascii_lowercase(),

@@ -103,7 +103,7 @@ extern "C" fn free_continuation(ctx: *mut raw::RedisModuleCtx, privdata: *mut c_
 
 impl Ctx {
     /// Whether this cluster node's state is `fail` (`CLUSTER INFO`).
-    fn cluster_is_down(self) -> bool {
+    pub fn cluster_is_down(self) -> bool {
         self.call("CLUSTER", &["INFO"], "")
             .ok()
             .and_then(|reply| reply.string())
@@ -483,8 +483,8 @@ impl Ctx {
         f: impl FnOnce() -> T,
     ) -> Option<T> {
         /// Puts the context's user back and frees the looked-up one, also if `f` panics.
-        struct ContextUser(Ctx, NonNull<raw::RedisModuleUser>);
-        impl Drop for ContextUser {
+        struct RestoreUser(Ctx, NonNull<raw::RedisModuleUser>);
+        impl Drop for RestoreUser {
             fn drop(&mut self) {
                 // SAFETY: still under the lock `as_user` was given; the user was looked up
                 // there and is freed once, after the context stops using it.
@@ -496,12 +496,12 @@ impl Ctx {
         }
         let name = super::OwnedString::new(name);
         // SAFETY: the lock is held (`_lock`); the user is looked up now and released (only the
-        // wrapper: it is not a module user) before the lock is, by `ContextUser`.
+        // wrapper: it is not a module user) before the lock is, by `RestoreUser`.
         let user =
             NonNull::new(unsafe { api!(RedisModule_GetModuleUserFromUserName)(name.as_ptr()) })?;
         // SAFETY: as above; a valid context and a live user.
         unsafe { api!(RedisModule_SetContextUser)(self.0.as_ptr(), user.as_ptr()) };
-        let _restore = ContextUser(self, user);
+        let _restore = RestoreUser(self, user);
         Some(f())
     }
 }
