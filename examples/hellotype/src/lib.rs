@@ -31,7 +31,7 @@ impl HelloTypeObject {
     /// The bytes are untrusted (`WASM.SETVALUE` and `RESTORE` store anything): a length that is
     /// not a whole number of integers is an error, not a guess.
     fn decode(data: &[u8]) -> Result<Self, RedisError> {
-        if data.len() % 8 != 0 {
+        if !data.len().is_multiple_of(8) {
             return Err(RedisError::Str("ERR corrupt hellotype value"));
         }
         Ok(HelloTypeObject(
