@@ -126,8 +126,9 @@ impl Context {
 
     /// `RedisModule_ReplicateVerbatim`: propagate this command itself instead of its effects.
     /// If something already went out as effects (a call's, writes sent ahead of a call,
-    /// `select_db`, a yield past `busy-reply-threshold`), it returns `Ok` and the command goes
-    /// on replicating its effects. Errors in a blocked client's `Reply`/`Timeout` phase, in a
+    /// `select_db`, a yield past `busy-reply-threshold`, a key lookup after an expire that has
+    /// passed), it returns `Ok` and the command goes on replicating its effects; a call that may
+    /// set an expire ends verbatim replication the same way. Errors in a blocked client's `Reply`/`Timeout` phase, in a
     /// command not flagged `write`, and while clients are paused.
     pub fn replicate_verbatim(&self) -> Result<(), RedisError> {
         replication::replicate_verbatim().map_err(RedisError::String)

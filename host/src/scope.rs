@@ -10,8 +10,8 @@
 //! `RM_Call` all keys are closed (the call may delete or replace them) and reopened on next use.
 //!
 //! **Effects.** Low-level writes are recorded as the equivalent Redis commands and replicated in
-//! order: before each call (so replicas see writes in the order they happened), before `SELECT`,
-//! and when the command ends. See [`Effects`].
+//! order: before each call (so replicas see writes in the order they happened), before a key
+//! lookup that may expire a key, before `SELECT`, and when the command ends. See [`Effects`].
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -445,7 +445,8 @@ const KEPT_BYTES: usize = 64 * 1024;
 /// The replication of one command's effects.
 ///
 /// - Low-level key writes are recorded as commands (`LPUSH`, `SETRANGE`, `ZADD`, ...) and
-///   flushed in order before each call, before `SELECT`, and at the end.
+///   flushed in order before each call, before `SELECT`, before a key lookup that may expire
+///   a key (see `lookups_may_expire`), and at the end.
 /// - Calls replicate themselves (`!`), between those flushes.
 /// - Explicit `replicate` requests are emitted last, as the Modules API documents.
 /// - `replicate-verbatim` replicates the command instead (in the database it started in);
@@ -566,9 +567,27 @@ impl Effects {
     /// Before a lookup of a key by name (opening, reopening, `key-exists`): emits recorded
     /// writes when the lookup may expire a key (see `lookups_may_expire`).
     pub fn flush_before_lookup(&mut self, ctx: Ctx) {
-        if self.lookups_may_expire {
-            self.flush(ctx);
+        if !self.lookups_may_expire {
+            return;
         }
+        // A replica replaying the command itself would not expire the key (replicas leave that
+        // to their master).
+        self.stop_replicating_verbatim(ctx);
+    }
+
+    /// Before something a replica replaying a verbatim command would not do alike (expire a
+    /// key: replicas leave that to their master, and set an expire that has passed without
+    /// deleting the key): the command replicates its effects from here on, the ones it
+    /// recorded first; a guest command such a command calls makes it do so at its end. Later
+    /// `replicate-verbatim` requests are too late.
+    pub fn stop_replicating_verbatim(&mut self, ctx: Ctx) {
+        if self.captured {
+            crate::busy::mark_enclosing_failed(true);
+            return;
+        }
+        self.verbatim = false;
+        self.flush(ctx);
+        self.propagated = true;
     }
 
     /// Emits recorded low-level writes (unless the command replicates verbatim).

@@ -1629,6 +1629,22 @@ fn writes_recorded_before_a_lookup_that_expires_their_key_replicate_before_its_d
         Reply::Array(vec![Reply::Int(0), Reply::Int(0)])
     );
     server.assert_same_dataset(&replica);
+    // A command replicating itself verbatim replicates its effects from that lookup on: a
+    // replica replaying it would not expire the key (replicas leave that to their master).
+    assert_eq!(
+        c.cmd(&["API.EXPIREDEXISTS", "k", "verbatim"]),
+        Reply::Array(vec![Reply::Int(0), Reply::Int(0)])
+    );
+    server.assert_same_dataset(&replica);
+    // So does one that calls a command setting an expire (Redis deletes the key at once for
+    // an expire that has passed; a replica replaying the command would only set it).
+    c.cmd(&["RPUSH", "l", "x"]);
+    assert_eq!(
+        c.cmd(&["API.VERBATIMCALL", "PEXPIREAT", "l", "1"]),
+        Reply::Int(1)
+    );
+    assert_eq!(c.cmd(&["EXISTS", "l"]), Reply::Int(0));
+    server.assert_same_dataset(&replica);
 }
 
 #[test]

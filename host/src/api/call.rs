@@ -276,6 +276,25 @@ impl Modifiers {
     }
 }
 
+/// Whether a command line may give a key an expire: the `EXPIRE` family, and the string
+/// commands with a time option (`SET ... EX`, `GETEX`, `RESTORE` with a TTL, ...).
+fn may_set_expire(command: &str, args: &[Vec<u8>]) -> bool {
+    const ALWAYS: [&str; 7] = [
+        "expire",
+        "pexpire",
+        "expireat",
+        "pexpireat",
+        "setex",
+        "psetex",
+        "restore",
+    ];
+    const WITH_OPTIONS: [(&str, usize); 2] = [("set", 2), ("getex", 1)];
+    ALWAYS.iter().any(|name| name.eq_ignore_ascii_case(command))
+        || WITH_OPTIONS
+            .iter()
+            .any(|&(name, plain)| name.eq_ignore_ascii_case(command) && args.len() > plain)
+}
+
 /// The error for a call Redis refused. `refuses_writes`: the call had `W`, so Redis refused
 /// any write command before its script-mode checks of writes.
 /// Why the command cannot write, for a write call Redis refused with `ENOSPC` (outside OOM).
@@ -616,6 +635,12 @@ impl GuestState {
             None => scope.acl.replayed(),
             Some(_) => ctx_flags::replayed(now()) || crate::busy::inside_replayed(),
         };
+        // Redis deletes a key given an expire that has passed at once, but a replica replaying
+        // the command only sets that expire and keeps the key: a verbatim command's call that
+        // may set one replicates itself, and the command its effects from here on.
+        if scope.effects.records_calls() && may_set_expire(command, args) {
+            scope.effects.stop_replicating_verbatim(ctx);
+        }
         let records_calls = scope.effects.records_calls();
         let modifiers = Modifiers::new(flags, scope.may_write, records_calls, replayed);
         if modifiers.refuses_writes() && may_replicate(command, args) {

@@ -110,8 +110,8 @@ impl Host for GuestState {
             ));
         }
         // Something already went out as effects (a call's, or writes sent ahead of a call,
-        // select-db or a yield, which the guest cannot foresee): the command goes on
-        // replicating so. Failing here would answer an error for a command whose writes are
+        // select-db, a yield or a lookup that may expire a key, which the guest cannot
+        // foresee): the command goes on replicating so. Failing here would answer an error for a command whose writes are
         // done and replicated (a client retrying would apply them twice).
         if !scope.effects.propagated {
             scope.effects.verbatim = true;

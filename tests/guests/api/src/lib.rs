@@ -652,10 +652,13 @@ fn api_read2(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     ]))
 }
 
-/// `API.EXPIREDEXISTS <key>`: sets the key to "v" and gives it an expire in the past through a
-/// write handle, asks whether the key exists, then reads its length through the handle. Replies
-/// [exists, length].
+/// `API.EXPIREDEXISTS <key> [verbatim]`: (replicating itself verbatim, with `verbatim`) sets the
+/// key to "v" and gives it an expire in the past through a write handle, asks whether the key
+/// exists, then reads its length through the handle. Replies [exists, length].
 fn api_expired_exists(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.get(2).is_some_and(|a| a.as_slice() == b"verbatim") {
+        ctx.replicate_verbatim()?;
+    }
     let key = ctx.open_key_writable(&args[1])?;
     key.string_set("v")?;
     key.set_abs_expire(1)?;
@@ -1062,7 +1065,7 @@ redis_module! {
         ["api.usekept", api_use_kept, "readonly", 0, 0, 0],
         ["api.rangecall", api_range_call, "readonly", 1, 1, 1],
         ["api.read2", api_read2, "readonly", 1, 1, 1, arity = 3],
-        ["api.expiredexists", api_expired_exists, "write", 1, 1, 1, arity = 2],
+        ["api.expiredexists", api_expired_exists, "write", 1, 1, 1, arity = -2],
         ["api.lists2", api_lists2, "readonly", 1, 1, 1, arity = 6],
         ["api.replicate", api_replicate, "write", 0, 0, 0],
         ["api.order", api_order, "write", 1, 1, 1],
