@@ -4,6 +4,10 @@
 # calls per seed (tests/guests/evil). Fails on a crash or when master and replica diverge.
 #
 #   scripts/fuzz-host.sh [MINUTES]
+#
+# SMALL_ENCODINGS=1 lowers the hash, set and sorted-set listpack/intset limits on both servers
+# (the fuzzer also crosses the default ones, less often). VERBATIM=1 lets the fuzzer ask for
+# replicate-verbatim (the replica then replays EVIL.FUZZ: it loads the guest too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -17,8 +21,12 @@ host="$dir/libredis_wasm.so"
 cp target/release/libredis_wasm.so "$host"
 # Small compressed list nodes, so that the fuzzer's lists have some.
 lists=(--list-compress-depth 1 --list-max-listpack-size 4)
+if [ -n "${SMALL_ENCODINGS:-}" ]; then
+    lists+=(--hash-max-listpack-entries 4 --hash-max-listpack-value 8 --zset-max-listpack-entries 4
+        --zset-max-listpack-value 8 --set-max-intset-entries 4)
+fi
 start_server "$port" "$dir/master" "${lists[@]}" --loadmodule "$host" LOAD "$evil"
-start_server $((port + 1)) "$dir/replica" "${lists[@]}" --loadmodule "$host"
+start_server $((port + 1)) "$dir/replica" "${lists[@]}" --loadmodule "$host" LOAD "$evil"
 trap 'redis-cli -p $port shutdown nosave >/dev/null 2>&1; redis-cli -p $((port + 1)) shutdown nosave >/dev/null 2>&1' EXIT
 redis-cli -p $((port + 1)) replicaof 127.0.0.1 "$port" >/dev/null
 until redis-cli -p $((port + 1)) info replication | grep -q master_link_status:up; do sleep 0.1; done
@@ -39,7 +47,7 @@ seed=0
 errors=0
 checks=0
 while [ "$SECONDS" -lt "$end" ]; do
-    batch=$(for _ in $(seq 1 200); do seed=$((seed + 1)); echo "EVIL.FUZZ $seed 500"; done)
+    batch=$(for _ in $(seq 1 200); do seed=$((seed + 1)); echo "EVIL.FUZZ $seed 500${VERBATIM:+ verbatim}"; done)
     out=$(echo "$batch" | redis-cli -p "$port")
     seed=$((seed + 200))
     errors=$((errors + $(echo "$out" | grep -c '^ERR' || true)))

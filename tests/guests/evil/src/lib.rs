@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use redis_wasm_sdk::{
     CallFlags, Context, DataType, HashSetFlags, InitContext, ListWhere, NextArg, NotifyEvent,
-    RedisError, RedisResult, RedisString, RedisValue, ZaddFlags, redis_module,
+    RedisError, RedisResult, RedisString, RedisValue, ReplicateFlags, ZaddFlags, redis_module,
 };
 
 fn init(_ctx: &InitContext, args: &[RedisString]) -> Result<(), RedisError> {
@@ -266,10 +266,15 @@ fn edges(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
 
 /// `EVIL.FUZZ seed n`: n host calls with pseudo-random arguments, on handles that may have been
 /// dropped. Returns how many it made (a forged or stale handle traps, which is also fine).
+/// `EVIL.FUZZ seed n verbatim` also replicates verbatim at times (see below).
 fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let mut args = args.into_iter().skip(1);
     let mut state = args.next_u64()?.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let n = args.next_u64()?;
+    // `EVIL.FUZZ seed n verbatim`: also asks for replicate-verbatim now and then (off by
+    // default: a replica replaying the command does not expire keys, so one given an expire
+    // in the past reads differently there — the master/replica divergence reported for it).
+    let verbatim = args.next().is_some_and(|a| a.as_slice() == b"verbatim");
     let mut next = move || {
         state ^= state << 13;
         state ^= state >> 7;
@@ -293,7 +298,23 @@ fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         let any = |keys: &Vec<redis_wasm_sdk::Key>| {
             (!keys.is_empty()).then(|| (r >> 44) as usize % keys.len())
         };
-        match (r >> 16) % 23 {
+        let other = names[(r >> 50) as usize % names.len()];
+        let db = ((r >> 6) % 3) as u32;
+        // A call with string arguments (replies are read, then dropped).
+        let call = |command: &str, args: Vec<String>| {
+            if let Ok(reply) = ctx.call(command, &[&args]) {
+                let _ = reply.iter().count();
+            }
+        };
+        // Members and fields from a small set, some long (past the listpack value limits).
+        let member = |x: u64| {
+            if x.is_multiple_of(16) {
+                format!("{:m>70}", x % 7)
+            } else {
+                format!("m{}", x % 40)
+            }
+        };
+        match (r >> 16) % 41 {
             0 => {
                 if let Ok(k) = ctx.open_key_writable(name) {
                     keys.push(k);
@@ -454,6 +475,481 @@ fn fuzz(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 let values: Vec<String> = (0..12).map(|i| format!("{i:x>30}")).collect();
                 let _ = ctx.call("RPUSH", &[&name, &values]);
             }
+
+            // Sorted-set ranges, by score or lex, from either end, on any handle; then steps
+            // both ways (another handle may have started its own range on the key).
+            23 => {
+                if let Some(i) = any(&keys) {
+                    let k = &keys[i];
+                    let lo = ((r >> 8) % 60) as f64 - 30.0;
+                    let hi = lo + ((r >> 12) % 50) as f64;
+                    let lex = ["-", "[m1", "(m2", "[m", "(m39", "+"];
+                    let (a, b) = (lex[(r >> 20) as usize % 6], lex[(r >> 24) as usize % 6]);
+                    let _ = match r % 4 {
+                        0 => k.zset_first_in_score_range(lo, hi, r & 16 == 0, r & 32 == 0),
+                        1 => k.zset_last_in_score_range(lo, hi, r & 16 == 0, r & 32 == 0),
+                        2 => k.zset_first_in_lex_range(a, b),
+                        _ => k.zset_last_in_lex_range(a, b),
+                    };
+                    for step in 0..(r >> 28) % 6 {
+                        let _ = match (r >> (32 + 2 * step)) % 4 {
+                            0 => k.zset_range_next(),
+                            1 => k.zset_range_prev(),
+                            2 => k.zset_range_end_reached(),
+                            _ => k
+                                .zset_range_next_batch((r >> 40) as u32 % 5)
+                                .map(|b| !b.is_empty()),
+                        };
+                        let _ = k.zset_range_current_element();
+                    }
+                }
+            }
+            // A range already started goes on while another handle (or a call) changes the set.
+            24 => {
+                if let (Some(i), Some(j)) = (
+                    any(&keys),
+                    (!keys.is_empty()).then(|| (r >> 36) as usize % keys.len()),
+                ) {
+                    let _ = keys[i].zset_range_current_element();
+                    match r % 5 {
+                        0 => {
+                            let _ = keys[j].zset_rem(member(r >> 9));
+                        }
+                        1 => {
+                            let _ =
+                                keys[j].zset_incrby(int as f64, member(r >> 9), ZaddFlags::empty());
+                        }
+                        2 => {
+                            let _ = keys[j].zset_score(member(r >> 9));
+                        }
+                        3 => call("ZREM", vec![name.into(), member(r >> 9), member(r >> 13)]),
+                        _ => call("ZADD", vec![name.into(), "0".into(), member(r >> 9)]),
+                    }
+                    let _ = keys[i].zset_range_next();
+                    let _ = keys[i].zset_range_prev();
+                    let _ = keys[i].zset_range_current_element();
+                    let _ = keys[i].zset_range_next_batch(3);
+                    if r & 64 == 0 {
+                        keys[i].zset_range_stop();
+                    }
+                }
+            }
+            // Sorted sets through calls: many members at once (crossing listpack -> skiplist),
+            // all at one score (for lex ranges), removals by range, pops.
+            25 => match r % 6 {
+                0 | 1 => {
+                    let n = (r >> 8) % 200;
+                    let mut args = vec![name.to_string()];
+                    for x in 0..n {
+                        args.push(if r & 1 == 0 {
+                            "0".into()
+                        } else {
+                            (x % 17).to_string()
+                        });
+                        args.push(member(x + (r >> 20)));
+                    }
+                    call("ZADD", args);
+                }
+                2 => call(
+                    "ZREMRANGEBYLEX",
+                    vec![name.into(), "[m1".into(), "(m3".into()],
+                ),
+                3 => call(
+                    "ZREMRANGEBYSCORE",
+                    vec![name.into(), "-inf".into(), ((r >> 8) % 20).to_string()],
+                ),
+                4 => call(
+                    if r & 8 == 0 { "ZPOPMIN" } else { "ZPOPMAX" },
+                    vec![name.into(), ((r >> 8) % 4).to_string()],
+                ),
+                _ => call(
+                    "ZRANGESTORE",
+                    vec![other.into(), name.into(), "0".into(), "-1".into()],
+                ),
+            },
+            // Many members through a handle, some long.
+            26 => {
+                if let Some(i) = any(&keys) {
+                    for x in 0..(r >> 8) % 150 {
+                        let _ = keys[i].zset_add(
+                            (x % 9) as f64,
+                            member(x ^ (r >> 30)),
+                            ZaddFlags::empty(),
+                        );
+                    }
+                }
+            }
+            // Hashes through calls: many fields (past 128 entries or 64-byte values), deletes.
+            27 => match r % 4 {
+                0 | 1 => {
+                    let mut args = vec![name.to_string()];
+                    for x in 0..(r >> 8) % 300 {
+                        args.push(member(x + (r >> 40)));
+                        args.push(if x % 50 == 7 {
+                            "v".repeat(80)
+                        } else {
+                            x.to_string()
+                        });
+                    }
+                    if args.len() > 1 {
+                        call("HSET", args);
+                    }
+                }
+                2 => call(
+                    "HDEL",
+                    (0..(r >> 8) % 100)
+                        .map(&member)
+                        .chain([name.to_string()])
+                        .rev()
+                        .collect(),
+                ),
+                _ => call(
+                    "HINCRBY",
+                    vec![name.into(), member(r >> 8), int.to_string()],
+                ),
+            },
+            // Sets through calls: integers past the intset limit (512), strings, removals, pops.
+            28 => match r % 5 {
+                0 | 1 => {
+                    let mut args = vec![name.to_string()];
+                    args.extend((0..(r >> 8) % 700).map(|x| x.to_string()));
+                    if r & 4 == 0 {
+                        args.push(member(r >> 20));
+                    }
+                    if args.len() > 1 {
+                        call("SADD", args);
+                    }
+                }
+                2 => call(
+                    "SREM",
+                    (0..(r >> 8) % 600)
+                        .map(|x| x.to_string())
+                        .chain([name.to_string()])
+                        .rev()
+                        .collect(),
+                ),
+                3 => call("SPOP", vec![name.into(), ((r >> 8) % 10).to_string()]),
+                _ => call(
+                    "SMOVE",
+                    vec![name.into(), other.into(), ((r >> 8) % 700).to_string()],
+                ),
+            },
+            // Scans interleaved with writes to the same key, through another handle or a call.
+            29 => {
+                if let Some(i) = any(&keys) {
+                    let j = (r >> 36) as usize % keys.len();
+                    for round in 0..1 + (r >> 8) % 4 {
+                        let _ = keys[i].scan(1 + (r >> 12) as u32 % 16);
+                        let x = (r >> (20 + round)) ^ round;
+                        match (r >> 24) % 6 {
+                            0 => {
+                                let _ = keys[j].hash_set(
+                                    HashSetFlags::empty(),
+                                    &[(
+                                        member(x).as_bytes(),
+                                        if x & 1 == 0 { None } else { Some(b"v") },
+                                    )],
+                                );
+                            }
+                            1 => {
+                                let _ = keys[j].zset_add(x as f64, member(x), ZaddFlags::empty());
+                            }
+                            2 => {
+                                let _ = keys[j].zset_rem(member(x));
+                            }
+                            3 => call(
+                                "SADD",
+                                (0..x % 300)
+                                    .map(|y| y.to_string())
+                                    .chain([name.to_string()])
+                                    .rev()
+                                    .collect(),
+                            ),
+                            4 => call("HDEL", vec![name.into(), member(x), member(x + 1)]),
+                            _ => call("SREM", vec![name.into(), (x % 300).to_string()]),
+                        }
+                    }
+                    if r & 128 == 0 {
+                        keys[i].scan_restart();
+                    }
+                    let _ = keys[i].scan(1000);
+                }
+            }
+            // Lists by index, through any handle, mixed with pops and ranges through another.
+            30 => {
+                if let Some(i) = any(&keys) {
+                    let j = (r >> 36) as usize % keys.len();
+                    for step in 0..1 + (r >> 8) % 6 {
+                        let index = ((r >> (12 + step)) % 9) as i64 - 4;
+                        let _ = match (r >> (20 + 2 * step)) % 6 {
+                            0 => keys[i].list_set(index, "S"),
+                            1 => keys[i].list_insert(index, "I"),
+                            2 => keys[i].list_delete(index),
+                            3 => keys[j]
+                                .list_pop(if step & 1 == 0 {
+                                    ListWhere::Head
+                                } else {
+                                    ListWhere::Tail
+                                })
+                                .map(|_| ()),
+                            4 => keys[j].list_range(index, 3).map(|_| ()),
+                            _ => keys[i].list_get(index).map(|_| ()),
+                        };
+                    }
+                }
+            }
+            // Lists through calls, by index and value.
+            31 => match r % 6 {
+                0 => call(
+                    "LINSERT",
+                    vec![
+                        name.into(),
+                        if r & 8 == 0 {
+                            "BEFORE".into()
+                        } else {
+                            "AFTER".into()
+                        },
+                        "i".into(),
+                        "J".into(),
+                    ],
+                ),
+                1 => call(
+                    "LSET",
+                    vec![name.into(), (int % 10).to_string(), "L".into()],
+                ),
+                2 => call("LREM", vec![name.into(), (int % 3).to_string(), "i".into()]),
+                3 => call(
+                    "LTRIM",
+                    vec![
+                        name.into(),
+                        ((r >> 8) % 5).to_string(),
+                        (-1 - (r >> 12) as i64 % 5).to_string(),
+                    ],
+                ),
+                4 => call(
+                    "LMOVE",
+                    vec![name.into(), other.into(), "LEFT".into(), "RIGHT".into()],
+                ),
+                _ => {
+                    let values: Vec<String> = (0..(r >> 8) % 300)
+                        .map(|x| {
+                            if x % 40 == 0 {
+                                "z".repeat(100)
+                            } else {
+                                x.to_string()
+                            }
+                        })
+                        .collect();
+                    if !values.is_empty() {
+                        call(
+                            if r & 8 == 0 { "LPUSH" } else { "RPUSH" },
+                            [name.to_string()].into_iter().chain(values).collect(),
+                        );
+                    }
+                }
+            },
+            // Data type values with expires, read back through another handle. (Expires are in
+            // the past or far ahead: the suite compares datasets across restarts, and a key
+            // expiring meanwhile would make them differ.)
+            32 => {
+                if let Some(i) = any(&keys) {
+                    let j = (r >> 36) as usize % keys.len();
+                    let _ = keys[i].set_value(&EVIL_TYPE, vec![b't'; (r % 30) as usize]);
+                    let _ = match (r >> 8) % 4 {
+                        0 => keys[i].set_expire(1_000_000_000 + (r >> 12) as i64 % 5),
+                        1 => keys[i].set_abs_expire(1),
+                        2 => keys[i].set_expire(i64::MAX / 8),
+                        _ => keys[i].set_expire(-1),
+                    };
+                    let _ = keys[j].get_value(&EVIL_TYPE);
+                    let _ = keys[j].data_type_name();
+                    let _ = keys[j].get_expire();
+                    let _ = keys[j].get_abs_expire();
+                    let _ = keys[j].value_length();
+                }
+            }
+            // Calls that change the type of (or move, rename, replace) keys that may be open,
+            // then reads through any handle.
+            33 => {
+                match r % 12 {
+                    0 => call("SET", vec![name.into(), "x".into()]),
+                    1 => call("HSET", vec![name.into(), "f".into(), "v".into()]),
+                    2 => call("ZADD", vec![name.into(), "1".into(), "m1".into()]),
+                    3 => call("SADD", vec![name.into(), "5".into()]),
+                    4 => call("RPUSH", vec![name.into(), "i".into()]),
+                    5 => call("RENAME", vec![name.into(), other.into()]),
+                    6 => call(
+                        "COPY",
+                        vec![
+                            name.into(),
+                            other.into(),
+                            "DB".into(),
+                            db.to_string(),
+                            "REPLACE".into(),
+                        ],
+                    ),
+                    7 => call("MOVE", vec![name.into(), db.to_string()]),
+                    8 => call("GETDEL", vec![name.into()]),
+                    9 => call("SETEX", vec![name.into(), "100".into(), "e".into()]),
+                    10 => call("UNLINK", vec![name.into(), other.into()]),
+                    _ => call(
+                        "SORT",
+                        vec![name.into(), "ALPHA".into(), "STORE".into(), other.into()],
+                    ),
+                }
+                if let Some(i) = any(&keys) {
+                    let k = &keys[i];
+                    let _ = k.key_type();
+                    let _ = k.value_length();
+                    let _ = k.string_read(0, 4);
+                    let _ = k.list_get(0);
+                    let _ = k.hash_get(&[b"f", b"m1"]);
+                    let _ = k.zset_score("m1");
+                    let _ = k.zset_range_next();
+                    let _ = k.scan(2);
+                    let _ = k.get_value(&EVIL_TYPE);
+                }
+            }
+            // Explicit and verbatim replication, and databases switched between writes.
+            34 => {
+                match r % 6 {
+                    0 => {
+                        let _ = ctx.replicate("PING", &[]);
+                    }
+                    1 => {
+                        let _ = ctx.replicate("DEL", &[&"fz:never"]);
+                    }
+                    // (Only what leaves the master's dataset as it is: an explicit write the
+                    // master did not make would rightly make the AOF or replicas differ.)
+                    2 => {
+                        let _ =
+                            ctx.replicate_ext("DEL", &[&"fz:never"], ReplicateFlags::NO_REPLICAS);
+                    }
+                    3 if verbatim => {
+                        let _ = ctx.replicate_verbatim();
+                    }
+                    4 => {
+                        let _ = ctx.replicate_ext("PING", &[], ReplicateFlags::NO_AOF);
+                    }
+                    _ => {}
+                }
+                let _ = ctx.select_db(db);
+                if let Some(k) = keys.last() {
+                    let _ = k.list_push(ListWhere::Tail, "db");
+                }
+                if r & 8 == 0 {
+                    let _ = ctx.call("INCR", &[&"fz:c"]);
+                }
+                let _ = ctx.select_db(((r >> 9) % 3) as u32);
+                if let Some(i) = any(&keys) {
+                    let _ = keys[i].hash_set(HashSetFlags::empty(), &[(b"db", Some(b"1"))]);
+                }
+            }
+            // An expire in the past, then writes to the key (through the handle, another, a call).
+            35 => {
+                if let Some(i) = any(&keys) {
+                    let j = (r >> 36) as usize % keys.len();
+                    let _ = if r & 1 == 0 {
+                        keys[i].set_abs_expire(1)
+                    } else {
+                        keys[i].set_expire(0)
+                    };
+                    let _ = match (r >> 8) % 7 {
+                        0 => keys[i].list_push(ListWhere::Head, "p"),
+                        1 => keys[j].string_set("p"),
+                        2 => keys[j]
+                            .hash_set(HashSetFlags::empty(), &[(b"p", Some(b"p"))])
+                            .map(|_| ()),
+                        3 => keys[i].zset_add(1.0, "p", ZaddFlags::empty()).map(|_| ()),
+                        4 => keys[j].set_value(&EVIL_TYPE, b"p"),
+                        5 => {
+                            call("APPEND", vec![name.into(), "p".into()]);
+                            Ok(())
+                        }
+                        _ => keys[i].string_write(2, b"p"),
+                    };
+                    let _ = keys[j].value_length();
+                    let _ = keys[i].key_type();
+                }
+                if r & 2 == 0 {
+                    call("PEXPIREAT", vec![name.into(), "1".into()]);
+                    call("LPUSH", vec![name.into(), "q".into()]);
+                }
+            }
+            // Reads of keys that do not exist, through a handle and calls.
+            36 => {
+                if let Ok(k) = ctx.open_key("fz:none") {
+                    let _ = k.key_type();
+                    let _ = k.value_length();
+                    let _ = k.string_read(0, 10);
+                    let _ = k.list_get(0);
+                    let _ = k.list_range(0, 5);
+                    let _ = k.hash_get(&[b"f"]);
+                    let _ = k.hash_exists(&[b"f"]);
+                    let _ = k.zset_score("m");
+                    let _ = k.zset_first_in_lex_range("-", "+");
+                    let _ = k.zset_range_next();
+                    let _ = k.scan(4);
+                    let _ = k.get_value(&EVIL_TYPE);
+                    let _ = k.get_expire();
+                    keys.push(k);
+                }
+                for c in [
+                    "GET", "HGETALL", "SMEMBERS", "LLEN", "ZCARD", "TTL", "TYPE", "OBJECT",
+                ] {
+                    if c == "OBJECT" {
+                        call(c, vec!["ENCODING".into(), name.into()]);
+                    } else {
+                        call(c, vec!["fz:none".into()]);
+                    }
+                }
+                let _ = ctx.key_exists("fz:none");
+            }
+            // Whole databases: flush and swap (rarely), or look at types and encodings.
+            37 => match r % 16 {
+                0 => call("FLUSHDB", vec![]),
+                1 | 2 => call("SWAPDB", vec![db.to_string(), ((r >> 12) % 3).to_string()]),
+                _ => {
+                    call("OBJECT", vec!["ENCODING".into(), name.into()]);
+                    call("TYPE", vec![name.into()]);
+                    call("DBSIZE", vec![]);
+                }
+            },
+            // Hash fields through handles, many at once.
+            38 => {
+                if let Some(i) = any(&keys) {
+                    let j = (r >> 36) as usize % keys.len();
+                    let fields: Vec<String> =
+                        (0..(r >> 8) % 140).map(|x| member(x + (r >> 30))).collect();
+                    let pairs: Vec<(&[u8], Option<&[u8]>)> = fields
+                        .iter()
+                        .map(|f| {
+                            (
+                                f.as_bytes(),
+                                if r & 1 == 0 { Some(&b"hv"[..]) } else { None },
+                            )
+                        })
+                        .collect();
+                    let _ =
+                        keys[i].hash_set(HashSetFlags::from_bits_truncate((r >> 24) as u8), &pairs);
+                    let names: Vec<&[u8]> = fields.iter().take(10).map(|f| f.as_bytes()).collect();
+                    let _ = keys[j].hash_get(&names);
+                    let _ = keys[j].hash_exists(&names);
+                }
+            }
+            // Expires through calls: past, future, removed.
+            39 => match r % 4 {
+                0 => call(
+                    "PEXPIRE",
+                    vec![name.into(), int.saturating_mul(1_000_000).to_string()],
+                ),
+                1 => call("EXPIRE", vec![name.into(), "-1".into()]),
+                2 => call("PERSIST", vec![name.into()]),
+                _ => call(
+                    "PEXPIRE",
+                    vec![name.into(), ((r >> 8) % 2 * 1_000_000_000).to_string()],
+                ),
+            },
             _ => {
                 let _ = ctx.select_db((r % 3) as u32);
             }
