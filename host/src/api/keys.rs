@@ -1032,7 +1032,6 @@ fn start_range(key: &mut KeyHandle, start: impl FnOnce(&RawKey) -> bool) -> Resu
     Ok(())
 }
 
-/// The key of an active range (`None`: the range is over an empty key).
 impl GuestState {
     /// `set-expire` and `set-abs-expire`: `set` changes the expire, false if Redis refused.
     fn change_expire(&mut self, handle: Key, set: impl FnOnce(&RawKey) -> bool) -> R<()> {
@@ -1048,6 +1047,7 @@ impl GuestState {
     }
 }
 
+/// The key of an active range (`None`: the range is over an empty key).
 fn range(key: &KeyHandle) -> Result<Option<&RawKey>, KeyFault> {
     match key.range.get() {
         RangeState::Active => Ok(key.raw.as_ref().filter(|_| type_of(key) == ZSET)),
