@@ -352,10 +352,7 @@ impl Host for GuestState {
     fn set_expire(&mut self, handle: Key, milliseconds: i64) -> R<()> {
         // `RM_SetExpire` adds the current time without checking: refuse what would overflow
         // (it would wrap to a time in the past), as `PEXPIRE` does.
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        if milliseconds.checked_add(now_ms).is_none() {
+        if milliseconds.checked_add(ffi::milliseconds()).is_none() {
             return Ok(Err(KeyError::Invalid(
                 "ERR invalid expire time: it overflows when added to the current time".into(),
             )));
@@ -1004,13 +1001,9 @@ fn record_expire(key: &KeyHandle, effects: &mut Effects) {
         effects.record(key.db, "PERSIST", &[&key.name]);
     } else {
         effects.record(key.db, "PEXPIREAT", &[&key.name, &num(at)]);
-        // Already passed: the key's next lookup deletes it (see `lookups_may_expire`).
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(i64::MAX, |d| {
-                i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-            });
-        if at <= now_ms {
+        // Already passed (by Redis's clock): the key's next lookup deletes it (see
+        // `lookups_may_expire`).
+        if at <= ffi::milliseconds() {
             effects.lookups_may_expire = true;
         }
     }
