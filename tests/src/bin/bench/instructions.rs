@@ -222,7 +222,11 @@ pub fn run(only: &[String]) {
         );
     }
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("BENCH_KEEP_DUMPS").is_some() {
+        println!("callgrind dumps kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[cfg(test)]
