@@ -840,4 +840,25 @@ fn a_timeout_callback_cannot_start_a_job() {
         "ERR run-in-background cannot work for the client this callback answers"
     );
     assert_eq!(info_field(&server, "background_jobs"), 0);
+
+    // Nor through a guest command the timeout phase calls (whose own phase is a command's): a
+    // job is only for a client the same guest blocked, and a guest cannot re-enter itself.
+    send(&mut a, &["API.WAIT", "bgfortimeout"]);
+    wait_until("blocked", || info_field(&server, "blocked_clients") == 1);
+    assert_eq!(
+        server.client().cmd(&["CLIENT", "UNBLOCK", &id, "TIMEOUT"]),
+        Reply::Int(1)
+    );
+    assert_eq!(
+        a.read(),
+        Reply::Array(vec![
+            Reply::Bulk(b"error".to_vec()),
+            Reply::Bulk(
+                b"ERR guest 'api' is already running: command 'api.bgfor' cannot re-enter it"
+                    .to_vec()
+            ),
+        ])
+    );
+    assert_eq!(info_field(&server, "background_jobs"), 0);
+    assert_eq!(a.cmd(&["PING"]).text(), "PONG");
 }

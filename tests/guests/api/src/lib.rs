@@ -902,7 +902,9 @@ thread_local!(static WAITING: RefCell<Vec<BlockedClient>> = const { RefCell::new
 /// goes through the block); `replyint` (the same with the integer 7); `twice` (blocks twice: the second is refused); `trap` (blocks, then
 /// panics); `bgwrite` (a background job that tries a write and opens a key); `spin` (a
 /// background job calling PING until it is cancelled); `bgcall` (`API.WAIT bgcall <timeout>
-/// <command> [args]`: a background job that calls the command and describes the reply); `keysreply` and `keystrap` (block on the
+/// <command> [args]`: a background job that calls the command and describes the reply);
+/// `bgtimeout` and `bgfortimeout` (the timeout phase starts a job for its own client, directly
+/// or through `API.BGFOR`); `keysreply` and `keystrap` (block on the
 /// key `api:never`, then reply "anyway", or panic), `keyswait` (blocks on it until it is
 /// signalled). Woken with `API.WAKE loop`, the reply
 /// phase loops for ever.
@@ -945,6 +947,11 @@ fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 Ok(()) => RedisValue::SimpleStringStatic("job started"),
                 Err(e) => RedisValue::BulkString(e.to_string()),
             });
+        }
+        // `bgfortimeout`: the same through a nested command (`API.BGFOR`, which starts jobs
+        // for the clients waiting, this one among them).
+        BlockedPhase::Timeout if args.get(1).is_some_and(|m| m.as_slice() == b"bgfortimeout") => {
+            return Ok(describe(&ctx.call("API.BGFOR", &[]).map_err(call_error)?));
         }
         BlockedPhase::Timeout => return Ok(RedisValue::SimpleStringStatic("timed out")),
         BlockedPhase::Background if args.get(1).is_some_and(|m| m.as_slice() == b"spin") => loop {
