@@ -143,6 +143,11 @@ fn invoke(ctx: Ctx, args: Args<'_>, variant: Variant) {
         }
         return;
     };
+    // A key check's line (see `ffi::KeyAccess::from_check_marker`): its key, with its access.
+    if keys_request && let Some(access) = crate::ffi::KeyAccess::from_check_marker(name) {
+        ctx.key_at_pos_with_flags(2, access.key_spec_flags());
+        return;
+    }
     let routed = registry::with_route(name, |route| {
         run_routed(ctx, args, variant, keys_request, route)
     });

@@ -841,14 +841,15 @@ impl CallerAcl {
         })
     }
 
-    /// Whether the command's user may use key `name` this way (see [`ask`](Self::ask)).
-    pub fn allows_key(&self, ctx: Ctx, name: &[u8], access: KeyAccess) -> bool {
+    /// Whether the command's user may use key `name` this way (see [`ask`](Self::ask)), as if
+    /// the command, which runs through `dispatcher`, had declared it.
+    pub fn allows_key(&self, ctx: Ctx, dispatcher: &str, name: &[u8], access: KeyAccess) -> bool {
         self.exempt
             || self.is_declared(name)
             || self.ask(
                 ctx,
-                |client| ctx.client_may_access_key(client, name, access),
-                |user| ctx.user_may_access_key(user, name, access),
+                |client| ctx.client_may_access_key(client, dispatcher, name, access),
+                |user| ctx.user_may_access_key(user, dispatcher, name, access),
             )
     }
 
@@ -1048,7 +1049,8 @@ impl CommandScope {
         } else {
             KeyAccess::Read
         };
-        if !self.acl.allows_key(self.ctx, &name, access) {
+        let dispatcher = self.command.flags.variant().command_name();
+        if !self.acl.allows_key(self.ctx, dispatcher, &name, access) {
             self.effects.refused_here = true;
             return Err(KeyFault::Invalid(no_key_permission(&name)));
         }

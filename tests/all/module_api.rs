@@ -548,6 +548,20 @@ fn keys_a_command_did_not_declare_are_checked_against_the_users_acl() {
     let denied = alice.cmd(&["FCALL", "peek", "0", "b1"]);
     assert!(format!("{denied:?}").contains("NOPERM"), "{denied:?}");
     assert_eq!(alice.cmd(&["FCALL", "peek", "0", "a1"]), allowed());
+    // As for Redis's own commands, a selector's key patterns count only with its commands: one
+    // that lets the user delete `s*` keys does not let a guest read or write them, one that
+    // allows everything on `t*` does.
+    c.cmd(&["SET", "s1", "x"]);
+    c.cmd(&["SET", "t1", "x"]);
+    let mut sel = client_as(&server, "sel", &["~a*", "+@all", "(+del ~s*)", "(+@all ~t*)"]);
+    let denied = sel.cmd(&["BASICS.PEEK", "s1"]);
+    assert_eq!(denied.array()[0], Reply::Int(0), "{denied:?}");
+    assert!(denied.array()[1].text().contains("NOPERM"), "{denied:?}");
+    assert!(sel.cmd(&["BASICS.POKE", "s1"]).text().contains("NOPERM"));
+    assert_eq!(sel.cmd(&["BASICS.PEEK", "t1"]), allowed());
+    assert_eq!(sel.cmd(&["BASICS.POKE", "t1"]), bulk("opened"));
+    assert_eq!(sel.cmd(&["BASICS.PEEK", "a1"]), allowed());
+    assert_eq!(sel.cmd(&["DEL", "s1"]), Reply::Int(1));
     // Other users are not limited.
     assert_eq!(c.cmd(&["BASICS.PEEK", "b1"]), allowed());
     assert_eq!(c.cmd(&["BASICS.POKE", "b1"]), bulk("opened"));
@@ -1715,6 +1729,25 @@ fn replication_order_verbatim_rules_and_failures() {
         c.cmd(&["API.REPLICATE", "NOSUCH", "x"]).error(),
         "ERR cannot replicate unknown command 'NOSUCH'"
     );
+    // Nor the host's own commands, which Redis 7.0 gives no ACL categories to refuse them by:
+    // replicas and the AOF would unload, load or restore guests, or register data types, that
+    // this server did not.
+    for line in [
+        &["WASM.UNLOAD", "api"][..],
+        &["wasm.load", "/tmp/x.wasm"],
+        &["WASM.RESTORE", "payload"],
+        &["WASM.SETVALUE", "k", "newtype01", "0", "x"],
+        &["WASM.HELP"],
+    ] {
+        let mut args = vec!["API.REPLICATE"];
+        args.extend(line);
+        let refused = c.cmd(&args).error().to_owned();
+        assert!(
+            refused.starts_with(&format!("ERR cannot replicate '{}': the host's own", line[0])),
+            "{refused}"
+        );
+    }
+    assert!(tap.commands(&server).is_empty());
     // Checking that the command exists runs no command of its own (it once ran COMMAND INFO,
     // which showed in MONITOR, SLOWLOG and commandstats).
     assert!(

@@ -117,7 +117,8 @@ pub(super) fn with_user_named(
     }
 }
 
-/// `RedisModule_ACLCheckKeyPermissions` of `key` for `access`.
+/// `RedisModule_ACLCheckKeyPermissions` of `key` for `access`: whether some selector of the user
+/// allows the key, whatever commands that selector allows.
 ///
 /// # Safety
 /// `user` is live, and Redis's lock is held.
@@ -126,20 +127,38 @@ pub(super) unsafe fn may_access_key(
     key: &[u8],
     access: KeyAccess,
 ) -> bool {
-    let flags = match access {
-        KeyAccess::Exists => 0,
-        KeyAccess::Read => raw::REDISMODULE_CMD_KEY_ACCESS,
-        KeyAccess::ReadWrite => {
-            raw::REDISMODULE_CMD_KEY_ACCESS
-                | raw::REDISMODULE_CMD_KEY_UPDATE
-                | raw::REDISMODULE_CMD_KEY_INSERT
-                | raw::REDISMODULE_CMD_KEY_DELETE
-        }
-    };
     let key = OwnedString::new(key);
     // SAFETY: a live user under the lock (the caller's promise) and a valid string; the flags
     // are among those it accepts.
-    unsafe { api!(RedisModule_ACLCheckKeyPermissions)(user, key.as_ptr(), flags as c_int) == OK }
+    unsafe {
+        api!(RedisModule_ACLCheckKeyPermissions)(user, key.as_ptr(), access.access_flags() as c_int)
+            == OK
+    }
+}
+
+/// Whether the user may use `key` as a guest command running through `dispatcher` would if it
+/// declared the key: as Redis checks a command's keys, one selector of the user must allow
+/// both the command and the key (a selector `(+del ~secret:*)` lets the user delete
+/// `secret:*` keys, not read them through a guest). Asked as the line `dispatcher <marker>
+/// key`, whose key the dispatcher reports with the access's flags (see
+/// [`KeyAccess::from_check_marker`]).
+///
+/// # Safety
+/// `user` is live, and Redis's lock is held.
+unsafe fn may_access_key_as(
+    user: *mut raw::RedisModuleUser,
+    dispatcher: &str,
+    key: &[u8],
+    access: KeyAccess,
+) -> bool {
+    let line = [dispatcher.as_bytes(), access.check_marker().as_bytes(), key];
+    super::call::with_argv(&line, |argv| {
+        // SAFETY: a live user under the lock (the caller's promise) and three valid strings,
+        // only read; the dispatcher reports the key at position 2 of exactly this line.
+        unsafe {
+            api!(RedisModule_ACLCheckCommandPermissions)(user, argv.as_mut_ptr(), 3) == OK
+        }
+    })
 }
 
 /// What a guest does with a key, for [`Ctx::client_may_access_key`].
@@ -149,6 +168,51 @@ pub enum KeyAccess {
     Exists,
     Read,
     ReadWrite,
+}
+
+impl KeyAccess {
+    const ALL: [KeyAccess; 3] = [KeyAccess::Exists, KeyAccess::Read, KeyAccess::ReadWrite];
+
+    /// The flags of this access that Redis's ACL checks of a key go by.
+    fn access_flags(self) -> u32 {
+        match self {
+            KeyAccess::Exists => 0,
+            KeyAccess::Read => raw::REDISMODULE_CMD_KEY_ACCESS,
+            KeyAccess::ReadWrite => {
+                raw::REDISMODULE_CMD_KEY_ACCESS
+                    | raw::REDISMODULE_CMD_KEY_UPDATE
+                    | raw::REDISMODULE_CMD_KEY_INSERT
+                    | raw::REDISMODULE_CMD_KEY_DELETE
+            }
+        }
+    }
+
+    /// The key-spec flags a dispatcher reports a key of this access with.
+    pub fn key_spec_flags(self) -> u32 {
+        self.access_flags()
+            | match self {
+                KeyAccess::Exists => 0,
+                KeyAccess::Read => raw::REDISMODULE_CMD_KEY_RO,
+                KeyAccess::ReadWrite => raw::REDISMODULE_CMD_KEY_RW,
+            }
+    }
+
+    /// The name that stands for a guest command in a key check's line (with a space, which no
+    /// guest command name has).
+    fn check_marker(self) -> &'static str {
+        match self {
+            KeyAccess::Exists => "wasm key-check exists",
+            KeyAccess::Read => "wasm key-check read",
+            KeyAccess::ReadWrite => "wasm key-check write",
+        }
+    }
+
+    /// The access a dispatcher's `args[1]` asks to have its key (`args[2]`) reported with.
+    pub fn from_check_marker(name: &[u8]) -> Option<KeyAccess> {
+        Self::ALL
+            .into_iter()
+            .find(|access| access.check_marker().as_bytes() == name)
+    }
 }
 
 pub const MODE_READ: c_int = raw::REDISMODULE_READ as c_int;
@@ -192,6 +256,7 @@ impl Ctx {
     pub fn client_may_access_key(
         self,
         client_id: u64,
+        dispatcher: &str,
         key: &[u8],
         access: KeyAccess,
     ) -> Option<bool> {
@@ -202,7 +267,7 @@ impl Ctx {
                 user,
                 key,
                 raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_KEY,
-                may_access_key(user, key, access),
+                may_access_key_as(user, dispatcher, key, access),
             )
         })
     }
@@ -235,6 +300,7 @@ impl Ctx {
     pub fn user_may_access_key(
         self,
         user_name: &[u8],
+        dispatcher: &str,
         key: &[u8],
         access: KeyAccess,
     ) -> Option<bool> {
@@ -246,7 +312,7 @@ impl Ctx {
                 user,
                 key,
                 raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_KEY,
-                may_access_key(user, key, access),
+                may_access_key_as(user, dispatcher, key, access),
             )
         })
     }

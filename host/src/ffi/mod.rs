@@ -393,6 +393,11 @@ impl Ctx {
                 | raw::REDISMODULE_CMD_KEY_ACCESS
                 | raw::REDISMODULE_CMD_KEY_UPDATE
         };
+        self.key_at_pos_with_flags(pos, flags);
+    }
+
+    /// Reports the argument at `pos` as a key with key-spec `flags`.
+    pub fn key_at_pos_with_flags(self, pos: i32, flags: u32) {
         // SAFETY: valid context; Redis ignores the call when this is not a key-position request.
         unsafe { api!(RedisModule_KeyAtPosWithFlags)(self.0.as_ptr(), pos, flags as c_int) };
     }
@@ -812,6 +817,13 @@ command_entry!(
     "wasm.invoke",
     crate::dispatch::invoke_plain
 );
+
+/// Whether `name` (lowercase) is one of the host's own commands ([`HOST_COMMANDS`]).
+pub fn is_host_command(name: &str) -> bool {
+    HOST_COMMANDS
+        .iter()
+        .any(|(host, ..)| host.to_bytes() == name.as_bytes())
+}
 
 type RawCommandFn =
     extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisModuleString, c_int) -> c_int;
