@@ -494,7 +494,7 @@ pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
                 let loaded = prepared
                     .and_then(|p| may_publish(ctx, waiting).map(|()| p))
                     .and_then(|p| finish(ctx, p, Origin::Command, false));
-                if waiting == Waiting::No
+                if waiting != Waiting::Yes
                     && let Err(why) = &loaded
                 {
                     // Nobody gets the error: the log does.
@@ -561,7 +561,7 @@ fn may_publish(ctx: Ctx, waiting: Waiting) -> Result<(), String> {
     }
     // Or the cluster went down meanwhile: Redis answered the client `-CLUSTERDOWN` (see
     // `Ctx::block`), and the load must not happen behind that answer.
-    if waiting == Waiting::No && ctx.flags() & ctx_flags::CLUSTER != 0 && ctx.cluster_is_down() {
+    if waiting == Waiting::ToldClusterDown {
         return Err(
             "the cluster went down while compiling and Redis answered the client \
              -CLUSTERDOWN; nothing was loaded"
@@ -858,7 +858,7 @@ pub fn wasm_restore(ctx: Ctx, args: Args<'_>) {
                     ctx.reply_simple_ok();
                 }
                 Err(why) => {
-                    if waiting == Waiting::No {
+                    if waiting != Waiting::Yes {
                         log_host(
                             LogLevel::Warning,
                             &format!("a WASM.RESTORE whose client left failed: {why}"),

@@ -277,3 +277,45 @@ fn loads_answer_truly_while_the_cluster_is_down() {
     );
     assert_eq!(guest_names(node.port), ["big"]);
 }
+
+#[test]
+fn a_load_whose_client_redis_told_clusterdown_is_dropped_even_if_the_cluster_recovers() {
+    // A node serving every slot; a slot unassigned mid-compile makes its cluster fail, and
+    // Redis answers the blocked loading client -CLUSTERDOWN. If the slot comes back before the
+    // compile ends, the load must still not happen behind that answer.
+    let node = cluster_node();
+    let mut admin = node.client();
+    admin.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]);
+    wait_until("the cluster is up", || cluster_ok(node.port));
+    let mut loader = node.client();
+    loader.send(&[b"WASM.LOAD", guests::BIG.as_bytes()]);
+    // Compiling in the background, its client blocked.
+    wait_until("the load is blocked", || {
+        admin.info_u64("clients", "blocked_clients") == 1
+    });
+    assert_eq!(
+        admin.cmd(&["CLUSTER", "DELSLOTS", "0"]),
+        Reply::Status("OK".into())
+    );
+    let answer = loader.read();
+    assert!(
+        answer.is_error() && answer.error().starts_with("CLUSTERDOWN"),
+        "{answer:?}\n{}",
+        node.log()
+    );
+    admin.cmd(&["CLUSTER", "ADDSLOTS", "0"]);
+    wait_until("the cluster is up again", || cluster_ok(node.port));
+    wait_until("the compile ends", || {
+        node.log().contains("a WASM.LOAD whose client left failed")
+            || !guest_names(node.port).is_empty()
+    });
+    assert!(guest_names(node.port).is_empty(), "{}", node.log());
+    assert!(
+        node.log()
+            .contains("Redis answered the client -CLUSTERDOWN; nothing was loaded"),
+        "{}",
+        node.log()
+    );
+    // With the cluster up, a load works.
+    assert_eq!(loader.cmd(&["WASM.LOAD", guests::BIG]), Reply::Bulk(b"big".to_vec()));
+}

@@ -22,6 +22,25 @@ pub enum Waiting {
     Yes,
     /// It disconnected, or Redis unblocked it (`REPLICAOF` unblocks every client).
     No,
+    /// Redis unblocked it while the cluster was down, answering it `-CLUSTERDOWN` (see
+    /// [`Ctx::block`]): the work must not happen behind that answer.
+    ToldClusterDown,
+}
+
+/// Handles (by address) of clients Redis unblocked while the cluster was down, until their
+/// work comes back to the main thread. Only the main thread uses it.
+static TOLD_CLUSTER_DOWN: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+fn told_cluster_down() -> std::sync::MutexGuard<'static, Vec<usize>> {
+    TOLD_CLUSTER_DOWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What `resume` hands Redis as private data: the work, and which handle it resumes.
+struct Resumed {
+    client: usize,
+    then: Option<Continuation>,
 }
 
 /// A blocked client, to be resumed from any thread. Dropped without being resumed (the work
@@ -36,7 +55,10 @@ impl Blocked {
     /// Resumes the client: `then` runs on the main thread with its context.
     pub fn resume(mut self, then: Continuation) {
         if let Some(client) = self.0.take() {
-            let privdata = Box::into_raw(Box::new(Some(then)));
+            let privdata = Box::into_raw(Box::new(Resumed {
+                client: client.as_ptr() as usize,
+                then: Some(then),
+            }));
             // SAFETY: a client we blocked, unblocked once (the handle was taken out); Redis
             // passes `privdata` to `on_reply` (unless the client is gone) and then to
             // `free_continuation`, which owns it.
@@ -64,9 +86,9 @@ extern "C" fn on_reply(
     };
     // SAFETY: in a reply callback, the private data is what `resume` passed.
     let privdata = unsafe { api!(RedisModule_GetBlockedClientPrivateData)(ctx.0.as_ptr()) }
-        .cast::<Option<Continuation>>();
+        .cast::<Resumed>();
     // SAFETY: `privdata` is the live box from `resume`; `free_continuation` frees it later.
-    let then = NonNull::new(privdata).and_then(|mut p| unsafe { p.as_mut() }.take());
+    let then = NonNull::new(privdata).and_then(|mut p| unsafe { p.as_mut() }.then.take());
     if let Some(then) = then
         && catch("a blocked client's reply", || then(ctx, Waiting::Yes)).is_none()
     {
@@ -81,20 +103,30 @@ extern "C" fn free_continuation(ctx: *mut raw::RedisModuleCtx, privdata: *mut c_
     }
     catch("freeing a blocked client's data", || {
         // SAFETY: the box allocated in `resume`, freed exactly once here.
-        let privdata = unsafe { Box::from_raw(privdata.cast::<Option<Continuation>>()) };
+        let privdata = unsafe { Box::from_raw(privdata.cast::<Resumed>()) };
+        let waiting = {
+            let mut told = told_cluster_down();
+            match told.iter().position(|&c| c == privdata.client) {
+                Some(at) => {
+                    told.swap_remove(at);
+                    Waiting::ToldClusterDown
+                }
+                None => Waiting::No,
+            }
+        };
         // Still there: Redis skipped the reply callback because the client disconnected. This
         // callback's context has no client (the work would crash Redis replicating through
         // it), so the work gets a context of its own, with a client of its own whose replies
         // go nowhere. What it replicates is propagated when Redis frees this callback's
         // context.
-        let (Some(then), Some(ctx)) = (*privdata, NonNull::new(ctx)) else {
+        let (Some(then), Some(ctx)) = (privdata.then, NonNull::new(ctx)) else {
             return;
         };
         // SAFETY: Redis's context for this callback, of this module; freed below.
         let own = unsafe { api!(RedisModule_GetDetachedThreadSafeContext)(ctx.as_ptr()) };
         let Some(own) = NonNull::new(own) else { return };
         catch("a blocked client's work after it disconnected", || {
-            then(Ctx(own), Waiting::No)
+            then(Ctx(own), waiting)
         });
         // SAFETY: made above, no longer used.
         unsafe { api!(RedisModule_FreeThreadSafeContext)(own.as_ptr()) };
@@ -139,8 +171,35 @@ impl Ctx {
                 0,
             )
         };
-        NonNull::new(blocked).map(|blocked| Blocked(Some(blocked)))
+        let blocked = NonNull::new(blocked)?;
+        if flags & super::ctx_flags::CLUSTER != 0 {
+            // SAFETY: the handle just made; the callback is panic-safe.
+            unsafe {
+                api!(RedisModule_SetDisconnectCallback)(
+                    blocked.as_ptr(),
+                    Some(on_unblocked_by_redis),
+                )
+            };
+        }
+        Some(Blocked(Some(blocked)))
     }
+}
+
+/// Redis unblocked a client blocked by [`Ctx::block`] without the module (it disconnected, or
+/// Redis answered it). While the cluster is down, that is Redis answering it `-CLUSTERDOWN`
+/// (`clusterRedirectBlockedClientIfNeeded`): remembered, so that the work is dropped when it
+/// comes back even if the cluster has recovered by then.
+extern "C" fn on_unblocked_by_redis(
+    ctx: *mut raw::RedisModuleCtx,
+    client: *mut raw::RedisModuleBlockedClient,
+) {
+    catch("a blocked client unblocked by Redis", || {
+        if let Some(ctx) = NonNull::new(ctx).map(Ctx)
+            && ctx.cluster_is_down()
+        {
+            told_cluster_down().push(client as usize);
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
