@@ -143,8 +143,8 @@ fn invoke(ctx: Ctx, args: Args<'_>, variant: Variant) {
         }
         return;
     };
-    // A key check's line (see `ffi::KeyAccess::from_check_marker`): its key, with its access.
-    if keys_request && let Some(access) = crate::ffi::KeyAccess::from_check_marker(name) {
+    // The host's own question about a key a guest did not declare (`ffi::key_check_in_progress`).
+    if keys_request && let Some(access) = crate::ffi::key_check_in_progress() {
         ctx.key_at_pos_with_flags(2, access.key_spec_flags());
         return;
     }

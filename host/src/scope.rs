@@ -842,14 +842,21 @@ impl CallerAcl {
     }
 
     /// Whether the command's user may use key `name` this way (see [`ask`](Self::ask)), as if
-    /// the command, which runs through `dispatcher`, had declared it.
-    pub fn allows_key(&self, ctx: Ctx, dispatcher: &str, name: &[u8], access: KeyAccess) -> bool {
+    /// `command` had declared it.
+    pub fn allows_key(
+        &self,
+        ctx: Ctx,
+        command: &CommandSpec,
+        name: &[u8],
+        access: KeyAccess,
+    ) -> bool {
+        let dispatcher = command.flags.variant().command_name();
         self.exempt
             || self.is_declared(name)
             || self.ask(
                 ctx,
-                |client| ctx.client_may_access_key(client, dispatcher, name, access),
-                |user| ctx.user_may_access_key(user, dispatcher, name, access),
+                |client| ctx.client_may_access_key(client, dispatcher, &command.name, name, access),
+                |user| ctx.user_may_access_key(user, dispatcher, &command.name, name, access),
             )
     }
 
@@ -1049,8 +1056,7 @@ impl CommandScope {
         } else {
             KeyAccess::Read
         };
-        let dispatcher = self.command.flags.variant().command_name();
-        if !self.acl.allows_key(self.ctx, dispatcher, &name, access) {
+        if !self.acl.allows_key(self.ctx, &self.command, &name, access) {
             self.effects.refused_here = true;
             return Err(KeyFault::Invalid(no_key_permission(&name)));
         }

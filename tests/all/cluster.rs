@@ -317,5 +317,8 @@ fn a_load_whose_client_redis_told_clusterdown_is_dropped_even_if_the_cluster_rec
         node.log()
     );
     // With the cluster up, a load works.
-    assert_eq!(loader.cmd(&["WASM.LOAD", guests::BIG]), Reply::Bulk(b"big".to_vec()));
+    assert_eq!(
+        loader.cmd(&["WASM.LOAD", guests::BIG]),
+        Reply::Bulk(b"big".to_vec())
+    );
 }

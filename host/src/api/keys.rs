@@ -268,8 +268,10 @@ impl Host for GuestState {
         };
         // The lookup may expire the key: close handles on it first (see `suspend_key`).
         if let Ok(scope) = self.command() {
-            let dispatcher = scope.command.flags.variant().command_name();
-            if !scope.acl.allows_key(ctx, dispatcher, &name, KeyAccess::Exists) {
+            if !scope
+                .acl
+                .allows_key(ctx, &scope.command, &name, KeyAccess::Exists)
+            {
                 scope.effects.refused_here = true;
                 return Ok(false); // what the user may not see does not exist for it
             }

@@ -85,8 +85,8 @@ extern "C" fn on_reply(
         return OK;
     };
     // SAFETY: in a reply callback, the private data is what `resume` passed.
-    let privdata = unsafe { api!(RedisModule_GetBlockedClientPrivateData)(ctx.0.as_ptr()) }
-        .cast::<Resumed>();
+    let privdata =
+        unsafe { api!(RedisModule_GetBlockedClientPrivateData)(ctx.0.as_ptr()) }.cast::<Resumed>();
     // SAFETY: `privdata` is the live box from `resume`; `free_continuation` frees it later.
     let then = NonNull::new(privdata).and_then(|mut p| unsafe { p.as_mut() }.then.take());
     if let Some(then) = then

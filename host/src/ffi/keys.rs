@@ -136,28 +136,48 @@ pub(super) unsafe fn may_access_key(
     }
 }
 
-/// Whether the user may use `key` as a guest command running through `dispatcher` would if it
-/// declared the key: as Redis checks a command's keys, one selector of the user must allow
-/// both the command and the key (a selector `(+del ~secret:*)` lets the user delete
-/// `secret:*` keys, not read them through a guest). Asked as the line `dispatcher <marker>
-/// key`, whose key the dispatcher reports with the access's flags (see
-/// [`KeyAccess::from_check_marker`]).
+thread_local! {
+    /// While [`may_access_key_as`] asks Redis about a line: the access its key is reported
+    /// with (see [`key_check_in_progress`]).
+    static KEY_CHECK: std::cell::Cell<Option<KeyAccess>> = const { std::cell::Cell::new(None) };
+}
+
+/// During a key check's ACL question, on its thread: the access with which the dispatcher must
+/// report the line's key (argument 2) instead of the guest command's declared keys.
+pub fn key_check_in_progress() -> Option<KeyAccess> {
+    KEY_CHECK.get()
+}
+
+/// Whether the user may use `key` as the guest command `command`, running through
+/// `dispatcher`, would if it declared the key: as Redis checks a command's keys, one selector of
+/// the user must allow both the command (with its first argument, for rules such as
+/// `+wasm.invoke-readonly|mycmd`) and the key (a selector `(+del ~secret:*)` lets the user
+/// delete `secret:*` keys, not read them through a guest). Asked as the line `dispatcher
+/// command key`, whose key the dispatcher reports with the access's flags while
+/// [`key_check_in_progress`] says so.
 ///
 /// # Safety
 /// `user` is live, and Redis's lock is held.
 unsafe fn may_access_key_as(
     user: *mut raw::RedisModuleUser,
     dispatcher: &str,
+    command: &str,
     key: &[u8],
     access: KeyAccess,
 ) -> bool {
-    let line = [dispatcher.as_bytes(), access.check_marker().as_bytes(), key];
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            KEY_CHECK.set(None);
+        }
+    }
+    let line = [dispatcher.as_bytes(), command.as_bytes(), key];
     super::call::with_argv(&line, |argv| {
+        KEY_CHECK.set(Some(access));
+        let _reset = Reset;
         // SAFETY: a live user under the lock (the caller's promise) and three valid strings,
         // only read; the dispatcher reports the key at position 2 of exactly this line.
-        unsafe {
-            api!(RedisModule_ACLCheckCommandPermissions)(user, argv.as_mut_ptr(), 3) == OK
-        }
+        unsafe { api!(RedisModule_ACLCheckCommandPermissions)(user, argv.as_mut_ptr(), 3) == OK }
     })
 }
 
@@ -171,8 +191,6 @@ pub enum KeyAccess {
 }
 
 impl KeyAccess {
-    const ALL: [KeyAccess; 3] = [KeyAccess::Exists, KeyAccess::Read, KeyAccess::ReadWrite];
-
     /// The flags of this access that Redis's ACL checks of a key go by.
     fn access_flags(self) -> u32 {
         match self {
@@ -195,23 +213,6 @@ impl KeyAccess {
                 KeyAccess::Read => raw::REDISMODULE_CMD_KEY_RO,
                 KeyAccess::ReadWrite => raw::REDISMODULE_CMD_KEY_RW,
             }
-    }
-
-    /// The name that stands for a guest command in a key check's line (with a space, which no
-    /// guest command name has).
-    fn check_marker(self) -> &'static str {
-        match self {
-            KeyAccess::Exists => "wasm key-check exists",
-            KeyAccess::Read => "wasm key-check read",
-            KeyAccess::ReadWrite => "wasm key-check write",
-        }
-    }
-
-    /// The access a dispatcher's `args[1]` asks to have its key (`args[2]`) reported with.
-    pub fn from_check_marker(name: &[u8]) -> Option<KeyAccess> {
-        Self::ALL
-            .into_iter()
-            .find(|access| access.check_marker().as_bytes() == name)
     }
 }
 
@@ -257,6 +258,7 @@ impl Ctx {
         self,
         client_id: u64,
         dispatcher: &str,
+        command: &str,
         key: &[u8],
         access: KeyAccess,
     ) -> Option<bool> {
@@ -267,7 +269,7 @@ impl Ctx {
                 user,
                 key,
                 raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_KEY,
-                may_access_key_as(user, dispatcher, key, access),
+                may_access_key_as(user, dispatcher, command, key, access),
             )
         })
     }
@@ -301,6 +303,7 @@ impl Ctx {
         self,
         user_name: &[u8],
         dispatcher: &str,
+        command: &str,
         key: &[u8],
         access: KeyAccess,
     ) -> Option<bool> {
@@ -312,7 +315,7 @@ impl Ctx {
                 user,
                 key,
                 raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_KEY,
-                may_access_key_as(user, dispatcher, key, access),
+                may_access_key_as(user, dispatcher, command, key, access),
             )
         })
     }

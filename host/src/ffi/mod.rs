@@ -80,7 +80,9 @@ pub use call::{
     command_line, command_may_write, key_count_fits, replicable,
 };
 pub use datatype::{GuestType, KeyValue, TypeValue, check_type_name, find_type, type_names};
-pub use keys::{KeyAccess, MODE_NO_TOUCH, MODE_READ, MODE_WRITE, RawKey, ScanCursor};
+pub use keys::{
+    KeyAccess, MODE_NO_TOUCH, MODE_READ, MODE_WRITE, RawKey, ScanCursor, key_check_in_progress,
+};
 pub use rdb::{AuxHandlers, Io};
 pub use server::{InfoCtx, NumericConfig, StringConfig};
 
