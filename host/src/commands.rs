@@ -445,18 +445,7 @@ fn refused_as_stand_in(ctx: Ctx, name: &str, command: &str, args: &[&[u8]]) -> O
         return None;
     }
     let args: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
-    // The client's own user when it is connected; for a script's or a guest's call, the user
-    // they run for (as for what guests do).
-    let allowed = ctx
-        .client_may_run_as(ctx.client_id(), name, command, &args)
-        .unwrap_or_else(|| {
-            crate::scope::CallerAcl::default().ask(
-                ctx,
-                |client| ctx.client_may_run_as(client, name, command, &args),
-                |user| ctx.user_may_run(user, command, &args),
-            )
-        });
-    match allowed {
+    match crate::scope::caller_may_run(ctx, name, command, &args) {
         false => Some(format!(
             "NOPERM this user has no permissions to run the '{name}' command (Redis 7.0 gives \
              module commands no ACL categories: it needs the permissions of '{}')",

@@ -188,6 +188,23 @@ fn run_routed(ctx: Ctx, args: Args<'_>, variant: Variant, keys_request: bool, ro
         ));
         return;
     }
+    // Called by hand through a stricter dispatcher (or queued in MULTI before a REPLACE relaxed
+    // its flags): Redis checked the user against that dispatcher, so check the command's own,
+    // which ACL rules may deny (`-wasm.invoke-readonly`).
+    let own = route.spec.flags.variant();
+    if variant != own && !ctx_flags::replayed(ctx.flags()) {
+        let line: Vec<Vec<u8>> = args.iter().skip(1).map(<[u8]>::to_vec).collect();
+        let dispatcher = own.command_name();
+        if !crate::scope::caller_may_run(ctx, dispatcher, dispatcher, &line) {
+            ctx.reply_error(&format!(
+                "NOPERM this user has no permissions to run the '{dispatcher}' command, which \
+                 guest command '{}' runs through (it was called through '{}')",
+                route.spec.name,
+                variant.command_name()
+            ));
+            return;
+        }
+    }
     if !route.spec.arity_ok(guest_argc) {
         ctx.reply_error(&wrong_arity_message(&route.spec.name));
         return;

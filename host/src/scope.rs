@@ -903,6 +903,20 @@ impl CallerAcl {
     }
 }
 
+/// Whether the caller of the running Redis command may run `command args` (refusals are logged
+/// as `shown_as`): the client's own user when it is connected; for a script's or a guest's call,
+/// the user they run for (as for what guests do). Not for what the master or the AOF replays.
+pub fn caller_may_run(ctx: Ctx, shown_as: &str, command: &str, args: &[Vec<u8>]) -> bool {
+    ctx.client_may_run_as(ctx.client_id(), shown_as, command, args)
+        .unwrap_or_else(|| {
+            CallerAcl::default().ask(
+                ctx,
+                |client| ctx.client_may_run_as(client, shown_as, command, args),
+                |user| ctx.user_may_run(user, command, args),
+            )
+        })
+}
+
 thread_local! {
     /// On a background job's thread, while the job runs: the ACL user of its blocked client
     /// (`None` inside when it has none).

@@ -1923,3 +1923,70 @@ fn calls_to_keys_this_cluster_node_does_not_serve_are_a_distinct_error() {
         Reply::Array(vec![bulk("null")])
     );
 }
+
+#[test]
+fn a_stricter_dispatcher_called_by_hand_needs_the_commands_own_permission() {
+    // ACL permissions are per dispatcher: a user denied the read-only one may not run read-only
+    // guest commands by naming a write dispatcher (whose checks are stricter) instead.
+    let server = api_server();
+    let mut nr = client_as(
+        &server,
+        "nr",
+        &["~*", "&*", "+@all", "-wasm.invoke-readonly", "-wasm.invoke"],
+    );
+    assert!(nr.cmd(&["BASICS.ECHO", "a"]).error().starts_with("NOPERM"));
+    for dispatcher in ["wasm.invoke-write", "wasm.invoke-write-denyoom"] {
+        let refused = nr.cmd(&[dispatcher, "BASICS.ECHO", "a"]);
+        assert!(
+            refused.error().starts_with(
+                "NOPERM this user has no permissions to run the 'wasm.invoke-readonly' command, \
+                 which guest command 'basics.echo' runs through"
+            ),
+            "{refused:?}"
+        );
+        let from_lua = nr.cmd(&[
+            "EVAL",
+            &format!("return redis.call('{dispatcher}', 'basics.echo', 'a')"),
+            "0",
+        ]);
+        assert!(from_lua.error().contains("NOPERM"), "{from_lua:?}");
+    }
+    // Allowed the command's own dispatcher, the stricter one still runs it.
+    let mut both = client_as(&server, "both", &["~*", "+@all"]);
+    assert_eq!(
+        both.cmd(&["wasm.invoke-write", "BASICS.ECHO", "a"])
+            .array()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn select_db_needs_the_permission_to_select() {
+    // `-select` keeps a user in its database: a guest's select-db is checked as SELECT is (Lua
+    // checks its scripts' SELECTs alike), and the user stays where it was.
+    let server = api_server();
+    let mut db0 = client_as(&server, "db0", &["~*", "&*", "+@all", "-select"]);
+    let refused = db0.cmd(&["API.SELECTWRITE", "1", "k", "fromguest"]);
+    assert_eq!(
+        refused.error(),
+        "NOPERM this user has no permissions to run the 'select' command or its keys"
+    );
+    let mut admin = server.client();
+    admin.cmd(&["SELECT", "1"]);
+    assert_eq!(admin.cmd(&["EXISTS", "k"]), Reply::Int(0));
+    assert!(db0.cmd(&["CLIENT", "INFO"]).text().contains(" db=0 "));
+    assert_eq!(
+        admin.cmd(&["ACL", "LOG", "1"]).array()[0]
+            .field("object")
+            .text(),
+        "select"
+    );
+    // Allowed, it works as before.
+    let mut any = client_as(&server, "any", &["~*", "&*", "+@all"]);
+    assert_eq!(
+        any.cmd(&["API.SELECTWRITE", "1", "k", "fromguest"]),
+        Reply::Int(0)
+    );
+    assert_eq!(admin.cmd(&["GET", "k"]), Reply::Bulk(b"fromguest".to_vec()));
+}

@@ -26,6 +26,15 @@ impl Host for GuestState {
         if id != 0 && scope.ctx.flags() & ctx_flags::CLUSTER != 0 {
             return Ok(Err("ERR SELECT is not allowed in cluster mode".to_owned()));
         }
+        // As `SELECT`, which ACL rules may deny (`-select` keeps a user in its database; Lua
+        // checks its scripts' SELECTs alike).
+        if !scope
+            .acl
+            .allows_command(scope.ctx, "select", &[id.to_string().into_bytes()])
+        {
+            scope.effects.refused_here = true;
+            return Ok(Err(crate::scope::no_command_permission("select")));
+        }
         // Writes recorded so far belong to the current database.
         scope.effects.flush(scope.ctx);
         Ok(if scope.ctx.select_db(id) {
