@@ -730,6 +730,10 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
 
 /// `WASM.LIST [name]` → one map per loaded guest.
 pub fn wasm_list(ctx: Ctx, args: Args<'_>) {
+    // It shows every guest's load arguments, which may hold secrets.
+    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.list", "FUNCTION", &[b"LIST"]) {
+        return ctx.reply_error(&refusal);
+    }
     if args.len() > 2 {
         return ctx.reply_error(&crate::dispatch::wrong_arity_message("wasm.list"));
     }
@@ -750,6 +754,9 @@ pub fn wasm_list(ctx: Ctx, args: Args<'_>) {
 
 /// `WASM.DUMP` → a payload holding every guest (name, module bytes, load arguments).
 pub fn wasm_dump(ctx: Ctx, args: Args<'_>) {
+    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.dump", "FUNCTION", &[b"DUMP"]) {
+        return ctx.reply_error(&refusal);
+    }
     if args.len() != 1 {
         return ctx.reply_error(&crate::dispatch::wrong_arity_message("wasm.dump"));
     }
@@ -935,8 +942,11 @@ pub fn wasm_setvalue(ctx: Ctx, args: Args<'_>) {
     else {
         return;
     };
-    // It replaces a key's value: a keyspace write, as DEL.
-    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.setvalue", "DEL", &[key]) {
+    // It stores a serialized value as it is, bypassing the checks the type's guest makes on
+    // its writes: as RESTORE (`@dangerous`) does.
+    if let Some(refusal) =
+        refused_as_stand_in(ctx, "wasm.setvalue", "RESTORE", &[key, b"0", b"x"])
+    {
         return ctx.reply_error(&refusal);
     }
     let Ok(type_name) = std::str::from_utf8(type_name) else {

@@ -1084,6 +1084,15 @@ fn host_commands_that_change_guests_need_the_permissions_of_their_categories() {
             "{command:?}"
         );
     }
+    // WASM.LIST and WASM.DUMP show every guest's load arguments: FUNCTION LIST's and DUMP's.
+    for command in ["WASM.LIST", "WASM.DUMP"] {
+        let refused = no_scripting.cmd(&[command]);
+        assert!(
+            refused.error().starts_with("NOPERM")
+                && refused.error().contains(&format!("'{}'", command.to_lowercase())),
+            "{refused:?}"
+        );
+    }
     assert!(!no_scripting.cmd(&["HELLOWORLD.RAND"]).is_error());
     // Cluster clients that follow tips send WASM.KILL to every shard, as FUNCTION KILL.
     let info = format!(
@@ -1107,6 +1116,13 @@ fn host_commands_that_change_guests_need_the_permissions_of_their_categories() {
     let script = "return redis.pcall('wasm.setvalue', KEYS[1], 'sometype1', '0', 'x')";
     let set = no_writes.cmd(&["EVAL", script, "1", "k"]);
     assert!(format!("{set:?}").contains("NOPERM"), "{set:?}");
+    // It stores serialized bytes as they are, as RESTORE does: @dangerous.
+    let mut not_dangerous = as_user(&["+@all", "-@dangerous"]);
+    let set = not_dangerous.cmd(&["WASM.SETVALUE", "k", "sometype1", "0", "x"]);
+    assert!(
+        set.error().starts_with("NOPERM") && set.error().contains("'restore'"),
+        "{set:?}"
+    );
     // Granted by name, with the FUNCTION subcommand it needs.
     let mut granted = as_user(&[
         "-@all",

@@ -894,7 +894,7 @@ const HOST_COMMANDS: &[(&CStr, RawCommandFn, &CStr, c_int, c_int, c_int, &CStr)]
         1,
         1,
         1,
-        c"write",
+        c"write dangerous",
     ),
     (
         c"wasm.kill",
