@@ -944,8 +944,7 @@ pub fn wasm_setvalue(ctx: Ctx, args: Args<'_>) {
     };
     // It stores a serialized value as it is, bypassing the checks the type's guest makes on
     // its writes: as RESTORE (`@dangerous`) does.
-    if let Some(refusal) =
-        refused_as_stand_in(ctx, "wasm.setvalue", "RESTORE", &[key, b"0", b"x"])
+    if let Some(refusal) = refused_as_stand_in(ctx, "wasm.setvalue", "RESTORE", &[key, b"0", b"x"])
     {
         return ctx.reply_error(&refusal);
     }

@@ -1089,7 +1089,9 @@ fn host_commands_that_change_guests_need_the_permissions_of_their_categories() {
         let refused = no_scripting.cmd(&[command]);
         assert!(
             refused.error().starts_with("NOPERM")
-                && refused.error().contains(&format!("'{}'", command.to_lowercase())),
+                && refused
+                    .error()
+                    .contains(&format!("'{}'", command.to_lowercase())),
             "{refused:?}"
         );
     }

@@ -1990,3 +1990,27 @@ fn select_db_needs_the_permission_to_select() {
     );
     assert_eq!(admin.cmd(&["GET", "k"]), Reply::Bulk(b"fromguest".to_vec()));
 }
+
+#[test]
+fn blocking_on_keys_needs_read_access_to_them() {
+    // Being woken tells that a key changed: like BLPOP, a guest may block only on keys its
+    // caller may read, declared or not.
+    let server = api_server();
+    let mut mine = client_as(&server, "mine", &["~mine*", "+@all"]);
+    assert!(
+        mine.cmd(&["BLPOP", "api:never", "1"])
+            .error()
+            .starts_with("NOPERM")
+    );
+    assert_eq!(
+        mine.cmd(&["API.WAIT", "keyswait", "0"]).error(),
+        "NOPERM this user has no permissions to access the 'api:never' key"
+    );
+    assert_eq!(server.client().info_u64("clients", "blocked_clients"), 0);
+    // Allowed, it blocks (and times out).
+    let mut all = client_as(&server, "all", &["~*", "+@all"]);
+    assert_eq!(
+        all.cmd(&["API.WAIT", "keysreply", "50"]),
+        Reply::Status("anyway".into())
+    );
+}

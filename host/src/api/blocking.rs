@@ -1,6 +1,7 @@
 //! `redis:module/blocking`: blocking commands and background jobs (see `blocked.rs`).
 
 use super::bindings::redis::module::blocking::{CallPhase as WitPhase, Host};
+use crate::ffi::KeyAccess;
 use crate::scope::CallPhase;
 use crate::state::GuestState;
 
@@ -50,6 +51,22 @@ impl Host for GuestState {
         };
         if let Some(why) = refuse_block(scope, already_replied) {
             return Ok(Err(why));
+        }
+        // Being woken tells that a key changed: as for reading it, the user must have access to
+        // it (and in cluster mode, this node must serve it), declared or not.
+        for key in &keys {
+            let refusal = if !scope
+                .acl
+                .allows_key(scope.ctx, &scope.command, key, KeyAccess::Read)
+            {
+                crate::scope::no_key_permission(key)
+            } else if !scope.acl.serves_key(key) {
+                crate::scope::not_served_here(key)
+            } else {
+                continue;
+            };
+            scope.effects.refused_here = true;
+            return Ok(Err(refusal));
         }
         let blocked = crate::blocked::block_on_keys(
             scope.ctx,
