@@ -23,6 +23,17 @@ pub struct LoadRequest {
     pub replayed: bool,
 }
 
+/// Whether a module argument is the module's bytes rather than a path on the server: the wasm
+/// magic number, or what no path holds (a NUL or other control byte, bytes that are not UTF-8,
+/// an ELF header): `redis-cli -x` sending the wrong file gets told what the bytes are, not that
+/// no such file exists.
+fn is_module_bytes(token: &[u8]) -> bool {
+    token.starts_with(b"\0asm")
+        || token.starts_with(b"\x7fELF")
+        || token.iter().any(|&b| b < 0x20 || b == 0x7f)
+        || std::str::from_utf8(token).is_err()
+}
+
 impl LoadRequest {
     /// Parses `[REPLACE] <module> [REPLACE] [ARGS arg ...]` (everything after `ARGS` is an
     /// argument for the guest).
@@ -42,7 +53,7 @@ impl LoadRequest {
         let tokens: Vec<&[u8]> = tokens.collect();
         // `redis-cli -x` sends the module's bytes last: `[REPLACE] ARGS <arg> ... <bytes>`.
         if let Some((last, before)) = tokens.split_last()
-            && last.starts_with(b"\0asm")
+            && is_module_bytes(last)
             && let Some(at) = before
                 .iter()
                 .position(|t| !t.eq_ignore_ascii_case(b"replace"))
@@ -87,10 +98,14 @@ impl LoadRequest {
         })
     }
 
-    /// Reads the module: bytes given inline start with the wasm magic number, anything else is a
-    /// path on the server.
+    /// Whether the module is given as a path on the server (see [`is_module_bytes`]).
+    pub fn is_path(&self) -> bool {
+        !is_module_bytes(&self.module)
+    }
+
+    /// Reads the module: bytes given inline (see [`is_module_bytes`]), or a file on the server.
     fn read(&self) -> Result<(Arc<[u8]>, Source), String> {
-        if self.module.starts_with(b"\0asm") {
+        if !self.is_path() {
             return Ok((self.module.as_slice().into(), Source::Bytes));
         }
         let path = String::from_utf8(self.module.clone())
@@ -101,7 +116,7 @@ impl LoadRequest {
     }
 
     fn describe(&self) -> String {
-        if self.module.starts_with(b"\0asm") {
+        if !self.is_path() {
             format!("a module of {} bytes", self.module.len())
         } else {
             format!("'{}'", shown(&self.module))
@@ -461,6 +476,27 @@ fn refused_as_stand_in(ctx: Ctx, name: &str, command: &str, args: &[&[u8]]) -> O
     }
 }
 
+/// A load by path reads a file on the server, as `MODULE LOAD` does: without `wasm.load-dir`
+/// (where an administrator chose the files), the caller needs `MODULE LOAD`'s permissions too
+/// (`@admin @dangerous`), on every Redis version; otherwise a user allowed to load guests could
+/// learn which files exist and what they start with.
+fn refused_path(ctx: Ctx, request: &LoadRequest) -> Option<String> {
+    let load_dir_set = !crate::config::LOAD_DIR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .is_empty();
+    if !request.is_path() || request.replayed || load_dir_set {
+        return None;
+    }
+    let line = [b"LOAD".to_vec(), b"x".to_vec()];
+    (!crate::scope::caller_may_run(ctx, "wasm.load", "MODULE", &line)).then(|| {
+        "NOPERM this user has no permissions to load a guest by path: reading a file on the \
+         server needs the permissions of 'module load' too, unless wasm.load-dir is set (or \
+         send the module's bytes)"
+            .to_owned()
+    })
+}
+
 /// `WASM.LOAD [REPLACE] <path | bytes> [ARGS arg ...]` → the guest's name.
 pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
     if let Some(refusal) = refused_as_stand_in(ctx, "wasm.load", "FUNCTION", &[b"LOAD", b"x"]) {
@@ -471,6 +507,9 @@ pub fn wasm_load(ctx: Ctx, args: Args<'_>) {
         Err(why) => return ctx.reply_error(&format!("ERR {why}")),
     };
     request.replayed = ctx_flags::replayed(ctx.flags());
+    if let Some(refusal) = refused_path(ctx, &request) {
+        return ctx.reply_error(&refusal);
+    }
     // Compiling takes milliseconds to seconds: do it on another thread while the client waits
     // and others are served. Where the client cannot be blocked (MULTI, scripts, the master, the
     // AOF), compile here.

@@ -840,6 +840,46 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
     // Nothing of a failed guest stays registered.
     assert!(c.cmd(&["CFG.A"]).error().starts_with("ERR unknown command"));
     assert_eq!(c.cmd(&["GET", "x"]), Reply::Nil);
+    // Bytes that are not a component (redis-cli -x sending the wrong file) are told what they
+    // are, in either place, not read as a path; their control bytes are escaped in messages.
+    for (bytes, expected) in [
+        (
+            &b"\x7fELF\x02\x01\x01\0rest"[..],
+            "precompiled artifacts (ELF, .cwasm) are refused",
+        ),
+        (b"hello\n", "not a WebAssembly binary (bad magic number)"),
+        (
+            b"\xff\xfe\x01binary",
+            "not a WebAssembly binary (bad magic number)",
+        ),
+    ] {
+        for line in [
+            vec![&b"WASM.LOAD"[..], bytes],
+            vec![b"WASM.LOAD", b"ARGS", b"a", b"b", bytes],
+        ] {
+            let reply = c.cmd_bytes(&line);
+            let error = reply.error();
+            assert!(
+                error.starts_with(&format!(
+                    "ERR cannot load a module of {} bytes: ",
+                    bytes.len()
+                )) && error.contains(expected),
+                "{line:?}: {reply:?}"
+            );
+        }
+    }
+    let shown = c.cmd_bytes(&[b"WASM.LOAD", b"/no/such\x01file"]);
+    assert!(
+        shown.error().contains("a module of 13 bytes"),
+        "a control byte makes bytes, not a path: {shown:?}"
+    );
+    let unexpected = c.cmd_bytes(&[b"WASM.LOAD", guests::HELLOWORLD.as_bytes(), b"x\x01y"]);
+    assert!(
+        unexpected
+            .error()
+            .contains("unexpected argument 'x\\u{1}y'"),
+        "{unexpected:?}"
+    );
     // Bad syntax.
     assert!(c.cmd(&["WASM.LOAD"]).error().contains("missing the module"));
     assert!(
@@ -1133,12 +1173,41 @@ fn host_commands_that_change_guests_need_the_permissions_of_their_categories() {
         "+wasm.unload",
         "+function|delete",
     ]);
+    let bytes = std::fs::read(guests::HELLOWORLD).unwrap();
     assert_eq!(
-        granted.cmd(&["WASM.LOAD", guests::HELLOWORLD, "REPLACE"]),
+        granted.cmd_bytes(&[b"WASM.LOAD", &bytes, b"REPLACE"]),
         Reply::Bulk(b"helloworld".to_vec())
     );
     assert_eq!(
         granted.cmd(&["WASM.UNLOAD", "helloworld"]),
         Reply::Status("OK".into())
+    );
+    // A path reads a file on the server, as MODULE LOAD does: that needs its permissions too
+    // (whatever Redis's version), unless wasm.load-dir confines paths to a directory.
+    for path in [guests::HELLOWORLD, "/etc/passwd", "/no/such/file"] {
+        let refused = granted.cmd(&["WASM.LOAD", path]);
+        assert!(
+            refused.error().starts_with(
+                "NOPERM this user has no permissions to load a guest by path: reading a file \
+                 on the server needs the permissions of 'module load' too"
+            ),
+            "{refused:?}"
+        );
+    }
+    let mut with_module_load = as_user(&["-@all", "+wasm.load", "+function|load", "+module|load"]);
+    assert_eq!(
+        with_module_load.cmd(&["WASM.LOAD", guests::HELLOWORLD]),
+        Reply::Bulk(b"helloworld".to_vec())
+    );
+    server.client().cmd(&["WASM.UNLOAD", "helloworld"]);
+    let dir = std::path::Path::new(guests::HELLOWORLD).parent().unwrap();
+    server
+        .client()
+        .cmd(&["CONFIG", "SET", "wasm.load-dir", dir.to_str().unwrap()]);
+    // (The same user name: its rules are those of `granted` again.)
+    let mut in_load_dir = as_user(&["-@all", "+wasm.load", "+function|load"]);
+    assert_eq!(
+        in_load_dir.cmd(&["WASM.LOAD", guests::HELLOWORLD]),
+        Reply::Bulk(b"helloworld".to_vec())
     );
 }

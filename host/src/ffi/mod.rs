@@ -284,10 +284,20 @@ pub fn log_guest_text(level: LogLevel, label: &str, text: &[u8]) {
 /// characters (a mistyped word should not echo the megabytes of a module sent beside it).
 pub fn shown(arg: &[u8]) -> String {
     let text = String::from_utf8_lossy(arg);
-    match text.char_indices().nth(SHOWN_CHARS) {
-        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], arg.len()),
-        None => text.into_owned(),
+    let (text, more) = match text.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => (&text[..cut], format!("... ({} bytes)", arg.len())),
+        None => (&text[..], String::new()),
+    };
+    // Control bytes escaped, so that binary arguments do not garble the message.
+    let mut out = String::with_capacity(text.len() + more.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
+    out + &more
 }
 
 const SHOWN_CHARS: usize = 64;
