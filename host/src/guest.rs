@@ -399,13 +399,22 @@ pub struct GuestStats {
     pub retired_with: std::sync::OnceLock<[u64; 5]>,
 }
 
+/// How much of a guest's last error message `WASM.LIST` keeps.
+const LAST_ERROR_CHARS: usize = 512;
+
 impl GuestStats {
     fn error(&self, message: &str) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+        // Kept for the guest's life and shown by WASM.LIST: a guest's 20 MB error message must
+        // not stay in memory (nor make every listing 20 MB).
+        let kept = match message.char_indices().nth(LAST_ERROR_CHARS) {
+            Some((cut, _)) => format!("{}... ({} bytes)", &message[..cut], message.len()),
+            None => message.to_owned(),
+        };
         *self
             .last_error
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = message.to_owned();
+            .unwrap_or_else(PoisonError::into_inner) = kept;
     }
 }
 

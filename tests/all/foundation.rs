@@ -329,6 +329,14 @@ fn errors_speak_in_the_guest_commands_name() {
         c.cmd(&["BASICS.FAIL", "no code here"]).error(),
         "no code here"
     );
+    // A huge error reaches its client whole, but WASM.LIST keeps only its start.
+    let huge = format!("ERR {}", "x".repeat(100_000));
+    assert_eq!(c.cmd(&["BASICS.FAIL", &huge]).error(), huge);
+    let kept = c.cmd(&["WASM.LIST", "basics"]).array()[0]
+        .field("stats")
+        .field("last-error")
+        .text();
+    assert_eq!(kept, format!("{}... (100004 bytes)", &huge[..512]));
 }
 
 #[test]
