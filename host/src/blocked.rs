@@ -376,6 +376,9 @@ pub fn run_in_background(ctx: Ctx, guest: &str, id: u64, args: Vec<Vec<u8>>) -> 
         if entry.job.is_some() {
             return Err("ERR a background job already works for this client");
         }
+        if limit == 0 {
+            return Err("ERR background jobs are turned off (wasm.max-background-jobs is 0)");
+        }
         if JOBS.fetch_add(1, Ordering::SeqCst) >= limit {
             JOBS.fetch_sub(1, Ordering::SeqCst);
             return Err("ERR too many background jobs are running (wasm.max-background-jobs)");

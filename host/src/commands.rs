@@ -23,6 +23,9 @@ pub struct LoadRequest {
     pub replayed: bool,
 }
 
+const MISSING_BEFORE_ARGS: &str = "missing the module: it (a path or its bytes) comes before ARGS; \
+                                   with redis-cli -x its bytes come last";
+
 /// Whether a module argument is the module's bytes rather than a path on the server: the wasm
 /// magic number, or what no path holds (a NUL or other control byte, bytes that are not UTF-8,
 /// an ELF header): `redis-cli -x` sending the wrong file gets told what the bytes are, not that
@@ -74,6 +77,15 @@ impl LoadRequest {
         while let Some(token) = tokens.next() {
             if module.is_none() && token.eq_ignore_ascii_case(b"replace") {
                 replace = true;
+            } else if module.is_none()
+                && token.eq_ignore_ascii_case(b"args")
+                && tokens.as_slice().first().is_some_and(|next| {
+                    !next.eq_ignore_ascii_case(b"args") && !next.eq_ignore_ascii_case(b"replace")
+                })
+            {
+                // `WASM.LOAD ARGS a b`: the module was forgotten (`WASM.LOAD ARGS ARGS a` reads
+                // a file named ARGS, when there is one).
+                return Err(MISSING_BEFORE_ARGS.to_owned());
             } else if module.is_none() {
                 module = Some(token.to_vec());
             } else if token.eq_ignore_ascii_case(b"replace") {
@@ -316,7 +328,13 @@ fn read_module_file(path: &str, load_dir: Option<&std::path::Path>) -> Result<Ve
     } else {
         ""
     };
-    let cannot = |e: std::io::Error| format!("cannot read '{}': {e}{hint}", shown(path.as_bytes()));
+    let cannot = |e: std::io::Error| {
+        format!(
+            "cannot read '{}': {}{hint}",
+            shown(path.as_bytes()),
+            crate::ffi::io_error_text(&e)
+        )
+    };
     let not_regular = || {
         format!(
             "cannot read '{}': not a regular file",

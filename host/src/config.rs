@@ -157,7 +157,10 @@ fn check_load_dir(dir: &str) -> Result<(), String> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(format!("wasm.load-dir '{dir}' is not a directory")),
-        Err(e) => Err(format!("wasm.load-dir '{dir}': {e}")),
+        Err(e) => Err(format!(
+            "wasm.load-dir '{dir}': {}",
+            crate::ffi::io_error_text(&e)
+        )),
     }
 }
 

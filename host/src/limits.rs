@@ -70,8 +70,8 @@ impl GuestLimiter {
         if total > total_limit && !self.unlimited {
             TOTAL_MEMORY.fetch_sub(more, Ordering::SeqCst);
             self.refused = Some(format!(
-                "wasm.max-total-memory ({total_limit} bytes) refused growing to {instance} \
-                 bytes: all instances would use {total} bytes"
+                "wasm.max-total-memory ({total_limit} bytes) refused: all instances would use \
+                 {total} bytes, this one {instance}"
             ));
             return false;
         }

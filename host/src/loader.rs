@@ -34,7 +34,7 @@ pub fn check_size(len: u64) -> Result<(), String> {
     let limit = crate::config::get_usize(&crate::config::MAX_MODULE_SIZE);
     if len > limit as u64 {
         return Err(format!(
-            "the module is {len} bytes, more than wasm.max-module-size ({limit})"
+            "the module is {len} bytes, more than wasm.max-module-size ({limit} bytes)"
         ));
     }
     Ok(())

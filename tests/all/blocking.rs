@@ -862,3 +862,35 @@ fn a_timeout_callback_cannot_start_a_job() {
     assert_eq!(info_field(&server, "background_jobs"), 0);
     assert_eq!(a.cmd(&["PING"]).text(), "PONG");
 }
+
+#[test]
+fn background_jobs_are_limited_and_can_be_turned_off() {
+    let server = Server::with_module_args(&["LOAD", guests::API_GUEST]);
+    let mut c = server.client();
+    c.cmd(&["CONFIG", "SET", "wasm.max-background-jobs", "0"]);
+    assert_eq!(
+        c.cmd(&["API.WAIT", "bgwrite"]).error(),
+        "ERR background jobs are turned off (wasm.max-background-jobs is 0)"
+    );
+    c.cmd(&["CONFIG", "SET", "wasm.max-background-jobs", "1"]);
+    let mut spinner = server.client();
+    let spinner_id = spinner.cmd(&["CLIENT", "ID"]).int().to_string();
+    send(&mut spinner, &["API.WAIT", "spin"]);
+    wait_until("the job runs", || {
+        info_field(&server, "background_jobs") == 1
+    });
+    assert_eq!(
+        c.cmd(&["API.WAIT", "bgwrite"]).error(),
+        "ERR too many background jobs are running (wasm.max-background-jobs)"
+    );
+    assert_eq!(
+        c.cmd(&["CLIENT", "UNBLOCK", &spinner_id, "ERROR"]),
+        Reply::Int(1)
+    );
+    assert!(spinner.read().error().starts_with("UNBLOCKED"));
+    wait_until("the job ends", || {
+        info_field(&server, "background_jobs") == 0
+    });
+    // Room again: the job runs.
+    assert!(!c.cmd(&["API.WAIT", "bgwrite"]).is_error());
+}

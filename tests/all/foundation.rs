@@ -888,6 +888,12 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
             .contains("unexpected argument 'x\\u{1}y'"),
         "{unexpected:?}"
     );
+    // The module forgotten before ARGS.
+    assert_eq!(
+        c.cmd(&["WASM.LOAD", "ARGS", "a", "b"]).error(),
+        "ERR missing the module: it (a path or its bytes) comes before ARGS; with redis-cli -x \
+         its bytes come last"
+    );
     // Bad syntax.
     assert!(c.cmd(&["WASM.LOAD"]).error().contains("missing the module"));
     assert!(

@@ -254,7 +254,7 @@ fn memory_limits_hold_and_nothing_leaks() {
     assert!(
         refused
             .error()
-            .contains("wasm.max-total-memory (25165824 bytes) refused growing to"),
+            .contains("wasm.max-total-memory (25165824 bytes) refused: all instances would use "),
         "{refused:?}"
     );
     // The message gives the total the growth would have made, which is over the cap.
@@ -442,7 +442,7 @@ fn sizes_at_the_limits() {
     let size = std::fs::metadata(guests::HELLOWORLD).unwrap().len();
     assert!(
         load.error().contains(&format!(
-            "the module is {size} bytes, more than wasm.max-module-size (1024)"
+            "the module is {size} bytes, more than wasm.max-module-size (1024 bytes)"
         )),
         "{load:?}"
     );

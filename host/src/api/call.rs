@@ -387,7 +387,7 @@ fn refusal(
         // Redis runs the call in script mode (`S`); ESPIPE is one of its script-mode refusals.
         CallRefusal::NotAllowed if refuses_writes => CallError::NotAllowed(format!(
             "ERR command '{command}' cannot be called from a guest: Redis refuses it in scripts \
-             and guests (or, on a replica, while the link to the master is down)"
+             and guests"
         )),
         CallRefusal::NotAllowed => CallError::NotAllowed(format!(
             "ERR command '{command}' is refused: Redis refuses it in scripts and guests, or \
@@ -737,11 +737,12 @@ impl GuestState {
                 if !matches!(why, CallRefusal::UnknownCommand | CallRefusal::WrongArity) {
                     scope.effects.refused_here = true;
                 }
+                let on_replica = scope.ctx.flags() & crate::ffi::ctx_flags::SLAVE != 0;
                 Ok(Err(refusal(
                     why,
                     &command.to_ascii_lowercase(),
                     oom,
-                    modifiers.refuses_writes(),
+                    modifiers.refuses_writes() && !on_replica,
                     NoWrites::of(scope, flags),
                 )))
             }

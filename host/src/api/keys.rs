@@ -596,9 +596,8 @@ impl Host for GuestState {
             }
             let out = writable(key)?.zset_add(score, &member, zadd_flags(flags));
             remove_if_empty_zset(key);
-            let out = out.ok_or_else(|| {
-                KeyFault::Invalid("ERR invalid zset-add flags (NX and XX, or GT/LT with NX)".into())
-            })?;
+            let out =
+                out.ok_or_else(|| KeyFault::Invalid("ERR Redis refused to add the member".into()))?;
             if zset_changed(out) {
                 effects.record(
                     key.db,
@@ -627,9 +626,7 @@ impl Host for GuestState {
             let result = writable(key)?.zset_incrby(increment, &member, zadd_flags(flags));
             remove_if_empty_zset(key);
             let (score, out) = result.ok_or_else(|| {
-                KeyFault::Invalid(
-                    "ERR invalid flags, or the resulting score is not a number".into(),
-                )
+                KeyFault::Invalid("ERR the resulting score is not a number".into())
             })?;
             if zset_changed(out) {
                 effects.record(

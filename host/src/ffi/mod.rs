@@ -302,6 +302,15 @@ pub fn shown(arg: &[u8]) -> String {
 
 const SHOWN_CHARS: usize = 64;
 
+/// An I/O error's text without Rust's ` (os error N)` suffix, as Redis words them.
+pub fn io_error_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
 /// `RedisModuleCtx` flags the host looks at (`RedisModule_GetContextFlags`).
 pub mod ctx_flags {
     use redis_module::raw;
