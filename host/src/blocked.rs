@@ -62,6 +62,8 @@ struct Entry {
     client: BlockedClient,
     /// Redis's id of the blocked client: its background job runs as that client's user.
     client_id: u64,
+    /// The client's ACL user when it blocked (see [`user_changed`]).
+    user: Option<Vec<u8>>,
     guest: Arc<Guest>,
     command: u32,
     on_keys: bool,
@@ -110,6 +112,7 @@ fn check_timeout(timeout_ms: i64) -> Result<(), String> {
 }
 
 fn register(
+    ctx: Ctx,
     client: BlockedClient,
     client_id: u64,
     guest: Arc<Guest>,
@@ -124,6 +127,7 @@ fn register(
             Entry {
                 client,
                 client_id,
+                user: ctx.client_user_name(client_id),
                 guest,
                 command,
                 on_keys,
@@ -150,7 +154,16 @@ pub fn block(ctx: Ctx, guest: &str, command: u32, timeout_ms: i64) -> Result<u64
         .ok_or("ERR Redis refused to block the client")?;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let timer = (timeout_ms > 0).then(|| ctx.create_timer(timeout_ms, id));
-    register(client, ctx.client_id(), guest, command, false, id, timer);
+    register(
+        ctx,
+        client,
+        ctx.client_id(),
+        guest,
+        command,
+        false,
+        id,
+        timer,
+    );
     Ok(id)
 }
 
@@ -179,7 +192,7 @@ pub fn block_on_keys(
     let client = ctx
         .block_guest_client_on_keys(keys, timeout_ms, privdata)
         .ok_or("ERR Redis refused to block the client")?;
-    register(client, ctx.client_id(), guest, command, true, id, None);
+    register(ctx, client, ctx.client_id(), guest, command, true, id, None);
     Ok(id)
 }
 
@@ -465,6 +478,16 @@ pub fn release_guest(guest: &Arc<Guest>) {
     }
 }
 
+const USER_CHANGED: &str =
+    "ERR the client's ACL user was deleted or changed while it was blocked (ACL DELUSER, ACL LOAD)";
+
+/// Whether the blocked client's ACL user is no longer the one it blocked as: Redis gives the
+/// clients of a deleted user the default user until it closes them, and a callback would run
+/// with the default user's permissions. Its callbacks answer an error instead.
+fn user_changed(ctx: Ctx, entry: &Entry) -> bool {
+    ctx.client_user_name(entry.client_id) != entry.user
+}
+
 /// The route to run a blocked client's callback: its guest must still be the loaded one.
 fn current_route(guest: &Arc<Guest>, command: u32) -> Option<Route> {
     let spec = guest.commands.get(command as usize)?;
@@ -504,9 +527,9 @@ fn serve(ctx: Ctx, args: Args<'_>, id: u64, payload: &mut Payload) -> bool {
     let found = with_entries(|entries| {
         entries
             .get(&id)
-            .map(|e| (e.guest.clone(), e.command, e.on_keys))
+            .map(|e| (e.guest.clone(), e.command, e.on_keys, user_changed(ctx, e)))
     });
-    let Some((guest, command, on_keys)) = found else {
+    let Some((guest, command, on_keys, user_changed)) = found else {
         ctx.reply_error("ERR the blocked client is unknown");
         return true;
     };
@@ -522,6 +545,10 @@ fn serve(ctx: Ctx, args: Args<'_>, id: u64, payload: &mut Payload) -> bool {
         }
         Payload::Nothing => {
             ctx.reply_error("ERR the blocked client was released without a reply");
+            return true;
+        }
+        _ if user_changed => {
+            ctx.reply_error(USER_CHANGED);
             return true;
         }
         Payload::Timeout => {
@@ -565,10 +592,18 @@ pub fn on_timeout(ctx: Ctx, args: Args<'_>) {
                 if !e.released {
                     e.unblocked_by_redis = true;
                 }
-                (*id, e.guest.clone(), e.command, e.on_keys, e.aborting)
+                let changed = user_changed(ctx, e);
+                (
+                    *id,
+                    e.guest.clone(),
+                    e.command,
+                    e.on_keys,
+                    e.aborting,
+                    changed,
+                )
             })
     });
-    let Some((id, guest, command, on_keys, aborting)) = found else {
+    let Some((id, guest, command, on_keys, aborting, user_changed)) = found else {
         ctx.reply_error("ERR the blocked client timed out");
         return;
     };
@@ -581,7 +616,11 @@ pub fn on_timeout(ctx: Ctx, args: Args<'_>) {
     };
     // Caught on its own, so that the handle is released even if it fails.
     crate::ffi::catch("a blocked client's timeout", || {
-        timeout_phase(ctx, args, id, &guest, command, private_data)
+        if user_changed {
+            ctx.reply_error(USER_CHANGED);
+        } else {
+            timeout_phase(ctx, args, id, &guest, command, private_data);
+        }
     });
     if !on_keys {
         // (`CLIENT UNBLOCK ... TIMEOUT`: other timeouts are timers.) Redis frees a timed-out

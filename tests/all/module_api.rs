@@ -2014,3 +2014,43 @@ fn blocking_on_keys_needs_read_access_to_them() {
         Reply::Status("anyway".into())
     );
 }
+
+#[test]
+fn a_blocked_clients_callback_does_not_run_as_the_default_user_after_its_user_is_deleted() {
+    // ACL DELUSER gives the deleted user's clients the default user until Redis closes them: a
+    // reply phase running in between must not get the default user's permissions.
+    let server = api_server();
+    let mut alice = client_as(&server, "alice", &["~a*", "+@all"]);
+    // Refused while alice exists (the key is not hers).
+    send_line(&mut alice, &["API.WAIT", "plain"]);
+    let mut admin = server.client();
+    wait_for_blocked(&mut admin, 1);
+    assert_eq!(
+        admin.cmd(&["API.WAKE", "call SET xsecret pwned"]),
+        Reply::Int(1)
+    );
+    assert!(format!("{:?}", alice.read()).contains("no-permission"));
+    // Woken and deleted in one event-loop turn.
+    send_line(&mut alice, &["API.WAIT", "plain"]);
+    wait_for_blocked(&mut admin, 1);
+    admin.cmd(&["MULTI"]);
+    admin.cmd(&["API.WAKE", "call SET xsecret pwned"]);
+    admin.cmd(&["ACL", "DELUSER", "alice"]);
+    let exec = admin.cmd(&["EXEC"]);
+    assert_eq!(exec.array()[0], Reply::Int(1), "{exec:?}");
+    assert_eq!(admin.cmd(&["GET", "xsecret"]), Reply::Nil);
+    assert_eq!(admin.cmd(&["PING"]), Reply::Status("PONG".into()));
+}
+
+fn send_line(client: &mut Client, args: &[&str]) {
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    client.send(&args);
+}
+
+fn wait_for_blocked(admin: &mut Client, count: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while admin.info_u64("clients", "blocked_clients") != count {
+        assert!(std::time::Instant::now() < deadline, "no client blocked");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
