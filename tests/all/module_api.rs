@@ -2054,3 +2054,31 @@ fn wait_for_blocked(admin: &mut Client, count: u64) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+#[test]
+fn a_refused_publication_is_logged_as_a_channel_refusal() {
+    // As Redis logs its own: reason "channel", the channel as the object.
+    let server = api_server();
+    let mut ch = client_as(&server, "ch", &["~*", "+@all", "resetchannels", "&ok*"]);
+    let refused = ch.cmd(&["API.REPLICATE", "PUBLISH", "bad", "m"]);
+    assert!(refused.error().starts_with("NOPERM"), "{refused:?}");
+    let mut admin = server.client();
+    let entry = admin.cmd(&["ACL", "LOG", "1"]).array()[0].clone();
+    assert_eq!(entry.field("reason").text(), "channel");
+    assert_eq!(entry.field("object").text(), "bad");
+    // The same refusal through a call, which Redis logs itself.
+    admin.cmd(&["ACL", "LOG", "RESET"]);
+    let called = ch.cmd(&["API.WCALL", "2", "PUBLISH", "bad", "m"]);
+    assert!(
+        format!("{called:?}").contains("no-permission"),
+        "{called:?}"
+    );
+    let entry = admin.cmd(&["ACL", "LOG", "1"]).array()[0].clone();
+    assert_eq!(entry.field("reason").text(), "channel");
+    assert_eq!(entry.field("object").text(), "bad");
+    // Allowed channels replicate.
+    assert_eq!(
+        ch.cmd(&["API.REPLICATE", "PUBLISH", "ok1", "m"]),
+        Reply::Status("OK".into())
+    );
+}

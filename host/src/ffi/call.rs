@@ -774,12 +774,35 @@ impl Ctx {
             // SAFETY: the live user of the closures above, under Redis's lock.
             unsafe { !super::keys::may_access_key(user, key, super::KeyAccess::Exists) }
         });
-        let (object, reason) = match refused_key {
-            Some(key) => (
+        // Or the channel a publication goes to (the only commands with channels a guest may
+        // replicate).
+        let refused_channel = || {
+            let is_publish = ["publish", "spublish"]
+                .iter()
+                .any(|c| command.eq_ignore_ascii_case(c));
+            let channel = args.first().filter(|_| is_publish)?;
+            let name = OwnedString::new(channel);
+            // SAFETY: the live user of the closures above, under Redis's lock, and a valid
+            // string, only read.
+            let allowed = unsafe {
+                super::api!(RedisModule_ACLCheckChannelPermissions)(
+                    user,
+                    name.as_ptr(),
+                    raw::REDISMODULE_CMD_CHANNEL_PUBLISH as c_int,
+                ) == super::OK
+            };
+            (!allowed).then(|| channel.clone())
+        };
+        let (object, reason) = match (refused_key, refused_channel()) {
+            (Some(key), _) => (
                 key,
                 raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_KEY,
             ),
-            None => (
+            (None, Some(channel)) => (
+                channel,
+                raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_CHANNEL,
+            ),
+            (None, None) => (
                 shown_as.to_ascii_lowercase().into_bytes(),
                 raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_CMD,
             ),
