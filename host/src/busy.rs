@@ -124,7 +124,8 @@ pub struct Clock {
     /// The context to yield with, when this call may yield.
     yield_ctx: Option<Ctx>,
     /// A call that cannot yield where it runs stops at `busy-reply-threshold` instead.
-    stop_at_threshold: bool,
+    /// Stop at `busy-reply-threshold`, saying why it cannot yield (see [`Stop::CannotYield`]).
+    stop_at_threshold: Option<&'static str>,
     /// Set for a background job: its cancel flag (it ignores `WASM.KILL`, which is about the
     /// main thread).
     cancel: Option<Arc<AtomicBool>>,
@@ -138,7 +139,7 @@ pub enum Stop {
     /// A background job whose client went away (timeout, disconnection, guest unloaded).
     Cancelled,
     /// Ran past `busy-reply-threshold` where it cannot yield.
-    CannotYield(Duration),
+    CannotYield(Duration, &'static str),
 }
 
 impl std::fmt::Display for Stop {
@@ -146,11 +147,10 @@ impl std::fmt::Display for Stop {
         match self {
             Stop::Killed => f.write_str("was killed by WASM.KILL"),
             Stop::Cancelled => f.write_str("was cancelled (its client is no longer waiting)"),
-            Stop::CannotYield(threshold) => write!(
+            Stop::CannotYield(threshold, why) => write!(
                 f,
-                "ran longer than busy-reply-threshold ({} ms) where it cannot yield to other \
-                 clients (inside EXEC or a script, a blocked client's callback, a call from a \
-                 background job, or an init that ends a load)",
+                "ran longer than busy-reply-threshold ({} ms) {why}, where it cannot let other \
+                 clients in (raise busy-reply-threshold, or make it shorter)",
                 threshold.as_millis()
             ),
             Stop::TimedOut(limit, config) => {
@@ -231,7 +231,7 @@ impl Clock {
             started: None,
             limit,
             yield_ctx,
-            stop_at_threshold: false,
+            stop_at_threshold: None,
             cancel: None,
         }
     }
@@ -239,9 +239,9 @@ impl Clock {
     /// A clock for a call that cannot yield: Redis reached it from a blocked client's callback
     /// (no client of its own to protect while others run) or from another thread. It stops at
     /// `busy-reply-threshold`, since nothing else could stop it.
-    pub fn without_yield(limit: Option<(Duration, &'static str)>) -> Clock {
+    pub fn without_yield(limit: Option<(Duration, &'static str)>, why: &'static str) -> Clock {
         Clock {
-            stop_at_threshold: true,
+            stop_at_threshold: Some(why),
             ..Clock::new(limit, None)
         }
     }
@@ -292,8 +292,10 @@ impl Clock {
             return Ok(());
         };
         let threshold = Duration::from_millis(threshold_ms);
-        if self.stop_at_threshold && elapsed > threshold {
-            return Err(Stop::CannotYield(threshold));
+        if let Some(why) = self.stop_at_threshold
+            && elapsed > threshold
+        {
+            return Err(Stop::CannotYield(threshold, why));
         }
         if let Some(ctx) = self.yield_ctx
             && elapsed >= threshold
@@ -348,6 +350,22 @@ pub fn mark_main_thread() {
 /// Whether this is Redis's main thread (a background job's call into a guest command is not).
 pub fn on_main_thread() -> bool {
     IS_MAIN_THREAD.get()
+}
+
+/// Why a guest invocation that may not yield ([`may_yield_in`] false, or a callback) cannot, for
+/// the message that stops it at `busy-reply-threshold`.
+pub fn why_no_yield(ctx_flags: u32, is_callback: bool) -> &'static str {
+    if is_callback {
+        "in a blocked client's callback"
+    } else if !on_main_thread() {
+        "in a call from a background job"
+    } else if ctx_flags & crate::ffi::ctx_flags::MULTI != 0 {
+        "inside MULTI/EXEC"
+    } else if ctx_flags & crate::ffi::ctx_flags::LUA != 0 {
+        "inside a script or function"
+    } else {
+        "called by a guest invocation that cannot yield"
+    }
 }
 
 /// Whether a command running with these context flags may yield to other clients: only on the

@@ -161,7 +161,7 @@ impl Live {
                     (InitTiming::MayYield, Some(ctx)) => Clock::new(limit, Some(ctx)),
                     (InitTiming::Alone, _) => Clock::new(limit, None),
                     // Nothing else runs meanwhile, not even WASM.KILL: stop at the threshold.
-                    _ => Clock::without_yield(limit),
+                    _ => Clock::without_yield(limit, "in an init that ends a load"),
                 }
             }
         };
@@ -760,7 +760,11 @@ impl Guest {
                     return self.fail(
                         ctx,
                         None,
-                        &format!("ERR guest '{guest}' could not restart: {why}"),
+                        &format!(
+                            "ERR guest '{guest}' command '{command}' cannot run: the guest could \
+                             not restart (its instance is made anew after a trap, a kill or \
+                             running low on handles): {why}"
+                        ),
                     );
                 }
             }
@@ -810,7 +814,7 @@ impl Guest {
             let limit = config::get_ms(&config::MAX_CALL_MS).map(|d| (d, "wasm.max-call-ms"));
             match may_yield {
                 true => Clock::new(limit, Some(ctx)),
-                false => Clock::without_yield(limit),
+                false => Clock::without_yield(limit, crate::busy::why_no_yield(flags, is_callback)),
             }
         });
         state.phase = Phase::Command(scope);

@@ -524,7 +524,12 @@ fn a_guest_command_a_callback_calls_does_not_yield() {
     assert_eq!(other.cmd(&["GET", "x"]), Reply::Nil);
     let answer = waiter.read();
     let text = format!("{answer:?}");
-    assert!(text.contains("where it cannot yield"), "{text}");
+    assert!(
+        text.contains(
+            "called by a guest invocation that cannot yield, where it cannot let other clients in"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -623,9 +628,10 @@ fn a_callback_cannot_hold_the_server_past_the_busy_threshold() {
     assert_eq!(c.cmd(&["API.WAKE", "loop"]), Reply::Int(1));
     let reply = a.read();
     assert!(
-        reply
-            .error()
-            .contains("ran longer than busy-reply-threshold (200 ms) where it cannot yield"),
+        reply.error().contains(
+            "ran longer than busy-reply-threshold (200 ms) in a blocked client's callback, \
+                 where it cannot let other clients in"
+        ),
         "{reply:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
