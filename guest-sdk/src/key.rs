@@ -21,7 +21,7 @@ impl From<KeyError> for RedisError {
             KeyError::WrongType => RedisError::WrongType,
             KeyError::NotWritable => RedisError::Str("ERR the key is not open for writing"),
             KeyError::AlreadyOpen => RedisError::Str("ERR the key is already open in this command"),
-            KeyError::Closed => RedisError::Str("ERR the key handle is closed"),
+            KeyError::Closed => RedisError::Str("ERR unknown or closed key handle"),
             KeyError::OutOfRange => RedisError::Str("ERR index out of range"),
             KeyError::Invalid(message) => RedisError::String(message),
             KeyError::NoRange => RedisError::Str("ERR no sorted set range is active"),

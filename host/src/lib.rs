@@ -200,6 +200,14 @@ fn parse_module_args(args: Args<'_>) -> Result<(Vec<String>, Vec<commands::LoadR
         while let Some(next) = words.next_if(|w| !w.eq_ignore_ascii_case(b"load")) {
             tokens.push(next);
         }
+        // (After ARGS, TYPE is the guest's argument.)
+        if tokens
+            .iter()
+            .take_while(|t| !t.eq_ignore_ascii_case(b"args"))
+            .any(|t| t.eq_ignore_ascii_case(b"type"))
+        {
+            return Err("TYPE must come before the first LOAD".to_owned());
+        }
         requests.push(commands::LoadRequest::parse(tokens.into_iter())?);
     }
     Ok((types, requests))

@@ -78,7 +78,7 @@ impl CommandSpec {
         }
         if !name.bytes().all(|b| b.is_ascii_graphic() && b != b'|') {
             return Err(
-                "a command name may only contain printable characters other than '|' and no spaces"
+                "a command name may only contain printable characters, without spaces or '|'"
                     .to_owned(),
             );
         }

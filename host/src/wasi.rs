@@ -160,7 +160,11 @@ impl Output {
 }
 
 fn emit(label: &str, level: LogLevel, buffer: &mut Vec<u8>) {
-    crate::ffi::log_guest_text(level, label, buffer);
+    // Rust's panic hint names an environment variable the guest cannot be given (setting it on
+    // redis-server does nothing for guests): it would only mislead whoever reads the log.
+    if !buffer.starts_with(b"note: run with `RUST_BACKTRACE=1`") {
+        crate::ffi::log_guest_text(level, label, buffer);
+    }
     buffer.clear();
 }
 

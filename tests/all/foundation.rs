@@ -60,6 +60,11 @@ fn bad_module_arguments_refuse_to_start() {
     assert!(log.contains("expected TYPE or LOAD, got 'FROB'"), "{log}");
     let log = start_expecting_failure(&["LOAD", "/no/such/guest.wasm"]);
     assert!(log.contains("cannot read '/no/such/guest.wasm'"), "{log}");
+    let log = start_expecting_failure(&["LOAD", guests::HELLOWORLD, "TYPE", "abcdefghi"]);
+    assert!(
+        log.contains("TYPE must come before the first LOAD"),
+        "{log}"
+    );
 }
 
 #[test]
