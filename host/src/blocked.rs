@@ -111,10 +111,10 @@ fn check_timeout(timeout_ms: i64) -> Result<(), String> {
     Ok(())
 }
 
+/// Records a client the running command (of `ctx`) blocked.
 fn register(
     ctx: Ctx,
     client: BlockedClient,
-    client_id: u64,
     guest: Arc<Guest>,
     command: u32,
     on_keys: bool,
@@ -126,8 +126,8 @@ fn register(
             id,
             Entry {
                 client,
-                client_id,
-                user: ctx.client_user_name(client_id),
+                client_id: ctx.client_id(),
+                user: ctx.client_user_name(ctx.client_id()),
                 guest,
                 command,
                 on_keys,
@@ -154,16 +154,7 @@ pub fn block(ctx: Ctx, guest: &str, command: u32, timeout_ms: i64) -> Result<u64
         .ok_or("ERR Redis refused to block the client")?;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let timer = (timeout_ms > 0).then(|| ctx.create_timer(timeout_ms, id));
-    register(
-        ctx,
-        client,
-        ctx.client_id(),
-        guest,
-        command,
-        false,
-        id,
-        timer,
-    );
+    register(ctx, client, guest, command, false, id, timer);
     Ok(id)
 }
 
@@ -192,7 +183,7 @@ pub fn block_on_keys(
     let client = ctx
         .block_guest_client_on_keys(keys, timeout_ms, privdata)
         .ok_or("ERR Redis refused to block the client")?;
-    register(ctx, client, ctx.client_id(), guest, command, true, id, None);
+    register(ctx, client, guest, command, true, id, None);
     Ok(id)
 }
 
