@@ -377,6 +377,10 @@ pub fn run_in_background(ctx: Ctx, guest: &str, id: u64, args: Vec<Vec<u8>>) -> 
         if entry.on_keys || entry.released {
             return Err("ERR this client cannot get a background job (blocked on keys, or no longer blocked)");
         }
+        // The job would run as the default user Redis gives a deleted user's clients.
+        if user_changed(ctx, entry) {
+            return Err(USER_CHANGED);
+        }
         if entry.job.is_some() {
             return Err("ERR a background job already works for this client");
         }
@@ -538,6 +542,7 @@ fn serve(ctx: Ctx, args: Args<'_>, id: u64, payload: &mut Payload) -> bool {
             ctx.reply_error("ERR the blocked client was released without a reply");
             return true;
         }
+        // (A reply or error decided before, as a job's, was made under the client's user.)
         _ if user_changed => {
             ctx.reply_error(USER_CHANGED);
             return true;

@@ -24,7 +24,8 @@ pub struct LoadRequest {
 }
 
 const MISSING_BEFORE_ARGS: &str = "missing the module: it (a path or its bytes) comes before ARGS; \
-                                   with redis-cli -x its bytes come last";
+                                   with redis-cli -x its bytes come last (a module's bytes start \
+                                   with \\0asm)";
 
 /// Whether a module argument is the module's bytes rather than a path on the server: the wasm
 /// magic number, or what no path holds (a NUL or other control byte, bytes that are not UTF-8,

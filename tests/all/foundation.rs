@@ -897,7 +897,7 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
     assert_eq!(
         c.cmd(&["WASM.LOAD", "ARGS", "a", "b"]).error(),
         "ERR missing the module: it (a path or its bytes) comes before ARGS; with redis-cli -x \
-         its bytes come last"
+         its bytes come last (a module's bytes start with \\0asm)"
     );
     // Bad syntax.
     assert!(c.cmd(&["WASM.LOAD"]).error().contains("missing the module"));

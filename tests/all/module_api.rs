@@ -1757,7 +1757,7 @@ fn replication_order_verbatim_rules_and_failures() {
         let refused = c.cmd(&args).error().to_owned();
         assert!(
             refused.starts_with(&format!(
-                "ERR cannot replicate '{}': the host's own",
+                "ERR cannot replicate '{}': replicas would run a command of the host itself",
                 line[0]
             )),
             "{refused}"
@@ -2040,6 +2040,16 @@ fn a_blocked_clients_callback_does_not_run_as_the_default_user_after_its_user_is
     assert_eq!(exec.array()[0], Reply::Int(1), "{exec:?}");
     assert_eq!(admin.cmd(&["GET", "xsecret"]), Reply::Nil);
     assert_eq!(admin.cmd(&["PING"]), Reply::Status("PONG".into()));
+    // Nor does a background job start for such a client (it would run as the default user).
+    let mut alice = client_as(&server, "alice", &["~a*", "+@all"]);
+    send_line(&mut alice, &["API.WAIT", "plain"]);
+    wait_for_blocked(&mut admin, 1);
+    admin.cmd(&["MULTI"]);
+    admin.cmd(&["ACL", "DELUSER", "alice"]);
+    admin.cmd(&["API.BGFOR"]);
+    let exec = admin.cmd(&["EXEC"]);
+    assert_eq!(exec.array()[1], Reply::Int(0), "{exec:?}");
+    assert_eq!(admin.info_u64("wasm", "wasm_background_jobs"), 0);
 }
 
 fn send_line(client: &mut Client, args: &[&str]) {

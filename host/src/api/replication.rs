@@ -37,8 +37,9 @@ impl Host for GuestState {
         // guests, or register data types, that the master never did.
         if crate::ffi::is_host_command(&lower) {
             return Ok(Err(format!(
-                "ERR cannot replicate '{command}': the host's own commands change which guests \
-                 and data types a server has, and replicas would do what this server did not"
+                "ERR cannot replicate '{command}': replicas would run a command of the host \
+                 itself (loading, unloading or restoring guests, storing data type values) that \
+                 this server did not"
             )));
         }
         match crate::ffi::command_line(&lower, &args) {
