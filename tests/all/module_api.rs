@@ -1675,6 +1675,41 @@ fn writes_recorded_before_a_lookup_that_expires_their_key_replicate_before_its_d
 }
 
 #[test]
+fn a_time_to_live_set_through_a_key_replicates_as_an_absolute_expire() {
+    // A verbatim command replayed later (from the AOF, by a replica that receives it late)
+    // would count a time to live from the replay: like Redis, which propagates every expire
+    // as absolute, the command replicates its effects, whether it asked for verbatim
+    // replication before or after setting the expire.
+    let server = api_server();
+    let mut tap = ReplicationTap::attach(&server);
+    let mut c = server.client();
+    for order in ["before", "after"] {
+        assert_eq!(
+            c.cmd(&["API.VERBATIMTTL", "t", "100000", order]),
+            Reply::Status("OK".into())
+        );
+        let at = c.cmd(&["PEXPIRETIME", "t"]).int().to_string();
+        let mut sent = tap.commands(&server);
+        sent.retain(|command| command[0] != "SELECT"); // the stream's first
+        assert_eq!(
+            sent,
+            vec![
+                vec!["MULTI".to_owned()],
+                vec!["SET".to_owned(), "t".to_owned(), "v".to_owned()],
+                vec!["PEXPIREAT".to_owned(), "t".to_owned(), at],
+                vec!["EXEC".to_owned()],
+            ],
+            "{order}"
+        );
+    }
+    // An absolute expire may stay verbatim.
+    assert_eq!(
+        c.cmd(&["API.EXPIREDEXISTS", "k", "verbatim"]),
+        Reply::Array(vec![Reply::Int(0), Reply::Int(0)])
+    );
+}
+
+#[test]
 fn read_only_commands_cannot_write() {
     let server = api_server();
     let mut c = server.client();

@@ -360,7 +360,7 @@ impl Host for GuestState {
                 "ERR invalid expire time: it overflows when added to the current time".into(),
             )));
         }
-        self.change_expire(handle, |raw| raw.set_expire(milliseconds))
+        self.change_expire(handle, Expire::Relative, |raw| raw.set_expire(milliseconds))
     }
 
     fn get_abs_expire(&mut self, handle: Key) -> R<i64> {
@@ -370,7 +370,9 @@ impl Host for GuestState {
     }
 
     fn set_abs_expire(&mut self, handle: Key, unix_milliseconds: i64) -> R<()> {
-        self.change_expire(handle, |raw| raw.set_abs_expire(unix_milliseconds))
+        self.change_expire(handle, Expire::Absolute, |raw| {
+            raw.set_abs_expire(unix_milliseconds)
+        })
     }
 
     fn string_set(&mut self, handle: Key, value: Vec<u8>) -> R<()> {
@@ -1025,10 +1027,24 @@ fn start_range(key: &mut KeyHandle, start: impl FnOnce(&RawKey) -> bool) -> Resu
     Ok(())
 }
 
+/// How an expire is given.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expire {
+    /// A time to live, from now.
+    Relative,
+    /// A Unix time.
+    Absolute,
+}
+
 impl GuestState {
     /// `set-expire` and `set-abs-expire`: `set` changes the expire, false if Redis refused.
-    fn change_expire(&mut self, handle: Key, set: impl FnOnce(&RawKey) -> bool) -> R<()> {
-        self.with_key(handle, |key, effects| {
+    fn change_expire(
+        &mut self,
+        handle: Key,
+        given: Expire,
+        set: impl FnOnce(&RawKey) -> bool,
+    ) -> R<()> {
+        let changed = self.with_key(handle, |key, effects| {
             if !set(writable(key)?) {
                 return Err(KeyFault::Invalid(
                     "ERR cannot set the expire: the key is empty or the time is negative".into(),
@@ -1036,7 +1052,19 @@ impl GuestState {
             }
             record_expire(key, effects);
             Ok(())
-        })
+        })?;
+        // A time to live counts from when the command runs: replayed later (from the AOF, or by
+        // a replica that receives it late), a verbatim command would give the key a later
+        // expire than the master's. As Redis propagates every expire as absolute, the command
+        // replicates its effects (`PEXPIREAT`) from here on (see `may_set_expire` for calls).
+        if given == Expire::Relative
+            && changed.is_ok()
+            && let Ok(scope) = self.command()
+            && !scope.acl.replayed()
+        {
+            scope.effects.stop_replicating_verbatim(scope.ctx);
+        }
+        Ok(changed)
     }
 }
 

@@ -652,6 +652,22 @@ fn api_read2(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     ]))
 }
 
+/// `API.VERBATIMTTL <key> <ms> <before | after>`: sets the key to "v" with a time to live of `ms`
+/// through the key API, asking for verbatim replication before or after doing so.
+fn api_verbatim_ttl(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let before = args[3].as_slice() == b"before";
+    if before {
+        ctx.replicate_verbatim()?;
+    }
+    let key = ctx.open_key_writable(&args[1])?;
+    key.string_set("v")?;
+    key.set_expire(args[2].parse_integer()?)?;
+    if !before {
+        ctx.replicate_verbatim()?;
+    }
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
 /// `API.EXPIREDEXISTS <key> [verbatim]`: (replicating itself verbatim, with `verbatim`) sets the
 /// key to "v" and gives it an expire in the past through a write handle, asks whether the key
 /// exists, then reads its length through the handle. Replies [exists, length].
@@ -1073,6 +1089,7 @@ redis_module! {
         ["api.rangecall", api_range_call, "readonly", 1, 1, 1],
         ["api.read2", api_read2, "readonly", 1, 1, 1, arity = 3],
         ["api.expiredexists", api_expired_exists, "write", 1, 1, 1, arity = -2],
+        ["api.verbatimttl", api_verbatim_ttl, "write", 1, 1, 1, arity = 4],
         ["api.lists2", api_lists2, "readonly", 1, 1, 1, arity = 6],
         ["api.replicate", api_replicate, "write", 0, 0, 0],
         ["api.order", api_order, "write", 1, 1, 1],
