@@ -628,7 +628,7 @@ impl Host for GuestState {
             let result = writable(key)?.zset_incrby(increment, &member, zadd_flags(flags));
             remove_if_empty_zset(key);
             let (score, out) = result.ok_or_else(|| {
-                KeyFault::Invalid("ERR the resulting score is not a number".into())
+                KeyFault::Invalid("ERR resulting score is not a number (NaN)".into())
             })?;
             if zset_changed(out) {
                 effects.record(
