@@ -211,7 +211,13 @@ pub fn plan_restore(saved: &[SavedGuest], mode: Mode) -> Result<RestorePlan, Str
         registry::ModuleInfo::check_name(&guest.name)
             .map_err(|why| format!("the payload names a guest wrongly: {why}"))?;
     }
+    // By name (sets and maps: this runs on the main thread, with up to 100,000 guests on
+    // either side).
     let current = registry::guests();
+    let by_name: std::collections::HashMap<&str, &Arc<crate::guest::Guest>> = current
+        .iter()
+        .map(|g| (g.info.name.as_str(), g))
+        .collect();
     let mut seen = std::collections::HashSet::new();
     if let Some(twice) = saved.iter().find(|s| !seen.insert(s.name.as_str())) {
         return Err(format!("the payload holds guest '{}' twice", twice.name));
@@ -225,9 +231,7 @@ pub fn plan_restore(saved: &[SavedGuest], mode: Mode) -> Result<RestorePlan, Str
         ));
     }
     if mode == Mode::Append
-        && let Some(clash) = saved
-            .iter()
-            .find(|s| current.iter().any(|g| g.info.name == s.name))
+        && let Some(clash) = saved.iter().find(|s| by_name.contains_key(s.name.as_str()))
     {
         return Err(format!(
             "guest '{}' is already loaded (use REPLACE or FLUSH)",
@@ -239,14 +243,16 @@ pub fn plan_restore(saved: &[SavedGuest], mode: Mode) -> Result<RestorePlan, Str
         .filter(|g| match mode {
             Mode::Append | Mode::Replace => false,
             Mode::Flush => true,
-            Mode::Mirror => !saved.iter().any(|s| s.name == g.info.name),
+            Mode::Mirror => !seen.contains(g.info.name.as_str()),
         })
         .map(|g| g.info.name.clone())
         .collect();
+    let removed_names: std::collections::HashSet<&str> =
+        removed.iter().map(String::as_str).collect();
     let stays = |s: &SavedGuest| {
-        current
-            .iter()
-            .any(|g| !removed.contains(&g.info.name) && s.matches(g))
+        by_name
+            .get(s.name.as_str())
+            .is_some_and(|g| !removed_names.contains(s.name.as_str()) && s.matches(g))
     };
     let start = (0..saved.len()).filter(|&i| !stays(&saved[i])).collect();
     Ok(RestorePlan { start, removed })
