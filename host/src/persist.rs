@@ -214,10 +214,8 @@ pub fn plan_restore(saved: &[SavedGuest], mode: Mode) -> Result<RestorePlan, Str
     // By name (sets and maps: this runs on the main thread, with up to 100,000 guests on
     // either side).
     let current = registry::guests();
-    let by_name: std::collections::HashMap<&str, &Arc<crate::guest::Guest>> = current
-        .iter()
-        .map(|g| (g.info.name.as_str(), g))
-        .collect();
+    let by_name: std::collections::HashMap<&str, &Arc<crate::guest::Guest>> =
+        current.iter().map(|g| (g.info.name.as_str(), g)).collect();
     let mut seen = std::collections::HashSet::new();
     if let Some(twice) = saved.iter().find(|s| !seen.insert(s.name.as_str())) {
         return Err(format!("the payload holds guest '{}' twice", twice.name));

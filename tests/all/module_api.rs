@@ -664,6 +664,26 @@ fn a_guest_publishes_keyspace_events() {
     assert!(empty.error().contains("needs an event class"), "{empty:?}");
     let nul = c.cmd(&["API.NOTIFY", "generic", "a\0b", "k4"]);
     assert!(nul.error().contains("cannot contain NUL"), "{nul:?}");
+    assert_eq!(
+        next_message(),
+        ("__keyevent@0__:shown".to_owned(), "k3".to_owned())
+    );
+    // Only about keys the caller may use: no `del` of another user's key.
+    let mut limited = client_as(&server, "limited", &["~mine:*", "+@all"]);
+    assert_eq!(
+        limited
+            .cmd(&["API.NOTIFY", "generic", "del", "mine:0", "k5"])
+            .error(),
+        "NOPERM this user has no permissions to access the 'k5' key"
+    );
+    assert_eq!(
+        limited.cmd(&["API.NOTIFY", "generic", "del", "mine:0", "mine:1"]),
+        ok
+    );
+    assert_eq!(
+        next_message(),
+        ("__keyspace@0__:mine:1".to_owned(), "del".to_owned())
+    );
 }
 
 #[test]

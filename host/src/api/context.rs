@@ -111,6 +111,18 @@ impl Host for GuestState {
         let Ok(event) = std::ffi::CString::new(event) else {
             return Ok(Err("ERR an event name cannot contain NUL".to_owned()));
         };
+        // Unlike a C module, which an administrator loaded, a guest is loaded by whoever may
+        // load guests: it may only speak of keys its caller may use (subscribers act on events,
+        // `del` or `expired` of another user's keys among them).
+        if !scope.acl.allows_key(
+            scope.ctx,
+            &scope.command,
+            &key,
+            crate::ffi::KeyAccess::Exists,
+        ) {
+            scope.effects.refused_here = true;
+            return Ok(Err(crate::scope::no_key_permission(&key)));
+        }
         Ok(if scope.ctx.notify_keyspace_event(bits, &event, &key) {
             Ok(())
         } else {

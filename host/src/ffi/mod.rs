@@ -238,7 +238,13 @@ fn log_with(ctx: *mut raw::RedisModuleCtx, level: LogLevel, message: &str) {
     if unsafe { raw::RedisModule_Log }.is_none() {
         return;
     }
-    let text = c_string(message.as_bytes());
+    // One line each: messages quote what clients and guests sent (a refused import's name, an
+    // init's error), which must not forge lines of their own.
+    let text = if message.chars().any(|c| c.is_control() && c != '\t') {
+        c_string(escape_controls(message).as_bytes())
+    } else {
+        c_string(message.as_bytes())
+    };
     // SAFETY: RM_Log accepts a NULL context, or a live one (`LOG_CTX` is never freed; RM_Log
     // reads only its module's name); the format takes exactly one C string argument and both
     // strings are valid NUL-terminated buffers for the duration of the call.
@@ -252,15 +258,21 @@ const REDIS_LOG_ROOM: usize = 1024 - "<module> ".len() - 1;
 /// Logs text a guest wrote as `<wasm:label> text`: control bytes (but tabs) escaped as `\xNN`,
 /// so that a guest cannot forge log lines or send terminal escapes, invalid UTF-8 replaced, and
 /// split into lines Redis keeps whole.
-pub fn log_guest_text(level: LogLevel, label: &str, text: &[u8]) {
+/// `text` with its control characters but tabs written as `\xNN`.
+fn escape_controls(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
-    for c in String::from_utf8_lossy(text).chars() {
+    for c in text.chars() {
         if c.is_control() && c != '\t' {
             escaped.push_str(&format!("\\x{:02x}", u32::from(c)));
         } else {
             escaped.push(c);
         }
     }
+    escaped
+}
+
+pub fn log_guest_text(level: LogLevel, label: &str, text: &[u8]) {
+    let escaped = escape_controls(&String::from_utf8_lossy(text));
     // What is left of a line after `<wasm:label> ` (guest names are at most 128 bytes).
     let chunk = REDIS_LOG_ROOM
         .saturating_sub(label.len() + "<wasm:> ".len())
@@ -1178,4 +1190,23 @@ pub extern "C" fn RedisModule_OnUnload(_ctx: *mut raw::RedisModuleCtx) -> c_int 
         "the redis-wasm module cannot be unloaded; restart the server instead",
     );
     ERR
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{escape_controls, shown};
+
+    #[test]
+    fn log_lines_and_messages_cannot_be_split_or_garbled() {
+        // A quoted name with a newline must not start a forged log line.
+        assert_eq!(
+            escape_controls("import 'x\n123:M 01 Jan * DB saved'\t\x1b[31m"),
+            "import 'x\\x0a123:M 01 Jan * DB saved'\t\\x1b[31m"
+        );
+        assert_eq!(shown(b"a\r\nb"), "a\\r\\nb");
+        assert_eq!(
+            shown(&[b'x'; 70]),
+            format!("{}... (70 bytes)", "x".repeat(64))
+        );
+    }
 }

@@ -883,8 +883,8 @@ fn api_flags(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     ]))
 }
 
-/// `API.NOTIFY <class> <event> <key>`: publishes a keyspace event (`class`: `generic`,
-/// `string`, `hash`, `module` or `none`).
+/// `API.NOTIFY <class> <event> <key> [<undeclared key>]`: publishes a keyspace event (`class`:
+/// `generic`, `string`, `hash`, `module` or `none`) about `key`, or about the undeclared key.
 fn api_notify(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let class = match args[1].as_slice() {
         b"generic" => NotifyEvent::GENERIC,
@@ -894,7 +894,7 @@ fn api_notify(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         _ => NotifyEvent::empty(),
     };
     let event = String::from_utf8_lossy(args[2].as_slice()).into_owned();
-    ctx.notify_keyspace_event(class, &event, &args[3])?;
+    ctx.notify_keyspace_event(class, &event, args.get(4).unwrap_or(&args[3]))?;
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
@@ -1101,7 +1101,7 @@ redis_module! {
         ["api.failafterwrite", api_fail_after_write, "write", 1, 1, 1],
         ["api.selectwrite", api_select_write, "write", 2, 2, 1],
         ["api.flags", api_flags, "readonly", 0, 0, 0],
-        ["api.notify", api_notify, "write", 3, 3, 1, arity = 4],
+        ["api.notify", api_notify, "write", 3, 3, 1, arity = -4],
         ["api.pool", api_pool, "", 0, 0, 0],
         ["api.wait", api_wait, "write", 0, 0, 0],
         ["api.wake", api_wake, "", 0, 0, 0],
