@@ -1722,6 +1722,21 @@ fn a_time_to_live_set_through_a_key_replicates_as_an_absolute_expire() {
             "{order}"
         );
     }
+    // Removing the expire (-1) counts nothing from now: the command stays verbatim.
+    assert_eq!(
+        c.cmd(&["API.VERBATIMTTL", "t", "-1", "before"]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(
+        tap.commands(&server),
+        vec![vec![
+            "wasm.invoke-write",
+            "API.VERBATIMTTL",
+            "t",
+            "-1",
+            "before"
+        ]]
+    );
     // An absolute expire may stay verbatim.
     assert_eq!(
         c.cmd(&["API.EXPIREDEXISTS", "k", "verbatim"]),

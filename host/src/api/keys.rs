@@ -360,7 +360,12 @@ impl Host for GuestState {
                 "ERR invalid expire time: it overflows when added to the current time".into(),
             )));
         }
-        self.change_expire(handle, Expire::Relative, |raw| raw.set_expire(milliseconds))
+        // (-1 removes the expire: nothing counts from now.)
+        let given = match milliseconds {
+            -1 => Expire::Fixed,
+            _ => Expire::FromNow,
+        };
+        self.change_expire(handle, given, |raw| raw.set_expire(milliseconds))
     }
 
     fn get_abs_expire(&mut self, handle: Key) -> R<i64> {
@@ -370,7 +375,7 @@ impl Host for GuestState {
     }
 
     fn set_abs_expire(&mut self, handle: Key, unix_milliseconds: i64) -> R<()> {
-        self.change_expire(handle, Expire::Absolute, |raw| {
+        self.change_expire(handle, Expire::Fixed, |raw| {
             raw.set_abs_expire(unix_milliseconds)
         })
     }
@@ -1030,10 +1035,10 @@ fn start_range(key: &mut KeyHandle, start: impl FnOnce(&RawKey) -> bool) -> Resu
 /// How an expire is given.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Expire {
-    /// A time to live, from now.
-    Relative,
-    /// A Unix time.
-    Absolute,
+    /// A time to live, counted from now.
+    FromNow,
+    /// A Unix time, or none.
+    Fixed,
 }
 
 impl GuestState {
@@ -1057,7 +1062,7 @@ impl GuestState {
         // a replica that receives it late), a verbatim command would give the key a later
         // expire than the master's. As Redis propagates every expire as absolute, the command
         // replicates its effects (`PEXPIREAT`) from here on (see `may_set_expire` for calls).
-        if given == Expire::Relative
+        if given == Expire::FromNow
             && changed.is_ok()
             && let Ok(scope) = self.command()
             && !scope.acl.replayed()

@@ -238,13 +238,7 @@ fn log_with(ctx: *mut raw::RedisModuleCtx, level: LogLevel, message: &str) {
     if unsafe { raw::RedisModule_Log }.is_none() {
         return;
     }
-    // One line each: messages quote what clients and guests sent (a refused import's name, an
-    // init's error), which must not forge lines of their own.
-    let text = if message.chars().any(|c| c.is_control() && c != '\t') {
-        c_string(escape_controls(message).as_bytes())
-    } else {
-        c_string(message.as_bytes())
-    };
+    let text = log_line(message);
     // SAFETY: RM_Log accepts a NULL context, or a live one (`LOG_CTX` is never freed; RM_Log
     // reads only its module's name); the format takes exactly one C string argument and both
     // strings are valid NUL-terminated buffers for the duration of the call.
@@ -255,9 +249,16 @@ fn log_with(ctx: *mut raw::RedisModuleCtx, level: LogLevel, message: &str) {
 /// the terminating NUL included.
 const REDIS_LOG_ROOM: usize = 1024 - "<module> ".len() - 1;
 
-/// Logs text a guest wrote as `<wasm:label> text`: control bytes (but tabs) escaped as `\xNN`,
-/// so that a guest cannot forge log lines or send terminal escapes, invalid UTF-8 replaced, and
-/// split into lines Redis keeps whole.
+/// A log message as one line: messages quote what clients and guests sent (a refused import's
+/// name, an init's error), which must not forge lines of their own.
+fn log_line(message: &str) -> CString {
+    if message.chars().any(|c| c.is_control() && c != '\t') {
+        c_string(escape_controls(message).as_bytes())
+    } else {
+        c_string(message.as_bytes())
+    }
+}
+
 /// `text` with its control characters but tabs written as `\xNN`.
 fn escape_controls(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
@@ -271,6 +272,9 @@ fn escape_controls(text: &str) -> String {
     escaped
 }
 
+/// Logs text a guest wrote as `<wasm:label> text`: control bytes (but tabs) escaped as `\xNN`,
+/// so that a guest cannot forge log lines or send terminal escapes, invalid UTF-8 replaced, and
+/// split into lines Redis keeps whole.
 pub fn log_guest_text(level: LogLevel, label: &str, text: &[u8]) {
     let escaped = escape_controls(&String::from_utf8_lossy(text));
     // What is left of a line after `<wasm:label> ` (guest names are at most 128 bytes).
@@ -375,7 +379,7 @@ unsafe impl Send for Ctx {}
 impl Ctx {
     /// Writes a line to the Redis log with this module's name.
     pub fn log(self, level: LogLevel, message: &str) {
-        let text = c_string(message.as_bytes());
+        let text = log_line(message);
         // SAFETY: valid context; one `%s` argument, a valid C string.
         unsafe {
             api!(RedisModule_Log)(
