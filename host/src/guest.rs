@@ -771,8 +771,12 @@ impl Guest {
         }
         let live = slot.as_mut().expect("instance ensured above");
 
-        // Commands from the master or the AOF must run to the end: replicas must not diverge.
-        let replayed = ctx_flags::replayed(flags) || crate::busy::inside_replayed();
+        // Commands from the master or the AOF must run to the end: replicas must not diverge. A
+        // blocked client's callback is never replayed work, though Redis flags the whole server
+        // as loading while an RDB loads (a `CLIENT UNBLOCK` can run its timeout phase then): it
+        // stays under its user's ACL and the limits.
+        let replayed = (matches!(phase, CallPhase::Command) && ctx_flags::replayed(flags))
+            || crate::busy::inside_replayed();
         let state = live.store.data_mut();
         let mut scope = state.spare_scope.take().unwrap_or_else(|| {
             Box::new(CommandScope::idle(

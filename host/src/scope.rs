@@ -871,6 +871,24 @@ impl CallerAcl {
             )
     }
 
+    /// Why the command's user may not run `command args` (asked of a line it was refused), as
+    /// Redis words its own refusals; the command itself when no user can be asked.
+    pub fn denial(&self, ctx: Ctx, command: &str, args: &[Vec<u8>]) -> crate::ffi::AclDenial {
+        let found = std::cell::Cell::new(crate::ffi::AclDenial::Command);
+        let note = |denial: Option<crate::ffi::AclDenial>| {
+            denial.map(|d| {
+                found.set(d);
+                false
+            })
+        };
+        self.ask(
+            ctx,
+            |client| note(ctx.client_denial(client, command, args)),
+            |user| note(ctx.user_denial(user, command, args)),
+        );
+        found.get()
+    }
+
     /// Asks `check_client` about the user of the client the command runs for (the innermost
     /// running guest invocation is this command) or, when that is a fake client (a guest
     /// command called by another guest), of the nearest enclosing guest command's client. On a
@@ -975,7 +993,7 @@ pub fn not_served_here(name: &[u8]) -> String {
 
 /// The error for a command the user may not run.
 pub fn no_command_permission(command: &str) -> String {
-    format!("NOPERM this user has no permissions to run the '{command}' command or its keys")
+    crate::ffi::AclDenial::Command.message(command)
 }
 
 /// The error for a key the user may not access, like Redis's own.

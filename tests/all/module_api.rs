@@ -481,11 +481,16 @@ fn calls_that_cannot_run_are_distinct_errors() {
     c.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
     // Calls run as the calling user.
     let mut limited = client_as(&server, "limited", &["~*", "+@all", "-set"]);
-    assert!(
-        limited
-            .cmd(&["API.WCALL", "2", "SET", "k", "v"])
-            .error()
-            .starts_with("CALLERR no-permission")
+    assert_eq!(
+        limited.cmd(&["API.WCALL", "2", "SET", "k", "v"]).error(),
+        "CALLERR no-permission: NOPERM this user has no permissions to run the 'set' command"
+    );
+    // A key the user may not touch is named as Redis names it.
+    let mut keyed = client_as(&server, "keyed", &["~a*", "+@all"]);
+    assert_eq!(
+        keyed.cmd(&["API.WCALL", "2", "SET", "b", "v"]).error(),
+        "CALLERR no-permission: NOPERM this user has no permissions to access one of the keys \
+         used as arguments"
     );
     assert_eq!(
         limited.cmd(&["API.WCALL", "2", "INCR", "n"]).array()[1],
@@ -692,23 +697,28 @@ fn a_guest_replicates_only_what_its_user_may_run() {
     let mut c = server.client();
     let mut alice = client_as(&server, "alice", &["~a*", "+@all", "-lpush"]);
     let mut tap = ReplicationTap::attach(&server);
-    for (command, key) in [("LPUSH", "a2"), ("SET", "b1")] {
+    // Worded as Redis words its own refusals: the command, or a key.
+    for (command, key, message) in [
+        (
+            "LPUSH",
+            "a2",
+            "NOPERM this user has no permissions to run the 'lpush' command",
+        ),
+        (
+            "SET",
+            "b1",
+            "NOPERM this user has no permissions to access one of the keys used as arguments",
+        ),
+    ] {
         let refused = alice.cmd(&["API.REPLICATE", command, key, "x"]);
-        assert!(
-            refused.error().starts_with(&format!(
-                "NOPERM this user has no permissions to run the '{command}' command or its keys"
-            )),
-            "{refused:?}"
+        assert_eq!(
+            refused.error(),
+            format!("{message} (replicas would run what a guest replicates without checking)")
         );
         // Through a script too, as the script's caller.
         let script = "return redis.call('api.replicate', ARGV[1], ARGV[2], 'x')";
         let refused = alice.cmd(&["EVAL", script, "0", command, key]);
-        assert!(
-            format!("{refused:?}").contains(&format!(
-                "NOPERM this user has no permissions to run the '{command}' command or its keys"
-            )),
-            "{refused:?}"
-        );
+        assert!(format!("{refused:?}").contains(message), "{refused:?}");
         // Logged as Redis logs its own: the command alice may not run, the key she may not touch.
         let logged = c.cmd(&["ACL", "LOG", "1"]);
         let (reason, object) = match command {
@@ -2040,7 +2050,7 @@ fn select_db_needs_the_permission_to_select() {
     let refused = db0.cmd(&["API.SELECTWRITE", "1", "k", "fromguest"]);
     assert_eq!(
         refused.error(),
-        "NOPERM this user has no permissions to run the 'select' command or its keys"
+        "NOPERM this user has no permissions to run the 'select' command"
     );
     let mut admin = server.client();
     admin.cmd(&["SELECT", "1"]);
@@ -2161,4 +2171,53 @@ fn a_refused_publication_is_logged_as_a_channel_refusal() {
         ch.cmd(&["API.REPLICATE", "PUBLISH", "ok1", "m"]),
         Reply::Status("OK".into())
     );
+}
+
+#[test]
+fn a_callback_run_while_an_rdb_loads_stays_under_its_users_acl() {
+    // Redis flags the whole server as loading while an RDB loads, and CLIENT UNBLOCK (allowed
+    // then) runs a blocked client's timeout phase: that is no replayed work, and the keys it
+    // opens are still checked against its user's ACL.
+    let server = api_server();
+    let mut admin = server.client();
+    admin.cmd(&["SET", "secret", "s3cr3t"]);
+    admin.cmd(&["SELECT", "1"]);
+    admin.cmd(&["DEBUG", "POPULATE", "20000", "filler", "10"]);
+    admin.cmd(&["SELECT", "0"]);
+    assert_eq!(admin.cmd(&["SAVE"]), Reply::Status("OK".into()));
+    let mut user = client_as(&server, "u", &["~public:*", "+@all"]);
+    let id = user.cmd(&["CLIENT", "ID"]).int().to_string();
+    send_line(&mut user, &["API.WAIT", "readtimeout", "0", "secret"]);
+    wait_for_blocked(&mut admin, 1);
+    admin.cmd(&["CONFIG", "SET", "key-load-delay", "100"]);
+    admin.cmd(&[
+        "CONFIG",
+        "SET",
+        "loading-process-events-interval-bytes",
+        "1024",
+    ]);
+    let mut reloader = server.client();
+    send_line(&mut reloader, &["DEBUG", "RELOAD"]);
+    let mut unblocker = server.client();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if unblocker
+            .cmd(&["INFO", "persistence"])
+            .text()
+            .contains("loading:1")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never loading");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(unblocker.cmd(&["CLIENT", "UNBLOCK", &id]), Reply::Int(1));
+    let answer = user.read();
+    assert!(
+        format!("{answer:?}")
+            .contains("NOPERM this user has no permissions to access the 'secret' key"),
+        "{answer:?}"
+    );
+    unblocker.cmd(&["CONFIG", "SET", "key-load-delay", "0"]);
+    assert_eq!(reloader.read(), Reply::Status("OK".into()));
 }

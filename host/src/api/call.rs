@@ -374,6 +374,7 @@ fn refusal(
     refusal: CallRefusal,
     command: &str,
     oom: bool,
+    denial: Option<crate::ffi::AclDenial>,
     refuses_writes: bool,
     no_writes: NoWrites,
 ) -> CallError {
@@ -397,9 +398,11 @@ fn refusal(
             "OOM command not allowed when used memory > 'maxmemory'.".to_owned(),
         ),
         CallRefusal::NoSpace => no_writes.refusal(&format!("write command '{command}'")),
-        CallRefusal::NoPermission => {
-            CallError::NoPermission(crate::scope::no_command_permission(command))
-        }
+        CallRefusal::NoPermission => CallError::NoPermission(
+            denial
+                .unwrap_or(crate::ffi::AclDenial::Command)
+                .message(command),
+        ),
         CallRefusal::NonLocalKey => CallError::NonLocalKey(
             "ERR Attempted to access a non local key in a cluster node".to_owned(),
         ),
@@ -689,7 +692,11 @@ impl GuestState {
         };
         // For a refused call's message: whether Redis is out of memory, read while a job still
         // holds Redis's lock (the flags read server state).
-        let oom = called.is_err() && now() & ctx_flags::OOM != 0;
+        let flags_now = if called.is_err() { now() } else { 0 };
+        let oom = flags_now & ctx_flags::OOM != 0;
+        let on_replica = flags_now & ctx_flags::SLAVE != 0;
+        let denial = matches!(called, Err(CallRefusal::NoPermission))
+            .then(|| scope.acl.denial(ctx, command, args));
         drop(running);
         drop(lock);
         if let Some(capture) = capture {
@@ -737,11 +744,11 @@ impl GuestState {
                 if !matches!(why, CallRefusal::UnknownCommand | CallRefusal::WrongArity) {
                     scope.effects.refused_here = true;
                 }
-                let on_replica = scope.ctx.flags() & crate::ffi::ctx_flags::SLAVE != 0;
                 Ok(Err(refusal(
                     why,
                     &command.to_ascii_lowercase(),
                     oom,
+                    denial,
                     modifiers.refuses_writes() && !on_replica,
                     NoWrites::of(scope, flags),
                 )))

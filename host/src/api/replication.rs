@@ -82,7 +82,7 @@ impl Host for GuestState {
             scope.effects.refused_here = true;
             return Ok(Err(format!(
                 "{} (replicas would run what a guest replicates without checking)",
-                crate::scope::no_command_permission(&command)
+                scope.acl.denial(scope.ctx, &lower, &args).message(&command)
             )));
         }
         let modifiers = match (

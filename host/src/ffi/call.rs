@@ -691,6 +691,72 @@ const EROFS: c_int = 30;
 const ENETDOWN: c_int = 100;
 const ENOTSUP: c_int = 95;
 
+/// What Redis's ACL refuses of a command line a user may not run, as Redis words and logs its
+/// own refusals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AclDenial {
+    Command,
+    /// A key the user may not touch at all (one it may read but not write counts as the
+    /// command, as for Redis's ACL LOG).
+    Key,
+    /// The channel of a publication.
+    Channel,
+}
+
+impl AclDenial {
+    /// The `NOPERM` error for `command`, in Redis's words.
+    pub fn message(self, command: &str) -> String {
+        match self {
+            AclDenial::Command => format!(
+                "NOPERM this user has no permissions to run the '{}' command",
+                command.to_ascii_lowercase()
+            ),
+            AclDenial::Key => "NOPERM this user has no permissions to access one of the keys \
+                               used as arguments"
+                .to_owned(),
+            AclDenial::Channel => "NOPERM this user has no permissions to access one of the \
+                                   channels used as arguments"
+                .to_owned(),
+        }
+    }
+}
+
+/// Why `user` may not run `command args` (asked of a line it may not run), with the key or
+/// channel refused (empty for the command).
+fn denial(
+    user: *mut raw::RedisModuleUser,
+    command: &str,
+    args: &[Vec<u8>],
+) -> (AclDenial, Vec<u8>) {
+    let refused_key = command_keys(command, args).into_iter().find(|key| {
+        // SAFETY: a live user (the caller's), under Redis's lock.
+        unsafe { !super::keys::may_access_key(user, key, super::KeyAccess::Exists) }
+    });
+    if let Some(key) = refused_key {
+        return (AclDenial::Key, key);
+    }
+    // The channel a publication goes to (the only commands with channels a guest may
+    // replicate).
+    let is_publish = ["publish", "spublish"]
+        .iter()
+        .any(|c| command.eq_ignore_ascii_case(c));
+    if let Some(channel) = args.first().filter(|_| is_publish) {
+        let name = OwnedString::new(channel);
+        // SAFETY: a live user under Redis's lock, and a valid string, only read.
+        let allowed = unsafe {
+            super::api!(RedisModule_ACLCheckChannelPermissions)(
+                user,
+                name.as_ptr(),
+                raw::REDISMODULE_CMD_CHANNEL_PUBLISH as c_int,
+            ) == super::OK
+        };
+        if !allowed {
+            return (AclDenial::Channel, channel.clone());
+        }
+    }
+    (AclDenial::Command, Vec::new())
+}
+
 /// The ACL user the context's own client runs as (see [`Ctx::context_user`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ContextUser {
@@ -757,6 +823,30 @@ impl Ctx {
         })
     }
 
+    /// Why the ACL user of client `client_id` may not run `command args` (see [`AclDenial`]);
+    /// `None` without a user.
+    pub fn client_denial(
+        self,
+        client_id: u64,
+        command: &str,
+        args: &[Vec<u8>],
+    ) -> Option<AclDenial> {
+        let name = self.client_user(client_id)?;
+        super::keys::with_user_named(&name, |user| denial(user, command, args).0)
+    }
+
+    /// Like [`client_denial`](Self::client_denial), for the user called `user_name`.
+    pub fn user_denial(
+        self,
+        user_name: &[u8],
+        command: &str,
+        args: &[Vec<u8>],
+    ) -> Option<AclDenial> {
+        super::keys::with_user_named(&OwnedString::new(user_name), |user| {
+            denial(user, command, args).0
+        })
+    }
+
     fn may_run_logged(
         self,
         user: *mut raw::RedisModuleUser,
@@ -768,46 +858,22 @@ impl Ctx {
         if allowed {
             return true;
         }
-        // Logged as Redis logs its own refusals: a key the user may not touch at all, or else
-        // the command (a key it may read but not write also lands here).
-        let refused_key = command_keys(command, args).into_iter().find(|key| {
-            // SAFETY: the live user of the closures above, under Redis's lock.
-            unsafe { !super::keys::may_access_key(user, key, super::KeyAccess::Exists) }
-        });
-        // Or the channel a publication goes to (the only commands with channels a guest may
-        // replicate).
-        let refused_channel = || {
-            let is_publish = ["publish", "spublish"]
-                .iter()
-                .any(|c| command.eq_ignore_ascii_case(c));
-            let channel = args.first().filter(|_| is_publish)?;
-            let name = OwnedString::new(channel);
-            // SAFETY: the live user of the closures above, under Redis's lock, and a valid
-            // string, only read.
-            let allowed = unsafe {
-                super::api!(RedisModule_ACLCheckChannelPermissions)(
-                    user,
-                    name.as_ptr(),
-                    raw::REDISMODULE_CMD_CHANNEL_PUBLISH as c_int,
-                ) == super::OK
-            };
-            (!allowed).then(|| channel.clone())
-        };
-        let (object, reason) = match (refused_key, refused_channel()) {
-            (Some(key), _) => (
-                key,
+        let (why, object) = denial(user, command, args);
+        let (object, reason) = match why {
+            AclDenial::Key => (
+                object,
                 raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_KEY,
             ),
-            (None, Some(channel)) => (
-                channel,
+            AclDenial::Channel => (
+                object,
                 raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_CHANNEL,
             ),
-            (None, None) => (
+            AclDenial::Command => (
                 shown_as.to_ascii_lowercase().into_bytes(),
                 raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_CMD,
             ),
         };
-        // SAFETY: as above.
+        // SAFETY: the live user of the callers' closures, under Redis's lock.
         unsafe { self.logged(user, &object, reason, false) }
     }
 

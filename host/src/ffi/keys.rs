@@ -99,10 +99,10 @@ const OK: c_int = super::OK;
 
 /// Runs `check` with the ACL user called `name`; `None` if there is none (any more). Only under
 /// Redis's lock (a main-thread callback, or a job holding the lock).
-pub(super) fn with_user_named(
+pub(super) fn with_user_named<T>(
     name: &OwnedString,
-    check: impl FnOnce(*mut raw::RedisModuleUser) -> bool,
-) -> Option<bool> {
+    check: impl FnOnce(*mut raw::RedisModuleUser) -> T,
+) -> Option<T> {
     // SAFETY: a valid string. The wrapper is used only within this call, under Redis's lock, so
     // the user cannot be deleted meanwhile; freeing it frees only the wrapper (it is not a
     // module user).
@@ -327,7 +327,7 @@ impl Ctx {
             .map(|name| name.bytes().to_vec())
     }
 
-    fn client_user(self, client_id: u64) -> Option<OwnedString> {
+    pub(super) fn client_user(self, client_id: u64) -> Option<OwnedString> {
         // SAFETY: valid context; the lookup copes with any id (NULL when the client is not
         // connected or has no user) and returns a new string, freed by OwnedString.
         let name = unsafe { api!(RedisModule_GetClientUserNameById)(self.0.as_ptr(), client_id) };

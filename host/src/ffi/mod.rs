@@ -76,7 +76,7 @@ pub mod signals;
 
 pub use blocking::{Blocked, BlockedClient, ThreadSafeCtx, TimerId, Waiting, with_redis_lock};
 pub use call::{
-    CallRefusal, CallReply, CommandLine, ContextUser, ReplyKind, ReplyRef, command_keys,
+    AclDenial, CallRefusal, CallReply, CommandLine, ContextUser, ReplyKind, ReplyRef, command_keys,
     command_line, command_may_write, key_count_fits, replicable,
 };
 pub use datatype::{GuestType, KeyValue, TypeValue, check_type_name, find_type, type_names};

@@ -969,6 +969,15 @@ fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         BlockedPhase::Timeout if args.get(1).is_some_and(|m| m.as_slice() == b"bgfortimeout") => {
             return Ok(describe(&ctx.call("API.BGFOR", &[]).map_err(call_error)?));
         }
+        // `readtimeout <timeout> <key>`: the timeout phase reads a key the command did not
+        // declare.
+        BlockedPhase::Timeout if args.get(1).is_some_and(|m| m.as_slice() == b"readtimeout") => {
+            let key = args.get(3).ok_or(RedisError::WrongArity)?;
+            return Ok(match ctx.open_key(key) {
+                Ok(key) => RedisValue::BulkRedisString(key.string_get()?),
+                Err(e) => RedisValue::BulkString(RedisError::from(e).to_string()),
+            });
+        }
         BlockedPhase::Timeout => return Ok(RedisValue::SimpleStringStatic("timed out")),
         BlockedPhase::Background if args.get(1).is_some_and(|m| m.as_slice() == b"spin") => loop {
             ctx.call("PING", &[])?;
