@@ -874,19 +874,14 @@ impl CallerAcl {
     /// Why the command's user may not run `command args` (asked of a line it was refused), as
     /// Redis words its own refusals; the command itself when no user can be asked.
     pub fn denial(&self, ctx: Ctx, command: &str, args: &[Vec<u8>]) -> crate::ffi::AclDenial {
-        let found = std::cell::Cell::new(crate::ffi::AclDenial::Command);
-        let note = |denial: Option<crate::ffi::AclDenial>| {
-            denial.map(|d| {
-                found.set(d);
-                false
-            })
-        };
-        self.ask(
+        use crate::ffi::AclDenial;
+        self.ask_for(
             ctx,
-            |client| note(ctx.client_denial(client, command, args)),
-            |user| note(ctx.user_denial(user, command, args)),
-        );
-        found.get()
+            |client| ctx.client_denial(client, command, args),
+            |user| ctx.user_denial(user, command, args),
+            AclDenial::Command,
+            AclDenial::Command,
+        )
     }
 
     /// Asks `check_client` about the user of the client the command runs for (the innermost
@@ -903,6 +898,19 @@ impl CallerAcl {
         check_client: impl Fn(u64) -> Option<bool>,
         check_user: impl Fn(&[u8]) -> Option<bool>,
     ) -> bool {
+        self.ask_for(ctx, check_client, check_user, false, true)
+    }
+
+    /// [`ask`](Self::ask) for any answer: `refused` where no user can be asked (a job's client
+    /// without one, a user deleted or unknown), `unchecked` where Redis checks nothing.
+    fn ask_for<T>(
+        &self,
+        ctx: Ctx,
+        check_client: impl Fn(u64) -> Option<T>,
+        check_user: impl Fn(&[u8]) -> Option<T>,
+        refused: T,
+        unchecked: T,
+    ) -> T {
         if let Some(answer) = crate::busy::running_clients()
             .into_iter()
             .find_map(check_client)
@@ -910,12 +918,12 @@ impl CallerAcl {
             return answer;
         }
         JOB_USER.with_borrow(|job| match job {
-            Some(Some(user)) => check_user(user).unwrap_or(false),
-            Some(None) => false,
+            Some(Some(user)) => check_user(user).unwrap_or(refused),
+            Some(None) => refused,
             None => match self.context_user.get_or_init(|| ctx.context_user()) {
-                ContextUser::Named(user) => check_user(user).unwrap_or(false),
-                ContextUser::Unchecked => true,
-                ContextUser::Unknown => false,
+                ContextUser::Named(user) => check_user(user).unwrap_or(refused),
+                ContextUser::Unchecked => unchecked,
+                ContextUser::Unknown => refused,
             },
         })
     }
@@ -989,11 +997,6 @@ pub fn not_served_here(name: &[u8]) -> String {
          opens only the keys its command declares and keys of their slot (declare the key or \
          give it their hash tag, or use call)"
     )
-}
-
-/// The error for a command the user may not run.
-pub fn no_command_permission(command: &str) -> String {
-    crate::ffi::AclDenial::Command.message(command)
 }
 
 /// The error for a key the user may not access, like Redis's own.

@@ -33,7 +33,7 @@ impl Host for GuestState {
             .allows_command(scope.ctx, "select", &[id.to_string().into_bytes()])
         {
             scope.effects.refused_here = true;
-            return Ok(Err(crate::scope::no_command_permission("select")));
+            return Ok(Err(crate::ffi::AclDenial::Command.message("select")));
         }
         // Writes recorded so far belong to the current database.
         scope.effects.flush(scope.ctx);
