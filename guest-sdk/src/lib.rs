@@ -74,7 +74,7 @@ pub const API_VERSION: i32 = 1;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::runtime::{CommandDef, ModuleDef, init, invoke};
+    pub use crate::runtime::{CommandDef, ModuleDef, init, invoke, invoke_packed};
     pub use wit_bindgen;
 }
 
@@ -161,6 +161,9 @@ macro_rules! redis_module {
             }
             fn invoke(command: u32, args: ::std::vec::Vec<::std::vec::Vec<u8>>) -> ::std::option::Option<i64> {
                 $crate::__private::invoke(command, args)
+            }
+            fn invoke_packed(command: u32, args: ::std::option::Option<::std::vec::Vec<u8>>) -> ::std::option::Option<i64> {
+                $crate::__private::invoke_packed(command, args)
             }
         }
 

@@ -1,7 +1,7 @@
 //! Glue between the WIT exports and the guest author's functions.
 //!
-//! [`redis_module!`](crate::redis_module) implements the `guest` export by calling [`init`] and
-//! [`invoke`] here. The command table lives in a thread-local: a guest instance is single-threaded
+//! [`redis_module!`](crate::redis_module) implements the `guest` export by calling [`init`],
+//! [`invoke`] and [`invoke_packed`] here. The command table lives in a thread-local: a guest instance is single-threaded
 //! and the host never enters it twice at once.
 #![allow(missing_docs)] // macro support, hidden from the docs
 
@@ -122,6 +122,33 @@ pub fn init(def: ModuleDef, args: Vec<Vec<u8>>) -> Result<(), String> {
 /// the lowercase form it was registered under. An integer reply is returned rather than sent
 /// (one call into the host less).
 pub fn invoke(command: u32, args: Vec<Vec<u8>>) -> Option<i64> {
+    run(command, args.into_iter().map(RedisString::from))
+}
+
+/// The `guest.invoke-packed` export: [`invoke`] with the arguments packed into one list (each
+/// one's length as a little-endian u32, then its bytes), which the host sends when they are
+/// short.
+pub fn invoke_packed(command: u32, packed: Option<Vec<u8>>) -> Option<i64> {
+    let packed = packed.unwrap_or_default();
+    let mut args = Vec::new();
+    let mut rest = packed.as_slice();
+    while let Some((length, after)) = rest.split_first_chunk::<4>() {
+        let length = u32::from_le_bytes(*length) as usize;
+        let Some((arg, after)) = after.split_at_checked(length) else {
+            break;
+        };
+        args.push(RedisString::new(arg));
+        rest = after;
+    }
+    if !rest.is_empty() {
+        reply::fail("ERR the host sent malformed packed arguments");
+        return None;
+    }
+    run(command, args.into_iter())
+}
+
+/// Runs command `command` with `args` (without its name).
+fn run(command: u32, args: impl ExactSizeIterator<Item = RedisString>) -> Option<i64> {
     let found = HANDLERS.with_borrow(|handlers| {
         handlers
             .get(command as usize)
@@ -136,7 +163,7 @@ pub fn invoke(command: u32, args: Vec<Vec<u8>>) -> Option<i64> {
     RUNNING.set((RUNNING.get().0, name));
     let mut full = Vec::with_capacity(args.len() + 1);
     full.push(RedisString::from_static(name));
-    full.extend(args.into_iter().map(RedisString::from));
+    full.extend(args);
     let ctx = Context::new();
     match function(&ctx, full) {
         Ok(RedisValue::Integer(value)) => return Some(value),

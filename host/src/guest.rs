@@ -37,6 +37,29 @@ const HOSTCALL_FUEL: usize = (512 + 64) << 20;
 
 type InitFunc<'a> = TypedFunc<(&'a [&'a [u8]],), (Result<(), String>,)>;
 type InvokeFunc<'a> = TypedFunc<(u32, &'a [&'a [u8]]), (Option<i64>,)>;
+type InvokePackedFunc<'a> = TypedFunc<(u32, Option<&'a [u8]>), (Option<i64>,)>;
+
+/// The most argument bytes (with their 4-byte lengths) passed to `invoke-packed`; above it,
+/// `invoke` takes them as separate lists, each copied once, where packing would copy them twice.
+const MAX_PACKED_ARGS: usize = 64 << 10;
+
+/// Packs `argv` as the WIT's `invoke-packed` takes them (each argument's length as a
+/// little-endian u32, then its bytes) into `packed`; false, leaving it empty, if they are more
+/// than [`MAX_PACKED_ARGS`].
+fn pack_arguments(argv: &[&[u8]], packed: &mut Vec<u8>) -> bool {
+    packed.clear();
+    let size = argv.iter().map(|arg| 4 + arg.len()).sum::<usize>();
+    if size > MAX_PACKED_ARGS {
+        return false;
+    }
+    packed.reserve(size);
+    for arg in argv {
+        // An argument under MAX_PACKED_ARGS fits in a u32.
+        packed.extend_from_slice(&(arg.len() as u32).to_le_bytes());
+        packed.extend_from_slice(arg);
+    }
+    true
+}
 
 /// A compiled guest, ready to instantiate.
 pub struct Program {
@@ -45,6 +68,8 @@ pub struct Program {
     pre: InstancePre<GuestState>,
     init: ComponentExportIndex,
     invoke: ComponentExportIndex,
+    /// `invoke-packed`, which guests built for 0.3.4 or later export.
+    invoke_packed: Option<ComponentExportIndex>,
 }
 
 impl Program {
@@ -74,6 +99,7 @@ impl Program {
             code_size,
             init: find("init")?,
             invoke: find("invoke")?,
+            invoke_packed: component.get_export_index(Some(&interface), "invoke-packed"),
             pre,
         })
     }
@@ -131,6 +157,10 @@ pub struct Live {
     store: Store<GuestState>,
     init: Func,
     invoke: Func,
+    invoke_packed: Option<Func>,
+    /// The arguments packed for `invoke-packed` (kept for the next call: at most
+    /// [`MAX_PACKED_ARGS`]).
+    packed: Vec<u8>,
 }
 
 impl Live {
@@ -213,13 +243,44 @@ impl Live {
         invoke
             .typed::<(u32, &[&[u8]]), (Option<i64>,)>(&store)
             .map_err(|e| format!("the guest's invoke export has the wrong type: {e}"))?;
+        let invoke_packed = match &program.invoke_packed {
+            Some(index) => {
+                let packed = func(&mut store, index, "invoke-packed")?;
+                packed
+                    .typed::<(u32, Option<&[u8]>), (Option<i64>,)>(&store)
+                    .map_err(|e| {
+                        format!("the guest's invoke-packed export has the wrong type: {e}")
+                    })?;
+                Some(packed)
+            }
+            None => None,
+        };
         let mut live = Live {
             store,
             init,
             invoke,
+            invoke_packed,
+            packed: Vec::new(),
         };
         let scope = live.run_init(ctx, args)?;
         Ok((live, scope))
+    }
+
+    /// Calls the guest's command `index` with `argv`: through `invoke-packed` when the guest
+    /// exports it and the arguments are small (one allocation in the guest instead of one per
+    /// argument, the dearest part of passing short arguments), else through `invoke`.
+    fn call_invoke(&mut self, index: u32, argv: &[&[u8]]) -> wasmtime::Result<(Option<i64>,)> {
+        if let Some(invoke_packed) = self.invoke_packed
+            && pack_arguments(argv, &mut self.packed)
+        {
+            // SAFETY: the signature was checked with `typed` in `Live::start`.
+            let invoke = unsafe { InvokePackedFunc::new_unchecked(invoke_packed) };
+            let packed = (!argv.is_empty()).then_some(self.packed.as_slice());
+            return invoke.call(&mut self.store, (index, packed));
+        }
+        // SAFETY: as above.
+        let invoke = unsafe { InvokeFunc::new_unchecked(self.invoke) };
+        invoke.call(&mut self.store, (index, argv))
     }
 
     /// Runs the guest's `init` export (under the clock `start` set) and returns what it
@@ -592,9 +653,7 @@ impl Guest {
         state.reply.clear();
         live.store.set_epoch_deadline(1);
         let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        // SAFETY: the signature was checked with `typed` in `Live::start`.
-        let invoke = unsafe { InvokeFunc::new_unchecked(live.invoke) };
-        let result = invoke.call(&mut live.store, (index, &argv));
+        let result = live.call_invoke(index, &argv);
         let state = live.store.data_mut();
         let result = take_returned_reply(state, result);
         state.clock = None;
@@ -829,12 +888,10 @@ impl Guest {
         state.limiter.unlimited = replayed;
         live.store.set_epoch_deadline(1);
         engine::guest_entering();
-        // SAFETY: the signature was checked with `typed` in `Live::start`.
-        let invoke = unsafe { InvokeFunc::new_unchecked(live.invoke) };
         // A panic in a host function unwinds through here: catch it so the command's keys are
         // closed while its context is still valid, then drop the instance.
         let result = catch_unwind(AssertUnwindSafe(|| {
-            args.with_slices(|argv| invoke.call(&mut live.store, (route.index, argv)))
+            args.with_slices(|argv| live.call_invoke(route.index, argv))
         }));
         let state = live.store.data_mut();
         let result = result.map(|result| take_returned_integer(state, result));

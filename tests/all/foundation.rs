@@ -452,6 +452,51 @@ fn arguments_are_binary_safe() {
         reply,
         Reply::Array(vec![Reply::Bulk(binary.to_vec()), Reply::Bulk(vec![])])
     );
+    // Short arguments cross packed into one list, long ones (over 64 KiB in all) as a list
+    // each (`invoke-packed`, `invoke`): the guest sees the same either way.
+    let long = vec![b'\0'; 70_000];
+    for args in [
+        vec![binary, &long, b"", binary],
+        vec![&long[..65_000], b"", binary],
+        vec![b"" as &[u8]; 3_000],
+        vec![binary; 9_000],
+    ] {
+        let mut command = vec![b"BASICS.ECHO" as &[u8]];
+        command.extend(&args);
+        let echoed = args.iter().map(|a| Reply::Bulk(a.to_vec())).collect();
+        assert_eq!(c.cmd_bytes(&command), Reply::Array(echoed));
+    }
+}
+
+#[test]
+fn short_arguments_cross_packed_and_long_ones_as_separate_lists() {
+    let server = Server::start();
+    load(&server, guests::RAW_GUEST, &["fine"]);
+    let mut c = server.client();
+    let transport = |c: &mut redis_wasm_tests::Client, args: &[&[u8]]| {
+        let mut command = vec![b"RAW.CMD" as &[u8], b"transport"];
+        command.extend(args);
+        let reply = c.cmd_bytes(&command);
+        let items = reply.array();
+        let lengths: Vec<usize> = args.iter().map(|a| a.len()).collect();
+        let got: Vec<usize> = items[1..].iter().map(|i| i.int() as usize).collect();
+        assert_eq!(got, lengths, "the lengths the guest saw");
+        items[0].text()
+    };
+    assert_eq!(transport(&mut c, &[]), "packed");
+    assert_eq!(transport(&mut c, &[b"", b"a", b"\x00\xff\r\n"]), "packed");
+    // 64 KiB of arguments with their 4-byte lengths ("transport" is 4 + 9 of them).
+    let at_limit = vec![b'x'; 65_536 - 13 - 4];
+    assert_eq!(transport(&mut c, &[&at_limit]), "packed");
+    let over = vec![b'x'; 65_536 - 13 - 4 + 1];
+    assert_eq!(transport(&mut c, &[&over]), "lists");
+    // The lengths count too: many empty arguments.
+    let empties = vec![b"" as &[u8]; (65_536 - 13) / 4];
+    assert_eq!(transport(&mut c, &empties), "packed");
+    let more = vec![b"" as &[u8]; (65_536 - 13) / 4 + 1];
+    assert_eq!(transport(&mut c, &more), "lists");
+    // And back: the buffer kept for the next call starts empty.
+    assert_eq!(transport(&mut c, &[b"again"]), "packed");
 }
 
 #[test]
@@ -762,7 +807,7 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
         (
             guests::FUTURE_WORLD.into(),
             vec![],
-            "the guest was built for redis:module@0.4.0, but this host implements redis:module@0.3.3",
+            "the guest was built for redis:module@0.4.0, but this host implements redis:module@0.3.4",
         ),
         (
             guests::CONFIGURABLE.into(),

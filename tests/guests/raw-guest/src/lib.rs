@@ -3,7 +3,9 @@
 //! `init-panic`, `create-before-init`, `reply-in-init`, `type-clash` (declares `hellotype`), `host-type` (declares the host's `wasmguest`),
 //! `bad-type` (a type name of the wrong length), or `fine`. `RAW.CMD` replies `OK` through the
 //! reply interface; `RAW.CMD returned` returns the integer 7 from `invoke` instead, and
-//! `RAW.CMD both` does both (a second reply).
+//! `RAW.CMD both` does both (a second reply). `RAW.CMD transport <arg>...` replies which export
+//! the host called (`packed` for `invoke-packed`, `lists` for `invoke`) and each argument's
+//! length.
 //!
 //! With `relay <name>` it loads as guest `<name>` (so several copies can be loaded) with one
 //! command, `<name>.relay <frames> [<command> <arg>...]`: it recurses `frames` deep (about 2,000
@@ -115,20 +117,47 @@ impl Guest for Raw {
     }
 
     fn invoke(_command: u32, args: Vec<Vec<u8>>) -> Option<i64> {
-        if RELAY.with_borrow(|relay| *relay) {
-            relay(&args);
-            return None;
+        run(args, "lists")
+    }
+
+    fn invoke_packed(_command: u32, packed: Option<Vec<u8>>) -> Option<i64> {
+        let packed = packed.unwrap_or_default();
+        let mut args = Vec::new();
+        let mut rest = packed.as_slice();
+        while let Some((length, after)) = rest.split_first_chunk::<4>() {
+            let (arg, after) = after.split_at(u32::from_le_bytes(*length) as usize);
+            args.push(arg.to_vec());
+            rest = after;
         }
-        match args.first().map(Vec::as_slice) {
-            Some(b"returned") => Some(7),
-            Some(b"both") => {
-                reply::reply_with_simple_string("OK");
-                Some(7)
+        assert!(rest.is_empty(), "a partial length");
+        run(args, "packed")
+    }
+}
+
+/// Runs `RAW.CMD` (or a relay) with `args`, passed through `transport`.
+fn run(args: Vec<Vec<u8>>, transport: &str) -> Option<i64> {
+    if RELAY.with_borrow(|relay| *relay) {
+        relay(&args);
+        return None;
+    }
+    match args.first().map(Vec::as_slice) {
+        Some(b"returned") => Some(7),
+        Some(b"both") => {
+            reply::reply_with_simple_string("OK");
+            Some(7)
+        }
+        Some(b"transport") => {
+            // How the arguments came, then each one's length: what the host sent.
+            reply::reply_with_array(args.len() as u32);
+            reply::reply_with_simple_string(transport);
+            for arg in &args[1..] {
+                reply::reply_with_long_long(arg.len() as i64);
             }
-            _ => {
-                reply::reply_with_simple_string("OK");
-                None
-            }
+            None
+        }
+        _ => {
+            reply::reply_with_simple_string("OK");
+            None
         }
     }
 }
