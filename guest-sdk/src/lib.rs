@@ -78,12 +78,12 @@ pub mod __private {
     pub use wit_bindgen;
 }
 
-/// The generated bindings of the `redis:module` WIT world.
+/// The generated bindings of the `redis:module` WIT world `module-packed`.
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod wit {
     wit_bindgen::generate!({
-        world: "module",
+        world: "module-packed",
         path: "../wit",
         pub_export_macro: true,
         export_macro_name: "export_guest",
@@ -162,7 +162,10 @@ macro_rules! redis_module {
             fn invoke(command: u32, args: ::std::vec::Vec<::std::vec::Vec<u8>>) -> ::std::option::Option<i64> {
                 $crate::__private::invoke(command, args)
             }
-            fn invoke_packed(command: u32, args: ::std::option::Option<::std::vec::Vec<u8>>) -> ::std::option::Option<i64> {
+        }
+
+        impl $crate::wit::exports::redis::module::packed_arguments::Guest for __RedisWasmGuest {
+            fn invoke(command: u32, args: ::std::option::Option<::std::vec::Vec<u8>>) -> ::std::option::Option<i64> {
                 $crate::__private::invoke_packed(command, args)
             }
         }

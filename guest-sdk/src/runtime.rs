@@ -122,33 +122,39 @@ pub fn init(def: ModuleDef, args: Vec<Vec<u8>>) -> Result<(), String> {
 /// the lowercase form it was registered under. An integer reply is returned rather than sent
 /// (one call into the host less).
 pub fn invoke(command: u32, args: Vec<Vec<u8>>) -> Option<i64> {
-    run(command, args.into_iter().map(RedisString::from))
+    let mut full = Vec::with_capacity(args.len() + 1);
+    full.push(RedisString::default());
+    full.extend(args.into_iter().map(RedisString::from));
+    run(command, full)
 }
 
-/// The `guest.invoke-packed` export: [`invoke`] with the arguments packed into one list (each
+/// The `packed-arguments.invoke` export: [`invoke`] with the arguments packed into one list (each
 /// one's length as a little-endian u32, then its bytes), which the host sends when they are
-/// short.
+/// short. Each argument is a range of that one buffer rather than a copy.
 pub fn invoke_packed(command: u32, packed: Option<Vec<u8>>) -> Option<i64> {
-    let packed = packed.unwrap_or_default();
-    let mut args = Vec::new();
-    let mut rest = packed.as_slice();
-    while let Some((length, after)) = rest.split_first_chunk::<4>() {
-        let length = u32::from_le_bytes(*length) as usize;
-        let Some((arg, after)) = after.split_at_checked(length) else {
-            break;
-        };
-        args.push(RedisString::new(arg));
-        rest = after;
+    let mut full = vec![RedisString::default()];
+    if let Some(packed) = packed {
+        let packed = std::sync::Arc::new(packed);
+        let mut at = 0;
+        while let Some(&length) = packed.get(at..).and_then(|rest| rest.first_chunk::<4>()) {
+            let start = at + 4;
+            let end = start + u32::from_le_bytes(length) as usize;
+            if end > packed.len() {
+                break;
+            }
+            full.push(RedisString::shared(&packed, start..end));
+            at = end;
+        }
+        if at != packed.len() {
+            reply::fail("ERR the host sent malformed packed arguments");
+            return None;
+        }
     }
-    if !rest.is_empty() {
-        reply::fail("ERR the host sent malformed packed arguments");
-        return None;
-    }
-    run(command, args.into_iter())
+    run(command, full)
 }
 
-/// Runs command `command` with `args` (without its name).
-fn run(command: u32, args: impl ExactSizeIterator<Item = RedisString>) -> Option<i64> {
+/// Runs command `command` with `full`, its arguments after a slot for its name.
+fn run(command: u32, mut full: Vec<RedisString>) -> Option<i64> {
     let found = HANDLERS.with_borrow(|handlers| {
         handlers
             .get(command as usize)
@@ -161,9 +167,7 @@ fn run(command: u32, args: impl ExactSizeIterator<Item = RedisString>) -> Option
         return None;
     };
     RUNNING.set((RUNNING.get().0, name));
-    let mut full = Vec::with_capacity(args.len() + 1);
-    full.push(RedisString::from_static(name));
-    full.extend(args);
+    full[0] = RedisString::from_static(name);
     let ctx = Context::new();
     match function(&ctx, full) {
         Ok(RedisValue::Integer(value)) => return Some(value),

@@ -1,13 +1,31 @@
 //! Binary-safe strings: command arguments and their parsing.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Range;
+use std::sync::Arc;
 
 use crate::value::RedisError;
 
 /// A binary-safe string, such as a command argument (`RedisModuleString`).
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RedisString(Cow<'static, [u8]>);
+#[derive(Clone, Default)]
+pub struct RedisString(Bytes);
+
+#[derive(Clone)]
+enum Bytes {
+    Own(Cow<'static, [u8]>),
+    /// A command's argument: a range of the one buffer all its arguments came in, shared
+    /// rather than copied out (`invoke-packed`).
+    Shared(Arc<Vec<u8>>, Range<usize>),
+}
+
+impl Default for Bytes {
+    fn default() -> Self {
+        Bytes::Own(Cow::Borrowed(&[]))
+    }
+}
 
 const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
 const NOT_A_FLOAT: &str = "ERR value is not a valid float";
@@ -15,53 +33,66 @@ const NOT_A_FLOAT: &str = "ERR value is not a valid float";
 impl RedisString {
     /// Wraps bytes.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        RedisString(Cow::Owned(bytes.into()))
+        RedisString(Bytes::Own(Cow::Owned(bytes.into())))
     }
 
     /// A string holding the decimal form of `value` (`RedisModule_CreateStringFromLongLong`).
     pub fn from_i64(value: i64) -> Self {
-        RedisString(Cow::Owned(value.to_string().into_bytes()))
+        RedisString::new(value.to_string())
     }
 
     /// A string of bytes that live as long as the guest (a command's name), without a copy.
     pub(crate) fn from_static(bytes: &'static [u8]) -> Self {
-        RedisString(Cow::Borrowed(bytes))
+        RedisString(Bytes::Own(Cow::Borrowed(bytes)))
+    }
+
+    /// The bytes at `range` of `buffer`, without a copy (`range` must lie within it).
+    pub(crate) fn shared(buffer: &Arc<Vec<u8>>, range: Range<usize>) -> Self {
+        debug_assert!(buffer.get(range.clone()).is_some());
+        RedisString(Bytes::Shared(Arc::clone(buffer), range))
     }
 
     /// The bytes (`RedisModule_StringPtrLen`).
     pub fn as_slice(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Bytes::Own(bytes) => bytes,
+            Bytes::Shared(buffer, range) => &buffer[range.clone()],
+        }
     }
 
     /// The length in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_slice().len()
     }
 
     /// Whether the string is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_slice().is_empty()
     }
 
     /// The bytes, by value.
     pub fn into_bytes(self) -> Vec<u8> {
-        self.0.into_owned()
+        match self.0 {
+            Bytes::Own(bytes) => bytes.into_owned(),
+            Bytes::Shared(buffer, range) => buffer[range].to_vec(),
+        }
     }
 
     /// The string as UTF-8, or an error naming the problem.
     pub fn try_as_str(&self) -> Result<&str, RedisError> {
-        std::str::from_utf8(&self.0).map_err(|_| RedisError::Str("ERR argument is not valid UTF-8"))
+        std::str::from_utf8(self.as_slice())
+            .map_err(|_| RedisError::Str("ERR argument is not valid UTF-8"))
     }
 
     /// The string as text, with invalid UTF-8 replaced.
     pub fn to_string_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.0).into_owned()
+        String::from_utf8_lossy(self.as_slice()).into_owned()
     }
 
     /// Parses the string as Redis parses integers (`RedisModule_StringToLongLong`): an optional
     /// `-`, decimal digits, no leading zeros, no spaces or `+`, within `i64`.
     pub fn parse_integer(&self) -> Result<i64, RedisError> {
-        parse_integer(&self.0)
+        parse_integer(self.as_slice())
     }
 
     /// Parses the string as [`parse_integer`](Self::parse_integer) does, refusing a negative
@@ -75,7 +106,7 @@ impl RedisString {
     /// Parses the string as a double exactly as Redis does (`RedisModule_StringToDouble`, asked
     /// of the host): no spaces, not NaN.
     pub fn parse_float(&self) -> Result<f64, RedisError> {
-        parse_float(&self.0)
+        parse_float(self.as_slice())
     }
 }
 
@@ -151,45 +182,75 @@ pub(crate) fn parse_redis_double(bytes: &[u8]) -> Option<f64> {
     (!value.is_nan()).then_some(value)
 }
 
+impl PartialEq for RedisString {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for RedisString {}
+
+impl Hash for RedisString {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
+
+impl PartialOrd for RedisString {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RedisString {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_slice().cmp(other.as_slice())
+    }
+}
+
 impl fmt::Debug for RedisString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RedisString({:?})", String::from_utf8_lossy(&self.0))
+        write!(
+            f,
+            "RedisString({:?})",
+            String::from_utf8_lossy(self.as_slice())
+        )
     }
 }
 
 impl fmt::Display for RedisString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&String::from_utf8_lossy(&self.0))
+        f.write_str(&String::from_utf8_lossy(self.as_slice()))
     }
 }
 
 impl From<Vec<u8>> for RedisString {
     fn from(bytes: Vec<u8>) -> Self {
-        RedisString(Cow::Owned(bytes))
+        RedisString::new(bytes)
     }
 }
 
 impl From<&[u8]> for RedisString {
     fn from(bytes: &[u8]) -> Self {
-        RedisString(Cow::Owned(bytes.to_vec()))
+        RedisString::new(bytes)
     }
 }
 
 impl From<&str> for RedisString {
     fn from(s: &str) -> Self {
-        RedisString(Cow::Owned(s.as_bytes().to_vec()))
+        RedisString::new(s)
     }
 }
 
 impl From<String> for RedisString {
     fn from(s: String) -> Self {
-        RedisString(Cow::Owned(s.into_bytes()))
+        RedisString::new(s)
     }
 }
 
 impl AsRef<[u8]> for RedisString {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        self.as_slice()
     }
 }
 

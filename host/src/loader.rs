@@ -173,23 +173,41 @@ fn import_names(bytes: &[u8]) -> Option<Vec<String>> {
     Some(names)
 }
 
-/// Checks every import is one the host provides, and returns the name of the `guest` export.
-fn check_interfaces(component: &Component) -> Result<String, String> {
+/// The names of a guest's exports the host calls.
+pub(crate) struct GuestExports {
+    /// `redis:module/guest@<version>`.
+    pub guest: String,
+    /// `redis:module/packed-arguments@<version>`, which guests of the `module-packed` world
+    /// export (0.3.4).
+    pub packed_arguments: Option<String>,
+}
+
+/// Checks every import is one the host provides, and returns the names of the exports.
+fn check_interfaces(component: &Component) -> Result<GuestExports, String> {
     let engine = engine::engine();
     let ty = component.component_type();
     check_imports(ty.imports(engine).map(|(name, _)| name))?;
-    let mut guest_export = None;
+    let mut guest = None;
+    let mut packed_arguments = None;
     for (name, _) in ty.exports(engine) {
         if let Some(parsed) = parse_interface_name(name)
             && parsed.package == WIT_PACKAGE
-            && parsed.interface == "guest"
         {
+            let slot = match parsed.interface {
+                "guest" => &mut guest,
+                "packed-arguments" => &mut packed_arguments,
+                _ => continue,
+            };
             check_world_version(name, &parsed)?;
-            guest_export = Some(name.to_owned());
+            *slot = Some(name.to_owned());
         }
     }
-    guest_export.ok_or_else(|| {
+    let guest = guest.ok_or_else(|| {
         format!("the component does not export {WIT_PACKAGE}/guest: it is not a redis-wasm guest")
+    })?;
+    Ok(GuestExports {
+        guest,
+        packed_arguments,
     })
 }
 
@@ -206,8 +224,8 @@ pub fn compile(bytes: &[u8], replayed: bool) -> Result<Program, String> {
     }
     let component = Component::new(engine::engine(), bytes)
         .map_err(|e| format!("invalid component: {e:#}").replace(['\r', '\n'], " "))?;
-    let guest_export = check_interfaces(&component)?;
-    Program::new(&component, &guest_export)
+    let exports = check_interfaces(&component)?;
+    Program::new(&component, &exports)
 }
 
 #[cfg(test)]

@@ -452,8 +452,8 @@ fn arguments_are_binary_safe() {
         reply,
         Reply::Array(vec![Reply::Bulk(binary.to_vec()), Reply::Bulk(vec![])])
     );
-    // Short arguments cross packed into one list, long ones (over 64 KiB in all) as a list
-    // each (`invoke-packed`, `invoke`): the guest sees the same either way.
+    // Short arguments cross packed into one list, long ones as a list each
+    // (`packed-arguments.invoke`, `guest.invoke`): the guest sees the same either way.
     let long = vec![b'\0'; 70_000];
     for args in [
         vec![binary, &long, b"", binary],
@@ -485,15 +485,20 @@ fn short_arguments_cross_packed_and_long_ones_as_separate_lists() {
     };
     assert_eq!(transport(&mut c, &[]), "packed");
     assert_eq!(transport(&mut c, &[b"", b"a", b"\x00\xff\r\n"]), "packed");
-    // 64 KiB of arguments with their 4-byte lengths ("transport" is 4 + 9 of them).
-    let at_limit = vec![b'x'; 65_536 - 13 - 4];
+    // Packed while they average up to 1 KiB with their 4-byte lengths ("transport" is 4 + 9
+    // bytes of them).
+    let at_limit = vec![b'x'; 2 * 1024 - 13 - 4];
     assert_eq!(transport(&mut c, &[&at_limit]), "packed");
-    let over = vec![b'x'; 65_536 - 13 - 4 + 1];
+    let over = vec![b'x'; 2 * 1024 - 13 - 4 + 1];
     assert_eq!(transport(&mut c, &[&over]), "lists");
-    // The lengths count too: many empty arguments.
-    let empties = vec![b"" as &[u8]; (65_536 - 13) / 4];
-    assert_eq!(transport(&mut c, &empties), "packed");
-    let more = vec![b"" as &[u8]; (65_536 - 13) / 4 + 1];
+    let mut averaged = vec![b"x" as &[u8]; 20];
+    averaged.push(&[b'y'; 10_000]);
+    assert_eq!(transport(&mut c, &averaged), "packed");
+    // And up to 1 MiB in all.
+    let kilobyte = [b'z'; 1000];
+    let most = vec![&kilobyte[..]; (1024 * 1024 - 13) / 1004];
+    assert_eq!(transport(&mut c, &most), "packed");
+    let more = vec![&kilobyte[..]; (1024 * 1024 - 13) / 1004 + 1];
     assert_eq!(transport(&mut c, &more), "lists");
     // And back: the buffer kept for the next call starts empty.
     assert_eq!(transport(&mut c, &[b"again"]), "packed");

@@ -1177,6 +1177,11 @@ fn components_that_cannot_start_or_do_not_fit_the_guest_world_are_refused() {
                 Trick::InvokeOfTheWrongType,
                 "the guest's invoke export has the wrong type: type mismatch with results",
             ),
+            (
+                Trick::PackedInvokeOfTheWrongType,
+                "the guest's packed-arguments.invoke export has the wrong type: type mismatch \
+                 with parameters",
+            ),
         ],
     );
 }

@@ -27,6 +27,9 @@ pub enum Trick {
     NoInvoke,
     /// Its `invoke` returns `option<s32>` instead of `option<s64>`.
     InvokeOfTheWrongType,
+    /// It exports `packed-arguments` with `guest.invoke`'s function as its `invoke` (which
+    /// takes `option<list<u8>>`).
+    PackedInvokeOfTheWrongType,
     /// Its memory starts at 4 GiB.
     HugeMemory,
     /// It has a table of 100 million elements.
@@ -41,7 +44,7 @@ pub enum Trick {
 }
 
 impl Trick {
-    pub const ALL: [Trick; 15] = [
+    pub const ALL: [Trick; 16] = [
         Trick::EndlessStart,
         Trick::StartCallsTheHost,
         Trick::EndlessRealloc,
@@ -52,6 +55,7 @@ impl Trick {
         Trick::NotAGuest,
         Trick::NoInvoke,
         Trick::InvokeOfTheWrongType,
+        Trick::PackedInvokeOfTheWrongType,
         Trick::HugeMemory,
         Trick::HugeTable,
         Trick::ManyTables,
@@ -326,6 +330,9 @@ pub fn guest(trick: Trick) -> Vec<u8> {
     ];
     let exported = if trick == Trick::NoInvoke { 1 } else { 2 };
     instances.export_items(functions.into_iter().take(exported));
+    if trick == Trick::PackedInvokeOfTheWrongType {
+        instances.export_items([functions[1]]);
+    }
     component.section(&instances);
     let mut exports = ComponentExportSection::new();
     let name = if trick == Trick::NotAGuest {
@@ -334,6 +341,10 @@ pub fn guest(trick: Trick) -> Vec<u8> {
         "redis:module/guest@0.3.2"
     };
     exports.export(name, ComponentExportKind::Instance, imported, None);
+    if trick == Trick::PackedInvokeOfTheWrongType {
+        let name = "redis:module/packed-arguments@0.3.4";
+        exports.export(name, ComponentExportKind::Instance, imported + 1, None);
+    }
     component.section(&exports);
     component.finish()
 }

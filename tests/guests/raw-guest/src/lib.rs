@@ -4,7 +4,7 @@
 //! `bad-type` (a type name of the wrong length), or `fine`. `RAW.CMD` replies `OK` through the
 //! reply interface; `RAW.CMD returned` returns the integer 7 from `invoke` instead, and
 //! `RAW.CMD both` does both (a second reply). `RAW.CMD transport <arg>...` replies which export
-//! the host called (`packed` for `invoke-packed`, `lists` for `invoke`) and each argument's
+//! the host called (`packed` for `packed-arguments.invoke`, `lists` for `guest.invoke`) and each argument's
 //! length.
 //!
 //! With `relay <name>` it loads as guest `<name>` (so several copies can be loaded) with one
@@ -119,8 +119,10 @@ impl Guest for Raw {
     fn invoke(_command: u32, args: Vec<Vec<u8>>) -> Option<i64> {
         run(args, "lists")
     }
+}
 
-    fn invoke_packed(_command: u32, packed: Option<Vec<u8>>) -> Option<i64> {
+impl redis_wasm_sdk::wit::exports::redis::module::packed_arguments::Guest for Raw {
+    fn invoke(_command: u32, packed: Option<Vec<u8>>) -> Option<i64> {
         let packed = packed.unwrap_or_default();
         let mut args = Vec::new();
         let mut rest = packed.as_slice();
