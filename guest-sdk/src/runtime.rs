@@ -128,28 +128,25 @@ pub fn invoke(command: u32, args: Vec<Vec<u8>>) -> Option<i64> {
     run(command, full)
 }
 
-/// The `packed-arguments.invoke` export: [`invoke`] with the arguments packed into one list (each
-/// one's length as a little-endian u32, then its bytes), which the host sends when they are
-/// short. Each argument is a range of that one buffer rather than a copy.
+/// The `packed-arguments.invoke` export: [`invoke`] with the arguments packed into one list
+/// (each one's length as a little-endian u32, then its bytes), which the host sends when they
+/// are short. Short arguments are copied into their strings without an allocation.
 pub fn invoke_packed(command: u32, packed: Option<Vec<u8>>) -> Option<i64> {
     let mut full = vec![RedisString::default()];
-    if let Some(packed) = packed {
-        let packed = std::sync::Arc::new(packed);
-        let mut at = 0;
-        while let Some(&length) = packed.get(at..).and_then(|rest| rest.first_chunk::<4>()) {
-            let start = at + 4;
-            let end = start + u32::from_le_bytes(length) as usize;
-            if end > packed.len() {
-                break;
-            }
-            full.push(RedisString::shared(&packed, start..end));
-            at = end;
-        }
-        if at != packed.len() {
-            reply::fail("ERR the host sent malformed packed arguments");
-            return None;
-        }
+    let mut rest = packed.as_deref().unwrap_or_default();
+    while let Some((length, after)) = rest.split_first_chunk::<4>() {
+        let Some((arg, after)) = after.split_at_checked(u32::from_le_bytes(*length) as usize)
+        else {
+            break;
+        };
+        full.push(RedisString::copied(arg));
+        rest = after;
     }
+    if !rest.is_empty() {
+        reply::fail("ERR the host sent malformed packed arguments");
+        return None;
+    }
+    drop(packed);
     run(command, full)
 }
 

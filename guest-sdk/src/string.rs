@@ -4,8 +4,6 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::ops::Range;
-use std::sync::Arc;
 
 use crate::value::RedisError;
 
@@ -16,10 +14,14 @@ pub struct RedisString(Bytes);
 #[derive(Clone)]
 enum Bytes {
     Own(Cow<'static, [u8]>),
-    /// A command's argument: a range of the one buffer all its arguments came in, shared
-    /// rather than copied out (`invoke-packed`).
-    Shared(Arc<Vec<u8>>, Range<usize>),
+    /// Up to [`INLINE`] bytes, kept in place of a pointer: short arguments (keys, numbers,
+    /// fields) copied out of packed arguments without an allocation.
+    Inline(u8, [u8; INLINE]),
 }
+
+/// The most bytes a string holds without an allocation (as many as fit beside the tag and
+/// length in the size of a `Cow`).
+const INLINE: usize = 22;
 
 impl Default for Bytes {
     fn default() -> Self {
@@ -38,7 +40,7 @@ impl RedisString {
 
     /// A string holding the decimal form of `value` (`RedisModule_CreateStringFromLongLong`).
     pub fn from_i64(value: i64) -> Self {
-        RedisString::new(value.to_string())
+        RedisString::copied(value.to_string().as_bytes())
     }
 
     /// A string of bytes that live as long as the guest (a command's name), without a copy.
@@ -46,17 +48,22 @@ impl RedisString {
         RedisString(Bytes::Own(Cow::Borrowed(bytes)))
     }
 
-    /// The bytes at `range` of `buffer`, without a copy (`range` must lie within it).
-    pub(crate) fn shared(buffer: &Arc<Vec<u8>>, range: Range<usize>) -> Self {
-        debug_assert!(buffer.get(range.clone()).is_some());
-        RedisString(Bytes::Shared(Arc::clone(buffer), range))
+    /// A copy of `bytes`, allocated only when they are longer than [`INLINE`].
+    pub(crate) fn copied(bytes: &[u8]) -> Self {
+        if bytes.len() <= INLINE {
+            let mut inline = [0; INLINE];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            RedisString(Bytes::Inline(bytes.len() as u8, inline))
+        } else {
+            RedisString::new(bytes)
+        }
     }
 
     /// The bytes (`RedisModule_StringPtrLen`).
     pub fn as_slice(&self) -> &[u8] {
         match &self.0 {
             Bytes::Own(bytes) => bytes,
-            Bytes::Shared(buffer, range) => &buffer[range.clone()],
+            Bytes::Inline(len, bytes) => &bytes[..*len as usize],
         }
     }
 
@@ -74,7 +81,7 @@ impl RedisString {
     pub fn into_bytes(self) -> Vec<u8> {
         match self.0 {
             Bytes::Own(bytes) => bytes.into_owned(),
-            Bytes::Shared(buffer, range) => buffer[range].to_vec(),
+            Bytes::Inline(len, bytes) => bytes[..len as usize].to_vec(),
         }
     }
 
@@ -310,6 +317,29 @@ impl<T: Iterator<Item = RedisString>> NextArg for T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_and_long_copies_are_the_same_strings() {
+        use std::collections::HashSet;
+        for len in [0, 1, INLINE - 1, INLINE, INLINE + 1, 1000] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let copied = RedisString::copied(&bytes);
+            let owned = RedisString::new(bytes.clone());
+            assert_eq!(copied.as_slice(), &bytes[..]);
+            assert_eq!(copied.len(), len);
+            assert_eq!(copied, owned);
+            assert_eq!(copied.cmp(&owned), Ordering::Equal);
+            assert_eq!(HashSet::from([copied.clone()]), HashSet::from([owned]));
+            assert_eq!(copied.clone().into_bytes(), bytes);
+            assert_eq!(
+                matches!(copied.0, Bytes::Inline(..)),
+                len <= INLINE,
+                "length {len}"
+            );
+        }
+        assert!(RedisString::copied(b"a") < RedisString::new(b"b".to_vec()));
+        assert_eq!(RedisString::from_i64(i64::MIN).as_slice(), b"-9223372036854775808");
+    }
 
     #[test]
     fn integers_parse_like_redis() {
