@@ -130,24 +130,51 @@ pub fn invoke(command: u32, args: Vec<Vec<u8>>) -> Option<i64> {
 
 /// The `packed-arguments.invoke` export: [`invoke`] with the arguments packed into one list
 /// (each one's length as a little-endian u32, then its bytes), which the host sends when they
-/// are short. Short arguments are copied into their strings without an allocation.
+/// are short.
 pub fn invoke_packed(command: u32, packed: Option<Vec<u8>>) -> Option<i64> {
-    let mut full = vec![RedisString::default()];
-    let mut rest = packed.as_deref().unwrap_or_default();
-    while let Some((length, after)) = rest.split_first_chunk::<4>() {
-        let Some((arg, after)) = after.split_at_checked(u32::from_le_bytes(*length) as usize)
-        else {
-            break;
-        };
-        full.push(RedisString::copied(arg));
-        rest = after;
+    match unpack_arguments(packed.unwrap_or_default()) {
+        Some(full) => run(command, full),
+        None => {
+            reply::fail("ERR the host sent malformed packed arguments");
+            None
+        }
     }
-    if !rest.is_empty() {
-        reply::fail("ERR the host sent malformed packed arguments");
-        return None;
+}
+
+/// The arguments in `packed` (as `packed-arguments.invoke` takes them), after an empty slot for
+/// the command's name; `None` if a length runs past the end. Short arguments are copied into
+/// their strings (no allocation); longer ones stay in the buffer, shared.
+pub(crate) fn unpack_arguments(packed: Vec<u8>) -> Option<Vec<RedisString>> {
+    let mut count = 0;
+    let mut any_long = false;
+    let mut at = 0;
+    while at < packed.len() {
+        let length = packed.get(at..at + 4)?;
+        let length = u32::from_le_bytes(length.try_into().ok()?) as usize;
+        at = (at + 4)
+            .checked_add(length)
+            .filter(|&end| end <= packed.len())?;
+        any_long |= length > crate::string::INLINE;
+        count += 1;
     }
-    drop(packed);
-    run(command, full)
+    let mut full = Vec::with_capacity(count + 1);
+    full.push(RedisString::default());
+    let (shared, plain) = match any_long {
+        true => (Some(std::sync::Arc::new(packed)), Vec::new()),
+        false => (None, packed),
+    };
+    let bytes = shared.as_deref().unwrap_or(&plain);
+    let mut at = 0;
+    while at < bytes.len() {
+        let length = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let range = at + 4..at + 4 + length;
+        at = range.end;
+        full.push(match &shared {
+            Some(buffer) if length > crate::string::INLINE => RedisString::shared(buffer, range),
+            _ => RedisString::copied(&bytes[range]),
+        });
+    }
+    Some(full)
 }
 
 /// Runs command `command` with `full`, its arguments after a slot for its name.
@@ -180,4 +207,50 @@ fn run(command: u32, mut full: Vec<RedisString>) -> Option<i64> {
         Err(e) => reply::fail(&e.to_string()),
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pack(args: &[&[u8]]) -> Vec<u8> {
+        let mut packed = Vec::new();
+        for arg in args {
+            packed.extend_from_slice(&(arg.len() as u32).to_le_bytes());
+            packed.extend_from_slice(arg);
+        }
+        packed
+    }
+
+    #[test]
+    fn packed_arguments_unpack_to_the_same_bytes() {
+        let long = vec![7u8; 1000];
+        let cases: [&[&[u8]]; 5] = [
+            &[],
+            &[b""],
+            &[b"k", b"", b"\x00\xff\r\n"],
+            &[b"exactly twenty-two by", b"twenty-three bytes long", &long],
+            &[&long, b"short", &long[..23]],
+        ];
+        for args in cases {
+            let full = unpack_arguments(pack(args)).expect("well formed");
+            assert_eq!(full.len(), args.len() + 1);
+            assert!(full[0].is_empty(), "the slot for the command's name");
+            let got: Vec<&[u8]> = full[1..].iter().map(RedisString::as_slice).collect();
+            assert_eq!(got, args);
+        }
+    }
+
+    #[test]
+    fn malformed_packed_arguments_are_refused() {
+        let mut past_the_end = pack(&[b"abc"]);
+        past_the_end[0] = 4;
+        for packed in [vec![1], vec![0, 0, 0], past_the_end, {
+            let mut huge = pack(&[b"x"]);
+            huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+            huge
+        }] {
+            assert!(unpack_arguments(packed.clone()).is_none(), "{packed:?}");
+        }
+    }
 }

@@ -4,6 +4,8 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::ops::Range;
+use std::sync::Arc;
 
 use crate::value::RedisError;
 
@@ -17,11 +19,14 @@ enum Bytes {
     /// Up to [`INLINE`] bytes, kept in place of a pointer: short arguments (keys, numbers,
     /// fields) copied out of packed arguments without an allocation.
     Inline(u8, [u8; INLINE]),
+    /// A longer argument: its range of the buffer the arguments came packed in, shared rather
+    /// than copied (which would hold its bytes twice while the command runs).
+    Shared(Arc<Vec<u8>>, Range<usize>),
 }
 
-/// The most bytes a string holds without an allocation (as many as fit beside the tag and
-/// length in the size of a `Cow`).
-const INLINE: usize = 22;
+/// The most bytes a string holds without an allocation: with their length and the variant's
+/// tag, 24 bytes, the size of a `Bytes` on `wasm32` (twice a `Cow`'s, for no allocation).
+pub(crate) const INLINE: usize = 22;
 
 impl Default for Bytes {
     fn default() -> Self {
@@ -48,6 +53,12 @@ impl RedisString {
         RedisString(Bytes::Own(Cow::Borrowed(bytes)))
     }
 
+    /// The bytes at `range` of `buffer`, without a copy (`range` must lie within it).
+    pub(crate) fn shared(buffer: &Arc<Vec<u8>>, range: Range<usize>) -> Self {
+        debug_assert!(buffer.get(range.clone()).is_some());
+        RedisString(Bytes::Shared(Arc::clone(buffer), range))
+    }
+
     /// A copy of `bytes`, allocated only when they are longer than [`INLINE`].
     pub(crate) fn copied(bytes: &[u8]) -> Self {
         if bytes.len() <= INLINE {
@@ -64,6 +75,7 @@ impl RedisString {
         match &self.0 {
             Bytes::Own(bytes) => bytes,
             Bytes::Inline(len, bytes) => &bytes[..*len as usize],
+            Bytes::Shared(buffer, range) => &buffer[range.clone()],
         }
     }
 
@@ -82,6 +94,7 @@ impl RedisString {
         match self.0 {
             Bytes::Own(bytes) => bytes.into_owned(),
             Bytes::Inline(len, bytes) => bytes[..len as usize].to_vec(),
+            Bytes::Shared(buffer, range) => buffer[range].to_vec(),
         }
     }
 
@@ -338,7 +351,10 @@ mod tests {
             );
         }
         assert!(RedisString::copied(b"a") < RedisString::new(b"b".to_vec()));
-        assert_eq!(RedisString::from_i64(i64::MIN).as_slice(), b"-9223372036854775808");
+        assert_eq!(
+            RedisString::from_i64(i64::MIN).as_slice(),
+            b"-9223372036854775808"
+        );
     }
 
     #[test]

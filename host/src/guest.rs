@@ -40,11 +40,11 @@ type InitFunc<'a> = TypedFunc<(&'a [&'a [u8]],), (Result<(), String>,)>;
 type InvokeFunc<'a> = TypedFunc<(u32, &'a [&'a [u8]]), (Option<i64>,)>;
 type InvokePackedFunc<'a> = TypedFunc<(u32, Option<&'a [u8]>), (Option<i64>,)>;
 
-/// Packing arguments for `packed-arguments.invoke` costs a copy of their bytes (≈ 40 ns per KiB) and
-/// saves a call to the guest's allocator per argument (≈ 50 ns): worth it while the arguments
-/// average up to this many bytes (with their 4-byte lengths). Measured with
-/// `BASICS.PLAIN <args>` and `wasm.time-commands` (0.75 µs one 8 KB argument as a list, 0.83
-/// packed; 100 of 8 bytes 6.3 µs as lists, 1.7 packed).
+/// Packing arguments for `packed-arguments.invoke` costs a copy of their bytes (≈ 15–25 ns per
+/// KiB) and saves a call to the guest's allocator per argument (≈ 45 ns): worth it while the
+/// arguments average up to this many bytes (with their 4-byte lengths), with a margin for the
+/// noise of the measurement (`BASICS.PLAIN <args>` with `wasm.time-commands`: one 16 KB
+/// argument 0.82 µs as a list, 1.21 packed; 100 of 8 bytes 6.4 µs as lists, 2.1 packed).
 const PACKED_BYTES_PER_ARGUMENT: usize = 1 << 10;
 
 /// The most bytes packed for one command.

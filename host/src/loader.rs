@@ -173,6 +173,9 @@ fn import_names(bytes: &[u8]) -> Option<Vec<String>> {
     Some(names)
 }
 
+/// The version that added the `packed-arguments` export.
+const PACKED_SINCE: (u64, u64, u64) = (0, 3, 4);
+
 /// The names of a guest's exports the host calls.
 pub(crate) struct GuestExports {
     /// `redis:module/guest@<version>`.
@@ -205,6 +208,17 @@ fn check_interfaces(component: &Component) -> Result<GuestExports, String> {
     let guest = guest.ok_or_else(|| {
         format!("the component does not export {WIT_PACKAGE}/guest: it is not a redis-wasm guest")
     })?;
+    // Both come from one world: `packed-arguments` of the version `guest` has, from 0.3.4.
+    let version = |name: &str| parse_interface_name(name).and_then(|parsed| parsed.version);
+    if let Some(packed) = &packed_arguments
+        && (version(packed) != version(&guest) || version(packed) < Some(PACKED_SINCE))
+    {
+        return Err(format!(
+            "the guest exports '{guest}' and '{packed}', which no world has together \
+             ({WIT_PACKAGE}/packed-arguments came in {})",
+            version_text(PACKED_SINCE)
+        ));
+    }
     Ok(GuestExports {
         guest,
         packed_arguments,

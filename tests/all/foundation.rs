@@ -453,7 +453,15 @@ fn arguments_are_binary_safe() {
         Reply::Array(vec![Reply::Bulk(binary.to_vec()), Reply::Bulk(vec![])])
     );
     // Short arguments cross packed into one list, long ones as a list each
-    // (`packed-arguments.invoke`, `guest.invoke`): the guest sees the same either way.
+    // (`packed-arguments.invoke`, `guest.invoke`): the guest sees the same either way. The
+    // SDK's guests export both (`raw-guest` shows which one the host calls).
+    let component = std::fs::read(guests::BASICS).expect("the basics guest");
+    let packed_export = b"redis:module/packed-arguments@0.3.4";
+    assert!(
+        component
+            .windows(packed_export.len())
+            .any(|w| w == packed_export)
+    );
     let long = vec![b'\0'; 70_000];
     for args in [
         vec![binary, &long, b"", binary],

@@ -1182,6 +1182,12 @@ fn components_that_cannot_start_or_do_not_fit_the_guest_world_are_refused() {
                 "the guest's packed-arguments.invoke export has the wrong type: type mismatch \
                  with parameters",
             ),
+            (
+                Trick::PackedArgumentsBeforeTheirVersion,
+                "the guest exports 'redis:module/guest@0.3.2' and \
+                 'redis:module/packed-arguments@0.3.2', which no world has together \
+                 (redis:module/packed-arguments came in 0.3.4)",
+            ),
         ],
     );
 }

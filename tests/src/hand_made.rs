@@ -30,6 +30,8 @@ pub enum Trick {
     /// It exports `packed-arguments` with `guest.invoke`'s function as its `invoke` (which
     /// takes `option<list<u8>>`).
     PackedInvokeOfTheWrongType,
+    /// It exports `guest` and `packed-arguments` of 0.3.2, which had no `packed-arguments`.
+    PackedArgumentsBeforeTheirVersion,
     /// Its memory starts at 4 GiB.
     HugeMemory,
     /// It has a table of 100 million elements.
@@ -44,7 +46,7 @@ pub enum Trick {
 }
 
 impl Trick {
-    pub const ALL: [Trick; 16] = [
+    pub const ALL: [Trick; 17] = [
         Trick::EndlessStart,
         Trick::StartCallsTheHost,
         Trick::EndlessRealloc,
@@ -56,6 +58,7 @@ impl Trick {
         Trick::NoInvoke,
         Trick::InvokeOfTheWrongType,
         Trick::PackedInvokeOfTheWrongType,
+        Trick::PackedArgumentsBeforeTheirVersion,
         Trick::HugeMemory,
         Trick::HugeTable,
         Trick::ManyTables,
@@ -330,20 +333,26 @@ pub fn guest(trick: Trick) -> Vec<u8> {
     ];
     let exported = if trick == Trick::NoInvoke { 1 } else { 2 };
     instances.export_items(functions.into_iter().take(exported));
-    if trick == Trick::PackedInvokeOfTheWrongType {
+    let packed_version = match trick {
+        Trick::PackedInvokeOfTheWrongType => Some("0.3.4"),
+        Trick::PackedArgumentsBeforeTheirVersion => Some("0.3.2"),
+        _ => None,
+    };
+    if packed_version.is_some() {
         instances.export_items([functions[1]]);
     }
     component.section(&instances);
     let mut exports = ComponentExportSection::new();
+    let version = packed_version.unwrap_or("0.3.2");
     let name = if trick == Trick::NotAGuest {
-        "example:other/guest@0.3.2"
+        "example:other/guest@0.3.2".to_owned()
     } else {
-        "redis:module/guest@0.3.2"
+        format!("redis:module/guest@{version}")
     };
-    exports.export(name, ComponentExportKind::Instance, imported, None);
-    if trick == Trick::PackedInvokeOfTheWrongType {
-        let name = "redis:module/packed-arguments@0.3.4";
-        exports.export(name, ComponentExportKind::Instance, imported + 1, None);
+    exports.export(&name, ComponentExportKind::Instance, imported, None);
+    if let Some(version) = packed_version {
+        let name = format!("redis:module/packed-arguments@{version}");
+        exports.export(&name, ComponentExportKind::Instance, imported + 1, None);
     }
     component.section(&exports);
     component.finish()
