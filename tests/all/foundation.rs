@@ -55,6 +55,21 @@ fn guests_load_from_module_arguments_with_their_arguments() {
 }
 
 #[test]
+fn guest_text_cannot_forge_log_lines() {
+    // Guest text reaches the log with its control characters escaped: a newline cannot start
+    // a line of the guest's making.
+    let forged = "1:M 01 Jan 2026 00:00:00.000 * forged by a guest";
+    let is_forged = |log: &str| log.lines().any(|line| line.starts_with(forged));
+    let log = start_expecting_failure(&["LOAD", guests::RAW_GUEST, "ARGS", "init-error-forged"]);
+    assert!(log.contains(&format!("ERR refused\\x0a{forged}")), "{log}");
+    assert!(!is_forged(&log), "{log}");
+    let server = Server::with_module_args(&["LOAD", guests::RAW_GUEST, "ARGS", "log-forged"]);
+    let log = server.log();
+    assert!(log.contains(&format!("hello\\x0a{forged}")), "{log}");
+    assert!(!is_forged(&log), "{log}");
+}
+
+#[test]
 fn bad_module_arguments_refuse_to_start() {
     let log = start_expecting_failure(&["FROB"]);
     assert!(log.contains("expected TYPE or LOAD, got 'FROB'"), "{log}");

@@ -1,7 +1,8 @@
 //! Test guest written against the bare WIT bindings, to break the init rules on purpose.
 //! Its first load argument picks the mistake: `api-version-2`, `no-init-module`, `init-error`,
 //! `init-panic`, `create-before-init`, `reply-in-init`, `type-clash` (declares `hellotype`), `host-type` (declares the host's `wasmguest`),
-//! `bad-type` (a type name of the wrong length), or `fine`. `RAW.CMD` replies `OK` through the
+//! `bad-type` (a type name of the wrong length), `init-error-forged` and `log-forged` (an init
+//! error and a log message with a newline and a would-be log line after it), or `fine`. `RAW.CMD` replies `OK` through the
 //! reply interface; `RAW.CMD returned` returns the integer 7 from `invoke` instead, and
 //! `RAW.CMD both` does both (a second reply). `RAW.CMD transport <arg>...` replies which export
 //! the host called (`packed` for `packed-arguments.invoke`, `lists` for `guest.invoke`) and each argument's
@@ -17,7 +18,12 @@ use std::hint::black_box;
 
 use redis_wasm_sdk::wit::exports::redis::module::guest::Guest;
 use redis_wasm_sdk::wit::redis::module::call::{CallFlags, CallValue, call};
-use redis_wasm_sdk::wit::redis::module::{registration, reply};
+use redis_wasm_sdk::wit::redis::module::types::LogLevel;
+use redis_wasm_sdk::wit::redis::module::{log, registration, reply};
+
+/// A line in the Redis log's format, which `init-error-forged` and `log-forged` try to write
+/// after a newline of their own.
+const FORGED: &str = "1:M 01 Jan 2026 00:00:00.000 * forged by a guest";
 
 thread_local! {
     /// Set by a `relay` load: `invoke` relays.
@@ -90,6 +96,12 @@ impl Guest for Raw {
             "api-version-2" => registration::init_module("raw", 1, 2),
             "no-init-module" => Ok(()),
             "init-error" => Err("ERR the guest refuses to start".into()),
+            "init-error-forged" => Err(format!("ERR refused\n{FORGED}")),
+            "log-forged" => {
+                log::log(LogLevel::Warning, &format!("hello\n{FORGED}"));
+                registration::init_module("raw", 1, 1)?;
+                registration::create_command(spec).map(|_| ())
+            }
             "init-panic" => panic!("init blew up"),
             "create-before-init" => registration::create_command(spec).map(|_| ()),
             "type-clash" => {
