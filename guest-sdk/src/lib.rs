@@ -38,7 +38,9 @@
 //! - [`RedisString`], [`NextArg`], [`parse_integer`], [`parse_float`] (`string.rs`):
 //!   binary-safe arguments and their parsing.
 //! - [`RedisValue`], [`RedisError`] (`value.rs`): what a command returns.
-//! - `runtime.rs`: glue between the WIT exports and your functions (used by [`redis_module!`]).
+//! - `runtime.rs`: glue between the WIT exports and your functions (used by [`redis_module!`]):
+//!   a guest built with the SDK targets the `module-packed` world, so short arguments reach it
+//!   packed into one list (`packed-arguments.invoke`), long ones as a list each (`guest.invoke`).
 //! - [`wit`]: the raw generated bindings of the `redis:module` WIT world, for what the friendly
 //!   layer does not cover yet.
 
