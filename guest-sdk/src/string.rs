@@ -10,10 +10,12 @@ use std::sync::Arc;
 use crate::value::RedisError;
 
 /// A binary-safe string, such as a command argument (`RedisModuleString`).
+///
+/// A long argument may share the buffer all of its command's arguments came in: to keep one
+/// past the command (in a `thread_local!`), keep a `clone()`, which copies just its bytes.
 #[derive(Clone, Default)]
 pub struct RedisString(Bytes);
 
-#[derive(Clone)]
 enum Bytes {
     Own(Cow<'static, [u8]>),
     /// Up to [`INLINE`] bytes, kept in place of a pointer: short arguments (keys, numbers,
@@ -27,6 +29,18 @@ enum Bytes {
 /// The most bytes a string holds without an allocation: with their length and the variant's
 /// tag, 24 bytes, the size of a `Bytes` on `wasm32` (twice a `Cow`'s, for no allocation).
 pub(crate) const INLINE: usize = 22;
+
+impl Clone for Bytes {
+    /// A shared argument's clone is a copy of its bytes: a clone kept does not keep the
+    /// command's whole argument buffer alive.
+    fn clone(&self) -> Self {
+        match self {
+            Bytes::Own(bytes) => Bytes::Own(bytes.clone()),
+            Bytes::Inline(len, bytes) => Bytes::Inline(*len, *bytes),
+            Bytes::Shared(buffer, range) => Bytes::Own(Cow::Owned(buffer[range.clone()].to_vec())),
+        }
+    }
+}
 
 impl Default for Bytes {
     fn default() -> Self {
@@ -330,6 +344,17 @@ impl<T: Iterator<Item = RedisString>> NextArg for T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clone_of_a_shared_argument_does_not_keep_its_buffer() {
+        let buffer = Arc::new((0..100).collect::<Vec<u8>>());
+        let argument = RedisString::shared(&buffer, 10..60);
+        let kept = argument.clone();
+        assert_eq!(kept, argument);
+        drop(argument);
+        assert_eq!(Arc::strong_count(&buffer), 1);
+        assert_eq!(kept.as_slice(), &buffer[10..60]);
+    }
 
     #[test]
     fn short_and_long_copies_are_the_same_strings() {
