@@ -14,6 +14,8 @@ return v
 return redis.call('INCR', KEYS[1])
 -- case: push
 return redis.call('RPUSH', KEYS[1], ARGV[1])
+-- case: hset
+return redis.call('HSET', KEYS[1], unpack(ARGV))
 -- case: zsum
 local r = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 local sum = 0

@@ -30,6 +30,8 @@ fn guest_native_and_lua_benchmark_cases_agree() {
         ("INCR", &["{key}"]),
         ("PUSH", &["{key}", "e"]),
         ("PUSH", &["{key}", "e"]),
+        ("HSET", &["{key}", "a", "1", "b", "2"]),
+        ("HSET", &["{key}", "a", "3", "c", "4"]),
         ("ZSUM", &["z"]),
         ("LSUM", &["l"]),
         ("HSUM", &["h"]),

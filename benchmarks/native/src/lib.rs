@@ -138,6 +138,33 @@ fn nb_push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Integer(len as i64))
 }
 
+/// `NB.HSET key field value [field value ...]`: sets the fields with the low-level API,
+/// replicates verbatim and replies how many were added (as `HSET` does, for distinct fields).
+fn nb_hset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() < 4 || args.len() % 2 != 0 {
+        return Err(RedisError::WrongArity);
+    }
+    let key = Key::open(ctx, &args[1], READ_WRITE);
+    let mut updated = 0;
+    for pair in args[2..].chunks(2) {
+        // SAFETY: an open key; the variadic field/value list ends with NULL.
+        updated += unsafe {
+            rm!(RedisModule_HashSet)(
+                key.0,
+                raw::REDISMODULE_HASH_NONE as c_int,
+                pair[0].inner,
+                pair[1].inner,
+                std::ptr::null_mut::<raw::RedisModuleString>(),
+            )
+        };
+    }
+    // SAFETY: a command context.
+    unsafe { rm!(RedisModule_ReplicateVerbatim)(ctx.ctx) };
+    Ok(RedisValue::Integer(
+        (args.len() as i64 - 2) / 2 - i64::from(updated),
+    ))
+}
+
 fn nb_zsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let key = Key::open(ctx, &args[1], raw::REDISMODULE_READ);
     let mut sum = 0.0;
@@ -294,6 +321,7 @@ redis_module! {
         ["nb.rmwfx", nb_rmwfx, "write deny-oom fast", 1, 1, 1, ""],
         ["nb.incr", nb_incr, "write deny-oom fast", 1, 1, 1, ""],
         ["nb.push", nb_push, "write deny-oom fast", 1, 1, 1, ""],
+        ["nb.hset", nb_hset, "write deny-oom fast", 1, 1, 1, ""],
         ["nb.zsum", nb_zsum, "readonly", 1, 1, 1, ""],
         ["nb.lsum", nb_lsum, "readonly", 1, 1, 1, ""],
         ["nb.hsum", nb_hsum, "readonly", 1, 1, 1, ""],

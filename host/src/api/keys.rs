@@ -825,11 +825,14 @@ impl Host for GuestState {
                 if value.is_none() && type_of(key) == EMPTY {
                     continue;
                 }
-                let existed = type_of(key) == HASH && raw.hash_exists(&field);
+                // Whether the field existed, from the hash's length (which Redis keeps): a set
+                // that added one grew it, an update did not (cheaper than looking it up).
+                let length_before = raw.value_length();
                 let changed = raw.hash_set(base, &field, value.as_deref()).unwrap_or(0) > 0;
                 if !changed {
                     continue;
                 }
+                let existed = value.is_none() || raw.value_length() <= length_before;
                 if existed || flags.contains(HashSetFlags::COUNT_ALL) {
                     count += 1;
                 }

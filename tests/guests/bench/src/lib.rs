@@ -3,8 +3,8 @@
 //! `scripts/bench.sh` compares runtimes, not algorithms.
 
 use redis_wasm_sdk::{
-    BatchElement, Context, ListWhere, RedisError, RedisResult, RedisString, RedisValue,
-    parse_integer, redis_module,
+    BatchElement, Context, HashSetFlags, ListWhere, RedisError, RedisResult, RedisString,
+    RedisValue, parse_integer, redis_module,
 };
 
 /// `BG.INT`: replies an integer.
@@ -50,6 +50,22 @@ fn push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     key.list_push(ListWhere::Tail, &args[2])?;
     ctx.replicate_verbatim()?;
     Ok(RedisValue::from(key.value_length()?))
+}
+
+/// `BG.HSET key field value [field value ...]`: sets the fields with the low-level API,
+/// replicates verbatim (as its native twin does) and replies how many were added.
+fn hset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() % 2 != 0 {
+        return Err(RedisError::WrongArity);
+    }
+    let key = ctx.open_key_writable(&args[1])?;
+    let fields: Vec<(&[u8], Option<&[u8]>)> = args[2..]
+        .chunks(2)
+        .map(|pair| (pair[0].as_slice(), Some(pair[1].as_slice())))
+        .collect();
+    let updated = key.hash_set(HashSetFlags::empty(), &fields)?;
+    ctx.replicate_verbatim()?;
+    Ok(RedisValue::Integer(fields.len() as i64 - updated as i64))
 }
 
 /// `BG.ZSUM key`: the sum of every score, iterating a range (read in batches: one crossing per
@@ -197,6 +213,7 @@ redis_module! {
         ["bg.rmwfx", rmw_effects, "write deny-oom fast", 1, 1, 1, arity = 2],
         ["bg.incr", incr, "write deny-oom fast", 1, 1, 1, arity = 2],
         ["bg.push", push, "write deny-oom fast", 1, 1, 1, arity = 3],
+        ["bg.hset", hset, "write deny-oom fast", 1, 1, 1, arity = -4],
         ["bg.zsum", zsum, "readonly", 1, 1, 1, arity = 2],
         ["bg.lsum", lsum, "readonly", 1, 1, 1, arity = 2],
         ["bg.hsum", hsum, "readonly", 1, 1, 1, arity = 2],

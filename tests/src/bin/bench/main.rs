@@ -68,6 +68,16 @@ const CASES: &[Case] = &[
         calls: 400_000,
     },
     Case {
+        name: "hset",
+        what: "set 10 fields of a hash (21 arguments)",
+        args: &[
+            "{key}", "f1", "v1", "f2", "v2", "f3", "v3", "f4", "v4", "f5", "v5", "f6", "v6", "f7",
+            "v7", "f8", "v8", "f9", "v9", "f10", "v10",
+        ],
+        keys: 1,
+        calls: 200_000,
+    },
+    Case {
         name: "zsum",
         what: "sum of a 100-member sorted-set range",
         args: &["bench:zset"],
