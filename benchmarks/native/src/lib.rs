@@ -141,7 +141,7 @@ fn nb_push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// `NB.HSET key field value [field value ...]`: sets the fields with the low-level API,
 /// replicates verbatim and replies how many were added (as `HSET` does, for distinct fields).
 fn nb_hset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if args.len() < 4 || args.len() % 2 != 0 {
+    if args.len() < 4 || !args.len().is_multiple_of(2) {
         return Err(RedisError::WrongArity);
     }
     let key = Key::open(ctx, &args[1], READ_WRITE);

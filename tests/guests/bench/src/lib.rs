@@ -55,7 +55,7 @@ fn push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// `BG.HSET key field value [field value ...]`: sets the fields with the low-level API,
 /// replicates verbatim (as its native twin does) and replies how many were added.
 fn hset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err(RedisError::WrongArity);
     }
     let key = ctx.open_key_writable(&args[1])?;
