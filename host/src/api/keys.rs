@@ -167,14 +167,18 @@ pub fn define_byte_readers(linker: &mut Linker<GuestState>) -> wasmtime::Result<
         || keys
             .func_wrap("list-push", list_push_from_guest_memory)
             .is_ok()
+        || keys
+            .func_wrap("hash-set", hash_set_from_guest_memory)
+            .is_ok()
     {
-        wasmtime::bail!("'{interface}' had no 'open-key' or 'list-push' to replace");
+        wasmtime::bail!("'{interface}' had no 'open-key', 'list-push' or 'hash-set' to replace");
     }
     linker.allow_shadowing(true);
     let mut keys = linker.instance(&interface)?;
     let defined = keys
         .func_wrap("open-key", open_key_from_guest_memory)
-        .and_then(|()| keys.func_wrap("list-push", list_push_from_guest_memory));
+        .and_then(|()| keys.func_wrap("list-push", list_push_from_guest_memory))
+        .and_then(|()| keys.func_wrap("hash-set", hash_set_from_guest_memory));
     linker.allow_shadowing(false);
     defined
 }
@@ -217,7 +221,103 @@ fn list_push_from_guest_memory(
     result.map(|result| (result,))
 }
 
+/// The `hash-set` [`define_byte_readers`] registers: the fields and values are copied end to
+/// end into the instance's [`GuestState::byte_arg`] rather than into a vector each.
+fn hash_set_from_guest_memory(
+    mut store: StoreContextMut<'_, GuestState>,
+    (handle, flags, fields): (
+        Key,
+        HashSetFlags,
+        WasmList<(WasmList<u8>, Option<WasmList<u8>>)>,
+    ),
+) -> wasmtime::Result<(Result<u64, KeyError>,)> {
+    let mut bytes = std::mem::take(&mut store.data_mut().byte_arg);
+    bytes.clear();
+    let mut ranges = Vec::with_capacity(fields.len());
+    for index in 0..fields.len() {
+        let Some(pair) = fields.get(&mut store, index) else {
+            break;
+        };
+        let (field, value) = pair?;
+        let mut copy = |list: &WasmList<u8>| {
+            let start = bytes.len();
+            bytes.extend_from_slice(list.as_le_slice(&store));
+            start..bytes.len()
+        };
+        let field = copy(&field);
+        let value = value.as_ref().map(copy);
+        ranges.push((field, value));
+    }
+    let pairs: Vec<(&[u8], Option<&[u8]>)> = ranges
+        .iter()
+        .map(|(field, value)| (&bytes[field.clone()], value.clone().map(|v| &bytes[v])))
+        .collect();
+    let result = store.data_mut().set_hash_fields(handle, flags, &pairs);
+    drop(pairs);
+    if bytes.capacity() <= INLINE_VALUE_MAX {
+        store.data_mut().byte_arg = bytes;
+    }
+    result.map(|result| (result,))
+}
+
 impl GuestState {
+    /// `hash-set` of `fields` (a value of none deletes its field).
+    fn set_hash_fields(
+        &mut self,
+        handle: Key,
+        flags: HashSetFlags,
+        fields: &[(&[u8], Option<&[u8]>)],
+    ) -> R<u64> {
+        self.with_key(handle, |key, effects| {
+            expect_type(key, HASH)?;
+            if flags.contains(HashSetFlags::NX) && flags.contains(HashSetFlags::XX) {
+                return Err(KeyFault::Invalid(
+                    "ERR hash-set flags NX and XX are exclusive".into(),
+                ));
+            }
+            let raw = writable(key)?;
+            let mut base = raw::REDISMODULE_HASH_COUNT_ALL as i32;
+            if flags.contains(HashSetFlags::NX) {
+                base |= raw::REDISMODULE_HASH_NX as i32;
+            }
+            if flags.contains(HashSetFlags::XX) {
+                base |= raw::REDISMODULE_HASH_XX as i32;
+            }
+            let mut count = 0u64;
+            // `RedisModule_HashSet` with several fields deletes an emptied hash only at the end;
+            // one call per field deletes it at once, and a later field makes a new key: give it
+            // the expire the hash had.
+            let expire_at = raw.get_abs_expire();
+            let mut emptied = false;
+            for &(field, value) in fields {
+                // A deletion on a missing hash does nothing (and the key must not be created).
+                if value.is_none() && type_of(key) == EMPTY {
+                    continue;
+                }
+                // Whether the field existed, from the hash's length (which Redis keeps): a set
+                // that added one grew it, an update did not (cheaper than looking it up).
+                let length_before = raw.value_length();
+                let changed = raw.hash_set(base, field, value).unwrap_or(0) > 0;
+                if !changed {
+                    continue;
+                }
+                let existed = value.is_none() || raw.value_length() <= length_before;
+                if existed || flags.contains(HashSetFlags::COUNT_ALL) {
+                    count += 1;
+                }
+                match value {
+                    Some(value) => effects.record(key.db, "HSET", &[&key.name, field, value]),
+                    None => effects.record(key.db, "HDEL", &[&key.name, field]),
+                }
+                emptied |= type_of(key) == EMPTY;
+            }
+            if emptied && expire_at != -1 && type_of(key) == HASH && raw.set_abs_expire(expire_at) {
+                record_expire(key, effects);
+            }
+            Ok(count)
+        })
+    }
+
     /// `list-push` of `value`: a short value is copied into the effects log, a long one taken
     /// from `value` (left empty).
     fn push_to_list(&mut self, handle: Key, where_: ListWhere, value: &mut Vec<u8>) -> R<()> {
@@ -799,56 +899,12 @@ impl Host for GuestState {
         flags: HashSetFlags,
         fields: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> R<u64> {
-        self.with_key(handle, |key, effects| {
-            expect_type(key, HASH)?;
-            if flags.contains(HashSetFlags::NX) && flags.contains(HashSetFlags::XX) {
-                return Err(KeyFault::Invalid(
-                    "ERR hash-set flags NX and XX are exclusive".into(),
-                ));
-            }
-            let raw = writable(key)?;
-            let mut base = raw::REDISMODULE_HASH_COUNT_ALL as i32;
-            if flags.contains(HashSetFlags::NX) {
-                base |= raw::REDISMODULE_HASH_NX as i32;
-            }
-            if flags.contains(HashSetFlags::XX) {
-                base |= raw::REDISMODULE_HASH_XX as i32;
-            }
-            let mut count = 0u64;
-            // `RedisModule_HashSet` with several fields deletes an emptied hash only at the end;
-            // one call per field deletes it at once, and a later field makes a new key: give it
-            // the expire the hash had.
-            let expire_at = raw.get_abs_expire();
-            let mut emptied = false;
-            for (field, value) in fields {
-                // A deletion on a missing hash does nothing (and the key must not be created).
-                if value.is_none() && type_of(key) == EMPTY {
-                    continue;
-                }
-                // Whether the field existed, from the hash's length (which Redis keeps): a set
-                // that added one grew it, an update did not (cheaper than looking it up).
-                let length_before = raw.value_length();
-                let changed = raw.hash_set(base, &field, value.as_deref()).unwrap_or(0) > 0;
-                if !changed {
-                    continue;
-                }
-                let existed = value.is_none() || raw.value_length() <= length_before;
-                if existed || flags.contains(HashSetFlags::COUNT_ALL) {
-                    count += 1;
-                }
-                match value {
-                    Some(value) => {
-                        effects.record_value(key.db, "HSET", &[&key.name, &field], value)
-                    }
-                    None => effects.record(key.db, "HDEL", &[&key.name, &field]),
-                }
-                emptied |= type_of(key) == EMPTY;
-            }
-            if emptied && expire_at != -1 && type_of(key) == HASH && raw.set_abs_expire(expire_at) {
-                record_expire(key, effects);
-            }
-            Ok(count)
-        })
+        // (Guests reach `hash_set_from_guest_memory`, registered over this.)
+        let pairs: Vec<(&[u8], Option<&[u8]>)> = fields
+            .iter()
+            .map(|(field, value)| (field.as_slice(), value.as_deref()))
+            .collect();
+        self.set_hash_fields(handle, flags, &pairs)
     }
 
     fn hash_get(&mut self, handle: Key, fields: Vec<Vec<u8>>) -> R<Vec<Option<Vec<u8>>>> {
