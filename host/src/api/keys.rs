@@ -151,9 +151,10 @@ fn unknown_data_type(index: u32) -> KeyError {
     ))
 }
 
-/// Defines `open-key` and `list-push` over bindgen's versions, which lift their byte argument
-/// into a new `Vec` on every call (an allocation and a free through `RedisModule_Alloc`): these
-/// read it from guest memory into a buffer the instance or the command keeps. Type checking at
+/// Defines `open-key`, `list-push` and `hash-set` over bindgen's versions, which lift their byte
+/// arguments into a new `Vec` each on every call (an allocation and a free through
+/// `RedisModule_Alloc`): these read them from guest memory into a buffer the instance or the
+/// command keeps. Type checking at
 /// instantiation still holds them to the WIT signatures.
 pub fn define_byte_readers(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     let (major, minor, patch) = super::WIT_VERSION;
@@ -221,15 +222,14 @@ fn list_push_from_guest_memory(
     result.map(|result| (result,))
 }
 
+/// `hash-set`'s fields as they lie in guest memory: (field, value or none to delete).
+type GuestFields = WasmList<(WasmList<u8>, Option<WasmList<u8>>)>;
+
 /// The `hash-set` [`define_byte_readers`] registers: the fields and values are copied end to
 /// end into the instance's [`GuestState::byte_arg`] rather than into a vector each.
 fn hash_set_from_guest_memory(
     mut store: StoreContextMut<'_, GuestState>,
-    (handle, flags, fields): (
-        Key,
-        HashSetFlags,
-        WasmList<(WasmList<u8>, Option<WasmList<u8>>)>,
-    ),
+    (handle, flags, fields): (Key, HashSetFlags, GuestFields),
 ) -> wasmtime::Result<(Result<u64, KeyError>,)> {
     let mut bytes = std::mem::take(&mut store.data_mut().byte_arg);
     bytes.clear();
