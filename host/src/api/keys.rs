@@ -222,8 +222,9 @@ fn list_push_from_guest_memory(
     result.map(|result| (result,))
 }
 
-/// `hash-set`'s fields as they lie in guest memory: (field, value or none to delete).
-type GuestFields = WasmList<(WasmList<u8>, Option<WasmList<u8>>)>;
+/// `hash-set`'s fields as they lie in guest memory: (field, value or none to delete). Lifted
+/// in one go (one call per element, `WasmList::get`, costs more).
+type GuestFields = Vec<(WasmList<u8>, Option<WasmList<u8>>)>;
 
 /// The `hash-set` [`define_byte_readers`] registers: the fields and values are copied end to
 /// end into the instance's [`GuestState::byte_arg`] rather than into a vector each.
@@ -234,17 +235,13 @@ fn hash_set_from_guest_memory(
     let mut bytes = std::mem::take(&mut store.data_mut().byte_arg);
     bytes.clear();
     let mut ranges = Vec::with_capacity(fields.len());
-    for index in 0..fields.len() {
-        let Some(pair) = fields.get(&mut store, index) else {
-            break;
-        };
-        let (field, value) = pair?;
+    for (field, value) in &fields {
         let mut copy = |list: &WasmList<u8>| {
             let start = bytes.len();
             bytes.extend_from_slice(list.as_le_slice(&store));
             start..bytes.len()
         };
-        let field = copy(&field);
+        let field = copy(field);
         let value = value.as_ref().map(copy);
         ranges.push((field, value));
     }
