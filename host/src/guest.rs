@@ -3,7 +3,9 @@
 //! Each guest is compiled once ([`Program`]) and runs in one long-lived instance ([`Live`]),
 //! reused across calls. A trap poisons a component instance, so after any trap the instance is
 //! dropped and the next call makes a fresh one, re-running the guest's `init` with the same load
-//! arguments (which must register the same commands).
+//! arguments (which must register the same commands). A command's arguments reach the guest
+//! packed into one list when it exports `packed-arguments` and they are short
+//! ([`pack_arguments`]), else as a list each (`guest.invoke`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -172,9 +174,9 @@ pub struct Live {
 }
 
 thread_local! {
-    /// The buffer arguments are packed into for `packed-arguments.invoke`, kept for the thread's next
-    /// command (up to [`KEPT_PACKED_CAPACITY`]). Taken while a command runs: a guest command it
-    /// calls packs into a buffer of its own.
+    /// The buffer arguments are packed into for `packed-arguments.invoke`, kept for the
+    /// thread's next command (up to [`KEPT_PACKED_CAPACITY`]). Taken while a command runs: a
+    /// guest command it calls packs into a buffer of its own.
     static PACKED: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
@@ -282,10 +284,10 @@ impl Live {
         Ok((live, scope))
     }
 
-    /// Calls the guest's command `index` with `argv`: through `packed-arguments.invoke` when the guest
-    /// exports it and the arguments are short (one allocation in the guest instead of one per
-    /// argument and one more, the dearest part of passing short arguments), else through
-    /// `invoke`.
+    /// Calls the guest's command `index` with `argv`: through `packed-arguments.invoke` when the
+    /// guest exports it and the arguments are short (one allocation in the guest instead of one
+    /// per argument and one more, the dearest part of passing short arguments), else through
+    /// `guest.invoke`.
     fn call_invoke(&mut self, index: u32, argv: &[&[u8]]) -> wasmtime::Result<(Option<i64>,)> {
         if let Some(invoke_packed) = self.invoke_packed {
             // SAFETY: the signature was checked with `typed` in `Live::start`.
