@@ -1,8 +1,8 @@
 //! Glue between the WIT exports and the guest author's functions.
 //!
 //! [`redis_module!`](crate::redis_module) implements the `guest` export by calling [`init`],
-//! [`invoke`] and [`invoke_packed`] here. The command table lives in a thread-local: a guest instance is single-threaded
-//! and the host never enters it twice at once.
+//! [`invoke`] and [`invoke_packed`] here. The command table lives in a thread-local: a guest
+//! instance is single-threaded and the host never enters it twice at once.
 #![allow(missing_docs)] // macro support, hidden from the docs
 
 use std::cell::{Cell, RefCell};
@@ -141,9 +141,15 @@ pub fn invoke_packed(command: u32, packed: Option<Vec<u8>>) -> Option<i64> {
     }
 }
 
+/// Packed arguments up to this size are shared by their longer arguments whatever their share
+/// of them: an argument a guest keeps past its command keeps at most this much alive.
+const SHARED_UP_TO: usize = 64 << 10;
+
 /// The arguments in `packed` (as `packed-arguments.invoke` takes them), after an empty slot for
 /// the command's name; `None` if a length runs past the end. Short arguments are copied into
-/// their strings (no allocation); longer ones stay in the buffer, shared.
+/// their strings (no allocation); longer ones stay in the buffer, shared (so that a command's
+/// arguments do not take twice their size), unless the buffer is over [`SHARED_UP_TO`] and the
+/// argument less than a quarter of it (one kept would keep four times its size or more alive).
 pub(crate) fn unpack_arguments(packed: Vec<u8>) -> Option<Vec<RedisString>> {
     let mut count = 0;
     let mut any_long = false;
@@ -169,8 +175,10 @@ pub(crate) fn unpack_arguments(packed: Vec<u8>) -> Option<Vec<RedisString>> {
         let length = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         let range = at + 4..at + 4 + length;
         at = range.end;
+        let share = length > crate::string::INLINE
+            && (bytes.len() <= SHARED_UP_TO || length.saturating_mul(4) >= bytes.len());
         full.push(match &shared {
-            Some(buffer) if length > crate::string::INLINE => RedisString::shared(buffer, range),
+            Some(buffer) if share => RedisString::shared(buffer, range),
             _ => RedisString::copied(&bytes[range]),
         });
     }
@@ -239,6 +247,21 @@ mod tests {
             let got: Vec<&[u8]> = full[1..].iter().map(RedisString::as_slice).collect();
             assert_eq!(got, args);
         }
+    }
+
+    #[test]
+    fn only_arguments_worth_it_share_the_buffer() {
+        let (key, small, big) = (vec![1u8; 22], vec![2u8; 30], vec![3u8; 40_000]);
+        // A short command: its longer arguments share the buffer.
+        let full = unpack_arguments(pack(&[&key, &small])).unwrap();
+        assert_eq!((full[1].is_shared(), full[2].is_shared()), (false, true));
+        // Over 64 KiB: only an argument of a quarter of it or more (kept, a small one would
+        // keep the whole buffer alive).
+        let full = unpack_arguments(pack(&[&small, &big, &big])).unwrap();
+        let shared: Vec<bool> = full[1..].iter().map(RedisString::is_shared).collect();
+        assert_eq!(shared, [false, true, true]);
+        let got: Vec<&[u8]> = full[1..].iter().map(RedisString::as_slice).collect();
+        assert_eq!(got, [&small[..], &big[..], &big[..]]);
     }
 
     #[test]

@@ -11,8 +11,9 @@ use crate::value::RedisError;
 
 /// A binary-safe string, such as a command argument (`RedisModuleString`).
 ///
-/// A long argument may share the buffer all of its command's arguments came in: to keep one
-/// past the command (in a `thread_local!`), keep a `clone()`, which copies just its bytes.
+/// A long argument may share the buffer all of its command's arguments came in (up to 64 KiB of
+/// them): to keep one past the command (in a `thread_local!`), keep a `clone()`, which copies
+/// just its bytes.
 #[derive(Clone, Default)]
 pub struct RedisString(Bytes);
 
@@ -71,6 +72,12 @@ impl RedisString {
     pub(crate) fn shared(buffer: &Arc<Vec<u8>>, range: Range<usize>) -> Self {
         debug_assert!(buffer.get(range.clone()).is_some());
         RedisString(Bytes::Shared(Arc::clone(buffer), range))
+    }
+
+    /// Whether it shares a packed-arguments buffer.
+    #[cfg(test)]
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self.0, Bytes::Shared(..))
     }
 
     /// A copy of `bytes`, allocated only when they are longer than [`INLINE`].
