@@ -154,8 +154,7 @@ fn unknown_data_type(index: u32) -> KeyError {
 /// Defines `open-key`, `list-push` and `hash-set` over bindgen's versions, which lift their byte
 /// arguments into a new `Vec` each on every call (an allocation and a free through
 /// `RedisModule_Alloc`): these read them from guest memory into a buffer the instance or the
-/// command keeps. Type checking at
-/// instantiation still holds them to the WIT signatures.
+/// command keeps. Type checking at instantiation still holds them to the WIT signatures.
 pub fn define_byte_readers(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     let (major, minor, patch) = super::WIT_VERSION;
     let interface = format!("{}/keys@{major}.{minor}.{patch}", super::WIT_PACKAGE);
