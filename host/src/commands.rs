@@ -688,7 +688,7 @@ fn count(n: usize) -> u32 {
 }
 
 fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
-    out.push(map(9));
+    out.push(map(10));
     out.push(bulk("name"));
     out.push(bulk(&guest.info.name));
     out.push(bulk("version"));
@@ -704,6 +704,8 @@ fn describe_guest(out: &mut ReplyBuffer, guest: &Guest) {
     out.push(ReplyItem::Integer(
         i64::try_from(guest.wasm.len()).unwrap_or(i64::MAX),
     ));
+    out.push(bulk("world"));
+    out.push(bulk(guest.world()));
     out.push(bulk("args"));
     out.push(array(count(guest.load_args.len())));
     for arg in &guest.load_args {

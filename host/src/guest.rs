@@ -1021,6 +1021,15 @@ impl Guest {
         self.program.code_size
     }
 
+    /// The WIT world the guest targets, as its exports tell: `module-packed` when it takes
+    /// short arguments packed (`packed-arguments`), else `module`.
+    pub fn world(&self) -> &'static str {
+        match self.program.invoke_packed {
+            Some(_) => "module-packed",
+            None => "module",
+        }
+    }
+
     /// For `WASM.DEBUG HANDLES`: sets the next handle number of the live instance, if any.
     pub fn debug_set_next_handle(&self, next: u32) -> bool {
         match self.live.try_lock() {

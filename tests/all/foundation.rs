@@ -163,6 +163,8 @@ fn wasm_list_describes_guests_and_commands() {
         assert_eq!(basics.field("version").int(), 3);
         assert_eq!(basics.field("api-version").int(), 1);
         assert_eq!(basics.field("source").text(), guests::BASICS);
+        // Built with the SDK: it takes short arguments packed.
+        assert_eq!(basics.field("world").text(), "module-packed");
         assert_eq!(
             basics
                 .field("args")
@@ -992,6 +994,9 @@ fn a_guest_built_for_an_older_patch_of_the_world_runs() {
     c.cmd(&["RPUSH", "l", "a", "b", "c"]);
     assert_eq!(c.cmd(&["OLDPATCH.LEN", "l"]), Reply::Int(3));
     assert_eq!(c.cmd(&["OLDPATCH.LEN", "missing"]), Reply::Int(0));
+    // 0.3.0 had no packed arguments: it gets a list each.
+    let listed = c.cmd(&["WASM.LIST", "oldpatch"]);
+    assert_eq!(listed.array()[0].field("world").text(), "module");
 }
 
 #[test]
