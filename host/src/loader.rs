@@ -190,6 +190,7 @@ fn check_interfaces(component: &Component) -> Result<GuestExports, String> {
     let engine = engine::engine();
     let ty = component.component_type();
     check_imports(ty.imports(engine).map(|(name, _)| name))?;
+    // Each export's name and version.
     let mut guest = None;
     let mut packed_arguments = None;
     for (name, _) in ty.exports(engine) {
@@ -202,16 +203,15 @@ fn check_interfaces(component: &Component) -> Result<GuestExports, String> {
                 _ => continue,
             };
             check_world_version(name, &parsed)?;
-            *slot = Some(name.to_owned());
+            *slot = Some((name.to_owned(), parsed.version));
         }
     }
-    let guest = guest.ok_or_else(|| {
+    let (guest, guest_version) = guest.ok_or_else(|| {
         format!("the component does not export {WIT_PACKAGE}/guest: it is not a redis-wasm guest")
     })?;
     // Both come from one world: `packed-arguments` of the version `guest` has, from 0.3.4.
-    let version = |name: &str| parse_interface_name(name).and_then(|parsed| parsed.version);
-    if let Some(packed) = &packed_arguments
-        && (version(packed) != version(&guest) || version(packed) < Some(PACKED_SINCE))
+    if let Some((packed, version)) = &packed_arguments
+        && (*version != guest_version || *version < Some(PACKED_SINCE))
     {
         return Err(format!(
             "the guest exports '{guest}' and '{packed}', which no world has together \
@@ -221,7 +221,7 @@ fn check_interfaces(component: &Component) -> Result<GuestExports, String> {
     }
     Ok(GuestExports {
         guest,
-        packed_arguments,
+        packed_arguments: packed_arguments.map(|(name, _)| name),
     })
 }
 
