@@ -343,7 +343,7 @@ impl EffectLog {
         &mut self,
         db: i32,
         command: Cow<'static, str>,
-        args: &[A],
+        args: impl IntoIterator<Item = A>,
         value: Option<Vec<u8>>,
         modifiers: &'static str,
     ) {
@@ -527,6 +527,14 @@ impl Effects {
     /// Records a low-level write as the command that replicates it.
     pub fn record(&mut self, db: i32, command: &'static str, args: &[&[u8]]) {
         self.mark_wrote();
+        self.pending
+            .push(db, Cow::Borrowed(command), args, None, "");
+    }
+
+    /// [`record`](Self::record) of `command key args...`.
+    pub fn record_on_key(&mut self, db: i32, command: &'static str, key: &[u8], args: &[&[u8]]) {
+        self.mark_wrote();
+        let args = std::iter::once(key).chain(args.iter().copied());
         self.pending
             .push(db, Cow::Borrowed(command), args, None, "");
     }

@@ -1257,6 +1257,52 @@ fn growing_a_string_replicates_a_few_bytes_not_the_string() {
 }
 
 #[test]
+fn a_hash_set_replicates_each_run_of_changed_fields_as_one_command() {
+    let server = api_server();
+    let mut c = server.client();
+    c.cmd(&["HSET", "h", "f3", "x", "kept", "k"]);
+    c.cmd(&["HSET", "n", "old", "o"]);
+    let replica = Server::with_module_args(&["LOAD", guests::API_GUEST, "LOAD", guests::BASICS]);
+    replica.replicate_from(&server);
+    let mut tap = ReplicationTap::attach(&server);
+    // Sets, deletions (one of a missing field: no change), then sets again.
+    assert_eq!(
+        key(
+            &mut c,
+            &[
+                "hash-set", "h", "", "f1", "v1", "f2", "v2", "f3", "-", "none", "-", "f4", "v4",
+                "f1", "v1b"
+            ]
+        ),
+        Reply::Int(2)
+    );
+    // NX leaves an existing field alone: it is not replicated (a replica would overwrite it).
+    assert_eq!(
+        key(
+            &mut c,
+            &["hash-set", "n", "nx", "a", "1", "old", "new", "b", "2"]
+        ),
+        Reply::Int(0)
+    );
+    let seen: Vec<Vec<String>> = tap
+        .commands(&server)
+        .into_iter()
+        .filter(|c| c[0] != "SELECT")
+        .collect();
+    let expected: Vec<Vec<&str>> = vec![
+        vec!["MULTI"],
+        vec!["HSET", "h", "f1", "v1", "f2", "v2"],
+        vec!["HDEL", "h", "f3"],
+        vec!["HSET", "h", "f4", "v4", "f1", "v1b"],
+        vec!["EXEC"],
+        vec!["HSET", "n", "a", "1", "b", "2"],
+    ];
+    assert_eq!(seen, expected);
+    server.assert_same_dataset(&replica);
+    assert_eq!(c.cmd(&["HGET", "n", "old"]).text(), "o");
+}
+
+#[test]
 fn a_big_write_leaves_no_big_buffer_behind() {
     let server = api_server();
     let mut c = server.client();

@@ -256,6 +256,42 @@ fn hash_set_from_guest_memory(
     result.map(|result| (result,))
 }
 
+/// The arguments of the `HSET` or `HDEL` a run of changed hash fields replicates as.
+struct FieldRun<'a> {
+    /// The fields (and values, for sets) in order; empty between runs.
+    args: Vec<&'a [u8]>,
+    sets: bool,
+}
+
+impl<'a> FieldRun<'a> {
+    /// Adds a changed field (`value`: its new value, or none for a deletion), first recording
+    /// the run so far if it was of the other kind.
+    fn add(
+        &mut self,
+        effects: &mut Effects,
+        key: &KeyHandle,
+        field: &'a [u8],
+        value: Option<&'a [u8]>,
+    ) {
+        if !self.args.is_empty() && self.sets != value.is_some() {
+            self.record(effects, key);
+        }
+        self.sets = value.is_some();
+        self.args.push(field);
+        self.args.extend(value);
+    }
+
+    /// Records the run as one command, and starts the next.
+    fn record(&mut self, effects: &mut Effects, key: &KeyHandle) {
+        if self.args.is_empty() {
+            return;
+        }
+        let command = if self.sets { "HSET" } else { "HDEL" };
+        effects.record_on_key(key.db, command, &key.name, &self.args);
+        self.args.clear();
+    }
+}
+
 impl GuestState {
     /// `hash-set` of `fields` (a value of none deletes its field).
     fn set_hash_fields(
@@ -285,6 +321,12 @@ impl GuestState {
             // the expire the hash had.
             let expire_at = raw.get_abs_expire();
             let mut emptied = false;
+            // Changed fields replicate as one `HSET` (or `HDEL`) per run of sets (or deletions),
+            // as Lua's `redis.call('HSET', ...)` does, rather than one command per field.
+            let mut run = FieldRun {
+                args: Vec::with_capacity(2 * fields.len()),
+                sets: true,
+            };
             for &(field, value) in fields {
                 // A deletion on a missing hash does nothing (and the key must not be created).
                 if value.is_none() && type_of(key) == EMPTY {
@@ -301,12 +343,10 @@ impl GuestState {
                 if existed || flags.contains(HashSetFlags::COUNT_ALL) {
                     count += 1;
                 }
-                match value {
-                    Some(value) => effects.record(key.db, "HSET", &[&key.name, field, value]),
-                    None => effects.record(key.db, "HDEL", &[&key.name, field]),
-                }
+                run.add(effects, key, field, value);
                 emptied |= type_of(key) == EMPTY;
             }
+            run.record(effects, key);
             if emptied && expire_at != -1 && type_of(key) == HASH && raw.set_abs_expire(expire_at) {
                 record_expire(key, effects);
             }
