@@ -519,7 +519,7 @@ fn flatten(reply: &CallReply, depth: usize, out: &mut Vec<ReplyItem>) {
     let len = reply.length();
     let count = |len: u64| u32::try_from(len).unwrap_or(u32::MAX);
     match reply.kind() {
-        ReplyKind::String if reply.is_status() => out.push(ReplyItem::Simple(
+        ReplyKind::String if reply.string_is_status() => out.push(ReplyItem::Simple(
             String::from_utf8_lossy(&reply.string().unwrap_or_default()).into_owned(),
         )),
         ReplyKind::String => out.push(ReplyItem::Bulk(reply.string().unwrap_or_default())),

@@ -172,7 +172,7 @@ fn scalar(reply: &ReplyRef, resp3: bool) -> Scalar<'_> {
         ReplyKind::Error | ReplyKind::String => match reply.string_bytes() {
             None => Scalar::Other,
             Some(text) if kind == ReplyKind::Error => Scalar::Error(text),
-            Some(text) if reply.is_status() => Scalar::Status(text),
+            Some(text) if reply.string_is_status() => Scalar::Status(text),
             Some(text) => Scalar::Bulk(text),
         },
         _ => Scalar::Other,
@@ -541,17 +541,10 @@ impl Host for GuestState {
             if batch.bytes.len() + 4 * batch.ends.len() >= MAX_BATCH_BYTES {
                 break;
             }
-            let element = match kind {
-                ReplyKind::Set => reply.set_element(index),
-                ReplyKind::Map => reply
-                    .map_element(index / 2)
-                    .map(|(key, value)| if index.is_multiple_of(2) { key } else { value }),
-                _ => reply.array_element(index),
-            };
-            let element_kind = match element {
-                Some(element) => add_to_batch(&element, resp3, &mut batch.bytes),
-                None => ElementKind::Other,
-            };
+            let bytes = &mut batch.bytes;
+            let element_kind = reply
+                .read_element(kind, index, |element| add_to_batch(element, resp3, bytes))
+                .unwrap_or(ElementKind::Other);
             batch.kinds.push(element_kind);
             // Below MAX_BATCH_BYTES plus one element (at most 512 MB): fits in u32.
             batch.ends.push(batch.bytes.len() as u32);

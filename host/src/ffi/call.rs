@@ -254,11 +254,8 @@ impl ReplyRef {
 
     /// The bytes of a string, status or error reply, borrowed from the reply.
     pub fn string_bytes(&self) -> Option<&[u8]> {
-        if !matches!(self.kind(), ReplyKind::String | ReplyKind::Error) {
-            return None;
-        }
         let mut len = 0usize;
-        // SAFETY: as in `kind`.
+        // SAFETY: as in `kind`; NULL for a reply of any other type (Redis checks the type).
         let p = unsafe { super::api!(RedisModule_CallReplyStringPtr)(self.as_ptr(), &mut len) };
         if p.is_null() {
             return None;
@@ -327,16 +324,14 @@ impl ReplyRef {
         len
     }
 
-    /// Whether this is a status reply (`+...`) rather than a bulk string.
-    pub fn is_status(&self) -> bool {
+    /// Whether a reply of kind [`ReplyKind::String`] is a status reply (`+...`) rather than a
+    /// bulk string. (Callers know the kind already: asking Redis again costs per element.)
+    pub fn string_is_status(&self) -> bool {
         let mut len = 0usize;
         // SAFETY: as in `kind`.
         let p = unsafe { super::api!(RedisModule_CallReplyProto)(self.as_ptr(), &mut len) };
         // SAFETY: when non-NULL, `p` points at `len` bytes of the live reply.
-        self.kind() == ReplyKind::String
-            && !p.is_null()
-            && len > 0
-            && unsafe { *p } == b'+' as c_char
+        !p.is_null() && len > 0 && unsafe { *p } == b'+' as c_char
     }
 }
 
@@ -392,6 +387,47 @@ impl CallReply {
     pub fn attribute(&self) -> Option<CallReply> {
         // SAFETY: as in `kind`; NULL when the reply has no attribute.
         self.child(unsafe { super::api!(RedisModule_CallReplyAttribute)(self.ptr.as_ptr()) })
+    }
+
+    /// Reads element `index` of an array or set reply, or of a map reply's keys and values taken
+    /// alternately (`kind`: what [`kind`](ReplyRef::kind) said of it), with `read`, borrowed
+    /// from this reply: a loop over many elements spares the checks and the reference count
+    /// each [`array_element`](Self::array_element) makes. None out of range or for another kind.
+    pub fn read_element<R>(
+        &self,
+        kind: ReplyKind,
+        index: u64,
+        read: impl FnOnce(&ReplyRef) -> R,
+    ) -> Option<R> {
+        let index = usize::try_from(index).ok()?;
+        // SAFETY: as in `kind`; Redis checks the reply's type and the index (NULL if either is
+        // wrong). The element lives as long as this reply, which `read` cannot outlive.
+        let element = unsafe {
+            match kind {
+                ReplyKind::Array => {
+                    super::api!(RedisModule_CallReplyArrayElement)(self.ptr.as_ptr(), index)
+                }
+                ReplyKind::Set => {
+                    super::api!(RedisModule_CallReplySetElement)(self.ptr.as_ptr(), index)
+                }
+                ReplyKind::Map => {
+                    let (mut key, mut value) = (ptr::null_mut(), ptr::null_mut());
+                    let status = super::api!(RedisModule_CallReplyMapElement)(
+                        self.ptr.as_ptr(),
+                        index / 2,
+                        &mut key,
+                        &mut value,
+                    );
+                    match status == super::OK {
+                        true if index.is_multiple_of(2) => key,
+                        true => value,
+                        false => ptr::null_mut(),
+                    }
+                }
+                _ => return None,
+            }
+        };
+        NonNull::new(element).map(|element| read(&ReplyRef(element)))
     }
 }
 
