@@ -246,7 +246,7 @@ pub fn finish(
 ) -> Result<Arc<Guest>, String> {
     let replace = prepared.replace;
     let guest = start(ctx, prepared, origin, may_yield)?;
-    registry::commit(guest.clone(), replace)
+    registry::commit(ctx, guest.clone(), replace)
         .map_err(|why| format!("cannot load guest '{}': {why}", guest.info.name))?;
     log_loaded(ctx, &guest);
     Ok(guest)

@@ -320,7 +320,7 @@ pub fn restore_compiled(
         let guest = prepared.and_then(|p| commands::start(ctx, p, origin, may_yield));
         started.push(guest.map_err(named)?);
     }
-    registry::commit_all(&plan.removed, &started, mode != Mode::Append)?;
+    registry::commit_all(ctx, &plan.removed, &started, mode != Mode::Append)?;
     for guest in &started {
         commands::log_loaded(ctx, guest);
     }

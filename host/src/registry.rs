@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::ffi::Ctx;
 use crate::flags::{CommandFlags, Variant};
 use crate::guest::Guest;
 
@@ -391,8 +392,33 @@ impl Registry {
     /// Adds `guest` and its commands, replacing the guest of the same name when `replace`,
     /// after checking it against the other guests. Gives the replaced guest.
     fn insert(&mut self, guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<Guest>>, String> {
+        self.check(&guest, replace)?;
         let name = &guest.info.name;
         let previous = self.guests.get(name).cloned();
+        if let Some(old) = &previous {
+            for spec in &old.commands {
+                self.commands.remove(spec.name.as_bytes());
+            }
+        }
+        for (index, spec) in guest.commands.iter().enumerate() {
+            let index = u32::try_from(index).expect("bounded by MAX_COMMANDS_PER_GUEST");
+            self.commands.insert(
+                spec.name.as_bytes().to_vec(),
+                Route {
+                    guest: guest.clone(),
+                    index,
+                    spec: spec.clone(),
+                },
+            );
+        }
+        self.guests.insert(name.clone(), guest);
+        Ok(previous)
+    }
+
+    /// Whether `guest` may be added ([`insert`](Self::insert)).
+    fn check(&self, guest: &Guest, replace: bool) -> Result<(), String> {
+        let name = &guest.info.name;
+        let previous = self.guests.get(name);
         if previous.is_some() && !replace {
             return Err(format!(
                 "guest '{name}' is already loaded (use REPLACE to upgrade it)"
@@ -425,24 +451,7 @@ impl Registry {
                 ));
             }
         }
-        if let Some(old) = &previous {
-            for spec in &old.commands {
-                self.commands.remove(spec.name.as_bytes());
-            }
-        }
-        for (index, spec) in guest.commands.iter().enumerate() {
-            let index = u32::try_from(index).expect("bounded by MAX_COMMANDS_PER_GUEST");
-            self.commands.insert(
-                spec.name.as_bytes().to_vec(),
-                Route {
-                    guest: guest.clone(),
-                    index,
-                    spec: spec.clone(),
-                },
-            );
-        }
-        self.guests.insert(name.clone(), guest);
-        Ok(previous)
+        Ok(())
     }
 
     /// Removes a guest and its commands.
@@ -458,8 +467,13 @@ impl Registry {
 /// Publishes `guest` and its commands, replacing the guest of the same name when `replace`.
 /// Checks against other guests happen here, atomically with the update; checks against Redis's
 /// own commands are the caller's (they need `RM_Call`, which must not run under this lock).
-pub fn commit(guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<Guest>>, String> {
+///
+/// The data types it declared that are new to the server are registered with Redis here, once
+/// nothing else can make the load fail (see `state::DeclaredType`).
+pub fn commit(ctx: Ctx, guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<Guest>>, String> {
     let committed = with(|r| {
+        r.check(&guest, replace)?;
+        register_types(ctx, std::slice::from_ref(&guest))?;
         let previous = r.insert(guest, replace)?;
         refresh_counters(r);
         Ok(previous)
@@ -475,7 +489,12 @@ pub fn commit(guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<Guest>>, St
 /// Removes the guests named in `remove`, then publishes `guests` (replacing namesakes when
 /// `replace`): all of it or, on the first conflict, nothing (`WASM.RESTORE` is atomic, as
 /// `FUNCTION RESTORE` is).
-pub fn commit_all(remove: &[String], guests: &[Arc<Guest>], replace: bool) -> Result<(), String> {
+pub fn commit_all(
+    ctx: Ctx,
+    remove: &[String],
+    guests: &[Arc<Guest>],
+    replace: bool,
+) -> Result<(), String> {
     let gone = with(|r| {
         let mut next = r.clone();
         let mut gone: Vec<Arc<Guest>> = remove.iter().filter_map(|n| next.remove(n)).collect();
@@ -487,6 +506,7 @@ pub fn commit_all(remove: &[String], guests: &[Arc<Guest>], replace: bool) -> Re
         for guest in guests {
             gone.extend(next.insert(guest.clone(), replace)?);
         }
+        register_types(ctx, guests)?;
         *r = next;
         refresh_counters(r);
         Ok(gone)
@@ -496,6 +516,14 @@ pub fn commit_all(remove: &[String], guests: &[Arc<Guest>], replace: bool) -> Re
         self::gone(guest);
     }
     gone.map(drop)
+}
+
+/// Registers with Redis the data types `guests` declared that the server does not know yet.
+fn register_types(ctx: Ctx, guests: &[Arc<Guest>]) -> Result<(), String> {
+    let names = guests
+        .iter()
+        .flat_map(|guest| guest.data_types.iter().map(|(name, _)| name.as_str()));
+    ctx.register_guest_types(names)
 }
 
 /// Removes a guest and its commands; its blocked clients get an error.

@@ -1,5 +1,6 @@
 //! Per-guest store state: what host functions see while a guest runs.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::ffi::{Ctx, GuestType};
@@ -25,14 +26,43 @@ pub struct GuestState {
     /// Whether the running command has written; one flag per instance, reset for each command
     /// (a guest never runs twice at once).
     pub wrote: Arc<std::sync::atomic::AtomicBool>,
-    /// The data types the guest declared in init, by index, with their encoding versions.
-    pub data_types: Vec<(&'static GuestType, i32)>,
+    /// The data types the guest declared in init, by index.
+    pub data_types: Vec<DeclaredType>,
     /// The last command's scope, reset and reused by the next (see `CommandScope::reset`).
     pub spare_scope: Option<Box<CommandScope>>,
     /// Reused copies of `call` arguments (see `api/call.rs`).
     pub call_args: crate::api::CallArgs,
     /// A reused copy of a byte argument read from guest memory (see `api/keys.rs`).
     pub byte_arg: Vec<u8>,
+}
+
+/// A data type a guest declared in its init. A type new to the server is registered with Redis
+/// only when the load is published (`registry::commit`): a load that fails leaves none behind
+/// (a type on the master alone would let it take `RESTORE`s that its replicas and its AOF
+/// refuse). Until then it is looked up by name.
+pub struct DeclaredType {
+    name: String,
+    encoding_version: i32,
+    registered: Cell<Option<&'static GuestType>>,
+}
+
+impl DeclaredType {
+    pub fn new(name: String, encoding_version: i32) -> Self {
+        let registered = Cell::new(crate::ffi::find_type(&name));
+        DeclaredType {
+            name,
+            encoding_version,
+            registered,
+        }
+    }
+
+    /// The registered type, once there is one.
+    fn registered(&self) -> Option<&'static GuestType> {
+        if self.registered.get().is_none() {
+            self.registered.set(crate::ffi::find_type(&self.name));
+        }
+        self.registered.get()
+    }
 }
 
 /// What the guest is doing, which decides which host functions it may call.
@@ -86,7 +116,8 @@ impl GuestState {
 
     /// A data type the guest declared and its encoding version.
     pub fn data_type_with_version(&self, index: u32) -> Option<(&'static GuestType, i32)> {
-        self.data_types.get(index as usize).copied()
+        let declared = self.data_types.get(index as usize)?;
+        Some((declared.registered()?, declared.encoding_version))
     }
 
     /// Whether handle numbers are running low: the instance should be replaced (between

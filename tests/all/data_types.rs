@@ -287,6 +287,44 @@ fn a_type_belongs_to_one_guest_and_names_are_checked() {
 }
 
 #[test]
+fn a_load_that_fails_registers_no_data_type() {
+    // A value of type 'evil-blob', dumped where the type is reserved.
+    let source = Server::with_module_args(&["TYPE", "evil-blob"]);
+    let mut s = source.client();
+    s.cmd(&["WASM.SETVALUE", "v", "evil-blob", "0", "payload"]);
+    let Reply::Bulk(dump) = s.cmd(&["DUMP", "v"]) else {
+        panic!("DUMP of a guest type value")
+    };
+    let mut master = Server::start_with(ServerOptions {
+        config: vec![("appendonly".into(), "yes".into())],
+        ..Default::default()
+    });
+    let replica = Server::start();
+    replica.replicate_from(&master);
+    let mut c = master.client();
+    let restore = |c: &mut redis_wasm_tests::Client| c.cmd_bytes(&[b"RESTORE", b"k", b"0", &dump]);
+    // A guest already named 'evil': the evil guest's load fails after its init declared the
+    // type. (Registered then, the type would have let the master alone take the RESTORE, which
+    // its replica refused and its AOF could not replay at the next start.)
+    assert!(
+        !c.cmd(&["WASM.LOAD", guests::RAW_GUEST, "ARGS", "relay", "evil"])
+            .is_error()
+    );
+    let failed = c.cmd(&["WASM.LOAD", guests::EVIL]);
+    assert!(failed.error().contains("already loaded"), "{failed:?}");
+    let refused = restore(&mut c);
+    assert!(refused.error().contains("Bad data format"), "{refused:?}");
+    // A load that succeeds registers it, on the replica too (which replays the load).
+    c.cmd(&["WASM.UNLOAD", "evil"]);
+    assert!(!c.cmd(&["WASM.LOAD", guests::EVIL]).is_error());
+    assert_eq!(restore(&mut c), Reply::Status("OK".into()));
+    assert_eq!(c.cmd(&["TYPE", "k"]), Reply::Status("evil-blob".into()));
+    let digest = master.assert_same_dataset(&replica);
+    master.restart().expect("restart from the AOF");
+    assert_eq!(master.digest(), digest);
+}
+
+#[test]
 fn reserved_types_and_wasm_setvalue() {
     let mut server = Server::with_module_args(&["TYPE", "mytype123", "TYPE", "mytype456"]);
     let mut c = server.client();

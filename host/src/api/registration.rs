@@ -6,7 +6,7 @@
 use super::WitCommandSpec;
 use super::bindings::redis::module::registration::Host;
 use crate::registry::{API_VERSION, CommandSpec, ModuleInfo};
-use crate::state::{GuestState, Phase};
+use crate::state::{DeclaredType, GuestState, Phase};
 
 /// Most data types one guest may declare.
 pub const MAX_DATA_TYPES_PER_GUEST: usize = 64;
@@ -106,23 +106,17 @@ impl Host for GuestState {
                 "a guest may declare at most {MAX_DATA_TYPES_PER_GUEST} data types"
             )));
         }
-        // Registered with Redis now (a type can only be created with a context); if the load
-        // fails later the type stays registered, unowned, which is harmless.
-        let ty = match (crate::ffi::find_type(&name), scope.ctx) {
-            (Some(ty), _) => ty,
-            (None, Some(ctx)) => match ctx.register_guest_type(&name) {
-                Ok(ty) => ty,
-                Err(why) => return Ok(Err(why)),
-            },
-            (None, None) => {
-                return Ok(Err(format!(
-                    "data type '{name}' can only be registered while a client loads the guest"
-                )));
-            }
-        };
+        // A type new to the server is registered with Redis when the load is published (see
+        // `DeclaredType`), which needs a context.
+        if scope.ctx.is_none() && crate::ffi::find_type(&name).is_none() {
+            return Ok(Err(format!(
+                "data type '{name}' can only be registered while a client loads the guest"
+            )));
+        }
         let index = u32::try_from(scope.data_types.len()).expect("bounded above");
-        scope.data_types.push((name, encoding_version));
-        self.data_types.push((ty, encoding_version));
+        scope.data_types.push((name.clone(), encoding_version));
+        self.data_types
+            .push(DeclaredType::new(name, encoding_version));
         Ok(Ok(index))
     }
 }

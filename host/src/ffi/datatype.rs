@@ -263,6 +263,29 @@ extern "C" fn copy(
 }
 
 impl Ctx {
+    /// Registers with Redis the types of `names` it does not know yet: all of them, or (at the
+    /// server's limit) none.
+    pub fn register_guest_types<'a>(
+        self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), String> {
+        let mut new: Vec<&str> = names
+            .into_iter()
+            .filter(|name| find_type(name).is_none())
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        if let Some(name) = new.first()
+            && TYPE_COUNT.load(Ordering::Acquire) + new.len() > MAX_TYPES
+        {
+            return Err(format!(
+                "cannot register data type '{name}': this server already has {MAX_TYPES}"
+            ));
+        }
+        new.into_iter()
+            .try_for_each(|name| self.register_guest_type(name).map(drop))
+    }
+
     /// The type of this name, registering it with Redis if needed. Redis 7.0 accepts new types
     /// at any time; 7.2+ only while the module loads (`OnLoad`), which is why types can be
     /// reserved with the `TYPE` module argument.
