@@ -363,6 +363,26 @@ fn reserved_types_and_wasm_setvalue() {
             .error()
             .contains("wrong number of arguments")
     );
+    // The key is overwritten, not read, as by RESTORE: a user who may only write keys may set
+    // it (the key spec says so, and the exact arity).
+    c.cmd(&["ACL", "SETUSER", "writer", "on", "nopass", "%W~*", "+@all"]);
+    let mut writer = server.client();
+    writer.cmd(&["AUTH", "writer", "x"]);
+    assert_eq!(
+        writer.cmd(&["WASM.SETVALUE", "written", "mytype123", "0", "x"]),
+        Reply::Status("OK".into())
+    );
+    assert!(
+        writer
+            .cmd(&["GET", "written"])
+            .error()
+            .starts_with("NOPERM")
+    );
+    let info = c.cmd(&["COMMAND", "INFO", "wasm.setvalue"]);
+    let info = &info.array()[0];
+    assert_eq!(info.array()[1], Reply::Int(5));
+    let specs = format!("{:?}", info.array()[8]);
+    assert!(specs.contains("[+OW, +update]"), "{specs}");
     // Only a replay (AOF, master) may register a new type: registrations are for good, and a
     // client could otherwise use up the server's 1024.
     let unknown = c.cmd(&["WASM.SETVALUE", "w", "unknown12", "0", "x"]);

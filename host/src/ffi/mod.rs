@@ -1011,6 +1011,51 @@ const COMMAND_TIPS: &[(&CStr, &CStr)] = &[
 
 /// Sets a command's tips (`RedisModule_SetCommandInfo`).
 fn set_command_tips(ctx: Ctx, name: &CStr, tips: &CStr) -> bool {
+    set_command_info(ctx, name, tips.as_ptr(), 0, ptr::null_mut())
+}
+
+/// Gives `WASM.SETVALUE` `RESTORE`'s arity rule (exact, here) and key spec: the key is
+/// overwritten (`OW update`), not read, so a user who may only write a key (`%W~`) may set it
+/// as it may `RESTORE` it.
+fn set_setvalue_info(ctx: Ctx) -> bool {
+    let mut key_specs = [
+        raw::RedisModuleCommandKeySpec {
+            notes: ptr::null(),
+            flags: u64::from(raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE),
+            begin_search_type: raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX,
+            bs: raw::RedisModuleCommandKeySpec__bindgen_ty_1 {
+                index: raw::RedisModuleCommandKeySpec__bindgen_ty_1__bindgen_ty_1 { pos: 1 },
+            },
+            find_keys_type: raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE,
+            fk: raw::RedisModuleCommandKeySpec__bindgen_ty_2 {
+                range: raw::RedisModuleCommandKeySpec__bindgen_ty_2__bindgen_ty_1 {
+                    lastkey: 0,
+                    keystep: 1,
+                    limit: 0,
+                },
+            },
+        },
+        // SAFETY: all zeros is the end marker Redis looks for (no begin-search type).
+        unsafe { std::mem::zeroed() },
+    ];
+    set_command_info(
+        ctx,
+        c"wasm.setvalue",
+        ptr::null(),
+        5,
+        key_specs.as_mut_ptr(),
+    )
+}
+
+/// `RedisModule_SetCommandInfo` of `tips` (or NULL), `arity` (0: unchanged) and `key_specs`
+/// (NULL, or an array ended by a zeroed spec).
+fn set_command_info(
+    ctx: Ctx,
+    name: &CStr,
+    tips: *const c_char,
+    arity: c_int,
+    key_specs: *mut raw::RedisModuleCommandKeySpec,
+) -> bool {
     let version = raw::RedisModuleCommandInfoVersion {
         version: 1,
         sizeof_historyentry: std::mem::size_of::<raw::RedisModuleCommandHistoryEntry>(),
@@ -1023,13 +1068,13 @@ fn set_command_tips(ctx: Ctx, name: &CStr, tips: &CStr) -> bool {
         complexity: ptr::null(),
         since: ptr::null(),
         history: ptr::null_mut(),
-        tips: tips.as_ptr(),
-        arity: 0,
-        key_specs: ptr::null_mut(),
+        tips,
+        arity,
+        key_specs,
         args: ptr::null_mut(),
     };
-    // SAFETY: valid OnLoad context; the command exists; Redis copies what it keeps from `info`,
-    // whose arrays are all NULL.
+    // SAFETY: valid OnLoad context; the command exists; Redis copies what it keeps from `info`
+    // (`tips` NUL-terminated or NULL, `key_specs` NULL or ended by a zeroed spec).
     unsafe {
         let command = api!(RedisModule_GetCommand)(ctx.0.as_ptr(), name.as_ptr());
         !command.is_null() && api!(RedisModule_SetCommandInfo)(command, &info) == OK
@@ -1128,6 +1173,12 @@ pub unsafe extern "C" fn RedisModule_OnLoad(
                     &format!("could not set the tips of {}", name.to_string_lossy()),
                 );
             }
+        }
+        if !set_setvalue_info(ctx) {
+            ctx.log(
+                LogLevel::Warning,
+                "could not set the key spec of wasm.setvalue",
+            );
         }
         // SAFETY: valid OnLoad context; the callback is panic-safe. The filter also sees calls
         // made by guests (no NOSELF flag), so guests can call each other's commands by name.
