@@ -266,6 +266,19 @@ impl CallReply {
         self.reply_type() == ReplyType::Error
     }
 
+    /// The reply, or its error reply as an `Err` carrying the error's text, which a command
+    /// returning it answers its client (as Lua's `redis.call` raises it):
+    /// `ctx.call("INCR", &[&key])?.into_result()?` reads only a reply that is not an error.
+    pub fn into_result(self) -> Result<CallReply, RedisError> {
+        if !self.is_error() {
+            return Ok(self);
+        }
+        let text = self.bytes().unwrap_or_default();
+        Err(RedisError::String(
+            String::from_utf8_lossy(&text).into_owned(),
+        ))
+    }
+
     /// Whether this is a status reply (`+OK`), which [`reply_type`](Self::reply_type) calls a
     /// string, as the C API does. (Status replies come with the call; one longer than 8 KiB,
     /// which no Redis command sends, would read as a bulk string.)
@@ -650,6 +663,19 @@ mod tests {
         let reply = CallReply(Inner::Bulk(Bytes::InBatch(shared, 0..4)));
         assert_eq!(reply.reply_type(), ReplyType::String);
         assert_eq!(reply.proto(), b"$4\r\nbulk\r\n");
+    }
+
+    #[test]
+    fn an_error_reply_becomes_an_err_with_its_text() {
+        let error = CallReply::from(wit::CallValue::Error(b"WRONGTYPE no".to_vec()));
+        match error.into_result() {
+            Err(RedisError::String(text)) => assert_eq!(text, "WRONGTYPE no"),
+            other => panic!("{other:?}"),
+        }
+        let integer = CallReply::from(wit::CallValue::Integer(7));
+        assert_eq!(integer.into_result().map(|r| r.integer()).ok(), Some(7));
+        let status = CallReply::from(wit::CallValue::Status(b"OK".to_vec()));
+        assert!(status.into_result().is_ok());
     }
 
     #[test]

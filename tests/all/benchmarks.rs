@@ -84,6 +84,88 @@ fn guest_native_and_lua_benchmark_cases_agree() {
 }
 
 #[test]
+fn edge_inputs_get_the_errors_lua_gives_and_the_server_survives() {
+    let server = Server::with_module_args(&["LOAD", guests::BENCH_GUEST]);
+    let mut c = server.client();
+    assert_eq!(
+        c.cmd(&["MODULE", "LOAD", native_library().to_str().unwrap()]),
+        Reply::Status("OK".into())
+    );
+    c.cmd(&["SET", "str", "abc"]);
+    c.cmd(&["SET", "max", &i64::MAX.to_string()]);
+    c.cmd(&["RPUSH", "list", "a"]);
+    let lua = include_str!("../../benchmarks/bench.lua");
+    let script = |case: &str| {
+        lua.split(&format!("-- case: {case}\n"))
+            .nth(1)
+            .and_then(|rest| rest.split("-- case:").next())
+            .unwrap()
+            .to_owned()
+    };
+    // The error's first word (its code), from each runtime.
+    let code = |reply: Reply| match reply {
+        Reply::Error(text) => text.split(' ').next().unwrap_or("").to_owned(),
+        other => format!("no error: {other:?}"),
+    };
+    let errors: &[(&str, &str, &str)] = &[
+        ("incr", "str", "ERR"),
+        ("incr", "max", "ERR"),
+        ("incr", "list", "WRONGTYPE"),
+        ("lrange", "str", "WRONGTYPE"),
+        ("push", "str", "WRONGTYPE"),
+        ("hset", "str", "WRONGTYPE"),
+        ("lsum", "str", "WRONGTYPE"),
+        ("zsum", "str", "WRONGTYPE"),
+        ("hsum", "str", "WRONGTYPE"),
+        ("rmw", "list", "WRONGTYPE"),
+    ];
+    for &(case, key, expected) in errors {
+        let extra: &[&str] = match case {
+            "push" => &["v"],
+            "hset" => &["f", "v"],
+            _ => &[],
+        };
+        let twin = |prefix: &str| {
+            let mut line = vec![format!("{prefix}.{}", case.to_uppercase()), key.into()];
+            line.extend(extra.iter().map(|a| a.to_string()));
+            line
+        };
+        let mut eval = vec!["EVAL".to_string(), script(case), "1".into(), key.into()];
+        eval.extend(extra.iter().map(|a| a.to_string()));
+        for line in [twin("NB"), twin("BG"), eval] {
+            let words: Vec<&str> = line.iter().map(String::as_str).collect();
+            assert_eq!(code(c.cmd(&words)), expected, "{case} {key}: {}", words[0]);
+        }
+    }
+    // A counter at the largest integer: the twins refuse to wrap it (Lua's numbers are doubles).
+    for twin in ["NB.RMW", "BG.RMW"] {
+        assert!(c.cmd(&[twin, "max"]).error().contains("overflow"), "{twin}");
+    }
+    assert_eq!(c.cmd(&["GET", "max"]).text(), i64::MAX.to_string());
+    // Missing keys read as empty, as in Lua.
+    for (twin, empty) in [
+        ("ZSUM", Reply::Bulk(b"0".to_vec())),
+        ("LSUM", Reply::Int(0)),
+    ] {
+        assert_eq!(c.cmd(&[&format!("NB.{twin}"), "missing"]), empty, "{twin}");
+        assert_eq!(c.cmd(&[&format!("BG.{twin}"), "missing"]), empty, "{twin}");
+    }
+    // Arity, checked by the host for the guest and by each native command.
+    for twin in ["NB.RMW", "BG.RMW", "NB.INT", "BG.INT"] {
+        let args = if twin.ends_with("INT") {
+            vec![twin, "x"]
+        } else {
+            vec![twin]
+        };
+        assert!(
+            c.cmd(&args).error().contains("wrong number of arguments"),
+            "{twin}"
+        );
+    }
+    assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+}
+
+#[test]
 fn a_large_guest_loads_and_runs() {
     let server = Server::start();
     let module = std::fs::read(guests::BIG).unwrap();

@@ -7,7 +7,9 @@
 //! answer another module's `RedisModule_Call`.
 //!
 //! This is a test and benchmark fixture: like the `redis-module` crate's examples, its command
-//! trampolines do not catch panics, and each raw call is trusted to get valid arguments from Redis.
+//! trampolines do not catch panics. Each command checks what a careful C module checks (its
+//! arity, a key's type, a call's error reply), so edge inputs get the errors the guest and Lua
+//! give rather than crash the server.
 
 use std::ffi::c_int;
 
@@ -39,6 +41,68 @@ impl Key {
         // SAFETY: a command context and one of its argument strings.
         Key(unsafe { rm!(RedisModule_OpenKey)(ctx.ctx, name.inner, mode as c_int) }.cast())
     }
+
+    /// Opens the key, if it is empty or of type `expected` (`REDISMODULE_KEYTYPE_*`).
+    fn open_typed(
+        ctx: &Context,
+        name: &RedisString,
+        mode: u32,
+        expected: isize,
+    ) -> Result<Key, RedisError> {
+        let key = Key::open(ctx, name, mode);
+        // SAFETY: a key we opened, or NULL (a missing key opened for reading): type EMPTY.
+        let found = unsafe { rm!(RedisModule_KeyType)(key.0) } as isize;
+        match found == expected || found == raw::REDISMODULE_KEYTYPE_EMPTY {
+            true => Ok(key),
+            false => Err(RedisError::WrongType),
+        }
+    }
+
+    /// Whether the key holds nothing (a missing key opened for reading is NULL).
+    fn is_empty(&self) -> bool {
+        // SAFETY: a key we opened, or NULL.
+        unsafe { rm!(RedisModule_KeyType)(self.0) as isize == raw::REDISMODULE_KEYTYPE_EMPTY }
+    }
+}
+
+/// `args` as `argc` arguments (the command name included), or the arity error.
+fn expect_args(args: &[RedisString], argc: usize) -> Result<(), RedisError> {
+    match args.len() == argc {
+        true => Ok(()),
+        false => Err(RedisError::WrongArity),
+    }
+}
+
+/// A call's reply: `Err` for a call that did not run or an error reply (as Lua's `redis.call`
+/// raises it). The reply is freed on drop.
+struct Reply(*mut raw::RedisModuleCallReply);
+
+impl Reply {
+    fn checked(reply: *mut raw::RedisModuleCallReply) -> Result<Reply, RedisError> {
+        if reply.is_null() {
+            return Err(RedisError::Str("ERR the call did not run"));
+        }
+        let reply = Reply(reply);
+        // SAFETY: a live reply.
+        unsafe {
+            if rm!(RedisModule_CallReplyType)(reply.0) as isize == raw::REDISMODULE_REPLY_ERROR {
+                let mut len = 0;
+                let text = rm!(RedisModule_CallReplyStringPtr)(reply.0, &mut len);
+                let text = std::slice::from_raw_parts(text.cast::<u8>(), len);
+                return Err(RedisError::String(
+                    String::from_utf8_lossy(text).into_owned(),
+                ));
+            }
+        }
+        Ok(reply)
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        // SAFETY: a reply we got from RedisModule_Call, freed once.
+        unsafe { rm!(RedisModule_FreeCallReply)(self.0) };
+    }
 }
 
 impl Drop for Key {
@@ -50,7 +114,8 @@ impl Drop for Key {
 
 const READ_WRITE: u32 = raw::REDISMODULE_READ | raw::REDISMODULE_WRITE;
 
-fn nb_int(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+fn nb_int(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    expect_args(&args, 1)?;
     Ok(RedisValue::Integer(42))
 }
 
@@ -65,7 +130,8 @@ enum Replication {
 }
 
 fn read_modify_write(ctx: &Context, args: &[RedisString], replication: Replication) -> RedisResult {
-    let key = Key::open(ctx, &args[1], READ_WRITE);
+    expect_args(args, 2)?;
+    let key = Key::open_typed(ctx, &args[1], READ_WRITE, raw::REDISMODULE_KEYTYPE_STRING)?;
     let mut len = 0usize;
     // SAFETY: an open key; DMA gives `len` readable bytes (or NULL for another type).
     let bytes = unsafe {
@@ -81,7 +147,9 @@ fn read_modify_write(ctx: &Context, args: &[RedisString], replication: Replicati
     } else {
         std::str::from_utf8(bytes)?.parse()?
     };
-    let value = current + 1;
+    let value = current
+        .checked_add(1)
+        .ok_or(RedisError::Str("ERR increment or decrement would overflow"))?;
     // SAFETY: an open key and a string created for it, freed after StringSet and Replicate took
     // their own references.
     unsafe {
@@ -116,19 +184,21 @@ fn nb_rmwfx(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 
 fn nb_incr(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    // SAFETY: a command context and an argument string; the reply is freed after reading it.
-    // `!` replicates the INCR, as a guest's call and Lua's redis.call do.
-    let value = unsafe {
-        let reply = rm!(RedisModule_Call)(ctx.ctx, c"INCR".as_ptr(), c"!s".as_ptr(), args[1].inner);
-        let value = rm!(RedisModule_CallReplyInteger)(reply);
-        rm!(RedisModule_FreeCallReply)(reply);
-        value
-    };
-    Ok(RedisValue::Integer(value))
+    expect_args(&args, 2)?;
+    // SAFETY: a command context and an argument string; `!` replicates the INCR, as a guest's
+    // call and Lua's redis.call do.
+    let reply = Reply::checked(unsafe {
+        rm!(RedisModule_Call)(ctx.ctx, c"INCR".as_ptr(), c"!s".as_ptr(), args[1].inner)
+    })?;
+    // SAFETY: a live reply (INCR's, an integer).
+    Ok(RedisValue::Integer(unsafe {
+        rm!(RedisModule_CallReplyInteger)(reply.0)
+    }))
 }
 
 fn nb_push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let key = Key::open(ctx, &args[1], READ_WRITE);
+    expect_args(&args, 3)?;
+    let key = Key::open_typed(ctx, &args[1], READ_WRITE, raw::REDISMODULE_KEYTYPE_LIST)?;
     // SAFETY: an open key and an argument string.
     let len = unsafe {
         rm!(RedisModule_ListPush)(key.0, raw::REDISMODULE_LIST_TAIL as c_int, args[2].inner);
@@ -144,7 +214,7 @@ fn nb_hset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if args.len() < 4 || !args.len().is_multiple_of(2) {
         return Err(RedisError::WrongArity);
     }
-    let key = Key::open(ctx, &args[1], READ_WRITE);
+    let key = Key::open_typed(ctx, &args[1], READ_WRITE, raw::REDISMODULE_KEYTYPE_HASH)?;
     let mut updated = 0;
     for pair in args[2..].chunks(2) {
         // SAFETY: an open key; the variadic field/value list ends with NULL.
@@ -166,8 +236,17 @@ fn nb_hset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 
 fn nb_zsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let key = Key::open(ctx, &args[1], raw::REDISMODULE_READ);
+    expect_args(&args, 2)?;
+    let key = Key::open_typed(
+        ctx,
+        &args[1],
+        raw::REDISMODULE_READ,
+        raw::REDISMODULE_KEYTYPE_ZSET,
+    )?;
     let mut sum = 0.0;
+    if key.is_empty() {
+        return Ok(RedisValue::Float(sum));
+    }
     // SAFETY: an open key; elements returned by the range are freed after use.
     unsafe {
         rm!(RedisModule_ZsetFirstInScoreRange)(key.0, f64::NEG_INFINITY, f64::INFINITY, 0, 0);
@@ -184,7 +263,13 @@ fn nb_zsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 
 fn nb_lsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let key = Key::open(ctx, &args[1], raw::REDISMODULE_READ);
+    expect_args(&args, 2)?;
+    let key = Key::open_typed(
+        ctx,
+        &args[1],
+        raw::REDISMODULE_READ,
+        raw::REDISMODULE_KEYTYPE_LIST,
+    )?;
     let mut sum: i64 = 0;
     // SAFETY: an open key; indexes below its length (read in order, so Redis moves its list
     // iterator one step each); every element is freed after use.
@@ -231,8 +316,17 @@ extern "C" fn add_hash_value(
 }
 
 fn nb_hsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let key = Key::open(ctx, &args[1], raw::REDISMODULE_READ);
+    expect_args(&args, 2)?;
+    let key = Key::open_typed(
+        ctx,
+        &args[1],
+        raw::REDISMODULE_READ,
+        raw::REDISMODULE_KEYTYPE_HASH,
+    )?;
     let mut sum = HashSum { sum: 0, bad: false };
+    if key.is_empty() {
+        return Ok(RedisValue::Integer(0));
+    }
     // SAFETY: an open key and a cursor destroyed after the scan; the callback gets `sum`.
     unsafe {
         let cursor = rm!(RedisModule_ScanCursorCreate)();
@@ -248,40 +342,44 @@ fn nb_hsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 
 fn nb_lrange(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    expect_args(&args, 2)?;
     let mut sum: i64 = 0;
-    // SAFETY: a command context and an argument string; elements are read while the reply is
-    // alive, and the reply is freed after.
-    unsafe {
-        let reply = rm!(RedisModule_Call)(
+    // SAFETY: a command context and an argument string.
+    let reply = Reply::checked(unsafe {
+        rm!(RedisModule_Call)(
             ctx.ctx,
             c"LRANGE".as_ptr(),
             c"scc".as_ptr(),
             args[1].inner,
             c"0".as_ptr(),
             c"-1".as_ptr(),
-        );
-        for index in 0..rm!(RedisModule_CallReplyLength)(reply) {
-            let element = rm!(RedisModule_CallReplyArrayElement)(reply, index);
+        )
+    })?;
+    // SAFETY: elements of a live reply (LRANGE's, an array of strings), read while it lives;
+    // a NULL string pointer (not a string) is refused.
+    unsafe {
+        for index in 0..rm!(RedisModule_CallReplyLength)(reply.0) {
+            let element = rm!(RedisModule_CallReplyArrayElement)(reply.0, index);
             let mut len = 0;
             let bytes = rm!(RedisModule_CallReplyStringPtr)(element, &mut len);
+            if bytes.is_null() {
+                return Err(RedisError::Str("ERR not an integer"));
+            }
             let text = std::slice::from_raw_parts(bytes.cast::<u8>(), len);
             match std::str::from_utf8(text)
                 .ok()
                 .and_then(|t| t.parse::<i64>().ok())
             {
                 Some(value) => sum += value,
-                None => {
-                    rm!(RedisModule_FreeCallReply)(reply);
-                    return Err(RedisError::Str("ERR not an integer"));
-                }
+                None => return Err(RedisError::Str("ERR not an integer")),
             }
         }
-        rm!(RedisModule_FreeCallReply)(reply);
     }
     Ok(RedisValue::Integer(sum))
 }
 
-fn nb_loop(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+fn nb_loop(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    expect_args(&args, 1)?;
     // black_box: the seed is opaque, so the compiler cannot fold the loop away.
     let mut x: u32 = std::hint::black_box(2_463_534_242);
     for _ in 0..10_000 {
@@ -293,12 +391,14 @@ fn nb_loop(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
 }
 
 fn nb_echo(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    expect_args(&args, 2)?;
     // SAFETY: replies with an argument string, as a C module would (no copy).
     unsafe { rm!(RedisModule_ReplyWithString)(ctx.ctx, args[1].inner) };
     Ok(RedisValue::NoReply)
 }
 
-fn nb_array(ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+fn nb_array(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    expect_args(&args, 1)?;
     // SAFETY: a command context; exactly 100 elements follow the array header.
     unsafe {
         rm!(RedisModule_ReplyWithArray)(ctx.ctx, 100);

@@ -32,14 +32,16 @@ fn read_modify_write(ctx: &Context, args: &[RedisString]) -> Result<i64, RedisEr
         0
     } else {
         current.parse_integer()?
-    } + 1;
+    }
+    .checked_add(1)
+    .ok_or(RedisError::Str("ERR increment or decrement would overflow"))?;
     key.string_set(value.to_string())?;
     Ok(value)
 }
 
 /// `BG.INCR key`: INCR through a call.
 fn incr(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let reply = ctx.call("INCR", &[&args[1]])?;
+    let reply = ctx.call("INCR", &[&args[1]])?.into_result()?;
     Ok(RedisValue::Integer(reply.integer()))
 }
 
@@ -161,7 +163,7 @@ fn calls_open(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// `BG.LRANGE key`: the sum of a list of integers, through a call of `LRANGE` (its elements
 /// read in batches, without copying).
 fn lrange(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let reply = ctx.call("LRANGE", &[&args[1], &0, &-1])?;
+    let reply = ctx.call("LRANGE", &[&args[1], &0, &-1])?.into_result()?;
     let mut sum: i64 = 0;
     let mut start = 0;
     loop {
