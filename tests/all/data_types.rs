@@ -472,6 +472,14 @@ fn restore_refuses_a_value_that_names_another_type() {
     let renamed = edit_dump(&dump, b"mytype123", b"othertyp1");
     let refused = c.cmd_bytes(&[b"RESTORE", b"renamed", b"0", &renamed]);
     assert!(refused.error().contains("Bad data format"), "{refused:?}");
+    // The log says why (Redis's messages point there).
+    let log = server.log();
+    assert!(
+        log.contains(
+            "refused a value of data type 'mytype123' whose envelope names the type 'othertyp1'"
+        ),
+        "{log}"
+    );
     assert_eq!(c.cmd(&["EXISTS", "renamed"]), Reply::Int(0));
     assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
 }

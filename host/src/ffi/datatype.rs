@@ -145,8 +145,18 @@ fn rdb_load(slot: usize, rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_
         }
         let ty = *TYPES.get(slot)?.get()?;
         // The envelope names the type as well (the format dates from one callback for all
-        // types); it must name the type Redis is loading.
-        if io.load_bytes()? != ty.name.as_bytes() {
+        // types); it must name the type Redis is loading. Said in the log, which Redis's own
+        // message ("Bad data format", or a failed RDB load) points to.
+        let named = io.load_bytes()?;
+        if named != ty.name.as_bytes() {
+            super::log_host(
+                super::LogLevel::Warning,
+                &format!(
+                    "refused a value of data type '{}' whose envelope names the type '{}'",
+                    ty.name,
+                    super::shown(&named)
+                ),
+            );
             return None;
         }
         let guest_encver = i32::try_from(io.load_unsigned()?).ok()?;
