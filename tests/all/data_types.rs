@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use redis_wasm_tests::{Reply, Server, ServerOptions, guests};
+use redis_wasm_tests::{Reply, Server, ServerOptions, guests, native_library};
 
 fn ints(values: &[i64]) -> Reply {
     Reply::Array(values.iter().map(|v| Reply::Int(*v)).collect())
@@ -319,6 +319,51 @@ fn a_load_that_fails_registers_no_data_type() {
     assert!(!c.cmd(&["WASM.LOAD", guests::EVIL]).is_error());
     assert_eq!(restore(&mut c), Reply::Status("OK".into()));
     assert_eq!(c.cmd(&["TYPE", "k"]), Reply::Status("evil-blob".into()));
+    let digest = master.assert_same_dataset(&replica);
+    master.restart().expect("restart from the AOF");
+    assert_eq!(master.digest(), digest);
+}
+
+#[test]
+fn types_registered_for_a_load_that_failed_later_are_withdrawn() {
+    // A value of type 'aleftover', dumped where the type is reserved.
+    let source = Server::with_module_args(&["TYPE", "aleftover"]);
+    let mut s = source.client();
+    s.cmd(&["WASM.SETVALUE", "v", "aleftover", "0", "payload"]);
+    let Reply::Bulk(dump) = s.cmd(&["DUMP", "v"]) else {
+        panic!("DUMP of a guest type value")
+    };
+    let native = native_library();
+    let native = native.to_str().unwrap();
+    let mut master = Server::start_with(ServerOptions {
+        config: vec![("appendonly".into(), "yes".into())],
+        ..Default::default()
+    });
+    let replica = Server::start();
+    for server in [&master, &replica] {
+        assert_eq!(
+            server.client().cmd(&["MODULE", "LOAD", native]),
+            Reply::Status("OK".into())
+        );
+    }
+    replica.replicate_from(&master);
+    let mut c = master.client();
+    // The guest declares 'aleftover' and the native module's 'nativetyp': Redis registers the
+    // first, refuses the second, and cannot take the first back.
+    let failed = c.cmd(&["WASM.LOAD", guests::RAW_GUEST, "ARGS", "native-clash"]);
+    assert!(
+        failed
+            .error()
+            .contains("refused to register data type 'nativetyp'"),
+        "{failed:?}"
+    );
+    let refused = c.cmd_bytes(&[b"RESTORE", b"k", b"0", &dump]);
+    assert!(refused.error().contains("Bad data format"), "{refused:?}");
+    assert!(master.log().contains(
+        "refused a value of data type 'aleftover': the type was registered for a load that failed"
+    ));
+    let unknown = c.cmd(&["WASM.SETVALUE", "k", "aleftover", "0", "x"]);
+    assert!(unknown.error().contains("unknown data type"), "{unknown:?}");
     let digest = master.assert_same_dataset(&replica);
     master.restart().expect("restart from the AOF");
     assert_eq!(master.digest(), digest);

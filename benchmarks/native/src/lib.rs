@@ -11,8 +11,9 @@
 //! arity, a key's type, a call's error reply), so edge inputs get the errors the guest and Lua
 //! give rather than crash the server.
 
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
 
+use redis_module::native_types::RedisType;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue, raw, redis_module};
 
 /// `NATIVE.CALL <command> [arg ...]`: runs a command through `RedisModule_Call` and replies with
@@ -409,11 +410,48 @@ fn nb_array(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::NoReply)
 }
 
+/// A data type no command uses: a native module's type, so that tests can check a guest that
+/// declares the same name (Redis refuses to register it for the host).
+static NATIVE_TYPE: RedisType = RedisType::new(
+    "nativetyp",
+    0,
+    raw::RedisModuleTypeMethods {
+        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
+        rdb_load: Some(load_nothing),
+        rdb_save: Some(save_nothing),
+        aof_rewrite: None,
+        mem_usage: None,
+        digest: None,
+        free: Some(free_nothing),
+        aux_load: None,
+        aux_save: None,
+        aux_save_triggers: 0,
+        free_effort: None,
+        unlink: None,
+        copy: None,
+        defrag: None,
+        mem_usage2: None,
+        free_effort2: None,
+        unlink2: None,
+        copy2: None,
+        aux_save2: None,
+    },
+);
+
+/// No value of `NATIVE_TYPE` is ever made, so none is loaded, saved or freed.
+unsafe extern "C" fn load_nothing(_rdb: *mut raw::RedisModuleIO, _encver: c_int) -> *mut c_void {
+    std::ptr::null_mut()
+}
+
+unsafe extern "C" fn save_nothing(_rdb: *mut raw::RedisModuleIO, _value: *mut c_void) {}
+
+unsafe extern "C" fn free_nothing(_value: *mut c_void) {}
+
 redis_module! {
     name: "native",
     version: 1,
     allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
-    data_types: [],
+    data_types: [NATIVE_TYPE],
     commands: [
         ["native.call", native_call, "write", 0, 0, 0, ""],
         ["nb.int", nb_int, "readonly fast", 0, 0, 0, ""],

@@ -10,7 +10,7 @@
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::ptr::{self, NonNull};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use redis_module::raw;
 
@@ -27,12 +27,17 @@ const ENVELOPE_VERSION: c_int = 0;
 pub struct GuestType {
     pub name: String,
     ptr: NonNull<raw::RedisModuleType>,
+    /// Registered for a load that then failed (another of its types was refused): Redis cannot
+    /// unregister a type, so the host treats it as unregistered — unknown to `find_type`, left
+    /// out of the RDB's guest record, its values refused (a `RESTORE` replicas and the AOF would
+    /// refuse) — until a registration claims it again.
+    withdrawn: AtomicBool,
 }
 
 // SAFETY: the type pointer is only passed to Redis under its global lock; Redis never frees it
 // while the module is loaded.
 unsafe impl Send for GuestType {}
-// SAFETY: as above; the struct is read-only after registration.
+// SAFETY: as above; the struct is read-only after registration but for an atomic flag.
 unsafe impl Sync for GuestType {}
 
 /// The value of a key of a guest type.
@@ -58,14 +63,19 @@ fn types() -> impl Iterator<Item = &'static GuestType> {
     TYPES[..count].iter().filter_map(|slot| slot.get().copied())
 }
 
+/// The registered types, but withdrawn ones.
+fn types_in_use() -> impl Iterator<Item = &'static GuestType> {
+    types().filter(|t| !t.withdrawn.load(Ordering::Relaxed))
+}
+
 /// The registered type of this name.
 pub fn find_type(name: &str) -> Option<&'static GuestType> {
-    types().find(|t| t.name == name)
+    types_in_use().find(|t| t.name == name)
 }
 
 /// The names of every registered type, in registration order.
 pub fn type_names() -> Vec<String> {
-    types().map(|t| t.name.clone()).collect()
+    types_in_use().map(|t| t.name.clone()).collect()
 }
 
 /// Whether `name` can name a guest's Redis module type: exactly 9 characters of
@@ -144,6 +154,16 @@ fn rdb_load(slot: usize, rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_
             return None;
         }
         let ty = *TYPES.get(slot)?.get()?;
+        if ty.withdrawn.load(Ordering::Relaxed) {
+            super::log_host(
+                super::LogLevel::Warning,
+                &format!(
+                    "refused a value of data type '{}': the type was registered for a load that failed, which replicas and the AOF know nothing of",
+                    ty.name
+                ),
+            );
+            return None;
+        }
         // The envelope names the type as well (the format dates from one callback for all
         // types); it must name the type Redis is loading. Said in the log, which Redis's own
         // message ("Bad data format", or a failed RDB load) points to.
@@ -273,8 +293,8 @@ extern "C" fn copy(
 }
 
 impl Ctx {
-    /// Registers with Redis the types of `names` it does not know yet: all of them, or (at the
-    /// server's limit) none.
+    /// Registers with Redis the types of `names` it does not know yet: all of them, or none (a
+    /// refused one withdraws those registered before it, see [`GuestType`]).
     pub fn register_guest_types<'a>(
         self,
         names: impl IntoIterator<Item = &'a str>,
@@ -285,15 +305,30 @@ impl Ctx {
             .collect();
         new.sort_unstable();
         new.dedup();
+        let unregistered = new
+            .iter()
+            .filter(|name| types().all(|t| t.name != **name))
+            .count();
         if let Some(name) = new.first()
-            && TYPE_COUNT.load(Ordering::Acquire) + new.len() > MAX_TYPES
+            && TYPE_COUNT.load(Ordering::Acquire) + unregistered > MAX_TYPES
         {
             return Err(format!(
                 "cannot register data type '{name}': this server already has {MAX_TYPES}"
             ));
         }
-        new.into_iter()
-            .try_for_each(|name| self.register_guest_type(name).map(drop))
+        let mut registered = Vec::with_capacity(new.len());
+        for name in new {
+            match self.register_guest_type(name) {
+                Ok(ty) => registered.push(ty),
+                Err(why) => {
+                    for ty in registered {
+                        ty.withdrawn.store(true, Ordering::Relaxed);
+                    }
+                    return Err(why);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The type of this name, registering it with Redis if needed. Redis 7.0 accepts new types
@@ -301,7 +336,8 @@ impl Ctx {
     /// reserved with the `TYPE` module argument.
     pub fn register_guest_type(self, name: &str) -> Result<&'static GuestType, String> {
         check_type_name(name)?;
-        if let Some(ty) = find_type(name) {
+        if let Some(ty) = types().find(|t| t.name == name) {
+            ty.withdrawn.store(false, Ordering::Relaxed);
             return Ok(ty);
         }
         let count = TYPE_COUNT.load(Ordering::Acquire);
@@ -351,6 +387,7 @@ impl Ctx {
         let ty: &'static GuestType = Box::leak(Box::new(GuestType {
             name: name.to_owned(),
             ptr,
+            withdrawn: AtomicBool::new(false),
         }));
         // Only the main thread registers (it needs a command's context), so `count` is still
         // the first free slot.

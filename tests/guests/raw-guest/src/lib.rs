@@ -1,6 +1,7 @@
 //! Test guest written against the bare WIT bindings, to break the init rules on purpose.
 //! Its first load argument picks the mistake: `api-version-2`, `no-init-module`, `init-error`,
-//! `init-panic`, `create-before-init`, `reply-in-init`, `type-clash` (declares `hellotype`), `host-type` (declares the host's `wasmguest`),
+//! `init-panic`, `create-before-init`, `reply-in-init`, `type-clash` (declares `hellotype`), `native-clash` (declares
+//! `aleftover` and the native twin's `nativetyp`), `host-type` (declares the host's `wasmguest`),
 //! `bad-type` (a type name of the wrong length), `init-error-forged` and `log-forged` (an init
 //! error and a log message with a newline and a would-be log line after it), or `fine`. `RAW.CMD` replies `OK` through the
 //! reply interface; `RAW.CMD returned` returns the integer 7 from `invoke` instead, and
@@ -107,6 +108,11 @@ impl Guest for Raw {
             "type-clash" => {
                 registration::init_module("raw", 1, 1)?;
                 registration::create_data_type("hellotype", 0).map(|_| ())
+            }
+            "native-clash" => {
+                registration::init_module("raw", 1, 1)?;
+                registration::create_data_type("aleftover", 0)?;
+                registration::create_data_type("nativetyp", 0).map(|_| ())
             }
             "host-type" => {
                 registration::init_module("raw", 1, 1)?;
