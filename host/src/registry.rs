@@ -393,6 +393,11 @@ impl Registry {
     /// after checking it against the other guests. Gives the replaced guest.
     fn insert(&mut self, guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<Guest>>, String> {
         self.check(&guest, replace)?;
+        Ok(self.apply(guest))
+    }
+
+    /// [`insert`](Self::insert) of a guest [`check`](Self::check) passed.
+    fn apply(&mut self, guest: Arc<Guest>) -> Option<Arc<Guest>> {
         let name = &guest.info.name;
         let previous = self.guests.get(name).cloned();
         if let Some(old) = &previous {
@@ -412,7 +417,7 @@ impl Registry {
             );
         }
         self.guests.insert(name.clone(), guest);
-        Ok(previous)
+        previous
     }
 
     /// Whether `guest` may be added ([`insert`](Self::insert)).
@@ -474,7 +479,7 @@ pub fn commit(ctx: Ctx, guest: Arc<Guest>, replace: bool) -> Result<Option<Arc<G
     let committed = with(|r| {
         r.check(&guest, replace)?;
         register_types(ctx, std::slice::from_ref(&guest))?;
-        let previous = r.insert(guest, replace)?;
+        let previous = r.apply(guest);
         refresh_counters(r);
         Ok(previous)
     });

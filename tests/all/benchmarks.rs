@@ -142,6 +142,26 @@ fn edge_inputs_get_the_errors_lua_gives_and_the_server_survives() {
         assert!(c.cmd(&[twin, "max"]).error().contains("overflow"), "{twin}");
     }
     assert_eq!(c.cmd(&["GET", "max"]).text(), i64::MAX.to_string());
+    // Sums refuse to wrap too, and a value that is not an integer gets Redis's words for it.
+    let max = i64::MAX.to_string();
+    c.cmd(&["RPUSH", "big", &max, &max]);
+    c.cmd(&["HSET", "bighash", "a", &max, "b", &max]);
+    c.cmd(&["RPUSH", "words", "1", "x"]);
+    c.cmd(&["HSET", "wordhash", "a", "x"]);
+    for (case, key, error) in [
+        ("LSUM", "big", "ERR the sum overflows"),
+        ("LRANGE", "big", "ERR the sum overflows"),
+        ("HSUM", "bighash", "ERR the sum overflows"),
+        ("LSUM", "words", "ERR value is not an integer or out of range"),
+        ("LRANGE", "words", "ERR value is not an integer or out of range"),
+        ("HSUM", "wordhash", "ERR value is not an integer or out of range"),
+        ("RMW", "str", "ERR value is not an integer or out of range"),
+    ] {
+        for twin in ["NB", "BG"] {
+            let reply = c.cmd(&[&format!("{twin}.{case}"), key]);
+            assert_eq!(reply.error(), error, "{twin}.{case} {key}");
+        }
+    }
     // Missing keys read as empty, as in Lua.
     for (twin, empty) in [
         ("ZSUM", Reply::Bulk(b"0".to_vec())),

@@ -66,6 +66,17 @@ impl Key {
     }
 }
 
+/// What the twins answer for a value that is not an integer (Redis's words for it).
+const NOT_AN_INTEGER: RedisError = RedisError::Str("ERR value is not an integer or out of range");
+
+/// What the twins answer for a sum past the 64-bit range (rather than wrapping it).
+const SUM_OVERFLOWS: RedisError = RedisError::Str("ERR the sum overflows");
+
+/// `sum + value`, or [`SUM_OVERFLOWS`].
+fn add(sum: i64, value: i64) -> Result<i64, RedisError> {
+    sum.checked_add(value).ok_or(SUM_OVERFLOWS)
+}
+
 /// `args` as `argc` arguments (the command name included), or the arity error.
 fn expect_args(args: &[RedisString], argc: usize) -> Result<(), RedisError> {
     match args.len() == argc {
@@ -146,7 +157,10 @@ fn read_modify_write(ctx: &Context, args: &[RedisString], replication: Replicati
     let current: i64 = if bytes.is_empty() {
         0
     } else {
-        std::str::from_utf8(bytes)?.parse()?
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .ok_or(NOT_AN_INTEGER)?
     };
     let value = current
         .checked_add(1)
@@ -272,8 +286,9 @@ fn nb_lsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         raw::REDISMODULE_KEYTYPE_LIST,
     )?;
     let mut sum: i64 = 0;
-    // SAFETY: an open key; indexes below its length (read in order, so Redis moves its list
-    // iterator one step each); every element is freed after use.
+    // SAFETY: an open list key, or NULL for a missing one (length 0); indexes below its length
+    // (read in order, so Redis moves its list iterator one step each); every element is freed
+    // after use.
     unsafe {
         let len = rm!(RedisModule_ValueLength)(key.0) as i64;
         for index in 0..len {
@@ -283,19 +298,20 @@ fn nb_lsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 != raw::REDISMODULE_OK as c_int
             {
                 rm!(RedisModule_FreeString)(ctx.ctx, element);
-                return Err(RedisError::Str("ERR not an integer"));
+                return Err(NOT_AN_INTEGER);
             }
             rm!(RedisModule_FreeString)(ctx.ctx, element);
-            sum += value;
+            sum = add(sum, value)?;
         }
     }
     Ok(RedisValue::Integer(sum))
 }
 
-/// What `nb_hsum`'s scan callback adds to: the sum, and whether a value was not an integer.
+/// What `nb_hsum`'s scan callback adds to: the sum, or why there is none (it goes on being
+/// called for the rest of the hash).
 struct HashSum {
     sum: i64,
-    bad: bool,
+    error: Option<RedisError>,
 }
 
 extern "C" fn add_hash_value(
@@ -308,10 +324,14 @@ extern "C" fn add_hash_value(
     unsafe {
         let sum = &mut *sum.cast::<HashSum>();
         let mut n = 0;
-        if rm!(RedisModule_StringToLongLong)(value, &mut n) == raw::REDISMODULE_OK as c_int {
-            sum.sum += n;
-        } else {
-            sum.bad = true;
+        let parsed =
+            rm!(RedisModule_StringToLongLong)(value, &mut n) == raw::REDISMODULE_OK as c_int;
+        if sum.error.is_none() {
+            match add(sum.sum, n) {
+                Ok(total) if parsed => sum.sum = total,
+                Ok(_) => sum.error = Some(NOT_AN_INTEGER),
+                Err(why) => sum.error = Some(why),
+            }
         }
     }
 }
@@ -324,7 +344,10 @@ fn nb_hsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         raw::REDISMODULE_READ,
         raw::REDISMODULE_KEYTYPE_HASH,
     )?;
-    let mut sum = HashSum { sum: 0, bad: false };
+    let mut sum = HashSum {
+        sum: 0,
+        error: None,
+    };
     if key.is_empty() {
         return Ok(RedisValue::Integer(0));
     }
@@ -336,10 +359,10 @@ fn nb_hsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         {}
         rm!(RedisModule_ScanCursorDestroy)(cursor);
     }
-    if sum.bad {
-        return Err(RedisError::Str("ERR not an integer"));
+    match sum.error {
+        Some(why) => Err(why),
+        None => Ok(RedisValue::Integer(sum.sum)),
     }
-    Ok(RedisValue::Integer(sum.sum))
 }
 
 fn nb_lrange(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -364,15 +387,15 @@ fn nb_lrange(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             let mut len = 0;
             let bytes = rm!(RedisModule_CallReplyStringPtr)(element, &mut len);
             if bytes.is_null() {
-                return Err(RedisError::Str("ERR not an integer"));
+                return Err(NOT_AN_INTEGER);
             }
             let text = std::slice::from_raw_parts(bytes.cast::<u8>(), len);
             match std::str::from_utf8(text)
                 .ok()
                 .and_then(|t| t.parse::<i64>().ok())
             {
-                Some(value) => sum += value,
-                None => return Err(RedisError::Str("ERR not an integer")),
+                Some(value) => sum = add(sum, value)?,
+                None => return Err(NOT_AN_INTEGER),
             }
         }
     }
