@@ -529,7 +529,24 @@ pub struct Guest {
     /// The instance; `None` after a trap until the next call. Locked while the guest runs, so a
     /// failed `try_lock` means the guest is being re-entered (it called itself through Redis).
     live: Mutex<Option<Live>>,
+    /// The last failed re-creation of the instance, while later ones wait (see
+    /// [`FailedRestart`]). Only the main thread re-creates it (under `live`'s lock).
+    failed_restart: Mutex<Option<FailedRestart>>,
 }
+
+/// A re-creation of a guest's instance that failed. Each attempt runs the guest's init on the
+/// main thread, up to `wasm.max-init-ms`: retried on every call, a guest whose init can no
+/// longer succeed would stall the server on every call. So the next attempt waits 1 s, and each
+/// failure doubles the wait, up to a minute; meanwhile calls answer the last failure at once.
+struct FailedRestart {
+    message: String,
+    at: Instant,
+    wait: std::time::Duration,
+}
+
+/// The first wait after a failed re-creation, and the longest.
+const RESTART_WAIT_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+const RESTART_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Drop for Guest {
     fn drop(&mut self) {
@@ -581,7 +598,44 @@ impl Guest {
             stats,
             program,
             live: Mutex::new(Some(live)),
+            failed_restart: Mutex::new(None),
         })
+    }
+
+    /// [`restart`](Self::restart), unless an earlier attempt failed too recently (see
+    /// [`FailedRestart`]): then that failure, and when the next attempt is due.
+    fn restart_unless_waiting(&self, ctx: Ctx, may_yield: bool) -> Result<Live, String> {
+        let mut failed = self
+            .failed_restart
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(last) = failed.as_ref() {
+            let due = last.at + last.wait;
+            if let Some(left) = due.checked_duration_since(Instant::now()) {
+                return Err(format!(
+                    "{} (not retried for another {} ms after failing)",
+                    last.message,
+                    left.as_millis().max(1)
+                ));
+            }
+        }
+        match self.restart(ctx, may_yield) {
+            Ok(live) => {
+                *failed = None;
+                Ok(live)
+            }
+            Err(message) => {
+                let wait = failed.as_ref().map_or(RESTART_WAIT_FIRST, |last| {
+                    (last.wait * 2).min(RESTART_WAIT_MAX)
+                });
+                *failed = Some(FailedRestart {
+                    message: message.clone(),
+                    at: Instant::now(),
+                    wait,
+                });
+                Err(message)
+            }
+        }
     }
 
     /// A fresh instance after a trap; its init must register exactly what the first one did.
@@ -838,7 +892,7 @@ impl Guest {
             *slot = None; // a fresh instance starts its handle numbers again
         }
         if slot.is_none() {
-            match self.restart(ctx, may_yield) {
+            match self.restart_unless_waiting(ctx, may_yield) {
                 Ok(live) => *slot = Some(live),
                 Err(why) => {
                     // Limits differ between servers: a replica may well restart it.

@@ -152,9 +152,21 @@ fn edge_inputs_get_the_errors_lua_gives_and_the_server_survives() {
         ("LSUM", "big", "ERR the sum overflows"),
         ("LRANGE", "big", "ERR the sum overflows"),
         ("HSUM", "bighash", "ERR the sum overflows"),
-        ("LSUM", "words", "ERR value is not an integer or out of range"),
-        ("LRANGE", "words", "ERR value is not an integer or out of range"),
-        ("HSUM", "wordhash", "ERR value is not an integer or out of range"),
+        (
+            "LSUM",
+            "words",
+            "ERR value is not an integer or out of range",
+        ),
+        (
+            "LRANGE",
+            "words",
+            "ERR value is not an integer or out of range",
+        ),
+        (
+            "HSUM",
+            "wordhash",
+            "ERR value is not an integer or out of range",
+        ),
         ("RMW", "str", "ERR value is not an integer or out of range"),
     ] {
         for twin in ["NB", "BG"] {

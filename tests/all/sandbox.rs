@@ -135,6 +135,46 @@ fn a_kill_of_an_init_run_to_recreate_an_instance_is_counted() {
 }
 
 #[test]
+fn a_failed_re_creation_is_retried_after_a_wait_not_on_every_call() {
+    // Each attempt runs the init on the main thread (150 ms here, up to wasm.max-init-ms):
+    // retried on every call, it would stall the server on every call.
+    let server = Server::start_with(ServerOptions {
+        module_args: ["LOAD", guests::EVIL, "ARGS", "init-ms", "150"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    });
+    let mut c = server.client();
+    c.cmd(&["CONFIG", "SET", "wasm.max-init-ms", "100"]);
+    // An attempt takes 100 ms at least: the slow log tells the calls that made one.
+    c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "50000"]);
+    assert!(c.cmd(&["EVIL.OOB"]).is_error()); // the instance is dropped
+    c.cmd(&["SLOWLOG", "RESET"]);
+    let failed = c.cmd(&["EVIL.CALLS", "1"]);
+    assert!(
+        failed.error().contains("could not restart")
+            && failed.error().contains("wasm.max-init-ms")
+            && !failed.error().contains("not retried"),
+        "{failed:?}"
+    );
+    assert_eq!(c.cmd(&["SLOWLOG", "LEN"]), Reply::Int(1));
+    // The next calls answer that failure without running the init again.
+    for _ in 0..3 {
+        let waiting = c.cmd(&["EVIL.CALLS", "1"]);
+        assert!(
+            waiting.error().contains("wasm.max-init-ms")
+                && waiting.error().contains("not retried for another"),
+            "{waiting:?}"
+        );
+    }
+    assert_eq!(c.cmd(&["SLOWLOG", "LEN"]), Reply::Int(1));
+    // Once the wait (1 s after the first failure) is over, the next call tries again.
+    c.cmd(&["CONFIG", "SET", "wasm.max-init-ms", "10000"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(c.cmd(&["EVIL.CALLS", "1"]), Reply::Int(1));
+}
+
+#[test]
 fn a_guest_loaded_at_startup_has_max_init_ms_for_its_init() {
     // No client waits on the module's arguments: the busy threshold does not stop their init.
     let server = Server::start_with(ServerOptions {
