@@ -603,13 +603,19 @@ impl Guest {
     }
 
     /// [`restart`](Self::restart), unless an earlier attempt failed too recently (see
-    /// [`FailedRestart`]): then that failure, and when the next attempt is due.
-    fn restart_unless_waiting(&self, ctx: Ctx, may_yield: bool) -> Result<Live, String> {
+    /// [`FailedRestart`]): then that failure, and when the next attempt is due. Work replayed
+    /// from the master or the AOF (`replayed`) always tries: it must run if it can.
+    fn restart_unless_waiting(
+        &self,
+        ctx: Ctx,
+        may_yield: bool,
+        replayed: bool,
+    ) -> Result<Live, String> {
         let mut failed = self
             .failed_restart
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(last) = failed.as_ref() {
+        if let Some(last) = failed.as_ref().filter(|_| !replayed) {
             let due = last.at + last.wait;
             if let Some(left) = due.checked_duration_since(Instant::now()) {
                 return Err(format!(
@@ -891,8 +897,14 @@ impl Guest {
         {
             *slot = None; // a fresh instance starts its handle numbers again
         }
+        // Commands from the master or the AOF must run to the end: replicas must not diverge. A
+        // blocked client's callback is never replayed work, though Redis flags the whole server
+        // as loading while an RDB loads (a `CLIENT UNBLOCK` can run its timeout phase then): it
+        // stays under its user's ACL and the limits.
+        let replayed = (matches!(phase, CallPhase::Command) && ctx_flags::replayed(flags))
+            || crate::busy::inside_replayed();
         if slot.is_none() {
-            match self.restart_unless_waiting(ctx, may_yield) {
+            match self.restart_unless_waiting(ctx, may_yield, replayed) {
                 Ok(live) => *slot = Some(live),
                 Err(why) => {
                     // Limits differ between servers: a replica may well restart it.
@@ -910,13 +922,6 @@ impl Guest {
             }
         }
         let live = slot.as_mut().expect("instance ensured above");
-
-        // Commands from the master or the AOF must run to the end: replicas must not diverge. A
-        // blocked client's callback is never replayed work, though Redis flags the whole server
-        // as loading while an RDB loads (a `CLIENT UNBLOCK` can run its timeout phase then): it
-        // stays under its user's ACL and the limits.
-        let replayed = (matches!(phase, CallPhase::Command) && ctx_flags::replayed(flags))
-            || crate::busy::inside_replayed();
         let state = live.store.data_mut();
         let mut scope = state.spare_scope.take().unwrap_or_else(|| {
             Box::new(CommandScope::idle(
