@@ -15,6 +15,10 @@ const DEFAULT_MAX_REPLY_BYTES: i64 = 256 * MB;
 const DEFAULT_MAX_BACKGROUND_JOBS: i64 = 16;
 const DEFAULT_MAX_COMPILES: i64 = 2;
 
+/// Bumped by every `CONFIG SET` (of any config: a limit of the host's or Redis's may have
+/// changed), so that what waited on the configuration can try again.
+pub static CHANGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Largest linear memory one guest instance may have, in bytes.
 pub static MAX_MEMORY: AtomicI64 = AtomicI64::new(DEFAULT_MAX_MEMORY);
 /// Largest total linear memory of all guests, in bytes.

@@ -538,10 +538,21 @@ pub struct Guest {
 /// main thread, up to `wasm.max-init-ms`: retried on every call, a guest whose init can no
 /// longer succeed would stall the server on every call. So the next attempt waits 1 s, and each
 /// failure doubles the wait, up to a minute; meanwhile calls answer the last failure at once.
+/// A `CONFIG SET` or a change of the loaded guests (which may free memory) ends the wait.
 struct FailedRestart {
     message: String,
     at: Instant,
     wait: std::time::Duration,
+    /// `config::CHANGES` and `registry::generation()` then.
+    configuration: (u64, u64),
+}
+
+/// What a failed re-creation may have failed on: the configuration and the loaded guests.
+fn restart_conditions() -> (u64, u64) {
+    (
+        config::CHANGES.load(Ordering::Relaxed),
+        crate::registry::generation(),
+    )
 }
 
 /// The first wait after a failed re-creation, and the longest.
@@ -615,7 +626,12 @@ impl Guest {
             .failed_restart
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(last) = failed.as_ref().filter(|_| !replayed) {
+        let same_conditions = |last: &&FailedRestart| last.configuration == restart_conditions();
+        if let Some(last) = failed
+            .as_ref()
+            .filter(|_| !replayed)
+            .filter(same_conditions)
+        {
             let due = last.at + last.wait;
             if let Some(left) = due.checked_duration_since(Instant::now()) {
                 return Err(format!(
@@ -638,6 +654,7 @@ impl Guest {
                     message: message.clone(),
                     at: Instant::now(),
                     wait,
+                    configuration: restart_conditions(),
                 });
                 Err(message)
             }

@@ -155,6 +155,7 @@ fn on_load(ctx: Ctx, args: Args<'_>) -> bool {
 /// `CONFIG GET` call, which shows in `SLOWLOG` and `INFO commandstats`: only when it changed.
 fn on_config_change(ctx: Ctx, names: &[&str]) {
     ffi::signals::after_config_change();
+    config::CHANGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let changed = |config: &str| names.iter().any(|name| name.eq_ignore_ascii_case(config));
     if changed("busy-reply-threshold") || changed("lua-time-limit") {
         busy::refresh_threshold(ctx);

@@ -354,6 +354,11 @@ pub fn route(name: &[u8]) -> Option<Route> {
     with_route(name, Route::clone)
 }
 
+/// A number that changes whenever guests are loaded, replaced or unloaded.
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
 /// The loaded guest of this name.
 pub fn guest(name: &str) -> Option<Arc<Guest>> {
     with(|r| r.guests.get(name).cloned())
