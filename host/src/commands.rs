@@ -149,9 +149,17 @@ fn check_load_dir(path: &str) -> Result<Option<std::path::PathBuf>, String> {
         return Ok(None);
     }
     let canonical = |p: &str| {
-        std::fs::canonicalize(p).map_err(|e| format!("cannot read '{}': {e}", shown(p.as_bytes())))
+        std::fs::canonicalize(p).map_err(|e| {
+            format!(
+                "cannot read '{}': {}",
+                shown(p.as_bytes()),
+                crate::ffi::io_error_text(&e)
+            )
+        })
     };
-    let dir_path = canonical(&dir)?;
+    // The directory may have gone since it was set (or a failed CONFIG SET restored it
+    // unchecked): say it is the setting that is wrong, not the module.
+    let dir_path = canonical(&dir).map_err(|why| format!("wasm.load-dir is unusable: {why}"))?;
     let file = match canonical(path) {
         Ok(file) => file,
         // Only a path inside the directory learns why it cannot be read: the others are

@@ -692,7 +692,10 @@ fn loading_from_paths_can_be_restricted() {
     );
     let missing_inside = dir.join("no-such.wasm");
     let missing = c.cmd(&["WASM.LOAD", missing_inside.to_str().unwrap()]);
-    assert!(missing.error().contains("No such file"), "{missing:?}");
+    assert!(
+        missing.error().contains("No such file") && !missing.error().contains("os error"),
+        "{missing:?}"
+    );
     assert_eq!(
         c.cmd(&["WASM.LOAD", dir.join("hw.wasm").to_str().unwrap()]),
         Reply::Bulk(b"helloworld".to_vec())
@@ -715,6 +718,15 @@ fn loading_from_paths_can_be_restricted() {
     assert_eq!(
         c.cmd(&["CONFIG", "GET", "wasm.load-dir"]).array()[1],
         Reply::Bulk(gone.to_str().unwrap().as_bytes().to_vec())
+    );
+    // A load then blames the setting, not the module.
+    let unusable = c.cmd(&["WASM.LOAD", dir.join("hw.wasm").to_str().unwrap()]);
+    assert!(
+        unusable.error().contains(&format!(
+            "wasm.load-dir is unusable: cannot read '{}': No such file or directory",
+            gone.display()
+        )) && !unusable.error().contains("os error"),
+        "{unusable:?}"
     );
     c.cmd(&["CONFIG", "SET", "wasm.load-dir", dir.to_str().unwrap()]);
     // Bytes sent by a client are always accepted.
@@ -813,6 +825,16 @@ fn a_panic_in_any_entry_point_or_host_function_is_an_error_reply() {
         ..Default::default()
     });
     let mut c = server.client();
+    // Like DEBUG, not from scripts (nor, then, from guests: they call as scripts do).
+    let scripted = c.cmd(&[
+        "EVAL",
+        "return redis.pcall('wasm.debug', 'panic', 'INFO')",
+        "0",
+    ]);
+    assert!(
+        scripted.error().contains("not allowed from script"),
+        "{scripted:?}"
+    );
     let internal = |site: &str| format!("ERR internal error in redis-wasm while running {site}");
     let arm = |c: &mut redis_wasm_tests::Client, site: &str| {
         assert_eq!(

@@ -898,7 +898,7 @@ const HOST_COMMANDS: &[(&CStr, RawCommandFn, &CStr, c_int, c_int, c_int, &CStr)]
     (
         c"wasm.debug",
         wasm_debug_entry,
-        c"admin",
+        c"admin deny-script",
         0,
         0,
         0,
