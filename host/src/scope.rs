@@ -1280,10 +1280,10 @@ mod tests {
     #[test]
     fn an_appended_effect_log_follows_the_first_in_order() {
         let mut first = EffectLog::default();
-        first.push(0, "DEL".into(), &[b"k"], None, "");
+        first.push(0, "DEL".into(), [b"k"], None, "");
         let mut second = EffectLog::default();
-        second.push(1, "RPUSH".into(), &[&b"l"[..], b"a", b"b"], None, "R");
-        second.push(2, "SET".into(), &[b"s"], Some(b"v".to_vec()), "A");
+        second.push(1, "RPUSH".into(), [&b"l"[..], b"a", b"b"], None, "R");
+        second.push(2, "SET".into(), [b"s"], Some(b"v".to_vec()), "A");
         first.append(&mut second);
         assert!(second.is_empty() && second.bytes.is_empty());
         let seen: Vec<(i32, &str, Vec<&[u8]>, &str)> = first
@@ -1304,11 +1304,11 @@ mod tests {
     #[test]
     fn an_effect_log_gives_back_each_effects_own_arguments() {
         let mut log = EffectLog::default();
-        log.push(0, "DEL".into(), &[b"k"], None, "");
+        log.push(0, "DEL".into(), [b"k"], None, "");
         log.push(1, "PING".into(), &[] as &[&[u8]], None, "A");
         let many: Vec<Vec<u8>> = (0..10).map(|i| vec![b'a' + i; i as usize]).collect();
         log.push(2, "RPUSH".into(), &many, None, "");
-        log.push(0, "SET".into(), &[&b"k"[..], b""], Some(b"v".to_vec()), "R");
+        log.push(0, "SET".into(), [&b"k"[..], b""], Some(b"v".to_vec()), "R");
         let seen: Vec<(i32, &str, Vec<&[u8]>, &str)> = log
             .effects
             .iter()
