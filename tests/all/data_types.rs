@@ -286,21 +286,41 @@ fn a_type_belongs_to_one_guest_and_names_are_checked() {
     );
 }
 
-#[test]
-fn a_load_that_fails_registers_no_data_type() {
-    // A value of type 'evil-blob', dumped where the type is reserved.
-    let source = Server::with_module_args(&["TYPE", "evil-blob"]);
+/// A `DUMP` of a value of data type `name`, made on a server where the type is reserved.
+fn dump_of_a_value_of(name: &str) -> Vec<u8> {
+    let source = Server::with_module_args(&["TYPE", name]);
     let mut s = source.client();
-    s.cmd(&["WASM.SETVALUE", "v", "evil-blob", "0", "payload"]);
-    let Reply::Bulk(dump) = s.cmd(&["DUMP", "v"]) else {
-        panic!("DUMP of a guest type value")
-    };
-    let mut master = Server::start_with(ServerOptions {
+    s.cmd(&["WASM.SETVALUE", "v", name, "0", "payload"]);
+    match s.cmd(&["DUMP", "v"]) {
+        Reply::Bulk(dump) => dump,
+        other => panic!("DUMP of a guest type value: {other:?}"),
+    }
+}
+
+/// A server with the AOF on and a replica of it, both with the modules of `module_load` loaded
+/// (`MODULE LOAD`) before the replica follows.
+fn aof_master_and_replica(module_load: &[&str]) -> (Server, Server) {
+    let master = Server::start_with(ServerOptions {
         config: vec![("appendonly".into(), "yes".into())],
         ..Default::default()
     });
     let replica = Server::start();
+    for server in [&master, &replica] {
+        for module in module_load {
+            assert_eq!(
+                server.client().cmd(&["MODULE", "LOAD", module]),
+                Reply::Status("OK".into())
+            );
+        }
+    }
     replica.replicate_from(&master);
+    (master, replica)
+}
+
+#[test]
+fn a_load_that_fails_registers_no_data_type() {
+    let dump = dump_of_a_value_of("evil-blob");
+    let (mut master, replica) = aof_master_and_replica(&[]);
     let mut c = master.client();
     let restore = |c: &mut redis_wasm_tests::Client| c.cmd_bytes(&[b"RESTORE", b"k", b"0", &dump]);
     // A guest already named 'evil': the evil guest's load fails after its init declared the
@@ -326,27 +346,9 @@ fn a_load_that_fails_registers_no_data_type() {
 
 #[test]
 fn types_registered_for_a_load_that_failed_later_are_withdrawn() {
-    // A value of type 'aleftover', dumped where the type is reserved.
-    let source = Server::with_module_args(&["TYPE", "aleftover"]);
-    let mut s = source.client();
-    s.cmd(&["WASM.SETVALUE", "v", "aleftover", "0", "payload"]);
-    let Reply::Bulk(dump) = s.cmd(&["DUMP", "v"]) else {
-        panic!("DUMP of a guest type value")
-    };
+    let dump = dump_of_a_value_of("aleftover");
     let native = native_library();
-    let native = native.to_str().unwrap();
-    let mut master = Server::start_with(ServerOptions {
-        config: vec![("appendonly".into(), "yes".into())],
-        ..Default::default()
-    });
-    let replica = Server::start();
-    for server in [&master, &replica] {
-        assert_eq!(
-            server.client().cmd(&["MODULE", "LOAD", native]),
-            Reply::Status("OK".into())
-        );
-    }
-    replica.replicate_from(&master);
+    let (mut master, replica) = aof_master_and_replica(&[native.to_str().unwrap()]);
     let mut c = master.client();
     // The guest declares 'aleftover' and the native module's 'nativetyp': Redis registers the
     // first, refuses the second, and cannot take the first back.
