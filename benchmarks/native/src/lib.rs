@@ -442,22 +442,10 @@ static NATIVE_TYPE: RedisType = RedisType::new(
         version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
         rdb_load: Some(load_nothing),
         rdb_save: Some(save_nothing),
-        aof_rewrite: None,
-        mem_usage: None,
-        digest: None,
         free: Some(free_nothing),
-        aux_load: None,
-        aux_save: None,
-        aux_save_triggers: 0,
-        free_effort: None,
-        unlink: None,
-        copy: None,
-        defrag: None,
-        mem_usage2: None,
-        free_effort2: None,
-        unlink2: None,
-        copy2: None,
-        aux_save2: None,
+        // SAFETY: the other methods are optional function pointers (all zeros: none) and a
+        // trigger mask (0).
+        ..unsafe { std::mem::zeroed() }
     },
 );
 
