@@ -291,7 +291,7 @@ pub fn start(
     } = prepared;
     let timing = match origin {
         Origin::ModuleArgs => InitTiming::Alone,
-        _ => InitTiming::yielding_if(may_yield),
+        _ => InitTiming::yielding_if(may_yield, crate::guest::ENDING_A_LOAD),
     };
     let guest = Guest::start(program, Some(ctx), timing, wasm, source, args)
         .map_err(|why| format!("cannot load {described}: {why}"))?;

@@ -10,7 +10,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, TryLockError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, ComponentExportIndex, Func, InstancePre, TypedFunc};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -208,7 +208,8 @@ impl Live {
                     (InitTiming::MayYield, Some(ctx)) => Clock::new(limit, Some(ctx)),
                     (InitTiming::Alone, _) => Clock::new(limit, None),
                     // Nothing else runs meanwhile, not even WASM.KILL: stop at the threshold.
-                    _ => Clock::without_yield(limit, "in an init that ends a load"),
+                    (InitTiming::CannotYield(why), _) => Clock::without_yield(limit, why),
+                    (InitTiming::MayYield, None) => Clock::without_yield(limit, ENDING_A_LOAD),
                 }
             }
         };
@@ -360,18 +361,23 @@ pub enum InitTiming {
     /// `wasm.max-init-ms`.
     MayYield,
     /// Nothing else may run meanwhile (a blocked client's callback that ends a load, EXEC, a
-    /// script): it also stops at `busy-reply-threshold`, since nothing else could stop it.
-    CannotYield,
+    /// script): it also stops at `busy-reply-threshold`, since nothing else could stop it. With
+    /// where it runs, for the message (`in an init that ends a load`, `inside MULTI/EXEC`, ...).
+    CannotYield(&'static str),
     /// The module's arguments (at startup, or `MODULE LOAD`), which no client waits on: it
     /// stops at `wasm.max-init-ms`.
     Alone,
 }
 
+/// Where an init runs that ends a load it cannot yield in.
+pub const ENDING_A_LOAD: &str = "in an init that ends a load";
+
 impl InitTiming {
-    pub fn yielding_if(may_yield: bool) -> InitTiming {
+    /// `MayYield` if `may_yield`, else `CannotYield(why_not)`.
+    pub fn yielding_if(may_yield: bool, why_not: &'static str) -> InitTiming {
         match may_yield {
             true => InitTiming::MayYield,
-            false => InitTiming::CannotYield,
+            false => InitTiming::CannotYield(why_not),
         }
     }
 }
@@ -529,22 +535,30 @@ pub struct Guest {
     /// The instance; `None` after a trap until the next call. Locked while the guest runs, so a
     /// failed `try_lock` means the guest is being re-entered (it called itself through Redis).
     live: Mutex<Option<Live>>,
-    /// The last failed re-creation of the instance, while later ones wait (see
-    /// [`FailedRestart`]). Only the main thread re-creates it (under `live`'s lock).
+    /// The last slow failed re-creation of the instance, while later ones wait (see
+    /// [`FailedRestart`]). Taken under `live`'s lock.
     failed_restart: Mutex<Option<FailedRestart>>,
 }
 
-/// A re-creation of a guest's instance that failed. Each attempt runs the guest's init on the
-/// main thread, up to `wasm.max-init-ms`: retried on every call, a guest whose init can no
-/// longer succeed would stall the server on every call. So the next attempt waits 1 s, and each
-/// failure doubles the wait, up to a minute; meanwhile calls answer the last failure at once.
-/// A `CONFIG SET` or a change of the loaded guests (which may free memory) ends the wait.
+/// A re-creation of a guest's instance that failed slowly. Each attempt runs the guest's init
+/// on the main thread, up to `wasm.max-init-ms` (or `busy-reply-threshold` where it cannot let
+/// other clients in): retried on every call, a guest whose init can no longer succeed in time
+/// would stall the server on every call. So after a failure that took [`SLOW_RESTART`] or more,
+/// the next attempt waits 1 s, and each such failure doubles the wait, up to a minute;
+/// meanwhile calls answer that failure at once. A quick failure (a refused memory budget, an
+/// init error) costs nothing to retry and sets no wait. The wait does not hold back work
+/// replayed from the master or the AOF (it must run if it can), a caller that may let other
+/// clients in after an attempt that could not (it has `wasm.max-init-ms`, not the busy
+/// threshold), nor anyone after a `CONFIG SET` or a change of the loaded guests (the limit or
+/// memory it failed on may have changed).
 struct FailedRestart {
     message: String,
     at: Instant,
-    wait: std::time::Duration,
+    wait: Duration,
+    /// Whether the attempt could let other clients in.
+    could_yield: bool,
     /// `config::CHANGES` and `registry::generation()` then.
-    configuration: (u64, u64),
+    conditions: (u64, u64),
 }
 
 /// What a failed re-creation may have failed on: the configuration and the loaded guests.
@@ -555,9 +569,11 @@ fn restart_conditions() -> (u64, u64) {
     )
 }
 
-/// The first wait after a failed re-creation, and the longest.
-const RESTART_WAIT_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
-const RESTART_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+/// A failed re-creation that took this long sets a wait before the next.
+const SLOW_RESTART: Duration = Duration::from_millis(10);
+/// The first wait after a slow failed re-creation, and the longest.
+const RESTART_WAIT_FIRST: Duration = Duration::from_secs(1);
+const RESTART_WAIT_MAX: Duration = Duration::from_secs(60);
 
 impl Drop for Guest {
     fn drop(&mut self) {
@@ -613,38 +629,44 @@ impl Guest {
         })
     }
 
-    /// [`restart`](Self::restart), unless an earlier attempt failed too recently (see
-    /// [`FailedRestart`]): then that failure, and when the next attempt is due. Work replayed
-    /// from the master or the AOF (`replayed`) always tries: it must run if it can.
+    /// [`restart`](Self::restart), unless an earlier attempt failed slowly too recently (see
+    /// [`FailedRestart`]): then that failure, and when the next attempt is due.
     fn restart_unless_waiting(
         &self,
         ctx: Ctx,
-        may_yield: bool,
+        timing: InitTiming,
         replayed: bool,
     ) -> Result<Live, String> {
         let mut failed = self
             .failed_restart
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let same_conditions = |last: &&FailedRestart| last.configuration == restart_conditions();
-        if let Some(last) = failed
-            .as_ref()
-            .filter(|_| !replayed)
-            .filter(same_conditions)
-        {
-            let due = last.at + last.wait;
-            if let Some(left) = due.checked_duration_since(Instant::now()) {
+        let may_yield = timing == InitTiming::MayYield;
+        let holds_back = |last: &&FailedRestart| {
+            !replayed && (last.could_yield || !may_yield) && last.conditions == restart_conditions()
+        };
+        if let Some(last) = failed.as_ref().filter(holds_back) {
+            let now = Instant::now();
+            if let Some(left) = (last.at + last.wait).checked_duration_since(now) {
                 return Err(format!(
-                    "{} (not retried for another {} ms after failing)",
+                    "{} (an attempt {} ms ago; the next is due in {} ms)",
                     last.message,
+                    now.duration_since(last.at).as_millis(),
                     left.as_millis().max(1)
                 ));
             }
         }
-        match self.restart(ctx, may_yield) {
+        let started = Instant::now();
+        let result = self.restart(ctx, timing);
+        let took = started.elapsed();
+        match result {
             Ok(live) => {
                 *failed = None;
                 Ok(live)
+            }
+            Err(message) if took < SLOW_RESTART => {
+                *failed = None;
+                Err(message)
             }
             Err(message) => {
                 let wait = failed.as_ref().map_or(RESTART_WAIT_FIRST, |last| {
@@ -654,7 +676,8 @@ impl Guest {
                     message: message.clone(),
                     at: Instant::now(),
                     wait,
-                    configuration: restart_conditions(),
+                    could_yield: may_yield,
+                    conditions: restart_conditions(),
                 });
                 Err(message)
             }
@@ -662,13 +685,13 @@ impl Guest {
     }
 
     /// A fresh instance after a trap; its init must register exactly what the first one did.
-    fn restart(&self, ctx: Ctx, may_yield: bool) -> Result<Live, String> {
+    fn restart(&self, ctx: Ctx, timing: InitTiming) -> Result<Live, String> {
         let (live, scope) = Live::start(
             &self.program,
             &self.info.name,
             self.stats.memory.clone(),
             Some(ctx),
-            InitTiming::yielding_if(may_yield),
+            timing,
             &self.load_args,
             None,
         )
@@ -734,7 +757,7 @@ impl Guest {
             guest,
             Arc::default(),
             None,
-            InitTiming::CannotYield,
+            InitTiming::CannotYield("in a background job"),
             &self.load_args,
             Some(stop),
         )
@@ -921,7 +944,9 @@ impl Guest {
         let replayed = (matches!(phase, CallPhase::Command) && ctx_flags::replayed(flags))
             || crate::busy::inside_replayed();
         if slot.is_none() {
-            match self.restart_unless_waiting(ctx, may_yield, replayed) {
+            let timing =
+                InitTiming::yielding_if(may_yield, crate::busy::why_no_yield(flags, is_callback));
+            match self.restart_unless_waiting(ctx, timing, replayed) {
                 Ok(live) => *slot = Some(live),
                 Err(why) => {
                     // Limits differ between servers: a replica may well restart it.

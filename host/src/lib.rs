@@ -78,7 +78,7 @@ pub mod fuzzing {
             let _ = crate::guest::Guest::start(
                 program,
                 None,
-                crate::guest::InitTiming::CannotYield,
+                crate::guest::InitTiming::CannotYield(crate::guest::ENDING_A_LOAD),
                 bytes.into(),
                 crate::guest::Source::Bytes,
                 Vec::new(),
