@@ -148,6 +148,10 @@ fn edge_inputs_get_the_errors_lua_gives_and_the_server_survives() {
     c.cmd(&["HSET", "bighash", "a", &max, "b", &max]);
     c.cmd(&["RPUSH", "words", "1", "x"]);
     c.cmd(&["HSET", "wordhash", "a", "x"]);
+    // Integers as INCR reads them: no '+', no leading zero, no "-0".
+    c.cmd(&["SET", "plus", "+5"]);
+    c.cmd(&["SET", "zero", "05"]);
+    c.cmd(&["RPUSH", "odd", "1", "-0"]);
     for (case, key, error) in [
         ("LSUM", "big", "ERR the sum overflows"),
         ("LRANGE", "big", "ERR the sum overflows"),
@@ -168,6 +172,14 @@ fn edge_inputs_get_the_errors_lua_gives_and_the_server_survives() {
             "ERR value is not an integer or out of range",
         ),
         ("RMW", "str", "ERR value is not an integer or out of range"),
+        ("RMW", "plus", "ERR value is not an integer or out of range"),
+        ("RMW", "zero", "ERR value is not an integer or out of range"),
+        (
+            "LRANGE",
+            "odd",
+            "ERR value is not an integer or out of range",
+        ),
+        ("LSUM", "odd", "ERR value is not an integer or out of range"),
     ] {
         for twin in ["NB", "BG"] {
             let reply = c.cmd(&[&format!("{twin}.{case}"), key]);

@@ -72,6 +72,20 @@ const NOT_AN_INTEGER: RedisError = RedisError::Str("ERR value is not an integer 
 /// What the twins answer for a sum past the 64-bit range (rather than wrapping it).
 const SUM_OVERFLOWS: RedisError = RedisError::Str("ERR the sum overflows");
 
+/// `bytes` as an integer by Redis's rules (`string2ll`, which `INCR` and the guest's
+/// `parse_integer` follow): an optional `-`, then digits, without a `+`, spaces or a leading
+/// zero (but `0` itself).
+fn parse_integer(bytes: &[u8]) -> Result<i64, RedisError> {
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    let canonical = !digits.is_empty()
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || bytes == b"0");
+    canonical
+        .then(|| std::str::from_utf8(bytes).ok()?.parse().ok())
+        .flatten()
+        .ok_or(NOT_AN_INTEGER)
+}
+
 /// `sum + value`, or [`SUM_OVERFLOWS`].
 fn add(sum: i64, value: i64) -> Result<i64, RedisError> {
     sum.checked_add(value).ok_or(SUM_OVERFLOWS)
@@ -157,10 +171,7 @@ fn read_modify_write(ctx: &Context, args: &[RedisString], replication: Replicati
     let current: i64 = if bytes.is_empty() {
         0
     } else {
-        std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|text| text.parse().ok())
-            .ok_or(NOT_AN_INTEGER)?
+        parse_integer(bytes)?
     };
     let value = current
         .checked_add(1)
@@ -390,13 +401,7 @@ fn nb_lrange(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 return Err(NOT_AN_INTEGER);
             }
             let text = std::slice::from_raw_parts(bytes.cast::<u8>(), len);
-            match std::str::from_utf8(text)
-                .ok()
-                .and_then(|t| t.parse::<i64>().ok())
-            {
-                Some(value) => sum = add(sum, value)?,
-                None => return Err(NOT_AN_INTEGER),
-            }
+            sum = add(sum, parse_integer(text)?)?;
         }
     }
     Ok(RedisValue::Integer(sum))
