@@ -145,15 +145,14 @@ pub fn load_aux(io: &Io, encver: i32) -> bool {
         return false;
     };
     let Some(ctx) = io.ctx() else { return false };
-    // The types first: the keys that follow may hold values of types no guest owns now.
-    for name in &types {
-        if let Err(why) = ctx.register_guest_type(name) {
-            log_host(
-                LogLevel::Warning,
-                &format!("cannot register data type '{name}' saved in the RDB: {why}"),
-            );
-            return false;
-        }
+    // The types first: the keys that follow may hold values of types no guest owns now. All
+    // or none (a refused one withdraws the others), as for a load.
+    if let Err(why) = ctx.register_guest_types(types.iter().map(String::as_str)) {
+        log_host(
+            LogLevel::Warning,
+            &format!("cannot register the data types saved in the RDB: {why}"),
+        );
+        return false;
     }
     // A replica (full sync, or its own RDB at startup) mirrors its master's guests; a master
     // keeps guests loaded from its module arguments that its RDB does not hold.
