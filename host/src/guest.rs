@@ -794,7 +794,12 @@ impl Guest {
                 // under Redis's lock like the scope's replies at the job's end (`finish`).
                 Ok(()) => {
                     let _lock = scope.background.as_ref().map(|b| b.ctx.lock());
-                    Payload::Reply(std::mem::take(&mut state.reply).detach())
+                    match std::mem::take(&mut state.reply).detach() {
+                        Ok(reply) => Payload::Reply(reply),
+                        Err(why) => failed(format!(
+                            "ERR guest '{guest}' command '{command}' sent a bad reply: {why}"
+                        )),
+                    }
                 }
                 Err(_) if state.reply.is_empty() => Payload::Nothing,
                 Err(why) => failed(format!(
@@ -1069,14 +1074,24 @@ impl Guest {
                     Ok(()) if blocked.is_some() => {
                         // A reply from a command that blocked its client goes through the block.
                         // Detached now: call replies must not outlive this command's context.
-                        let reply = std::mem::take(&mut state.reply).detach();
-                        let error = reply.top_level_error().is_some();
-                        crate::blocked::finish_blocking_command(
-                            ctx,
-                            blocked.expect("checked"),
-                            Payload::Reply(reply),
-                        );
-                        Delivery::Sent { error }
+                        match std::mem::take(&mut state.reply).detach() {
+                            Ok(reply) => {
+                                let error = reply.top_level_error().is_some();
+                                crate::blocked::finish_blocking_command(
+                                    ctx,
+                                    blocked.expect("checked"),
+                                    Payload::Reply(reply),
+                                );
+                                Delivery::Sent { error }
+                            }
+                            Err(why) => self.fail(
+                                ctx,
+                                blocked,
+                                &format!(
+                                    "ERR guest '{guest}' command '{command}' sent a bad reply: {why}"
+                                ),
+                            ),
+                        }
                     }
                     Ok(()) => {
                         state.reply.send(ctx);

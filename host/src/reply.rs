@@ -8,7 +8,7 @@
 //! goes through the `RedisModule_ReplyWith*` functions.
 
 use crate::api::bindings::redis::module::reply::ReplyValue;
-use crate::ffi::{CallReply, Ctx, ReplyKind, ctx_flags};
+use crate::ffi::{CallReply, Ctx, ReplyKind, ReplyRef, ctx_flags};
 
 /// Deepest nesting of aggregates a guest may reply with.
 pub const MAX_REPLY_DEPTH: usize = 128;
@@ -88,6 +88,9 @@ struct Shape {
     payload: usize,
     /// The aggregate it opens, and how many replies that expects (`None`: postponed).
     opens: Option<(Aggregate, Option<u64>)>,
+    /// How deep aggregates nest inside it, for an item that opens none (a forwarded call
+    /// reply): they count toward [`MAX_REPLY_DEPTH`] where it is placed.
+    nests: usize,
 }
 
 impl Shape {
@@ -95,6 +98,7 @@ impl Shape {
         Ok(Shape {
             payload,
             opens: None,
+            nests: 0,
         })
     }
 
@@ -102,6 +106,7 @@ impl Shape {
         Ok(Shape {
             payload: 0,
             opens: (len > 0).then(|| (kind, Some(u64::from(len) * kind.width()))),
+            nests: 0,
         })
     }
 
@@ -155,8 +160,16 @@ impl Shape {
             ReplyItem::Postponed(kind) => Ok(Shape {
                 payload: 0,
                 opens: Some((*kind, None)),
+                nests: 0,
             }),
-            ReplyItem::CallReply { reply, .. } => Shape::scalar(reply.proto_len()),
+            // Its nesting counts like the guest's own aggregates: through a chain of guests
+            // each forwarding the last one's reply inside its own, a client (or a Lua script,
+            // whose reply parser kills the server past its stack) would get any depth.
+            ReplyItem::CallReply { reply, .. } => Ok(Shape {
+                payload: reply.proto_len(),
+                opens: None,
+                nests: reply.nesting(MAX_REPLY_DEPTH),
+            }),
             ReplyItem::Values(_) => unreachable!("push hands values to push_values"),
         }
     }
@@ -333,6 +346,15 @@ impl ReplyBuffer {
                     item: self.items.len(),
                 });
             }
+            None if self.open.len() + shape.nests > MAX_REPLY_DEPTH => {
+                self.fail(format!(
+                    "the reply nests aggregates deeper than {MAX_REPLY_DEPTH} levels (a call \
+                     reply of {} levels inside {} more)",
+                    shape.nests,
+                    self.open.len()
+                ));
+                return false;
+            }
             None => self.element_done(),
         }
         true
@@ -428,23 +450,39 @@ impl ReplyBuffer {
     }
 
     /// The same reply with every call reply turned into plain items, so it can be sent after
-    /// the context the calls were made with is gone (call replies point to it).
-    pub fn detach(mut self) -> ReplyBuffer {
-        if self
+    /// the context the calls were made with is gone (call replies point to it). As items, a
+    /// call reply takes more host memory than its RESP bytes (counted when it was added):
+    /// that, too, must stay within `wasm.max-reply-bytes`, or the error says so.
+    pub fn detach(mut self) -> Result<ReplyBuffer, String> {
+        let forwarded: usize = self
             .items
             .iter()
-            .any(|i| matches!(i, ReplyItem::CallReply { .. }))
-        {
-            let mut items = Vec::with_capacity(self.items.len());
-            for item in self.items.drain(..) {
-                match item {
-                    ReplyItem::CallReply { reply, .. } => flatten(&reply, 0, &mut items),
-                    other => items.push(other),
-                }
-            }
-            self.items = items;
+            .map(|item| match item {
+                ReplyItem::CallReply { reply, .. } => reply.proto_len() + ELEMENT_BYTES,
+                _ => 0,
+            })
+            .sum();
+        if forwarded == 0 {
+            return Ok(self);
         }
-        self
+        let limit = self.byte_limit();
+        let mut budget = limit.saturating_sub(self.bytes.saturating_sub(forwarded));
+        let mut items = Vec::with_capacity(self.items.len());
+        for item in self.items.drain(..) {
+            match item {
+                ReplyItem::CallReply { reply, .. } => {
+                    if !flatten(&reply, 0, &mut items, &mut budget) {
+                        return Err(format!(
+                            "the reply is larger than wasm.max-reply-bytes ({limit} bytes) as \
+                             it is kept for a blocked client (its call replies copied)"
+                        ));
+                    }
+                }
+                other => items.push(other),
+            }
+        }
+        self.items = items;
+        Ok(self)
     }
 }
 
@@ -503,72 +541,95 @@ fn send_call_reply(ctx: Ctx, reply: &CallReply, resp3: bool) {
         return;
     }
     // A RESP3 reply to a RESP2 client: rebuilt with the reply functions, which downgrade it.
+    // Its items take more memory than its RESP bytes: bounded as a detached reply is.
+    let limit = crate::config::get_usize(&crate::config::MAX_REPLY_BYTES);
     let mut items = Vec::new();
-    flatten(reply, 0, &mut items);
-    for item in &items {
-        send_item(ctx, item);
+    match flatten(reply, 0, &mut items, &mut limit.clone()) {
+        true => items.iter().for_each(|item| send_item(ctx, item)),
+        // In place of the call reply, whatever encloses it (an element is still owed).
+        false => ctx.reply_error(&format!(
+            "ERR the call reply is larger than wasm.max-reply-bytes ({limit} bytes) as it is \
+             converted for a RESP2 client"
+        )),
     }
 }
 
-/// A call reply as reply items (no reference to the call reply left).
-fn flatten(reply: &CallReply, depth: usize, out: &mut Vec<ReplyItem>) {
-    if depth > 4 * MAX_REPLY_DEPTH {
-        out.push(ReplyItem::Null);
-        return;
+/// A call reply as reply items (no reference to the call reply left), each costing its payload
+/// and [`ELEMENT_BYTES`] of `budget`; false when that runs out (or the reply nests deeper than
+/// an admitted reply can: see `Shape::nests`), with `out` partly filled.
+fn flatten(reply: &ReplyRef, depth: usize, out: &mut Vec<ReplyItem>, budget: &mut usize) -> bool {
+    if depth > MAX_REPLY_DEPTH {
+        return false;
     }
-    let len = reply.length();
     let count = |len: u64| u32::try_from(len).unwrap_or(u32::MAX);
-    match reply.kind() {
-        ReplyKind::String if reply.string_is_status() => out.push(ReplyItem::Simple(
-            String::from_utf8_lossy(&reply.string().unwrap_or_default()).into_owned(),
-        )),
-        ReplyKind::String => out.push(ReplyItem::Bulk(reply.string().unwrap_or_default())),
-        ReplyKind::Error => out.push(ReplyItem::Error(
-            String::from_utf8_lossy(&reply.string().unwrap_or_default()).into_owned(),
-        )),
-        ReplyKind::Integer => out.push(ReplyItem::Integer(reply.integer())),
-        ReplyKind::Null | ReplyKind::Unknown | ReplyKind::Attribute => out.push(ReplyItem::Null),
-        ReplyKind::Bool => out.push(ReplyItem::Bool(reply.boolean())),
-        ReplyKind::Double => out.push(ReplyItem::Double(reply.double())),
-        ReplyKind::BigNumber => {
-            out.push(ReplyItem::BigNumber(reply.big_number().unwrap_or_default()))
-        }
+    let kind = reply.kind();
+    let (item, elements) = match kind {
+        ReplyKind::String if reply.string_is_status() => (
+            ReplyItem::Simple(
+                String::from_utf8_lossy(&reply.string().unwrap_or_default()).into_owned(),
+            ),
+            0,
+        ),
+        ReplyKind::String => (ReplyItem::Bulk(reply.string().unwrap_or_default()), 0),
+        ReplyKind::Error => (
+            ReplyItem::Error(
+                String::from_utf8_lossy(&reply.string().unwrap_or_default()).into_owned(),
+            ),
+            0,
+        ),
+        ReplyKind::Integer => (ReplyItem::Integer(reply.integer()), 0),
+        ReplyKind::Null | ReplyKind::Unknown | ReplyKind::Attribute => (ReplyItem::Null, 0),
+        ReplyKind::Bool => (ReplyItem::Bool(reply.boolean()), 0),
+        ReplyKind::Double => (ReplyItem::Double(reply.double()), 0),
+        ReplyKind::BigNumber => (
+            ReplyItem::BigNumber(reply.big_number().unwrap_or_default()),
+            0,
+        ),
         ReplyKind::Verbatim => {
             let (format, text) = reply.verbatim().unwrap_or_default();
-            out.push(ReplyItem::Verbatim(format, text));
+            (ReplyItem::Verbatim(format, text), 0)
         }
         ReplyKind::Array | ReplyKind::Set => {
-            let set = reply.kind() == ReplyKind::Set;
-            let kind = if set {
-                Aggregate::Set
-            } else {
-                Aggregate::Array
+            let len = count(reply.length());
+            let aggregate = match kind {
+                ReplyKind::Set => Aggregate::Set,
+                _ => Aggregate::Array,
             };
-            out.push(ReplyItem::Aggregate(kind, count(len)));
-            for i in 0..u64::from(count(len)) {
-                let element = if set {
-                    reply.set_element(i)
-                } else {
-                    reply.array_element(i)
-                };
-                match element {
-                    Some(e) => flatten(&e, depth + 1, out),
-                    None => out.push(ReplyItem::Null),
-                }
-            }
+            (ReplyItem::Aggregate(aggregate, len), u64::from(len))
         }
         ReplyKind::Map => {
-            out.push(ReplyItem::Aggregate(Aggregate::Map, count(len)));
-            for i in 0..u64::from(count(len)) {
-                match reply.map_element(i) {
-                    Some((k, v)) => {
-                        flatten(&k, depth + 1, out);
-                        flatten(&v, depth + 1, out);
-                    }
-                    None => out.extend([ReplyItem::Null, ReplyItem::Null]),
-                }
-            }
+            let len = count(reply.length());
+            (
+                ReplyItem::Aggregate(Aggregate::Map, len),
+                2 * u64::from(len),
+            )
         }
+    };
+    let cost = ELEMENT_BYTES + item_payload(&item);
+    if cost > *budget {
+        return false;
+    }
+    *budget -= cost;
+    out.push(item);
+    (0..elements).all(|index| {
+        reply
+            .read_element(kind, index, |element| {
+                flatten(element, depth + 1, out, budget)
+            })
+            .unwrap_or_else(|| {
+                out.push(ReplyItem::Null);
+                true
+            })
+    })
+}
+
+/// The bytes an item holds besides itself.
+fn item_payload(item: &ReplyItem) -> usize {
+    match item {
+        ReplyItem::Simple(text) | ReplyItem::Error(text) | ReplyItem::BigNumber(text) => text.len(),
+        ReplyItem::Bulk(bytes) => bytes.len(),
+        ReplyItem::Verbatim(format, text) => format.len() + text.len(),
+        _ => 0,
     }
 }
 

@@ -1033,6 +1033,50 @@ fn scripting_vulnerability_classes_are_closed() {
             .error()
             .contains("deeper than 128")
     );
+    // Nor by forwarding a call reply inside the guest's own aggregates, guest after guest (a
+    // Lua script parsing such a reply killed the server past its stack): the levels add up.
+    let reply = c.cmd(&["API.FWDNEST", "28", "2", "BASICS.NESTED", "100"]); // 128 levels
+    let mut depth = 0;
+    let mut inner = &reply;
+    while let Reply::Array(items) = inner {
+        depth += 1;
+        inner = &items[0];
+    }
+    assert_eq!((depth, inner), (128, &Reply::Int(100)));
+    let too_deep = c.cmd(&["API.FWDNEST", "29", "2", "BASICS.NESTED", "100"]);
+    assert!(
+        too_deep
+            .error()
+            .contains("deeper than 128 levels (a call reply of 100 levels inside 29 more)"),
+        "{too_deep:?}"
+    );
+    // A forwarded call reply kept for a blocked client is copied into items, which take more
+    // memory than its RESP bytes: that counts against wasm.max-reply-bytes too.
+    let mut r = server.client();
+    for chunk in 0..10 {
+        let mut push = vec!["RPUSH".to_owned(), "ones".to_owned()];
+        push.extend((0..5_000).map(|i| ((chunk + i) % 10).to_string()));
+        let push: Vec<&str> = push.iter().map(String::as_str).collect();
+        r.cmd(&push);
+    }
+    r.cmd(&["CONFIG", "SET", "wasm.max-reply-bytes", "1mb"]);
+    // 50,000 one-byte elements: 350 KB of RESP, about 3 MB as items.
+    let direct = r.cmd(&["API.FORWARD", "2", "LRANGE", "ones", "0", "-1"]);
+    assert_eq!(direct.array().len(), 50_000);
+    let kept = r.cmd(&["API.WAIT", "bgforward", "0", "LRANGE", "ones", "0", "-1"]);
+    assert!(
+        kept.error().contains("larger than wasm.max-reply-bytes")
+            && kept.error().contains("kept for a blocked client"),
+        "{kept:?}"
+    );
+    r.cmd(&["CONFIG", "SET", "wasm.max-reply-bytes", "256mb"]);
+    let kept = r.cmd(&["API.WAIT", "bgforward", "0", "LRANGE", "ones", "0", "-1"]);
+    assert_eq!(kept, direct);
+    // Through Lua, which calls the outer guest command: refused, the server alive.
+    let script = "return redis.pcall('api.fwdnest', '100', '2', 'basics.nested', '100')";
+    let lua = c.cmd(&["EVAL", script, "0"]);
+    assert!(format!("{lua:?}").contains("deeper than 128"), "{lua:?}");
+    assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
     // Size overflows and edge integers: covered by `sizes_at_the_limits` and
     // `edge_integers_for_every_host_function`; one more: a length over the 512 MB limit.
     assert!(

@@ -324,6 +324,81 @@ impl ReplyRef {
         len
     }
 
+    /// Reads element `index` of an array or set reply, or of a map's (or an attribute's) keys and
+    /// values taken alternately (`kind`: what [`kind`](ReplyRef::kind) said of it), with `read`, borrowed
+    /// from this reply: a loop over many elements spares the checks and the reference count
+    /// each [`CallReply::array_element`] makes. None out of range or for another kind.
+    pub fn read_element<R>(
+        &self,
+        kind: ReplyKind,
+        index: u64,
+        read: impl FnOnce(&ReplyRef) -> R,
+    ) -> Option<R> {
+        let index = usize::try_from(index).ok()?;
+        // SAFETY: as in `kind`; Redis checks the reply's type and the index (NULL if either is
+        // wrong). The element lives as long as this reply, which `read` cannot outlive.
+        let element = unsafe {
+            match kind {
+                ReplyKind::Array => {
+                    super::api!(RedisModule_CallReplyArrayElement)(self.as_ptr(), index)
+                }
+                ReplyKind::Set => {
+                    super::api!(RedisModule_CallReplySetElement)(self.as_ptr(), index)
+                }
+                ReplyKind::Map | ReplyKind::Attribute => {
+                    let (mut key, mut value) = (ptr::null_mut(), ptr::null_mut());
+                    let pair = match kind {
+                        ReplyKind::Map => super::api!(RedisModule_CallReplyMapElement),
+                        _ => super::api!(RedisModule_CallReplyAttributeElement),
+                    };
+                    let status = pair(self.as_ptr(), index / 2, &mut key, &mut value);
+                    match status == super::OK {
+                        true if index.is_multiple_of(2) => key,
+                        true => value,
+                        false => ptr::null_mut(),
+                    }
+                }
+                _ => return None,
+            }
+        };
+        NonNull::new(element).map(|element| read(&ReplyRef(element)))
+    }
+
+    /// How deep aggregates nest in this reply (0 for a scalar, 1 for an array of scalars, ...;
+    /// a RESP3 attribute counts as a map beside its reply), counted up to `limit + 1`: a deeper
+    /// reply reads as `limit + 1`, and the walk stops there.
+    pub fn nesting(&self, limit: usize) -> usize {
+        let attribute = self
+            .attribute_ref(|attribute| attribute.nesting(limit))
+            .unwrap_or(0);
+        let kind = self.kind();
+        let count = match kind {
+            ReplyKind::Array | ReplyKind::Set => self.length(),
+            ReplyKind::Map | ReplyKind::Attribute => self.length().saturating_mul(2),
+            _ => return attribute,
+        };
+        if limit == 0 {
+            return 1;
+        }
+        let mut deepest = 0;
+        for index in 0..count {
+            let inner = self.read_element(kind, index, |element| element.nesting(limit - 1));
+            deepest = deepest.max(inner.unwrap_or(0));
+            if deepest >= limit {
+                break;
+            }
+        }
+        (1 + deepest).max(attribute)
+    }
+
+    /// Reads this reply's attribute (RESP3), if it has one, with `read`.
+    fn attribute_ref<R>(&self, read: impl FnOnce(&ReplyRef) -> R) -> Option<R> {
+        // SAFETY: as in `kind`; NULL when the reply has no attribute, else a reply that lives
+        // as long as this one, which `read` cannot outlive.
+        let attribute = unsafe { super::api!(RedisModule_CallReplyAttribute)(self.as_ptr()) };
+        NonNull::new(attribute).map(|attribute| read(&ReplyRef(attribute)))
+    }
+
     /// Whether a reply of kind [`ReplyKind::String`] is a status reply (`+...`) rather than a
     /// bulk string. (Callers know the kind already: asking Redis again costs per element.)
     pub fn string_is_status(&self) -> bool {
@@ -387,47 +462,6 @@ impl CallReply {
     pub fn attribute(&self) -> Option<CallReply> {
         // SAFETY: as in `kind`; NULL when the reply has no attribute.
         self.child(unsafe { super::api!(RedisModule_CallReplyAttribute)(self.ptr.as_ptr()) })
-    }
-
-    /// Reads element `index` of an array or set reply, or of a map reply's keys and values taken
-    /// alternately (`kind`: what [`kind`](ReplyRef::kind) said of it), with `read`, borrowed
-    /// from this reply: a loop over many elements spares the checks and the reference count
-    /// each [`array_element`](Self::array_element) makes. None out of range or for another kind.
-    pub fn read_element<R>(
-        &self,
-        kind: ReplyKind,
-        index: u64,
-        read: impl FnOnce(&ReplyRef) -> R,
-    ) -> Option<R> {
-        let index = usize::try_from(index).ok()?;
-        // SAFETY: as in `kind`; Redis checks the reply's type and the index (NULL if either is
-        // wrong). The element lives as long as this reply, which `read` cannot outlive.
-        let element = unsafe {
-            match kind {
-                ReplyKind::Array => {
-                    super::api!(RedisModule_CallReplyArrayElement)(self.ptr.as_ptr(), index)
-                }
-                ReplyKind::Set => {
-                    super::api!(RedisModule_CallReplySetElement)(self.ptr.as_ptr(), index)
-                }
-                ReplyKind::Map => {
-                    let (mut key, mut value) = (ptr::null_mut(), ptr::null_mut());
-                    let status = super::api!(RedisModule_CallReplyMapElement)(
-                        self.ptr.as_ptr(),
-                        index / 2,
-                        &mut key,
-                        &mut value,
-                    );
-                    match status == super::OK {
-                        true if index.is_multiple_of(2) => key,
-                        true => value,
-                        false => ptr::null_mut(),
-                    }
-                }
-                _ => return None,
-            }
-        };
-        NonNull::new(element).map(|element| read(&ReplyRef(element)))
     }
 }
 

@@ -171,6 +171,24 @@ fn api_elements(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     ]))
 }
 
+/// `API.FWDNEST <depth> <2|3|auto> <command> [args]`: calls, and replies with the call's reply
+/// inside `depth` arrays of one element each.
+fn api_forward_nested(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() < 4 {
+        return Err(RedisError::WrongArity);
+    }
+    let depth = args[1].parse_integer()?;
+    let flags = resp_flags(&args[2])?;
+    let reply = ctx
+        .call_ext(args[3].try_as_str()?, &call_args(&args[4..]), flags)
+        .map_err(call_error)?;
+    for _ in 0..depth {
+        ctx.reply_with_array(1);
+    }
+    ctx.reply_with_call_reply(&reply);
+    Ok(RedisValue::NoReply)
+}
+
 /// `API.FORWARD <2|3|auto> <command> [args]`: calls and replies with the call's reply as it is.
 fn api_forward(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if args.len() < 3 {
@@ -918,7 +936,8 @@ thread_local!(static WAITING: RefCell<Vec<BlockedClient>> = const { RefCell::new
 /// goes through the block); `replyint` (the same with the integer 7); `twice` (blocks twice: the second is refused); `trap` (blocks, then
 /// panics); `bgwrite` (a background job that tries a write and opens a key); `spin` (a
 /// background job calling PING until it is cancelled); `bgcall` (`API.WAIT bgcall <timeout>
-/// <command> [args]`: a background job that calls the command and describes the reply);
+/// <command> [args]`: a background job that calls the command and describes the reply;
+/// `bgforward`, the same replying with the call's reply as it is);
 /// `bgtimeout` and `bgfortimeout` (the timeout phase starts a job for its own client, directly
 /// or through `API.BGFOR`); `keysreply` and `keystrap` (block on the
 /// key `api:never`, then reply "anyway", or panic), `keyswait` (blocks on it until it is
@@ -982,6 +1001,16 @@ fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         BlockedPhase::Background if args.get(1).is_some_and(|m| m.as_slice() == b"spin") => loop {
             ctx.call("PING", &[])?;
         },
+        BlockedPhase::Background if args.get(1).is_some_and(|m| m.as_slice() == b"bgforward") => {
+            let line: Vec<&[u8]> = args[3..].iter().map(RedisString::as_slice).collect();
+            let words = line.join(&b' ');
+            let words: Vec<&[u8]> = words.split(|&b| b == b' ').collect();
+            let command =
+                std::str::from_utf8(words[0]).map_err(|_| RedisError::Str("ERR bad name"))?;
+            let reply = ctx.call(command, &[&&words[1..]]).map_err(call_error)?;
+            ctx.reply_with_call_reply(&reply);
+            return Ok(RedisValue::NoReply);
+        }
         BlockedPhase::Background if args.get(1).is_some_and(|m| m.as_slice() == b"bgcall") => {
             let line: Vec<&[u8]> = args[3..].iter().map(RedisString::as_slice).collect();
             return call_words(ctx, &line.join(&b' '));
@@ -1029,7 +1058,7 @@ fn api_wait(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             Ok(RedisValue::BulkString(second.to_string()))
         }
         "trap" => panic!("trapped after blocking"),
-        "bgwrite" | "spin" | "bgcall" => {
+        "bgwrite" | "spin" | "bgcall" | "bgforward" => {
             ctx.run_in_background(client, &args)?;
             if mode == "spin" {
                 WAITING.with_borrow_mut(|w| w.push(client));
@@ -1081,6 +1110,7 @@ redis_module! {
         ["api.call", api_call, "readonly", 0, 0, 0],
         ["api.wcall", api_wcall, "write", 0, 0, 0],
         ["api.forward", api_forward, "write", 0, 0, 0],
+        ["api.fwdnest", api_forward_nested, "write", 0, 0, 0],
         ["api.elements", api_elements, "readonly", 0, 0, 0],
         ["api.convert", api_convert, "readonly", 0, 0, 0],
         ["api.parse", api_parse, "readonly", 0, 0, 0],
