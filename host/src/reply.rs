@@ -106,7 +106,8 @@ impl Shape {
         Ok(Shape {
             payload: 0,
             opens: (len > 0).then(|| (kind, Some(u64::from(len) * kind.width()))),
-            nests: 0,
+            // An empty one opens nothing, but is a level all the same.
+            nests: usize::from(len == 0),
         })
     }
 
@@ -348,8 +349,8 @@ impl ReplyBuffer {
             }
             None if self.open.len() + shape.nests > MAX_REPLY_DEPTH => {
                 self.fail(format!(
-                    "the reply nests aggregates deeper than {MAX_REPLY_DEPTH} levels (a call \
-                     reply of {} levels inside {} more)",
+                    "the reply nests aggregates deeper than {MAX_REPLY_DEPTH} levels ({} more \
+                     inside {} open)",
                     shape.nests,
                     self.open.len()
                 ));
@@ -467,16 +468,26 @@ impl ReplyBuffer {
         }
         let limit = self.byte_limit();
         let mut budget = limit.saturating_sub(self.bytes.saturating_sub(forwarded));
-        let mut items = Vec::with_capacity(self.items.len());
+        // Measured first, so that the items are made only when they fit, in a vector of the
+        // exact size (growing one would hold up to three times as much).
+        let mut count = self.items.len();
+        for item in &self.items {
+            if let ReplyItem::CallReply { reply, .. } = item {
+                let Some((items, bytes)) = flattened_size(reply, 0, budget) else {
+                    return Err(format!(
+                        "the reply is larger than wasm.max-reply-bytes ({limit} bytes) as it \
+                         is kept for a blocked client (its call replies copied)"
+                    ));
+                };
+                budget -= bytes;
+                count += items - 1;
+            }
+        }
+        let mut items = Vec::with_capacity(count);
         for item in self.items.drain(..) {
             match item {
                 ReplyItem::CallReply { reply, .. } => {
-                    if !flatten(&reply, 0, &mut items, &mut budget) {
-                        return Err(format!(
-                            "the reply is larger than wasm.max-reply-bytes ({limit} bytes) as \
-                             it is kept for a blocked client (its call replies copied)"
-                        ));
-                    }
+                    flatten(&reply, 0, &mut |item| items.push(item));
                 }
                 other => items.push(other),
             }
@@ -540,44 +551,70 @@ fn send_call_reply(ctx: Ctx, reply: &CallReply, resp3: bool) {
     if (!resp3 || client_resp3) && ctx.reply_call_reply(reply) {
         return;
     }
-    // A RESP3 reply to a RESP2 client: rebuilt with the reply functions, which downgrade it.
-    // Its items take more memory than its RESP bytes: bounded as a detached reply is.
-    let limit = crate::config::get_usize(&crate::config::MAX_REPLY_BYTES);
-    let mut items = Vec::new();
-    match flatten(reply, 0, &mut items, &mut limit.clone()) {
-        true => items.iter().for_each(|item| send_item(ctx, item)),
-        // In place of the call reply, whatever encloses it (an element is still owed).
-        false => ctx.reply_error(&format!(
-            "ERR the call reply is larger than wasm.max-reply-bytes ({limit} bytes) as it is \
-             converted for a RESP2 client"
-        )),
-    }
+    // A RESP3 reply to a RESP2 client: rebuilt with the reply functions, which downgrade it,
+    // item by item as it is walked (nothing held).
+    flatten(reply, 0, &mut |item| send_item(ctx, &item));
 }
 
-/// A call reply as reply items (no reference to the call reply left), each costing its payload
-/// and [`ELEMENT_BYTES`] of `budget`; false when that runs out (or the reply nests deeper than
-/// an admitted reply can: see `Shape::nests`), with `out` partly filled.
-fn flatten(reply: &ReplyRef, depth: usize, out: &mut Vec<ReplyItem>, budget: &mut usize) -> bool {
+/// The host memory a reply item holds besides itself: a heap buffer of at least 8 bytes.
+fn heap_bytes(len: usize) -> usize {
+    if len == 0 { 0 } else { len.max(8) }
+}
+
+/// What [`flatten`] makes of a call reply: how many items, and the host memory they hold
+/// (each [`ELEMENT_BYTES`] and its payload), measured up to `budget` bytes (None past it, or
+/// past the nesting an admitted reply can have).
+fn flattened_size(reply: &ReplyRef, depth: usize, budget: usize) -> Option<(usize, usize)> {
     if depth > MAX_REPLY_DEPTH {
-        return false;
+        return None;
+    }
+    let kind = reply.kind();
+    let (payload, elements) = match kind {
+        ReplyKind::String | ReplyKind::Error => {
+            (heap_bytes(reply.string_bytes().map_or(0, <[u8]>::len)), 0)
+        }
+        ReplyKind::BigNumber | ReplyKind::Verbatim => (heap_bytes(reply.proto_len()), 0),
+        ReplyKind::Array | ReplyKind::Set => (0, reply.length()),
+        ReplyKind::Map => (0, reply.length().saturating_mul(2)),
+        _ => (0, 0),
+    };
+    let (mut items, mut bytes) = (1, ELEMENT_BYTES + payload);
+    for index in 0..elements {
+        if bytes > budget {
+            return None;
+        }
+        let (more, used) = reply
+            .read_element(kind, index, |element| {
+                flattened_size(element, depth + 1, budget - bytes)
+            })
+            .unwrap_or(Some((1, ELEMENT_BYTES)))?;
+        items += more;
+        bytes += used;
+    }
+    (bytes <= budget).then_some((items, bytes))
+}
+
+/// A call reply as reply items (no reference to the call reply left), handed to `out` in order.
+/// Called on admitted replies, which nest at most [`MAX_REPLY_DEPTH`] levels (deeper, the rest
+/// is an error element, never silently something else).
+fn flatten(reply: &ReplyRef, depth: usize, out: &mut dyn FnMut(ReplyItem)) {
+    if depth > MAX_REPLY_DEPTH {
+        out(ReplyItem::Error(format!(
+            "ERR the reply nests deeper than {MAX_REPLY_DEPTH} levels"
+        )));
+        return;
     }
     let count = |len: u64| u32::try_from(len).unwrap_or(u32::MAX);
+    let text = |reply: &ReplyRef| {
+        String::from_utf8_lossy(reply.string_bytes().unwrap_or_default()).into_owned()
+    };
     let kind = reply.kind();
     let (item, elements) = match kind {
-        ReplyKind::String if reply.string_is_status() => (
-            ReplyItem::Simple(
-                String::from_utf8_lossy(&reply.string().unwrap_or_default()).into_owned(),
-            ),
-            0,
-        ),
+        ReplyKind::String if reply.string_is_status() => (ReplyItem::Simple(text(reply)), 0),
         ReplyKind::String => (ReplyItem::Bulk(reply.string().unwrap_or_default()), 0),
-        ReplyKind::Error => (
-            ReplyItem::Error(
-                String::from_utf8_lossy(&reply.string().unwrap_or_default()).into_owned(),
-            ),
-            0,
-        ),
+        ReplyKind::Error => (ReplyItem::Error(text(reply)), 0),
         ReplyKind::Integer => (ReplyItem::Integer(reply.integer()), 0),
+        ReplyKind::Null if reply.null_is_array() => (ReplyItem::NullArray, 0),
         ReplyKind::Null | ReplyKind::Unknown | ReplyKind::Attribute => (ReplyItem::Null, 0),
         ReplyKind::Bool => (ReplyItem::Bool(reply.boolean()), 0),
         ReplyKind::Double => (ReplyItem::Double(reply.double()), 0),
@@ -605,31 +642,12 @@ fn flatten(reply: &ReplyRef, depth: usize, out: &mut Vec<ReplyItem>, budget: &mu
             )
         }
     };
-    let cost = ELEMENT_BYTES + item_payload(&item);
-    if cost > *budget {
-        return false;
-    }
-    *budget -= cost;
-    out.push(item);
-    (0..elements).all(|index| {
-        reply
-            .read_element(kind, index, |element| {
-                flatten(element, depth + 1, out, budget)
-            })
-            .unwrap_or_else(|| {
-                out.push(ReplyItem::Null);
-                true
-            })
-    })
-}
-
-/// The bytes an item holds besides itself.
-fn item_payload(item: &ReplyItem) -> usize {
-    match item {
-        ReplyItem::Simple(text) | ReplyItem::Error(text) | ReplyItem::BigNumber(text) => text.len(),
-        ReplyItem::Bulk(bytes) => bytes.len(),
-        ReplyItem::Verbatim(format, text) => format.len() + text.len(),
-        _ => 0,
+    out(item);
+    for index in 0..elements {
+        let read = reply.read_element(kind, index, |element| flatten(element, depth + 1, out));
+        if read.is_none() {
+            out(ReplyItem::Null);
+        }
     }
 }
 

@@ -1047,7 +1047,7 @@ fn scripting_vulnerability_classes_are_closed() {
     assert!(
         too_deep
             .error()
-            .contains("deeper than 128 levels (a call reply of 100 levels inside 29 more)"),
+            .contains("deeper than 128 levels (100 more inside 29 open)"),
         "{too_deep:?}"
     );
     // A forwarded call reply kept for a blocked client is copied into items, which take more
@@ -1072,6 +1072,37 @@ fn scripting_vulnerability_classes_are_closed() {
     r.cmd(&["CONFIG", "SET", "wasm.max-reply-bytes", "256mb"]);
     let kept = r.cmd(&["API.WAIT", "bgforward", "0", "LRANGE", "ones", "0", "-1"]);
     assert_eq!(kept, direct);
+    // Copied, a RESP2 null array stays one (not a null bulk string).
+    assert_eq!(
+        r.cmd_raw(&[
+            "API.WAIT",
+            "bgforward",
+            "0",
+            "XREAD",
+            "STREAMS",
+            "nosuch",
+            "0"
+        ]),
+        b"*-1\r\n"
+    );
+    // A RESP3 reply converted for a RESP2 client goes item by item, whatever its size, with
+    // nothing held: the limit is the RESP bytes, as when it is forwarded as it is.
+    r.cmd(&["CONFIG", "SET", "wasm.max-reply-bytes", "1mb"]);
+    let converted = r.cmd(&["API.FORWARD", "3", "LRANGE", "ones", "0", "-1"]);
+    assert_eq!(converted, direct);
+    r.cmd(&["CONFIG", "SET", "wasm.max-reply-bytes", "256mb"]);
+    // An empty aggregate is a level too, the guest's own or forwarded.
+    assert!(
+        r.cmd(&["API.FWDNEST", "128", "2", "LRANGE", "nosuch", "0", "-1"])
+            .error()
+            .contains("deeper than 128 levels (1 more inside 128 open)")
+    );
+    assert!(
+        r.cmd(&["API.FWDNEST", "127", "2", "LRANGE", "nosuch", "0", "-1"])
+            .array()
+            .len()
+            == 1
+    );
     // Through Lua, which calls the outer guest command: refused, the server alive.
     let script = "return redis.pcall('api.fwdnest', '100', '2', 'basics.nested', '100')";
     let lua = c.cmd(&["EVAL", script, "0"]);

@@ -402,11 +402,22 @@ impl ReplyRef {
     /// Whether a reply of kind [`ReplyKind::String`] is a status reply (`+...`) rather than a
     /// bulk string. (Callers know the kind already: asking Redis again costs per element.)
     pub fn string_is_status(&self) -> bool {
+        self.proto_starts_with(b'+')
+    }
+
+    /// Whether a reply of kind [`ReplyKind::Null`] is RESP2's null array (`*-1`) rather than
+    /// its null bulk string (`$-1`; both are `_` in RESP3).
+    pub fn null_is_array(&self) -> bool {
+        self.proto_starts_with(b'*')
+    }
+
+    /// Whether the reply's RESP encoding starts with `byte`.
+    fn proto_starts_with(&self, byte: u8) -> bool {
         let mut len = 0usize;
         // SAFETY: as in `kind`.
         let p = unsafe { super::api!(RedisModule_CallReplyProto)(self.as_ptr(), &mut len) };
         // SAFETY: when non-NULL, `p` points at `len` bytes of the live reply.
-        !p.is_null() && len > 0 && unsafe { *p } == b'+' as c_char
+        !p.is_null() && len > 0 && unsafe { *p } == byte as c_char
     }
 }
 
