@@ -152,34 +152,20 @@ fn edge_inputs_get_the_errors_lua_gives_and_the_server_survives() {
     c.cmd(&["SET", "plus", "+5"]);
     c.cmd(&["SET", "zero", "05"]);
     c.cmd(&["RPUSH", "odd", "1", "-0"]);
+    const OVERFLOW: &str = "ERR the sum overflows";
+    const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
     for (case, key, error) in [
-        ("LSUM", "big", "ERR the sum overflows"),
-        ("LRANGE", "big", "ERR the sum overflows"),
-        ("HSUM", "bighash", "ERR the sum overflows"),
-        (
-            "LSUM",
-            "words",
-            "ERR value is not an integer or out of range",
-        ),
-        (
-            "LRANGE",
-            "words",
-            "ERR value is not an integer or out of range",
-        ),
-        (
-            "HSUM",
-            "wordhash",
-            "ERR value is not an integer or out of range",
-        ),
-        ("RMW", "str", "ERR value is not an integer or out of range"),
-        ("RMW", "plus", "ERR value is not an integer or out of range"),
-        ("RMW", "zero", "ERR value is not an integer or out of range"),
-        (
-            "LRANGE",
-            "odd",
-            "ERR value is not an integer or out of range",
-        ),
-        ("LSUM", "odd", "ERR value is not an integer or out of range"),
+        ("LSUM", "big", OVERFLOW),
+        ("LRANGE", "big", OVERFLOW),
+        ("HSUM", "bighash", OVERFLOW),
+        ("LSUM", "words", NOT_INTEGER),
+        ("LRANGE", "words", NOT_INTEGER),
+        ("HSUM", "wordhash", NOT_INTEGER),
+        ("RMW", "str", NOT_INTEGER),
+        ("RMW", "plus", NOT_INTEGER),
+        ("RMW", "zero", NOT_INTEGER),
+        ("LRANGE", "odd", NOT_INTEGER),
+        ("LSUM", "odd", NOT_INTEGER),
     ] {
         for twin in ["NB", "BG"] {
             let reply = c.cmd(&[&format!("{twin}.{case}"), key]);
