@@ -454,7 +454,9 @@ static NATIVE_TYPE: RedisType = RedisType::new(
     },
 );
 
-/// No value of `NATIVE_TYPE` is ever made, so none is loaded, saved or freed.
+/// No value of `NATIVE_TYPE` is ever made, so none is loaded, saved or freed. These entry points
+/// from Redis do nothing, so nothing in them can panic (the module's command trampolines, unlike
+/// the host's, do not catch panics: a fixture). `unsafe` only because Redis's method types are.
 unsafe extern "C" fn load_nothing(_rdb: *mut raw::RedisModuleIO, _encver: c_int) -> *mut c_void {
     std::ptr::null_mut()
 }
