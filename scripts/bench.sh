@@ -6,10 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--instructions" ]; then
     scripts/setup.sh valgrind
-    cargo build --release --ignore-rust-version -p redis-wasm -p native-baseline
+    scripts/build-host.sh
+    export REDIS_WASM_MODULE_DIR="$PWD/target/host"
     exec cargo run --release --ignore-rust-version -q -p redis-wasm-tests --bin bench -- "$@"
 fi
 scripts/setup.sh
-cargo build --release --ignore-rust-version -p redis-wasm -p native-baseline
+scripts/build-host.sh
+export REDIS_WASM_MODULE_DIR="$PWD/target/host"
 cargo run --release --ignore-rust-version -q -p redis-wasm-tests --bin bench
 cargo run --release --ignore-rust-version -q -p redis-wasm-tests --bin load_latency

@@ -14,11 +14,11 @@ source scripts/lib.sh
 minutes=${1:-10}
 port=${PORT:-23400}
 dir=$(mktemp -d /tmp/redis-wasm-fuzz-host.XXXX)
-cargo build --release --ignore-rust-version -p redis-wasm >&2
+scripts/build-host.sh >&2
 evil=$(build_guest evil)
 # A copy, so rebuilding the host during a long run cannot disturb it.
 host="$dir/libredis_wasm.so"
-cp target/release/libredis_wasm.so "$host"
+cp target/host/libredis_wasm.so "$host"
 # Small compressed list nodes, so that the fuzzer's lists have some.
 lists=(--list-compress-depth 1 --list-max-listpack-size 4)
 if [ -n "${SMALL_ENCODINGS:-}" ]; then

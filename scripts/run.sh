@@ -13,7 +13,7 @@ for manifest in examples/*/Cargo.toml; do
 done
 
 echo "==> building the host"
-cargo build --release --ignore-rust-version -p redis-wasm
+scripts/build-host.sh
 echo "==> building the example guests: ${examples[*]}"
 cargo build --target wasm32-wasip2 --profile guest $(printf -- '-p %s ' "${examples[@]}")
 
@@ -31,7 +31,7 @@ rundir="$PWD/target/run"
 mkdir -p "$rundir"
 echo "==> starting redis-server on port $PORT (log: $rundir/redis.log)"
 redis-server --port "$PORT" --bind 127.0.0.1 --dir "$rundir" --logfile "$rundir/redis.log" --daemonize yes \
-    --loadmodule "$PWD/target/release/libredis_wasm.so" "${module_args[@]}"
+    --loadmodule "$PWD/target/host/libredis_wasm.so" "${module_args[@]}"
 for _ in $(seq 1 100); do
     redis-cli -p "$PORT" ping >/dev/null 2>&1 && break
     sleep 0.1

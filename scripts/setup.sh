@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and tests need, if missing: Debian's redis-server and redis-tools
-# (Redis 7.0), libclang-dev (bindgen in the redis-module crate), and the wasm32-wasip2 target.
+# (Redis 7.0), libclang-dev (bindgen in the redis-module crate), the wasm32-wasip2 target, and
+# rustup's llvm-tools (llvm-profdata, for scripts/build-host.sh's profile-guided build).
 # Arguments name more Debian packages to install if their command is missing (e.g. valgrind).
 set -euo pipefail
 
@@ -23,4 +24,9 @@ fi
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     echo "==> adding the wasm32-wasip2 target"
     rustup target add wasm32-wasip2
+fi
+
+if [ ! -x "$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-profdata" ]; then
+    echo "==> adding rustup's llvm-tools (llvm-profdata)"
+    rustup component add llvm-tools
 fi

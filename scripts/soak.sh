@@ -9,12 +9,12 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 port=${PORT:-23500}
 dir=$(mktemp -d /tmp/redis-wasm-soak.XXXX)
-cargo build --release --ignore-rust-version -p redis-wasm >&2
+scripts/build-host.sh >&2
 evil=$(build_guest evil)
 api=$(build_guest api-guest)
 # A copy, so rebuilding the host during a long run cannot disturb it.
 host="$dir/libredis_wasm.so"
-cp target/release/libredis_wasm.so "$host"
+cp target/host/libredis_wasm.so "$host"
 start_server "$port" "$dir" --busy-reply-threshold 50 --wasm.max-memory 32mb \
     --loadmodule "$host" LOAD "$evil" LOAD "$api"
 trap 'redis-cli -p $port shutdown nosave >/dev/null 2>&1' EXIT

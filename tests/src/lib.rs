@@ -33,12 +33,22 @@ pub fn context_switches(task: &Path) -> u64 {
         .sum()
 }
 
-/// The host module built by `cargo build -p redis-wasm` in the same profile as the tests.
+/// The directory holding the host and the native twin: `REDIS_WASM_MODULE_DIR` when set (the
+/// scripts set it to `scripts/build-host.sh`'s output, `target/host`), else cargo's output
+/// directory of the tests' own profile.
+fn library_dir() -> PathBuf {
+    std::env::var_os("REDIS_WASM_MODULE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("REDIS_WASM_HOST_DIR")))
+}
+
+/// The host module: `scripts/build-host.sh`'s, or `cargo build -p redis-wasm`'s in the same
+/// profile as the tests ([`library_dir`]).
 pub fn host_library() -> PathBuf {
-    let path = Path::new(env!("REDIS_WASM_HOST_DIR")).join("libredis_wasm.so");
+    let path = library_dir().join("libredis_wasm.so");
     assert!(
         path.exists(),
-        "{} is missing: build the host first (`cargo build --release -p redis-wasm`, or run scripts/test.sh)",
+        "{} is missing: build the host first (scripts/build-host.sh, or run scripts/test.sh)",
         path.display()
     );
     path
@@ -46,10 +56,10 @@ pub fn host_library() -> PathBuf {
 
 /// The native comparison module (`benchmarks/native`), built like the host.
 pub fn native_library() -> PathBuf {
-    let path = Path::new(env!("REDIS_WASM_HOST_DIR")).join("libnative_baseline.so");
+    let path = library_dir().join("libnative_baseline.so");
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --release -p native-baseline`",
+        "{} is missing: build it first (scripts/build-host.sh)",
         path.display()
     );
     path
@@ -664,6 +674,14 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // PGO training (scripts/build-host.sh) runs the tests against an instrumented host,
+        // which writes its counts when redis-server exits normally, not when it is killed.
+        if std::env::var_os("REDIS_WASM_GRACEFUL_STOP").is_some() && self.is_running() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            self.wait_exit(Duration::from_secs(5));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if !std::thread::panicking() {

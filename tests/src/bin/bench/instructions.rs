@@ -166,11 +166,16 @@ pub fn run(only: &[String]) {
     let dir = std::env::temp_dir().join(format!("redis-wasm-callgrind-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a directory for callgrind's dumps");
     let out = dir.join("callgrind.out");
-    let valgrind = vec![
+    let mut valgrind = vec![
         "valgrind".to_owned(),
         "--tool=callgrind".to_owned(),
         format!("--callgrind-out-file={}", out.display()),
     ];
+    // More of callgrind's options, such as `--cache-sim=yes` (its dumps then count simulated
+    // cache misses too; the table stays instructions).
+    if let Ok(extra) = std::env::var("BENCH_VALGRIND_EXTRA") {
+        valgrind.extend(extra.split_whitespace().map(str::to_owned));
+    }
     let (server, mut c, shas, value) = prepare_server(ServerOptions {
         run_under: valgrind,
         config: vec![("hz".into(), "1".into())],

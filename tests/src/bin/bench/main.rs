@@ -8,9 +8,11 @@
 //! limited to 128 KB), so it is driven by this program, pipelined the same way.
 //!
 //! Run: `scripts/bench.sh` (or `cargo run --release -p redis-wasm-tests --bin bench`). With
-//! `--instructions`, counts instructions per call instead (see `instructions.rs`).
+//! `--instructions`, counts instructions per call instead (see `instructions.rs`); with
+//! `--train`, runs the workload profile-guided optimization learns from (see `train.rs`).
 
 mod instructions;
+mod train;
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -332,6 +334,10 @@ fn main() {
     let only: Vec<String> = std::env::args().skip(1).collect();
     if only.first().is_some_and(|a| a == "--instructions") {
         instructions::run(&only[1..]);
+        return;
+    }
+    if only.first().is_some_and(|a| a == "--train") {
+        train::run();
         return;
     }
     let (server, mut c, shas, value) = prepare_server(ServerOptions::default());
