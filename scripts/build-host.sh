@@ -6,7 +6,7 @@
 #      example guests' commands) and the integration tests, whose counts llvm-profdata merges
 #      into target/pgo/host.profdata;
 #   3. the optimized build (target/pgo/optimized), laid out by those counts: hot code together,
-#      cold code out of its way. The commands it learns from run 7-26% faster (BENCHMARKS.md).
+#      cold code out of its way. Guest commands ran 2-23% faster (BENCHMARKS.md).
 # REDIS_WASM_PGO=0 builds a plain release build instead (quicker while developing).
 # Assumes scripts/setup.sh has run (redis-server, libclang, the wasm target, llvm-tools).
 set -euo pipefail
