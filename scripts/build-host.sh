@@ -34,6 +34,11 @@ fi
 
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 profdata_tool="$(rustc --print sysroot)/lib/rustlib/$triple/bin/llvm-profdata"
+if [ ! -x "$profdata_tool" ]; then
+    echo "llvm-profdata is missing: run scripts/setup.sh (it adds rustup's llvm-tools)," \
+        "or build without PGO: REDIS_WASM_PGO=0 $0" >&2
+    exit 1
+fi
 pgo="$PWD/target/pgo"
 # --target keeps RUSTFLAGS off build scripts and proc macros; each build has its own directory
 # so that neither rebuilds the other's dependencies.
@@ -42,23 +47,39 @@ RUSTFLAGS="-Cprofile-generate=$pgo/raw" CARGO_TARGET_DIR="$pgo/instrumented" \
     "${cargo[@]}" --target "$triple"
 instrumented="$pgo/instrumented/$triple/release"
 
-# The counts are only as current as the instrumented build: train again when it changed.
-stamp="$(sha256sum "$instrumented/libredis_wasm.so" "$instrumented/libnative_baseline.so" | sha256sum | cut -c1-16)"
+# Train again when the instrumented build or what the training runs changed: the tests, the
+# trainer, the guests, the SDK and WIT they are built from, or the redis-server they run on.
+stamp="$({
+    sha256sum "$instrumented/libredis_wasm.so" "$instrumented/libnative_baseline.so"
+    find tests/src tests/all tests/guests examples guest-sdk wit -type f -print0 |
+        LC_ALL=C sort -z | xargs -0 sha256sum
+    redis-server --version
+} | sha256sum | cut -c1-16)"
 if [ "$(cat "$pgo/host.profdata.stamp" 2>/dev/null)" != "$stamp" ] || [ ! -s "$pgo/host.profdata" ]; then
     echo "==> PGO 2/3: training (bench --train)"
     rm -rf "$pgo/raw"
     cargo build --release --ignore-rust-version -q -p redis-wasm-tests --bin bench
     REDIS_WASM_MODULE_DIR="$instrumented" target/release/bench --train
     # The integration tests reach nearly all of the host, so that code the benchmark does not
-    # run is not compiled as code that never runs. Under the slower instrumented build a
-    # timing-sensitive test may fail; its counts count all the same (the tests proper run later
-    # against the optimized build).
+    # run is not compiled as code that never runs. They must build; under the slower
+    # instrumented build a timing-sensitive test may fail, and its counts are used all the same
+    # (the tests proper run later against the optimized build), but the profile is then not
+    # kept for the next build.
+    cargo test --release --ignore-rust-version -q -p redis-wasm-tests --test all --no-run
+    complete=yes
     REDIS_WASM_MODULE_DIR="$instrumented" REDIS_WASM_GRACEFUL_STOP=1 \
         cargo test --release --ignore-rust-version -q -p redis-wasm-tests --test all \
-        >"$pgo/training-tests.log" 2>&1 ||
-        echo "==> some tests failed under the instrumented build (see $pgo/training-tests.log); their counts are used all the same"
+        >"$pgo/training-tests.log" 2>&1 || complete=no
+    if [ "$complete" = no ]; then
+        echo "==> some tests failed under the instrumented build (see $pgo/training-tests.log);" \
+            "their counts are used, and the next build trains again"
+    fi
     "$profdata_tool" merge -o "$pgo/host.profdata" "$pgo/raw"
-    echo "$stamp" > "$pgo/host.profdata.stamp"
+    if [ "$complete" = yes ]; then
+        echo "$stamp" > "$pgo/host.profdata.stamp"
+    else
+        rm -f "$pgo/host.profdata.stamp"
+    fi
 else
     echo "==> PGO 2/3: the instrumented build is unchanged; keeping its profile"
 fi

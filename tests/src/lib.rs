@@ -48,7 +48,8 @@ pub fn host_library() -> PathBuf {
     let path = library_dir().join("libredis_wasm.so");
     assert!(
         path.exists(),
-        "{} is missing: build the host first (scripts/build-host.sh, or run scripts/test.sh)",
+        "{} is missing: run scripts/test.sh, or build the host (scripts/build-host.sh) and point \
+         the tests at it (REDIS_WASM_MODULE_DIR=$PWD/target/host cargo test --release ...)",
         path.display()
     );
     path
@@ -59,7 +60,7 @@ pub fn native_library() -> PathBuf {
     let path = library_dir().join("libnative_baseline.so");
     assert!(
         path.exists(),
-        "{} is missing: build it first (scripts/build-host.sh)",
+        "{} is missing: build it with the host (scripts/build-host.sh; REDIS_WASM_MODULE_DIR=$PWD/target/host)",
         path.display()
     );
     path
