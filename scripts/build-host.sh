@@ -56,7 +56,7 @@ stamp="$({
     redis-server --version
 } | sha256sum | cut -c1-16)"
 if [ "$(cat "$pgo/host.profdata.stamp" 2>/dev/null)" != "$stamp" ] || [ ! -s "$pgo/host.profdata" ]; then
-    echo "==> PGO 2/3: training (bench --train)"
+    echo "==> PGO 2/3: training (bench --train, then the integration tests)"
     rm -rf "$pgo/raw"
     cargo build --release --ignore-rust-version -q -p redis-wasm-tests --bin bench
     REDIS_WASM_MODULE_DIR="$instrumented" target/release/bench --train
@@ -81,7 +81,7 @@ if [ "$(cat "$pgo/host.profdata.stamp" 2>/dev/null)" != "$stamp" ] || [ ! -s "$p
         rm -f "$pgo/host.profdata.stamp"
     fi
 else
-    echo "==> PGO 2/3: the instrumented build is unchanged; keeping its profile"
+    echo "==> PGO 2/3: the instrumented build and the training are unchanged; keeping the profile"
 fi
 
 echo "==> PGO 3/3: building the optimized host"

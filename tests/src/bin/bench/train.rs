@@ -44,7 +44,7 @@ const EXAMPLE_COMMANDS: &[&[&str]] = &[
 ];
 
 pub fn run() {
-    let (server, mut c, shas, value) = prepare_server(ServerOptions::default());
+    let (mut server, mut c, shas, value) = prepare_server(ServerOptions::default());
     for case in CASES {
         for runtime in [Runtime::Native, Runtime::Guest] {
             let line = command(case, runtime, &shas[case.name], &value);
@@ -89,7 +89,6 @@ pub fn run() {
         crate::redis_benchmark(server.port, EXAMPLE_CALLS, &line);
     }
     // A clean exit, not the kill that dropping the server makes: the counts are written then.
-    let mut server = server;
     c.send(&[b"SHUTDOWN", b"NOSAVE"]);
     assert!(
         server.wait_exit(std::time::Duration::from_secs(30)),
