@@ -41,6 +41,9 @@ pub static ENABLE_DEBUG: AtomicI64 = AtomicI64::new(0);
 /// 0. Off by default: the two clock reads cost about 0.07 µs per call (the integer reply
 /// benchmark: 0.42 -> 0.50 µs).
 pub static TIME_COMMANDS: AtomicI64 = AtomicI64::new(0);
+/// Whether wasmtime writes the guests' compiled functions to `/tmp/perf-<pid>.map`, so that
+/// `perf` names them in a profile of the server: 1 or 0. Read once, when the host loads.
+pub static PERF_MAP: AtomicI64 = AtomicI64::new(0);
 /// Directory that `WASM.LOAD <path>` may read from ("" allows any path).
 pub static LOAD_DIR: Mutex<String> = Mutex::new(String::new());
 
@@ -135,6 +138,16 @@ const NUMERIC: &[NumericConfig] = &[
         // Set at startup only, as Redis's own `enable-debug-command`.
         immutable: true,
         value: &ENABLE_DEBUG,
+    },
+    NumericConfig {
+        name: c"perf-map",
+        default: 0,
+        min: 0,
+        max: 1,
+        memory: false,
+        // The engine is made once, when the host loads.
+        immutable: true,
+        value: &PERF_MAP,
     },
 ];
 

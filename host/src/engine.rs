@@ -11,7 +11,7 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, EngineWeak, OptLevel};
+use wasmtime::{Config, Engine, EngineWeak, OptLevel, ProfilingStrategy};
 
 use crate::state::GuestState;
 
@@ -44,6 +44,9 @@ pub fn start() -> anyhow::Result<()> {
     config.epoch_interruption(true);
     config.cranelift_opt_level(OptLevel::Speed);
     config.max_wasm_stack(MAX_WASM_STACK);
+    if crate::config::PERF_MAP.load(Ordering::Relaxed) == 1 {
+        config.profiler(ProfilingStrategy::PerfMap);
+    }
     crate::ffi::signals::before_engine();
     let engine =
         Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;

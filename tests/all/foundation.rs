@@ -1184,6 +1184,58 @@ fn each_guest_command_is_timed_when_asked() {
 }
 
 #[test]
+fn perf_map_names_the_guests_functions_when_asked() {
+    // Off by default: a server started plainly writes no map.
+    let plain = Server::with_module_args(&["LOAD", guests::HELLOWORLD]);
+    let plain_map = format!("/tmp/perf-{}.map", plain.pid());
+    assert!(
+        !std::path::Path::new(&plain_map).exists(),
+        "{plain_map} written without wasm.perf-map"
+    );
+    let server = Server::start_with(ServerOptions {
+        config: vec![("wasm.perf-map".into(), "1".into())],
+        ..Default::default()
+    });
+    let map = format!("/tmp/perf-{}.map", server.pid());
+    assert_eq!(
+        load(&server, guests::HELLOWORLD, &[]),
+        Reply::Bulk(b"helloworld".to_vec())
+    );
+    let text = std::fs::read_to_string(&map);
+    let _ = std::fs::remove_file(&map);
+    let text = text.unwrap_or_else(|e| panic!("{map}: {e}"));
+    // perf's format: start address, size (both hex), name; the guest's command function among
+    // the names, by its (mangled) Rust path.
+    let command_function = text
+        .lines()
+        .find(|line| line.contains("helloworld_rand"))
+        .unwrap_or_else(|| panic!("no helloworld_rand in {map}:\n{text}"));
+    let fields: Vec<&str> = command_function.splitn(3, ' ').collect();
+    assert!(
+        fields[0].starts_with("0x") && u64::from_str_radix(&fields[0][2..], 16).is_ok(),
+        "{command_function}"
+    );
+    assert!(
+        u64::from_str_radix(fields[1], 16).is_ok_and(|size| size > 0),
+        "{command_function}"
+    );
+    let mut c = server.client();
+    assert!(c.cmd(&["HELLOWORLD.RAND"]).int() >= 0);
+    assert!(
+        c.cmd(&["CONFIG", "SET", "wasm.perf-map", "0"])
+            .error()
+            .contains("immutable"),
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "wasm.perf-map"]),
+        Reply::Array(vec![
+            Reply::Bulk(b"wasm.perf-map".to_vec()),
+            Reply::Bulk(b"1".to_vec())
+        ])
+    );
+}
+
+#[test]
 fn host_commands_that_change_guests_need_the_permissions_of_their_categories() {
     // Redis 7.0 gives module commands no ACL categories: the host stands in for them with the
     // FUNCTION subcommand of the same categories, so `-@scripting` denies WASM.LOAD too.

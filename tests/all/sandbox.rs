@@ -837,6 +837,7 @@ fn info_and_configs_describe_the_host() {
         "wasm.max-reply-bytes",
         "wasm.load-dir",
         "wasm.time-commands",
+        "wasm.perf-map",
     ] {
         assert!(
             names.contains(&name.to_owned()),
