@@ -176,9 +176,15 @@ pub fn run(only: &[String]) {
     if let Ok(extra) = std::env::var("BENCH_VALGRIND_EXTRA") {
         valgrind.extend(extra.split_whitespace().map(str::to_owned));
     }
+    let keep_dumps = std::env::var_os("BENCH_KEEP_DUMPS").is_some();
+    let mut config = vec![("hz".into(), "1".into())];
+    if keep_dumps {
+        // Names for the dumps' bare addresses of compiled guest code.
+        config.push(("wasm.perf-map".into(), "1".into()));
+    }
     let (server, mut c, shas, value) = prepare_server(ServerOptions {
         run_under: valgrind,
-        config: vec![("hz".into(), "1".into())],
+        config,
         ..Default::default()
     });
     println!(
@@ -226,9 +232,16 @@ pub fn run(only: &[String]) {
             split.join(" | ")
         );
     }
+    let perf_map = format!("/tmp/perf-{}.map", server.pid());
     drop(server);
-    if std::env::var_os("BENCH_KEEP_DUMPS").is_some() {
-        println!("callgrind dumps kept in {}", dir.display());
+    if keep_dumps {
+        let kept_map = dir.join("perf.map");
+        let _ = std::fs::copy(&perf_map, &kept_map);
+        let _ = std::fs::remove_file(&perf_map);
+        println!(
+            "callgrind dumps kept in {} (with perf.map: the guests' compiled functions, start address, size and name)",
+            dir.display()
+        );
     } else {
         let _ = std::fs::remove_dir_all(&dir);
     }
