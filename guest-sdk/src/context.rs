@@ -94,11 +94,13 @@ impl Context {
 
     /// Opens a key for reading (`RedisModule_OpenKey` with `REDISMODULE_READ`).
     pub fn open_key(&self, name: impl AsRef<[u8]>) -> Result<Key, KeyError> {
+        crate::key::close_dropped();
         keys::open_key(name.as_ref(), OpenMode::READ).map(Key)
     }
 
     /// Opens a key for reading and writing (the command must be flagged `write`).
     pub fn open_key_writable(&self, name: impl AsRef<[u8]>) -> Result<Key, KeyError> {
+        crate::key::close_dropped();
         keys::open_key(name.as_ref(), OpenMode::READ | OpenMode::WRITE).map(Key)
     }
 

@@ -32,12 +32,38 @@ impl From<KeyError> for RedisError {
 /// The no-expire value of [`Key::get_expire`] (`REDISMODULE_NO_EXPIRE`).
 pub const NO_EXPIRE: i64 = -1;
 
-/// An open key (`RedisModuleKey`). Closed when dropped.
+/// An open key (`RedisModuleKey`). Closed when dropped: the host is told at the next
+/// [`open_key`](crate::Context::open_key) or when the command returns (where it closes every
+/// key anyway), whichever comes first, so the last key a command drops costs no call into the
+/// host. Until then Redis keeps it open, which nothing can tell apart: the host closes keys
+/// around every `call` and yield, and a key dropped cannot be used again.
 pub struct Key(pub(crate) wit::Key);
+
+thread_local! {
+    /// The key dropped last and not yet closed (see [`Key`]).
+    static DROPPED: std::cell::Cell<Option<wit::Key>> = const { std::cell::Cell::new(None) };
+}
+
+/// Closes the key dropped last, if any: called before opening a key, which could conflict
+/// with it (a key open for writing cannot be opened again).
+pub(crate) fn close_dropped() {
+    if let Some(key) = DROPPED.take() {
+        wit::close_key(key);
+    }
+}
+
+/// Forgets the key dropped last without closing it: called when a command starts, since the
+/// host closed every key of the one before (and never gives a closed key's number again, so
+/// closing it late would do nothing but cost a call).
+pub(crate) fn forget_dropped() {
+    DROPPED.set(None);
+}
 
 impl Drop for Key {
     fn drop(&mut self) {
-        wit::close_key(self.0);
+        if let Some(earlier) = DROPPED.replace(Some(self.0)) {
+            wit::close_key(earlier);
+        }
     }
 }
 

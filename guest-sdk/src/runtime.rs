@@ -199,6 +199,7 @@ fn run(command: u32, mut full: Vec<RedisString>) -> Option<i64> {
         return None;
     };
     RUNNING.set((RUNNING.get().0, name));
+    crate::key::forget_dropped();
     full[0] = RedisString::from_static(name);
     let ctx = Context::new();
     match function(&ctx, full) {

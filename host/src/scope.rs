@@ -112,7 +112,11 @@ impl OpenKeys {
         if let Some(index) = &mut self.by_name {
             Self::count(index, &key, false);
         }
-        // Its name's buffer is kept for reuse; the rest drops as before (closing the key).
+        self.keep_name(&mut key);
+    }
+
+    /// Keeps a closing key's name buffer for reuse (the rest drops as before, closing the key).
+    fn keep_name(&mut self, key: &mut KeyHandle) {
         if self.spare_names.len() < SPARE_NAMES && key.name.capacity() <= SPARE_NAME_CAPACITY {
             self.spare_names.push(std::mem::take(&mut key.name));
         }
@@ -171,8 +175,14 @@ impl OpenKeys {
         self.handles.values_mut()
     }
 
+    /// Closes every key. The SDK leaves the last key a command drops for the host to close here
+    /// (see `Key` in guest-sdk): its name buffer is kept, as `remove` would have.
     fn clear(&mut self) {
-        self.handles.clear();
+        let mut handles = std::mem::take(&mut self.handles);
+        for (_, mut key) in handles.drain() {
+            self.keep_name(&mut key);
+        }
+        self.handles = handles;
         self.by_name = None;
     }
 

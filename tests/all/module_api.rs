@@ -1635,6 +1635,44 @@ fn conflicting_key_handles_are_refused() {
 }
 
 #[test]
+fn a_key_dropped_last_is_closed_when_its_command_returns() {
+    // The SDK leaves closing the last key a command drops to the host, which closes every key
+    // when the command returns. Closing a written key is where Redis tells WATCH and
+    // client-side caching that it changed: both must still hear of it, before the reply.
+    let server = api_server();
+    let mut watcher = server.client();
+    let mut tracker = server.client();
+    let mut writer = server.client();
+    writer.cmd(&["SET", "k", "old"]);
+    tracker.hello3();
+    assert_eq!(
+        tracker.cmd(&["CLIENT", "TRACKING", "on"]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(tracker.cmd(&["GET", "k"]), bulk("old"));
+    assert_eq!(watcher.cmd(&["WATCH", "k"]), Reply::Status("OK".into()));
+    assert_eq!(
+        writer.cmd(&["API.KEY", "string-set", "k", "new"]),
+        Reply::Status("OK".into())
+    );
+    watcher.cmd(&["MULTI"]);
+    watcher.cmd(&["SET", "k", "watcher's"]);
+    assert_eq!(watcher.cmd(&["EXEC"]), Reply::Nil, "WATCH missed the write");
+    assert_eq!(
+        tracker.cmd(&["PING"]),
+        Reply::Push(vec![bulk("invalidate"), Reply::Array(vec![bulk("k")])]),
+        "no invalidation for the cached key"
+    );
+    assert_eq!(tracker.read(), Reply::Status("PONG".into()));
+    assert_eq!(writer.cmd(&["GET", "k"]), bulk("new"));
+    // A key dropped and opened again for writing in one command: the drop's close comes first.
+    assert_eq!(
+        writer.cmd(&["API.OPENMANY", "1", "0"]).array()[1],
+        bulk("opened")
+    );
+}
+
+#[test]
 fn keys_survive_calls_that_change_them() {
     let server = api_server();
     let mut c = server.client();
