@@ -451,6 +451,40 @@ fn calls_that_cannot_run_are_distinct_errors() {
             "{command:?}: {reply:?}"
         );
     }
+    // Messages name what Redis names to its clients: an unknown subcommand, a subcommand's
+    // arity (RM_Call reports both as an unknown command or a wrong arity, naming neither).
+    for (command, expected) in [
+        (
+            &["OBJECT", "NOSUCH"][..],
+            "unknown-command: ERR unknown subcommand 'NOSUCH'. Try OBJECT HELP.",
+        ),
+        (
+            &["nosuch", "a"],
+            "unknown-command: ERR unknown command 'nosuch'",
+        ),
+        (
+            &["object", "freq"],
+            "wrong-arity: ERR wrong number of arguments for 'object|freq' command",
+        ),
+        (
+            &["OBJECT"],
+            "wrong-arity: ERR wrong number of arguments for 'object' command",
+        ),
+        (
+            &["GET", "a", "b"],
+            "wrong-arity: ERR wrong number of arguments for 'get' command",
+        ),
+    ] {
+        let mut call = vec!["API.CALL", "2"];
+        call.extend_from_slice(command);
+        assert_eq!(c.cmd(&call).error(), format!("CALLERR {expected}"));
+        // The same words Redis gives a client, after the call error's kind.
+        let direct = c.cmd(command);
+        let kind_end = expected.find(": ").expect("kind: message") + 2;
+        if command[0] != "nosuch" {
+            assert_eq!(direct.error(), &expected[kind_end..]);
+        }
+    }
     let config = c.cmd(&["API.CALL", "2", "CONFIG", "GET", "maxmemory"]);
     assert!(
         config

@@ -690,6 +690,28 @@ impl GuestState {
         let on_replica = flags_now & ctx_flags::SLAVE != 0;
         let denial = matches!(called, Err(CallRefusal::NoPermission))
             .then(|| scope.acl.denial(ctx, command, args));
+        // Redis 7.0's RM_Call names neither an unknown subcommand nor the subcommand whose
+        // arity is wrong: tell them as Redis tells its clients (asked while a job still holds
+        // Redis's lock).
+        let about_subcommand = match (&called, args.first()) {
+            (Err(refused @ (CallRefusal::UnknownCommand | CallRefusal::WrongArity)), Some(sub))
+                if crate::ffi::has_subcommands(command) =>
+            {
+                Some(match refused {
+                    CallRefusal::UnknownCommand => CallError::UnknownCommand(format!(
+                        "ERR unknown subcommand '{}'. Try {} HELP.",
+                        crate::ffi::shown(sub),
+                        command.to_ascii_uppercase()
+                    )),
+                    _ => CallError::WrongArity(format!(
+                        "ERR wrong number of arguments for '{}|{}' command",
+                        command.to_ascii_lowercase(),
+                        String::from_utf8_lossy(sub).to_ascii_lowercase()
+                    )),
+                })
+            }
+            _ => None,
+        };
         drop(running);
         drop(lock);
         if let Some(capture) = capture {
@@ -731,6 +753,7 @@ impl GuestState {
                 self.hold(ReplyHandle { reply, resp3 })
                     .map(|number| Ok(CallValue::Reply(number)))
             }
+            Err(_) if let Some(refusal) = about_subcommand => Ok(Err(refusal)),
             Err(why) => {
                 // Refusals a replica replaying the command would not make (it has no user,
                 // skips cluster, memory and script-mode checks for its master): it must not.

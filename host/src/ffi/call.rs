@@ -705,6 +705,13 @@ pub fn command_line(command: &str, args: &[Vec<u8>]) -> CommandLine {
     }
 }
 
+/// Whether Redis knows `command` and it has subcommands (`CONFIG`, `OBJECT`, ...): a line of it
+/// alone is not unknown, and one with a subcommand no command has is. Only under Redis's lock.
+pub fn has_subcommands(command: &str) -> bool {
+    command_line(command, &[]) != CommandLine::Unknown
+        && command_line(command, &[NO_SUCH_COMMAND.as_bytes().to_vec()]) == CommandLine::Unknown
+}
+
 /// Whether a replica may be sent `command args` to replay (see [`REPLICABLE_USER`]): asked of a
 /// known command line with a fitting arity ([`command_line`]). Only under Redis's lock.
 pub fn replicable(command: &str, args: &[Vec<u8>]) -> bool {

@@ -77,7 +77,7 @@ pub mod signals;
 pub use blocking::{Blocked, BlockedClient, ThreadSafeCtx, TimerId, Waiting, with_redis_lock};
 pub use call::{
     AclDenial, CallRefusal, CallReply, CommandLine, ContextUser, ReplyKind, ReplyRef, command_keys,
-    command_line, command_may_write, key_count_fits, replicable,
+    command_line, command_may_write, has_subcommands, key_count_fits, replicable,
 };
 pub use datatype::{GuestType, KeyValue, TypeValue, check_type_name, find_type, type_names};
 pub use keys::{
