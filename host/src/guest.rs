@@ -1097,7 +1097,7 @@ impl Guest {
                         state.reply.send(ctx);
                         match state.reply.top_level_error() {
                             Some(message) => {
-                                self.stats.error(message);
+                                self.stats.error(&message);
                                 Delivery::Sent { error: true }
                             }
                             None => Delivery::Sent { error: false },

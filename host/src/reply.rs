@@ -263,13 +263,20 @@ impl ReplyBuffer {
     }
 
     /// The message, when the whole reply is one error.
-    pub fn top_level_error(&self) -> Option<&str> {
+    pub fn top_level_error(&self) -> Option<std::borrow::Cow<'_, str>> {
+        if self.error.is_some() {
+            return None;
+        }
         match self.items.as_slice() {
-            [ReplyItem::Error(message)] if self.error.is_none() => Some(message),
-            [ReplyItem::Values(values)] if self.error.is_none() => match values.as_slice() {
-                [ReplyValue::Error(message)] => Some(message),
+            [ReplyItem::Error(message)] => Some(message.into()),
+            [ReplyItem::Values(values)] => match values.as_slice() {
+                [ReplyValue::Error(message)] => Some(message.into()),
                 _ => None,
             },
+            // A call's error reply forwarded as it is.
+            [ReplyItem::CallReply { reply, .. }] if reply.kind() == ReplyKind::Error => {
+                reply.string_bytes().map(String::from_utf8_lossy)
+            }
             _ => None,
         }
     }
@@ -789,7 +796,7 @@ mod tests {
         let mut r = ReplyBuffer::default();
         r.push_values(vec![V::Error("ERR no".into())]);
         assert!(r.finish().is_ok());
-        assert_eq!(r.top_level_error(), Some("ERR no"));
+        assert_eq!(r.top_level_error().as_deref(), Some("ERR no"));
         // The nesting limit counts aggregates opened by values too.
         let mut r = ReplyBuffer::default();
         r.push_values(vec![V::Array(1); MAX_REPLY_DEPTH + 1]);
@@ -813,9 +820,9 @@ mod tests {
         assert!(r.finish().is_err());
         r.replace_with_error("ERR gave up".into());
         assert!(r.finish().is_ok());
-        assert_eq!(r.top_level_error(), Some("ERR gave up"));
+        assert_eq!(r.top_level_error().as_deref(), Some("ERR gave up"));
         r.push(ReplyItem::Integer(1));
         assert!(r.finish().unwrap_err().contains("more than once"));
-        assert_eq!(r.top_level_error(), None);
+        assert_eq!(r.top_level_error().as_deref(), None);
     }
 }
