@@ -2,7 +2,8 @@
 //!
 //! Besides what the C API does, the host enforces: a key open for writing cannot be opened a
 //! second time in the same command (nor a key open for reading then opened for writing — both
-//! give [`KeyError::AlreadyOpen`]); keys are closed around every `call` and reopened on next use;
+//! give [`KeyError::AlreadyOpen`]); keys are closed around every `call` and keyspace notification
+//! and reopened on next use;
 //! and a [`Key`] used after the command returned gives [`KeyError::Closed`].
 
 use crate::datatype::{DataType, DataValue};
@@ -35,8 +36,10 @@ pub const NO_EXPIRE: i64 = -1;
 /// An open key (`RedisModuleKey`). Closed when dropped: the host is told at the next
 /// [`open_key`](crate::Context::open_key) or when the command returns (where it closes every
 /// key anyway), whichever comes first, so the last key a command drops costs no call into the
-/// host. Until then Redis keeps it open, which nothing can tell apart: the host closes keys
-/// around every `call` and yield, and a key dropped cannot be used again.
+/// host. Until then Redis keeps it open, as it keeps the keys a command holds: the host closes
+/// every key around each `call`, keyspace notification and yield, where other code could change
+/// the keyspace, and the dropped key still counts toward the handles a command may hold.
+/// [`close`](Key::close) closes at once.
 pub struct Key(pub(crate) wit::Key);
 
 thread_local! {
@@ -76,8 +79,11 @@ impl std::fmt::Debug for Key {
 type Result<T> = std::result::Result<T, KeyError>;
 
 impl Key {
-    /// `RedisModule_CloseKey` (dropping the key does the same).
-    pub fn close(self) {}
+    /// `RedisModule_CloseKey`, at once (dropping the key closes it later: see [`Key`]).
+    pub fn close(self) {
+        let key = std::mem::ManuallyDrop::new(self);
+        wit::close_key(key.0);
+    }
 
     /// `RedisModule_KeyType`: [`KeyType::Empty`] for a missing key.
     pub fn key_type(&self) -> Result<KeyType> {

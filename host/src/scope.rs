@@ -7,7 +7,8 @@
 //!
 //! **Keys.** A key open for writing cannot be opened again in the same command, and a key open
 //! for reading cannot then be opened for writing (the C API leaves both undefined). Before every
-//! `RM_Call` all keys are closed (the call may delete or replace them) and reopened on next use.
+//! `RM_Call` and keyspace notification all keys are closed (the call, or another module's
+//! subscriber, may delete or replace them) and reopened on next use.
 //!
 //! **Effects.** Low-level writes are recorded as the equivalent Redis commands and replicated in
 //! order: before each call (so replicas see writes in the order they happened), before a key

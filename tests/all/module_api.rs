@@ -1672,7 +1672,7 @@ fn conflicting_key_handles_are_refused() {
 fn a_key_dropped_last_is_closed_when_its_command_returns() {
     // The SDK leaves closing the last key a command drops to the host, which closes every key
     // when the command returns. Closing a written key is where Redis tells WATCH and
-    // client-side caching that it changed: both must still hear of it, before the reply.
+    // client-side caching that it changed: both must still hear of it.
     let server = api_server();
     let mut watcher = server.client();
     let mut tracker = server.client();
@@ -1717,9 +1717,14 @@ fn keys_survive_calls_that_change_them() {
         Reply::Array(vec![Reply::Int(3), Reply::Int(1)])
     );
     assert_eq!(texts(&c.cmd(&["LRANGE", "k", "0", "-1"])), ["b"]);
-    // A sorted-set range cannot continue across a call.
+    // A sorted-set range cannot continue across a call, nor across a keyspace notification
+    // (other modules' subscribers run inside it and may change the key: keys are closed).
     c.cmd(&["ZADD", "z", "1", "a", "2", "b"]);
     assert_eq!(c.cmd(&["API.RANGECALL", "z"]).error(), "KEYERR no-range");
+    assert_eq!(
+        c.cmd(&["API.RANGECALL", "z", "notify"]).error(),
+        "KEYERR no-range"
+    );
     // A handle reopened after a call counts no second access for eviction: three commands
     // count three, as three GETs would.
     c.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"]);

@@ -123,6 +123,10 @@ impl Host for GuestState {
             scope.effects.refused_here = true;
             return Ok(Err(crate::scope::no_key_permission(&key)));
         }
+        // Redis runs other modules' keyspace subscribers inside the call, and they may delete
+        // or replace keys: as around a call, every key is closed first (and reopened on its
+        // next use), and recorded writes go out before whatever the subscribers replicate.
+        scope.suspend_keys();
         Ok(if scope.ctx.notify_keyspace_event(bits, &event, &key) {
             Ok(())
         } else {

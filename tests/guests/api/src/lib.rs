@@ -748,14 +748,16 @@ fn api_use_kept(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     })
 }
 
-/// `API.RANGECALL <key> [call | open | exists]`: a sorted-set range, then a call, a second
-/// read handle on the key, or a test whether it exists, then the range's next step.
+/// `API.RANGECALL <key> [call | open | exists | notify]`: a sorted-set range, then a call, a
+/// second read handle on the key, a test whether it exists, or a keyspace notification about
+/// it, then the range's next step.
 fn api_range_call(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let key = ctx.open_key(&args[1])?;
     key.zset_first_in_score_range(f64::NEG_INFINITY, f64::INFINITY, false, false)?;
     match args.get(2).map(RedisString::as_slice) {
         Some(b"open") => drop(ctx.open_key(&args[1])?),
         Some(b"exists") => drop(ctx.key_exists(&args[1])),
+        Some(b"notify") => ctx.notify_keyspace_event(NotifyEvent::GENERIC, "probe", &args[1])?,
         _ => drop(ctx.call("PING", &[])?),
     }
     key_result(key.zset_range_next().map(RedisValue::Bool))
