@@ -113,13 +113,13 @@ impl OpenKeys {
         if let Some(index) = &mut self.by_name {
             Self::count(index, &key, false);
         }
-        self.keep_name(&mut key);
+        Self::keep_name(&mut self.spare_names, &mut key);
     }
 
     /// Keeps a closing key's name buffer for reuse (the rest drops as before, closing the key).
-    fn keep_name(&mut self, key: &mut KeyHandle) {
-        if self.spare_names.len() < SPARE_NAMES && key.name.capacity() <= SPARE_NAME_CAPACITY {
-            self.spare_names.push(std::mem::take(&mut key.name));
+    fn keep_name(spare_names: &mut Vec<Vec<u8>>, key: &mut KeyHandle) {
+        if spare_names.len() < SPARE_NAMES && key.name.capacity() <= SPARE_NAME_CAPACITY {
+            spare_names.push(std::mem::take(&mut key.name));
         }
     }
 
@@ -179,11 +179,9 @@ impl OpenKeys {
     /// Closes every key. The SDK leaves the last key a command drops for the host to close here
     /// (see `Key` in guest-sdk): its name buffer is kept, as `remove` would have.
     fn clear(&mut self) {
-        let mut handles = std::mem::take(&mut self.handles);
-        for (_, mut key) in handles.drain() {
-            self.keep_name(&mut key);
+        for (_, mut key) in self.handles.drain() {
+            Self::keep_name(&mut self.spare_names, &mut key);
         }
-        self.handles = handles;
         self.by_name = None;
     }
 
