@@ -91,6 +91,14 @@ impl RedisString {
         }
     }
 
+    /// The first `len` bytes of `window` (at most [`INLINE`]), copied whole: a fixed-size copy
+    /// is a few loads and stores, where one of `len` bytes is a call out of the guest's code
+    /// (`memory.copy`). The bytes past `len` are kept but never read.
+    pub(crate) fn inline_prefix(window: &[u8; INLINE], len: usize) -> Self {
+        debug_assert!(len <= INLINE);
+        RedisString(Bytes::Inline(len as u8, *window))
+    }
+
     /// The bytes (`RedisModule_StringPtrLen`).
     pub fn as_slice(&self) -> &[u8] {
         match &self.0 {

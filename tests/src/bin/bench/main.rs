@@ -4,7 +4,8 @@
 //! For each case and runtime it resets `INFO commandstats`, drives the command with
 //! `redis-benchmark` (pipelined), and reports the server time per call (`usec_per_call`) and the
 //! throughput: the median of [`ROUNDS`] rounds that take turns between the runtimes, so a noisy
-//! stretch of the machine slows all three instead of one. The 1 MB echo cannot be given to `redis-benchmark` (a command-line argument is
+//! stretch of the machine slows all three instead of one; the ratios are the medians of each
+//! round's ratios. The 1 MB echo cannot be given to `redis-benchmark` (a command-line argument is
 //! limited to 128 KB), so it is driven by this program, pipelined the same way.
 //!
 //! Run: `scripts/bench.sh` (or `cargo run --release -p redis-wasm-tests --bin bench`). With
@@ -281,8 +282,8 @@ fn pipelined(port: u16, calls: usize, line: &[String]) -> f64 {
     calls as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Rounds per case; each runs a third of the case's calls on each runtime in turn.
-const ROUNDS: usize = 3;
+/// Rounds per case; each runs a fifth of the case's calls on each runtime in turn.
+const ROUNDS: usize = 5;
 
 /// The median of a few measurements.
 fn median(mut values: Vec<f64>) -> f64 {
@@ -376,13 +377,26 @@ fn main() {
             }
         }
         let results: Vec<(f64, f64)> = rounds
-            .into_iter()
+            .iter()
             .map(|runs| {
                 let usec = median(runs.iter().map(|r| r.0).collect());
                 let throughput = median(runs.iter().map(|r| r.1).collect());
                 (usec, throughput)
             })
             .collect();
+        // Ratios are taken within each round, where the runtimes ran seconds apart, and their
+        // median reported: the machine's slow and fast stretches move all three together.
+        let ratio = |of: usize, to: usize, field: fn(&(f64, f64)) -> f64| {
+            median(
+                rounds[of]
+                    .iter()
+                    .zip(&rounds[to])
+                    .map(|(a, b)| field(a) / field(b))
+                    .collect(),
+            )
+        };
+        let usec = |r: &(f64, f64)| r.0;
+        let rate = |r: &(f64, f64)| r.1;
         // The three runtimes must compute the same thing (doubles may differ in formatting).
         let same = answers.iter().all(|a| a.clone() == answers[0].clone()) || case.name == "zsum";
         assert!(
@@ -397,13 +411,13 @@ fn main() {
             n.0,
             w.0,
             l.0,
-            w.0 / n.0,
-            w.0 / l.0,
+            ratio(1, 0, usec),
+            ratio(1, 2, usec),
             n.1,
             w.1,
             l.1,
-            w.1 / n.1,
-            w.1 / l.1
+            ratio(1, 0, rate),
+            ratio(1, 2, rate)
         );
     }
     if only.is_empty() {
