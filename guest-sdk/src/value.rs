@@ -87,6 +87,40 @@ impl RedisValue {
         }
     }
 
+    /// This value as one `reply-with-values` entry, unless it is an aggregate (or `NoReply`).
+    /// Strings are borrowed, not copied: the host reads them from the guest's memory.
+    #[inline(always)]
+    fn as_scalar(&self) -> Option<reply::ReplyValue<'_>> {
+        use reply::ReplyValue as V;
+        Some(match self {
+            RedisValue::SimpleStringStatic(s) => V::SimpleString(s),
+            RedisValue::SimpleString(s) => V::SimpleString(s),
+            RedisValue::BulkString(s) => V::StringBuffer(s.as_bytes()),
+            RedisValue::StringBuffer(b) => V::StringBuffer(b),
+            RedisValue::BulkRedisString(s) => V::StringBuffer(s.as_slice()),
+            RedisValue::Integer(i) => V::Integer(*i),
+            RedisValue::Null => V::Null,
+            RedisValue::NullArray => V::NullArray,
+            RedisValue::Error(message) => V::Error(message),
+            RedisValue::Double(d) => V::Double(*d),
+            RedisValue::Bool(b) => V::Boolean(*b),
+            RedisValue::BigNumber(n) => V::BigNumber(n),
+            RedisValue::VerbatimString(format, text) => V::VerbatimString((format, text)),
+            RedisValue::Array(_) | RedisValue::Map(_) | RedisValue::Set(_) => return None,
+            RedisValue::NoReply => return None,
+        })
+    }
+
+    /// [`flatten`](Self::flatten) for an element of an aggregate: a scalar is pushed here, in
+    /// its aggregate's loop, not by a call each (most aggregates hold only scalars).
+    #[inline(always)]
+    fn flatten_element<'a>(&'a self, out: &mut Vec<reply::ReplyValue<'a>>, hollow: &mut bool) {
+        match self.as_scalar() {
+            Some(value) => out.push(value),
+            None => self.flatten(out, hollow),
+        }
+    }
+
     /// Appends this value, then its elements, as `reply-with-values` takes them. `hollow` is
     /// set when an element is `NoReply`, which has nothing to send.
     fn flatten<'a>(&'a self, out: &mut Vec<reply::ReplyValue<'a>>, hollow: &mut bool) {
@@ -94,37 +128,27 @@ impl RedisValue {
         // An aggregate longer than u32::MAX cannot be declared; the host rejects the mismatch
         // rather than sending a corrupt reply.
         let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        // Strings are borrowed, not copied: the host reads them from the guest's memory.
         match self {
-            RedisValue::SimpleStringStatic(s) => out.push(V::SimpleString(s)),
-            RedisValue::SimpleString(s) => out.push(V::SimpleString(s)),
-            RedisValue::BulkString(s) => out.push(V::StringBuffer(s.as_bytes())),
-            RedisValue::StringBuffer(b) => out.push(V::StringBuffer(b)),
-            RedisValue::BulkRedisString(s) => out.push(V::StringBuffer(s.as_slice())),
-            RedisValue::Integer(i) => out.push(V::Integer(*i)),
-            RedisValue::Null => out.push(V::Null),
-            RedisValue::NullArray => out.push(V::NullArray),
-            RedisValue::Error(message) => out.push(V::Error(message)),
-            RedisValue::Double(d) => out.push(V::Double(*d)),
-            RedisValue::Bool(b) => out.push(V::Boolean(*b)),
-            RedisValue::BigNumber(n) => out.push(V::BigNumber(n)),
-            RedisValue::VerbatimString(format, text) => out.push(V::VerbatimString((format, text))),
-            RedisValue::Array(items) => {
-                out.push(V::Array(len(items.len())));
-                items.iter().for_each(|item| item.flatten(out, hollow));
-            }
-            RedisValue::Map(pairs) => {
-                out.push(V::Map(len(pairs.len())));
-                for (k, v) in pairs {
-                    k.flatten(out, hollow);
-                    v.flatten(out, hollow);
+            RedisValue::Array(items) | RedisValue::Set(items) => {
+                out.reserve(items.len() + 1);
+                out.push(match self {
+                    RedisValue::Set(_) => V::Set(len(items.len())),
+                    _ => V::Array(len(items.len())),
+                });
+                for item in items {
+                    item.flatten_element(out, hollow);
                 }
             }
-            RedisValue::Set(items) => {
-                out.push(V::Set(len(items.len())));
-                items.iter().for_each(|item| item.flatten(out, hollow));
+            RedisValue::Map(pairs) => {
+                out.reserve(pairs.len().saturating_mul(2) + 1);
+                out.push(V::Map(len(pairs.len())));
+                for (k, v) in pairs {
+                    k.flatten_element(out, hollow);
+                    v.flatten_element(out, hollow);
+                }
             }
             RedisValue::NoReply => *hollow = true,
+            scalar => out.extend(scalar.as_scalar()),
         }
     }
 }
