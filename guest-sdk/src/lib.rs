@@ -39,8 +39,9 @@
 //!   binary-safe arguments and their parsing.
 //! - [`RedisValue`], [`RedisError`] (`value.rs`): what a command returns.
 //! - `runtime.rs`: glue between the WIT exports and your functions (used by [`redis_module!`]):
-//!   a guest built with the SDK targets the `module-packed` world, so short arguments reach it
-//!   packed into one list (`packed-arguments.invoke`), long ones as a list each (`guest.invoke`).
+//!   a guest built with the SDK targets the `module-packed` world, so arguments of up to 64 bytes
+//!   packed reach it as eight words (`packed-arguments.invoke-words`), other short ones packed
+//!   into one list (`packed-arguments.invoke`), long ones as a list each (`guest.invoke`).
 //! - [`wit`]: the raw generated bindings of the `redis:module` WIT world, for what the friendly
 //!   layer does not cover yet.
 
@@ -76,7 +77,7 @@ pub const API_VERSION: i32 = 1;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::runtime::{CommandDef, ModuleDef, init, invoke, invoke_packed};
+    pub use crate::runtime::{CommandDef, ModuleDef, init, invoke, invoke_packed, invoke_words};
     pub use wit_bindgen;
 }
 
@@ -169,6 +170,9 @@ macro_rules! redis_module {
         impl $crate::wit::exports::redis::module::packed_arguments::Guest for __RedisWasmGuest {
             fn invoke(command: u32, args: ::std::option::Option<::std::vec::Vec<u8>>) -> ::std::option::Option<i64> {
                 $crate::__private::invoke_packed(command, args)
+            }
+            fn invoke_words(command: u32, length: u32, words: (u64, u64, u64, u64, u64, u64, u64, u64)) -> ::std::option::Option<i64> {
+                $crate::__private::invoke_words(command, length, words)
             }
         }
 

@@ -1,7 +1,7 @@
 //! Glue between the WIT exports and the guest author's functions.
 //!
 //! [`redis_module!`](crate::redis_module) implements the `guest` export by calling [`init`],
-//! [`invoke`] and [`invoke_packed`] here. The command table lives in a thread-local: a guest
+//! [`invoke`], [`invoke_packed`] and [`invoke_words`] here. The command table lives in a thread-local: a guest
 //! instance is single-threaded and the host never enters it twice at once.
 #![allow(missing_docs)] // macro support, hidden from the docs
 
@@ -141,6 +141,25 @@ pub fn invoke_packed(command: u32, packed: Option<Vec<u8>>) -> Option<i64> {
     }
 }
 
+/// The `packed-arguments.invoke-words` export: [`invoke_packed`] with the packed arguments in
+/// eight little-endian words (the first `length` bytes of them), which the host sends when they
+/// fit: no list crosses, so nothing is allocated for them but the command's argument vector.
+pub fn invoke_words(command: u32, length: u32, words: Words) -> Option<i64> {
+    match unpack_words(length, words) {
+        Some(full) => run(command, full),
+        None => {
+            reply::fail("ERR the host sent malformed packed arguments");
+            None
+        }
+    }
+}
+
+/// Packed arguments as `packed-arguments.invoke-words` takes them.
+pub type Words = (u64, u64, u64, u64, u64, u64, u64, u64);
+
+/// The bytes [`Words`] hold.
+const WORDS_BYTES: usize = 64;
+
 /// Packed arguments up to this size are shared by their longer arguments whatever their share
 /// of them: an argument a guest keeps past its command keeps at most this much alive.
 const SHARED_UP_TO: usize = 64 << 10;
@@ -151,6 +170,49 @@ const SHARED_UP_TO: usize = 64 << 10;
 /// arguments do not take twice their size), unless the buffer is over [`SHARED_UP_TO`] and the
 /// argument less than a quarter of it (one kept would keep four times its size or more alive).
 pub(crate) fn unpack_arguments(packed: Vec<u8>) -> Option<Vec<RedisString>> {
+    let (count, any_long) = count_packed(&packed)?;
+    let mut full = Vec::with_capacity(count + 1);
+    full.push(RedisString::default());
+    let (shared, plain) = match any_long {
+        true => (Some(std::sync::Arc::new(packed)), Vec::new()),
+        false => (None, packed),
+    };
+    let bytes = shared.as_deref().unwrap_or(&plain);
+    for range in packed_ranges(bytes) {
+        let length = range.len();
+        let share = length > crate::string::INLINE
+            && (bytes.len() <= SHARED_UP_TO || length.saturating_mul(4) >= bytes.len());
+        full.push(match &shared {
+            Some(buffer) if share => RedisString::shared(buffer, range),
+            _ => short_argument(bytes, range),
+        });
+    }
+    Some(full)
+}
+
+/// The arguments in `length` bytes of `words` (as `packed-arguments.invoke-words` takes them),
+/// after an empty slot for the command's name; `None` if a length runs past `length` or
+/// `length` past the words. Every argument is copied; the short ones as windows, as the words
+/// are followed by zeros.
+pub(crate) fn unpack_words(length: u32, words: Words) -> Option<Vec<RedisString>> {
+    let mut bytes = [0u8; WORDS_BYTES + crate::string::INLINE];
+    let (a, b, c, d, e, f, g, h) = words;
+    for (i, word) in [a, b, c, d, e, f, g, h].into_iter().enumerate() {
+        bytes[i * 8..i * 8 + 8].copy_from_slice(&word.to_le_bytes());
+    }
+    let packed = bytes
+        .get(..length as usize)
+        .filter(|p| p.len() <= WORDS_BYTES)?;
+    let (count, _) = count_packed(packed)?;
+    let mut full = Vec::with_capacity(count + 1);
+    full.push(RedisString::default());
+    full.extend(packed_ranges(packed).map(|range| short_argument(&bytes, range)));
+    Some(full)
+}
+
+/// How many arguments `packed` holds, and whether any is longer than an inline string; `None`
+/// if a length runs past the end.
+fn count_packed(packed: &[u8]) -> Option<(usize, bool)> {
     let mut count = 0;
     let mut any_long = false;
     let mut at = 0;
@@ -163,33 +225,30 @@ pub(crate) fn unpack_arguments(packed: Vec<u8>) -> Option<Vec<RedisString>> {
         any_long |= length > crate::string::INLINE;
         count += 1;
     }
-    let mut full = Vec::with_capacity(count + 1);
-    full.push(RedisString::default());
-    let (shared, plain) = match any_long {
-        true => (Some(std::sync::Arc::new(packed)), Vec::new()),
-        false => (None, packed),
-    };
-    let bytes = shared.as_deref().unwrap_or(&plain);
+    Some((count, any_long))
+}
+
+/// Each argument's range in `packed`, which [`count_packed`] accepted.
+fn packed_ranges(packed: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
     let mut at = 0;
-    while at < bytes.len() {
-        let length = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    std::iter::from_fn(move || {
+        let length = packed.get(at..at + 4)?;
+        let length = u32::from_le_bytes(length.try_into().ok()?) as usize;
         let range = at + 4..at + 4 + length;
         at = range.end;
-        let share = length > crate::string::INLINE
-            && (bytes.len() <= SHARED_UP_TO || length.saturating_mul(4) >= bytes.len());
-        full.push(match &shared {
-            Some(buffer) if share => RedisString::shared(buffer, range),
-            // A short argument followed by enough bytes (all but the last few) is copied as a
-            // fixed-size window: no `memory.copy` call per argument (~60 instructions each).
-            _ => match bytes.get(range.start..range.start + crate::string::INLINE) {
-                Some(window) if length <= crate::string::INLINE => {
-                    RedisString::inline_prefix(window.try_into().expect("INLINE bytes"), length)
-                }
-                _ => RedisString::copied(&bytes[range]),
-            },
-        });
+        Some(range)
+    })
+}
+
+/// The argument at `range` of `bytes`, copied. A short argument followed by enough bytes is
+/// copied as a fixed-size window: no `memory.copy` call per argument (~60 instructions each).
+fn short_argument(bytes: &[u8], range: std::ops::Range<usize>) -> RedisString {
+    match bytes.get(range.start..range.start + crate::string::INLINE) {
+        Some(window) if range.len() <= crate::string::INLINE => {
+            RedisString::inline_prefix(window.try_into().expect("INLINE bytes"), range.len())
+        }
+        _ => RedisString::copied(&bytes[range]),
     }
-    Some(full)
 }
 
 /// Runs command `command` with `full`, its arguments after a slot for its name.
@@ -288,6 +347,53 @@ mod tests {
         assert_eq!(shared, [false, true, true]);
         let got: Vec<&[u8]> = full[1..].iter().map(RedisString::as_slice).collect();
         assert_eq!(got, [&small[..], &big[..], &big[..]]);
+    }
+
+    /// `packed` (at most 64 bytes) as the host puts it into words.
+    fn words(packed: &[u8]) -> Words {
+        let mut bytes = [0u8; 64];
+        bytes[..packed.len()].copy_from_slice(packed);
+        let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
+        (
+            word(0),
+            word(1),
+            word(2),
+            word(3),
+            word(4),
+            word(5),
+            word(6),
+            word(7),
+        )
+    }
+
+    #[test]
+    fn arguments_in_words_unpack_to_the_same_bytes() {
+        let cases: [&[&[u8]]; 5] = [
+            &[b"counter:1"],
+            &[b"", b"k", b"\x00\xff\r\n"],
+            &[b"exactly twenty-two by", b"twenty-three bytes long"],
+            // 4 + 60 bytes: all of the words; the last argument longer than a window.
+            &[&[0xab; 60]],
+            &[&b"a"[..]; 12],
+        ];
+        for args in cases {
+            let packed = pack(args);
+            let full = unpack_words(packed.len() as u32, words(&packed)).expect("well formed");
+            assert!(full[0].is_empty(), "the slot for the command's name");
+            let got: Vec<&[u8]> = full[1..].iter().map(RedisString::as_slice).collect();
+            assert_eq!(got, args);
+            assert!(full.iter().all(|s| !s.is_shared()));
+        }
+    }
+
+    #[test]
+    fn malformed_words_are_refused() {
+        let mut past_the_length = pack(&[b"abc"]);
+        past_the_length[0] = 4;
+        assert!(unpack_words(7, words(&past_the_length)).is_none());
+        // A length past the eight words.
+        assert!(unpack_words(65, words(&pack(&[b"abc"]))).is_none());
+        assert!(unpack_words(u32::MAX, words(&pack(&[b"abc"]))).is_none());
     }
 
     #[test]

@@ -469,11 +469,12 @@ fn arguments_are_binary_safe() {
         reply,
         Reply::Array(vec![Reply::Bulk(binary.to_vec()), Reply::Bulk(vec![])])
     );
-    // Short arguments cross packed into one list, long ones as a list each
-    // (`packed-arguments.invoke`, `guest.invoke`): the guest sees the same either way. The
-    // SDK's guests export both (`raw-guest` shows which one the host calls).
+    // Short arguments cross packed, in eight words or in one list, long ones as a list each
+    // (`packed-arguments.invoke-words`, `packed-arguments.invoke`, `guest.invoke`): the guest
+    // sees the same either way. The SDK's guests export all three (`raw-guest` shows which one
+    // the host calls).
     let component = std::fs::read(guests::BASICS).expect("the basics guest");
-    let packed_export = b"redis:module/packed-arguments@0.3.4";
+    let packed_export = b"redis:module/packed-arguments@0.3.5";
     assert!(
         component
             .windows(packed_export.len())
@@ -481,6 +482,9 @@ fn arguments_are_binary_safe() {
     );
     let long = vec![b'\0'; 70_000];
     for args in [
+        vec![binary, b"", b"k"],
+        vec![&long[..60]],
+        vec![&long[..41], b"", binary],
         vec![binary, &long, b"", binary],
         vec![&long[..65_000], b"", binary],
         vec![b"" as &[u8]; 3_000],
@@ -508,8 +512,15 @@ fn short_arguments_cross_packed_and_long_ones_as_separate_lists() {
         assert_eq!(got, lengths, "the lengths the guest saw");
         items[0].text()
     };
-    assert_eq!(transport(&mut c, &[]), "packed");
-    assert_eq!(transport(&mut c, &[b"", b"a", b"\x00\xff\r\n"]), "packed");
+    assert_eq!(transport(&mut c, &[]), "words");
+    assert_eq!(transport(&mut c, &[b"", b"a", b"\x00\xff\r\n"]), "words");
+    // In words while they take up to 64 bytes packed ("transport" is 4 + 9 of them).
+    assert_eq!(transport(&mut c, &[&[b'w'; 64 - 13 - 4]]), "words");
+    assert_eq!(transport(&mut c, &[&[b'w'; 64 - 13 - 4 + 1]]), "packed");
+    assert_eq!(
+        transport(&mut c, &[b"a", b"b", &[b'w'; 64 - 13 - 3 * 4 - 2]]),
+        "words"
+    );
     // Packed while they average up to 1 KiB with their 4-byte lengths ("transport" is 4 + 9
     // bytes of them).
     let at_limit = vec![b'x'; 2 * 1024 - 13 - 4];
@@ -526,7 +537,7 @@ fn short_arguments_cross_packed_and_long_ones_as_separate_lists() {
     let more = vec![&kilobyte[..]; (1024 * 1024 - 13) / 1004 + 1];
     assert_eq!(transport(&mut c, &more), "lists");
     // And back: the buffer kept for the next call starts empty.
-    assert_eq!(transport(&mut c, &[b"again"]), "packed");
+    assert_eq!(transport(&mut c, &[&[b'x'; 100]]), "packed");
 }
 
 #[test]
@@ -837,7 +848,7 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
         (
             guests::FUTURE_WORLD.into(),
             vec![],
-            "the guest was built for redis:module@0.4.0, but this host implements redis:module@0.3.4",
+            "the guest was built for redis:module@0.4.0, but this host implements redis:module@0.3.5",
         ),
         (
             guests::CONFIGURABLE.into(),

@@ -1383,6 +1383,11 @@ fn components_that_cannot_start_or_do_not_fit_the_guest_world_are_refused() {
                  with parameters",
             ),
             (
+                Trick::WordsInvokeOfTheWrongType,
+                "the guest's packed-arguments.invoke-words export has the wrong type: type \
+                 mismatch with parameters",
+            ),
+            (
                 Trick::PackedArgumentsBeforeTheirVersion,
                 "the guest exports 'redis:module/guest@0.3.2' and \
                  'redis:module/packed-arguments@0.3.2', which no world has together \

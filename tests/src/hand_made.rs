@@ -32,6 +32,9 @@ pub enum Trick {
     PackedInvokeOfTheWrongType,
     /// It exports `guest` and `packed-arguments` of 0.3.2, which had no `packed-arguments`.
     PackedArgumentsBeforeTheirVersion,
+    /// It exports `packed-arguments` (0.3.5) with `guest.invoke`'s function as its `invoke` and
+    /// its `invoke-words` (which takes eight words).
+    WordsInvokeOfTheWrongType,
     /// Its memory starts at 4 GiB.
     HugeMemory,
     /// It has a table of 100 million elements.
@@ -46,7 +49,7 @@ pub enum Trick {
 }
 
 impl Trick {
-    pub const ALL: [Trick; 17] = [
+    pub const ALL: [Trick; 18] = [
         Trick::EndlessStart,
         Trick::StartCallsTheHost,
         Trick::EndlessRealloc,
@@ -59,6 +62,7 @@ impl Trick {
         Trick::InvokeOfTheWrongType,
         Trick::PackedInvokeOfTheWrongType,
         Trick::PackedArgumentsBeforeTheirVersion,
+        Trick::WordsInvokeOfTheWrongType,
         Trick::HugeMemory,
         Trick::HugeTable,
         Trick::ManyTables,
@@ -336,9 +340,13 @@ pub fn guest(trick: Trick) -> Vec<u8> {
     let packed_version = match trick {
         Trick::PackedInvokeOfTheWrongType => Some("0.3.4"),
         Trick::PackedArgumentsBeforeTheirVersion => Some("0.3.2"),
+        Trick::WordsInvokeOfTheWrongType => Some("0.3.5"),
         _ => None,
     };
-    if packed_version.is_some() {
+    if trick == Trick::WordsInvokeOfTheWrongType {
+        let words = ("invoke-words", ComponentExportKind::Func, imported + 1);
+        instances.export_items([functions[1], words]);
+    } else if packed_version.is_some() {
         instances.export_items([functions[1]]);
     }
     component.section(&instances);

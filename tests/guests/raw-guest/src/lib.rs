@@ -6,8 +6,8 @@
 //! error and a log message with a newline and a would-be log line after it), or `fine`. `RAW.CMD` replies `OK` through the
 //! reply interface; `RAW.CMD returned` returns the integer 7 from `invoke` instead, and
 //! `RAW.CMD both` does both (a second reply). `RAW.CMD transport <arg>...` replies which export
-//! the host called (`packed` for `packed-arguments.invoke`, `lists` for `guest.invoke`) and each argument's
-//! length.
+//! the host called (`words` for `packed-arguments.invoke-words`, `packed` for
+//! `packed-arguments.invoke`, `lists` for `guest.invoke`) and each argument's length.
 //!
 //! With `relay <name>` it loads as guest `<name>` (so several copies can be loaded) with one
 //! command, `<name>.relay <frames> [<command> <arg>...]`: it recurses `frames` deep (about 2,000
@@ -141,17 +141,37 @@ impl Guest for Raw {
 
 impl redis_wasm_sdk::wit::exports::redis::module::packed_arguments::Guest for Raw {
     fn invoke(_command: u32, packed: Option<Vec<u8>>) -> Option<i64> {
-        let packed = packed.unwrap_or_default();
-        let mut args = Vec::new();
-        let mut rest = packed.as_slice();
-        while let Some((length, after)) = rest.split_first_chunk::<4>() {
-            let (arg, after) = after.split_at(u32::from_le_bytes(*length) as usize);
-            args.push(arg.to_vec());
-            rest = after;
-        }
-        assert!(rest.is_empty(), "a partial length");
-        run(args, "packed")
+        run(unpack(&packed.unwrap_or_default()), "packed")
     }
+
+    fn invoke_words(
+        _command: u32,
+        length: u32,
+        (a, b, c, d, e, f, g, h): (u64, u64, u64, u64, u64, u64, u64, u64),
+    ) -> Option<i64> {
+        let bytes: Vec<u8> = [a, b, c, d, e, f, g, h]
+            .iter()
+            .flat_map(|word| word.to_le_bytes())
+            .collect();
+        assert!(
+            bytes[length as usize..].iter().all(|&byte| byte == 0),
+            "zeros after the packed arguments"
+        );
+        run(unpack(&bytes[..length as usize]), "words")
+    }
+}
+
+/// The arguments in `packed`: each one's length (a little-endian u32), then its bytes.
+fn unpack(packed: &[u8]) -> Vec<Vec<u8>> {
+    let mut args = Vec::new();
+    let mut rest = packed;
+    while let Some((length, after)) = rest.split_first_chunk::<4>() {
+        let (arg, after) = after.split_at(u32::from_le_bytes(*length) as usize);
+        args.push(arg.to_vec());
+        rest = after;
+    }
+    assert!(rest.is_empty(), "a partial length");
+    args
 }
 
 /// Runs `RAW.CMD` (or a relay) with `args`, passed through `transport`.
