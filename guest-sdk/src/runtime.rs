@@ -142,7 +142,7 @@ pub fn invoke_packed(command: u32, packed: Option<Vec<u8>>) -> Option<i64> {
 }
 
 /// The `packed-arguments.invoke-words` export: [`invoke_packed`] with the packed arguments in
-/// eight little-endian words (the first `length` bytes of them), which the host sends when they
+/// fourteen little-endian words (the first `length` bytes of them), which the host sends when they
 /// fit: no list crosses, so nothing is allocated for them but the command's argument vector.
 pub fn invoke_words(command: u32, length: u32, words: Words) -> Option<i64> {
     match unpack_words(length, words) {
@@ -155,10 +155,25 @@ pub fn invoke_words(command: u32, length: u32, words: Words) -> Option<i64> {
 }
 
 /// Packed arguments as `packed-arguments.invoke-words` takes them.
-pub type Words = (u64, u64, u64, u64, u64, u64, u64, u64);
+pub type Words = (
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+);
 
 /// The bytes [`Words`] hold.
-const WORDS_BYTES: usize = 64;
+const WORDS_BYTES: usize = 14 * 8;
 
 /// Packed arguments up to this size are shared by their longer arguments whatever their share
 /// of them: an argument a guest keeps past its command keeps at most this much alive.
@@ -196,9 +211,12 @@ pub(crate) fn unpack_arguments(packed: Vec<u8>) -> Option<Vec<RedisString>> {
 /// are followed by zeros.
 pub(crate) fn unpack_words(length: u32, words: Words) -> Option<Vec<RedisString>> {
     let mut bytes = [0u8; WORDS_BYTES + crate::string::INLINE];
-    let (a, b, c, d, e, f, g, h) = words;
-    for (i, word) in [a, b, c, d, e, f, g, h].into_iter().enumerate() {
-        bytes[i * 8..i * 8 + 8].copy_from_slice(&word.to_le_bytes());
+    let (a, b, c, d, e, f, g, h, i, j, k, l, m, n) = words;
+    for (at, word) in [a, b, c, d, e, f, g, h, i, j, k, l, m, n]
+        .into_iter()
+        .enumerate()
+    {
+        bytes[at * 8..at * 8 + 8].copy_from_slice(&word.to_le_bytes());
     }
     let packed = bytes
         .get(..length as usize)
@@ -349,9 +367,9 @@ mod tests {
         assert_eq!(got, [&small[..], &big[..], &big[..]]);
     }
 
-    /// `packed` (at most 64 bytes) as the host puts it into words.
+    /// `packed` (at most 112 bytes) as the host puts it into words.
     fn words(packed: &[u8]) -> Words {
-        let mut bytes = [0u8; 64];
+        let mut bytes = [0u8; 112];
         bytes[..packed.len()].copy_from_slice(packed);
         let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
         (
@@ -363,6 +381,12 @@ mod tests {
             word(5),
             word(6),
             word(7),
+            word(8),
+            word(9),
+            word(10),
+            word(11),
+            word(12),
+            word(13),
         )
     }
 
@@ -372,9 +396,9 @@ mod tests {
             &[b"counter:1"],
             &[b"", b"k", b"\x00\xff\r\n"],
             &[b"exactly twenty-two by", b"twenty-three bytes long"],
-            // 4 + 60 bytes: all of the words; the last argument longer than a window.
-            &[&[0xab; 60]],
-            &[&b"a"[..]; 12],
+            // 4 + 108 bytes: all of the words; the last argument longer than a window.
+            &[&[0xab; 108]],
+            &[&b"a"[..]; 22],
         ];
         for args in cases {
             let packed = pack(args);
@@ -391,8 +415,8 @@ mod tests {
         let mut past_the_length = pack(&[b"abc"]);
         past_the_length[0] = 4;
         assert!(unpack_words(7, words(&past_the_length)).is_none());
-        // A length past the eight words.
-        assert!(unpack_words(65, words(&pack(&[b"abc"]))).is_none());
+        // A length past the fourteen words.
+        assert!(unpack_words(113, words(&pack(&[b"abc"]))).is_none());
         assert!(unpack_words(u32::MAX, words(&pack(&[b"abc"]))).is_none());
     }
 

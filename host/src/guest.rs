@@ -4,7 +4,7 @@
 //! reused across calls. A trap poisons a component instance, so after any trap the instance is
 //! dropped and the next call makes a fresh one, re-running the guest's `init` with the same load
 //! arguments (which must register the same commands). A command's arguments reach the guest
-//! packed when it exports `packed-arguments` and they are short: in eight words when they fit
+//! packed when it exports `packed-arguments` and they are short: in fourteen words when they fit
 //! ([`pack_words`]), else into one list ([`pack_arguments`]); otherwise as a list each
 //! (`guest.invoke`).
 
@@ -44,11 +44,27 @@ type InvokeFunc<'a> = TypedFunc<(u32, &'a [&'a [u8]]), (Option<i64>,)>;
 type InvokePackedFunc<'a> = TypedFunc<(u32, Option<&'a [u8]>), (Option<i64>,)>;
 type InvokeWordsFunc = TypedFunc<(u32, u32, Words), (Option<i64>,)>;
 
-/// Packed arguments as `packed-arguments.invoke-words` takes them: eight little-endian words.
-type Words = (u64, u64, u64, u64, u64, u64, u64, u64);
+/// Packed arguments as `packed-arguments.invoke-words` takes them: fourteen little-endian words
+/// (with the command and the length, the sixteen values the canonical ABI passes as such).
+type Words = (
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+);
 
 /// The most packed bytes [`Words`] hold.
-const WORDS_BYTES: usize = 64;
+const WORDS_BYTES: usize = 14 * 8;
 
 /// Packs `argv` as [`pack_arguments`] does, into [`Words`] and the packed length, if they fit.
 /// Passed as values, they cost the guest no allocation, and wasmtime no call into the guest's
@@ -76,6 +92,12 @@ fn pack_words(argv: &[&[u8]]) -> Option<(u32, Words)> {
         word(5),
         word(6),
         word(7),
+        word(8),
+        word(9),
+        word(10),
+        word(11),
+        word(12),
+        word(13),
     );
     Some((at as u32, words))
 }
@@ -1240,8 +1262,8 @@ mod tests {
     use super::*;
 
     /// The bytes `words` hold, in order.
-    fn words_bytes((a, b, c, d, e, f, g, h): Words) -> Vec<u8> {
-        [a, b, c, d, e, f, g, h]
+    fn words_bytes((a, b, c, d, e, f, g, h, i, j, k, l, m, n): Words) -> Vec<u8> {
+        [a, b, c, d, e, f, g, h, i, j, k, l, m, n]
             .iter()
             .flat_map(|w| w.to_le_bytes())
             .collect()
@@ -1252,9 +1274,9 @@ mod tests {
         let cases: [&[&[u8]]; 4] = [
             &[b"counter:1"],
             &[b"k", b"", b"value"],
-            // 4 + 60 bytes: exactly full.
-            &[&[0xff; 60]],
-            &[&b"a"[..]; 12],
+            // 4 + 108 bytes: exactly full.
+            &[&[0xff; 108]],
+            &[&b"a"[..]; 22],
         ];
         for argv in cases {
             let mut packed = Vec::new();
@@ -1269,8 +1291,8 @@ mod tests {
 
     #[test]
     fn arguments_past_the_words_are_not_packed_into_them() {
-        assert!(pack_words(&[&[0; 61]]).is_none());
-        assert!(pack_words(&[&b"a"[..]; 13]).is_none());
-        assert!(pack_words(&[&b"12345678"[..], &[0; 49]]).is_none());
+        assert!(pack_words(&[&[0; 109]]).is_none());
+        assert!(pack_words(&[&b"a"[..]; 23]).is_none());
+        assert!(pack_words(&[&b"12345678"[..], &[0; 97]]).is_none());
     }
 }

@@ -469,7 +469,7 @@ fn arguments_are_binary_safe() {
         reply,
         Reply::Array(vec![Reply::Bulk(binary.to_vec()), Reply::Bulk(vec![])])
     );
-    // Short arguments cross packed, in eight words or in one list, long ones as a list each
+    // Short arguments cross packed, in fourteen words or in one list, long ones as a list each
     // (`packed-arguments.invoke-words`, `packed-arguments.invoke`, `guest.invoke`): the guest
     // sees the same either way. The SDK's guests export all three (`raw-guest` shows which one
     // the host calls).
@@ -483,8 +483,8 @@ fn arguments_are_binary_safe() {
     let long = vec![b'\0'; 70_000];
     for args in [
         vec![binary, b"", b"k"],
-        vec![&long[..60]],
-        vec![&long[..41], b"", binary],
+        vec![&long[..108]],
+        vec![&long[..85], b"", binary],
         vec![binary, &long, b"", binary],
         vec![&long[..65_000], b"", binary],
         vec![b"" as &[u8]; 3_000],
@@ -514,11 +514,11 @@ fn short_arguments_cross_packed_and_long_ones_as_separate_lists() {
     };
     assert_eq!(transport(&mut c, &[]), "words");
     assert_eq!(transport(&mut c, &[b"", b"a", b"\x00\xff\r\n"]), "words");
-    // In words while they take up to 64 bytes packed ("transport" is 4 + 9 of them).
-    assert_eq!(transport(&mut c, &[&[b'w'; 64 - 13 - 4]]), "words");
-    assert_eq!(transport(&mut c, &[&[b'w'; 64 - 13 - 4 + 1]]), "packed");
+    // In words while they take up to 112 bytes packed ("transport" is 4 + 9 of them).
+    assert_eq!(transport(&mut c, &[&[b'w'; 112 - 13 - 4]]), "words");
+    assert_eq!(transport(&mut c, &[&[b'w'; 112 - 13 - 4 + 1]]), "packed");
     assert_eq!(
-        transport(&mut c, &[b"a", b"b", &[b'w'; 64 - 13 - 3 * 4 - 2]]),
+        transport(&mut c, &[b"a", b"b", &[b'w'; 112 - 13 - 3 * 4 - 2]]),
         "words"
     );
     // Packed while they average up to 1 KiB with their 4-byte lengths ("transport" is 4 + 9

@@ -147,9 +147,24 @@ impl redis_wasm_sdk::wit::exports::redis::module::packed_arguments::Guest for Ra
     fn invoke_words(
         _command: u32,
         length: u32,
-        (a, b, c, d, e, f, g, h): (u64, u64, u64, u64, u64, u64, u64, u64),
+        (a, b, c, d, e, f, g, h, i, j, k, l, m, n): (
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+        ),
     ) -> Option<i64> {
-        let bytes: Vec<u8> = [a, b, c, d, e, f, g, h]
+        let bytes: Vec<u8> = [a, b, c, d, e, f, g, h, i, j, k, l, m, n]
             .iter()
             .flat_map(|word| word.to_le_bytes())
             .collect();
