@@ -193,8 +193,11 @@ pub(crate) fn unpack_arguments(packed: Vec<u8>) -> Option<Vec<RedisString>> {
         false => (None, packed),
     };
     let bytes = shared.as_deref().unwrap_or(&plain);
-    for range in packed_ranges(bytes) {
-        let length = range.len();
+    let mut at = 0;
+    while at < bytes.len() {
+        let length = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let range = at + 4..at + 4 + length;
+        at = range.end;
         let share = length > crate::string::INLINE
             && (bytes.len() <= SHARED_UP_TO || length.saturating_mul(4) >= bytes.len());
         full.push(match &shared {
@@ -224,7 +227,13 @@ pub(crate) fn unpack_words(length: u32, words: Words) -> Option<Vec<RedisString>
     let (count, _) = count_packed(packed)?;
     let mut full = Vec::with_capacity(count + 1);
     full.push(RedisString::default());
-    full.extend(packed_ranges(packed).map(|range| short_argument(&bytes, range)));
+    let mut at = 0;
+    while at < packed.len() {
+        let length = u32::from_le_bytes(packed[at..at + 4].try_into().unwrap()) as usize;
+        let range = at + 4..at + 4 + length;
+        at = range.end;
+        full.push(short_argument(&bytes, range));
+    }
     Some(full)
 }
 
@@ -246,20 +255,9 @@ fn count_packed(packed: &[u8]) -> Option<(usize, bool)> {
     Some((count, any_long))
 }
 
-/// Each argument's range in `packed`, which [`count_packed`] accepted.
-fn packed_ranges(packed: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let length = packed.get(at..at + 4)?;
-        let length = u32::from_le_bytes(length.try_into().ok()?) as usize;
-        let range = at + 4..at + 4 + length;
-        at = range.end;
-        Some(range)
-    })
-}
-
 /// The argument at `range` of `bytes`, copied. A short argument followed by enough bytes is
 /// copied as a fixed-size window: no `memory.copy` call per argument (~60 instructions each).
+#[inline(always)]
 fn short_argument(bytes: &[u8], range: std::ops::Range<usize>) -> RedisString {
     match bytes.get(range.start..range.start + crate::string::INLINE) {
         Some(window) if range.len() <= crate::string::INLINE => {

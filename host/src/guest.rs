@@ -71,13 +71,13 @@ const WORDS_BYTES: usize = 14 * 8;
 /// allocator (`cabi_realloc`) before the command's: ≈ 700 instructions less for a command
 /// with a short key or two.
 fn pack_words(argv: &[&[u8]]) -> Option<(u32, Words)> {
+    if argv.iter().map(|arg| 4 + arg.len()).sum::<usize>() > WORDS_BYTES {
+        return None;
+    }
     let mut bytes = [0u8; WORDS_BYTES];
     let mut at = 0;
     for arg in argv {
         let end = at + 4 + arg.len();
-        if end > WORDS_BYTES {
-            return None;
-        }
         bytes[at..at + 4].copy_from_slice(&(arg.len() as u32).to_le_bytes());
         bytes[at + 4..end].copy_from_slice(arg);
         at = end;
