@@ -1,8 +1,9 @@
 //! Glue between the WIT exports and the guest author's functions.
 //!
-//! [`redis_module!`](crate::redis_module) implements the `guest` export by calling [`init`],
-//! [`invoke`], [`invoke_packed`] and [`invoke_words`] here. The command table lives in a thread-local: a guest
-//! instance is single-threaded and the host never enters it twice at once.
+//! [`redis_module!`](crate::redis_module) implements the `guest` and `packed-arguments` exports
+//! by calling [`init`], [`invoke`], [`invoke_packed`] and [`invoke_words`] here. The command
+//! table lives in a thread-local: a guest instance is single-threaded and the host never enters
+//! it twice at once.
 #![allow(missing_docs)] // macro support, hidden from the docs
 
 use std::cell::{Cell, RefCell};
@@ -155,22 +156,8 @@ pub fn invoke_words(command: u32, length: u32, words: Words) -> Option<i64> {
 }
 
 /// Packed arguments as `packed-arguments.invoke-words` takes them.
-pub type Words = (
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-);
+#[rustfmt::skip]
+pub type Words = (u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64);
 
 /// The bytes [`Words`] hold.
 const WORDS_BYTES: usize = 14 * 8;
@@ -366,26 +353,13 @@ mod tests {
     }
 
     /// `packed` (at most 112 bytes) as the host puts it into words.
+    #[rustfmt::skip]
     fn words(packed: &[u8]) -> Words {
         let mut bytes = [0u8; 112];
         bytes[..packed.len()].copy_from_slice(packed);
         let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
-        (
-            word(0),
-            word(1),
-            word(2),
-            word(3),
-            word(4),
-            word(5),
-            word(6),
-            word(7),
-            word(8),
-            word(9),
-            word(10),
-            word(11),
-            word(12),
-            word(13),
-        )
+        (word(0), word(1), word(2), word(3), word(4), word(5), word(6),
+         word(7), word(8), word(9), word(10), word(11), word(12), word(13))
     }
 
     #[test]

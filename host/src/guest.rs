@@ -46,22 +46,8 @@ type InvokeWordsFunc = TypedFunc<(u32, u32, Words), (Option<i64>,)>;
 
 /// Packed arguments as `packed-arguments.invoke-words` takes them: fourteen little-endian words
 /// (with the command and the length, the sixteen values the canonical ABI passes as such).
-type Words = (
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-);
+#[rustfmt::skip]
+type Words = (u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64);
 
 /// The most packed bytes [`Words`] hold.
 const WORDS_BYTES: usize = 14 * 8;
@@ -83,22 +69,9 @@ fn pack_words(argv: &[&[u8]]) -> Option<(u32, Words)> {
         at = end;
     }
     let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-    let words = (
-        word(0),
-        word(1),
-        word(2),
-        word(3),
-        word(4),
-        word(5),
-        word(6),
-        word(7),
-        word(8),
-        word(9),
-        word(10),
-        word(11),
-        word(12),
-        word(13),
-    );
+    #[rustfmt::skip]
+    let words = (word(0), word(1), word(2), word(3), word(4), word(5), word(6),
+                 word(7), word(8), word(9), word(10), word(11), word(12), word(13));
     Some((at as u32, words))
 }
 
