@@ -261,8 +261,8 @@ impl Modifiers {
         self.len += 1;
     }
 
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.text[..self.len]).unwrap_or("")
+    fn as_bytes(&self) -> &[u8] {
+        &self.text[..self.len]
     }
 
     /// Whether the call replicates its effects (`!`).
@@ -672,12 +672,12 @@ impl GuestState {
         let capture = runs_a_guest.then(Capture::open);
         let running = CallRunning::enter();
         let called = match &lock {
-            None => ctx.call(command, args, modifiers.as_str()),
+            None => ctx.call(command, args, modifiers.as_bytes()),
             // Redis 7.0 crashes logging an ACL denial for a context user (it reads the fake
             // client's user, which is NULL): ask first, about the line Redis will check.
             Some((lock, Some(user))) => match user_may_run_as_routed(ctx, user, command, args) {
                 Some(true) => ctx
-                    .as_user(lock, user, || ctx.call(command, args, modifiers.as_str()))
+                    .as_user(lock, user, || ctx.call(command, args, modifiers.as_bytes()))
                     .unwrap_or(Err(CallRefusal::NoPermission)),
                 _ => Err(CallRefusal::NoPermission),
             },

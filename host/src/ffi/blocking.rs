@@ -136,7 +136,7 @@ extern "C" fn free_continuation(ctx: *mut raw::RedisModuleCtx, privdata: *mut c_
 impl Ctx {
     /// Whether this cluster node's state is `fail` (`CLUSTER INFO`).
     pub fn cluster_is_down(self) -> bool {
-        self.call("CLUSTER", &["INFO"], "")
+        self.call("CLUSTER", &["INFO"], b"")
             .ok()
             .and_then(|reply| reply.string())
             .is_some_and(|info| info.windows(18).any(|w| w == b"cluster_state:fail"))

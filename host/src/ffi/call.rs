@@ -66,19 +66,19 @@ pub(super) struct Format([u8; 24]);
 
 impl Format {
     /// The modifiers, then `v` (an argv array and its length).
-    pub(super) fn with_vector(modifiers: &str) -> Self {
+    pub(super) fn with_vector(modifiers: &[u8]) -> Self {
         Self::with_specifiers(modifiers, b'v', 1)
     }
 
     /// The modifiers, then a `b` for each of `count` (at most [`MAX_BYTE_ARGS`]) arguments.
-    pub(super) fn with_byte_args(modifiers: &str, count: usize) -> Self {
+    pub(super) fn with_byte_args(modifiers: &[u8], count: usize) -> Self {
         Self::with_specifiers(modifiers, b'b', count.min(MAX_BYTE_ARGS))
     }
 
-    fn with_specifiers(modifiers: &str, specifier: u8, count: usize) -> Self {
+    fn with_specifiers(modifiers: &[u8], specifier: u8, count: usize) -> Self {
         let mut text = [0u8; 24];
         let len = modifiers.len().min(text.len() - 1 - count);
-        text[..len].copy_from_slice(&modifiers.as_bytes()[..len]);
+        text[..len].copy_from_slice(&modifiers[..len]);
         text[len..len + count].fill(specifier);
         Format(text)
     }
@@ -867,7 +867,7 @@ impl Ctx {
         // `RedisModule_GetCurrentUserName` reads the client's user without checking for none.
         // A `C` call checks that before anything else (ENOTSUP), then looks the command up: a
         // call of a command that cannot exist tells the two apart and runs nothing.
-        match self.call(NO_SUCH_COMMAND, &[] as &[&[u8]], "C") {
+        match self.call(NO_SUCH_COMMAND, &[] as &[&[u8]], b"C") {
             Err(CallRefusal::Other(ENOTSUP)) => ContextUser::Unchecked,
             Err(CallRefusal::UnknownCommand) => {
                 // SAFETY: valid context whose client has a user (the probe above); Redis returns
@@ -971,7 +971,7 @@ impl Ctx {
         self,
         command: &str,
         args: &[A],
-        modifiers: &str,
+        modifiers: &[u8],
     ) -> Result<FreshReply, CallRefusal> {
         with_c_str(command.as_bytes(), |command| {
             set_errno(0);

@@ -544,7 +544,7 @@ impl Ctx {
     pub fn replicate<A: AsRef<[u8]>>(self, command: &str, args: &[A], modifiers: &str) -> bool {
         call::with_c_str(command.as_bytes(), |command| {
             let status = if args.len() <= call::MAX_BYTE_ARGS {
-                let format = call::Format::with_byte_args(modifiers, args.len());
+                let format = call::Format::with_byte_args(modifiers.as_bytes(), args.len());
                 // SAFETY: valid context; NUL-terminated command and format, with a `b` for each
                 // argument, whose bytes live for the call; Redis copies them.
                 unsafe {
@@ -557,7 +557,7 @@ impl Ctx {
                 }
             } else {
                 call::with_argv(args, |argv| {
-                    let format = call::Format::with_vector(modifiers);
+                    let format = call::Format::with_vector(modifiers.as_bytes());
                     // SAFETY: valid context; NUL-terminated command and format; "v" takes an
                     // array of RedisModuleString pointers and its length, alive for the call
                     // (see `with_argv`); Redis retains what it keeps.

@@ -313,7 +313,7 @@ impl Ctx {
     /// A Redis config (`CONFIG GET <name>`).
     pub fn config_get(self, name: &str) -> Option<String> {
         let reply = self
-            .call("CONFIG", &[&b"GET"[..], name.as_bytes()], "")
+            .call("CONFIG", &[&b"GET"[..], name.as_bytes()], b"")
             .ok()?
             .share();
         let value = reply.array_element(1)?.string()?;
