@@ -39,9 +39,9 @@
 //!   binary-safe arguments and their parsing.
 //! - [`RedisValue`], [`RedisError`] (`value.rs`): what a command returns.
 //! - `runtime.rs`: glue between the WIT exports and your functions (used by [`redis_module!`]):
-//!   a guest built with the SDK targets the `module-packed` world, so arguments of up to 112 bytes
-//!   packed reach it as fourteen words (`packed-arguments.invoke-words`), other short ones packed
-//!   into one list (`packed-arguments.invoke`), long ones as a list each (`guest.invoke`).
+//!   a guest built with the SDK targets the `module-words` world, so arguments of up to 112 bytes
+//!   packed reach it as fourteen words (`word-arguments.invoke`), other short ones packed into
+//!   one list (`packed-arguments.invoke`), long ones as a list each (`guest.invoke`).
 //! - [`wit`]: the raw generated bindings of the `redis:module` WIT world, for what the friendly
 //!   layer does not cover yet.
 
@@ -81,12 +81,12 @@ pub mod __private {
     pub use wit_bindgen;
 }
 
-/// The generated bindings of the `redis:module` WIT world `module-packed`.
+/// The generated bindings of the `redis:module` WIT world `module-words`.
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod wit {
     wit_bindgen::generate!({
-        world: "module-packed",
+        world: "module-words",
         path: "../wit",
         pub_export_macro: true,
         export_macro_name: "export_guest",
@@ -171,7 +171,10 @@ macro_rules! redis_module {
             fn invoke(command: u32, args: ::std::option::Option<::std::vec::Vec<u8>>) -> ::std::option::Option<i64> {
                 $crate::__private::invoke_packed(command, args)
             }
-            fn invoke_words(command: u32, length: u32, words: (u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64)) -> ::std::option::Option<i64> {
+        }
+
+        impl $crate::wit::exports::redis::module::word_arguments::Guest for __RedisWasmGuest {
+            fn invoke(command: u32, length: u32, words: (u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64)) -> ::std::option::Option<i64> {
                 $crate::__private::invoke_words(command, length, words)
             }
         }

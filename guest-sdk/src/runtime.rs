@@ -1,9 +1,9 @@
 //! Glue between the WIT exports and the guest author's functions.
 //!
-//! [`redis_module!`](crate::redis_module) implements the `guest` and `packed-arguments` exports
-//! by calling [`init`], [`invoke`], [`invoke_packed`] and [`invoke_words`] here. The command
-//! table lives in a thread-local: a guest instance is single-threaded and the host never enters
-//! it twice at once.
+//! [`redis_module!`](crate::redis_module) implements the `guest`, `packed-arguments` and
+//! `word-arguments` exports by calling [`init`], [`invoke`], [`invoke_packed`] and
+//! [`invoke_words`] here. The command table lives in a thread-local: a guest instance is
+//! single-threaded and the host never enters it twice at once.
 #![allow(missing_docs)] // macro support, hidden from the docs
 
 use std::cell::{Cell, RefCell};
@@ -142,9 +142,10 @@ pub fn invoke_packed(command: u32, packed: Option<Vec<u8>>) -> Option<i64> {
     }
 }
 
-/// The `packed-arguments.invoke-words` export: [`invoke_packed`] with the packed arguments in
-/// fourteen little-endian words (the first `length` bytes of them), which the host sends when they
-/// fit: no list crosses, so nothing is allocated for them but the command's argument vector.
+/// The `word-arguments.invoke` export: [`invoke_packed`] with the packed arguments in fourteen
+/// little-endian words (the first `length` bytes of them), which the host sends when they fit:
+/// no list crosses, so nothing is allocated for them but the command's argument vector and a
+/// copy of each argument over 22 bytes.
 pub fn invoke_words(command: u32, length: u32, words: Words) -> Option<i64> {
     match unpack_words(length, words) {
         Some(full) => run(command, full),
@@ -155,7 +156,7 @@ pub fn invoke_words(command: u32, length: u32, words: Words) -> Option<i64> {
     }
 }
 
-/// Packed arguments as `packed-arguments.invoke-words` takes them.
+/// Packed arguments as `word-arguments.invoke` takes them.
 #[rustfmt::skip]
 pub type Words = (u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64);
 
@@ -195,7 +196,7 @@ pub(crate) fn unpack_arguments(packed: Vec<u8>) -> Option<Vec<RedisString>> {
     Some(full)
 }
 
-/// The arguments in `length` bytes of `words` (as `packed-arguments.invoke-words` takes them),
+/// The arguments in `length` bytes of `words` (as `word-arguments.invoke` takes them),
 /// after an empty slot for the command's name; `None` if a length runs past `length` or
 /// `length` past the words. Every argument is copied; the short ones as windows, as the words
 /// are followed by zeros.
@@ -367,7 +368,7 @@ mod tests {
         let cases: [&[&[u8]]; 5] = [
             &[b"counter:1"],
             &[b"", b"k", b"\x00\xff\r\n"],
-            &[b"exactly twenty-two by", b"twenty-three bytes long"],
+            &[b"exactly twenty-two byt", b"twenty-three bytes long"],
             // 4 + 108 bytes: all of the words; the last argument longer than a window.
             &[&[0xab; 108]],
             &[&b"a"[..]; 22],

@@ -4,9 +4,9 @@
 //! reused across calls. A trap poisons a component instance, so after any trap the instance is
 //! dropped and the next call makes a fresh one, re-running the guest's `init` with the same load
 //! arguments (which must register the same commands). A command's arguments reach the guest
-//! packed when it exports `packed-arguments` and they are short: in fourteen words when they fit
-//! ([`pack_words`]), else into one list ([`pack_arguments`]); otherwise as a list each
-//! (`guest.invoke`).
+//! packed when they are short: in fourteen words when it exports `word-arguments` and they fit
+//! ([`pack_words`]), else into one list when it exports `packed-arguments`
+//! ([`pack_arguments`]); otherwise as a list each (`guest.invoke`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -44,7 +44,7 @@ type InvokeFunc<'a> = TypedFunc<(u32, &'a [&'a [u8]]), (Option<i64>,)>;
 type InvokePackedFunc<'a> = TypedFunc<(u32, Option<&'a [u8]>), (Option<i64>,)>;
 type InvokeWordsFunc = TypedFunc<(u32, u32, Words), (Option<i64>,)>;
 
-/// Packed arguments as `packed-arguments.invoke-words` takes them: fourteen little-endian words
+/// Packed arguments as `word-arguments.invoke` takes them: fourteen little-endian words
 /// (with the command and the length, the sixteen values the canonical ABI passes as such).
 #[rustfmt::skip]
 type Words = (u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64);
@@ -57,7 +57,10 @@ const WORDS_BYTES: usize = 14 * 8;
 /// allocator (`cabi_realloc`) before the command's: ≈ 700 instructions less for a command
 /// with a short key or two.
 fn pack_words(argv: &[&[u8]]) -> Option<(u32, Words)> {
-    if argv.iter().map(|arg| 4 + arg.len()).sum::<usize>() > WORDS_BYTES {
+    // Each argument takes 4 bytes at least: most long commands stop here.
+    if argv.len() > WORDS_BYTES / 4
+        || argv.iter().map(|arg| 4 + arg.len()).sum::<usize>() > WORDS_BYTES
+    {
         return None;
     }
     let mut bytes = [0u8; WORDS_BYTES];
@@ -115,7 +118,7 @@ pub struct Program {
     invoke: ComponentExportIndex,
     /// `packed-arguments.invoke`, which guests of the `module-packed` world export.
     invoke_packed: Option<ComponentExportIndex>,
-    /// `packed-arguments.invoke-words`, which they may export (0.3.5).
+    /// `word-arguments.invoke`, which guests of the `module-words` world export (0.3.5).
     invoke_words: Option<ComponentExportIndex>,
 }
 
@@ -130,14 +133,12 @@ impl Program {
             engine::linker().instantiate_pre(component)
         };
         let pre = linked.map_err(|e| format!("cannot link the guest: {e:#}"))?;
-        let find_optional = |export: &str, name: &str| {
+        let find = |export: &str, name: &str| {
             let interface = component
                 .get_export_index(None, export)
                 .ok_or_else(|| format!("the guest does not export '{export}'"))?;
-            Ok::<_, String>(component.get_export_index(Some(&interface), name))
-        };
-        let find = |export: &str, name: &str| {
-            find_optional(export, name)?
+            component
+                .get_export_index(Some(&interface), name)
                 .ok_or_else(|| format!("the guest's '{export}' export has no function '{name}'"))
         };
         let image = component.image_range();
@@ -150,8 +151,8 @@ impl Program {
                 Some(export) => Some(find(export, "invoke")?),
                 None => None,
             },
-            invoke_words: match &exports.packed_arguments {
-                Some(export) => find_optional(export, "invoke-words")?,
+            invoke_words: match &exports.word_arguments {
+                Some(export) => Some(find(export, "invoke")?),
                 None => None,
             },
             pre,
@@ -305,10 +306,12 @@ impl Live {
             .map_err(|e| format!("the guest's invoke export has the wrong type: {e}"))?;
         let invoke_words = match &program.invoke_words {
             Some(index) => {
-                let words = func(&mut store, index, "packed-arguments.invoke-words")?;
-                words.typed::<(u32, u32, Words), (Option<i64>,)>(&store).map_err(|e| {
-                    format!("the guest's packed-arguments.invoke-words export has the wrong type: {e}")
-                })?;
+                let words = func(&mut store, index, "word-arguments.invoke")?;
+                words
+                    .typed::<(u32, u32, Words), (Option<i64>,)>(&store)
+                    .map_err(|e| {
+                        format!("the guest's word-arguments.invoke export has the wrong type: {e}")
+                    })?;
                 Some(words)
             }
             None => None,
@@ -338,24 +341,25 @@ impl Live {
         Ok((live, scope))
     }
 
-    /// Calls the guest's command `index` with `argv`: through `packed-arguments.invoke-words`
-    /// when the guest exports it and the arguments fit in its words (no allocation in the
+    /// Calls the guest's command `index` with `argv`: through `word-arguments.invoke` when the
+    /// guest exports it and there are arguments that fit in its words (no allocation in the
     /// guest), through `packed-arguments.invoke` when the guest exports it and the arguments are
     /// short (one allocation in the guest instead of one per argument and one more, the dearest
     /// part of passing short arguments), else through `guest.invoke`.
     fn call_invoke(&mut self, index: u32, argv: &[&[u8]]) -> wasmtime::Result<(Option<i64>,)> {
+        if let Some(invoke_words) = self.invoke_words
+            && !argv.is_empty()
+            && let Some((length, words)) = pack_words(argv)
+        {
+            // SAFETY: the signature was checked with `typed` in `Live::start`.
+            let invoke = unsafe { InvokeWordsFunc::new_unchecked(invoke_words) };
+            return invoke.call(&mut self.store, (index, length, words));
+        }
         if let Some(invoke_packed) = self.invoke_packed {
             // SAFETY: the signature was checked with `typed` in `Live::start`.
             let invoke = unsafe { InvokePackedFunc::new_unchecked(invoke_packed) };
             if argv.is_empty() {
                 return invoke.call(&mut self.store, (index, None));
-            }
-            if let Some(invoke_words) = self.invoke_words
-                && let Some((length, words)) = pack_words(argv)
-            {
-                // SAFETY: the signature was checked with `typed` in `Live::start`.
-                let invoke = unsafe { InvokeWordsFunc::new_unchecked(invoke_words) };
-                return invoke.call(&mut self.store, (index, length, words));
             }
             let mut packed = PACKED.take();
             let fits = pack_arguments(argv, &mut packed);
@@ -1198,12 +1202,14 @@ impl Guest {
         self.program.code_size
     }
 
-    /// The WIT world the guest targets, as its exports tell: `module-packed` when it takes
-    /// short arguments packed (`packed-arguments`), else `module`.
+    /// The WIT world the guest targets, as its exports tell: `module-words` when it takes
+    /// short arguments as words (`word-arguments`), `module-packed` when it takes them packed
+    /// into one list (`packed-arguments`), else `module`.
     pub fn world(&self) -> &'static str {
-        match self.program.invoke_packed {
-            Some(_) => "module-packed",
-            None => "module",
+        match (&self.program.invoke_words, &self.program.invoke_packed) {
+            (Some(_), _) => "module-words",
+            (None, Some(_)) => "module-packed",
+            (None, None) => "module",
         }
     }
 

@@ -176,6 +176,9 @@ fn import_names(bytes: &[u8]) -> Option<Vec<String>> {
 /// The version that added the `packed-arguments` export.
 const PACKED_SINCE: (u64, u64, u64) = (0, 3, 4);
 
+/// The version that added the `word-arguments` export.
+const WORDS_SINCE: (u64, u64, u64) = (0, 3, 5);
+
 /// The names of a guest's exports the host calls.
 pub(crate) struct GuestExports {
     /// `redis:module/guest@<version>`.
@@ -183,6 +186,9 @@ pub(crate) struct GuestExports {
     /// `redis:module/packed-arguments@<version>`, which guests of the `module-packed` world
     /// export (0.3.4).
     pub packed_arguments: Option<String>,
+    /// `redis:module/word-arguments@<version>`, which guests of the `module-words` world export
+    /// (0.3.5).
+    pub word_arguments: Option<String>,
 }
 
 /// Checks every import is one the host provides, and returns the names of the exports.
@@ -193,6 +199,7 @@ fn check_interfaces(component: &Component) -> Result<GuestExports, String> {
     // Each export's name and version.
     let mut guest = None;
     let mut packed_arguments = None;
+    let mut word_arguments = None;
     for (name, _) in ty.exports(engine) {
         if let Some(parsed) = parse_interface_name(name)
             && parsed.package == WIT_PACKAGE
@@ -200,6 +207,7 @@ fn check_interfaces(component: &Component) -> Result<GuestExports, String> {
             let slot = match parsed.interface {
                 "guest" => &mut guest,
                 "packed-arguments" => &mut packed_arguments,
+                "word-arguments" => &mut word_arguments,
                 _ => continue,
             };
             check_world_version(name, &parsed)?;
@@ -209,19 +217,26 @@ fn check_interfaces(component: &Component) -> Result<GuestExports, String> {
     let (guest, guest_version) = guest.ok_or_else(|| {
         format!("the component does not export {WIT_PACKAGE}/guest: it is not a redis-wasm guest")
     })?;
-    // Both come from one world: `packed-arguments` of the version `guest` has, from 0.3.4.
-    if let Some((packed, version)) = &packed_arguments
-        && (*version != guest_version || *version < Some(PACKED_SINCE))
-    {
-        return Err(format!(
-            "the guest exports '{guest}' and '{packed}', which no world has together \
-             ({WIT_PACKAGE}/packed-arguments came in {})",
-            version_text(PACKED_SINCE)
-        ));
+    // They come from one world: `packed-arguments` of the version `guest` has, from 0.3.4;
+    // `word-arguments` likewise, from 0.3.5.
+    for (export, since, interface) in [
+        (&packed_arguments, PACKED_SINCE, "packed-arguments"),
+        (&word_arguments, WORDS_SINCE, "word-arguments"),
+    ] {
+        if let Some((name, version)) = export
+            && (*version != guest_version || *version < Some(since))
+        {
+            return Err(format!(
+                "the guest exports '{guest}' and '{name}', which no world has together \
+                 ({WIT_PACKAGE}/{interface} came in {})",
+                version_text(since)
+            ));
+        }
     }
     Ok(GuestExports {
         guest,
         packed_arguments: packed_arguments.map(|(name, _)| name),
+        word_arguments: word_arguments.map(|(name, _)| name),
     })
 }
 

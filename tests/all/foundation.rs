@@ -164,7 +164,7 @@ fn wasm_list_describes_guests_and_commands() {
         assert_eq!(basics.field("api-version").int(), 1);
         assert_eq!(basics.field("source").text(), guests::BASICS);
         // Built with the SDK: it takes short arguments packed.
-        assert_eq!(basics.field("world").text(), "module-packed");
+        assert_eq!(basics.field("world").text(), "module-words");
         assert_eq!(
             basics
                 .field("args")
@@ -470,7 +470,7 @@ fn arguments_are_binary_safe() {
         Reply::Array(vec![Reply::Bulk(binary.to_vec()), Reply::Bulk(vec![])])
     );
     // Short arguments cross packed, in fourteen words or in one list, long ones as a list each
-    // (`packed-arguments.invoke-words`, `packed-arguments.invoke`, `guest.invoke`): the guest
+    // (`word-arguments.invoke`, `packed-arguments.invoke`, `guest.invoke`): the guest
     // sees the same either way. The SDK's guests export all three (`raw-guest` shows which one
     // the host calls).
     let component = std::fs::read(guests::BASICS).expect("the basics guest");

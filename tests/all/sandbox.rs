@@ -1384,8 +1384,14 @@ fn components_that_cannot_start_or_do_not_fit_the_guest_world_are_refused() {
             ),
             (
                 Trick::WordsInvokeOfTheWrongType,
-                "the guest's packed-arguments.invoke-words export has the wrong type: type \
-                 mismatch with parameters",
+                "the guest's word-arguments.invoke export has the wrong type: type mismatch \
+                 with parameters",
+            ),
+            (
+                Trick::WordArgumentsBeforeTheirVersion,
+                "the guest exports 'redis:module/guest@0.3.4' and \
+                 'redis:module/word-arguments@0.3.4', which no world has together \
+                 (redis:module/word-arguments came in 0.3.5)",
             ),
             (
                 Trick::PackedArgumentsBeforeTheirVersion,

@@ -32,9 +32,11 @@ pub enum Trick {
     PackedInvokeOfTheWrongType,
     /// It exports `guest` and `packed-arguments` of 0.3.2, which had no `packed-arguments`.
     PackedArgumentsBeforeTheirVersion,
-    /// It exports `packed-arguments` (0.3.5) with `guest.invoke`'s function as its `invoke` and
-    /// its `invoke-words` (which takes eight words).
+    /// It exports `word-arguments` (0.3.5) with `guest.invoke`'s function as its `invoke`
+    /// (which takes fourteen words).
     WordsInvokeOfTheWrongType,
+    /// It exports `guest` and `word-arguments` of 0.3.4, which had no `word-arguments`.
+    WordArgumentsBeforeTheirVersion,
     /// Its memory starts at 4 GiB.
     HugeMemory,
     /// It has a table of 100 million elements.
@@ -49,7 +51,7 @@ pub enum Trick {
 }
 
 impl Trick {
-    pub const ALL: [Trick; 18] = [
+    pub const ALL: [Trick; 19] = [
         Trick::EndlessStart,
         Trick::StartCallsTheHost,
         Trick::EndlessRealloc,
@@ -63,6 +65,7 @@ impl Trick {
         Trick::PackedInvokeOfTheWrongType,
         Trick::PackedArgumentsBeforeTheirVersion,
         Trick::WordsInvokeOfTheWrongType,
+        Trick::WordArgumentsBeforeTheirVersion,
         Trick::HugeMemory,
         Trick::HugeTable,
         Trick::ManyTables,
@@ -341,12 +344,10 @@ pub fn guest(trick: Trick) -> Vec<u8> {
         Trick::PackedInvokeOfTheWrongType => Some("0.3.4"),
         Trick::PackedArgumentsBeforeTheirVersion => Some("0.3.2"),
         Trick::WordsInvokeOfTheWrongType => Some("0.3.5"),
+        Trick::WordArgumentsBeforeTheirVersion => Some("0.3.4"),
         _ => None,
     };
-    if trick == Trick::WordsInvokeOfTheWrongType {
-        let words = ("invoke-words", ComponentExportKind::Func, imported + 1);
-        instances.export_items([functions[1], words]);
-    } else if packed_version.is_some() {
+    if packed_version.is_some() {
         instances.export_items([functions[1]]);
     }
     component.section(&instances);
@@ -359,7 +360,13 @@ pub fn guest(trick: Trick) -> Vec<u8> {
     };
     exports.export(&name, ComponentExportKind::Instance, imported, None);
     if let Some(version) = packed_version {
-        let name = format!("redis:module/packed-arguments@{version}");
+        let interface = match trick {
+            Trick::WordsInvokeOfTheWrongType | Trick::WordArgumentsBeforeTheirVersion => {
+                "word-arguments"
+            }
+            _ => "packed-arguments",
+        };
+        let name = format!("redis:module/{interface}@{version}");
         exports.export(&name, ComponentExportKind::Instance, imported + 1, None);
     }
     component.section(&exports);

@@ -6,7 +6,7 @@
 //! error and a log message with a newline and a would-be log line after it), or `fine`. `RAW.CMD` replies `OK` through the
 //! reply interface; `RAW.CMD returned` returns the integer 7 from `invoke` instead, and
 //! `RAW.CMD both` does both (a second reply). `RAW.CMD transport <arg>...` replies which export
-//! the host called (`words` for `packed-arguments.invoke-words`, `packed` for
+//! the host called (`words` for `word-arguments.invoke`, `packed` for
 //! `packed-arguments.invoke`, `lists` for `guest.invoke`) and each argument's length.
 //!
 //! With `relay <name>` it loads as guest `<name>` (so several copies can be loaded) with one
@@ -143,8 +143,10 @@ impl redis_wasm_sdk::wit::exports::redis::module::packed_arguments::Guest for Ra
     fn invoke(_command: u32, packed: Option<Vec<u8>>) -> Option<i64> {
         run(unpack(&packed.unwrap_or_default()), "packed")
     }
+}
 
-    fn invoke_words(
+impl redis_wasm_sdk::wit::exports::redis::module::word_arguments::Guest for Raw {
+    fn invoke(
         _command: u32,
         length: u32,
         (a, b, c, d, e, f, g, h, i, j, k, l, m, n): (
