@@ -145,26 +145,15 @@ impl redis_wasm_sdk::wit::exports::redis::module::packed_arguments::Guest for Ra
     }
 }
 
+/// The fourteen words `word-arguments.invoke` takes.
+#[rustfmt::skip]
+type Words = (u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64);
+
 impl redis_wasm_sdk::wit::exports::redis::module::word_arguments::Guest for Raw {
     fn invoke(
         _command: u32,
         length: u32,
-        (a, b, c, d, e, f, g, h, i, j, k, l, m, n): (
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-        ),
+        (a, b, c, d, e, f, g, h, i, j, k, l, m, n): Words,
     ) -> Option<i64> {
         let bytes: Vec<u8> = [a, b, c, d, e, f, g, h, i, j, k, l, m, n]
             .iter()
