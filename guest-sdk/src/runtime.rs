@@ -181,18 +181,7 @@ pub(crate) fn unpack_arguments(packed: Vec<u8>) -> Option<Vec<RedisString>> {
         false => (None, packed),
     };
     let bytes = shared.as_deref().unwrap_or(&plain);
-    let mut at = 0;
-    while at < bytes.len() {
-        let length = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        let range = at + 4..at + 4 + length;
-        at = range.end;
-        let share = length > crate::string::INLINE
-            && (bytes.len() <= SHARED_UP_TO || length.saturating_mul(4) >= bytes.len());
-        full.push(match &shared {
-            Some(buffer) if share => RedisString::shared(buffer, range),
-            _ => short_argument(bytes, range),
-        });
-    }
+    push_arguments(&mut full, bytes, bytes.len(), shared.as_ref());
     Some(full)
 }
 
@@ -215,13 +204,7 @@ pub(crate) fn unpack_words(length: u32, words: Words) -> Option<Vec<RedisString>
     let (count, _) = count_packed(packed)?;
     let mut full = Vec::with_capacity(count + 1);
     full.push(RedisString::default());
-    let mut at = 0;
-    while at < packed.len() {
-        let length = u32::from_le_bytes(packed[at..at + 4].try_into().unwrap()) as usize;
-        let range = at + 4..at + 4 + length;
-        at = range.end;
-        full.push(short_argument(&bytes, range));
-    }
+    push_arguments(&mut full, &bytes, length as usize, None);
     Some(full)
 }
 
@@ -241,6 +224,30 @@ fn count_packed(packed: &[u8]) -> Option<(usize, bool)> {
         count += 1;
     }
     Some((count, any_long))
+}
+
+/// Pushes onto `full` the arguments packed in the first `end` bytes of `bytes`, which
+/// [`count_packed`] accepted. An argument longer than an inline string shares `shared` (the
+/// buffer `bytes` is) if that is worth it (see [`unpack_arguments`]); the others are copied.
+#[inline(always)]
+fn push_arguments(
+    full: &mut Vec<RedisString>,
+    bytes: &[u8],
+    end: usize,
+    shared: Option<&std::sync::Arc<Vec<u8>>>,
+) {
+    let mut at = 0;
+    while at < end {
+        let length = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let range = at + 4..at + 4 + length;
+        at = range.end;
+        let share = length > crate::string::INLINE
+            && (end <= SHARED_UP_TO || length.saturating_mul(4) >= end);
+        full.push(match shared {
+            Some(buffer) if share => RedisString::shared(buffer, range),
+            _ => short_argument(bytes, range),
+        });
+    }
 }
 
 /// The argument at `range` of `bytes`, copied. A short argument followed by enough bytes is
