@@ -3,12 +3,14 @@
 //! Write a Redis module in Rust, build it for `wasm32-wasip2`, and load it into a running server
 //! with `WASM.LOAD`. The host (`redis-wasm`) runs it sandboxed; this crate gives guest code the
 //! shape of a native Redis module written with the `redis-module` crate: a command function
-//! gets a [`Context`] and its arguments and returns a [`RedisResult`].
+//! gets a [`Context`] and its arguments and returns a [`RedisResult`]. It may borrow its
+//! arguments (`&[RedisString]`, [`CommandSliceFn`]: no allocation per command) or own them
+//! (`Vec<RedisString>`, [`CommandFn`], the `redis-module` crate's form).
 //!
 //! ```no_run
 //! use redis_wasm_sdk::{redis_module, Context, RedisResult, RedisString, RedisValue, RedisError};
 //!
-//! fn rand(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+//! fn rand(_ctx: &Context, args: &[RedisString]) -> RedisResult {
 //!     if args.len() != 1 {
 //!         return Err(RedisError::WrongArity);
 //!     }
@@ -33,7 +35,8 @@
 //!   ([`ListRangeBatch`]), sorted-set ranges ([`ZsetRangeBatch`]) and scans of hashes, sets
 //!   and sorted sets ([`ScanBatch`]).
 //! - [`BlockedClient`] (`blocking.rs`): blocking commands and background jobs.
-//! - [`InitContext`] (`init.rs`): the guest's init — command registration, load arguments.
+//! - [`InitContext`] (`init.rs`): the guest's init — command registration, load arguments —
+//!   and the two forms of command function ([`CommandFunction`]).
 //! - [`DataType`], [`DataValue`] (`datatype.rs`): data types whose values live in keys.
 //! - [`RedisString`], [`NextArg`], [`parse_integer`], [`parse_float`] (`string.rs`):
 //!   binary-safe arguments and their parsing.
@@ -64,7 +67,10 @@ pub use blocking::{BlockedClient, BlockedPhase};
 pub use call::{BatchElement, CallArg, CallError, CallFlags, CallReply, CallReplyBatch, ReplyType};
 pub use context::{Context, ContextFlags, LogLevel, NotifyEvent, ReplicateFlags};
 pub use datatype::{DataType, DataValue};
-pub use init::{CommandFn, InitContext, InitFn};
+pub use init::{
+    BorrowedArguments, CommandFn, CommandFunction, CommandSliceFn, InitContext, InitFn,
+    OwnedArguments,
+};
 pub use key::{
     HashSetFlags, Key, KeyError, KeyType, ListRangeBatch, ListWhere, NO_EXPIRE, ScanBatch,
     ZaddFlags, ZaddOutcome, ZsetRangeBatch,
@@ -77,7 +83,9 @@ pub const API_VERSION: i32 = 1;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::runtime::{CommandDef, ModuleDef, init, invoke, invoke_packed, invoke_words};
+    pub use crate::runtime::{
+        CommandDef, ModuleDef, form_of, init, invoke, invoke_packed, invoke_words,
+    };
     pub use wit_bindgen;
 }
 
@@ -100,7 +108,8 @@ pub mod wit {
 ///
 /// Each command row is `[name, handler, flags, first_key, last_key, key_step]`, as in
 /// `RedisModule_CreateCommand`, optionally followed by `arity = N` to let the host check the
-/// argument count (N exact, -N at least N, counting the command name).
+/// argument count (N exact, -N at least N, counting the command name). The handler is a
+/// [`CommandSliceFn`] or a [`CommandFn`] (see [`CommandFunction`]).
 ///
 /// ```text
 /// redis_module! {
@@ -144,7 +153,7 @@ macro_rules! redis_module {
                 commands: vec![
                     $($crate::__private::CommandDef {
                         name: $cmd_name,
-                        handler: $cmd_fn,
+                        handler: $crate::__private::form_of(&$cmd_fn).handler($cmd_fn),
                         flags: $cmd_flags,
                         first_key: $first_key,
                         last_key: $last_key,

@@ -9,7 +9,7 @@
 use std::cell::{Cell, RefCell};
 
 use crate::context::Context;
-use crate::init::{CommandFn, InitContext, InitFn};
+use crate::init::{CommandFunction, CommandHandler, FunctionPointer, InitContext, InitFn};
 use crate::string::RedisString;
 use crate::value::{ERRORMSG_WRONGTYPE, RedisError, RedisValue};
 use crate::wit::redis::module::{log, registration, reply};
@@ -26,7 +26,7 @@ pub struct ModuleDef {
 /// One row of the `commands` list.
 pub struct CommandDef {
     pub name: &'static str,
-    pub handler: CommandFn,
+    pub handler: CommandHandler,
     pub flags: &'static str,
     pub first_key: i32,
     pub last_key: i32,
@@ -34,15 +34,38 @@ pub struct CommandDef {
     pub arity: i32,
 }
 
+/// The form of a command function `F`, for `redis_module!`'s rows (`form_of(&f).handler(f)`):
+/// once the compiler knows the form, it turns a function item into a pointer of that form,
+/// which it cannot do for a generic `F`. Called through a pointer, the function stays a
+/// function of its own, named in profiles (`wasm.perf-map`), rather than being compiled into
+/// the SDK's glue, and is called with one indirection.
+pub struct CommandForm<F, Form>(std::marker::PhantomData<(F, Form)>);
+
+pub fn form_of<Form, F: CommandFunction<Form>>(_: &F) -> CommandForm<F, Form> {
+    CommandForm(std::marker::PhantomData)
+}
+
+impl<Form, F: CommandFunction<Form>> CommandForm<F, Form> {
+    pub fn handler(self, function: F::Pointer) -> CommandHandler {
+        function.into_handler()
+    }
+}
+
 struct Handler {
     /// The lowercase name, passed to the command function as `args[0]` (kept for the life of
     /// the instance, so each call borrows it instead of copying it).
     name_bytes: &'static [u8],
-    function: CommandFn,
+    function: CommandHandler,
 }
+
+/// A spare argument vector holding more than this many arguments is dropped rather than kept.
+const SPARE_ARGUMENTS_UP_TO: usize = 1024;
 
 thread_local! {
     static HANDLERS: RefCell<Vec<Handler>> = const { RefCell::new(Vec::new()) };
+    /// The argument vector commands that borrow their arguments ([`crate::CommandSliceFn`])
+    /// get, emptied after each: no allocation per command.
+    static SPARE_ARGUMENTS: Cell<Vec<RedisString>> = const { Cell::new(Vec::new()) };
     /// The guest's name and the running command's, for messages the SDK itself sends.
     static RUNNING: Cell<(&'static str, &'static [u8])> = const { Cell::new(("", b"")) };
 }
@@ -57,13 +80,17 @@ pub(crate) fn bad_reply(why: &str) -> String {
     )
 }
 
-pub(crate) fn add_handler(index: u32, name: &str, function: CommandFn) {
+fn unregistered(_: &Context, _: &[RedisString]) -> crate::RedisResult {
+    Err(RedisError::Str("ERR command slot not registered"))
+}
+
+pub(crate) fn add_handler(index: u32, name: &str, function: CommandHandler) {
     HANDLERS.with_borrow_mut(|handlers| {
         let index = index as usize;
         if handlers.len() <= index {
             handlers.resize_with(index + 1, || Handler {
                 name_bytes: &[],
-                function: |_, _| Err(RedisError::Str("ERR command slot not registered")),
+                function: CommandHandler::BorrowedPointer(unregistered),
             });
         }
         handlers[index] = Handler {
@@ -100,16 +127,16 @@ pub fn init(def: ModuleDef, args: Vec<Vec<u8>>) -> Result<(), String> {
         ctx.create_data_type(data_type).map_err(|e| e.to_string())?;
     }
     for command in &def.commands {
-        ctx.create_command_with_arity(
-            command.name,
-            command.handler,
-            command.flags,
-            command.first_key,
-            command.last_key,
-            command.key_step,
-            command.arity,
-        )
-        .map_err(|e| e.to_string())?;
+        let spec = registration::CommandSpec {
+            name: command.name,
+            flags: command.flags,
+            first_key: command.first_key,
+            last_key: command.last_key,
+            key_step: command.key_step,
+            arity: command.arity,
+        };
+        ctx.register(spec, command.handler)
+            .map_err(|e| e.to_string())?;
     }
     if let Some(init) = def.init {
         let args: Vec<RedisString> = args.into_iter().map(RedisString::from).collect();
@@ -123,23 +150,21 @@ pub fn init(def: ModuleDef, args: Vec<Vec<u8>>) -> Result<(), String> {
 /// the lowercase form it was registered under. An integer reply is returned rather than sent
 /// (one call into the host less).
 pub fn invoke(command: u32, args: Vec<Vec<u8>>) -> Option<i64> {
-    let mut full = Vec::with_capacity(args.len() + 1);
-    full.push(RedisString::default());
-    full.extend(args.into_iter().map(RedisString::from));
-    run(command, full)
+    let mut call = Call::start(command)?;
+    call.arguments.reserve(args.len() + 1);
+    call.arguments.push(RedisString::default());
+    call.arguments
+        .extend(args.into_iter().map(RedisString::from));
+    call.run(Some(()))
 }
 
 /// The `packed-arguments.invoke` export: [`invoke`] with the arguments packed into one list
 /// (each one's length as a little-endian u32, then its bytes), which the host sends when they
 /// are short.
 pub fn invoke_packed(command: u32, packed: Option<Vec<u8>>) -> Option<i64> {
-    match unpack_arguments(packed.unwrap_or_default()) {
-        Some(full) => run(command, full),
-        None => {
-            reply::fail("ERR the host sent malformed packed arguments");
-            None
-        }
-    }
+    let mut call = Call::start(command)?;
+    let unpacked = unpack_arguments(&mut call.arguments, packed.unwrap_or_default());
+    call.run(unpacked)
 }
 
 /// The `word-arguments.invoke` export: [`invoke_packed`] with the packed arguments in fourteen
@@ -147,13 +172,9 @@ pub fn invoke_packed(command: u32, packed: Option<Vec<u8>>) -> Option<i64> {
 /// no list crosses, so nothing is allocated for them but the command's argument vector and a
 /// copy of each argument over 22 bytes.
 pub fn invoke_words(command: u32, length: u32, words: Words) -> Option<i64> {
-    match unpack_words(length, words) {
-        Some(full) => run(command, full),
-        None => {
-            reply::fail("ERR the host sent malformed packed arguments");
-            None
-        }
-    }
+    let mut call = Call::start(command)?;
+    let unpacked = unpack_words(&mut call.arguments, length, words);
+    call.run(unpacked)
 }
 
 /// Packed arguments as `word-arguments.invoke` takes them.
@@ -167,29 +188,30 @@ const WORDS_BYTES: usize = 14 * 8;
 /// of them: an argument a guest keeps past its command keeps at most this much alive.
 const SHARED_UP_TO: usize = 64 << 10;
 
-/// The arguments in `packed` (as `packed-arguments.invoke` takes them), after an empty slot for
-/// the command's name; `None` if a length runs past the end. Short arguments are copied into
+/// Pushes onto the empty `full` an empty slot for the command's name, then the arguments in
+/// `packed` (as `packed-arguments.invoke` takes them); `None` if a length runs past the end
+/// (`full` is left as it was). Short arguments are copied into
 /// their strings (no allocation); longer ones stay in the buffer, shared (so that a command's
 /// arguments do not take twice their size), unless the buffer is over [`SHARED_UP_TO`] and the
 /// argument less than a quarter of it (one kept would keep four times its size or more alive).
-pub(crate) fn unpack_arguments(packed: Vec<u8>) -> Option<Vec<RedisString>> {
+pub(crate) fn unpack_arguments(full: &mut Vec<RedisString>, packed: Vec<u8>) -> Option<()> {
     let (count, any_long) = count_packed(&packed)?;
-    let mut full = Vec::with_capacity(count + 1);
+    full.reserve(count + 1);
     full.push(RedisString::default());
     let (shared, plain) = match any_long {
         true => (Some(std::sync::Arc::new(packed)), Vec::new()),
         false => (None, packed),
     };
     let bytes = shared.as_deref().unwrap_or(&plain);
-    push_arguments(&mut full, bytes, bytes.len(), shared.as_ref());
-    Some(full)
+    push_arguments(full, bytes, bytes.len(), shared.as_ref());
+    Some(())
 }
 
-/// The arguments in `length` bytes of `words` (as `word-arguments.invoke` takes them),
-/// after an empty slot for the command's name; `None` if a length runs past `length` or
-/// `length` past the words. Every argument is copied; the short ones as windows, as the words
-/// are followed by zeros.
-pub(crate) fn unpack_words(length: u32, words: Words) -> Option<Vec<RedisString>> {
+/// [`unpack_arguments`] for the arguments in `length` bytes of `words` (as
+/// `word-arguments.invoke` takes them); `None` if a length runs past `length` or `length` past
+/// the words. Every argument is copied; the short ones as windows, as the words are followed by
+/// zeros.
+pub(crate) fn unpack_words(full: &mut Vec<RedisString>, length: u32, words: Words) -> Option<()> {
     let mut bytes = [0u8; WORDS_BYTES + crate::string::INLINE];
     let (a, b, c, d, e, f, g, h, i, j, k, l, m, n) = words;
     for (at, word) in [a, b, c, d, e, f, g, h, i, j, k, l, m, n]
@@ -202,10 +224,10 @@ pub(crate) fn unpack_words(length: u32, words: Words) -> Option<Vec<RedisString>
         .get(..length as usize)
         .filter(|p| p.len() <= WORDS_BYTES)?;
     let (count, _) = count_packed(packed)?;
-    let mut full = Vec::with_capacity(count + 1);
+    full.reserve(count + 1);
     full.push(RedisString::default());
-    push_arguments(&mut full, &bytes, length as usize, None);
-    Some(full)
+    push_arguments(full, &bytes, length as usize, None);
+    Some(())
 }
 
 /// How many arguments `packed` holds, and whether any is longer than an inline string; `None`
@@ -262,25 +284,100 @@ fn short_argument(bytes: &[u8], range: std::ops::Range<usize>) -> RedisString {
     }
 }
 
-/// Runs command `command` with `full`, its arguments after a slot for its name.
-fn run(command: u32, mut full: Vec<RedisString>) -> Option<i64> {
-    let found = HANDLERS.with_borrow(|handlers| {
-        handlers
-            .get(command as usize)
-            .map(|h| (h.function, h.name_bytes))
-    });
-    let Some((function, name)) = found else {
-        reply::fail(&format!(
-            "ERR no command with index {command} in this guest"
-        ));
-        return None;
-    };
-    RUNNING.set((RUNNING.get().0, name));
-    crate::key::forget_dropped();
-    full[0] = RedisString::from_static(name);
-    let ctx = Context::new();
-    match function(&ctx, full) {
-        Ok(RedisValue::Integer(value)) => return Some(value),
+/// A command about to run: its function and name, and the vector its arguments go into.
+struct Call {
+    function: CommandHandler,
+    name: &'static [u8],
+    /// Empty until the export pushes a slot for the name and the arguments onto it.
+    arguments: Vec<RedisString>,
+}
+
+impl Call {
+    /// Command `command`, or `None` when there is no such command (failed: the host's
+    /// mistake, as the host checks the index it passes).
+    #[inline(always)]
+    fn start(command: u32) -> Option<Call> {
+        let found = HANDLERS.with_borrow(|handlers| {
+            handlers
+                .get(command as usize)
+                .map(|h| (h.function, h.name_bytes))
+        });
+        let Some((function, name)) = found else {
+            reply::fail(&format!(
+                "ERR no command with index {command} in this guest"
+            ));
+            return None;
+        };
+        let arguments = match function {
+            CommandHandler::OwnedPointer(_) | CommandHandler::Owned(_) => Vec::new(),
+            CommandHandler::BorrowedPointer(_) | CommandHandler::Borrowed(_) => {
+                SPARE_ARGUMENTS.take()
+            }
+        };
+        Some(Call {
+            function,
+            name,
+            arguments,
+        })
+    }
+
+    /// Runs the command if its arguments were `unpacked`, else fails it. Inlined into each
+    /// export: called out of line, the call and the struct cost the shortest commands ~150
+    /// wasm instructions.
+    #[inline(always)]
+    fn run(self, unpacked: Option<()>) -> Option<i64> {
+        let Call {
+            function,
+            name,
+            arguments: mut full,
+        } = self;
+        if unpacked.is_none() {
+            reply::fail("ERR the host sent malformed packed arguments");
+            return None;
+        }
+        RUNNING.set((RUNNING.get().0, name));
+        crate::key::forget_dropped();
+        full[0] = RedisString::from_static(name);
+        let ctx = Context::new();
+        let result = match function {
+            CommandHandler::OwnedPointer(function) => function(&ctx, full),
+            CommandHandler::Owned(function) => function.run(&ctx, full),
+            CommandHandler::BorrowedPointer(function) => {
+                let result = function(&ctx, &full);
+                keep_spare(full);
+                result
+            }
+            CommandHandler::Borrowed(function) => {
+                let result = function.run(&ctx, &full);
+                keep_spare(full);
+                result
+            }
+        };
+        match result {
+            Ok(RedisValue::Integer(value)) => Some(value),
+            other => {
+                send(other, name);
+                None
+            }
+        }
+    }
+}
+
+/// Keeps `arguments`, emptied, for the next command that borrows its arguments, unless it grew
+/// past [`SPARE_ARGUMENTS_UP_TO`].
+#[inline(always)]
+fn keep_spare(mut arguments: Vec<RedisString>) {
+    if arguments.capacity() <= SPARE_ARGUMENTS_UP_TO {
+        arguments.clear();
+        SPARE_ARGUMENTS.set(arguments);
+    }
+}
+
+/// Sends command `name`'s `result`, other than an integer (which the export returns). Out of
+/// line: it is most of the code, and each export inlines [`Call::run`].
+#[inline(never)]
+fn send(result: crate::RedisResult, name: &[u8]) {
+    match result {
         Ok(value) => value.emit(),
         // As an error return, it replaces whatever the command replied so far (`fail`), which
         // `reply::wrong_arity` (a reply like any other) would not. Worded as Redis and the host
@@ -292,12 +389,21 @@ fn run(command: u32, mut full: Vec<RedisString>) -> Option<i64> {
         Err(RedisError::WrongType) => reply::fail(ERRORMSG_WRONGTYPE),
         Err(e) => reply::fail(&e.to_string()),
     }
-    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn list_unpacked(packed: Vec<u8>) -> Option<Vec<RedisString>> {
+        let mut full = Vec::new();
+        unpack_arguments(&mut full, packed).map(|()| full)
+    }
+
+    fn words_unpacked(length: u32, words: Words) -> Option<Vec<RedisString>> {
+        let mut full = Vec::new();
+        unpack_words(&mut full, length, words).map(|()| full)
+    }
 
     fn pack(args: &[&[u8]]) -> Vec<u8> {
         let mut packed = Vec::new();
@@ -319,7 +425,7 @@ mod tests {
             &[&long, b"short", &long[..23]],
         ];
         for args in cases {
-            let full = unpack_arguments(pack(args)).expect("well formed");
+            let full = list_unpacked(pack(args)).expect("well formed");
             assert_eq!(full.len(), args.len() + 1);
             assert!(full[0].is_empty(), "the slot for the command's name");
             let got: Vec<&[u8]> = full[1..].iter().map(RedisString::as_slice).collect();
@@ -333,7 +439,7 @@ mod tests {
         // Each short argument but the last few is copied with the bytes after it: they must
         // not show in comparisons, hashes, lengths or clones.
         let args: [&[u8]; 5] = [b"k", b"", b"field", b"exactly twenty-two by", b"v"];
-        let full = unpack_arguments(pack(&args)).expect("well formed");
+        let full = list_unpacked(pack(&args)).expect("well formed");
         let hasher = RandomState::new();
         for (got, want) in full[1..].iter().zip(args) {
             let plain = RedisString::copied(want);
@@ -349,11 +455,11 @@ mod tests {
     fn only_arguments_worth_it_share_the_buffer() {
         let (key, small, big) = (vec![1u8; 22], vec![2u8; 30], vec![3u8; 40_000]);
         // A short command: its longer arguments share the buffer.
-        let full = unpack_arguments(pack(&[&key, &small])).unwrap();
+        let full = list_unpacked(pack(&[&key, &small])).unwrap();
         assert_eq!((full[1].is_shared(), full[2].is_shared()), (false, true));
         // Over 64 KiB: only an argument of a quarter of it or more (kept, a small one would
         // keep the whole buffer alive).
-        let full = unpack_arguments(pack(&[&small, &big, &big])).unwrap();
+        let full = list_unpacked(pack(&[&small, &big, &big])).unwrap();
         let shared: Vec<bool> = full[1..].iter().map(RedisString::is_shared).collect();
         assert_eq!(shared, [false, true, true]);
         let got: Vec<&[u8]> = full[1..].iter().map(RedisString::as_slice).collect();
@@ -382,7 +488,7 @@ mod tests {
         ];
         for args in cases {
             let packed = pack(args);
-            let full = unpack_words(packed.len() as u32, words(&packed)).expect("well formed");
+            let full = words_unpacked(packed.len() as u32, words(&packed)).expect("well formed");
             assert!(full[0].is_empty(), "the slot for the command's name");
             let got: Vec<&[u8]> = full[1..].iter().map(RedisString::as_slice).collect();
             assert_eq!(got, args);
@@ -394,10 +500,25 @@ mod tests {
     fn malformed_words_are_refused() {
         let mut past_the_length = pack(&[b"abc"]);
         past_the_length[0] = 4;
-        assert!(unpack_words(7, words(&past_the_length)).is_none());
+        assert!(words_unpacked(7, words(&past_the_length)).is_none());
         // A length past the fourteen words.
-        assert!(unpack_words(113, words(&pack(&[b"abc"]))).is_none());
-        assert!(unpack_words(u32::MAX, words(&pack(&[b"abc"]))).is_none());
+        assert!(words_unpacked(113, words(&pack(&[b"abc"]))).is_none());
+        assert!(words_unpacked(u32::MAX, words(&pack(&[b"abc"]))).is_none());
+    }
+
+    #[test]
+    fn a_reused_vector_holds_only_the_new_arguments() {
+        // As commands that borrow their arguments get it: emptied, its capacity kept.
+        let mut full = Vec::new();
+        let packed = pack(&[b"a", b"bb", b"ccc"]);
+        unpack_words(&mut full, packed.len() as u32, words(&packed)).expect("well formed");
+        full.clear();
+        unpack_arguments(&mut full, pack(&[b"one"])).expect("well formed");
+        let got: Vec<&[u8]> = full.iter().map(RedisString::as_slice).collect();
+        assert_eq!(got, [b"" as &[u8], b"one"]);
+        full.clear();
+        assert!(unpack_arguments(&mut full, vec![1]).is_none());
+        assert!(full.is_empty(), "malformed arguments push nothing");
     }
 
     #[test]
@@ -409,7 +530,7 @@ mod tests {
             huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
             huge
         }] {
-            assert!(unpack_arguments(packed.clone()).is_none(), "{packed:?}");
+            assert!(list_unpacked(packed.clone()).is_none(), "{packed:?}");
         }
     }
 }

@@ -22,6 +22,17 @@ fn echo(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     ))
 }
 
+/// `BASICS.ECHO` as a command that borrows its arguments (`&[RedisString]`).
+fn echo_borrowed(_ctx: &Context, args: &[RedisString]) -> RedisResult {
+    Ok(RedisValue::Array(
+        args[1..]
+            .iter()
+            .cloned()
+            .map(RedisValue::BulkRedisString)
+            .collect(),
+    ))
+}
+
 fn load_args(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
     Ok(LOAD_ARGS.with_borrow(|saved| {
         RedisValue::Array(
@@ -187,6 +198,7 @@ redis_module! {
     init: init,
     commands: [
         ["basics.echo", echo, "readonly", 0, 0, 0],
+        ["basics.echo-borrowed", echo_borrowed, "readonly", 0, 0, 0],
         ["basics.loadargs", load_args, "readonly", 0, 0, 0],
         ["basics.panic", panic, "readonly", 0, 0, 0],
         ["basics.fail", fail, "readonly", 0, 0, 0],

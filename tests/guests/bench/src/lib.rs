@@ -1,6 +1,8 @@
 //! The benchmark cases as a guest. Each command has the same logic as its twin in
 //! `benchmarks/native` (a native module) and in `benchmarks/bench.lua` (Lua), so
-//! `scripts/bench.sh` compares runtimes, not algorithms.
+//! `scripts/bench.sh` compares runtimes, not algorithms. The commands borrow their arguments
+//! (`&[RedisString]`), as a guest author would write them, except `BG.ECHO`, which keeps its
+//! argument as the reply and so takes them owned.
 
 use redis_wasm_sdk::{
     BatchElement, Context, HashSetFlags, ListWhere, RedisError, RedisResult, RedisString,
@@ -14,21 +16,21 @@ fn add(sum: i64, value: i64) -> Result<i64, RedisError> {
 }
 
 /// `BG.INT`: replies an integer.
-fn int(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+fn int(_ctx: &Context, _args: &[RedisString]) -> RedisResult {
     Ok(RedisValue::Integer(42))
 }
 
 /// `BG.RMW key`: reads a counter with the low-level API, adds one, writes it back, and
 /// replicates the command verbatim (as its native twin does).
-fn rmw(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let value = read_modify_write(ctx, &args)?;
+fn rmw(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let value = read_modify_write(ctx, args)?;
     ctx.replicate_verbatim()?;
     Ok(RedisValue::Integer(value))
 }
 
 /// `BG.RMWFX key`: the same, with the write replicated as its effect (`SET`), the host's default.
-fn rmw_effects(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    Ok(RedisValue::Integer(read_modify_write(ctx, &args)?))
+fn rmw_effects(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    Ok(RedisValue::Integer(read_modify_write(ctx, args)?))
 }
 
 fn read_modify_write(ctx: &Context, args: &[RedisString]) -> Result<i64, RedisError> {
@@ -46,14 +48,14 @@ fn read_modify_write(ctx: &Context, args: &[RedisString]) -> Result<i64, RedisEr
 }
 
 /// `BG.INCR key`: INCR through a call.
-fn incr(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+fn incr(ctx: &Context, args: &[RedisString]) -> RedisResult {
     let reply = ctx.call("INCR", &[&args[1]])?.into_result()?;
     Ok(RedisValue::Integer(reply.integer()))
 }
 
 /// `BG.PUSH key value`: pushes with the low-level API, replicates verbatim (as its native twin
 /// does) and replies the length.
-fn push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+fn push(ctx: &Context, args: &[RedisString]) -> RedisResult {
     let key = ctx.open_key_writable(&args[1])?;
     key.list_push(ListWhere::Tail, &args[2])?;
     ctx.replicate_verbatim()?;
@@ -62,7 +64,7 @@ fn push(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 /// `BG.HSET key field value [field value ...]`: sets the fields with the low-level API,
 /// replicates verbatim (as its native twin does) and replies how many were added.
-fn hset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+fn hset(ctx: &Context, args: &[RedisString]) -> RedisResult {
     if !args.len().is_multiple_of(2) {
         return Err(RedisError::WrongArity);
     }
@@ -78,7 +80,7 @@ fn hset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 /// `BG.ZSUM key`: the sum of every score, iterating a range (read in batches: one crossing per
 /// 128 members instead of three per member).
-fn zsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+fn zsum(ctx: &Context, args: &[RedisString]) -> RedisResult {
     let key = ctx.open_key(&args[1])?;
     let mut sum = 0.0;
     key.zset_first_in_score_range(f64::NEG_INFINITY, f64::INFINITY, false, false)?;
@@ -94,7 +96,7 @@ fn zsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 /// `BG.LSUM key`: the sum of a list of integers, read in batches (one crossing per 128
 /// elements instead of one per element).
-fn lsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+fn lsum(ctx: &Context, args: &[RedisString]) -> RedisResult {
     let key = ctx.open_key(&args[1])?;
     let mut sum: i64 = 0;
     let mut start = 0;
@@ -113,7 +115,7 @@ fn lsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 /// `BG.HSUM key`: the sum of a hash's values, scanned in batches (one crossing per 128
 /// fields).
-fn hsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+fn hsum(ctx: &Context, args: &[RedisString]) -> RedisResult {
     let key = ctx.open_key(&args[1])?;
     let mut sum: i64 = 0;
     loop {
@@ -129,7 +131,7 @@ fn hsum(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 /// `BG.CALLS-DB n`: `n` calls of the cheapest host function (no arguments, a number back), for
 /// the cost of one crossing.
-fn calls_db(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+fn calls_db(ctx: &Context, args: &[RedisString]) -> RedisResult {
     let mut sum = 0;
     for _ in 0..args[1].parse_integer()? {
         sum += i64::from(ctx.get_selected_db());
@@ -138,7 +140,7 @@ fn calls_db(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 
 /// `BG.CALLS-LEN key n`: `n` calls of a key function (`value-length` of one open key).
-fn calls_len(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+fn calls_len(ctx: &Context, args: &[RedisString]) -> RedisResult {
     let key = ctx.open_key(&args[1])?;
     let mut sum = 0;
     for _ in 0..args[2].parse_integer()? {
@@ -148,7 +150,7 @@ fn calls_len(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 
 /// `BG.CALLS-GET key n`: `n` calls of a key function that returns bytes (`string-read`).
-fn calls_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+fn calls_get(ctx: &Context, args: &[RedisString]) -> RedisResult {
     let key = ctx.open_key(&args[1])?;
     let mut sum = 0;
     for _ in 0..args[2].parse_integer()? {
@@ -158,7 +160,7 @@ fn calls_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 
 /// `BG.CALLS-OPEN key n`: `n` times opening a key and closing it (two host calls).
-fn calls_open(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+fn calls_open(ctx: &Context, args: &[RedisString]) -> RedisResult {
     let n = args[2].parse_integer()?;
     for _ in 0..n {
         ctx.open_key(&args[1])?;
@@ -168,7 +170,7 @@ fn calls_open(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 /// `BG.LRANGE key`: the sum of a list of integers, through a call of `LRANGE` (its elements
 /// read in batches, without copying).
-fn lrange(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+fn lrange(ctx: &Context, args: &[RedisString]) -> RedisResult {
     let reply = ctx.call("LRANGE", &[&args[1], &0, &-1])?.into_result()?;
     let mut sum: i64 = 0;
     let mut start = 0;
@@ -191,7 +193,7 @@ fn lrange(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 
 /// `BG.LOOP`: 10,000 rounds of xorshift.
-fn xorshift(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+fn xorshift(_ctx: &Context, _args: &[RedisString]) -> RedisResult {
     // black_box: the seed is opaque, so the compiler cannot fold the loop away.
     let mut x: u32 = std::hint::black_box(2_463_534_242);
     for _ in 0..10_000 {
@@ -208,7 +210,7 @@ fn echo(_ctx: &Context, mut args: Vec<RedisString>) -> RedisResult {
 }
 
 /// `BG.ARRAY`: a 100-element array.
-fn array(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+fn array(_ctx: &Context, _args: &[RedisString]) -> RedisResult {
     Ok(RedisValue::Array(
         (0..100).map(RedisValue::Integer).collect(),
     ))

@@ -1,5 +1,7 @@
 //! Test guest: registers the commands named in its load arguments, as `name flags` pairs.
 //! `WASM.LOAD configurable.wasm ARGS get readonly` tries to register a command called GET.
+//! Each replies its own name; one whose name ends in `.borrowed` is a closure that borrows its
+//! arguments and replies them all (name first), the other form `create_command` takes.
 
 use redis_wasm_sdk::{
     Context, InitContext, RedisError, RedisResult, RedisString, RedisValue, redis_module,
@@ -17,7 +19,19 @@ fn init(ctx: &InitContext, args: &[RedisString]) -> Result<(), RedisError> {
             .map(|f| f.try_as_str())
             .transpose()?
             .unwrap_or("readonly");
-        ctx.create_command(name, reply_name, flags, 0, 0, 0)?;
+        if name.ends_with(".borrowed") {
+            let echo = |_: &Context, args: &[RedisString]| -> RedisResult {
+                Ok(RedisValue::Array(
+                    args.iter()
+                        .cloned()
+                        .map(RedisValue::BulkRedisString)
+                        .collect(),
+                ))
+            };
+            ctx.create_command(name, echo, flags, 0, 0, 0)?;
+        } else {
+            ctx.create_command(name, reply_name, flags, 0, 0, 0)?;
+        }
     }
     Ok(())
 }
