@@ -153,7 +153,10 @@ macro_rules! redis_module {
                 commands: vec![
                     $($crate::__private::CommandDef {
                         name: $cmd_name,
-                        handler: $crate::__private::form_of(&$cmd_fn).handler($cmd_fn),
+                        handler: {
+                            let function = $cmd_fn;
+                            $crate::__private::form_of(&function).handler(function)
+                        },
                         flags: $cmd_flags,
                         first_key: $first_key,
                         last_key: $last_key,
