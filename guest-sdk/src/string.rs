@@ -58,9 +58,25 @@ impl RedisString {
         RedisString(Bytes::Own(Cow::Owned(bytes.into())))
     }
 
-    /// A string holding the decimal form of `value` (`RedisModule_CreateStringFromLongLong`).
+    /// A string holding the decimal form of `value` (`RedisModule_CreateStringFromLongLong`),
+    /// made without an allocation (at most 20 bytes: an inline string).
     pub fn from_i64(value: i64) -> Self {
-        RedisString::copied(value.to_string().as_bytes())
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut magnitude = value.unsigned_abs();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (magnitude % 10) as u8;
+            magnitude /= 10;
+            if magnitude == 0 {
+                break;
+            }
+        }
+        if value < 0 {
+            at -= 1;
+            digits[at] = b'-';
+        }
+        RedisString::copied(&digits[at..])
     }
 
     /// A string of bytes that live as long as the guest (a command's name), without a copy.
@@ -395,6 +411,30 @@ mod tests {
             RedisString::from_i64(i64::MIN).as_slice(),
             b"-9223372036854775808"
         );
+    }
+
+    #[test]
+    fn integers_format_as_decimal_inline_strings() {
+        for value in [
+            0,
+            1,
+            -1,
+            9,
+            10,
+            -10,
+            99,
+            100,
+            123_456_789,
+            -987_654_321_012,
+            i64::MAX,
+            i64::MIN,
+            i64::MIN + 1,
+        ] {
+            let string = RedisString::from_i64(value);
+            assert_eq!(string.as_slice(), value.to_string().as_bytes());
+            assert!(matches!(string.0, Bytes::Inline(..)), "{value}");
+            assert_eq!(string.parse_integer(), Ok(value));
+        }
     }
 
     #[test]

@@ -43,7 +43,7 @@ fn read_modify_write(ctx: &Context, args: &[RedisString]) -> Result<i64, RedisEr
     }
     .checked_add(1)
     .ok_or(RedisError::Str("ERR increment or decrement would overflow"))?;
-    key.string_set(value.to_string())?;
+    key.string_set(RedisString::from_i64(value))?;
     Ok(value)
 }
 
