@@ -16,26 +16,6 @@ pub use wit::{HashSetFlags, KeyType, ListWhere, ZaddFlags, ZaddOutcome};
 /// Why a key operation failed.
 pub type KeyError = wit::KeyError;
 
-/// What `make` makes of the bytes of `short` (as `string-read-words` returns them); an error
-/// if its length is past the 112 bytes of its words (a host's mistake).
-fn with_short_bytes<T>(short: &wit::ShortBytes, make: impl FnOnce(&[u8]) -> T) -> Result<T> {
-    let mut bytes = [0u8; 112];
-    let (a, b, c, d, e, f, g) = short.low;
-    let (h, i, j, k, l, m, n) = short.high;
-    for (at, word) in [a, b, c, d, e, f, g, h, i, j, k, l, m, n]
-        .into_iter()
-        .enumerate()
-    {
-        bytes[at * 8..at * 8 + 8].copy_from_slice(&word.to_le_bytes());
-    }
-    match bytes.get(..short.length as usize) {
-        Some(read) => Ok(make(read)),
-        None => Err(KeyError::Invalid(
-            "ERR the host sent a malformed short read".into(),
-        )),
-    }
-}
-
 impl From<KeyError> for RedisError {
     fn from(e: KeyError) -> Self {
         match e {
@@ -155,21 +135,14 @@ impl Key {
         wit::string_set(self.0, value.as_ref())
     }
 
-    /// The whole string value (empty for a missing key). Up to 112 bytes come back without a
-    /// call into the guest's allocator (`string-read-words`), and up to 22 are kept inline.
+    /// The whole string value (empty for a missing key).
     pub fn string_get(&self) -> Result<RedisString> {
-        match wit::string_read_words(self.0, 0, u64::MAX)? {
-            wit::ReadBytes::Short(short) => with_short_bytes(&short, RedisString::copied),
-            wit::ReadBytes::Long(bytes) => Ok(RedisString::from(bytes)),
-        }
+        wit::string_read(self.0, 0, u64::MAX).map(RedisString::from)
     }
 
     /// Reads `len` bytes at `offset` (the read half of `RedisModule_StringDMA`).
     pub fn string_read(&self, offset: usize, len: usize) -> Result<Vec<u8>> {
-        match wit::string_read_words(self.0, offset as u64, len as u64)? {
-            wit::ReadBytes::Short(short) => with_short_bytes(&short, <[u8]>::to_vec),
-            wit::ReadBytes::Long(bytes) => Ok(bytes),
-        }
+        wit::string_read(self.0, offset as u64, len as u64)
     }
 
     /// `RedisModule_ModuleTypeGetValue`: the key's value of `data_type` (`None` for an empty
@@ -489,47 +462,4 @@ pub(crate) fn split_at_ends<'a>(
 pub(crate) fn piece_ranges(ends: &[u32]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
     let starts = std::iter::once(0).chain(ends.iter().map(|&end| end as usize));
     starts.zip(ends).map(|(start, &end)| start..end as usize)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn short(bytes: &[u8], length: u32) -> wit::ShortBytes {
-        let mut padded = [0u8; 112];
-        padded[..bytes.len()].copy_from_slice(bytes);
-        let word = |i: usize| u64::from_le_bytes(padded[i * 8..i * 8 + 8].try_into().unwrap());
-        wit::ShortBytes {
-            length,
-            low: (
-                word(0),
-                word(1),
-                word(2),
-                word(3),
-                word(4),
-                word(5),
-                word(6),
-            ),
-            high: (
-                word(7),
-                word(8),
-                word(9),
-                word(10),
-                word(11),
-                word(12),
-                word(13),
-            ),
-        }
-    }
-
-    #[test]
-    fn short_reads_unpack_to_their_bytes() {
-        let value: Vec<u8> = (0..112u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
-        for length in [0, 1, 8, 22, 23, 57, 111, 112] {
-            let read = with_short_bytes(&short(&value[..length], length as u32), <[u8]>::to_vec);
-            assert_eq!(read.ok(), Some(value[..length].to_vec()), "{length} bytes");
-        }
-        // A length past the words is the host's mistake, not bytes.
-        assert!(with_short_bytes(&short(&value, 113), <[u8]>::to_vec).is_err());
-    }
 }

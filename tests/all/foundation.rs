@@ -474,7 +474,7 @@ fn arguments_are_binary_safe() {
     // sees the same either way. The SDK's guests export all three (`raw-guest` shows which one
     // the host calls).
     let component = std::fs::read(guests::BASICS).expect("the basics guest");
-    let packed_export = b"redis:module/packed-arguments@0.3.6";
+    let packed_export = b"redis:module/packed-arguments@0.3.5";
     assert!(
         component
             .windows(packed_export.len())
@@ -857,7 +857,7 @@ fn load_errors_name_the_cause_and_leave_nothing_behind() {
         (
             guests::FUTURE_WORLD.into(),
             vec![],
-            "the guest was built for redis:module@0.4.0, but this host implements redis:module@0.3.6",
+            "the guest was built for redis:module@0.4.0, but this host implements redis:module@0.3.5",
         ),
         (
             guests::CONFIGURABLE.into(),

@@ -1400,62 +1400,6 @@ fn index_edits_replicate_exactly_even_into_lists_holding_an_earlier_marker() {
 }
 
 #[test]
-fn string_reads_come_back_whole_however_they_cross() {
-    // Up to 112 bytes cross in words (`string-read-words`' `short`), more as a list (`long`):
-    // every length around the edges, with bytes that are not text, must read back exactly,
-    // and as `string-read` (the list form, which `raw-guest` calls) reads them.
-    let server = api_server();
-    let mut c = server.client();
-    let loaded = c.cmd(&["WASM.LOAD", guests::RAW_GUEST, "ARGS", "fine"]);
-    assert!(matches!(loaded, Reply::Bulk(_)), "{loaded:?}");
-    let value: Vec<u8> = (0..70_000u32).map(|i| (i * 7 + 3) as u8).collect();
-    for length in [0, 1, 7, 8, 22, 23, 111, 112, 113, 1_000, 70_000] {
-        let stored = &value[..length];
-        assert_eq!(
-            c.cmd_bytes(&[b"SET", b"s", stored]),
-            Reply::Status("OK".into())
-        );
-        assert_eq!(
-            c.cmd(&["API.KEY", "string-get", "s"]),
-            Reply::Bulk(stored.to_vec()),
-            "string-get of {length} bytes"
-        );
-        // Windows of 112 and 113 bytes, at the start, inside and past the end of the value.
-        for (offset, len) in [
-            (0, 112),
-            (0, 113),
-            (5, 112),
-            (5, 113),
-            (length, 112),
-            (length + 1, 1),
-        ] {
-            let want = stored
-                .get(offset.min(length)..(offset + len).min(length))
-                .unwrap_or(&[])
-                .to_vec();
-            let (offset, len) = (offset.to_string(), len.to_string());
-            for read in [
-                ["API.KEY", "string-read", "s", &offset, &len],
-                ["RAW.CMD", "string-read", "s", &offset, &len],
-            ] {
-                assert_eq!(
-                    c.cmd(&read),
-                    Reply::Bulk(want.clone()),
-                    "{read:?} of {length} bytes"
-                );
-            }
-        }
-    }
-    // A missing key reads as empty; another type is refused.
-    assert_eq!(c.cmd(&["API.KEY", "string-get", "missing"]), bulk(""));
-    c.cmd(&["RPUSH", "l", "x"]);
-    assert_eq!(
-        c.cmd(&["API.KEY", "string-get", "l"]),
-        Reply::Error("KEYERR wrong-type".into())
-    );
-}
-
-#[test]
 fn low_level_keys_work_and_replicate_exactly() {
     let master = api_server();
     let replica = Server::start();

@@ -6,7 +6,7 @@ use redis_module::raw;
 
 use super::bindings::redis::module::keys::{
     DataValue, HashSetFlags, Host, Key, KeyError, KeyType, ListRangeBatch, ListWhere, OpenMode,
-    ReadBytes, ScanBatch, ShortBytes, ZaddFlags, ZaddOutcome, ZsetRangeBatch,
+    ScanBatch, ZaddFlags, ZaddOutcome, ZsetRangeBatch,
 };
 use super::{MAX_BATCH_BYTES, batch_room};
 use crate::ffi::{self, KeyAccess, KeyValue, RawKey, TypeValue};
@@ -528,11 +528,26 @@ impl Host for GuestState {
     }
 
     fn string_read(&mut self, handle: Key, offset: u64, len: u64) -> R<Vec<u8>> {
-        read_string(self, handle, offset, len, <[u8]>::to_vec)
-    }
-
-    fn string_read_words(&mut self, handle: Key, offset: u64, len: u64) -> R<ReadBytes> {
-        read_string(self, handle, offset, len, read_bytes)
+        let Ok(scope) = self.command() else {
+            return Ok(Err(KeyError::Closed));
+        };
+        // Reading is by `RedisModule_StringDMA`, which may replace the value object (when the
+        // key holds a string: other types' ranges on other handles go on).
+        if scope.holds_several_keys()
+            && scope
+                .key(handle)
+                .is_ok_and(|(key, _, _)| expect_type(key, STRING).is_ok())
+        {
+            scope.close_other_handles(handle);
+        }
+        let read = scope.key(handle).and_then(|(key, _, _)| {
+            expect_type(key, STRING)?;
+            match &key.raw {
+                None => Ok(Vec::new()),
+                Some(raw) => raw.string_read(offset, len).ok_or(KeyFault::WrongType),
+            }
+        });
+        Ok(read.map_err(Into::into))
     }
 
     fn string_write(&mut self, handle: Key, offset: u64, data: Vec<u8>) -> R<()> {
@@ -1159,57 +1174,4 @@ fn range(key: &KeyHandle) -> Result<Option<&RawKey>, KeyFault> {
         RangeState::Active => Ok(key.raw.as_ref().filter(|_| type_of(key) == ZSET)),
         RangeState::None | RangeState::Interrupted => Err(KeyFault::NoRange),
     }
-}
-
-/// The most bytes `string-read-words` returns as words.
-const SHORT_BYTES: usize = 14 * 8;
-
-/// Bytes for `string-read-words`: in words when they fit (no list to lower, so no call into
-/// the guest's allocator; ≈ 700 instructions less for a short value).
-fn read_bytes(bytes: &[u8]) -> ReadBytes {
-    let mut padded = [0u8; SHORT_BYTES];
-    let Some(start) = padded.get_mut(..bytes.len()) else {
-        return ReadBytes::Long(bytes.to_vec());
-    };
-    start.copy_from_slice(bytes);
-    let word = |i: usize| u64::from_le_bytes(padded[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-    #[rustfmt::skip]
-    let short = ShortBytes {
-        length: bytes.len() as u32,
-        low: (word(0), word(1), word(2), word(3), word(4), word(5), word(6)),
-        high: (word(7), word(8), word(9), word(10), word(11), word(12), word(13)),
-    };
-    ReadBytes::Short(short)
-}
-
-/// `string-read` and `string-read-words`: what `read` makes of the bytes read.
-fn read_string<T>(
-    state: &mut GuestState,
-    handle: Key,
-    offset: u64,
-    len: u64,
-    read: impl FnOnce(&[u8]) -> T,
-) -> R<T> {
-    let Ok(scope) = state.command() else {
-        return Ok(Err(KeyError::Closed));
-    };
-    // Reading is by `RedisModule_StringDMA`, which may replace the value object (when the
-    // key holds a string: other types' ranges on other handles go on).
-    if scope.holds_several_keys()
-        && scope
-            .key(handle)
-            .is_ok_and(|(key, _, _)| expect_type(key, STRING).is_ok())
-    {
-        scope.close_other_handles(handle);
-    }
-    let read = scope.key(handle).and_then(|(key, _, _)| {
-        expect_type(key, STRING)?;
-        match &key.raw {
-            None => Ok(read(&[])),
-            Some(raw) => raw
-                .string_read_with(offset, len, read)
-                .ok_or(KeyFault::WrongType),
-        }
-    });
-    Ok(read.map_err(Into::into))
 }

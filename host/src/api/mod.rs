@@ -37,7 +37,7 @@ pub use bindings::redis::module::registration::CommandSpec as WitCommandSpec;
 
 /// The WIT package every guest must be built against, and its version.
 pub const WIT_PACKAGE: &str = "redis:module";
-pub const WIT_VERSION: (u64, u64, u64) = (0, 3, 6);
+pub const WIT_VERSION: (u64, u64, u64) = (0, 3, 5);
 
 /// Where a batch (`list-range`, `zset-range-next-batch`, `scan-key`, `call-reply-elements`)
 /// stops adding elements: enough that the crossing is a small part of its cost, bounded so one

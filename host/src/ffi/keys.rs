@@ -413,30 +413,16 @@ impl RawKey {
 
     /// Copies bytes `offset..offset+len` (clipped to the string).
     pub fn string_read(&self, offset: u64, len: u64) -> Option<Vec<u8>> {
-        self.string_read_with(offset, len, <[u8]>::to_vec)
-    }
-
-    /// What `read` makes of up to `len` bytes from `offset` (fewer at the end), borrowed from
-    /// the value; `None` if not a string.
-    pub fn string_read_with<R>(
-        &self,
-        offset: u64,
-        len: u64,
-        read: impl FnOnce(&[u8]) -> R,
-    ) -> Option<R> {
         let (p, size) = self.dma(MODE_READ)?;
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(size);
         let end = start
             .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
             .min(size);
         if start == end {
-            return Some(read(&[]));
+            return Some(Vec::new());
         }
-        // SAFETY: DMA gives `size` readable bytes; start..end is inside them, and the key stays
-        // open (and the value unchanged) while `read` borrows them.
-        Some(read(unsafe {
-            std::slice::from_raw_parts(p.add(start), end - start)
-        }))
+        // SAFETY: DMA gives `size` readable bytes; start..end is inside them.
+        Some(unsafe { std::slice::from_raw_parts(p.add(start), end - start) }.to_vec())
     }
 
     /// Overwrites bytes in place; false if not a string or the range is outside it.

@@ -8,8 +8,6 @@
 //! `RAW.CMD both` does both (a second reply). `RAW.CMD transport <arg>...` replies which export
 //! the host called (`words` for `word-arguments.invoke`, `packed` for
 //! `packed-arguments.invoke`, `lists` for `guest.invoke`) and each argument's length.
-//! `RAW.CMD string-read <key> <offset> <len>` replies what the list form of `string-read`
-//! returns (the SDK reads through `string-read-words`).
 //!
 //! With `relay <name>` it loads as guest `<name>` (so several copies can be loaded) with one
 //! command, `<name>.relay <frames> [<command> <arg>...]`: it recurses `frames` deep (about 2,000
@@ -22,7 +20,7 @@ use std::hint::black_box;
 use redis_wasm_sdk::wit::exports::redis::module::guest::Guest;
 use redis_wasm_sdk::wit::redis::module::call::{CallFlags, CallValue, call};
 use redis_wasm_sdk::wit::redis::module::types::LogLevel;
-use redis_wasm_sdk::wit::redis::module::{keys, log, registration, reply};
+use redis_wasm_sdk::wit::redis::module::{log, registration, reply};
 
 /// A line in the Redis log's format, which `init-error-forged` and `log-forged` try to write
 /// after a newline of their own.
@@ -193,21 +191,6 @@ fn run(args: Vec<Vec<u8>>, transport: &str) -> Option<i64> {
         Some(b"both") => {
             reply::reply_with_simple_string("OK");
             Some(7)
-        }
-        Some(b"string-read") if args.len() == 4 => {
-            let number = |arg: &[u8]| {
-                std::str::from_utf8(arg)
-                    .ok()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0)
-            };
-            let read = keys::open_key(&args[1], keys::OpenMode::READ)
-                .and_then(|key| keys::string_read(key, number(&args[2]), number(&args[3])));
-            match read {
-                Ok(bytes) => reply::reply_with_string_buffer(&bytes),
-                Err(e) => reply::reply_with_error(&format!("ERR {e:?}")),
-            }
-            None
         }
         Some(b"transport") => {
             // How the arguments came, then each one's length: what the host sent.

@@ -460,7 +460,7 @@ fn host_call_costs(c: &mut Client, port: u16) {
             Some("bench:string"),
         ),
         (
-            "`string-read-words` of a 5-byte string (bytes back, as values)",
+            "`string-read` of a 5-byte string (bytes back)",
             "BG.CALLS-GET",
             Some("bench:string"),
         ),
